@@ -1,0 +1,151 @@
+//! The crate's one error type.
+//!
+//! Every variant is a case a host handles differently. No variant carries a
+//! secret, a code or a backup code: messages are safe to log and to show.
+
+/// Why a submitted one-time code or backup code could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodeFormatError {
+    /// Nothing was typed (or only white space).
+    Empty,
+    /// Far longer than any code; not looked at further.
+    TooLong,
+    /// A character that is neither a digit nor a space between groups.
+    InvalidCharacter,
+    /// The right characters, but not as many digits as the policy asks for.
+    WrongLength {
+        /// Digits the policy asks for.
+        expected: u8,
+        /// Digits that were typed.
+        found: usize,
+    },
+}
+
+impl core::fmt::Display for CodeFormatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("no code was entered"),
+            Self::TooLong => f.write_str("the input is far longer than a code"),
+            Self::InvalidCharacter => f.write_str("only digits (and spaces between groups) are allowed"),
+            Self::WrongLength { expected, found } => {
+                write!(f, "expected {expected} digits, got {found}")
+            }
+        }
+    }
+}
+
+/// Why a shared secret was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// The text is not base32 (RFC 4648 alphabet, any case, spaces and padding allowed).
+    InvalidBase32,
+    /// Shorter than the minimum the caller asked for.
+    TooShort {
+        /// Bits in the secret offered.
+        bits: usize,
+        /// Bits required.
+        minimum: usize,
+    },
+    /// Longer than any authenticator uses; refused so input size stays bounded.
+    TooLong,
+}
+
+impl core::fmt::Display for SecretError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::InvalidBase32 => f.write_str("the secret is not valid base32"),
+            Self::TooShort { bits, minimum } => {
+                write!(f, "the secret has {bits} bits, at least {minimum} are required")
+            }
+            Self::TooLong => f.write_str("the secret is longer than allowed"),
+        }
+    }
+}
+
+/// Why an `otpauth://` URI could not be parsed or built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UriError {
+    /// Longer than any enrolment URI; not looked at further.
+    TooLong,
+    /// Does not start with `otpauth://`.
+    NotOtpauth,
+    /// An OTP type other than `totp` (e.g. `hotp`): not usable for enrolment here.
+    UnsupportedType,
+    /// The label (`issuer:account`) is missing or empty.
+    MissingLabel,
+    /// Percent-encoding that does not decode to UTF-8.
+    BadEncoding,
+    /// No `secret=` parameter.
+    MissingSecret,
+    /// The `secret=` parameter is not acceptable.
+    BadSecret(SecretError),
+    /// The issuer prefix of the label differs from the `issuer=` parameter.
+    IssuerMismatch,
+    /// `algorithm=` names something other than SHA1, SHA256 or SHA512.
+    UnsupportedAlgorithm,
+    /// `digits=` is not 6, 7 or 8.
+    DigitsOutOfRange,
+    /// `period=` is zero.
+    ZeroPeriod,
+    /// `period=` (or another number) is not a number.
+    BadNumber,
+    /// A parameter appears twice.
+    DuplicateParameter,
+    /// Issuer or account contains a colon, which the label format cannot carry.
+    ColonInName,
+}
+
+impl core::fmt::Display for UriError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let text = match self {
+            Self::TooLong => "the URI is longer than allowed",
+            Self::NotOtpauth => "not an otpauth:// URI",
+            Self::UnsupportedType => "only otpauth://totp/ URIs are supported",
+            Self::MissingLabel => "the URI has no issuer:account label",
+            Self::BadEncoding => "the URI's percent-encoding is not valid UTF-8",
+            Self::MissingSecret => "the URI has no secret parameter",
+            Self::BadSecret(e) => return write!(f, "the URI's secret is unusable: {e}"),
+            Self::IssuerMismatch => "the label's issuer differs from the issuer parameter",
+            Self::UnsupportedAlgorithm => "algorithm must be SHA1, SHA256 or SHA512",
+            Self::DigitsOutOfRange => "digits must be 6, 7 or 8",
+            Self::ZeroPeriod => "period must be at least one second",
+            Self::BadNumber => "a numeric parameter is not a number",
+            Self::DuplicateParameter => "a parameter appears more than once",
+            Self::ColonInName => "issuer and account name must not contain ':'",
+        };
+        f.write_str(text)
+    }
+}
+
+/// Everything that can go wrong in portal-mfa.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The submitted code could not be read; ask the user to type it again.
+    #[error("malformed code: {0}")]
+    MalformedCode(CodeFormatError),
+    /// A shared secret was refused.
+    #[error("invalid secret: {0}")]
+    InvalidSecret(SecretError),
+    /// An `otpauth://` URI could not be parsed or built.
+    #[error("invalid otpauth URI: {0}")]
+    InvalidUri(UriError),
+    /// OTP parameters out of range (digits, period, window).
+    #[error("invalid OTP parameters: {0}")]
+    InvalidParameters(&'static str),
+    /// The time is before the TOTP epoch T0; the host clock is wrong.
+    #[error("the time is before the TOTP epoch")]
+    TimeBeforeEpoch,
+    /// The time step or counter does not fit in 64 bits.
+    #[error("the time step overflows 64 bits")]
+    TimeOverflow,
+    /// The enrolment URI does not fit in a QR code.
+    #[error("the enrolment URI is too long for a QR code")]
+    QrTooLong,
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;
