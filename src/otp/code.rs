@@ -51,7 +51,10 @@ impl Code {
             }
         }
         if found != usize::from(digits.get()) {
-            return Err(Error::MalformedCode(CodeFormatError::WrongLength { expected: digits.get(), found }));
+            return Err(Error::MalformedCode(CodeFormatError::WrongLength {
+                expected: digits.get(),
+                found,
+            }));
         }
         Ok(Self { value, digits })
     }
@@ -65,7 +68,11 @@ impl Code {
     /// ⚠️ A live code is a credential for the rest of its time step: show it
     /// only to its owner, never log it.
     pub fn expose(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!("{:0width$}", self.value, width = usize::from(self.digits.get())))
+        Zeroizing::new(format!(
+            "{:0width$}",
+            self.value,
+            width = usize::from(self.digits.get())
+        ))
     }
 
     /// Number of digits.
@@ -73,19 +80,19 @@ impl Code {
         self.digits
     }
 
-    /// Among `candidates`, the last counter whose code equals this one.
+    /// Folds the candidates `values` (for counters `first, first + 1, …`) into
+    /// `found`/`matched`, keeping the last counter whose value equals this code.
     ///
-    /// Every candidate is computed and compared, in constant time, whatever
-    /// matches: timing tells nothing about which step (if any) matched.
-    pub(crate) fn match_last(&self, candidates: impl Iterator<Item = (u64, u32)>) -> Option<u64> {
-        let mut found = Choice::from(0);
-        let mut matched = 0u64;
-        for (counter, value) in candidates {
+    /// Every candidate is compared in constant time, whatever matches: timing
+    /// tells nothing about which step (if any) matched.
+    pub(crate) fn fold_matches(&self, first: u64, values: &[u32], found: &mut Choice, matched: &mut u64) {
+        let mut counter = first;
+        for value in values {
             let equal = value.ct_eq(&self.value);
             matched.conditional_assign(&counter, equal);
-            found |= equal;
+            *found |= equal;
+            counter = counter.wrapping_add(1);
         }
-        bool::from(found).then_some(matched)
     }
 }
 

@@ -1,5 +1,7 @@
 //! HOTP (RFC 4226) and TOTP (RFC 6238) generation and verification.
 
+use subtle::Choice;
+
 use super::code::Code;
 use super::keyed::KeyedHmac;
 use super::params::{Algorithm, Digits, TotpParams, Window};
@@ -19,7 +21,10 @@ pub struct Hotp {
 impl Hotp {
     /// Loads a secret for `algorithm` and `digits`.
     pub fn new(secret: &Secret, algorithm: Algorithm, digits: Digits) -> Self {
-        Self { key: KeyedHmac::new(algorithm, secret.expose_bytes()), digits }
+        Self {
+            key: KeyedHmac::new(algorithm, secret.expose_bytes()),
+            digits,
+        }
     }
 
     /// The code for `counter`.
@@ -42,13 +47,33 @@ impl Hotp {
         if code.digits() == self.digits {
             Ok(())
         } else {
-            Err(Error::InvalidParameters("the code was parsed for a different number of digits"))
+            Err(Error::InvalidParameters(
+                "the code was parsed for a different number of digits",
+            ))
         }
     }
 
+    /// The last counter in `first ..= last` whose code equals `code`; every
+    /// candidate is computed and compared, with no early exit.
     fn match_range(&self, code: &Code, first: u64, last: u64) -> Option<u64> {
+        const CHUNK: usize = 32;
         let modulus = self.digits.modulus();
-        code.match_last((first..=last).map(|c| (c, self.key.code(c, modulus))))
+        let mut values = [0u32; CHUNK];
+        let mut found = Choice::from(0);
+        let mut matched = 0u64;
+        let mut start = first;
+        loop {
+            let remaining = last - start;
+            let n = usize::try_from(remaining).map_or(CHUNK, |r| r.saturating_add(1).min(CHUNK));
+            let chunk = &mut values[..n];
+            self.key.codes(start, modulus, chunk);
+            code.fold_matches(start, chunk, &mut found, &mut matched);
+            match start.checked_add(n as u64) {
+                Some(next) if next <= last => start = next,
+                _ => break,
+            }
+        }
+        bool::from(found).then_some(matched)
     }
 }
 
@@ -66,7 +91,10 @@ pub struct Totp {
 impl Totp {
     /// Loads a secret with its parameters.
     pub fn new(secret: &Secret, params: TotpParams) -> Self {
-        Self { hotp: Hotp::new(secret, params.algorithm(), params.digits()), params }
+        Self {
+            hotp: Hotp::new(secret, params.algorithm(), params.digits()),
+            params,
+        }
     }
 
     /// The parameters this verifier uses.
@@ -98,7 +126,7 @@ impl Totp {
     /// ⚠️ This does not remember anything. Accepting the same step twice is a
     /// replay: record the returned step and refuse steps at or before it, in the
     /// same atomic write that accepts the code. The state machine in this crate
-    /// ([`crate::state`]) does that for you.
+    /// does that for you.
     pub fn verify(&self, code: &Code, unix_time: u64, window: Window) -> Result<Option<u64>> {
         self.hotp.check_digits(code)?;
         let now = self.params.step_at(unix_time)?;
@@ -110,12 +138,18 @@ impl Totp {
 
 impl core::fmt::Debug for Hotp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Hotp").field("key", &"<redacted>").field("digits", &self.digits).finish()
+        f.debug_struct("Hotp")
+            .field("key", &"<redacted>")
+            .field("digits", &self.digits)
+            .finish()
     }
 }
 
 impl core::fmt::Debug for Totp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Totp").field("key", &"<redacted>").field("params", &self.params).finish()
+        f.debug_struct("Totp")
+            .field("key", &"<redacted>")
+            .field("params", &self.params)
+            .finish()
     }
 }

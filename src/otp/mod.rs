@@ -1,7 +1,7 @@
 //! The OTP engine: secrets, HOTP/TOTP, codes, `otpauth://` URIs and QR codes.
 //!
 //! Pure functions of their inputs: no state, no clock, no I/O. The lifecycle
-//! (replay protection, lockout, enrolment) lives in [`crate::state`].
+//! (replay protection, lockout, enrolment) lives in the state machine.
 
 mod code;
 mod generator;

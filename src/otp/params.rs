@@ -130,7 +130,12 @@ pub struct TotpParams {
 impl TotpParams {
     /// SHA-1, 6 digits, 30 s, T0 = 0: what every authenticator app honours.
     pub const fn standard() -> Self {
-        Self { algorithm: Algorithm::Sha1, digits: Digits::SIX, period: 30, t0: 0 }
+        Self {
+            algorithm: Algorithm::Sha1,
+            digits: Digits::SIX,
+            period: 30,
+            t0: 0,
+        }
     }
 
     /// Any combination; `period` is in seconds and must be at least 1.
@@ -138,7 +143,12 @@ impl TotpParams {
         if period == 0 {
             return Err(Error::InvalidParameters("period must be at least one second"));
         }
-        Ok(Self { algorithm, digits, period, t0: 0 })
+        Ok(Self {
+            algorithm,
+            digits,
+            period,
+            t0: 0,
+        })
     }
 
     /// Sets T0, the Unix time at which step 0 begins (RFC 6238 §4.1; almost always 0).

@@ -79,9 +79,7 @@ impl Secret {
             match c {
                 ' ' | '-' | '\t' => {}
                 '=' => seen_padding = true,
-                c if c.is_ascii_alphanumeric() && !seen_padding => {
-                    clean.push(c.to_ascii_uppercase())
-                }
+                c if c.is_ascii_alphanumeric() && !seen_padding => clean.push(c.to_ascii_uppercase()),
                 _ => return Err(Error::InvalidSecret(SecretError::InvalidBase32)),
             }
         }
@@ -97,7 +95,10 @@ impl Secret {
 
     /// Unpadded upper-case base32, as `otpauth://` URIs carry it.
     pub fn to_base32(&self) -> Zeroizing<String> {
-        Zeroizing::new(base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &self.bytes))
+        Zeroizing::new(base32::encode(
+            base32::Alphabet::Rfc4648 { padding: false },
+            &self.bytes,
+        ))
     }
 
     /// Base32 in blocks of four (`JBSW Y3DP EHPK 3PXP`), for typing into an app by hand.
@@ -134,7 +135,10 @@ impl Secret {
 
 fn check_len(len: usize, min_bits: usize) -> Result<()> {
     if len == 0 || len * 8 < min_bits {
-        return Err(Error::InvalidSecret(SecretError::TooShort { bits: len * 8, minimum: min_bits.max(8) }));
+        return Err(Error::InvalidSecret(SecretError::TooShort {
+            bits: len * 8,
+            minimum: min_bits.max(8),
+        }));
     }
     if len > Secret::MAX_BYTES {
         return Err(Error::InvalidSecret(SecretError::TooLong));

@@ -43,7 +43,12 @@ impl OtpAuthUri {
             return Err(Error::InvalidUri(UriError::MissingLabel));
         }
         let issuer = (!issuer.is_empty()).then(|| issuer.to_owned());
-        Ok(Self { issuer, account: account.to_owned(), secret, params })
+        Ok(Self {
+            issuer,
+            account: account.to_owned(),
+            secret,
+            params,
+        })
     }
 
     /// Parses a URI, requiring a secret of at least 128 bits.
@@ -89,7 +94,11 @@ impl OtpAuthUri {
             other => other,
         })?;
 
-        let param_issuer = fields.issuer.map(|v| decode(v, true)).transpose()?.map(|s| s.trim().to_owned());
+        let param_issuer = fields
+            .issuer
+            .map(|v| decode(v, true))
+            .transpose()?
+            .map(|s| s.trim().to_owned());
         let issuer = match (label_issuer, param_issuer) {
             (Some(a), Some(b)) if a != b => return Err(bad(UriError::IssuerMismatch)),
             (a, b) => b.or(a).filter(|s| !s.is_empty()),
@@ -115,7 +124,12 @@ impl OtpAuthUri {
             return Err(bad(UriError::ZeroPeriod));
         }
         let params = TotpParams::new(algorithm, digits, period)?;
-        Ok(Self { issuer, account, secret, params })
+        Ok(Self {
+            issuer,
+            account,
+            secret,
+            params,
+        })
     }
 
     /// The URI text.
