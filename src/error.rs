@@ -120,6 +120,31 @@ impl core::fmt::Display for UriError {
     }
 }
 
+/// What the policy does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyRefusal {
+    /// MFA cannot be enforced on a portal that signs users in through SAML/SSO
+    /// (nor can an enforced portal switch to SAML): the identity provider owns MFA there.
+    EnforcementWithSaml,
+    /// The last authenticator cannot be deleted while the portal enforces MFA.
+    LastAuthenticatorWhileEnforced,
+    /// Only an admin may do this.
+    AdminOnly,
+}
+
+impl core::fmt::Display for PolicyRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::EnforcementWithSaml => "MFA cannot be enforced on a portal that signs in through SAML",
+            Self::LastAuthenticatorWhileEnforced => {
+                "the last authenticator cannot be deleted while the portal enforces MFA"
+            }
+            Self::AdminOnly => "only an admin may do this",
+        })
+    }
+}
+
 /// Everything that can go wrong in portal-mfa.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -145,6 +170,62 @@ pub enum Error {
     /// The enrolment URI does not fit in a QR code.
     #[error("the enrolment URI is too long for a QR code")]
     QrTooLong,
+    /// The code is wrong. `attempts_left` before a lock (`None` where wrong codes
+    /// are not counted, as when confirming a new enrolment).
+    #[error("the code is not valid")]
+    WrongCode {
+        /// Wrong codes still allowed before MFA locks.
+        attempts_left: Option<u32>,
+    },
+    /// The code was right but its time step was already used (or is older than
+    /// one that was): a replay. Ask for the next code.
+    #[error("this code was already used; wait for the next one")]
+    ReplayedCode,
+    /// Too many wrong codes: MFA is locked for this user.
+    #[error("too many wrong codes; locked{}", match .until { Some(t) => format!(" until {t}"), None => " until an admin resets MFA".to_owned() })]
+    LockedOut {
+        /// Unix time the lock ends; `None`: until an admin reset.
+        until: Option<u64>,
+    },
+    /// The user has no confirmed authenticator to check a code against.
+    #[error("the user has not enrolled an authenticator")]
+    NotEnrolled,
+    /// There is no enrolment waiting for confirmation.
+    #[error("no enrolment is waiting for confirmation")]
+    NoPendingEnrolment,
+    /// The pending enrolment expired; start again.
+    #[error("the enrolment expired; start again")]
+    EnrolmentExpired,
+    /// This change needs a fresh TOTP or backup code from the user.
+    #[error("a fresh code is required for this change")]
+    ProofRequired,
+    /// No authenticator with that id.
+    #[error("no such authenticator")]
+    UnknownAuthenticator,
+    /// The user has as many authenticators as allowed.
+    #[error("too many authenticators")]
+    TooManyAuthenticators,
+    /// An authenticator label must have 1 to 64 printable characters.
+    #[error("an authenticator label must have 1 to 64 printable characters")]
+    InvalidLabel,
+    /// The policy does not allow this.
+    #[error("not allowed: {0}")]
+    NotAllowed(PolicyRefusal),
+    /// A policy setting is out of range.
+    #[error("invalid policy: {0}")]
+    InvalidPolicy(&'static str),
+    /// A stored record does not make sense; it was not used.
+    #[error("stored MFA record is corrupt: {0}")]
+    CorruptRecord(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] crate::store::StorageError),
+    /// Other writers kept changing the record; gave up after this many attempts.
+    #[error("the record kept changing under concurrent writers ({attempts} attempts)")]
+    Conflict {
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 /// Result with the crate's [`Error`].

@@ -4,8 +4,24 @@
 // Library code answers with errors; tests may unwrap.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod backup;
+pub mod clock;
 pub mod error;
+pub mod event;
+pub mod ids;
 pub mod otp;
+pub mod policy;
+pub mod portal;
+pub mod state;
+pub mod store;
 
-pub use error::{CodeFormatError, Error, Result, SecretError, UriError};
+pub use backup::{BackupCodes, IssuedBackupCodes};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CodeFormatError, Error, PolicyRefusal, Result, SecretError, UriError};
+pub use event::{Actor, AuditEvent, EventKind, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
+pub use ids::{AuthenticatorId, PortalId, UserId, UserKind};
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
+pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
+pub use portal::{EnrolmentOptions, Portal};
+pub use state::{EnrolReason, EnrolmentConfirmed, MfaRecord, SignInStep, SignInVerified, StartedEnrolment};
+pub use store::{EventQuery, MemoryStore, MfaStore, StorageError};

@@ -1,0 +1,202 @@
+//! Audit events: what happened, to whom, by whom, when. Never a secret or a code.
+//!
+//! Every transition returns its events; the driver commits them with the new
+//! state in one write, so the trail never disagrees with the state.
+
+use std::sync::Arc;
+
+use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::policy::{Enforcement, SignInMethod};
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Actor {
+    /// The user the record belongs to.
+    User,
+    /// An administrator, by the host's identifier.
+    Admin(Arc<str>),
+    /// The library itself (e.g. a lock that expired).
+    System,
+}
+
+/// Why an admin reset a user's MFA (the reasons the feature requests list).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResetReason {
+    /// The phone with the authenticator is lost.
+    LostDevice,
+    /// The user moved to a new phone without transferring the authenticator.
+    NewDevice,
+    /// The user is locked out (no codes, no backup codes).
+    LockedOut,
+    /// A security incident requires new secrets.
+    SecurityIncident,
+    /// Anything else, in the admin's words (keep secrets out of it).
+    Other(Arc<str>),
+}
+
+/// What a reset leaves the user with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ResetMode {
+    /// The default: the user must enrol again at the next sign-in, even where
+    /// the policy does not enforce MFA.
+    #[default]
+    ForceReenrolment,
+    /// Only remove the device: a self-configured user may then sign in without
+    /// MFA (an enforced policy still sends them to enrolment).
+    RemoveOnly,
+}
+
+/// How a sign-in's second factor was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Factor {
+    /// A TOTP code from this authenticator.
+    Totp(AuthenticatorId),
+    /// A backup code.
+    BackupCode,
+}
+
+/// Why an authenticator was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// The user deleted it.
+    Deleted,
+    /// A newly confirmed authenticator replaced it.
+    Replaced,
+    /// An admin reset removed it.
+    AdminReset,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The portal's enforcement changed.
+    EnforcementChanged {
+        /// The new setting.
+        enforcement: Enforcement,
+    },
+    /// The portal's sign-in method changed.
+    SignInMethodChanged {
+        /// The new method.
+        method: SignInMethod,
+    },
+    /// The portal's OTP, lockout, enrolment or backup-code settings changed.
+    PolicySettingsChanged,
+    /// A grace sign-in without MFA was allowed.
+    GraceSignIn {
+        /// Grace sign-ins left, if counted.
+        remaining: Option<u32>,
+    },
+    /// An enrolment was started (a pending secret exists).
+    EnrolmentStarted {
+        /// The authenticator this enrolment will replace, if any.
+        replaces: Option<AuthenticatorId>,
+    },
+    /// A pending enrolment was abandoned or superseded.
+    EnrolmentCancelled,
+    /// A confirmed authenticator is active.
+    AuthenticatorAdded {
+        /// Its id.
+        authenticator: AuthenticatorId,
+        /// Its label.
+        label: Arc<str>,
+    },
+    /// An authenticator was removed.
+    AuthenticatorRemoved {
+        /// Its id.
+        authenticator: AuthenticatorId,
+        /// Why.
+        cause: RemovalCause,
+    },
+    /// A batch of backup codes was generated (first enablement or regeneration).
+    BackupCodesIssued {
+        /// How many.
+        count: u8,
+        /// Whether this replaced an earlier batch.
+        regenerated: bool,
+    },
+    /// A backup code was used.
+    BackupCodeUsed {
+        /// Unused codes left.
+        remaining: u32,
+    },
+    /// The second factor was proven.
+    Verified {
+        /// How.
+        factor: Factor,
+    },
+    /// A wrong code was submitted.
+    VerificationFailed {
+        /// Consecutive failures so far.
+        consecutive_failures: u32,
+    },
+    /// A code for an already-used time step was submitted.
+    ReplayRejected {
+        /// The authenticator whose step it was.
+        authenticator: AuthenticatorId,
+    },
+    /// Too many failures: MFA is locked.
+    LockedOut {
+        /// Until when; `None` until an admin resets the user.
+        until: Option<u64>,
+    },
+    /// An admin reset the user's MFA.
+    MfaReset {
+        /// The reason given.
+        reason: ResetReason,
+        /// What the user is left with.
+        mode: ResetMode,
+        /// Authenticators removed.
+        authenticators_removed: u32,
+        /// Unused backup codes invalidated.
+        backup_codes_removed: u32,
+    },
+}
+
+impl EventKind {
+    /// Whether the user should be told (by email, say): changes to their
+    /// factors, backup-code use, lockouts and resets.
+    pub fn user_must_hear(&self) -> bool {
+        matches!(
+            self,
+            Self::AuthenticatorAdded { .. }
+                | Self::AuthenticatorRemoved { .. }
+                | Self::BackupCodesIssued { regenerated: true, .. }
+                | Self::BackupCodeUsed { .. }
+                | Self::LockedOut { .. }
+                | Self::MfaReset { .. }
+        )
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AuditEvent {
+    /// Unix time.
+    pub at: u64,
+    /// The portal.
+    pub portal: PortalId,
+    /// The user concerned; `None` for portal-wide events (policy changes).
+    pub user: Option<UserId>,
+    /// Who caused it.
+    pub actor: Actor,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Told about events a user must hear about, after they are committed.
+pub trait Notifier: Send + Sync {
+    /// Called once per committed event for which [`EventKind::user_must_hear`] is true.
+    fn notify(&self, event: &AuditEvent);
+}
+
+impl<F: Fn(&AuditEvent) + Send + Sync> Notifier for F {
+    fn notify(&self, event: &AuditEvent) {
+        self(event)
+    }
+}

@@ -1,0 +1,107 @@
+//! Who and what a record belongs to: portals, users, authenticators.
+
+use std::sync::Arc;
+
+/// A portal (one MFA policy), e.g. a customer portal shared by customers and vendors.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortalId(Arc<str>);
+
+impl PortalId {
+    /// A portal by its host-side identifier.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// The identifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The kinds of portal user the product documents name. One portal policy covers every kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum UserKind {
+    /// A customer of the portal's owner.
+    Customer,
+    /// A vendor (supplier) using the same portal.
+    Vendor,
+    /// A help-center contact.
+    Contact,
+    /// Any other kind of portal user.
+    Member,
+}
+
+impl UserKind {
+    /// A stable short name, for storage keys and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Vendor => "vendor",
+            Self::Contact => "contact",
+            Self::Member => "member",
+        }
+    }
+
+    /// The kind named by [`UserKind::as_str`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Customer, Self::Vendor, Self::Contact, Self::Member]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+/// A portal user: their kind and the host's identifier for them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId {
+    kind: UserKind,
+    id: Arc<str>,
+}
+
+impl UserId {
+    /// A user of `kind` with the host's identifier `id`.
+    pub fn new(kind: UserKind, id: impl Into<Arc<str>>) -> Self {
+        Self { kind, id: id.into() }
+    }
+
+    /// A customer.
+    pub fn customer(id: impl Into<Arc<str>>) -> Self {
+        Self::new(UserKind::Customer, id)
+    }
+
+    /// A vendor.
+    pub fn vendor(id: impl Into<Arc<str>>) -> Self {
+        Self::new(UserKind::Vendor, id)
+    }
+
+    /// A help-center contact.
+    pub fn contact(id: impl Into<Arc<str>>) -> Self {
+        Self::new(UserKind::Contact, id)
+    }
+
+    /// The user's kind.
+    pub fn kind(&self) -> UserKind {
+        self.kind
+    }
+
+    /// The host's identifier.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl core::fmt::Display for UserId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.id)
+    }
+}
+
+/// One of a user's authenticators, numbered from 1 within the user's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AuthenticatorId(pub u32);
+
+impl core::fmt::Display for AuthenticatorId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}

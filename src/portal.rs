@@ -1,0 +1,393 @@
+//! The driver a host calls: loads a record, runs the pure transition, commits
+//! the result with its events, retries on a version conflict.
+//!
+//! One [`Portal`] per portal (one policy for all its customers, vendors and
+//! contacts). Many app instances may each have one on the same store: the
+//! store's compare-and-swap keeps them from both accepting one code.
+
+use std::sync::{Arc, Mutex};
+
+use rand::CryptoRng;
+use rand::rngs::StdRng;
+
+use crate::backup::IssuedBackupCodes;
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::event::{Actor, AuditEvent, EventKind, Notifier, ResetMode, ResetReason};
+use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::otp::{Secret, TotpParams};
+use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
+use crate::state::{
+    Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
+    StartedEnrolment,
+};
+use crate::store::{Commit, EventQuery, MfaStore, Version};
+
+/// Options for [`Portal::start_enrolment`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnrolmentOptions<'a> {
+    /// The authenticator to replace once the new one is confirmed.
+    pub replaces: Option<AuthenticatorId>,
+    /// A fresh code, required when the user already has MFA.
+    pub proof: Option<&'a str>,
+}
+
+/// A portal's MFA, driven against a store.
+pub struct Portal<S, C = SystemClock, R = StdRng> {
+    id: PortalId,
+    issuer: Arc<str>,
+    store: S,
+    clock: C,
+    rng: Mutex<R>,
+    default_policy: PortalPolicy,
+    notifier: Option<Arc<dyn Notifier>>,
+    max_attempts: u32,
+}
+
+impl<S: MfaStore> Portal<S> {
+    /// A portal named `issuer` (what authenticator apps show) on `store`,
+    /// with the system clock and an OS-seeded CSPRNG.
+    pub fn new(id: PortalId, issuer: &str, store: S) -> Self {
+        Portal {
+            id,
+            issuer: issuer.into(),
+            store,
+            clock: SystemClock,
+            rng: Mutex::new(rand::make_rng()),
+            default_policy: PortalPolicy::default(),
+            notifier: None,
+            max_attempts: 32,
+        }
+    }
+}
+
+impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
+    /// Uses `clock` for time.
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> Portal<S, C2, R> {
+        Portal {
+            id: self.id,
+            issuer: self.issuer,
+            store: self.store,
+            clock,
+            rng: self.rng,
+            default_policy: self.default_policy,
+            notifier: self.notifier,
+            max_attempts: self.max_attempts,
+        }
+    }
+
+    /// Uses `rng` for secrets, backup codes and salts.
+    ///
+    /// ⚠️ It must be a cryptographically secure generator seeded from real
+    /// entropy; a seeded one is for tests only.
+    pub fn with_rng<R2: CryptoRng + Send>(self, rng: R2) -> Portal<S, C, R2> {
+        Portal {
+            id: self.id,
+            issuer: self.issuer,
+            store: self.store,
+            clock: self.clock,
+            rng: Mutex::new(rng),
+            default_policy: self.default_policy,
+            notifier: self.notifier,
+            max_attempts: self.max_attempts,
+        }
+    }
+
+    /// The policy used until an admin saves one.
+    #[must_use]
+    pub fn with_default_policy(mut self, policy: PortalPolicy) -> Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// Tells `notifier` about committed events the user must hear about.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: impl Notifier + 'static) -> Self {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
+    /// How many times an operation is tried when other writers keep winning (at least 1).
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The portal's id.
+    pub fn id(&self) -> &PortalId {
+        &self.id
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The portal's policy now.
+    pub fn policy(&self) -> Result<PortalPolicy> {
+        Ok(self
+            .store
+            .load_policy(&self.id)?
+            .map_or(self.default_policy, |(p, _)| p))
+    }
+
+    /// A user's record (a fresh one if they never had one). Secrets stay redacted in `Debug`.
+    pub fn record(&self, user: &UserId) -> Result<MfaRecord> {
+        Ok(self.store.load(&self.id, user)?.map(|(r, _)| r).unwrap_or_default())
+    }
+
+    /// Audit events of this portal matching `query` (its `portal` is ignored).
+    pub fn audit_events(&self, query: EventQuery) -> Result<Vec<AuditEvent>> {
+        Ok(self.store.events(&EventQuery {
+            portal: self.id.clone(),
+            ..query
+        })?)
+    }
+
+    // ----- admin: policy -----
+
+    /// Admin: turns enforcement on or off. Enforcing is refused for a SAML portal.
+    /// Turning it off does not remove anyone's configured MFA.
+    ///
+    /// ⚠️ The host must check that `admin` is an administrator of this portal.
+    pub fn set_enforcement(&self, admin: &str, enforcement: Enforcement) -> Result<PortalPolicy> {
+        self.update_policy(admin, |p| p.with_enforcement(enforcement))
+    }
+
+    /// Admin: changes the sign-in method. Switching an enforced portal to SAML is refused.
+    ///
+    /// ⚠️ The host must check that `admin` is an administrator of this portal.
+    pub fn set_sign_in_method(&self, admin: &str, method: SignInMethod) -> Result<PortalPolicy> {
+        self.update_policy(admin, |p| p.with_sign_in_method(method))
+    }
+
+    /// Admin: any policy change, validated by the `PortalPolicy` builders `change` uses.
+    ///
+    /// ⚠️ The host must check that `admin` is an administrator of this portal.
+    pub fn update_policy(
+        &self,
+        admin: &str,
+        change: impl Fn(PortalPolicy) -> Result<PortalPolicy>,
+    ) -> Result<PortalPolicy> {
+        let actor = Actor::Admin(admin.into());
+        for attempt in 0..self.max_attempts {
+            let stored = self.store.load_policy(&self.id)?;
+            let (old, version) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
+            let new = change(old)?;
+            let events = policy_events(&self.id, &actor, self.clock.now(), &old, &new);
+            if events.is_empty() && version.is_some() {
+                return Ok(new);
+            }
+            match self.store.commit_policy(&self.id, version, &new, &events)? {
+                Commit::Committed(_) => return Ok(new),
+                Commit::Conflict => back_off(attempt),
+            }
+        }
+        Err(Error::Conflict {
+            attempts: self.max_attempts,
+        })
+    }
+
+    // ----- user flows -----
+
+    /// After the password step: what to ask for next.
+    pub fn begin_sign_in(&self, user: &UserId) -> Result<SignInStep> {
+        self.run(user, Actor::User, |record, ctx| record.sign_in_step(ctx))
+    }
+
+    /// Checks a TOTP code or a backup code typed at sign-in.
+    pub fn verify_sign_in(&self, user: &UserId, input: &str) -> Result<SignInVerified> {
+        self.run(user, Actor::User, |record, ctx| record.verify(ctx, input))
+    }
+
+    /// Starts enrolling an authenticator: a new secret, its URI and QR code.
+    /// `account` is what the app shows under the portal's name (the user's email).
+    pub fn start_enrolment(
+        &self,
+        user: &UserId,
+        account: &str,
+        label: &str,
+        options: EnrolmentOptions<'_>,
+    ) -> Result<StartedEnrolment> {
+        let secret = Secret::generate(&mut *self.rng());
+        let request = EnrolmentRequest {
+            label,
+            account,
+            issuer: &self.issuer,
+            replaces: options.replaces,
+            proof: options.proof,
+        };
+        self.run(user, Actor::User, |record, ctx| {
+            record.start_enrolment(ctx, request, secret.clone())
+        })
+    }
+
+    /// Confirms the pending enrolment with the first code from the app.
+    pub fn confirm_enrolment(&self, user: &UserId, code: &str) -> Result<EnrolmentConfirmed> {
+        self.run(user, Actor::User, |record, ctx| {
+            record.confirm_enrolment(ctx, code, &mut *self.rng())
+        })
+    }
+
+    /// Abandons the pending enrolment.
+    pub fn cancel_enrolment(&self, user: &UserId) -> Result<()> {
+        self.run(user, Actor::User, |record, ctx| record.cancel_enrolment(ctx))
+    }
+
+    /// Deletes an authenticator, after a fresh code.
+    pub fn delete_authenticator(&self, user: &UserId, authenticator: AuthenticatorId, proof: &str) -> Result<()> {
+        self.run(user, Actor::User, |record, ctx| {
+            record.delete_authenticator(ctx, authenticator, proof)
+        })
+    }
+
+    /// Replaces the backup codes with a new batch, after a fresh code.
+    pub fn regenerate_backup_codes(&self, user: &UserId, proof: &str) -> Result<IssuedBackupCodes> {
+        self.run(user, Actor::User, |record, ctx| {
+            record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
+        })
+    }
+
+    // ----- admin: users -----
+
+    /// Admin **Reset MFA** for one user; the account itself is untouched.
+    ///
+    /// ⚠️ The host must check that `admin` administers this portal, and should
+    /// confirm the user's identity out of band and step the admin up first.
+    pub fn admin_reset(
+        &self,
+        admin: &str,
+        user: &UserId,
+        reason: ResetReason,
+        mode: ResetMode,
+    ) -> Result<ResetSummary> {
+        self.run(user, Actor::Admin(admin.into()), |record, ctx| {
+            record.admin_reset(ctx, reason.clone(), mode)
+        })
+    }
+
+    /// Admin: imports an existing TOTP enrolment (migration from another system).
+    ///
+    /// ⚠️ The host must check that `admin` administers this portal.
+    pub fn import_authenticator(
+        &self,
+        admin: &str,
+        user: &UserId,
+        label: &str,
+        secret: Secret,
+        params: TotpParams,
+    ) -> Result<AuthenticatorId> {
+        self.run(user, Actor::Admin(admin.into()), |record, ctx| {
+            record.import_authenticator(ctx, label, secret.clone(), params)
+        })
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, R> {
+        // A panic elsewhere cannot leave a CSPRNG in a state that matters.
+        self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Load → transition → commit, retrying the whole transition on a conflict.
+    fn run<T>(
+        &self,
+        user: &UserId,
+        actor: Actor,
+        mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
+    ) -> Result<T> {
+        let policy = self.policy()?;
+        for attempt in 0..self.max_attempts {
+            let (record, version) = split(self.store.load(&self.id, user)?);
+            let ctx = Context {
+                portal: &self.id,
+                user,
+                policy: &policy,
+                now: self.clock.now(),
+                actor: &actor,
+            };
+            let outcome = transition(record, &ctx);
+            if !outcome.changed {
+                return outcome.result;
+            }
+            match self
+                .store
+                .commit(&self.id, user, version, &outcome.record, &outcome.events)?
+            {
+                Commit::Committed(_) => {
+                    self.notify(&outcome.events);
+                    return outcome.result;
+                }
+                Commit::Conflict => back_off(attempt),
+            }
+        }
+        Err(Error::Conflict {
+            attempts: self.max_attempts,
+        })
+    }
+
+    fn notify(&self, events: &[AuditEvent]) {
+        if let Some(notifier) = &self.notifier {
+            events
+                .iter()
+                .filter(|e| e.kind.user_must_hear())
+                .for_each(|e| notifier.notify(e));
+        }
+    }
+}
+
+pub(crate) fn split(loaded: Option<(MfaRecord, Version)>) -> (MfaRecord, Option<Version>) {
+    loaded.map_or_else(|| (MfaRecord::default(), None), |(r, v)| (r, Some(v)))
+}
+
+/// The events a policy change emits.
+pub(crate) fn policy_events(
+    portal: &PortalId,
+    actor: &Actor,
+    now: u64,
+    old: &PortalPolicy,
+    new: &PortalPolicy,
+) -> Vec<AuditEvent> {
+    let mut kinds = Vec::new();
+    if old.enforcement() != new.enforcement() {
+        kinds.push(EventKind::EnforcementChanged {
+            enforcement: new.enforcement(),
+        });
+    }
+    if old.sign_in_method() != new.sign_in_method() {
+        kinds.push(EventKind::SignInMethodChanged {
+            method: new.sign_in_method(),
+        });
+    }
+    let settings = |p: &PortalPolicy| {
+        (
+            p.otp(),
+            p.window(),
+            p.lockout(),
+            p.enrolment_lifetime_secs(),
+            p.backup_code_count(),
+            p.backup_codes_low_at(),
+        )
+    };
+    if settings(old) != settings(new) {
+        kinds.push(EventKind::PolicySettingsChanged);
+    }
+    kinds
+        .into_iter()
+        .map(|kind| AuditEvent {
+            at: now,
+            portal: portal.clone(),
+            user: None,
+            actor: actor.clone(),
+            kind,
+        })
+        .collect()
+}
+
+/// Spreads out writers that keep colliding: yield first, then short sleeps.
+fn back_off(attempt: u32) {
+    if attempt < 3 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_micros(20 << attempt.min(8)));
+    }
+}

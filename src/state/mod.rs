@@ -1,0 +1,14 @@
+//! One user's MFA record and every transition on it, as pure functions:
+//! `(record, context, input) -> (next record, events, answer)`. No I/O, no
+//! clock, no RNG of its own: the [`crate::portal`] driver passes those in.
+
+mod record;
+mod transitions;
+
+pub use record::{
+    Authenticator, AuthenticatorParts, Failures, MfaRecord, PendingEnrolment, PendingParts, RecordParts, ResetRecord,
+};
+pub use transitions::{
+    Context, EnrolReason, EnrolmentConfirmed, EnrolmentRequest, Outcome, ResetSummary, SignInStep, SignInVerified,
+    StartedEnrolment,
+};

@@ -1,0 +1,659 @@
+//! Every change to an [`MfaRecord`], as a pure function.
+//!
+//! A transition consumes the record and returns an [`Outcome`]: the next
+//! record, whether it changed, the audit events, and the answer for the host.
+//! A refused attempt can still change the record (a wrong code counts toward
+//! lockout), so the driver commits whenever `changed` is set, whatever the
+//! answer. Time and randomness come in as arguments; nothing here does I/O.
+
+use std::sync::Arc;
+
+use rand::CryptoRng;
+
+use super::record::{Authenticator, Key, MfaRecord, PendingEnrolment, ResetRecord};
+use crate::backup::{BackupCodes, IssuedBackupCodes, TypedBackupCode};
+use crate::error::{Error, PolicyRefusal, Result};
+use crate::event::{Actor, AuditEvent, EventKind, Factor, RemovalCause, ResetMode, ResetReason};
+use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::otp::{Code, OtpAuthUri, Secret, TotpParams};
+use crate::policy::{Enforcement, LockoutRule, PortalPolicy};
+
+/// What a transition needs to know besides the record and its input.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The portal.
+    pub portal: &'a PortalId,
+    /// The user whose record this is.
+    pub user: &'a UserId,
+    /// The portal's policy now.
+    pub policy: &'a PortalPolicy,
+    /// Unix time now.
+    pub now: u64,
+    /// Who is acting.
+    pub actor: &'a Actor,
+}
+
+/// The result of a transition.
+#[derive(Debug)]
+#[must_use = "a changed record must be committed with its events"]
+pub struct Outcome<T> {
+    /// The record after the transition.
+    pub record: MfaRecord,
+    /// Whether the record or the trail changed: if so, commit `record` with `events`.
+    pub changed: bool,
+    /// Audit events, to be committed with the record.
+    pub events: Vec<AuditEvent>,
+    /// The answer for the host.
+    pub result: Result<T>,
+}
+
+/// What the host does after the password step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignInStep {
+    /// No second factor: sign the user in.
+    NoMfaNeeded,
+    /// Enforcement is on but the user is in the grace period: sign in, and
+    /// invite them to enrol.
+    GraceSignIn {
+        /// Grace sign-ins left after this one, if counted.
+        remaining: Option<u32>,
+        /// When the grace ends, if dated.
+        until: Option<u64>,
+    },
+    /// The user must enrol an authenticator before signing in.
+    MustEnrol {
+        /// Why.
+        reason: EnrolReason,
+    },
+    /// Ask for a TOTP code or a backup code.
+    EnterCode {
+        /// Unused backup codes the user has.
+        backup_codes_remaining: u32,
+    },
+    /// Too many wrong codes: do not ask for one now.
+    LockedOut {
+        /// Until when; `None` until an admin resets the user.
+        until: Option<u64>,
+    },
+}
+
+/// Why a user must enrol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnrolReason {
+    /// The portal enforces MFA.
+    PolicyEnforced,
+    /// An admin reset the user's MFA and required re-enrolment.
+    AdminReset,
+}
+
+/// What starting an enrolment needs from the host.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrolmentRequest<'a> {
+    /// The name the user gives the authenticator ("Work phone"); 1–64 printable characters.
+    pub label: &'a str,
+    /// The account name the app shows (usually the user's email).
+    pub account: &'a str,
+    /// The issuer the app shows (the portal's name).
+    pub issuer: &'a str,
+    /// The authenticator to replace once this one is confirmed ("change authenticator").
+    pub replaces: Option<AuthenticatorId>,
+    /// A fresh TOTP or backup code: required when the user already has MFA, so
+    /// a password alone can never add or swap a factor.
+    pub proof: Option<&'a str>,
+}
+
+/// A started enrolment, to show the user.
+#[derive(Debug)]
+pub struct StartedEnrolment {
+    /// The id the authenticator will have.
+    pub authenticator: AuthenticatorId,
+    /// The enrolment URI: render with [`OtpAuthUri::qr_svg`] or
+    /// [`OtpAuthUri::qr_terminal`], or show `secret().to_grouped_base32()` for typing.
+    pub uri: OtpAuthUri,
+    /// Unix time from which it can no longer be confirmed.
+    pub expires_at: u64,
+}
+
+/// A confirmed enrolment.
+#[derive(Debug)]
+pub struct EnrolmentConfirmed {
+    /// The new authenticator.
+    pub authenticator: AuthenticatorId,
+    /// Backup codes, when this enrolment turned MFA on: show them once.
+    pub backup_codes: Option<IssuedBackupCodes>,
+}
+
+/// A successful second-factor check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInVerified {
+    /// How it was proven.
+    pub factor: Factor,
+    /// Unused backup codes left.
+    pub backup_codes_remaining: u32,
+    /// Whether to urge the user to regenerate backup codes.
+    pub low_on_backup_codes: bool,
+}
+
+/// What an admin reset removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetSummary {
+    /// Authenticators removed.
+    pub authenticators_removed: u32,
+    /// Unused backup codes invalidated.
+    pub backup_codes_removed: u32,
+    /// Whether the user must enrol at the next sign-in.
+    pub must_enrol: bool,
+}
+
+/// A record being changed, with the events the change emits.
+struct Draft<'c> {
+    record: MfaRecord,
+    events: Vec<AuditEvent>,
+    changed: bool,
+    ctx: &'c Context<'c>,
+}
+
+impl<'c> Draft<'c> {
+    fn new(record: MfaRecord, ctx: &'c Context<'c>) -> Self {
+        Self {
+            record,
+            events: Vec::new(),
+            changed: false,
+            ctx,
+        }
+    }
+
+    fn emit(&mut self, kind: EventKind) {
+        self.events.push(AuditEvent {
+            at: self.ctx.now,
+            portal: self.ctx.portal.clone(),
+            user: Some(self.ctx.user.clone()),
+            actor: self.ctx.actor.clone(),
+            kind,
+        });
+        self.changed = true;
+    }
+
+    fn done<T>(self, result: Result<T>) -> Outcome<T> {
+        Outcome {
+            record: self.record,
+            changed: self.changed,
+            events: self.events,
+            result,
+        }
+    }
+
+    fn refuse_if_locked(&self) -> Result<()> {
+        match self.record.failures.active_lock(self.ctx.now) {
+            Some(until) => Err(Error::LockedOut { until }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a TOTP or backup code against the user's factors, consuming what
+    /// it matches; failures count toward lockout. Shared by sign-in and by every
+    /// change that needs a fresh code.
+    fn prove(&mut self, input: &str) -> Result<Factor> {
+        self.refuse_if_locked()?;
+        if self.record.authenticators.is_empty() {
+            return Err(Error::NotEnrolled);
+        }
+        if looks_like_totp(input) {
+            self.prove_totp(input)
+        } else {
+            let typed = TypedBackupCode::parse(input)?;
+            self.prove_backup(&typed)
+        }
+    }
+
+    fn prove_totp(&mut self, input: &str) -> Result<Factor> {
+        let window = self.ctx.policy.window();
+        let mut format_error = None;
+        let mut readable = false;
+        let mut fresh = None;
+        let mut replayed = None;
+        // Every authenticator is checked, whatever matched before it.
+        for (index, authenticator) in self.record.authenticators.iter().enumerate() {
+            let code = match Code::parse(input, authenticator.params().digits()) {
+                Ok(code) => code,
+                Err(e) => {
+                    format_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            readable = true;
+            if let Some(step) = authenticator.key.totp().verify(&code, self.ctx.now, window)? {
+                if authenticator.last_used_step.is_none_or(|last| step > last) {
+                    fresh.get_or_insert((index, step));
+                } else {
+                    replayed.get_or_insert(authenticator.id);
+                }
+            }
+        }
+        if let Some((index, step)) = fresh {
+            let authenticator = &mut self.record.authenticators[index];
+            authenticator.last_used_step = Some(step);
+            let id = authenticator.id;
+            return Ok(self.succeed(Factor::Totp(id)));
+        }
+        if let Some(id) = replayed {
+            self.emit(EventKind::ReplayRejected { authenticator: id });
+            return Err(self.fail(true));
+        }
+        match format_error {
+            // No authenticator could even read it: a typo, not a guess; not counted.
+            Some(e) if !readable => Err(e),
+            _ => Err(self.fail(false)),
+        }
+    }
+
+    fn prove_backup(&mut self, typed: &TypedBackupCode) -> Result<Factor> {
+        let found = self
+            .record
+            .backup_codes
+            .as_ref()
+            .and_then(|codes| codes.find_unused(typed));
+        match (found, self.record.backup_codes.as_mut()) {
+            (Some(index), Some(codes)) => {
+                codes.mark_used(index);
+                let remaining = codes.remaining();
+                self.emit(EventKind::BackupCodeUsed { remaining });
+                Ok(self.succeed(Factor::BackupCode))
+            }
+            _ => Err(self.fail(false)),
+        }
+    }
+
+    fn succeed(&mut self, factor: Factor) -> Factor {
+        self.record.failures = Default::default();
+        self.emit(EventKind::Verified { factor });
+        factor
+    }
+
+    /// Counts a failure (a wrong code, or a replay when `replay`); the answer
+    /// says how many tries are left, or that this failure locked MFA.
+    fn fail(&mut self, replay: bool) -> Error {
+        let rule = self.ctx.policy.lockout();
+        let max = u32::from(rule.max_failures());
+        let failures = &mut self.record.failures;
+        failures.consecutive = failures.consecutive.saturating_add(1);
+        let consecutive = failures.consecutive;
+        self.emit(EventKind::VerificationFailed {
+            consecutive_failures: consecutive,
+        });
+        let failures = &mut self.record.failures;
+        if consecutive >= LockoutRule::HARD_LIMIT {
+            failures.locked_until = None;
+            self.emit(EventKind::LockedOut { until: None });
+            return Error::LockedOut { until: None };
+        }
+        if consecutive.is_multiple_of(max) {
+            failures.locks = failures.locks.saturating_add(1);
+            let until = self.ctx.now.saturating_add(rule.lock_duration(failures.locks));
+            failures.locked_until = Some(until);
+            self.emit(EventKind::LockedOut { until: Some(until) });
+            return Error::LockedOut { until: Some(until) };
+        }
+        if replay {
+            Error::ReplayedCode
+        } else {
+            Error::WrongCode {
+                attempts_left: Some(max - consecutive % max),
+            }
+        }
+    }
+
+    fn sign_in_verified(&self, factor: Factor) -> SignInVerified {
+        let remaining = self.record.backup_codes.as_ref().map_or(0, BackupCodes::remaining);
+        SignInVerified {
+            factor,
+            backup_codes_remaining: remaining,
+            low_on_backup_codes: remaining <= u32::from(self.ctx.policy.backup_codes_low_at()),
+        }
+    }
+
+    fn require_admin(&self) -> Result<Arc<str>> {
+        match self.ctx.actor {
+            Actor::Admin(name) => Ok(name.clone()),
+            _ => Err(Error::NotAllowed(PolicyRefusal::AdminOnly)),
+        }
+    }
+
+    fn next_id(&mut self) -> Result<AuthenticatorId> {
+        let next = self
+            .record
+            .next_authenticator_id
+            .checked_add(1)
+            .ok_or(Error::TooManyAuthenticators)?;
+        self.record.next_authenticator_id = next;
+        Ok(AuthenticatorId(next))
+    }
+
+    fn cancel_pending(&mut self) {
+        if self.record.pending.take().is_some() {
+            self.emit(EventKind::EnrolmentCancelled);
+        }
+    }
+}
+
+/// Digits and spaces only, at most ten digits: meant as a TOTP code. Backup
+/// codes are 16 characters and (almost always) contain letters.
+fn looks_like_totp(input: &str) -> bool {
+    let trimmed = input.trim_ascii();
+    trimmed.len() <= Code::MAX_INPUT_LEN
+        && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b' ')
+        && trimmed.bytes().filter(u8::is_ascii_digit).count() <= 10
+}
+
+fn check_label(label: &str) -> Result<Arc<str>> {
+    let label = label.trim();
+    let length = label.chars().count();
+    if length == 0 || length > 64 || label.chars().any(char::is_control) {
+        return Err(Error::InvalidLabel);
+    }
+    Ok(label.into())
+}
+
+impl MfaRecord {
+    /// What the host does after the password step. Uses a grace sign-in when
+    /// that is the answer (the record changes).
+    pub fn sign_in_step(self, ctx: &Context<'_>) -> Outcome<SignInStep> {
+        let mut draft = Draft::new(self, ctx);
+        let step = if let Some(until) = draft.record.failures.active_lock(ctx.now) {
+            SignInStep::LockedOut { until }
+        } else if draft.record.mfa_enabled() {
+            SignInStep::EnterCode {
+                backup_codes_remaining: draft.record.backup_codes.as_ref().map_or(0, BackupCodes::remaining),
+            }
+        } else if draft.record.must_enrol {
+            SignInStep::MustEnrol {
+                reason: EnrolReason::AdminReset,
+            }
+        } else {
+            match ctx.policy.enforcement() {
+                Enforcement::SelfConfigured => SignInStep::NoMfaNeeded,
+                Enforcement::Enforced { grace: Some(grace) }
+                    if grace.until.is_none_or(|until| ctx.now < until)
+                        && grace.sign_ins.is_none_or(|n| draft.record.grace_sign_ins_used < n) =>
+                {
+                    draft.record.grace_sign_ins_used += 1;
+                    let remaining = grace.sign_ins.map(|n| n - draft.record.grace_sign_ins_used);
+                    draft.emit(EventKind::GraceSignIn { remaining });
+                    SignInStep::GraceSignIn {
+                        remaining,
+                        until: grace.until,
+                    }
+                }
+                Enforcement::Enforced { .. } => SignInStep::MustEnrol {
+                    reason: EnrolReason::PolicyEnforced,
+                },
+            }
+        };
+        draft.done(Ok(step))
+    }
+
+    /// Starts an enrolment with `secret` (generated by the caller's CSPRNG).
+    /// Starting again replaces a pending enrolment. A user who already has MFA
+    /// must give a fresh code as `proof`.
+    pub fn start_enrolment(
+        self,
+        ctx: &Context<'_>,
+        request: EnrolmentRequest<'_>,
+        secret: Secret,
+    ) -> Outcome<StartedEnrolment> {
+        let mut draft = Draft::new(self, ctx);
+        let result = (|| {
+            let label = check_label(request.label)?;
+            let params = ctx.policy.otp();
+            let uri = OtpAuthUri::new(request.issuer, request.account, secret.clone(), params)?;
+            draft.refuse_if_locked()?;
+            if draft.record.mfa_enabled() {
+                if let Some(id) = request.replaces {
+                    if !draft.record.authenticators.iter().any(|a| a.id == id) {
+                        return Err(Error::UnknownAuthenticator);
+                    }
+                } else if draft.record.authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
+                    return Err(Error::TooManyAuthenticators);
+                }
+                draft.prove(request.proof.ok_or(Error::ProofRequired)?)?;
+            } else if request.replaces.is_some() {
+                return Err(Error::UnknownAuthenticator);
+            }
+            draft.cancel_pending();
+            let id = draft.next_id()?;
+            let expires_at = ctx.now.saturating_add(ctx.policy.enrolment_lifetime_secs());
+            draft.record.pending = Some(PendingEnrolment {
+                id,
+                label,
+                key: Key::new(secret, params),
+                started_at: ctx.now,
+                expires_at,
+                replaces: request.replaces,
+            });
+            draft.emit(EventKind::EnrolmentStarted {
+                replaces: request.replaces,
+            });
+            Ok(StartedEnrolment {
+                authenticator: id,
+                uri,
+                expires_at,
+            })
+        })();
+        draft.done(result)
+    }
+
+    /// Confirms the pending enrolment with a code from the new app. The
+    /// confirming step counts as used. Turning MFA on generates backup codes.
+    pub fn confirm_enrolment<R: CryptoRng + ?Sized>(
+        self,
+        ctx: &Context<'_>,
+        input: &str,
+        rng: &mut R,
+    ) -> Outcome<EnrolmentConfirmed> {
+        let mut draft = Draft::new(self, ctx);
+        let result = (|| {
+            draft.refuse_if_locked()?;
+            let expires_at = draft
+                .record
+                .pending
+                .as_ref()
+                .ok_or(Error::NoPendingEnrolment)?
+                .expires_at;
+            if ctx.now >= expires_at {
+                draft.cancel_pending();
+                return Err(Error::EnrolmentExpired);
+            }
+            let pending = draft.record.pending.as_ref().ok_or(Error::NoPendingEnrolment)?;
+            let code = Code::parse(input, pending.params().digits())?;
+            let step = pending
+                .key
+                .totp()
+                .verify(&code, ctx.now, ctx.policy.window())?
+                .ok_or(Error::WrongCode { attempts_left: None })?;
+            let Some(pending) = draft.record.pending.take() else {
+                return Err(Error::NoPendingEnrolment);
+            };
+            if let Some(old) = pending.replaces {
+                let before = draft.record.authenticators.len();
+                draft.record.authenticators.retain(|a| a.id != old);
+                if draft.record.authenticators.len() < before {
+                    draft.emit(EventKind::AuthenticatorRemoved {
+                        authenticator: old,
+                        cause: RemovalCause::Replaced,
+                    });
+                }
+            }
+            let turning_on = !draft.record.mfa_enabled();
+            draft.record.authenticators.push(Authenticator {
+                id: pending.id,
+                label: pending.label.clone(),
+                key: pending.key,
+                added_at: ctx.now,
+                last_used_step: Some(step),
+            });
+            draft.record.must_enrol = false;
+            draft.emit(EventKind::AuthenticatorAdded {
+                authenticator: pending.id,
+                label: pending.label,
+            });
+            let backup_codes = if turning_on {
+                let count = ctx.policy.backup_code_count();
+                let (stored, issued) = BackupCodes::generate(rng, count);
+                draft.record.backup_codes = Some(stored);
+                draft.emit(EventKind::BackupCodesIssued {
+                    count,
+                    regenerated: false,
+                });
+                Some(issued)
+            } else {
+                None
+            };
+            Ok(EnrolmentConfirmed {
+                authenticator: pending.id,
+                backup_codes,
+            })
+        })();
+        draft.done(result)
+    }
+
+    /// Abandons the pending enrolment, if any ("delete configuration" before enabling).
+    pub fn cancel_enrolment(self, ctx: &Context<'_>) -> Outcome<()> {
+        let mut draft = Draft::new(self, ctx);
+        draft.cancel_pending();
+        draft.done(Ok(()))
+    }
+
+    /// The second step of sign-in: a TOTP code from any authenticator, or a backup code.
+    ///
+    /// A step is accepted once per authenticator: the same or an older step is
+    /// [`Error::ReplayedCode`]. Wrong codes and replays count toward lockout;
+    /// malformed input does not.
+    pub fn verify(self, ctx: &Context<'_>, input: &str) -> Outcome<SignInVerified> {
+        let mut draft = Draft::new(self, ctx);
+        let result = draft.prove(input).map(|factor| draft.sign_in_verified(factor));
+        draft.done(result)
+    }
+
+    /// Deletes an authenticator after a fresh code. Refused while the policy
+    /// enforces MFA and it is the last one. Deleting the last turns MFA off for
+    /// a self-configured user and drops the backup codes.
+    pub fn delete_authenticator(self, ctx: &Context<'_>, id: AuthenticatorId, proof: &str) -> Outcome<()> {
+        let mut draft = Draft::new(self, ctx);
+        let result = (|| {
+            if !draft.record.authenticators.iter().any(|a| a.id == id) {
+                return Err(Error::UnknownAuthenticator);
+            }
+            if ctx.policy.is_enforced() && draft.record.authenticators.len() == 1 {
+                return Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced));
+            }
+            draft.prove(proof)?;
+            draft.record.authenticators.retain(|a| a.id != id);
+            if draft.record.pending.as_ref().is_some_and(|p| p.replaces == Some(id)) {
+                draft.cancel_pending();
+            }
+            draft.emit(EventKind::AuthenticatorRemoved {
+                authenticator: id,
+                cause: RemovalCause::Deleted,
+            });
+            if !draft.record.mfa_enabled() {
+                draft.record.backup_codes = None;
+            }
+            Ok(())
+        })();
+        draft.done(result)
+    }
+
+    /// Replaces all backup codes with a new batch, after a fresh code.
+    pub fn regenerate_backup_codes<R: CryptoRng + ?Sized>(
+        self,
+        ctx: &Context<'_>,
+        proof: &str,
+        rng: &mut R,
+    ) -> Outcome<IssuedBackupCodes> {
+        let mut draft = Draft::new(self, ctx);
+        let result = draft.prove(proof).map(|_| {
+            let count = ctx.policy.backup_code_count();
+            let (stored, issued) = BackupCodes::generate(rng, count);
+            draft.record.backup_codes = Some(stored);
+            draft.emit(EventKind::BackupCodesIssued {
+                count,
+                regenerated: true,
+            });
+            issued
+        });
+        draft.done(result)
+    }
+
+    /// Admin **Reset MFA**: removes every authenticator, the pending enrolment
+    /// and the backup codes, clears the failure count, and (by default) requires
+    /// enrolment at the next sign-in. The user's account is not touched.
+    pub fn admin_reset(self, ctx: &Context<'_>, reason: ResetReason, mode: ResetMode) -> Outcome<ResetSummary> {
+        let mut draft = Draft::new(self, ctx);
+        let result = draft.require_admin().map(|admin| {
+            let record = &mut draft.record;
+            let authenticators_removed = record.authenticators.len() as u32;
+            let backup_codes_removed = record.backup_codes.as_ref().map_or(0, BackupCodes::remaining);
+            record.authenticators.clear();
+            record.pending = None;
+            record.backup_codes = None;
+            record.failures = Default::default();
+            record.must_enrol = mode == ResetMode::ForceReenrolment;
+            record.last_reset = Some(ResetRecord {
+                by: admin,
+                reason: reason.clone(),
+                at: ctx.now,
+            });
+            let must_enrol = record.must_enrol;
+            draft.emit(EventKind::MfaReset {
+                reason,
+                mode,
+                authenticators_removed,
+                backup_codes_removed,
+            });
+            ResetSummary {
+                authenticators_removed,
+                backup_codes_removed,
+                must_enrol,
+            }
+        });
+        draft.done(result)
+    }
+
+    /// Admin import of an existing authenticator (migrating from another
+    /// system): active at once, no step used yet, no backup codes issued.
+    ///
+    /// ⚠️ The caller vouches that `secret` reached only the user's app.
+    pub fn import_authenticator(
+        self,
+        ctx: &Context<'_>,
+        label: &str,
+        secret: Secret,
+        params: TotpParams,
+    ) -> Outcome<AuthenticatorId> {
+        let mut draft = Draft::new(self, ctx);
+        let result = (|| {
+            draft.require_admin()?;
+            let label = check_label(label)?;
+            if draft.record.authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
+                return Err(Error::TooManyAuthenticators);
+            }
+            let id = draft.next_id()?;
+            draft.record.authenticators.push(Authenticator {
+                id,
+                label: label.clone(),
+                key: Key::new(secret, params),
+                added_at: ctx.now,
+                last_used_step: None,
+            });
+            draft.record.must_enrol = false;
+            draft.emit(EventKind::AuthenticatorAdded {
+                authenticator: id,
+                label,
+            });
+            Ok(id)
+        })();
+        draft.done(result)
+    }
+}
