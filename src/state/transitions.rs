@@ -475,6 +475,8 @@ impl MfaRecord {
             let Some(pending) = draft.record.pending.take() else {
                 return Err(Error::NoPendingEnrolment);
             };
+            // Decided before a replaced authenticator goes: a swap keeps MFA on.
+            let turning_on = !draft.record.mfa_enabled();
             if let Some(old) = pending.replaces {
                 let before = draft.record.authenticators.len();
                 draft.record.authenticators.retain(|a| a.id != old);
@@ -485,7 +487,6 @@ impl MfaRecord {
                     });
                 }
             }
-            let turning_on = !draft.record.mfa_enabled();
             draft.record.authenticators.push(Authenticator {
                 id: pending.id,
                 label: pending.label.clone(),

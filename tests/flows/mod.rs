@@ -1,0 +1,765 @@
+//! Every flow the product documents in shared/seeds describe, written once and
+//! run over each store (`seed_flow_tests!` instantiates them per store).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::{Arc, Mutex};
+
+use portal_mfa::{
+    Enforcement, EnrolReason, EnrolmentOptions, Error, EventKind, EventQuery, Factor, Grace, LockoutRule, ManualClock,
+    MfaStore, OtpAuthUri, PolicyRefusal, Portal, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, SignInMethod,
+    SignInStep, Totp, UserId,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+pub type StoreFactory = dyn Fn() -> Arc<dyn MfaStore>;
+pub type TestPortal = Portal<Arc<dyn MfaStore>, ManualClock, StdRng>;
+
+pub const T0: u64 = 1_763_800_000;
+pub const ADMIN: &str = "admin@acme.example";
+
+pub fn portal_on(store: Arc<dyn MfaStore>, clock: &ManualClock) -> TestPortal {
+    Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .with_clock(clock.clone())
+        .with_rng(StdRng::seed_from_u64(42))
+}
+
+pub fn setup(make: &StoreFactory) -> (TestPortal, ManualClock) {
+    let clock = ManualClock::at(T0);
+    (portal_on(make(), &clock), clock)
+}
+
+/// The user's authenticator app, built from the URI text as a phone reads it from the QR code.
+pub struct Phone(Totp);
+
+impl Phone {
+    pub fn scan(uri: &OtpAuthUri) -> Self {
+        let scanned = OtpAuthUri::parse(&uri.to_uri()).unwrap();
+        Self(Totp::new(scanned.secret(), *scanned.params()))
+    }
+
+    pub fn code(&self, clock: &ManualClock) -> String {
+        self.0
+            .generate(portal_mfa::Clock::now(clock))
+            .unwrap()
+            .expose()
+            .to_string()
+    }
+}
+
+/// Enrols `user` from scratch; returns their phone and backup codes. Leaves the clock on the next step.
+pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone, Vec<String>) {
+    let started = portal
+        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default())
+        .unwrap();
+    let phone = Phone::scan(&started.uri);
+    let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).unwrap();
+    let codes = confirmed
+        .backup_codes
+        .map(|c| c.expose().map(str::to_owned).collect())
+        .unwrap_or_default();
+    clock.advance(30);
+    (phone, codes)
+}
+
+fn enforce(portal: &TestPortal) {
+    portal
+        .set_enforcement(ADMIN, Enforcement::Enforced { grace: None })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------- policy
+
+pub fn mfa_is_off_by_default(make: &StoreFactory) {
+    let (portal, _) = setup(make);
+    assert!(!portal.policy().unwrap().is_enforced());
+    assert_eq!(
+        portal.begin_sign_in(&UserId::customer("c1")).unwrap(),
+        SignInStep::NoMfaNeeded
+    );
+}
+
+pub fn enforced_mfa_sends_unenrolled_users_to_enrolment_after_password(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    enforce(&portal);
+    let user = UserId::customer("c1");
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced
+        }
+    );
+    let (phone, _) = enrol(&portal, &clock, &user);
+    // From then on, every sign-in asks for a code.
+    for _ in 0..3 {
+        assert!(matches!(
+            portal.begin_sign_in(&user).unwrap(),
+            SignInStep::EnterCode { .. }
+        ));
+        portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
+        clock.advance(30);
+    }
+}
+
+pub fn enforcing_is_refused_for_saml_portal(make: &StoreFactory) {
+    let (portal, _) = setup(make);
+    portal.set_sign_in_method(ADMIN, SignInMethod::Saml).unwrap();
+    let refused = portal.set_enforcement(ADMIN, Enforcement::Enforced { grace: None });
+    assert!(
+        matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))),
+        "{refused:?}"
+    );
+    assert!(!portal.policy().unwrap().is_enforced());
+    // And the other way round: an enforced portal cannot move to SAML.
+    portal.set_sign_in_method(ADMIN, SignInMethod::Password).unwrap();
+    enforce(&portal);
+    let refused = portal.set_sign_in_method(ADMIN, SignInMethod::Saml);
+    assert!(matches!(
+        refused,
+        Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))
+    ));
+    assert_eq!(portal.policy().unwrap().sign_in_method(), SignInMethod::Password);
+}
+
+pub fn vendor_and_customer_share_policy(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    enforce(&portal);
+    let customer = UserId::customer("acme-buyer");
+    let vendor = UserId::vendor("acme-supplier");
+    for user in [&customer, &vendor] {
+        assert_eq!(
+            portal.begin_sign_in(user).unwrap(),
+            SignInStep::MustEnrol {
+                reason: EnrolReason::PolicyEnforced
+            }
+        );
+    }
+    // Same identifier, different kinds: two users, two records.
+    let (_, _) = enrol(&portal, &clock, &UserId::customer("same-id"));
+    assert!(matches!(
+        portal.begin_sign_in(&UserId::vendor("same-id")).unwrap(),
+        SignInStep::MustEnrol { .. }
+    ));
+    // Resets work for either kind.
+    for user in [&customer, &vendor] {
+        enrol(&portal, &clock, user);
+        let summary = portal
+            .admin_reset(ADMIN, user, ResetReason::LostDevice, ResetMode::default())
+            .unwrap();
+        assert_eq!(summary.authenticators_removed, 1);
+        assert_eq!(
+            portal.begin_sign_in(user).unwrap(),
+            SignInStep::MustEnrol {
+                reason: EnrolReason::AdminReset
+            }
+        );
+    }
+}
+
+pub fn self_configured_user_turns_mfa_on_from_my_account(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let other = UserId::customer("c2");
+    assert_eq!(portal.begin_sign_in(&user).unwrap(), SignInStep::NoMfaNeeded);
+    let (phone, codes) = enrol(&portal, &clock, &user);
+    assert_eq!(codes.len(), 10);
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::EnterCode {
+            backup_codes_remaining: 10
+        }
+    );
+    portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
+    // Only that user: the portal does not enforce anything.
+    assert_eq!(portal.begin_sign_in(&other).unwrap(), SignInStep::NoMfaNeeded);
+}
+
+// ---------------------------------------------------------------- enrolment
+
+pub fn enrolment_works_by_qr_code_or_typed_key(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let by_qr = UserId::customer("qr");
+    let started = portal
+        .start_enrolment(&by_qr, "qr@example.com", "phone", EnrolmentOptions::default())
+        .unwrap();
+    assert!(started.uri.qr_svg().unwrap().contains("<svg"));
+    assert!(!started.uri.qr_terminal().unwrap().is_empty());
+    portal
+        .confirm_enrolment(&by_qr, &Phone::scan(&started.uri).code(&clock))
+        .unwrap();
+
+    let by_hand = UserId::customer("typed");
+    let started = portal
+        .start_enrolment(&by_hand, "typed@example.com", "phone", EnrolmentOptions::default())
+        .unwrap();
+    let typed_key = started.uri.secret().to_grouped_base32().to_lowercase();
+    let app = Totp::new(&Secret::from_base32(&typed_key).unwrap(), *started.uri.params());
+    let code = app
+        .generate(portal_mfa::Clock::now(&clock))
+        .unwrap()
+        .expose()
+        .to_string();
+    portal.confirm_enrolment(&by_hand, &code).unwrap();
+    assert!(portal.record(&by_hand).unwrap().mfa_enabled());
+}
+
+pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    enforce(&portal);
+    let user = UserId::customer("c1");
+    let started = portal
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .unwrap();
+    let phone = Phone::scan(&started.uri);
+    let right = phone.code(&clock);
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    assert!(matches!(
+        portal.confirm_enrolment(&user, wrong),
+        Err(Error::WrongCode { attempts_left: None })
+    ));
+    assert!(matches!(
+        portal.confirm_enrolment(&user, "12ab"),
+        Err(Error::MalformedCode(_))
+    ));
+    // Not enabled yet: still sent to enrolment, and codes from the pending secret do not sign in.
+    assert!(!portal.record(&user).unwrap().mfa_enabled());
+    assert!(matches!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::MustEnrol { .. }
+    ));
+    assert!(matches!(portal.verify_sign_in(&user, &right), Err(Error::NotEnrolled)));
+    portal.confirm_enrolment(&user, &right).unwrap();
+    assert!(portal.record(&user).unwrap().mfa_enabled());
+}
+
+pub fn enrolment_expires_after_its_lifetime(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let started = portal
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .unwrap();
+    assert_eq!(started.expires_at, T0 + 600);
+    clock.advance(600);
+    let code = Phone::scan(&started.uri).code(&clock);
+    assert!(matches!(
+        portal.confirm_enrolment(&user, &code),
+        Err(Error::EnrolmentExpired)
+    ));
+    assert!(matches!(
+        portal.confirm_enrolment(&user, &code),
+        Err(Error::NoPendingEnrolment)
+    ));
+}
+
+pub fn restarting_enrolment_replaces_the_pending_secret(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let first = portal
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .unwrap();
+    let second = portal
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .unwrap();
+    assert_ne!(first.uri.secret(), second.uri.secret());
+    let stale = Phone::scan(&first.uri).code(&clock);
+    let fresh = Phone::scan(&second.uri).code(&clock);
+    if stale != fresh {
+        assert!(matches!(
+            portal.confirm_enrolment(&user, &stale),
+            Err(Error::WrongCode { .. })
+        ));
+    }
+    portal.confirm_enrolment(&user, &fresh).unwrap();
+}
+
+pub fn changing_authenticator_keeps_the_old_one_until_the_new_is_confirmed(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let (old_phone, _) = enrol(&portal, &clock, &user);
+    let old_id = portal.record(&user).unwrap().authenticators()[0].id();
+    // A password alone cannot swap the factor.
+    let options = EnrolmentOptions {
+        replaces: Some(old_id),
+        proof: None,
+    };
+    assert!(matches!(
+        portal.start_enrolment(&user, "c1", "new", options),
+        Err(Error::ProofRequired)
+    ));
+    let proof = old_phone.code(&clock);
+    let options = EnrolmentOptions {
+        replaces: Some(old_id),
+        proof: Some(&proof),
+    };
+    let started = portal.start_enrolment(&user, "c1", "new", options).unwrap();
+    clock.advance(30);
+    // Meanwhile the old phone still signs in.
+    portal.verify_sign_in(&user, &old_phone.code(&clock)).unwrap();
+    let new_phone = Phone::scan(&started.uri);
+    let confirmed = portal.confirm_enrolment(&user, &new_phone.code(&clock)).unwrap();
+    assert!(
+        confirmed.backup_codes.is_none(),
+        "MFA stayed on: the backup codes are kept"
+    );
+    clock.advance(30);
+    let record = portal.record(&user).unwrap();
+    assert_eq!(record.authenticators().len(), 1);
+    assert_eq!(record.authenticators()[0].label(), "new");
+    assert!(matches!(
+        portal.verify_sign_in(&user, &old_phone.code(&clock)),
+        Err(Error::WrongCode { .. })
+    ));
+    portal.verify_sign_in(&user, &new_phone.code(&clock)).unwrap();
+}
+
+pub fn self_configured_user_deletes_authenticator_with_a_fresh_code(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let (phone, _) = enrol(&portal, &clock, &user);
+    let id = portal.record(&user).unwrap().authenticators()[0].id();
+    assert!(matches!(
+        portal.delete_authenticator(&user, id, "000000"),
+        Err(Error::WrongCode { .. }) | Err(Error::ReplayedCode)
+    ));
+    portal.delete_authenticator(&user, id, &phone.code(&clock)).unwrap();
+    let record = portal.record(&user).unwrap();
+    assert!(!record.mfa_enabled() && record.backup_codes().is_none());
+    assert_eq!(portal.begin_sign_in(&user).unwrap(), SignInStep::NoMfaNeeded);
+}
+
+pub fn deleting_the_last_authenticator_is_refused_while_enforced(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    enforce(&portal);
+    let user = UserId::customer("c1");
+    let (phone, _) = enrol(&portal, &clock, &user);
+    let id = portal.record(&user).unwrap().authenticators()[0].id();
+    let refused = portal.delete_authenticator(&user, id, &phone.code(&clock));
+    assert!(matches!(
+        refused,
+        Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced))
+    ));
+    // The refused attempt did not consume the code.
+    portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
+}
+
+// ---------------------------------------------------------------- backup codes and sign-in
+
+pub fn backup_codes_are_issued_once_and_each_works_once(make: &StoreFactory) {
+    let clock = ManualClock::at(T0);
+    // One product issues 5 codes.
+    let policy = PortalPolicy::default().with_backup_codes(5, 2).unwrap();
+    let portal = portal_on(make(), &clock).with_default_policy(policy);
+    let user = UserId::customer("c1");
+    let (_, codes) = enrol(&portal, &clock, &user);
+    assert_eq!(codes.len(), 5);
+    for (i, code) in codes.iter().enumerate() {
+        let verified = portal.verify_sign_in(&user, code).unwrap();
+        assert_eq!(verified.factor, Factor::BackupCode);
+        assert_eq!(verified.backup_codes_remaining, 4 - i as u32);
+        assert_eq!(verified.low_on_backup_codes, verified.backup_codes_remaining <= 2);
+        assert!(
+            matches!(portal.verify_sign_in(&user, code), Err(Error::WrongCode { .. })),
+            "code {i} reused"
+        );
+    }
+    // A second authenticator does not issue more codes.
+    let stored = portal.record(&user).unwrap();
+    assert_eq!(stored.backup_codes().unwrap().remaining(), 0);
+}
+
+pub fn sign_in_takes_a_totp_code_or_a_backup_code(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    enforce(&portal);
+    let user = UserId::contact("help-center-contact");
+    let (phone, codes) = enrol(&portal, &clock, &user);
+    assert!(matches!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::EnterCode {
+            backup_codes_remaining: 10
+        }
+    ));
+    let code = phone.code(&clock);
+    let spaced = format!("{} {}", &code[..3], &code[3..]);
+    assert!(matches!(
+        portal.verify_sign_in(&user, &spaced).unwrap().factor,
+        Factor::Totp(_)
+    ));
+    let typed_loosely = codes[3].replace('-', " ").to_lowercase();
+    assert_eq!(
+        portal.verify_sign_in(&user, &typed_loosely).unwrap().factor,
+        Factor::BackupCode
+    );
+    assert!(matches!(
+        portal.verify_sign_in(&user, "not a code!"),
+        Err(Error::MalformedCode(_))
+    ));
+}
+
+pub fn replayed_code_is_refused(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let (phone, _) = enrol(&portal, &clock, &user);
+    let code = phone.code(&clock);
+    portal.verify_sign_in(&user, &code).unwrap();
+    assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+    clock.advance(10);
+    assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+}
+
+pub fn regenerating_backup_codes_invalidates_the_old_ones(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let (phone, old) = enrol(&portal, &clock, &user);
+    assert!(matches!(
+        portal.regenerate_backup_codes(&user, "000000"),
+        Err(Error::WrongCode { .. } | Error::ReplayedCode)
+    ));
+    let new = portal.regenerate_backup_codes(&user, &phone.code(&clock)).unwrap();
+    let new: Vec<String> = new.expose().map(str::to_owned).collect();
+    assert_eq!(new.len(), 10);
+    assert!(matches!(
+        portal.verify_sign_in(&user, &old[0]),
+        Err(Error::WrongCode { .. })
+    ));
+    portal.verify_sign_in(&user, &new[0]).unwrap();
+}
+
+pub fn wrong_codes_lock_mfa_with_growing_locks_and_a_success_resets_the_count(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    let (phone, _) = enrol(&portal, &clock, &user);
+    let wrong = |p: &Phone| {
+        if p.code(&clock) == "000000" {
+            "111111".to_owned()
+        } else {
+            "000000".to_owned()
+        }
+    };
+    for left in (1..=4).rev() {
+        assert!(
+            matches!(portal.verify_sign_in(&user, &wrong(&phone)), Err(Error::WrongCode { attempts_left: Some(l) }) if l == left)
+        );
+    }
+    let first_lock = portal.verify_sign_in(&user, &wrong(&phone));
+    assert!(
+        matches!(first_lock, Err(Error::LockedOut { until: Some(t) }) if t == T0 + 30 + 60),
+        "{first_lock:?}"
+    );
+    // While locked even the right code is refused, and nothing is counted.
+    assert!(matches!(
+        portal.verify_sign_in(&user, &phone.code(&clock)),
+        Err(Error::LockedOut { .. })
+    ));
+    assert!(matches!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::LockedOut { .. }
+    ));
+    clock.advance(60);
+    for _ in 0..5 {
+        let _ = portal.verify_sign_in(&user, &wrong(&phone));
+    }
+    let now = portal_mfa::Clock::now(&clock);
+    assert_eq!(
+        portal.record(&user).unwrap().failures().locked_until(),
+        Some(now + 120),
+        "second lock doubles"
+    );
+    clock.advance(120);
+    portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
+    assert_eq!(portal.record(&user).unwrap().failures().consecutive(), 0);
+}
+
+pub fn failures_never_exceed_the_hard_limit(make: &StoreFactory) {
+    let clock = ManualClock::at(T0);
+    let lenient = PortalPolicy::default().with_lockout(LockoutRule::new(100, 1, 1).unwrap());
+    let portal = portal_on(make(), &clock).with_default_policy(lenient);
+    let user = UserId::customer("c1");
+    let (phone, _) = enrol(&portal, &clock, &user);
+    let mut locked_for_good = false;
+    for _ in 0..150 {
+        clock.advance(2);
+        let code = phone.code(&clock);
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        if let Err(Error::LockedOut { until: None }) = portal.verify_sign_in(&user, wrong) {
+            locked_for_good = true;
+        }
+    }
+    assert!(locked_for_good);
+    assert_eq!(
+        portal.record(&user).unwrap().failures().consecutive(),
+        LockoutRule::HARD_LIMIT
+    );
+    clock.advance(30);
+    assert!(matches!(
+        portal.verify_sign_in(&user, &phone.code(&clock)),
+        Err(Error::LockedOut { until: None })
+    ));
+    portal
+        .admin_reset(ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .unwrap();
+    assert_eq!(portal.record(&user).unwrap().failures().consecutive(), 0);
+}
+
+// ---------------------------------------------------------------- admin reset
+
+pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    // Not enforced: the reset alone forces re-enrolment.
+    let user = UserId::customer("c1");
+    let (phone, codes) = enrol(&portal, &clock, &user);
+    let summary = portal
+        .admin_reset(ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment)
+        .unwrap();
+    assert_eq!(
+        (
+            summary.authenticators_removed,
+            summary.backup_codes_removed,
+            summary.must_enrol
+        ),
+        (1, 10, true)
+    );
+    let record = portal.record(&user).unwrap();
+    assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
+    let reset = record.last_reset().unwrap();
+    assert_eq!(
+        (&*reset.by, &reset.reason, reset.at),
+        (ADMIN, &ResetReason::LostDevice, T0 + 30)
+    );
+    // Nothing old works; the user (same id) is sent to enrolment and can come back.
+    assert!(matches!(
+        portal.verify_sign_in(&user, &phone.code(&clock)),
+        Err(Error::NotEnrolled)
+    ));
+    assert!(matches!(
+        portal.verify_sign_in(&user, &codes[0]),
+        Err(Error::NotEnrolled)
+    ));
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::MustEnrol {
+            reason: EnrolReason::AdminReset
+        }
+    );
+    let (new_phone, new_codes) = enrol(&portal, &clock, &user);
+    assert_eq!(new_codes.len(), 10);
+    assert!(!portal.record(&user).unwrap().must_enrol());
+    portal.verify_sign_in(&user, &new_phone.code(&clock)).unwrap();
+    let trail = portal
+        .audit_events(EventQuery::portal(portal.id()).user(&user))
+        .unwrap();
+    let reset_event = trail
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::MfaReset { .. }))
+        .unwrap();
+    assert_eq!(reset_event.actor, portal_mfa::Actor::Admin(ADMIN.into()));
+}
+
+pub fn admin_reset_remove_only_lets_self_configured_user_sign_in_without_mfa(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    enrol(&portal, &clock, &user);
+    let summary = portal
+        .admin_reset(ADMIN, &user, ResetReason::NewDevice, ResetMode::RemoveOnly)
+        .unwrap();
+    assert!(!summary.must_enrol);
+    assert_eq!(portal.begin_sign_in(&user).unwrap(), SignInStep::NoMfaNeeded);
+    // Under enforcement, remove-only still leads to enrolment.
+    enforce(&portal);
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced
+        }
+    );
+}
+
+pub fn admin_reset_records_every_reason_the_requests_name(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let reasons = [
+        ResetReason::LostDevice,
+        ResetReason::NewDevice,
+        ResetReason::LockedOut,
+        ResetReason::SecurityIncident,
+        ResetReason::Other("ticket 4711".into()),
+    ];
+    for (i, reason) in reasons.into_iter().enumerate() {
+        let user = UserId::contact(format!("contact-{i}"));
+        enrol(&portal, &clock, &user);
+        portal
+            .admin_reset(ADMIN, &user, reason.clone(), ResetMode::default())
+            .unwrap();
+        assert_eq!(portal.record(&user).unwrap().last_reset().unwrap().reason, reason);
+        let trail = portal
+            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .unwrap();
+        assert!(
+            trail
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::MfaReset { reason: r, .. } if *r == reason))
+        );
+    }
+}
+
+pub fn locked_out_user_is_recovered_by_admin_reset(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let user = UserId::customer("c1");
+    enrol(&portal, &clock, &user);
+    for _ in 0..5 {
+        let _ = portal.verify_sign_in(&user, "999999");
+        let _ = portal.verify_sign_in(&user, "000000");
+    }
+    assert!(matches!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::LockedOut { .. }
+    ));
+    portal
+        .admin_reset(ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .unwrap();
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::MustEnrol {
+            reason: EnrolReason::AdminReset
+        }
+    );
+    enrol(&portal, &clock, &user);
+}
+
+pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    enforce(&portal);
+    let enrolled = UserId::customer("enrolled");
+    let never = UserId::vendor("never-enrolled");
+    let (phone, _) = enrol(&portal, &clock, &enrolled);
+    portal.set_enforcement(ADMIN, Enforcement::SelfConfigured).unwrap();
+    assert!(matches!(
+        portal.begin_sign_in(&enrolled).unwrap(),
+        SignInStep::EnterCode { .. }
+    ));
+    portal.verify_sign_in(&enrolled, &phone.code(&clock)).unwrap();
+    assert_eq!(portal.begin_sign_in(&never).unwrap(), SignInStep::NoMfaNeeded);
+    // The admin turns it off for the enrolled user with a reset.
+    portal
+        .admin_reset(
+            ADMIN,
+            &enrolled,
+            ResetReason::Other("MFA no longer required".into()),
+            ResetMode::RemoveOnly,
+        )
+        .unwrap();
+    assert_eq!(portal.begin_sign_in(&enrolled).unwrap(), SignInStep::NoMfaNeeded);
+}
+
+pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) {
+    let (portal, clock) = setup(make);
+    let grace = Grace {
+        until: Some(T0 + 3_600),
+        sign_ins: Some(2),
+    };
+    portal
+        .set_enforcement(ADMIN, Enforcement::Enforced { grace: Some(grace) })
+        .unwrap();
+    let user = UserId::customer("c1");
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::GraceSignIn {
+            remaining: Some(1),
+            until: grace.until
+        }
+    );
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::GraceSignIn {
+            remaining: Some(0),
+            until: grace.until
+        }
+    );
+    assert_eq!(
+        portal.begin_sign_in(&user).unwrap(),
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced
+        }
+    );
+    // The deadline ends it too.
+    let late = UserId::customer("c2");
+    clock.set(T0 + 3_600);
+    assert_eq!(
+        portal.begin_sign_in(&late).unwrap(),
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced
+        }
+    );
+    assert!(matches!(
+        portal.set_enforcement(
+            ADMIN,
+            Enforcement::Enforced {
+                grace: Some(Grace {
+                    until: None,
+                    sign_ins: None
+                })
+            }
+        ),
+        Err(Error::InvalidPolicy(_))
+    ));
+}
+
+pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
+    let clock = ManualClock::at(T0);
+    let heard: Arc<Mutex<Vec<EventKind>>> = Arc::default();
+    let sink = heard.clone();
+    let portal = portal_on(make(), &clock)
+        .with_notifier(move |e: &portal_mfa::AuditEvent| sink.lock().unwrap().push(e.kind.clone()));
+    let user = UserId::customer("c1");
+    let (_, codes) = enrol(&portal, &clock, &user);
+    portal.verify_sign_in(&user, &codes[0]).unwrap();
+    portal
+        .admin_reset(ADMIN, &user, ResetReason::SecurityIncident, ResetMode::default())
+        .unwrap();
+    let heard = heard.lock().unwrap();
+    assert!(matches!(heard[0], EventKind::AuthenticatorAdded { .. }));
+    assert!(matches!(heard[1], EventKind::BackupCodeUsed { remaining: 9 }));
+    assert!(matches!(heard[2], EventKind::MfaReset { .. }));
+    assert_eq!(heard.len(), 3, "sign-ins themselves are not notifications: {heard:?}");
+}
+
+/// Instantiates every scenario above as a `#[test]` over the store `$make` builds.
+#[macro_export]
+macro_rules! seed_flow_tests {
+    ($make:expr) => {
+        $crate::seed_flow_tests!(@each $make;
+            mfa_is_off_by_default,
+            enforced_mfa_sends_unenrolled_users_to_enrolment_after_password,
+            enforcing_is_refused_for_saml_portal,
+            vendor_and_customer_share_policy,
+            self_configured_user_turns_mfa_on_from_my_account,
+            enrolment_works_by_qr_code_or_typed_key,
+            enrolment_is_active_only_after_a_valid_code,
+            enrolment_expires_after_its_lifetime,
+            restarting_enrolment_replaces_the_pending_secret,
+            changing_authenticator_keeps_the_old_one_until_the_new_is_confirmed,
+            self_configured_user_deletes_authenticator_with_a_fresh_code,
+            deleting_the_last_authenticator_is_refused_while_enforced,
+            backup_codes_are_issued_once_and_each_works_once,
+            sign_in_takes_a_totp_code_or_a_backup_code,
+            replayed_code_is_refused,
+            regenerating_backup_codes_invalidates_the_old_ones,
+            wrong_codes_lock_mfa_with_growing_locks_and_a_success_resets_the_count,
+            failures_never_exceed_the_hard_limit,
+            admin_reset_forces_reenrolment_without_deleting_user,
+            admin_reset_remove_only_lets_self_configured_user_sign_in_without_mfa,
+            admin_reset_records_every_reason_the_requests_name,
+            locked_out_user_is_recovered_by_admin_reset,
+            disabling_enforcement_keeps_enrolled_users_challenged,
+            grace_period_lets_unenrolled_users_in_until_it_ends,
+            users_hear_about_changes_to_their_factors,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::flows::$name(&$make)
+            }
+        )*
+    };
+}
