@@ -24,4 +24,4 @@ pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParam
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Portal};
 pub use state::{EnrolReason, EnrolmentConfirmed, MfaRecord, SignInStep, SignInVerified, StartedEnrolment};
-pub use store::{EventQuery, MemoryStore, MfaStore, StorageError};
+pub use store::{EventQuery, MemoryStore, MfaStore, StorageError, StorageErrorKind};

@@ -21,7 +21,7 @@ use crate::state::{
     Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
     StartedEnrolment,
 };
-use crate::store::{Commit, EventQuery, MfaStore, Version};
+use crate::store::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind};
 
 /// Options for [`Portal::start_enrolment`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -288,7 +288,8 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Load → transition → commit, retrying the whole transition on a conflict.
+    /// Runs the transition against the stored record in one atomic store call
+    /// (check-and-record), retrying the whole transition on a conflict.
     fn run<T>(
         &self,
         user: &UserId,
@@ -297,27 +298,37 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ) -> Result<T> {
         let policy = self.policy()?;
         for attempt in 0..self.max_attempts {
-            let (record, version) = split(self.store.load(&self.id, user)?);
-            let ctx = Context {
-                portal: &self.id,
-                user,
-                policy: &policy,
-                now: self.clock.now(),
-                actor: &actor,
-            };
-            let outcome = transition(record, &ctx);
-            if !outcome.changed {
-                return outcome.result;
-            }
-            match self
-                .store
-                .commit(&self.id, user, version, &outcome.record, &outcome.events)?
-            {
-                Commit::Committed(_) => {
-                    self.notify(&outcome.events);
-                    return outcome.result;
+            let now = self.clock.now();
+            let mut answer = None;
+            let mut notices = Vec::new();
+            let applied = self.store.apply(&self.id, user, &mut |record| {
+                let ctx = Context {
+                    portal: &self.id,
+                    user,
+                    policy: &policy,
+                    now,
+                    actor: &actor,
+                };
+                let outcome = transition(record, &ctx);
+                answer = Some(outcome.result);
+                notices = outcome
+                    .events
+                    .iter()
+                    .filter(|e| e.kind.user_must_hear())
+                    .cloned()
+                    .collect();
+                Change {
+                    record: outcome.record,
+                    changed: outcome.changed,
+                    events: outcome.events,
                 }
-                Commit::Conflict => back_off(attempt),
+            })?;
+            match applied {
+                Applied::Done => {
+                    self.notify(&notices);
+                    return answer.unwrap_or(Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))));
+                }
+                Applied::Conflict => back_off(attempt),
             }
         }
         Err(Error::Conflict {
@@ -333,10 +344,6 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 .for_each(|e| notifier.notify(e));
         }
     }
-}
-
-pub(crate) fn split(loaded: Option<(MfaRecord, Version)>) -> (MfaRecord, Option<Version>) {
-    loaded.map_or_else(|| (MfaRecord::default(), None), |(r, v)| (r, Some(v)))
 }
 
 /// The events a policy change emits.

@@ -6,7 +6,8 @@ mod flows;
 use std::sync::{Arc, Barrier, Mutex};
 
 use flows::{Phone, TestPortal, enrol, portal_on};
-use portal_mfa::{Error, ManualClock, MemoryStore, MfaStore, UserId};
+use portal_mfa::store::{Commit, EventQuery, Version};
+use portal_mfa::{AuditEvent, Error, ManualClock, MemoryStore, MfaRecord, MfaStore, PortalId, PortalPolicy, UserId};
 
 const THREADS: usize = 32;
 const TRIALS: usize = 200;
@@ -29,15 +30,62 @@ fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
     results.into_iter().map(|m| m.into_inner().unwrap()).collect()
 }
 
-fn setup() -> (TestPortal, ManualClock) {
+/// The memory store seen only through load and compare-and-swap commit, as a
+/// host's database store would be: the trait's default `apply` then races for real.
+struct CasOnly(MemoryStore);
+
+impl MfaStore for CasOnly {
+    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<(MfaRecord, Version)>, portal_mfa::StorageError> {
+        self.0.load(p, u)
+    }
+    fn commit(
+        &self,
+        p: &PortalId,
+        u: &UserId,
+        expected: Option<Version>,
+        record: &MfaRecord,
+        events: &[AuditEvent],
+    ) -> Result<Commit, portal_mfa::StorageError> {
+        self.0.commit(p, u, expected, record, events)
+    }
+    fn load_policy(&self, p: &PortalId) -> Result<Option<(PortalPolicy, Version)>, portal_mfa::StorageError> {
+        self.0.load_policy(p)
+    }
+    fn commit_policy(
+        &self,
+        p: &PortalId,
+        expected: Option<Version>,
+        policy: &PortalPolicy,
+        events: &[AuditEvent],
+    ) -> Result<Commit, portal_mfa::StorageError> {
+        self.0.commit_policy(p, expected, policy, events)
+    }
+    fn events(&self, q: &EventQuery) -> Result<Vec<AuditEvent>, portal_mfa::StorageError> {
+        self.0.events(q)
+    }
+}
+
+fn stores() -> [(&'static str, Arc<dyn MfaStore>); 2] {
+    [
+        ("locking apply", Arc::new(MemoryStore::new())),
+        ("compare-and-swap", Arc::new(CasOnly(MemoryStore::new()))),
+    ]
+}
+
+fn setup(store: Arc<dyn MfaStore>) -> (TestPortal, ManualClock) {
     let clock = ManualClock::at(flows::T0);
-    let store: Arc<dyn MfaStore> = Arc::new(MemoryStore::new());
     (portal_on(store, &clock).with_max_attempts(64), clock)
 }
 
 #[test]
 fn the_same_totp_code_is_accepted_exactly_once() {
-    let (portal, clock) = setup();
+    for (kind, store) in stores() {
+        same_totp_code(kind, store);
+    }
+}
+
+fn same_totp_code(kind: &str, store: Arc<dyn MfaStore>) {
+    let (portal, clock) = setup(store);
     let enrolled: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::customer(format!("c{i}"));
@@ -71,7 +119,13 @@ fn the_same_totp_code_is_accepted_exactly_once() {
 
 #[test]
 fn the_same_backup_code_is_accepted_exactly_once() {
-    let (portal, clock) = setup();
+    for (kind, store) in stores() {
+        same_backup_code(kind, store);
+    }
+}
+
+fn same_backup_code(kind: &str, store: Arc<dyn MfaStore>) {
+    let (portal, clock) = setup(store);
     let users: Vec<(UserId, String)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::vendor(format!("v{i}"));
@@ -84,7 +138,11 @@ fn the_same_backup_code_is_accepted_exactly_once() {
         portal.verify_sign_in(user, code)
     });
     for (trial, outcomes) in results.iter().enumerate() {
-        assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "trial {trial}");
+        assert_eq!(
+            outcomes.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{kind}, trial {trial}"
+        );
         let remaining = portal
             .record(&users[trial].0)
             .unwrap()
@@ -97,7 +155,13 @@ fn the_same_backup_code_is_accepted_exactly_once() {
 
 #[test]
 fn concurrent_wrong_codes_are_all_counted_and_lock_at_the_limit() {
-    let (portal, clock) = setup();
+    for (kind, store) in stores() {
+        wrong_codes(kind, store);
+    }
+}
+
+fn wrong_codes(kind: &str, store: Arc<dyn MfaStore>) {
+    let (portal, clock) = setup(store);
     let users: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::contact(format!("h{i}"));
@@ -114,7 +178,7 @@ fn concurrent_wrong_codes_are_all_counted_and_lock_at_the_limit() {
     for (trial, outcomes) in results.iter().enumerate() {
         let record = portal.record(&users[trial].0).unwrap();
         // Five failures are committed, then the lock refuses everything else unread.
-        assert_eq!(record.failures().consecutive(), 5, "trial {trial}");
+        assert_eq!(record.failures().consecutive(), 5, "{kind}, trial {trial}");
         assert!(record.failures().locked_until().is_some());
         let wrong = outcomes
             .iter()

@@ -10,16 +10,22 @@ use crate::ids::AuthenticatorId;
 use crate::otp::{Secret, Totp, TotpParams};
 use crate::policy::LockoutRule;
 
-/// A secret with its verifier, built once (the HMAC pads) and shared by clones.
+/// A secret with its verifier. The verifier (the HMAC pad states) is kept
+/// inline so a sign-in touches no memory beyond the record itself; the secret,
+/// needed only to persist the record, sits behind a shared pointer.
+#[derive(Clone)]
 pub(crate) struct Key {
-    secret: Secret,
+    secret: Arc<Secret>,
     totp: Totp,
 }
 
 impl Key {
-    pub(crate) fn new(secret: Secret, params: TotpParams) -> Arc<Self> {
+    pub(crate) fn new(secret: Secret, params: TotpParams) -> Self {
         let totp = Totp::new(&secret, params);
-        Arc::new(Self { secret, totp })
+        Self {
+            secret: Arc::new(secret),
+            totp,
+        }
     }
 
     pub(crate) fn totp(&self) -> &Totp {
@@ -32,7 +38,7 @@ impl Key {
 pub struct Authenticator {
     pub(crate) id: AuthenticatorId,
     pub(crate) label: Arc<str>,
-    pub(crate) key: Arc<Key>,
+    pub(crate) key: Key,
     pub(crate) added_at: u64,
     /// The newest time step accepted from it: that step and older ones are replays.
     pub(crate) last_used_step: Option<u64>,
@@ -90,7 +96,7 @@ impl core::fmt::Debug for Authenticator {
 pub struct PendingEnrolment {
     pub(crate) id: AuthenticatorId,
     pub(crate) label: Arc<str>,
-    pub(crate) key: Arc<Key>,
+    pub(crate) key: Key,
     pub(crate) started_at: u64,
     pub(crate) expires_at: u64,
     pub(crate) replaces: Option<AuthenticatorId>,
@@ -198,13 +204,14 @@ pub struct ResetRecord {
 #[derive(Clone, Debug, Default)]
 pub struct MfaRecord {
     pub(crate) authenticators: Vec<Authenticator>,
-    pub(crate) pending: Option<PendingEnrolment>,
+    // Boxed: rare, and records sit inline in stores' tables.
+    pub(crate) pending: Option<Box<PendingEnrolment>>,
     pub(crate) backup_codes: Option<BackupCodes>,
     pub(crate) failures: Failures,
     pub(crate) must_enrol: bool,
     pub(crate) grace_sign_ins_used: u32,
     pub(crate) next_authenticator_id: u32,
-    pub(crate) last_reset: Option<ResetRecord>,
+    pub(crate) last_reset: Option<Box<ResetRecord>>,
 }
 
 impl MfaRecord {
@@ -218,7 +225,7 @@ impl MfaRecord {
 
     /// The enrolment waiting for confirmation, if any.
     pub fn pending(&self) -> Option<&PendingEnrolment> {
-        self.pending.as_ref()
+        self.pending.as_deref()
     }
 
     /// Stored backup codes, if MFA is enabled.
@@ -243,7 +250,7 @@ impl MfaRecord {
 
     /// The last admin reset.
     pub fn last_reset(&self) -> Option<&ResetRecord> {
-        self.last_reset.as_ref()
+        self.last_reset.as_deref()
     }
 
     /// Whether the user has MFA turned on (at least one confirmed authenticator).
@@ -260,7 +267,7 @@ impl MfaRecord {
                 .map(|a| AuthenticatorParts {
                     id: a.id.0,
                     label: a.label.to_string(),
-                    secret: a.key.secret.clone(),
+                    secret: Secret::clone(&a.key.secret),
                     params: *a.params(),
                     added_at: a.added_at,
                     last_used_step: a.last_used_step,
@@ -269,7 +276,7 @@ impl MfaRecord {
             pending: self.pending.as_ref().map(|p| PendingParts {
                 id: p.id.0,
                 label: p.label.to_string(),
-                secret: p.key.secret.clone(),
+                secret: Secret::clone(&p.key.secret),
                 params: *p.params(),
                 started_at: p.started_at,
                 expires_at: p.expires_at,
@@ -282,7 +289,7 @@ impl MfaRecord {
             must_enrol: self.must_enrol,
             grace_sign_ins_used: self.grace_sign_ins_used,
             next_authenticator_id: self.next_authenticator_id,
-            last_reset: self.last_reset.clone(),
+            last_reset: self.last_reset.as_deref().cloned(),
         }
     }
 
@@ -324,13 +331,15 @@ impl MfaRecord {
                 last_used_step: a.last_used_step,
             })
             .collect();
-        let pending = parts.pending.map(|p| PendingEnrolment {
-            id: AuthenticatorId(p.id),
-            label: p.label.into(),
-            key: Key::new(p.secret, p.params),
-            started_at: p.started_at,
-            expires_at: p.expires_at,
-            replaces: p.replaces.map(AuthenticatorId),
+        let pending = parts.pending.map(|p| {
+            Box::new(PendingEnrolment {
+                id: AuthenticatorId(p.id),
+                label: p.label.into(),
+                key: Key::new(p.secret, p.params),
+                started_at: p.started_at,
+                expires_at: p.expires_at,
+                replaces: p.replaces.map(AuthenticatorId),
+            })
         });
         Ok(Self {
             authenticators,
@@ -344,7 +353,7 @@ impl MfaRecord {
             must_enrol: parts.must_enrol,
             grace_sign_ins_used: parts.grace_sign_ins_used,
             next_authenticator_id: parts.next_authenticator_id,
-            last_reset: parts.last_reset,
+            last_reset: parts.last_reset.map(Box::new),
         })
     }
 }

@@ -424,14 +424,14 @@ impl MfaRecord {
             draft.cancel_pending();
             let id = draft.next_id()?;
             let expires_at = ctx.now.saturating_add(ctx.policy.enrolment_lifetime_secs());
-            draft.record.pending = Some(PendingEnrolment {
+            draft.record.pending = Some(Box::new(PendingEnrolment {
                 id,
                 label,
                 key: Key::new(secret, params),
                 started_at: ctx.now,
                 expires_at,
                 replaces: request.replaces,
-            });
+            }));
             draft.emit(EventKind::EnrolmentStarted {
                 replaces: request.replaces,
             });
@@ -601,11 +601,11 @@ impl MfaRecord {
             record.backup_codes = None;
             record.failures = Default::default();
             record.must_enrol = mode == ResetMode::ForceReenrolment;
-            record.last_reset = Some(ResetRecord {
+            record.last_reset = Some(Box::new(ResetRecord {
                 by: admin,
                 reason: reason.clone(),
                 at: ctx.now,
-            });
+            }));
             let must_enrol = record.must_enrol;
             draft.emit(EventKind::MfaReset {
                 reason,

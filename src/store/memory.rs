@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, RwLock};
 
-use super::{Commit, EventQuery, MfaStore, StorageError, StorageErrorKind, Version};
+use super::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind, Version};
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
@@ -57,9 +57,9 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn append(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
+    fn append(&self, events: impl IntoIterator<Item = AuditEvent>) -> Result<(), StorageError> {
         let mut log = self.events.lock().map_err(poisoned)?;
-        log.events.extend(events.iter().cloned());
+        log.events.extend(events);
         if let Some(limit) = log.keep_at_most {
             let excess = log.events.len().saturating_sub(limit);
             log.events.drain(..excess);
@@ -90,7 +90,7 @@ impl MfaStore for MemoryStore {
         }
         let version = current.map_or(1, |v| v + 1);
         // Events first while the record lock is held: both land, or (on a poisoned log) neither.
-        self.append(events)?;
+        self.append(events.iter().cloned())?;
         records.insert(key, (record.clone(), version));
         Ok(Commit::Committed(version))
     }
@@ -112,7 +112,7 @@ impl MfaStore for MemoryStore {
             return Ok(Commit::Conflict);
         }
         let version = current.map_or(1, |v| v + 1);
-        self.append(events)?;
+        self.append(events.iter().cloned())?;
         policies.insert(portal.clone(), (*policy, version));
         Ok(Commit::Committed(version))
     }
@@ -120,5 +120,35 @@ impl MfaStore for MemoryStore {
     fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError> {
         let log = self.events.lock().map_err(poisoned)?;
         Ok(log.events.iter().filter(|e| query.matches(e)).cloned().collect())
+    }
+
+    /// Runs `change` under the write lock on the record itself: no copy of the
+    /// record is made and no other writer can interleave, so it never conflicts.
+    fn apply(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        change: &mut dyn FnMut(MfaRecord) -> Change,
+    ) -> Result<Applied, StorageError> {
+        let mut records = self.records.write().map_err(poisoned)?;
+        let key = (portal.clone(), user.clone());
+        match records.get_mut(&key) {
+            Some((stored, version)) => {
+                let outcome = change(std::mem::take(stored));
+                *stored = outcome.record;
+                if outcome.changed {
+                    *version += 1;
+                    self.append(outcome.events)?;
+                }
+            }
+            None => {
+                let outcome = change(MfaRecord::default());
+                if outcome.changed {
+                    self.append(outcome.events)?;
+                    records.insert(key, (outcome.record, 1));
+                }
+            }
+        }
+        Ok(Applied::Done)
     }
 }

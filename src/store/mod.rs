@@ -29,6 +29,27 @@ pub enum Commit {
     Conflict,
 }
 
+/// A change computed from a user's current record: the next record, whether
+/// anything changed, and the events to store with it.
+#[derive(Debug)]
+pub struct Change {
+    /// The record to store.
+    pub record: MfaRecord,
+    /// Whether to write at all (the record or the trail changed).
+    pub changed: bool,
+    /// Audit events, written with the record.
+    pub events: Vec<AuditEvent>,
+}
+
+/// How one [`MfaStore::apply`] attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The change was computed and (if it changed anything) stored.
+    Done,
+    /// Another writer got there first; nothing was stored. Try again.
+    Conflict,
+}
+
 /// Which audit events to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventQuery {
@@ -111,6 +132,38 @@ pub trait MfaStore: Send + Sync {
 
     /// Audit events matching `query`, oldest first.
     fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError>;
+
+    /// Check-and-record in one call: runs `change` on the user's current record
+    /// (a fresh one if none) and stores the result with its events, atomically.
+    ///
+    /// The default loads, runs `change`, and commits with compare-and-swap,
+    /// answering [`Applied::Conflict`] if another writer came first. A store that
+    /// can lock the record (an in-process map, a database transaction) overrides
+    /// it to run `change` under that lock and never conflict.
+    ///
+    /// ⚠️ `change` is pure and fast; an override may call it while holding a
+    /// lock, and must call it at most once per attempt.
+    fn apply(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        change: &mut dyn FnMut(MfaRecord) -> Change,
+    ) -> Result<Applied, StorageError> {
+        let (record, version) = match self.load(portal, user)? {
+            Some((record, version)) => (record, Some(version)),
+            None => (MfaRecord::default(), None),
+        };
+        let change = change(record);
+        if !change.changed {
+            return Ok(Applied::Done);
+        }
+        Ok(
+            match self.commit(portal, user, version, &change.record, &change.events)? {
+                Commit::Committed(_) => Applied::Done,
+                Commit::Conflict => Applied::Conflict,
+            },
+        )
+    }
 }
 
 impl<S: MfaStore + ?Sized> MfaStore for std::sync::Arc<S> {
@@ -141,6 +194,14 @@ impl<S: MfaStore + ?Sized> MfaStore for std::sync::Arc<S> {
     }
     fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError> {
         (**self).events(query)
+    }
+    fn apply(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        change: &mut dyn FnMut(MfaRecord) -> Change,
+    ) -> Result<Applied, StorageError> {
+        (**self).apply(portal, user, change)
     }
 }
 

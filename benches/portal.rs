@@ -1,0 +1,127 @@
+//! A sign-in verification through the driver and a store, next to the raw
+//! engine verify, in one run so the ratios hold on a noisy machine.
+//!
+//! Group `signin_verify`:
+//! - `raw_engine_verify`: `Totp::verify_str`, the floor the driver builds on;
+//! - `driver_memory_1k` / `driver_memory_1m`: `Portal::verify_sign_in` on the
+//!   in-memory store holding 1 000 / 1 000 000 enrolled users, a random user
+//!   each time, every code a fresh step (a successful sign-in each iteration).
+//!
+//! The memory each enrolled user costs (RSS growth while enrolling them, each
+//! with an authenticator and 10 backup codes) is printed before the group runs.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use portal_mfa::{
+    EnrolmentOptions, ManualClock, MemoryStore, MfaStore, Portal, PortalId, Secret, Totp, TotpParams, UserId, Window,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const T0: u64 = 1_763_800_000;
+
+type BenchPortal<S> = Portal<S, ManualClock, StdRng>;
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// `users` users enrolled through the driver (start + confirm), each with its own secret.
+/// Returns the portal and every user's verifier.
+fn populated<S: MfaStore>(store: S, users: usize, clock: &ManualClock) -> (BenchPortal<S>, Vec<(UserId, Totp)>) {
+    let portal = Portal::new(PortalId::new("bench"), "Bench Portal", store)
+        .with_clock(clock.clone())
+        .with_rng(StdRng::seed_from_u64(7));
+    let mut enrolled = Vec::with_capacity(users);
+    for i in 0..users {
+        let user = UserId::customer(format!("customer-{i:07}"));
+        let started = portal
+            .start_enrolment(&user, "user@example.com", "phone", EnrolmentOptions::default())
+            .expect("start");
+        let totp = Totp::new(started.uri.secret(), *started.uri.params());
+        let code = totp.generate(T0).expect("code").expose().to_string();
+        portal.confirm_enrolment(&user, &code).expect("confirm");
+        enrolled.push((user, totp));
+    }
+    (portal, enrolled)
+}
+
+/// RSS growth per user while a store fills with enrolled users; the harness keeps nothing.
+fn report_memory_per_user(users: usize) {
+    let clock = ManualClock::at(T0);
+    let store = Arc::new(MemoryStore::keeping_events(10_000));
+    let before = resident_bytes();
+    let (portal, kept) = populated(store.clone(), users, &clock);
+    drop(kept);
+    let after = resident_bytes();
+    if let (Some(before), Some(after)) = (before, after) {
+        let per_user = after.saturating_sub(before) / users as u64;
+        eprintln!(
+            "memory per enrolled user (in-memory store, {users} users, 1 authenticator + 10 backup codes): {per_user} bytes"
+        );
+    }
+    drop(portal);
+}
+
+fn bench_driver<S: MfaStore>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    portal: &BenchPortal<S>,
+    clock: &ManualClock,
+    users: &[(UserId, Totp)],
+) {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut time = T0;
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                // Every iteration moves on one step, so every user's next code is fresh.
+                time += 30;
+                let (user, totp) = &users[rng.random_range(0..users.len())];
+                let code: String = totp.generate(time).expect("code").expose().to_string();
+                // As a server would: the id arrives with the request, not shared with the store.
+                (UserId::new(user.kind(), user.id()), time, code)
+            },
+            |(user, now, code)| {
+                clock.set(now);
+                portal
+                    .verify_sign_in(&user, black_box(&code))
+                    .expect("a fresh code signs in")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn signin(c: &mut Criterion) {
+    let secret = Secret::generate(&mut StdRng::seed_from_u64(3));
+    let raw = Totp::new(&secret, TotpParams::standard());
+    let raw_code = raw.generate(T0).expect("code").expose().to_string();
+
+    let clock_small = ManualClock::at(T0);
+    let (small, small_users) = populated(Arc::new(MemoryStore::keeping_events(10_000)), 1_000, &clock_small);
+
+    report_memory_per_user(200_000);
+    let clock_large = ManualClock::at(T0);
+    let (large, large_users) = populated(Arc::new(MemoryStore::keeping_events(10_000)), 1_000_000, &clock_large);
+
+    let mut g = c.benchmark_group("signin_verify");
+    g.bench_function("raw_engine_verify", |b| {
+        b.iter(|| raw.verify_str(black_box(&raw_code), black_box(T0), Window::default()))
+    });
+    bench_driver(&mut g, "driver_memory_1k", &small, &clock_small, &small_users);
+    bench_driver(&mut g, "driver_memory_1m", &large, &clock_large, &large_users);
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    targets = signin
+}
+criterion_main!(benches);
