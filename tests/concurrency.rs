@@ -103,7 +103,7 @@ fn same_totp_code(kind: &str, store: Arc<dyn MfaStore>) {
         let accepted = outcomes.iter().filter(|r| r.is_ok()).count();
         assert_eq!(
             accepted, 1,
-            "trial {trial}: {accepted} of {THREADS} accepted the same code"
+            "{kind}, trial {trial}: {accepted} of {THREADS} accepted the same code"
         );
         for r in outcomes.iter().filter(|r| r.is_err()) {
             assert!(

@@ -487,6 +487,8 @@ impl MfaRecord {
                     });
                 }
             }
+            // Exact: the default growth would reserve room for four.
+            draft.record.authenticators.reserve_exact(1);
             draft.record.authenticators.push(Authenticator {
                 id: pending.id,
                 label: pending.label.clone(),
@@ -641,6 +643,7 @@ impl MfaRecord {
                 return Err(Error::TooManyAuthenticators);
             }
             let id = draft.next_id()?;
+            draft.record.authenticators.reserve_exact(1);
             draft.record.authenticators.push(Authenticator {
                 id,
                 label: label.clone(),
