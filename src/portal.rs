@@ -296,12 +296,13 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         actor: Actor,
         mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
     ) -> Result<T> {
-        let policy = self.policy()?;
         for attempt in 0..self.max_attempts {
             let now = self.clock.now();
             let mut answer = None;
             let mut notices = Vec::new();
-            let applied = self.store.apply(&self.id, user, &mut |record| {
+            // The policy comes from the same atomic read as the record.
+            let applied = self.store.apply(&self.id, user, &mut |record, policy| {
+                let policy = policy.unwrap_or(self.default_policy);
                 let ctx = Context {
                     portal: &self.id,
                     user,

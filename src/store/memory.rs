@@ -1,34 +1,84 @@
-//! A thread-safe in-memory store: for tests, demos and single-process hosts
-//! that keep MFA state elsewhere. Nothing survives the process.
+//! A thread-safe in-memory store: for tests, demos and single-process hosts.
+//! Nothing survives the process.
+//!
+//! Records, policies and the audit trail sit behind one lock, so a record and
+//! its events are always written together. Transitions run under that lock on
+//! the record itself ([`MfaStore::apply`]): no copy, no conflict.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use super::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind, Version};
 use crate::event::AuditEvent;
-use crate::ids::{PortalId, UserId};
+use crate::ids::{PortalId, UserId, UserKind};
 use crate::policy::PortalPolicy;
 use crate::state::MfaRecord;
 
-type Records = HashMap<(PortalId, UserId), (MfaRecord, Version)>;
+// foldhash: seeded per process (hash flooding is not free to plan) and several
+// times faster than SipHash on short keys, which matters on the sign-in path.
+type Hasher = foldhash::fast::RandomState;
 
 /// Records, policies and the audit trail in memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    records: RwLock<Records>,
-    policies: RwLock<HashMap<PortalId, (PortalPolicy, Version)>>,
-    events: Mutex<EventLog>,
+    state: RwLock<State>,
 }
 
 #[derive(Debug, Default)]
-struct EventLog {
+struct State {
+    portals: HashMap<PortalId, PortalState, Hasher>,
     events: VecDeque<AuditEvent>,
     keep_at_most: Option<usize>,
+}
+
+/// One portal: its policy beside its users' records, found with one lookup.
+#[derive(Debug, Default)]
+struct PortalState {
+    policy: Option<(PortalPolicy, Version)>,
+    records: HashMap<UserKey, (MfaRecord, Version), Hasher>,
+}
+
+/// A user id as a map key: short ids (emails, UUIDs) inline, so finding a
+/// record reads the table and nothing behind a pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum UserKey {
+    Inline { kind: UserKind, len: u8, bytes: [u8; UserKey::INLINE] },
+    Heap { kind: UserKind, id: Arc<str> },
+}
+
+impl UserKey {
+    const INLINE: usize = 38;
+
+    fn of(user: &UserId) -> Self {
+        let id = user.id().as_bytes();
+        match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= Self::INLINE => {
+                let mut bytes = [0u8; Self::INLINE];
+                bytes[..id.len()].copy_from_slice(id);
+                Self::Inline { kind: user.kind(), len, bytes }
+            }
+            _ => Self::Heap { kind: user.kind(), id: user.id().into() },
+        }
+    }
 }
 
 fn poisoned<T>(_: T) -> StorageError {
     // A writer panicked mid-update; refuse rather than serve possibly torn state.
     StorageError::of_kind(StorageErrorKind::Unavailable)
+}
+
+impl State {
+    fn portal(&mut self, portal: &PortalId) -> &mut PortalState {
+        self.portals.entry(portal.clone()).or_default()
+    }
+
+    fn append(&mut self, events: impl IntoIterator<Item = AuditEvent>) {
+        self.events.extend(events);
+        if let Some(limit) = self.keep_at_most {
+            let excess = self.events.len().saturating_sub(limit);
+            self.events.drain(..excess);
+        }
+    }
 }
 
 impl MemoryStore {
@@ -40,38 +90,25 @@ impl MemoryStore {
     /// An empty store keeping only the newest `events` audit events, so a
     /// long-running process does not grow without bound.
     pub fn keeping_events(events: usize) -> Self {
-        let store = Self::default();
-        if let Ok(mut log) = store.events.lock() {
-            log.keep_at_most = Some(events);
-        }
-        store
+        let state = State { keep_at_most: Some(events), ..State::default() };
+        Self { state: RwLock::new(state) }
     }
 
     /// Number of user records.
     pub fn len(&self) -> usize {
-        self.records.read().map_or(0, |r| r.len())
+        self.state.read().map_or(0, |s| s.portals.values().map(|p| p.records.len()).sum())
     }
 
     /// Whether there are no user records.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    fn append(&self, events: impl IntoIterator<Item = AuditEvent>) -> Result<(), StorageError> {
-        let mut log = self.events.lock().map_err(poisoned)?;
-        log.events.extend(events);
-        if let Some(limit) = log.keep_at_most {
-            let excess = log.events.len().saturating_sub(limit);
-            log.events.drain(..excess);
-        }
-        Ok(())
-    }
 }
 
 impl MfaStore for MemoryStore {
     fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<(MfaRecord, Version)>, StorageError> {
-        let records = self.records.read().map_err(poisoned)?;
-        Ok(records.get(&(portal.clone(), user.clone())).cloned())
+        let state = self.state.read().map_err(poisoned)?;
+        Ok(state.portals.get(portal).and_then(|p| p.records.get(&UserKey::of(user))).cloned())
     }
 
     fn commit(
@@ -82,21 +119,21 @@ impl MfaStore for MemoryStore {
         record: &MfaRecord,
         events: &[AuditEvent],
     ) -> Result<Commit, StorageError> {
-        let mut records = self.records.write().map_err(poisoned)?;
-        let key = (portal.clone(), user.clone());
+        let mut state = self.state.write().map_err(poisoned)?;
+        let key = UserKey::of(user);
+        let records = &mut state.portal(portal).records;
         let current = records.get(&key).map(|(_, v)| *v);
         if current != expected {
             return Ok(Commit::Conflict);
         }
         let version = current.map_or(1, |v| v + 1);
-        // Events first while the record lock is held: both land, or (on a poisoned log) neither.
-        self.append(events.iter().cloned())?;
         records.insert(key, (record.clone(), version));
+        state.append(events.iter().cloned());
         Ok(Commit::Committed(version))
     }
 
     fn load_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>, StorageError> {
-        Ok(self.policies.read().map_err(poisoned)?.get(portal).copied())
+        Ok(self.state.read().map_err(poisoned)?.portals.get(portal).and_then(|p| p.policy))
     }
 
     fn commit_policy(
@@ -106,20 +143,21 @@ impl MfaStore for MemoryStore {
         policy: &PortalPolicy,
         events: &[AuditEvent],
     ) -> Result<Commit, StorageError> {
-        let mut policies = self.policies.write().map_err(poisoned)?;
-        let current = policies.get(portal).map(|(_, v)| *v);
+        let mut state = self.state.write().map_err(poisoned)?;
+        let stored = &mut state.portal(portal).policy;
+        let current = stored.map(|(_, v)| v);
         if current != expected {
             return Ok(Commit::Conflict);
         }
         let version = current.map_or(1, |v| v + 1);
-        self.append(events.iter().cloned())?;
-        policies.insert(portal.clone(), (*policy, version));
+        *stored = Some((*policy, version));
+        state.append(events.iter().cloned());
         Ok(Commit::Committed(version))
     }
 
     fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError> {
-        let log = self.events.lock().map_err(poisoned)?;
-        Ok(log.events.iter().filter(|e| query.matches(e)).cloned().collect())
+        let state = self.state.read().map_err(poisoned)?;
+        Ok(state.events.iter().filter(|e| query.matches(e)).cloned().collect())
     }
 
     /// Runs `change` under the write lock on the record itself: no copy of the
@@ -128,27 +166,52 @@ impl MfaStore for MemoryStore {
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut dyn FnMut(MfaRecord) -> Change,
+        change: &mut dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change,
     ) -> Result<Applied, StorageError> {
-        let mut records = self.records.write().map_err(poisoned)?;
-        let key = (portal.clone(), user.clone());
-        match records.get_mut(&key) {
+        let mut guard = self.state.write().map_err(poisoned)?;
+        let state = &mut *guard;
+        let key = UserKey::of(user);
+        let portal_state = match state.portals.get_mut(portal) {
+            Some(p) => p,
+            None => state.portals.entry(portal.clone()).or_default(),
+        };
+        let policy = portal_state.policy.map(|(p, _)| p);
+        let events = match portal_state.records.get_mut(&key) {
             Some((stored, version)) => {
-                let outcome = change(std::mem::take(stored));
+                let outcome = change(std::mem::take(stored), policy);
                 *stored = outcome.record;
                 if outcome.changed {
                     *version += 1;
-                    self.append(outcome.events)?;
                 }
+                outcome.events
             }
             None => {
-                let outcome = change(MfaRecord::default());
+                let outcome = change(MfaRecord::default(), policy);
                 if outcome.changed {
-                    self.append(outcome.events)?;
-                    records.insert(key, (outcome.record, 1));
+                    portal_state.records.insert(key, (outcome.record, 1));
                 }
+                outcome.events
             }
-        }
+        };
+        state.append(events);
         Ok(Applied::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_ids_are_distinct_keys_of_their_own() {
+        let short = UserId::customer("a".repeat(UserKey::INLINE));
+        let long = UserId::customer("a".repeat(UserKey::INLINE + 1));
+        assert!(matches!(UserKey::of(&short), UserKey::Inline { .. }));
+        assert!(matches!(UserKey::of(&long), UserKey::Heap { .. }));
+        assert_ne!(UserKey::of(&short), UserKey::of(&long));
+        assert_eq!(UserKey::of(&long), UserKey::of(&UserId::customer("a".repeat(UserKey::INLINE + 1))));
+        // Kind is part of the key; trailing zero bytes in the inline buffer never collide ids.
+        assert_ne!(UserKey::of(&UserId::customer("x")), UserKey::of(&UserId::vendor("x")));
+        assert_ne!(UserKey::of(&UserId::customer("x")), UserKey::of(&UserId::customer("x\0")));
     }
 }

@@ -134,7 +134,8 @@ pub trait MfaStore: Send + Sync {
     fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError>;
 
     /// Check-and-record in one call: runs `change` on the user's current record
-    /// (a fresh one if none) and stores the result with its events, atomically.
+    /// (a fresh one if none) and the portal's stored policy (if any), and stores
+    /// the result with its events, atomically.
     ///
     /// The default loads, runs `change`, and commits with compare-and-swap,
     /// answering [`Applied::Conflict`] if another writer came first. A store that
@@ -147,13 +148,14 @@ pub trait MfaStore: Send + Sync {
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut dyn FnMut(MfaRecord) -> Change,
+        change: &mut dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change,
     ) -> Result<Applied, StorageError> {
+        let policy = self.load_policy(portal)?.map(|(p, _)| p);
         let (record, version) = match self.load(portal, user)? {
             Some((record, version)) => (record, Some(version)),
             None => (MfaRecord::default(), None),
         };
-        let change = change(record);
+        let change = change(record, policy);
         if !change.changed {
             return Ok(Applied::Done);
         }
@@ -199,7 +201,7 @@ impl<S: MfaStore + ?Sized> MfaStore for std::sync::Arc<S> {
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut dyn FnMut(MfaRecord) -> Change,
+        change: &mut dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change,
     ) -> Result<Applied, StorageError> {
         (**self).apply(portal, user, change)
     }
