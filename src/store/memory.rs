@@ -42,8 +42,15 @@ struct PortalState {
 /// record reads the table and nothing behind a pointer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum UserKey {
-    Inline { kind: UserKind, len: u8, bytes: [u8; UserKey::INLINE] },
-    Heap { kind: UserKind, id: Arc<str> },
+    Inline {
+        kind: UserKind,
+        len: u8,
+        bytes: [u8; UserKey::INLINE],
+    },
+    Heap {
+        kind: UserKind,
+        id: Arc<str>,
+    },
 }
 
 impl UserKey {
@@ -55,9 +62,16 @@ impl UserKey {
             Ok(len) if id.len() <= Self::INLINE => {
                 let mut bytes = [0u8; Self::INLINE];
                 bytes[..id.len()].copy_from_slice(id);
-                Self::Inline { kind: user.kind(), len, bytes }
+                Self::Inline {
+                    kind: user.kind(),
+                    len,
+                    bytes,
+                }
             }
-            _ => Self::Heap { kind: user.kind(), id: user.id().into() },
+            _ => Self::Heap {
+                kind: user.kind(),
+                id: user.id().into(),
+            },
         }
     }
 }
@@ -90,13 +104,20 @@ impl MemoryStore {
     /// An empty store keeping only the newest `events` audit events, so a
     /// long-running process does not grow without bound.
     pub fn keeping_events(events: usize) -> Self {
-        let state = State { keep_at_most: Some(events), ..State::default() };
-        Self { state: RwLock::new(state) }
+        let state = State {
+            keep_at_most: Some(events),
+            ..State::default()
+        };
+        Self {
+            state: RwLock::new(state),
+        }
     }
 
     /// Number of user records.
     pub fn len(&self) -> usize {
-        self.state.read().map_or(0, |s| s.portals.values().map(|p| p.records.len()).sum())
+        self.state
+            .read()
+            .map_or(0, |s| s.portals.values().map(|p| p.records.len()).sum())
     }
 
     /// Whether there are no user records.
@@ -108,7 +129,11 @@ impl MemoryStore {
 impl MfaStore for MemoryStore {
     fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<(MfaRecord, Version)>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
-        Ok(state.portals.get(portal).and_then(|p| p.records.get(&UserKey::of(user))).cloned())
+        Ok(state
+            .portals
+            .get(portal)
+            .and_then(|p| p.records.get(&UserKey::of(user)))
+            .cloned())
     }
 
     fn commit(
@@ -133,7 +158,13 @@ impl MfaStore for MemoryStore {
     }
 
     fn load_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>, StorageError> {
-        Ok(self.state.read().map_err(poisoned)?.portals.get(portal).and_then(|p| p.policy))
+        Ok(self
+            .state
+            .read()
+            .map_err(poisoned)?
+            .portals
+            .get(portal)
+            .and_then(|p| p.policy))
     }
 
     fn commit_policy(
@@ -209,9 +240,15 @@ mod tests {
         assert!(matches!(UserKey::of(&short), UserKey::Inline { .. }));
         assert!(matches!(UserKey::of(&long), UserKey::Heap { .. }));
         assert_ne!(UserKey::of(&short), UserKey::of(&long));
-        assert_eq!(UserKey::of(&long), UserKey::of(&UserId::customer("a".repeat(UserKey::INLINE + 1))));
+        assert_eq!(
+            UserKey::of(&long),
+            UserKey::of(&UserId::customer("a".repeat(UserKey::INLINE + 1)))
+        );
         // Kind is part of the key; trailing zero bytes in the inline buffer never collide ids.
         assert_ne!(UserKey::of(&UserId::customer("x")), UserKey::of(&UserId::vendor("x")));
-        assert_ne!(UserKey::of(&UserId::customer("x")), UserKey::of(&UserId::customer("x\0")));
+        assert_ne!(
+            UserKey::of(&UserId::customer("x")),
+            UserKey::of(&UserId::customer("x\0"))
+        );
     }
 }
