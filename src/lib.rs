@@ -24,4 +24,6 @@ pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParam
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Portal};
 pub use state::{EnrolReason, EnrolmentConfirmed, MfaRecord, SignInStep, SignInVerified, StartedEnrolment};
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{EventQuery, MemoryStore, MfaStore, StorageError, StorageErrorKind};

@@ -73,6 +73,16 @@ impl LockoutRule {
         self.max_failures
     }
 
+    /// The first lock's length, in seconds.
+    pub fn first_lock_secs(&self) -> u64 {
+        self.first_lock_secs
+    }
+
+    /// The longest lock, in seconds.
+    pub fn longest_lock_secs(&self) -> u64 {
+        self.longest_lock_secs
+    }
+
     /// How long the `nth` lock (1-based) lasts: doubling, capped.
     pub fn lock_duration(&self, nth: u32) -> u64 {
         let doublings = nth.saturating_sub(1).min(63);

@@ -253,6 +253,11 @@ impl MfaRecord {
         self.last_reset.as_deref()
     }
 
+    /// The highest authenticator id handed out so far (ids are never reused).
+    pub fn next_authenticator_id(&self) -> u32 {
+        self.next_authenticator_id
+    }
+
     /// Whether the user has MFA turned on (at least one confirmed authenticator).
     pub fn mfa_enabled(&self) -> bool {
         !self.authenticators.is_empty()

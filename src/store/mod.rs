@@ -9,8 +9,12 @@
 //! transition on the fresh record (where the step is now used).
 
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};

@@ -763,3 +763,77 @@ macro_rules! seed_flow_tests {
         )*
     };
 }
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("portal-mfa-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A store that owns the temporary directory its files live in.
+pub struct InTempDir<S>(pub S, pub TempDir);
+
+impl<S: MfaStore> MfaStore for InTempDir<S> {
+    fn load(
+        &self,
+        p: &PortalId,
+        u: &UserId,
+    ) -> Result<Option<(portal_mfa::MfaRecord, portal_mfa::store::Version)>, portal_mfa::StorageError> {
+        self.0.load(p, u)
+    }
+    fn commit(
+        &self,
+        p: &PortalId,
+        u: &UserId,
+        expected: Option<portal_mfa::store::Version>,
+        record: &portal_mfa::MfaRecord,
+        events: &[portal_mfa::AuditEvent],
+    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
+        self.0.commit(p, u, expected, record, events)
+    }
+    fn load_policy(
+        &self,
+        p: &PortalId,
+    ) -> Result<Option<(PortalPolicy, portal_mfa::store::Version)>, portal_mfa::StorageError> {
+        self.0.load_policy(p)
+    }
+    fn commit_policy(
+        &self,
+        p: &PortalId,
+        expected: Option<portal_mfa::store::Version>,
+        policy: &PortalPolicy,
+        events: &[portal_mfa::AuditEvent],
+    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
+        self.0.commit_policy(p, expected, policy, events)
+    }
+    fn events(&self, q: &EventQuery) -> Result<Vec<portal_mfa::AuditEvent>, portal_mfa::StorageError> {
+        self.0.events(q)
+    }
+    fn apply(
+        &self,
+        p: &PortalId,
+        u: &UserId,
+        change: &mut dyn FnMut(portal_mfa::MfaRecord, Option<PortalPolicy>) -> portal_mfa::store::Change,
+    ) -> Result<portal_mfa::store::Applied, portal_mfa::StorageError> {
+        self.0.apply(p, u, change)
+    }
+}
