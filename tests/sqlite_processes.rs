@@ -1,0 +1,227 @@
+//! Several OS processes on one SQLite file: the guarantees must hold across
+//! processes, not just threads. The test binary re-runs itself as the worker
+//! (`worker` below, ignored in normal runs).
+
+#![cfg(feature = "sqlite")]
+
+mod flows;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flows::{Phone, T0, TempDir, enrol, portal_on};
+use portal_mfa::{EventKind, EventQuery, ManualClock, MfaStore, SqliteStore, UserId};
+
+const TRIALS: usize = 100;
+
+fn open(path: &std::path::Path) -> Arc<dyn MfaStore> {
+    Arc::new(SqliteStore::open(path).expect("open the shared database"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Runs this binary's `worker` test in a child process with `env`.
+fn spawn_worker(env: &[(&str, String)]) -> std::process::Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--exact", "worker", "--ignored", "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker")
+}
+
+/// The child side. Modes: `race` (submit each job's code at its scheduled instant,
+/// print `<trial> ok|err`) and `burst` (enrol users one after another, print
+/// `committed <i>` after each, until killed).
+#[test]
+#[ignore = "run by the tests in this file as a separate process"]
+fn worker() {
+    let Ok(mode) = std::env::var("PORTAL_MFA_WORKER") else {
+        return;
+    };
+    let db = std::path::PathBuf::from(std::env::var("PORTAL_MFA_DB").unwrap());
+    let clock = ManualClock::at(std::env::var("PORTAL_MFA_TIME").unwrap().parse().unwrap());
+    let portal = portal_on(open(&db), &clock);
+    let mut out = std::io::stdout().lock();
+    match mode.as_str() {
+        "race" => {
+            let jobs = std::fs::read_to_string(std::env::var("PORTAL_MFA_JOBS").unwrap()).unwrap();
+            let start: u64 = std::env::var("PORTAL_MFA_START").unwrap().parse().unwrap();
+            for (trial, line) in jobs.lines().enumerate() {
+                let (user, code) = line.split_once(' ').unwrap();
+                let at = start + trial as u64 * 15;
+                std::thread::sleep(Duration::from_millis(at.saturating_sub(now_ms())));
+                let verdict = match portal.verify_sign_in(&UserId::customer(user), code) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("err {e:?}"),
+                };
+                writeln!(out, "\n@@ {trial} {verdict}").unwrap();
+            }
+        }
+        "burst" => {
+            for i in 0.. {
+                let user = UserId::customer(format!("burst-{i}"));
+                enrol(&portal, &clock, &user);
+                writeln!(out, "\n@@ committed {i}").unwrap();
+                out.flush().unwrap();
+            }
+        }
+        other => panic!("unknown worker mode {other}"),
+    }
+}
+
+/// Two processes submit the same codes at the same instants; returns, per trial, how many accepted.
+fn race(dir: &TempDir, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
+    let job_file = dir.file("jobs.txt");
+    let text: String = jobs.iter().map(|(u, c)| format!("{} {c}\n", u.id())).collect();
+    std::fs::write(&job_file, text).unwrap();
+    let env = [
+        ("PORTAL_MFA_WORKER", "race".to_owned()),
+        ("PORTAL_MFA_DB", dir.file("mfa.db").display().to_string()),
+        ("PORTAL_MFA_TIME", time.to_string()),
+        ("PORTAL_MFA_JOBS", job_file.display().to_string()),
+        ("PORTAL_MFA_START", (now_ms() + 1_500).to_string()),
+    ];
+    let children = [spawn_worker(&env), spawn_worker(&env)];
+    let mut accepted = vec![0usize; jobs.len()];
+    let mut answered = vec![0usize; jobs.len()];
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "worker failed");
+        for line in String::from_utf8(output.stdout).unwrap().lines() {
+            // The test harness writes its own text around ours; our lines start with "@@ ".
+            let Some((trial, verdict)) = line.strip_prefix("@@ ").and_then(|l| l.split_once(' ')) else {
+                continue;
+            };
+            let Ok(trial) = trial.parse::<usize>() else { continue };
+            answered[trial] += 1;
+            if verdict == "ok" {
+                accepted[trial] += 1;
+            }
+        }
+    }
+    assert!(
+        answered.iter().all(|&n| n == 2),
+        "every trial answered by both processes: {answered:?}"
+    );
+    accepted
+}
+
+#[test]
+fn two_processes_accept_one_totp_code_once() {
+    let dir = TempDir::new("race-totp");
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(open(&dir.file("mfa.db")), &clock);
+    let phones: Vec<(UserId, Phone)> = (0..TRIALS)
+        .map(|i| {
+            let user = UserId::customer(format!("c{i}"));
+            let (phone, _) = enrol(&portal, &clock, &user);
+            (user, phone)
+        })
+        .collect();
+    let jobs: Vec<(UserId, String)> = phones.into_iter().map(|(u, p)| (u, p.code(&clock))).collect();
+    let accepted = race(&dir, portal_mfa::Clock::now(&clock), &jobs);
+    assert!(
+        accepted.iter().all(|&n| n == 1),
+        "per trial, processes that accepted: {accepted:?}"
+    );
+}
+
+#[test]
+fn two_processes_accept_one_backup_code_once() {
+    let dir = TempDir::new("race-backup");
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(open(&dir.file("mfa.db")), &clock);
+    let jobs: Vec<(UserId, String)> = (0..TRIALS)
+        .map(|i| {
+            let user = UserId::customer(format!("b{i}"));
+            let (_, codes) = enrol(&portal, &clock, &user);
+            (user, codes[i % codes.len()].clone())
+        })
+        .collect();
+    let accepted = race(&dir, portal_mfa::Clock::now(&clock), &jobs);
+    assert!(
+        accepted.iter().all(|&n| n == 1),
+        "per trial, processes that accepted: {accepted:?}"
+    );
+    for (user, _) in &jobs {
+        assert_eq!(portal.record(user).unwrap().backup_codes().unwrap().remaining(), 9);
+    }
+}
+
+#[test]
+fn a_writer_killed_mid_burst_loses_nothing_it_committed_and_leaves_nothing_half_done() {
+    let dir = TempDir::new("kill");
+    let db = dir.file("mfa.db");
+    // Create the schema first so the worker starts writing at once.
+    drop(open(&db));
+    let mut child = spawn_worker(&[
+        ("PORTAL_MFA_WORKER", "burst".to_owned()),
+        ("PORTAL_MFA_DB", db.display().to_string()),
+        ("PORTAL_MFA_TIME", T0.to_string()),
+    ]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut committed = 0usize;
+    while committed < 150 {
+        let line = lines.next().expect("worker output").unwrap();
+        if line.starts_with("@@ committed ") {
+            committed += 1;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no rollback hook runs in the child.
+    child.wait().unwrap();
+    // Whatever it printed after our count was also committed; read what remains in the pipe.
+    committed += lines
+        .map_while(Result::ok)
+        .filter(|l| l.starts_with("@@ committed "))
+        .count();
+
+    let store = SqliteStore::open(&db).expect("the file reopens after the kill");
+    store.check_integrity().unwrap();
+    let store: Arc<dyn MfaStore> = Arc::new(store);
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(store, &clock);
+    // Every reported commit is there, whole; the one in flight (if any) is whole or absent.
+    for i in 0..committed + 3 {
+        let user = UserId::customer(format!("burst-{i}"));
+        let record = portal.record(&user).unwrap();
+        let events = portal
+            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .unwrap();
+        let added = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::AuthenticatorAdded { .. }))
+            .count();
+        let issued = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::BackupCodesIssued { .. }))
+            .count();
+        let started = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::EnrolmentStarted { .. }))
+            .count();
+        if i < committed {
+            assert!(record.mfa_enabled(), "user {i} was reported committed");
+            assert_eq!(record.backup_codes().unwrap().remaining(), 10);
+        }
+        // Record and trail agree, whatever the kill interrupted.
+        assert_eq!(
+            record.mfa_enabled(),
+            added == 1 && issued == 1,
+            "user {i}: record and events disagree"
+        );
+        assert_eq!(
+            record.pending().is_some() || record.mfa_enabled(),
+            started == 1,
+            "user {i}"
+        );
+    }
+}
