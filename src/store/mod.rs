@@ -8,10 +8,14 @@
 //! commit wins, the other sees [`Commit::Conflict`], and the driver re-runs its
 //! transition on the fresh record (where the step is now used).
 
+#[cfg(feature = "async")]
+mod asynchronous;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "async")]
+pub use asynchronous::AsyncMfaStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
@@ -52,6 +56,23 @@ pub enum Applied {
     Done,
     /// Another writer got there first; nothing was stored. Try again.
     Conflict,
+}
+
+impl From<Commit> for Applied {
+    fn from(commit: Commit) -> Self {
+        match commit {
+            Commit::Committed(_) => Applied::Done,
+            Commit::Conflict => Applied::Conflict,
+        }
+    }
+}
+
+/// A loaded record and its version, or a fresh record for a user never stored.
+pub(crate) fn split_loaded(loaded: Option<(MfaRecord, Version)>) -> (MfaRecord, Option<Version>) {
+    match loaded {
+        Some((record, version)) => (record, Some(version)),
+        None => (MfaRecord::default(), None),
+    }
 }
 
 /// Which audit events to read.
@@ -155,20 +176,14 @@ pub trait MfaStore: Send + Sync {
         change: &mut dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change,
     ) -> Result<Applied, StorageError> {
         let policy = self.load_policy(portal)?.map(|(p, _)| p);
-        let (record, version) = match self.load(portal, user)? {
-            Some((record, version)) => (record, Some(version)),
-            None => (MfaRecord::default(), None),
-        };
+        let (record, version) = split_loaded(self.load(portal, user)?);
         let change = change(record, policy);
         if !change.changed {
             return Ok(Applied::Done);
         }
-        Ok(
-            match self.commit(portal, user, version, &change.record, &change.events)? {
-                Commit::Committed(_) => Applied::Done,
-                Commit::Conflict => Applied::Conflict,
-            },
-        )
+        Ok(self
+            .commit(portal, user, version, &change.record, &change.events)?
+            .into())
     }
 }
 

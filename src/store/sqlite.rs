@@ -1077,10 +1077,7 @@ impl MfaStore for SqliteStore {
     ) -> Result<Applied, StorageError> {
         self.transaction(|tx| {
             let policy = read_policy(tx, portal)?.map(|(p, _)| p);
-            let (record, version) = match read_record(tx, portal, user)? {
-                Some((record, version)) => (record, Some(version)),
-                None => (MfaRecord::default(), None),
-            };
+            let (record, version) = super::split_loaded(read_record(tx, portal, user)?);
             let outcome = change(record, policy);
             if !outcome.changed {
                 return Ok((Applied::Done, false));

@@ -5,6 +5,9 @@
 //! contacts). Many app instances may each have one on the same store: the
 //! store's compare-and-swap keeps them from both accepting one code.
 
+#[cfg(feature = "async")]
+mod asynchronous;
+
 use std::sync::{Arc, Mutex};
 
 use rand::CryptoRng;
@@ -21,7 +24,7 @@ use crate::state::{
     Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
     StartedEnrolment,
 };
-use crate::store::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind};
+use crate::store::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind, Version};
 
 /// Options for [`Portal::start_enrolment`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,7 +47,7 @@ pub struct Portal<S, C = SystemClock, R = StdRng> {
     max_attempts: u32,
 }
 
-impl<S: MfaStore> Portal<S> {
+impl<S> Portal<S> {
     /// A portal named `issuer` (what authenticator apps show) on `store`,
     /// with the system clock and an OS-seeded CSPRNG.
     pub fn new(id: PortalId, issuer: &str, store: S) -> Self {
@@ -62,68 +65,6 @@ impl<S: MfaStore> Portal<S> {
 }
 
 impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
-    /// Uses `clock` for time.
-    pub fn with_clock<C2: Clock>(self, clock: C2) -> Portal<S, C2, R> {
-        Portal {
-            id: self.id,
-            issuer: self.issuer,
-            store: self.store,
-            clock,
-            rng: self.rng,
-            default_policy: self.default_policy,
-            notifier: self.notifier,
-            max_attempts: self.max_attempts,
-        }
-    }
-
-    /// Uses `rng` for secrets, backup codes and salts.
-    ///
-    /// ⚠️ It must be a cryptographically secure generator seeded from real
-    /// entropy; a seeded one is for tests only.
-    pub fn with_rng<R2: CryptoRng + Send>(self, rng: R2) -> Portal<S, C, R2> {
-        Portal {
-            id: self.id,
-            issuer: self.issuer,
-            store: self.store,
-            clock: self.clock,
-            rng: Mutex::new(rng),
-            default_policy: self.default_policy,
-            notifier: self.notifier,
-            max_attempts: self.max_attempts,
-        }
-    }
-
-    /// The policy used until an admin saves one.
-    #[must_use]
-    pub fn with_default_policy(mut self, policy: PortalPolicy) -> Self {
-        self.default_policy = policy;
-        self
-    }
-
-    /// Tells `notifier` about committed events the user must hear about.
-    #[must_use]
-    pub fn with_notifier(mut self, notifier: impl Notifier + 'static) -> Self {
-        self.notifier = Some(Arc::new(notifier));
-        self
-    }
-
-    /// How many times an operation is tried when other writers keep winning (at least 1).
-    #[must_use]
-    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// The portal's id.
-    pub fn id(&self) -> &PortalId {
-        &self.id
-    }
-
-    /// The store.
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
     /// The portal's policy now.
     pub fn policy(&self) -> Result<PortalPolicy> {
         Ok(self
@@ -172,15 +113,15 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ) -> Result<PortalPolicy> {
         let actor = Actor::Admin(admin.into());
         for attempt in 0..self.max_attempts {
-            let stored = self.store.load_policy(&self.id)?;
-            let (old, version) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
-            let new = change(old)?;
-            let events = policy_events(&self.id, &actor, self.clock.now(), &old, &new);
-            if events.is_empty() && version.is_some() {
-                return Ok(new);
+            let planned = self.policy_change(&actor, self.store.load_policy(&self.id)?, &change)?;
+            if planned.unchanged {
+                return Ok(planned.new);
             }
-            match self.store.commit_policy(&self.id, version, &new, &events)? {
-                Commit::Committed(_) => return Ok(new),
+            match self
+                .store
+                .commit_policy(&self.id, planned.expected, &planned.new, &planned.events)?
+            {
+                Commit::Committed(_) => return Ok(planned.new),
                 Commit::Conflict => back_off(attempt),
             }
         }
@@ -283,11 +224,6 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         })
     }
 
-    fn rng(&self) -> std::sync::MutexGuard<'_, R> {
-        // A panic elsewhere cannot leave a CSPRNG in a state that matters.
-        self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Runs the transition against the stored record in one atomic store call
     /// (check-and-record), retrying the whole transition on a conflict.
     fn run<T>(
@@ -298,37 +234,12 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ) -> Result<T> {
         for attempt in 0..self.max_attempts {
             let now = self.clock.now();
-            let mut answer = None;
-            let mut notices = Vec::new();
-            // The policy comes from the same atomic read as the record.
+            let mut answer = Answer::default();
             let applied = self.store.apply(&self.id, user, &mut |record, policy| {
-                let policy = policy.unwrap_or(self.default_policy);
-                let ctx = Context {
-                    portal: &self.id,
-                    user,
-                    policy: &policy,
-                    now,
-                    actor: &actor,
-                };
-                let outcome = transition(record, &ctx);
-                answer = Some(outcome.result);
-                notices = outcome
-                    .events
-                    .iter()
-                    .filter(|e| e.kind.user_must_hear())
-                    .cloned()
-                    .collect();
-                Change {
-                    record: outcome.record,
-                    changed: outcome.changed,
-                    events: outcome.events,
-                }
+                self.step(user, &actor, now, &mut transition, &mut answer, record, policy)
             })?;
             match applied {
-                Applied::Done => {
-                    self.notify(&notices);
-                    return answer.unwrap_or(Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))));
-                }
+                Applied::Done => return self.settle(answer),
                 Applied::Conflict => back_off(attempt),
             }
         }
@@ -336,15 +247,165 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             attempts: self.max_attempts,
         })
     }
+}
 
-    fn notify(&self, events: &[AuditEvent]) {
-        if let Some(notifier) = &self.notifier {
-            events
-                .iter()
-                .filter(|e| e.kind.user_must_hear())
-                .for_each(|e| notifier.notify(e));
+impl<S, C, R> Portal<S, C, R> {
+    /// Uses `clock` for time.
+    pub fn with_clock<C2>(self, clock: C2) -> Portal<S, C2, R> {
+        Portal {
+            id: self.id,
+            issuer: self.issuer,
+            store: self.store,
+            clock,
+            rng: self.rng,
+            default_policy: self.default_policy,
+            notifier: self.notifier,
+            max_attempts: self.max_attempts,
         }
     }
+
+    /// Uses `rng` for secrets, backup codes and salts.
+    ///
+    /// ⚠️ It must be a cryptographically secure generator seeded from real
+    /// entropy; a seeded one is for tests only.
+    pub fn with_rng<R2: CryptoRng + Send>(self, rng: R2) -> Portal<S, C, R2> {
+        Portal {
+            id: self.id,
+            issuer: self.issuer,
+            store: self.store,
+            clock: self.clock,
+            rng: Mutex::new(rng),
+            default_policy: self.default_policy,
+            notifier: self.notifier,
+            max_attempts: self.max_attempts,
+        }
+    }
+
+    /// The policy used until an admin saves one.
+    #[must_use]
+    pub fn with_default_policy(mut self, policy: PortalPolicy) -> Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// Tells `notifier` about committed events the user must hear about.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: impl Notifier + 'static) -> Self {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
+    /// How many times an operation is tried when other writers keep winning (at least 1).
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The portal's id.
+    pub fn id(&self) -> &PortalId {
+        &self.id
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, R> {
+        // A panic elsewhere cannot leave a CSPRNG in a state that matters.
+        self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<S, C: Clock, R> Portal<S, C, R> {
+    /// The part of an attempt that runs inside the store's atomic call: the
+    /// pure transition on what the store read (the policy from the same read).
+    #[allow(clippy::too_many_arguments)]
+    fn step<T>(
+        &self,
+        user: &UserId,
+        actor: &Actor,
+        now: u64,
+        transition: &mut impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
+        answer: &mut Answer<T>,
+        record: MfaRecord,
+        policy: Option<PortalPolicy>,
+    ) -> Change {
+        let policy = policy.unwrap_or(self.default_policy);
+        let ctx = Context {
+            portal: &self.id,
+            user,
+            policy: &policy,
+            now,
+            actor,
+        };
+        let outcome = transition(record, &ctx);
+        answer.result = Some(outcome.result);
+        answer.notices = outcome
+            .events
+            .iter()
+            .filter(|e| e.kind.user_must_hear())
+            .cloned()
+            .collect();
+        Change {
+            record: outcome.record,
+            changed: outcome.changed,
+            events: outcome.events,
+        }
+    }
+
+    /// After a committed attempt: tell the notifier, hand back the answer.
+    fn settle<T>(&self, answer: Answer<T>) -> Result<T> {
+        if let Some(notifier) = &self.notifier {
+            answer.notices.iter().for_each(|e| notifier.notify(e));
+        }
+        answer
+            .result
+            .unwrap_or(Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))))
+    }
+
+    /// The policy write shared by the sync and async drivers: the new policy,
+    /// its events, and whether there is anything to write at all.
+    fn policy_change(
+        &self,
+        actor: &Actor,
+        stored: Option<(PortalPolicy, Version)>,
+        change: &impl Fn(PortalPolicy) -> Result<PortalPolicy>,
+    ) -> Result<PolicyChange> {
+        let (old, expected) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
+        let new = change(old)?;
+        let events = policy_events(&self.id, actor, self.clock.now(), &old, &new);
+        Ok(PolicyChange {
+            unchanged: events.is_empty() && expected.is_some(),
+            new,
+            expected,
+            events,
+        })
+    }
+}
+
+/// What one attempt produced for the caller, kept aside until the store commits.
+struct Answer<T> {
+    result: Option<Result<T>>,
+    notices: Vec<AuditEvent>,
+}
+
+impl<T> Default for Answer<T> {
+    fn default() -> Self {
+        Self {
+            result: None,
+            notices: Vec::new(),
+        }
+    }
+}
+
+/// A planned policy write.
+struct PolicyChange {
+    unchanged: bool,
+    new: PortalPolicy,
+    expected: Option<Version>,
+    events: Vec<AuditEvent>,
 }
 
 /// The events a policy change emits.

@@ -1,0 +1,224 @@
+//! The async driver: the same operations as the sync one, over an
+//! [`AsyncMfaStore`], sharing every transition and the per-attempt logic.
+//!
+//! Retries after a conflict are immediate (there is no runtime to sleep on);
+//! the attempt budget still bounds them.
+
+use rand::CryptoRng;
+
+use super::{Answer, EnrolmentOptions, Portal};
+use crate::backup::IssuedBackupCodes;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::event::{Actor, AuditEvent, ResetMode, ResetReason};
+use crate::ids::{AuthenticatorId, UserId};
+use crate::otp::{Secret, TotpParams};
+use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
+use crate::state::{
+    Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
+    StartedEnrolment,
+};
+use crate::store::{Applied, AsyncMfaStore, Commit, EventQuery};
+
+impl<S: AsyncMfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
+    /// Async [`Portal::policy`].
+    pub async fn policy_async(&self) -> Result<PortalPolicy> {
+        Ok(self
+            .store
+            .load_policy(&self.id)
+            .await?
+            .map_or(self.default_policy, |(p, _)| p))
+    }
+
+    /// Async [`Portal::record`].
+    pub async fn record_async(&self, user: &UserId) -> Result<MfaRecord> {
+        Ok(self
+            .store
+            .load(&self.id, user)
+            .await?
+            .map(|(r, _)| r)
+            .unwrap_or_default())
+    }
+
+    /// Async [`Portal::audit_events`].
+    pub async fn audit_events_async(&self, query: EventQuery) -> Result<Vec<AuditEvent>> {
+        Ok(self
+            .store
+            .events(&EventQuery {
+                portal: self.id.clone(),
+                ..query
+            })
+            .await?)
+    }
+
+    /// Async [`Portal::set_enforcement`].
+    ///
+    /// ⚠️ The host must check that `admin` is an administrator of this portal.
+    pub async fn set_enforcement_async(&self, admin: &str, enforcement: Enforcement) -> Result<PortalPolicy> {
+        self.update_policy_async(admin, |p| p.with_enforcement(enforcement))
+            .await
+    }
+
+    /// Async [`Portal::set_sign_in_method`].
+    ///
+    /// ⚠️ The host must check that `admin` is an administrator of this portal.
+    pub async fn set_sign_in_method_async(&self, admin: &str, method: SignInMethod) -> Result<PortalPolicy> {
+        self.update_policy_async(admin, |p| p.with_sign_in_method(method)).await
+    }
+
+    /// Async [`Portal::update_policy`].
+    ///
+    /// ⚠️ The host must check that `admin` is an administrator of this portal.
+    pub async fn update_policy_async(
+        &self,
+        admin: &str,
+        change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync,
+    ) -> Result<PortalPolicy> {
+        let actor = Actor::Admin(admin.into());
+        for _ in 0..self.max_attempts {
+            let planned = self.policy_change(&actor, self.store.load_policy(&self.id).await?, &change)?;
+            if planned.unchanged {
+                return Ok(planned.new);
+            }
+            match self
+                .store
+                .commit_policy(&self.id, planned.expected, &planned.new, &planned.events)
+                .await?
+            {
+                Commit::Committed(_) => return Ok(planned.new),
+                Commit::Conflict => continue,
+            }
+        }
+        Err(Error::Conflict {
+            attempts: self.max_attempts,
+        })
+    }
+
+    /// Async [`Portal::begin_sign_in`].
+    pub async fn begin_sign_in_async(&self, user: &UserId) -> Result<SignInStep> {
+        self.run_async(user, Actor::User, |record, ctx| record.sign_in_step(ctx))
+            .await
+    }
+
+    /// Async [`Portal::verify_sign_in`].
+    pub async fn verify_sign_in_async(&self, user: &UserId, input: &str) -> Result<SignInVerified> {
+        self.run_async(user, Actor::User, |record, ctx| record.verify(ctx, input))
+            .await
+    }
+
+    /// Async [`Portal::start_enrolment`].
+    pub async fn start_enrolment_async(
+        &self,
+        user: &UserId,
+        account: &str,
+        label: &str,
+        options: EnrolmentOptions<'_>,
+    ) -> Result<StartedEnrolment> {
+        let secret = Secret::generate(&mut *self.rng());
+        let request = EnrolmentRequest {
+            label,
+            account,
+            issuer: &self.issuer,
+            replaces: options.replaces,
+            proof: options.proof,
+        };
+        self.run_async(user, Actor::User, |record, ctx| {
+            record.start_enrolment(ctx, request, secret.clone())
+        })
+        .await
+    }
+
+    /// Async [`Portal::confirm_enrolment`].
+    pub async fn confirm_enrolment_async(&self, user: &UserId, code: &str) -> Result<EnrolmentConfirmed> {
+        self.run_async(user, Actor::User, |record, ctx| {
+            record.confirm_enrolment(ctx, code, &mut *self.rng())
+        })
+        .await
+    }
+
+    /// Async [`Portal::cancel_enrolment`].
+    pub async fn cancel_enrolment_async(&self, user: &UserId) -> Result<()> {
+        self.run_async(user, Actor::User, |record, ctx| record.cancel_enrolment(ctx))
+            .await
+    }
+
+    /// Async [`Portal::delete_authenticator`].
+    pub async fn delete_authenticator_async(
+        &self,
+        user: &UserId,
+        authenticator: AuthenticatorId,
+        proof: &str,
+    ) -> Result<()> {
+        self.run_async(user, Actor::User, |record, ctx| {
+            record.delete_authenticator(ctx, authenticator, proof)
+        })
+        .await
+    }
+
+    /// Async [`Portal::regenerate_backup_codes`].
+    pub async fn regenerate_backup_codes_async(&self, user: &UserId, proof: &str) -> Result<IssuedBackupCodes> {
+        self.run_async(user, Actor::User, |record, ctx| {
+            record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
+        })
+        .await
+    }
+
+    /// Async [`Portal::admin_reset`].
+    ///
+    /// ⚠️ The host must check that `admin` administers this portal, and should
+    /// confirm the user's identity out of band and step the admin up first.
+    pub async fn admin_reset_async(
+        &self,
+        admin: &str,
+        user: &UserId,
+        reason: ResetReason,
+        mode: ResetMode,
+    ) -> Result<ResetSummary> {
+        self.run_async(user, Actor::Admin(admin.into()), |record, ctx| {
+            record.admin_reset(ctx, reason.clone(), mode)
+        })
+        .await
+    }
+
+    /// Async [`Portal::import_authenticator`].
+    ///
+    /// ⚠️ The host must check that `admin` administers this portal.
+    pub async fn import_authenticator_async(
+        &self,
+        admin: &str,
+        user: &UserId,
+        label: &str,
+        secret: Secret,
+        params: TotpParams,
+    ) -> Result<AuthenticatorId> {
+        self.run_async(user, Actor::Admin(admin.into()), |record, ctx| {
+            record.import_authenticator(ctx, label, secret.clone(), params)
+        })
+        .await
+    }
+
+    /// [`Portal::run`] over the async store: the same per-attempt step and settlement.
+    async fn run_async<T: Send>(
+        &self,
+        user: &UserId,
+        actor: Actor,
+        mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
+    ) -> Result<T> {
+        for _ in 0..self.max_attempts {
+            let now = self.clock.now();
+            let mut answer = Answer::default();
+            let applied = self
+                .store
+                .apply(&self.id, user, &mut |record, policy| {
+                    self.step(user, &actor, now, &mut transition, &mut answer, record, policy)
+                })
+                .await?;
+            if applied == Applied::Done {
+                return self.settle(answer);
+            }
+        }
+        Err(Error::Conflict {
+            attempts: self.max_attempts,
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! The async driver over the async storage twin: the same walk-through as the
+//! sync one, Send futures, and exactly-once acceptance under racing tasks.
+
+#![cfg(feature = "async")]
+
+mod flows;
+
+use std::sync::{Arc, Barrier};
+
+use flows::{ADMIN, Phone, T0};
+use portal_mfa::MfaStore;
+use portal_mfa::store::{AsyncMfaStore, Version};
+use portal_mfa::{
+    Enforcement, EnrolReason, EnrolmentOptions, Error, Factor, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
+    ResetReason, SignInStep, UserId,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+type AsyncPortal<S> = Portal<S, ManualClock, StdRng>;
+
+fn portal<S: AsyncMfaStore>(store: S, clock: &ManualClock) -> AsyncPortal<S> {
+    Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .with_clock(clock.clone())
+        .with_rng(StdRng::seed_from_u64(9))
+}
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn futures_are_send_so_multithreaded_executors_can_run_them() {
+    let clock = ManualClock::at(T0);
+    let portal = portal(MemoryStore::new(), &clock);
+    let user = UserId::customer("c1");
+    assert_send(&portal.begin_sign_in_async(&user));
+    assert_send(&portal.verify_sign_in_async(&user, "123456"));
+    assert_send(&portal.start_enrolment_async(&user, "c1", "phone", EnrolmentOptions::default()));
+    assert_send(&portal.confirm_enrolment_async(&user, "123456"));
+    assert_send(&portal.admin_reset_async(ADMIN, &user, ResetReason::LostDevice, ResetMode::default()));
+    assert_send(&portal.set_enforcement_async(ADMIN, Enforcement::SelfConfigured));
+}
+
+#[test]
+fn the_whole_walk_through_runs_on_the_async_driver() {
+    pollster::block_on(async {
+        let clock = ManualClock::at(T0);
+        let portal = portal(MemoryStore::new(), &clock);
+        let alice = UserId::customer("alice");
+        portal
+            .set_enforcement_async(ADMIN, Enforcement::Enforced { grace: None })
+            .await
+            .unwrap();
+        assert_eq!(
+            portal.begin_sign_in_async(&alice).await.unwrap(),
+            SignInStep::MustEnrol {
+                reason: EnrolReason::PolicyEnforced
+            }
+        );
+        let started = portal
+            .start_enrolment_async(&alice, "alice", "phone", EnrolmentOptions::default())
+            .await
+            .unwrap();
+        let phone = Phone::scan(&started.uri);
+        let confirmed = portal
+            .confirm_enrolment_async(&alice, &phone.code(&clock))
+            .await
+            .unwrap();
+        let codes: Vec<String> = confirmed.backup_codes.unwrap().expose().map(str::to_owned).collect();
+        clock.advance(30);
+        let code = phone.code(&clock);
+        assert!(matches!(
+            portal.verify_sign_in_async(&alice, &code).await.unwrap().factor,
+            Factor::Totp(_)
+        ));
+        assert!(matches!(
+            portal.verify_sign_in_async(&alice, &code).await,
+            Err(Error::ReplayedCode)
+        ));
+        assert_eq!(
+            portal.verify_sign_in_async(&alice, &codes[0]).await.unwrap().factor,
+            Factor::BackupCode
+        );
+        portal
+            .admin_reset_async(ADMIN, &alice, ResetReason::LostDevice, ResetMode::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            portal.begin_sign_in_async(&alice).await.unwrap(),
+            SignInStep::MustEnrol {
+                reason: EnrolReason::AdminReset
+            }
+        );
+        assert!(portal.record_async(&alice).await.unwrap().authenticators().is_empty());
+        let trail = portal
+            .audit_events_async(portal_mfa::EventQuery::portal(portal.id()).user(&alice))
+            .await
+            .unwrap();
+        assert!(trail.len() >= 8);
+    });
+}
+
+/// The memory store through load and compare-and-swap only, so the async
+/// trait's default `apply` races for real.
+struct AsyncCas(MemoryStore);
+
+impl AsyncMfaStore for AsyncCas {
+    async fn load(
+        &self,
+        p: &PortalId,
+        u: &UserId,
+    ) -> Result<Option<(portal_mfa::MfaRecord, Version)>, portal_mfa::StorageError> {
+        MfaStore::load(&self.0, p, u)
+    }
+    async fn commit(
+        &self,
+        p: &PortalId,
+        u: &UserId,
+        expected: Option<Version>,
+        record: &portal_mfa::MfaRecord,
+        events: &[portal_mfa::AuditEvent],
+    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
+        // Give the other tasks a chance to interleave between read and write.
+        std::thread::yield_now();
+        MfaStore::commit(&self.0, p, u, expected, record, events)
+    }
+    async fn load_policy(
+        &self,
+        p: &PortalId,
+    ) -> Result<Option<(portal_mfa::PortalPolicy, Version)>, portal_mfa::StorageError> {
+        MfaStore::load_policy(&self.0, p)
+    }
+    async fn commit_policy(
+        &self,
+        p: &PortalId,
+        expected: Option<Version>,
+        policy: &portal_mfa::PortalPolicy,
+        events: &[portal_mfa::AuditEvent],
+    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
+        MfaStore::commit_policy(&self.0, p, expected, policy, events)
+    }
+    async fn events(
+        &self,
+        q: &portal_mfa::EventQuery,
+    ) -> Result<Vec<portal_mfa::AuditEvent>, portal_mfa::StorageError> {
+        MfaStore::events(&self.0, q)
+    }
+}
+
+#[test]
+fn racing_tasks_accept_one_code_once() {
+    race_on(MemoryStore::new());
+    race_on(AsyncCas(MemoryStore::new()));
+}
+
+fn race_on<S: AsyncMfaStore>(store: S) {
+    let clock = ManualClock::at(T0);
+    let portal = Arc::new(portal(store, &clock).with_max_attempts(64));
+    for trial in 0..50 {
+        let user = UserId::customer(format!("c{trial}"));
+        let started =
+            pollster::block_on(portal.start_enrolment_async(&user, "c", "phone", EnrolmentOptions::default())).unwrap();
+        let phone = Phone::scan(&started.uri);
+        pollster::block_on(portal.confirm_enrolment_async(&user, &phone.code(&clock))).unwrap();
+        clock.advance(30);
+        let code = phone.code(&clock);
+        let barrier = Barrier::new(8);
+        let accepted = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        pollster::block_on(portal.verify_sign_in_async(&user, &code)).is_ok()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count()
+        });
+        assert_eq!(accepted, 1, "trial {trial}");
+    }
+}
