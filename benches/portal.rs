@@ -5,7 +5,9 @@
 //! - `raw_engine_verify`: `Totp::verify_str`, the floor the driver builds on;
 //! - `driver_memory_1k` / `driver_memory_1m`: `Portal::verify_sign_in` on the
 //!   in-memory store holding 1 000 / 1 000 000 enrolled users, a random user
-//!   each time, every code a fresh step (a successful sign-in each iteration).
+//!   each time, every code a fresh step (a successful sign-in each iteration);
+//! - `driver_sqlite_1k`: the same through `SqliteStore` on a file on disk (WAL),
+//!   each sign-in one committed transaction with its audit event.
 //!
 //! The memory each enrolled user costs (RSS growth while enrolling them, each
 //! with an authenticator and 10 backup codes) is printed before the group runs.
@@ -116,7 +118,17 @@ fn signin(c: &mut Criterion) {
     });
     bench_driver(&mut g, "driver_memory_1k", &small, &clock_small, &small_users);
     bench_driver(&mut g, "driver_memory_1m", &large, &clock_large, &large_users);
+    drop((large, large_users));
+
+    let dir = std::env::temp_dir().join(format!("portal-mfa-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sqlite = portal_mfa::SqliteStore::open(dir.join("bench.db")).expect("open SQLite");
+    let clock_sqlite = ManualClock::at(T0);
+    let (on_disk, disk_users) = populated(sqlite, 1_000, &clock_sqlite);
+    bench_driver(&mut g, "driver_sqlite_1k", &on_disk, &clock_sqlite, &disk_users);
     g.finish();
+    drop(on_disk);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group! {

@@ -173,9 +173,12 @@ fn run_unprivileged(path: &std::path::Path) -> Option<bool> {
             "--test-threads=1",
         ])
         .env("PORTAL_MFA_DB", path)
-        .status()
+        .output()
         .ok()?;
-    Some(status.success())
+    if !status.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&status.stdout));
+    }
+    Some(status.status.success())
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind, Version};
 use crate::backup::BackupCodes;
@@ -153,6 +153,10 @@ impl SqliteStore {
 
     fn setup(mut conn: Connection) -> Result<Self, StorageError> {
         conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+        // For a new file only (ignored once it has content): every commit writes whole pages to
+        // the WAL, and a sign-in touches about five; 2 KiB pages halve those bytes and still
+        // hold a record row without overflow pages.
+        conn.pragma_update(None, "page_size", 2048).map_err(storage)?;
         // Reading the header is the first touch of the file: a foreign or damaged file fails here.
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -164,6 +168,12 @@ impl SqliteStore {
             ));
         }
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage)?;
+        // Checkpoint every ~40 MB of WAL rather than 4 MB: sign-ins rewrite the same few
+        // pages, so a rarer checkpoint copies (and fsyncs) far less per commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)
+            .map_err(storage)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(storage)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(storage)?;
         migrate(&mut conn)?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -335,8 +345,8 @@ fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<(PortalPolic
         backup_low_at,
     ] = rules;
     let params = TotpParams::new(
-        Algorithm::from_uri_name(&algorithm).ok_or(corrupt("unknown algorithm"))?,
-        Digits::new(small(digits)?).ok_or(corrupt("digits out of range"))?,
+        Algorithm::from_uri_name(&algorithm).ok_or_else(|| corrupt("unknown algorithm"))?,
+        Digits::new(small(digits)?).ok_or_else(|| corrupt("digits out of range"))?,
         uint(period),
     )
     .map_err(from_record_error)?
@@ -372,12 +382,7 @@ fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<(PortalPolic
     Ok(Some((policy, uint(version))))
 }
 
-fn write_policy(
-    tx: &Transaction<'_>,
-    portal: &PortalId,
-    version: Version,
-    p: &PortalPolicy,
-) -> Result<(), StorageError> {
+fn write_policy(tx: &Connection, portal: &PortalId, version: Version, p: &PortalPolicy) -> Result<(), StorageError> {
     let (enforced, grace) = match p.enforcement() {
         Enforcement::SelfConfigured => (false, None),
         Enforcement::Enforced { grace } => (true, grace),
@@ -530,8 +535,8 @@ fn read_record(
         let secret = Secret::from_bytes(&secret_bytes, 8).map_err(|_| corrupt("stored secret is unusable"))?;
         let algorithm: String = r.get(4).map_err(storage)?;
         let params = TotpParams::new(
-            Algorithm::from_uri_name(&algorithm).ok_or(corrupt("unknown algorithm"))?,
-            Digits::new(small(r.get::<_, i64>(5).map_err(storage)?)?).ok_or(corrupt("digits out of range"))?,
+            Algorithm::from_uri_name(&algorithm).ok_or_else(|| corrupt("unknown algorithm"))?,
+            Digits::new(small(r.get::<_, i64>(5).map_err(storage)?)?).ok_or_else(|| corrupt("digits out of range"))?,
             uint(r.get(6).map_err(storage)?),
         )
         .map_err(from_record_error)?
@@ -542,7 +547,7 @@ fn read_record(
             let expires_at = r
                 .get::<_, Option<i64>>(10)
                 .map_err(storage)?
-                .ok_or(corrupt("pending without expiry"))?;
+                .ok_or_else(|| corrupt("pending without expiry"))?;
             let replaces = r.get::<_, Option<i64>>(11).map_err(storage)?.map(small).transpose()?;
             if parts.pending.is_some() {
                 return Err(corrupt("two pending enrolments"));
@@ -572,13 +577,13 @@ fn read_record(
 }
 
 fn write_record(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     portal: &PortalId,
     user: &UserId,
     version: Version,
     record: &MfaRecord,
+    before: Option<&[RowState]>,
 ) -> Result<(), StorageError> {
-    let key = params![portal.as_str(), user.kind().as_str(), user.id()];
     let failures = record.failures();
     let backup = record.backup_codes();
     let hashes: Option<Vec<u8>> = backup.map(|b| b.hashes().concat());
@@ -608,58 +613,129 @@ fn write_record(
         reset.map(|r| int(r.at)),
     ])
     .map_err(storage)?;
-    tx.prepare_cached("DELETE FROM portal_mfa_authenticators WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3")
-        .map_err(storage)?
-        .execute(key)
-        .map_err(storage)?;
-    let mut insert = tx
+    write_authenticators(tx, portal, user, record, before)
+}
+
+/// What a stored authenticator row was when read: enough to tell which rows a
+/// change touched (ids are never reused, and only the last used step of an
+/// active authenticator ever changes in place).
+type RowState = (u32, bool, Option<u64>);
+
+fn row_states(record: &MfaRecord) -> Vec<RowState> {
+    rows(record).map(|r| (r.id, r.pending, r.last_used_step)).collect()
+}
+
+/// An authenticator or the pending enrolment, as one table row.
+struct Row<'a> {
+    id: u32,
+    pending: bool,
+    label: &'a str,
+    secret: &'a [u8],
+    params: &'a TotpParams,
+    added_at: u64,
+    last_used_step: Option<u64>,
+    expires_at: Option<u64>,
+    replaces: Option<u32>,
+}
+
+fn rows(record: &MfaRecord) -> impl Iterator<Item = Row<'_>> {
+    let active = record.authenticators().iter().map(|a| Row {
+        id: a.id().0,
+        pending: false,
+        label: a.label(),
+        secret: a.secret().expose_bytes(),
+        params: a.params(),
+        added_at: a.added_at(),
+        last_used_step: a.last_used_step(),
+        expires_at: None,
+        replaces: None,
+    });
+    let pending = record.pending().map(|p| Row {
+        id: p.id().0,
+        pending: true,
+        label: p.label(),
+        secret: p.secret().expose_bytes(),
+        params: p.params(),
+        added_at: p.started_at(),
+        last_used_step: None,
+        expires_at: Some(p.expires_at()),
+        replaces: p.replaces().map(|r| r.0),
+    });
+    active.chain(pending)
+}
+
+/// Writes the authenticator rows: only what changed when the rows as read are
+/// known (`before`), all of them otherwise.
+fn write_authenticators(
+    tx: &Connection,
+    portal: &PortalId,
+    user: &UserId,
+    record: &MfaRecord,
+    before: Option<&[RowState]>,
+) -> Result<(), StorageError> {
+    let key = (portal.as_str(), user.kind().as_str(), user.id());
+    let new: Vec<Row<'_>> = rows(record).collect();
+    let mut delete = tx
         .prepare_cached(
-            "INSERT INTO portal_mfa_authenticators VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "DELETE FROM portal_mfa_authenticators WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND (?4 IS NULL OR id = ?4)",
         )
         .map_err(storage)?;
-    for a in record.authenticators() {
-        let p = a.params();
-        insert
-            .execute(params![
-                portal.as_str(),
-                user.kind().as_str(),
-                user.id(),
-                a.id().0,
-                false,
-                a.label(),
-                a.secret().expose_bytes(),
-                p.algorithm().uri_name(),
-                p.digits().get(),
-                int(p.period()),
-                int(p.t0()),
-                int(a.added_at()),
-                a.last_used_step().map(int),
-                None::<i64>,
-                None::<i64>,
-            ])
-            .map_err(storage)?;
+    match before {
+        None => {
+            delete
+                .execute(params![key.0, key.1, key.2, None::<i64>])
+                .map_err(storage)?;
+        }
+        Some(before) => {
+            for (id, _, _) in before.iter().filter(|(id, ..)| !new.iter().any(|r| r.id == *id)) {
+                delete.execute(params![key.0, key.1, key.2, id]).map_err(storage)?;
+            }
+        }
     }
-    if let Some(pending) = record.pending() {
-        let p = pending.params();
-        insert
-            .execute(params![
-                portal.as_str(),
-                user.kind().as_str(),
-                user.id(),
-                pending.id().0,
-                true,
-                pending.label(),
-                pending.secret().expose_bytes(),
-                p.algorithm().uri_name(),
-                p.digits().get(),
-                int(p.period()),
-                int(p.t0()),
-                int(pending.started_at()),
-                None::<i64>,
-                Some(int(pending.expires_at())),
-                pending.replaces().map(|r| r.0),
-            ])
-            .map_err(storage)?;
+    let mut upsert = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO portal_mfa_authenticators VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )
+        .map_err(storage)?;
+    let mut step = tx
+        .prepare_cached(
+            "UPDATE portal_mfa_authenticators SET last_used_step = ?5
+             WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND id = ?4",
+        )
+        .map_err(storage)?;
+    for row in &new {
+        let was = before.and_then(|b| {
+            b.iter()
+                .find(|(id, pending, _)| *id == row.id && *pending == row.pending)
+        });
+        match was {
+            Some((_, _, last)) if *last == row.last_used_step => {}
+            Some(_) => {
+                step.execute(params![key.0, key.1, key.2, row.id, row.last_used_step.map(int)])
+                    .map_err(storage)?;
+            }
+            None => {
+                upsert
+                    .execute(params![
+                        key.0,
+                        key.1,
+                        key.2,
+                        row.id,
+                        row.pending,
+                        row.label,
+                        row.secret,
+                        row.params.algorithm().uri_name(),
+                        row.params.digits().get(),
+                        int(row.params.period()),
+                        int(row.params.t0()),
+                        int(row.added_at),
+                        row.last_used_step.map(int),
+                        row.expires_at.map(int),
+                        row.replaces,
+                    ])
+                    .map_err(storage)?;
+            }
+        }
     }
     Ok(())
 }
@@ -811,7 +887,7 @@ fn event_columns(kind: &EventKind) -> EventColumns {
 
 fn event_kind(columns: StoredEventColumns) -> Result<EventKind, StorageError> {
     let (kind, n1, n2, n3, text, note) = columns;
-    let need = |v: Option<i64>| v.ok_or(corrupt("event field missing"));
+    let need = |v: Option<i64>| v.ok_or_else(|| corrupt("event field missing"));
     let id = |v: Option<i64>| -> Result<AuthenticatorId, StorageError> { Ok(AuthenticatorId(small(need(v)?)?)) };
     Ok(match kind.as_str() {
         "enforcement_changed" => EventKind::EnforcementChanged {
@@ -842,7 +918,7 @@ fn event_kind(columns: StoredEventColumns) -> Result<EventKind, StorageError> {
         "enrolment_cancelled" => EventKind::EnrolmentCancelled,
         "authenticator_added" => EventKind::AuthenticatorAdded {
             authenticator: id(n1)?,
-            label: text.ok_or(corrupt("event field missing"))?.into(),
+            label: text.ok_or_else(|| corrupt("event field missing"))?.into(),
         },
         "authenticator_removed" => EventKind::AuthenticatorRemoved {
             authenticator: id(n1)?,
@@ -886,7 +962,7 @@ fn event_kind(columns: StoredEventColumns) -> Result<EventKind, StorageError> {
     })
 }
 
-fn write_events(tx: &Transaction<'_>, events: &[AuditEvent]) -> Result<(), StorageError> {
+fn write_events(tx: &Connection, events: &[AuditEvent]) -> Result<(), StorageError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -933,20 +1009,34 @@ type EventRow = (
 );
 
 impl SqliteStore {
+    /// Runs `run` inside `BEGIN IMMEDIATE … COMMIT` (or rolls back when it
+    /// fails or has nothing to write). IMMEDIATE takes the write lock before
+    /// reading, so nothing read can change before the write. The three
+    /// statements are cached like every other: no SQL is parsed per call.
     fn transaction<T>(
         &self,
-        run: impl FnOnce(&Transaction<'_>) -> Result<(T, bool), StorageError>,
+        run: impl FnOnce(&Connection) -> Result<(T, bool), StorageError>,
     ) -> Result<T, StorageError> {
-        let mut conn = self.conn()?;
-        // IMMEDIATE: take the write lock before reading, so nothing read can change before the write.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(storage)?;
-        let (value, write) = run(&tx)?;
-        if write {
-            tx.commit().map_err(storage)?;
+        let conn = self.conn()?;
+        let exec = |sql: &str| {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([]))
+                .map_err(storage)
+        };
+        exec("BEGIN IMMEDIATE")?;
+        let outcome = run(&conn).and_then(|(value, write)| {
+            if write {
+                exec("COMMIT")?;
+            } else {
+                exec("ROLLBACK")?;
+            }
+            Ok(value)
+        });
+        if outcome.is_err() && !conn.is_autocommit() {
+            // Nothing of a failed attempt may stay: the error is the answer, not a rollback failure.
+            let _ = exec("ROLLBACK");
         }
-        Ok(value)
+        outcome
     }
 }
 
@@ -976,7 +1066,7 @@ impl MfaStore for SqliteStore {
                 return Ok((Commit::Conflict, false));
             }
             let version = expected.map_or(1, |v| v + 1);
-            write_record(tx, portal, user, version, record)?;
+            write_record(tx, portal, user, version, record, None)?;
             write_events(tx, events)?;
             Ok((Commit::Committed(version), true))
         })
@@ -1043,7 +1133,7 @@ impl MfaStore for SqliteStore {
             let (kind, id, at, actor, admin, columns) = row.map_err(storage)?;
             let user = match (kind, id) {
                 (Some(kind), Some(id)) => Some(UserId::new(
-                    UserKind::from_name(&kind).ok_or(corrupt("unknown user kind"))?,
+                    UserKind::from_name(&kind).ok_or_else(|| corrupt("unknown user kind"))?,
                     id,
                 )),
                 (None, None) => None,
@@ -1078,11 +1168,19 @@ impl MfaStore for SqliteStore {
         self.transaction(|tx| {
             let policy = read_policy(tx, portal)?.map(|(p, _)| p);
             let (record, version) = super::split_loaded(read_record(tx, portal, user)?);
+            let before = row_states(&record);
             let outcome = change(record, policy);
             if !outcome.changed {
                 return Ok((Applied::Done, false));
             }
-            write_record(tx, portal, user, version.map_or(1, |v| v + 1), &outcome.record)?;
+            write_record(
+                tx,
+                portal,
+                user,
+                version.map_or(1, |v| v + 1),
+                &outcome.record,
+                Some(&before),
+            )?;
             write_events(tx, &outcome.events)?;
             Ok((Applied::Done, true))
         })
