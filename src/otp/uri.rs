@@ -72,11 +72,20 @@ impl OtpAuthUri {
         let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
         let (label, query) = rest.split_once('?').unwrap_or((rest, ""));
 
-        let label = decode(label, false)?;
-        let (label_issuer, account) = match label.split_once(':') {
-            Some((issuer, account)) => (Some(issuer.trim().to_owned()), account.trim().to_owned()),
-            None => (None, label.trim().to_owned()),
+        // The separator is a literal colon; failing that, an encoded one (both are allowed).
+        // Splitting before decoding keeps an encoded colon inside an issuer (as pyotp writes it).
+        let (raw_issuer, raw_account) = match label.split_once(':') {
+            Some((issuer, account)) => (Some(issuer), account),
+            None => match find_ignore_case(label, "%3A") {
+                Some(at) => (Some(&label[..at]), &label[at + 3..]),
+                None => (None, label),
+            },
         };
+        let label_issuer = raw_issuer
+            .map(|i| decode(i, false))
+            .transpose()?
+            .map(|i| i.trim().to_owned());
+        let account = decode(raw_account, false)?.trim().to_owned();
         if account.is_empty() {
             return Err(bad(UriError::MissingLabel));
         }
@@ -236,6 +245,12 @@ fn decode(text: &str, plus_is_space: bool) -> Result<String> {
         .decode_utf8()
         .map(|s| s.into_owned())
         .map_err(|_| Error::InvalidUri(UriError::BadEncoding))
+}
+
+fn find_ignore_case(text: &str, needle: &str) -> Option<usize> {
+    text.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
