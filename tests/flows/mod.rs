@@ -40,11 +40,11 @@ impl Phone {
     }
 
     pub fn code(&self, clock: &ManualClock) -> String {
-        self.0
-            .generate(portal_mfa::Clock::now(clock))
-            .unwrap()
-            .expose()
-            .to_string()
+        self.code_at(portal_mfa::Clock::now(clock))
+    }
+
+    pub fn code_at(&self, unix_time: u64) -> String {
+        self.0.generate(unix_time).unwrap().expose().to_string()
     }
 }
 
