@@ -8,6 +8,7 @@ pub mod backup;
 pub mod clock;
 pub mod error;
 pub mod event;
+pub mod guide;
 pub mod ids;
 pub mod otp;
 pub mod policy;

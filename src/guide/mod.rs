@@ -1,0 +1,11 @@
+//! The reasoning behind the crate, as documentation: what it guarantees and
+//! what it leaves to the host ([`threat_model`]), and why it is built the way
+//! it is ([`design`]).
+
+pub mod threat_model {
+    #![doc = include_str!("threat_model.md")]
+}
+
+pub mod design {
+    #![doc = include_str!("design.md")]
+}
