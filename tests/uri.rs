@@ -101,3 +101,43 @@ fn qr_codes_render_for_pages_and_terminals() {
     assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()));
     assert!((lines[0].chars().count() as isize - 2 * lines.len() as isize).abs() <= 2);
 }
+
+/// Found by fuzzing: a parsed URI must build back to one that parses the same,
+/// whatever colons its names carry.
+#[test]
+fn names_with_colons_survive_parse_build_parse() {
+    for text in [
+        "otpauth://totp/:acc%3Aount?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "otpauth://totp/Iss%3Auer:acc%3Aount?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "otpauth://totp/Issuer%3Aaccount?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "otpauth://totp/Issuer:acc:ount?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+    ] {
+        let parsed = OtpAuthUri::parse(text).unwrap();
+        assert_eq!(OtpAuthUri::parse(&parsed.to_uri()).unwrap(), parsed, "{text}");
+    }
+    let crash = std::fs::read("tests/fuzz-regressions/otpauth_uri-colon-in-account").unwrap();
+    let text = String::from_utf8(crash).unwrap();
+    let parsed = OtpAuthUri::parse_with_min_secret_bits(&text, 8).unwrap();
+    assert_eq!(
+        OtpAuthUri::parse_with_min_secret_bits(&parsed.to_uri(), 8).unwrap(),
+        parsed
+    );
+}
+
+/// Found by fuzzing: names that percent-encoding triples grew a parsed URI past
+/// the length limit when built back. Names are capped so that cannot happen.
+#[test]
+fn names_are_capped_so_a_built_uri_always_parses_back() {
+    let crash = String::from_utf8(std::fs::read("tests/fuzz-regressions/otpauth_uri-long-names").unwrap()).unwrap();
+    match OtpAuthUri::parse_with_min_secret_bits(&crash, 8) {
+        Ok(parsed) => assert_eq!(
+            OtpAuthUri::parse_with_min_secret_bits(&parsed.to_uri(), 8).unwrap(),
+            parsed
+        ),
+        Err(e) => assert!(matches!(e, portal_mfa::Error::InvalidUri(_))),
+    }
+    let long = "é".repeat(200);
+    let s = Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
+    assert!(OtpAuthUri::new(&long, "a", s.clone(), TotpParams::standard()).is_err());
+    assert!(OtpAuthUri::new("a", &long, s, TotpParams::standard()).is_err());
+}

@@ -29,6 +29,9 @@ pub struct OtpAuthUri {
 impl OtpAuthUri {
     /// Longest URI accepted by [`OtpAuthUri::parse`].
     pub const MAX_LEN: usize = 4096;
+    /// Longest issuer or account name, in bytes: with the secret, the URI built
+    /// back from any accepted one stays under [`OtpAuthUri::MAX_LEN`].
+    pub const MAX_NAME_LEN: usize = 256;
 
     /// An enrolment for `account` at `issuer` (the portal's name).
     ///
@@ -41,6 +44,9 @@ impl OtpAuthUri {
         }
         if account.is_empty() {
             return Err(Error::InvalidUri(UriError::MissingLabel));
+        }
+        if issuer.len() > Self::MAX_NAME_LEN || account.len() > Self::MAX_NAME_LEN {
+            return Err(Error::InvalidUri(UriError::TooLong));
         }
         let issuer = (!issuer.is_empty()).then(|| issuer.to_owned());
         Ok(Self {
@@ -132,6 +138,9 @@ impl OtpAuthUri {
         if period == 0 {
             return Err(bad(UriError::ZeroPeriod));
         }
+        if issuer.as_ref().map_or(0, String::len) > Self::MAX_NAME_LEN || account.len() > Self::MAX_NAME_LEN {
+            return Err(bad(UriError::TooLong));
+        }
         let params = TotpParams::new(algorithm, digits, period)?;
         Ok(Self {
             issuer,
@@ -159,6 +168,11 @@ impl OtpAuthUri {
             uri.push_str("&issuer=");
             uri.push_str(&issuer);
         } else {
+            // Without an issuer, an encoded colon in the account would read back as the
+            // separator; an empty issuer prefix keeps the account whole.
+            if self.account.contains(':') {
+                uri.push(':');
+            }
             uri.push_str(&account.to_string());
             uri.push_str("?secret=");
             uri.push_str(&secret);

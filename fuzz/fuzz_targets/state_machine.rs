@@ -1,0 +1,133 @@
+//! Arbitrary sequences of operations on one user's record: never a panic, a
+//! time step never accepted twice, failures never past the hard limit, and an
+//! admin reset leaves nothing usable.
+#![no_main]
+
+use std::collections::HashSet;
+
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use portal_mfa::state::{Context, EnrolmentRequest};
+use portal_mfa::{
+    Actor, Enforcement, Factor, LockoutRule, MfaRecord, OtpAuthUri, PortalId, PortalPolicy, ResetMode, ResetReason,
+    Secret, Totp,
+};
+use rand::SeedableRng;
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Advance(u16),
+    Start { replace: bool, prove: bool },
+    Confirm { right: bool },
+    Cancel,
+    SignInCurrent,
+    SignInText(String),
+    SignInBackup(u8),
+    Delete { prove: bool },
+    Regenerate,
+    Reset { force: bool },
+    Enforce(bool),
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (portal, user) = (PortalId::new("p"), portal_mfa::UserId::customer("u"));
+    let mut policy = PortalPolicy::default();
+    let mut now = 1_763_800_000u64;
+    let mut record = MfaRecord::default();
+    let mut phones: Vec<(u32, Totp)> = Vec::new();
+    let mut backup: Vec<String> = Vec::new();
+    let mut accepted: HashSet<(u32, u64)> = HashSet::new();
+
+    for op in ops.iter().take(64) {
+        let user_actor = Actor::User;
+        let admin = Actor::Admin("admin".into());
+        let ctx = Context { portal: &portal, user: &user, policy: &policy, now, actor: &user_actor };
+        let current = |record: &MfaRecord, phones: &[(u32, Totp)]| {
+            record.authenticators().first().and_then(|a| {
+                phones.iter().find(|(id, _)| *id == a.id().0).map(|(_, t)| t.generate(now).unwrap().expose().to_string())
+            })
+        };
+        let outcome_record;
+        match op {
+            Op::Advance(s) => {
+                now += u64::from(*s);
+                continue;
+            }
+            Op::Start { replace, prove } => {
+                let proof = if *prove { current(&record, &phones) } else { None };
+                let replaces = if *replace { record.authenticators().first().map(|a| a.id()) } else { None };
+                let request = EnrolmentRequest { label: "phone", account: "u", issuer: "P", replaces, proof: proof.as_deref() };
+                let o = record.start_enrolment(&ctx, request, Secret::generate(&mut rng));
+                if let Ok(started) = &o.result {
+                    let scanned = OtpAuthUri::parse(&started.uri.to_uri()).unwrap();
+                    phones.push((started.authenticator.0, Totp::new(scanned.secret(), *scanned.params())));
+                }
+                outcome_record = o.record;
+            }
+            Op::Confirm { right } => {
+                let code = match (right, record.pending()) {
+                    (true, Some(p)) => phones.iter().find(|(id, _)| *id == p.id().0).map(|(_, t)| t.generate(now).unwrap().expose().to_string()),
+                    _ => None,
+                };
+                let o = record.confirm_enrolment(&ctx, code.as_deref().unwrap_or("000000"), &mut rng);
+                if let Ok(c) = &o.result {
+                    if let Some(codes) = &c.backup_codes {
+                        backup = codes.expose().map(str::to_owned).collect();
+                    }
+                }
+                outcome_record = o.record;
+            }
+            Op::Cancel => outcome_record = record.cancel_enrolment(&ctx).record,
+            Op::SignInCurrent | Op::SignInText(_) | Op::SignInBackup(_) => {
+                let input = match op {
+                    Op::SignInCurrent => current(&record, &phones).unwrap_or_default(),
+                    Op::SignInText(t) => t.clone(),
+                    Op::SignInBackup(i) => backup.get(usize::from(*i) % backup.len().max(1)).cloned().unwrap_or_default(),
+                    _ => unreachable!(),
+                };
+                let locked = record.failures().active_lock(now).is_some();
+                let o = record.verify(&ctx, &input);
+                if let Ok(v) = &o.result {
+                    assert!(!locked, "signed in while locked");
+                    if let Factor::Totp(id) = v.factor {
+                        let a = o.record.authenticators().iter().find(|a| a.id() == id).unwrap();
+                        assert!(accepted.insert((id.0, a.last_used_step().unwrap())), "a step was accepted twice");
+                    }
+                }
+                outcome_record = o.record;
+            }
+            Op::Delete { prove } => {
+                let Some(id) = record.authenticators().first().map(|a| a.id()) else { continue };
+                let proof = if *prove { current(&record, &phones).unwrap_or_default() } else { "000000".into() };
+                outcome_record = record.delete_authenticator(&ctx, id, &proof).record;
+            }
+            Op::Regenerate => {
+                let proof = current(&record, &phones).unwrap_or_default();
+                let o = record.regenerate_backup_codes(&ctx, &proof, &mut rng);
+                if let Ok(codes) = &o.result {
+                    backup = codes.expose().map(str::to_owned).collect();
+                }
+                outcome_record = o.record;
+            }
+            Op::Reset { force } => {
+                let ctx = Context { actor: &admin, ..ctx };
+                let mode = if *force { ResetMode::ForceReenrolment } else { ResetMode::RemoveOnly };
+                let o = record.admin_reset(&ctx, ResetReason::LostDevice, mode);
+                assert!(o.result.is_ok());
+                assert!(o.record.authenticators().is_empty() && o.record.backup_codes().is_none() && o.record.pending().is_none());
+                outcome_record = o.record;
+            }
+            Op::Enforce(on) => {
+                let e = if *on { Enforcement::Enforced { grace: None } } else { Enforcement::SelfConfigured };
+                policy = policy.with_enforcement(e).unwrap();
+                continue;
+            }
+        }
+        record = outcome_record;
+        assert!(record.failures().consecutive() <= LockoutRule::HARD_LIMIT);
+        // Every record survives the trip through plain parts (what stores write).
+        let again = MfaRecord::from_parts(record.to_parts()).expect("a record's own parts are valid");
+        assert_eq!(format!("{again:?}"), format!("{record:?}"));
+    }
+});

@@ -1,0 +1,67 @@
+//! Any text typed where a TOTP code or a backup code is expected: never a
+//! panic; a parsed code formats back to itself; a wrong input never signs in.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use portal_mfa::state::{AuthenticatorParts, Context, RecordParts};
+use portal_mfa::{Actor, BackupCodes, Code, Digits, MfaRecord, PortalId, PortalPolicy, Secret, TotpParams, UserId};
+use rand::SeedableRng;
+
+const NOW: u64 = 1_763_800_000;
+
+struct Fixture {
+    record: MfaRecord,
+    accepted: Vec<String>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let secret = Secret::generate(&mut rng);
+        let (backup, issued) = BackupCodes::generate(&mut rng, 10);
+        let totp = portal_mfa::Totp::new(&secret, TotpParams::standard());
+        let mut accepted: Vec<String> = issued.expose().map(str::to_owned).collect();
+        accepted.extend((0..3).map(|i| totp.generate(NOW - 30 + i * 30).unwrap().expose().to_string()));
+        let parts = RecordParts {
+            authenticators: vec![AuthenticatorParts {
+                id: 1,
+                label: "phone".into(),
+                secret,
+                params: TotpParams::standard(),
+                added_at: 0,
+                last_used_step: None,
+            }],
+            backup_codes: Some(backup),
+            next_authenticator_id: 1,
+            ..RecordParts::default()
+        };
+        Fixture { record: MfaRecord::from_parts(parts).unwrap(), accepted }
+    })
+}
+
+fn normalise(text: &str) -> String {
+    text.chars().filter(|c| !matches!(c, ' ' | '-' | '\t')).collect::<String>().to_uppercase().replace('O', "0").replace(['I', 'L'], "1")
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for digits in [Digits::SIX, Digits::SEVEN, Digits::EIGHT] {
+        if let Ok(code) = Code::parse(text, digits) {
+            assert_eq!(Code::parse(&code.expose(), digits).unwrap().expose(), code.expose());
+        }
+    }
+    let fixture = fixture();
+    let (portal, user, policy, actor) = (PortalId::new("p"), UserId::customer("u"), PortalPolicy::default(), Actor::User);
+    let ctx = Context { portal: &portal, user: &user, policy: &policy, now: NOW, actor: &actor };
+    let outcome = fixture.record.clone().verify(&ctx, text);
+    if outcome.result.is_ok() {
+        let typed = normalise(text);
+        assert!(
+            fixture.accepted.iter().any(|a| normalise(a) == typed),
+            "an input that is none of the user's codes signed in"
+        );
+    }
+});
