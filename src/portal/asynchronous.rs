@@ -15,8 +15,7 @@ use crate::ids::{AuthenticatorId, UserId};
 use crate::otp::{Secret, TotpParams};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
-    Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
-    StartedEnrolment,
+    Context, EnrolmentConfirmed, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified, StartedEnrolment,
 };
 use crate::store::{Applied, AsyncMfaStore, Commit, EventQuery};
 
@@ -114,14 +113,7 @@ impl<S: AsyncMfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         label: &str,
         options: EnrolmentOptions<'_>,
     ) -> Result<StartedEnrolment> {
-        let secret = Secret::generate(&mut *self.rng());
-        let request = EnrolmentRequest {
-            label,
-            account,
-            issuer: &self.issuer,
-            replaces: options.replaces,
-            proof: options.proof,
-        };
+        let (secret, request) = self.enrolment(account, label, options);
         self.run_async(user, Actor::User, |record, ctx| {
             record.start_enrolment(ctx, request, secret.clone())
         })

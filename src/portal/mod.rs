@@ -151,14 +151,7 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         label: &str,
         options: EnrolmentOptions<'_>,
     ) -> Result<StartedEnrolment> {
-        let secret = Secret::generate(&mut *self.rng());
-        let request = EnrolmentRequest {
-            label,
-            account,
-            issuer: &self.issuer,
-            replaces: options.replaces,
-            proof: options.proof,
-        };
+        let (secret, request) = self.enrolment(account, label, options);
         self.run(user, Actor::User, |record, ctx| {
             record.start_enrolment(ctx, request, secret.clone())
         })
@@ -382,6 +375,26 @@ impl<S, C: Clock, R> Portal<S, C, R> {
             expected,
             events,
         })
+    }
+}
+
+impl<S, C, R: CryptoRng> Portal<S, C, R> {
+    /// A fresh secret and the request to enrol it (shared by the sync and async drivers).
+    fn enrolment<'a>(
+        &'a self,
+        account: &'a str,
+        label: &'a str,
+        options: EnrolmentOptions<'a>,
+    ) -> (Secret, EnrolmentRequest<'a>) {
+        let secret = Secret::generate(&mut *self.rng());
+        let request = EnrolmentRequest {
+            label,
+            account,
+            issuer: &self.issuer,
+            replaces: options.replaces,
+            proof: options.proof,
+        };
+        (secret, request)
     }
 }
 

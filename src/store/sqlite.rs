@@ -351,19 +351,7 @@ fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<(PortalPolic
     )
     .map_err(from_record_error)?
     .with_t0(uint(t0));
-    let grace = (grace_until.is_some() || grace_sign_ins.is_some())
-        .then(|| {
-            Ok::<_, StorageError>(Grace {
-                until: grace_until.map(uint),
-                sign_ins: grace_sign_ins.map(small).transpose()?,
-            })
-        })
-        .transpose()?;
-    let enforcement = if enforced {
-        Enforcement::Enforced { grace }
-    } else {
-        Enforcement::SelfConfigured
-    };
+    let enforcement = stored_enforcement(enforced, grace_until, grace_sign_ins)?;
     let policy = PortalPolicy::new()
         .with_sign_in_method(sign_in_method(&sign_in)?)
         .and_then(|p| p.with_enforcement(enforcement))
@@ -415,6 +403,21 @@ fn write_policy(tx: &Connection, portal: &PortalId, version: Version, p: &Portal
     ])
     .map_err(storage)?;
     Ok(())
+}
+
+/// Enforcement as stored: a flag, and the grace's deadline and sign-in count (a grace exists if either does).
+fn stored_enforcement(enforced: bool, until: Option<i64>, sign_ins: Option<i64>) -> Result<Enforcement, StorageError> {
+    if !enforced {
+        return Ok(Enforcement::SelfConfigured);
+    }
+    let grace = match (until, sign_ins) {
+        (None, None) => None,
+        (until, sign_ins) => Some(Grace {
+            until: until.map(uint),
+            sign_ins: sign_ins.map(small).transpose()?,
+        }),
+    };
+    Ok(Enforcement::Enforced { grace })
 }
 
 fn sign_in_name(method: SignInMethod) -> &'static str {
@@ -891,19 +894,7 @@ fn event_kind(columns: StoredEventColumns) -> Result<EventKind, StorageError> {
     let id = |v: Option<i64>| -> Result<AuthenticatorId, StorageError> { Ok(AuthenticatorId(small(need(v)?)?)) };
     Ok(match kind.as_str() {
         "enforcement_changed" => EventKind::EnforcementChanged {
-            enforcement: if need(n1)? == 0 {
-                Enforcement::SelfConfigured
-            } else {
-                let grace = (n2.is_some() || n3.is_some())
-                    .then(|| {
-                        Ok::<_, StorageError>(Grace {
-                            until: n2.map(uint),
-                            sign_ins: n3.map(small).transpose()?,
-                        })
-                    })
-                    .transpose()?;
-                Enforcement::Enforced { grace }
-            },
+            enforcement: stored_enforcement(need(n1)? != 0, n2, n3)?,
         },
         "sign_in_method_changed" => EventKind::SignInMethodChanged {
             method: sign_in_method(text.as_deref().unwrap_or_default())?,
