@@ -50,6 +50,15 @@ pub struct Portal<S, C = SystemClock, R = StdRng> {
 impl<S> Portal<S> {
     /// A portal named `issuer` (what authenticator apps show) on `store`,
     /// with the system clock and an OS-seeded CSPRNG.
+    ///
+    /// ```
+    /// use portal_mfa::{MemoryStore, Portal, PortalId, SignInStep, UserId};
+    ///
+    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new());
+    /// // MFA is off by default: a user with nothing configured just signs in.
+    /// assert_eq!(portal.begin_sign_in(&UserId::customer("c-1"))?, SignInStep::NoMfaNeeded);
+    /// # Ok::<(), portal_mfa::Error>(())
+    /// ```
     pub fn new(id: PortalId, issuer: &str, store: S) -> Self {
         Portal {
             id,
@@ -92,6 +101,16 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Turning it off does not remove anyone's configured MFA.
     ///
     /// ⚠️ The host must check that `admin` is an administrator of this portal.
+    ///
+    /// ```
+    /// use portal_mfa::{Enforcement, Error, MemoryStore, PolicyRefusal, Portal, PortalId, SignInMethod};
+    ///
+    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new());
+    /// portal.set_sign_in_method("admin", SignInMethod::Saml)?;
+    /// let refused = portal.set_enforcement("admin", Enforcement::Enforced { grace: None });
+    /// assert!(matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))));
+    /// # Ok::<(), portal_mfa::Error>(())
+    /// ```
     pub fn set_enforcement(&self, admin: &str, enforcement: Enforcement) -> Result<PortalPolicy> {
         self.update_policy(admin, |p| p.with_enforcement(enforcement))
     }
@@ -138,12 +157,39 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// Checks a TOTP code or a backup code typed at sign-in.
+    ///
+    /// ```
+    /// # use portal_mfa::*;
+    /// # let clock = ManualClock::at(1_763_800_000);
+    /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new()).with_clock(clock.clone());
+    /// # let user = UserId::vendor("v-1");
+    /// # let started = portal.start_enrolment(&user, "v-1", "phone", EnrolmentOptions::default())?;
+    /// # let phone = Totp::new(started.uri.secret(), *started.uri.params());
+    /// # portal.confirm_enrolment(&user, &phone.generate(clock.now())?.expose())?;
+    /// clock.advance(30);
+    /// let code = phone.generate(clock.now())?.expose().to_string();
+    /// assert!(matches!(portal.verify_sign_in(&user, &code)?.factor, Factor::Totp(_)));
+    /// // The same code again is a replay, whoever sends it.
+    /// assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+    /// # Ok::<(), portal_mfa::Error>(())
+    /// ```
     pub fn verify_sign_in(&self, user: &UserId, input: &str) -> Result<SignInVerified> {
         self.run(user, Actor::User, |record, ctx| record.verify(ctx, input))
     }
 
     /// Starts enrolling an authenticator: a new secret, its URI and QR code.
     /// `account` is what the app shows under the portal's name (the user's email).
+    ///
+    /// ```
+    /// # use portal_mfa::*;
+    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new());
+    /// let user = UserId::contact("help-center-42");
+    /// let started = portal.start_enrolment(&user, "contact@example.com", "Work phone", EnrolmentOptions::default())?;
+    /// let svg = started.uri.qr_svg()?; // for the page
+    /// let typed = started.uri.secret().to_grouped_base32(); // for typing by hand
+    /// assert!(svg.contains("<svg") && typed.len() == 39);
+    /// # Ok::<(), portal_mfa::Error>(())
+    /// ```
     pub fn start_enrolment(
         &self,
         user: &UserId,
@@ -189,6 +235,16 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// ⚠️ The host must check that `admin` administers this portal, and should
     /// confirm the user's identity out of band and step the admin up first.
+    ///
+    /// ```
+    /// # use portal_mfa::*;
+    /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new());
+    /// # let user = UserId::customer("c-7");
+    /// let summary = portal.admin_reset("admin@acme.example", &user, ResetReason::LostDevice, ResetMode::default())?;
+    /// assert!(summary.must_enrol);
+    /// assert!(matches!(portal.begin_sign_in(&user)?, SignInStep::MustEnrol { reason: EnrolReason::AdminReset }));
+    /// # Ok::<(), portal_mfa::Error>(())
+    /// ```
     pub fn admin_reset(
         &self,
         admin: &str,
