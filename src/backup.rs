@@ -103,8 +103,13 @@ impl TypedBackupCode {
 }
 
 impl BackupCodes {
-    /// Generates `count` codes: the stored side and the codes to show once.
+    /// Generates `count` codes (at most [`PortalPolicy::MAX_BACKUP_CODES`]; more
+    /// are not made): the stored side and the codes to show once.
+    ///
+    /// [`PortalPolicy::MAX_BACKUP_CODES`]: crate::policy::PortalPolicy::MAX_BACKUP_CODES
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R, count: u8) -> (Self, IssuedBackupCodes) {
+        // The use mask has a bit per code; the cap keeps every index inside it.
+        let count = count.min(crate::policy::PortalPolicy::MAX_BACKUP_CODES);
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
         let mut hashes = Vec::with_capacity(usize::from(count));
@@ -261,6 +266,17 @@ mod tests {
             assert_eq!(a.find_unused(&typed), None);
             assert_eq!(a.remaining(), 9 - i as u32);
         }
+    }
+
+    #[test]
+    fn a_batch_never_exceeds_what_the_use_mask_can_track() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let (mut stored, issued) = BackupCodes::generate(&mut rng, u8::MAX);
+        assert_eq!(issued.len(), 20);
+        let last = TypedBackupCode::parse(issued.expose().last().unwrap()).unwrap();
+        assert_eq!(stored.find_unused(&last), Some(19));
+        stored.mark_used(19);
+        assert_eq!(stored.remaining(), 19);
     }
 
     #[test]
