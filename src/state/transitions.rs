@@ -378,7 +378,7 @@ impl MfaRecord {
                     if grace.until.is_none_or(|until| ctx.now < until)
                         && grace.sign_ins.is_none_or(|n| draft.record.grace_sign_ins_used < n) =>
                 {
-                    draft.record.grace_sign_ins_used += 1;
+                    draft.record.grace_sign_ins_used = draft.record.grace_sign_ins_used.saturating_add(1);
                     let remaining = grace.sign_ins.map(|n| n - draft.record.grace_sign_ins_used);
                     draft.emit(EventKind::GraceSignIn { remaining });
                     SignInStep::GraceSignIn {
