@@ -235,3 +235,62 @@ proptest! {
         let _ = OtpAuthUri::parse(&format!("otpauth://totp/{label}?{}", query.join("&")));
     }
 }
+
+/// Stored records come back from a database the crate does not control: any
+/// combination of parts is either a consistent record or a typed error.
+mod stored_records {
+    use portal_mfa::state::{AuthenticatorParts, PendingParts, RecordParts};
+    use portal_mfa::{BackupCodes, Error, MfaRecord, Secret, TotpParams};
+    use proptest::prelude::*;
+
+    fn authenticator(id: u32, step: Option<u64>) -> AuthenticatorParts {
+        AuthenticatorParts {
+            id,
+            label: format!("a{id}"),
+            secret: Secret::from_bytes(&[id as u8; 20], 8).unwrap(),
+            params: TotpParams::standard(),
+            added_at: 0,
+            last_used_step: step,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn any_parts_are_a_record_or_a_corrupt_record_error(
+            ids in prop::collection::vec(0u32..12, 0..12),
+            pending in prop::option::of((0u32..12, any::<u64>(), any::<u64>(), prop::option::of(0u32..12))),
+            next in 0u32..14,
+            hashes in prop::collection::vec(any::<[u8; 16]>(), 0..24),
+            used in any::<u32>(),
+            steps in any::<Option<u64>>(),
+        ) {
+            let backup = BackupCodes::from_parts([7; 16], hashes.clone(), used);
+            prop_assert_eq!(backup.is_ok(), hashes.len() <= 20 && (hashes.len() >= 32 || used >> hashes.len() == 0));
+            let parts = RecordParts {
+                authenticators: ids.iter().map(|&id| authenticator(id, steps)).collect(),
+                pending: pending.map(|(id, started_at, expires_at, replaces)| PendingParts {
+                    id,
+                    label: "p".into(),
+                    secret: Secret::from_bytes(&[9; 20], 8).unwrap(),
+                    params: TotpParams::standard(),
+                    started_at,
+                    expires_at,
+                    replaces,
+                }),
+                backup_codes: backup.ok(),
+                next_authenticator_id: next,
+                ..RecordParts::default()
+            };
+            match MfaRecord::from_parts(parts) {
+                Ok(record) => {
+                    let again = MfaRecord::from_parts(record.to_parts()).unwrap();
+                    prop_assert_eq!(format!("{again:?}"), format!("{record:?}"));
+                }
+                Err(Error::CorruptRecord(_)) => {}
+                Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
+    }
+}
