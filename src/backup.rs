@@ -138,10 +138,10 @@ impl BackupCodes {
         )
     }
 
-    /// Rebuilds stored codes (for a store reading its own format back).
+    /// Rebuilds stored codes (the stored-form decoder).
     ///
     /// `used` is a bit mask: bit `i` set means code `i` was used.
-    pub fn from_parts(salt: [u8; 16], hashes: Vec<BackupCodeHash>, used: u32) -> Result<Self> {
+    pub(crate) fn from_parts(salt: [u8; 16], hashes: Vec<BackupCodeHash>, used: u32) -> Result<Self> {
         if hashes.len() > usize::from(crate::policy::PortalPolicy::MAX_BACKUP_CODES) {
             return Err(Error::CorruptRecord("more backup codes than any policy issues"));
         }
@@ -163,17 +163,17 @@ impl BackupCodes {
     }
 
     /// The salt (for storing).
-    pub fn salt(&self) -> &[u8; 16] {
+    pub(crate) fn salt(&self) -> &[u8; 16] {
         &self.salt
     }
 
     /// The hashes (for storing).
-    pub fn hashes(&self) -> &[BackupCodeHash] {
+    pub(crate) fn hashes(&self) -> &[BackupCodeHash] {
         &self.hashes
     }
 
     /// The use mask (for storing).
-    pub fn used_mask(&self) -> u32 {
+    pub(crate) fn used_mask(&self) -> u32 {
         self.used
     }
 

@@ -214,9 +214,33 @@ pub enum Error {
     /// A policy setting is out of range.
     #[error("invalid policy: {0}")]
     InvalidPolicy(&'static str),
-    /// A stored record does not make sense; it was not used.
+    /// A stored record, policy or event does not decode (damaged, truncated,
+    /// tampered, or a sealed value copied from another user or field); it was
+    /// not used and nothing was written.
     #[error("stored MFA record is corrupt: {0}")]
     CorruptRecord(&'static str),
+    /// A stored value was written by a newer version of this crate.
+    #[error("stored format version {found} is newer than this build reads (up to {supported})")]
+    IncompatibleFormat {
+        /// The version found.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+    /// A secret was sealed under a key the keyring does not hold. Add the key
+    /// (as an older key) to the keyring; nothing falls back to plaintext.
+    #[error("the keyring has no key with id {key_id:?}")]
+    KeyUnavailable {
+        /// The id stored with the sealed value.
+        key_id: String,
+    },
+    /// The store keeps records as bytes and the portal has no keyring to seal
+    /// and open secrets with: give it one with `Portal::with_keyring`.
+    #[error("this store needs a keyring (Portal::with_keyring)")]
+    NoKeyring,
+    /// A key or key id given to a keyring is unusable.
+    #[error("invalid key: {0}")]
+    InvalidKey(&'static str),
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] crate::store::StorageError),

@@ -159,6 +159,28 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// A stable snake_case name for the kind (`verified`, `mfa_reset`, …),
+    /// for storage columns, counting and logs.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::EnforcementChanged { .. } => "enforcement_changed",
+            Self::SignInMethodChanged { .. } => "sign_in_method_changed",
+            Self::PolicySettingsChanged => "policy_settings_changed",
+            Self::GraceSignIn { .. } => "grace_sign_in",
+            Self::EnrolmentStarted { .. } => "enrolment_started",
+            Self::EnrolmentCancelled => "enrolment_cancelled",
+            Self::AuthenticatorAdded { .. } => "authenticator_added",
+            Self::AuthenticatorRemoved { .. } => "authenticator_removed",
+            Self::BackupCodesIssued { .. } => "backup_codes_issued",
+            Self::BackupCodeUsed { .. } => "backup_code_used",
+            Self::Verified { .. } => "verified",
+            Self::VerificationFailed { .. } => "verification_failed",
+            Self::ReplayRejected { .. } => "replay_rejected",
+            Self::LockedOut { .. } => "locked_out",
+            Self::MfaReset { .. } => "mfa_reset",
+        }
+    }
+
     /// Whether the user should be told (by email, say): changes to their
     /// factors, backup-code use, lockouts and resets.
     pub fn user_must_hear(&self) -> bool {

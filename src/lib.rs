@@ -10,21 +10,24 @@ pub mod error;
 pub mod event;
 pub mod guide;
 pub mod ids;
+pub mod keyring;
 pub mod otp;
 pub mod policy;
 pub mod portal;
 pub mod state;
 pub mod store;
+mod stored;
 
 pub use backup::{BackupCodes, IssuedBackupCodes};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CodeFormatError, Error, PolicyRefusal, Result, SecretError, UriError};
 pub use event::{Actor, AuditEvent, EventKind, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
 pub use ids::{AuthenticatorId, PortalId, UserId, UserKind};
+pub use keyring::{KeyId, Keyring};
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
-pub use portal::{EnrolmentOptions, Portal};
+pub use portal::{EnrolmentOptions, Portal, ResealProgress};
 pub use state::{EnrolReason, EnrolmentConfirmed, MfaRecord, SignInStep, SignInVerified, StartedEnrolment};
+pub use store::{EventQuery, MemoryStore, MfaStore, RecordSummary, StorageError, StorageErrorKind};
 #[cfg(feature = "sqlite")]
-pub use store::SqliteStore;
-pub use store::{EventQuery, MemoryStore, MfaStore, StorageError, StorageErrorKind};
+pub use store::{SqliteOptions, SqliteStore};

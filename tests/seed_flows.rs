@@ -6,9 +6,10 @@ mod flows;
 
 use std::sync::Arc;
 
-use portal_mfa::{MemoryStore, MfaStore};
+use portal_mfa::MemoryStore;
+use portal_mfa::store::Backend;
 
-fn memory_store() -> Arc<dyn MfaStore> {
+fn memory_store() -> Arc<dyn Backend> {
     Arc::new(MemoryStore::new())
 }
 

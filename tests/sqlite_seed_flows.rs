@@ -7,9 +7,10 @@ mod flows;
 
 use std::sync::Arc;
 
-use portal_mfa::{MfaStore, SqliteStore};
+use portal_mfa::SqliteStore;
+use portal_mfa::store::Backend;
 
-fn sqlite_store() -> Arc<dyn MfaStore> {
+fn sqlite_store() -> Arc<dyn Backend> {
     let dir = flows::TempDir::new("flows");
     Arc::new(flows::InTempDir(SqliteStore::open(dir.file("mfa.db")).unwrap(), dir))
 }

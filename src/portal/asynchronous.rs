@@ -6,7 +6,7 @@
 
 use rand::CryptoRng;
 
-use super::{Answer, EnrolmentOptions, Portal};
+use super::{Answer, Attempt, EnrolmentOptions, Portal};
 use crate::backup::IssuedBackupCodes;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -17,37 +17,37 @@ use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
     Context, EnrolmentConfirmed, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified, StartedEnrolment,
 };
-use crate::store::{Applied, AsyncMfaStore, Commit, EventQuery};
+use crate::store::{Applied, AsyncBackend, Commit, EventQuery};
 
-impl<S: AsyncMfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
+impl<S: AsyncBackend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Async [`Portal::policy`].
     pub async fn policy_async(&self) -> Result<PortalPolicy> {
         Ok(self
             .store
-            .load_policy(&self.id)
+            .read_policy(&self.id)
             .await?
             .map_or(self.default_policy, |(p, _)| p))
     }
 
     /// Async [`Portal::record`].
     pub async fn record_async(&self, user: &UserId) -> Result<MfaRecord> {
-        Ok(self
-            .store
-            .load(&self.id, user)
-            .await?
-            .map(|(r, _)| r)
-            .unwrap_or_default())
+        self.run_async(user, Actor::User, |record, _| Outcome {
+            result: Ok(record.clone()),
+            record,
+            changed: false,
+            events: Vec::new(),
+        })
+        .await
     }
 
     /// Async [`Portal::audit_events`].
     pub async fn audit_events_async(&self, query: EventQuery) -> Result<Vec<AuditEvent>> {
-        Ok(self
-            .store
-            .events(&EventQuery {
+        self.store
+            .read_events(&EventQuery {
                 portal: self.id.clone(),
                 ..query
             })
-            .await?)
+            .await
     }
 
     /// Async [`Portal::set_enforcement`].
@@ -75,13 +75,13 @@ impl<S: AsyncMfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ) -> Result<PortalPolicy> {
         let actor = Actor::Admin(admin.into());
         for _ in 0..self.max_attempts {
-            let planned = self.policy_change(&actor, self.store.load_policy(&self.id).await?, &change)?;
+            let planned = self.policy_change(&actor, self.store.read_policy(&self.id).await?, &change)?;
             if planned.unchanged {
                 return Ok(planned.new);
             }
             match self
                 .store
-                .commit_policy(&self.id, planned.expected, &planned.new, &planned.events)
+                .write_policy(&self.id, planned.expected, &planned.new, &planned.events)
                 .await?
             {
                 Commit::Committed(_) => return Ok(planned.new),
@@ -197,16 +197,16 @@ impl<S: AsyncMfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
     ) -> Result<T> {
         for _ in 0..self.max_attempts {
-            let now = self.clock.now();
-            let mut answer = Answer::default();
-            let applied = self
-                .store
-                .apply(&self.id, user, &mut |record, policy| {
-                    self.step(user, &actor, now, &mut transition, &mut answer, record, policy)
-                })
-                .await?;
-            if applied == Applied::Done {
-                return self.settle(answer);
+            let mut step = Attempt {
+                portal: self,
+                user,
+                actor: &actor,
+                now: self.clock.now(),
+                transition: &mut transition,
+                answer: Answer::default(),
+            };
+            if self.store.run_step(&self.id, user, &mut step).await? == Applied::Done {
+                return self.settle(step.answer);
             }
         }
         Err(Error::Conflict {

@@ -18,13 +18,18 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{Actor, AuditEvent, EventKind, Notifier, ResetMode, ResetReason};
 use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::keyring::Keyring;
 use crate::otp::{Secret, TotpParams};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
     Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
     StartedEnrolment,
 };
-use crate::store::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind, Version};
+use crate::store::{
+    Applied, Backend, Commit, EventQuery, LiveChange, RecordSummary, RecordWrite, Step, StorageError, StorageErrorKind,
+    Stored, StoredEvent, Version,
+};
+use crate::stored::{decode_policy, decode_record, encode_record};
 
 /// Options for [`Portal::start_enrolment`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +50,21 @@ pub struct Portal<S, C = SystemClock, R = StdRng> {
     default_policy: PortalPolicy,
     notifier: Option<Arc<dyn Notifier>>,
     max_attempts: u32,
+    keyring: Option<Arc<Keyring>>,
+}
+
+/// How far a [`Portal::reseal`] sweep got.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ResealProgress {
+    /// Records looked at in this batch.
+    pub examined: usize,
+    /// Records re-sealed under the current key in this batch.
+    pub resealed: usize,
+    /// Records that could not be opened, with why (a missing key, damage); the sweep went on past them.
+    pub failed: Vec<(UserId, Error)>,
+    /// Where the next batch starts; `None` when the sweep is complete.
+    pub next: Option<UserId>,
 }
 
 impl<S> Portal<S> {
@@ -69,30 +89,76 @@ impl<S> Portal<S> {
             default_policy: PortalPolicy::default(),
             notifier: None,
             max_attempts: 32,
+            keyring: None,
         }
     }
 }
 
-impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
+impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// The portal's policy now.
     pub fn policy(&self) -> Result<PortalPolicy> {
         Ok(self
             .store
-            .load_policy(&self.id)?
+            .read_policy(&self.id)?
             .map_or(self.default_policy, |(p, _)| p))
     }
 
     /// A user's record (a fresh one if they never had one). Secrets stay redacted in `Debug`.
     pub fn record(&self, user: &UserId) -> Result<MfaRecord> {
-        Ok(self.store.load(&self.id, user)?.map(|(r, _)| r).unwrap_or_default())
+        self.run(user, Actor::User, |record, _| Outcome {
+            result: Ok(record.clone()),
+            record,
+            changed: false,
+            events: Vec::new(),
+        })
     }
 
     /// Audit events of this portal matching `query` (its `portal` is ignored).
     pub fn audit_events(&self, query: EventQuery) -> Result<Vec<AuditEvent>> {
-        Ok(self.store.events(&EventQuery {
+        self.store.read_events(&EventQuery {
             portal: self.id.clone(),
             ..query
-        })?)
+        })
+    }
+
+    /// Re-seals, under the keyring's current key, up to `batch` records that
+    /// are still sealed under an older one, starting after `after` (`None`:
+    /// from the first user). Call it again with [`ResealProgress::next`] until
+    /// that is `None`; then every record is under the current key and older
+    /// keys can leave the keyring.
+    ///
+    /// Safe alongside sign-ins: each record is re-sealed through the same
+    /// compare-and-swap as any other change, so a sign-in racing it is retried,
+    /// never lost. After a crash, start again from the last `next` you kept (or
+    /// from the start: records already re-sealed are only read).
+    /// The memory store keeps nothing sealed, so there it finds nothing to do.
+    pub fn reseal(&self, after: Option<&UserId>, batch: usize) -> Result<ResealProgress> {
+        let keyring = self.keyring()?;
+        let page = self.store.stored_records(&self.id, after, batch.max(1))?;
+        let mut progress = ResealProgress {
+            examined: page.len(),
+            resealed: 0,
+            failed: Vec::new(),
+            next: (page.len() >= batch.max(1))
+                .then(|| page.last().map(|(u, _)| u.clone()))
+                .flatten(),
+        };
+        for (user, stored) in page {
+            match decode_record(&stored.bytes, &self.id, &user, keyring) {
+                Ok(decoded) if !decoded.stale_key => {}
+                Ok(_) => match self.run(&user, Actor::System, |record, _| Outcome {
+                    record,
+                    changed: true,
+                    events: Vec::new(),
+                    result: Ok(()),
+                }) {
+                    Ok(()) => progress.resealed += 1,
+                    Err(e) => progress.failed.push((user, e)),
+                },
+                Err(e) => progress.failed.push((user, e)),
+            }
+        }
+        Ok(progress)
     }
 
     // ----- admin: policy -----
@@ -132,13 +198,13 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ) -> Result<PortalPolicy> {
         let actor = Actor::Admin(admin.into());
         for attempt in 0..self.max_attempts {
-            let planned = self.policy_change(&actor, self.store.load_policy(&self.id)?, &change)?;
+            let planned = self.policy_change(&actor, self.store.read_policy(&self.id)?, &change)?;
             if planned.unchanged {
                 return Ok(planned.new);
             }
             match self
                 .store
-                .commit_policy(&self.id, planned.expected, &planned.new, &planned.events)?
+                .write_policy(&self.id, planned.expected, &planned.new, &planned.events)?
             {
                 Commit::Committed(_) => return Ok(planned.new),
                 Commit::Conflict => back_off(attempt),
@@ -275,20 +341,23 @@ impl<S: MfaStore, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     /// Runs the transition against the stored record in one atomic store call
     /// (check-and-record), retrying the whole transition on a conflict.
-    fn run<T>(
+    fn run<T: Send>(
         &self,
         user: &UserId,
         actor: Actor,
-        mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
+        mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
     ) -> Result<T> {
         for attempt in 0..self.max_attempts {
-            let now = self.clock.now();
-            let mut answer = Answer::default();
-            let applied = self.store.apply(&self.id, user, &mut |record, policy| {
-                self.step(user, &actor, now, &mut transition, &mut answer, record, policy)
-            })?;
-            match applied {
-                Applied::Done => return self.settle(answer),
+            let mut step = Attempt {
+                portal: self,
+                user,
+                actor: &actor,
+                now: self.clock.now(),
+                transition: &mut transition,
+                answer: Answer::default(),
+            };
+            match self.store.run_step(&self.id, user, &mut step)? {
+                Applied::Done => return self.settle(step.answer),
                 Applied::Conflict => back_off(attempt),
             }
         }
@@ -310,7 +379,21 @@ impl<S, C, R> Portal<S, C, R> {
             default_policy: self.default_policy,
             notifier: self.notifier,
             max_attempts: self.max_attempts,
+            keyring: self.keyring,
         }
+    }
+
+    /// Seals and opens TOTP secrets with `keyring`. Every store that keeps
+    /// bytes (any [`MfaStore`](crate::store::MfaStore), such as
+    /// [`SqliteStore`](crate::SqliteStore)) needs one; the [`MemoryStore`](crate::MemoryStore) does not.
+    ///
+    /// ⚠️ Keep the keys in the host's secret store, never beside the database
+    /// they protect, and keep every key that sealed a record in the keyring
+    /// until a [`Portal::reseal`] sweep has completed.
+    #[must_use]
+    pub fn with_keyring(mut self, keyring: impl Into<Arc<Keyring>>) -> Self {
+        self.keyring = Some(keyring.into());
+        self
     }
 
     /// Uses `rng` for secrets, backup codes and salts.
@@ -327,6 +410,7 @@ impl<S, C, R> Portal<S, C, R> {
             default_policy: self.default_policy,
             notifier: self.notifier,
             max_attempts: self.max_attempts,
+            keyring: self.keyring,
         }
     }
 
@@ -365,6 +449,10 @@ impl<S, C, R> Portal<S, C, R> {
         // A panic elsewhere cannot leave a CSPRNG in a state that matters.
         self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn keyring(&self) -> Result<&Keyring> {
+        self.keyring.as_deref().ok_or(Error::NoKeyring)
+    }
 }
 
 impl<S, C: Clock, R> Portal<S, C, R> {
@@ -380,7 +468,7 @@ impl<S, C: Clock, R> Portal<S, C, R> {
         answer: &mut Answer<T>,
         record: MfaRecord,
         policy: Option<PortalPolicy>,
-    ) -> Change {
+    ) -> LiveChange {
         let policy = policy.unwrap_or(self.default_policy);
         let ctx = Context {
             portal: &self.id,
@@ -397,7 +485,7 @@ impl<S, C: Clock, R> Portal<S, C, R> {
             .filter(|e| e.kind.user_must_hear())
             .cloned()
             .collect();
-        Change {
+        LiveChange {
             record: outcome.record,
             changed: outcome.changed,
             events: outcome.events,
@@ -454,10 +542,88 @@ impl<S, C, R: CryptoRng> Portal<S, C, R> {
     }
 }
 
+/// One attempt of an operation, as the store runs it inside its atomic call.
+struct Attempt<'a, S, C, R, T, F> {
+    portal: &'a Portal<S, C, R>,
+    user: &'a UserId,
+    actor: &'a Actor,
+    now: u64,
+    transition: &'a mut F,
+    answer: Answer<T>,
+}
+
+impl<S, C, R, T, F> Step for Attempt<'_, S, C, R, T, F>
+where
+    S: Sync,
+    C: Clock,
+    R: CryptoRng + Send,
+    T: Send,
+    F: FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
+{
+    fn on_live(&mut self, record: MfaRecord, policy: Option<PortalPolicy>) -> LiveChange {
+        self.portal.step(
+            self.user,
+            self.actor,
+            self.now,
+            self.transition,
+            &mut self.answer,
+            record,
+            policy,
+        )
+    }
+
+    /// Opens the stored record, runs the transition, and seals the result.
+    /// A record or policy that does not decode is the answer, and nothing is written.
+    fn on_bytes(&mut self, record: Option<&Stored>, policy: Option<&Stored>) -> Option<RecordWrite> {
+        let portal = self.portal;
+        let opened = (|| {
+            let policy = policy.map(|p| decode_policy(&p.bytes)).transpose()?;
+            let record = match record {
+                None => MfaRecord::default(),
+                Some(stored) => decode_record(&stored.bytes, &portal.id, self.user, portal.keyring()?)?.record,
+            };
+            Ok((record, policy))
+        })();
+        let (record, policy) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.answer.fail(e);
+                return None;
+            }
+        };
+        let change = self.on_live(record, policy);
+        if !change.changed {
+            return None;
+        }
+        let sealed = portal
+            .keyring()
+            .and_then(|keyring| encode_record(&change.record, &portal.id, self.user, keyring, &mut *portal.rng()));
+        match sealed {
+            Ok(bytes) => Some(RecordWrite {
+                bytes,
+                summary: RecordSummary::of(&change.record),
+                events: change.events.iter().map(StoredEvent::of).collect(),
+            }),
+            Err(e) => {
+                self.answer.fail(e);
+                None
+            }
+        }
+    }
+}
+
 /// What one attempt produced for the caller, kept aside until the store commits.
 struct Answer<T> {
     result: Option<Result<T>>,
     notices: Vec<AuditEvent>,
+}
+
+impl<T> Answer<T> {
+    /// The attempt could not run: this error is the answer, and nothing is written or notified.
+    fn fail(&mut self, error: Error) {
+        self.result = Some(Err(error));
+        self.notices.clear();
+    }
 }
 
 impl<T> Default for Answer<T> {

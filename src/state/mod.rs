@@ -5,9 +5,8 @@
 mod record;
 mod transitions;
 
-pub use record::{
-    Authenticator, AuthenticatorParts, Failures, MfaRecord, PendingEnrolment, PendingParts, RecordParts, ResetRecord,
-};
+pub(crate) use record::Key;
+pub use record::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
 pub use transitions::{
     Context, EnrolReason, EnrolmentConfirmed, EnrolmentRequest, Outcome, ResetSummary, SignInStep, SignInVerified,
     StartedEnrolment,

@@ -70,10 +70,8 @@ impl Authenticator {
         self.last_used_step
     }
 
-    /// The shared secret.
-    ///
-    /// ⚠️ For a store persisting the record, nothing else.
-    pub fn secret(&self) -> &Secret {
+    /// The shared secret: for the stored-form encoder, which seals it.
+    pub(crate) fn secret(&self) -> &Secret {
         &self.key.secret
     }
 }
@@ -133,10 +131,8 @@ impl PendingEnrolment {
         self.replaces
     }
 
-    /// The pending secret.
-    ///
-    /// ⚠️ For a store persisting the record, nothing else.
-    pub fn secret(&self) -> &Secret {
+    /// The pending secret: for the stored-form encoder, which seals it.
+    pub(crate) fn secret(&self) -> &Secret {
         &self.key.secret
     }
 }
@@ -212,6 +208,7 @@ pub struct MfaRecord {
     pub(crate) grace_sign_ins_used: u32,
     pub(crate) next_authenticator_id: u32,
     pub(crate) last_reset: Option<Box<ResetRecord>>,
+    pub(crate) last_verified_at: Option<u64>,
 }
 
 impl MfaRecord {
@@ -263,163 +260,39 @@ impl MfaRecord {
         !self.authenticators.is_empty()
     }
 
-    /// Splits the record into plain parts, for a store to persist.
-    pub fn to_parts(&self) -> RecordParts {
-        RecordParts {
-            authenticators: self
-                .authenticators
-                .iter()
-                .map(|a| AuthenticatorParts {
-                    id: a.id.0,
-                    label: a.label.to_string(),
-                    secret: Secret::clone(&a.key.secret),
-                    params: *a.params(),
-                    added_at: a.added_at,
-                    last_used_step: a.last_used_step,
-                })
-                .collect(),
-            pending: self.pending.as_ref().map(|p| PendingParts {
-                id: p.id.0,
-                label: p.label.to_string(),
-                secret: Secret::clone(&p.key.secret),
-                params: *p.params(),
-                started_at: p.started_at,
-                expires_at: p.expires_at,
-                replaces: p.replaces.map(|r| r.0),
-            }),
-            backup_codes: self.backup_codes.clone(),
-            consecutive_failures: self.failures.consecutive,
-            locks: self.failures.locks,
-            locked_until: self.failures.locked_until,
-            must_enrol: self.must_enrol,
-            grace_sign_ins_used: self.grace_sign_ins_used,
-            next_authenticator_id: self.next_authenticator_id,
-            last_reset: self.last_reset.as_deref().cloned(),
-        }
+    /// When the second factor was last proven (Unix time).
+    pub fn last_verified_at(&self) -> Option<u64> {
+        self.last_verified_at
     }
 
-    /// Rebuilds a record from parts, checking they are consistent.
-    pub fn from_parts(parts: RecordParts) -> Result<Self> {
+    /// Checks what no transition can produce: a decoded record that fails
+    /// this is [`Error::CorruptRecord`], not a record.
+    pub(crate) fn check_consistent(&self) -> Result<()> {
         let corrupt = |why| Err(Error::CorruptRecord(why));
-        if parts.authenticators.len() > Self::MAX_AUTHENTICATORS {
+        if self.authenticators.len() > Self::MAX_AUTHENTICATORS {
             return corrupt("more authenticators than allowed");
         }
-        let mut ids: Vec<u32> = parts.authenticators.iter().map(|a| a.id).collect();
-        ids.extend(parts.pending.as_ref().map(|p| p.id));
+        let mut ids: Vec<u32> = self.authenticators.iter().map(|a| a.id.0).collect();
+        ids.extend(self.pending.as_ref().map(|p| p.id.0));
         let count = ids.len();
         ids.sort_unstable();
         ids.dedup();
         if ids.len() != count {
             return corrupt("two authenticators share an id");
         }
-        if ids.iter().any(|&id| id == 0 || id > parts.next_authenticator_id) {
+        if ids.iter().any(|&id| id == 0 || id > self.next_authenticator_id) {
             return corrupt("authenticator id out of sequence");
         }
-        if let Some(p) = &parts.pending {
+        if let Some(p) = &self.pending {
             if p.expires_at < p.started_at {
                 return corrupt("pending enrolment expires before it starts");
             }
             if p.replaces
-                .is_some_and(|r| !parts.authenticators.iter().any(|a| a.id == r))
+                .is_some_and(|r| !self.authenticators.iter().any(|a| a.id == r))
             {
                 return corrupt("pending enrolment replaces an unknown authenticator");
             }
         }
-        let authenticators = parts
-            .authenticators
-            .into_iter()
-            .map(|a| Authenticator {
-                id: AuthenticatorId(a.id),
-                label: a.label.into(),
-                key: Key::new(a.secret, a.params),
-                added_at: a.added_at,
-                last_used_step: a.last_used_step,
-            })
-            .collect();
-        let pending = parts.pending.map(|p| {
-            Box::new(PendingEnrolment {
-                id: AuthenticatorId(p.id),
-                label: p.label.into(),
-                key: Key::new(p.secret, p.params),
-                started_at: p.started_at,
-                expires_at: p.expires_at,
-                replaces: p.replaces.map(AuthenticatorId),
-            })
-        });
-        Ok(Self {
-            authenticators,
-            pending,
-            backup_codes: parts.backup_codes,
-            failures: Failures {
-                consecutive: parts.consecutive_failures,
-                locks: parts.locks,
-                locked_until: parts.locked_until,
-            },
-            must_enrol: parts.must_enrol,
-            grace_sign_ins_used: parts.grace_sign_ins_used,
-            next_authenticator_id: parts.next_authenticator_id,
-            last_reset: parts.last_reset.map(Box::new),
-        })
+        Ok(())
     }
-}
-
-/// A confirmed authenticator as plain data.
-#[derive(Debug, Clone)]
-pub struct AuthenticatorParts {
-    /// Id within the record (from 1).
-    pub id: u32,
-    /// Label.
-    pub label: String,
-    /// Secret.
-    pub secret: Secret,
-    /// OTP parameters.
-    pub params: TotpParams,
-    /// Unix time of confirmation.
-    pub added_at: u64,
-    /// Newest accepted step.
-    pub last_used_step: Option<u64>,
-}
-
-/// A pending enrolment as plain data.
-#[derive(Debug, Clone)]
-pub struct PendingParts {
-    /// Id the authenticator will have.
-    pub id: u32,
-    /// Label.
-    pub label: String,
-    /// Secret.
-    pub secret: Secret,
-    /// OTP parameters.
-    pub params: TotpParams,
-    /// Unix time started.
-    pub started_at: u64,
-    /// Unix time it expires.
-    pub expires_at: u64,
-    /// The authenticator it replaces.
-    pub replaces: Option<u32>,
-}
-
-/// An [`MfaRecord`] as plain data, for stores.
-#[derive(Debug, Clone, Default)]
-pub struct RecordParts {
-    /// Confirmed authenticators.
-    pub authenticators: Vec<AuthenticatorParts>,
-    /// Pending enrolment.
-    pub pending: Option<PendingParts>,
-    /// Backup codes.
-    pub backup_codes: Option<BackupCodes>,
-    /// Consecutive failures.
-    pub consecutive_failures: u32,
-    /// Locks imposed since the last success.
-    pub locks: u32,
-    /// End of the current or last lock.
-    pub locked_until: Option<u64>,
-    /// Admin reset requires enrolment.
-    pub must_enrol: bool,
-    /// Grace sign-ins used.
-    pub grace_sign_ins_used: u32,
-    /// Highest authenticator id handed out.
-    pub next_authenticator_id: u32,
-    /// Last admin reset.
-    pub last_reset: Option<ResetRecord>,
 }

@@ -268,6 +268,7 @@ impl<'c> Draft<'c> {
 
     fn succeed(&mut self, factor: Factor) -> Factor {
         self.record.failures = Default::default();
+        self.record.last_verified_at = Some(self.ctx.now);
         self.emit(EventKind::Verified { factor });
         factor
     }

@@ -1,165 +1,190 @@
 //! The storage contract for async hosts (axum, actix, …): the same operations
-//! as [`MfaStore`], as `Send` futures, so a database driver can await its I/O
-//! without blocking the executor.
+//! as [`MfaStore`](super::MfaStore), over the same bytes, as `Send` futures, so
+//! a database driver can await its I/O without blocking the executor.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use super::{Applied, Change, Commit, EventQuery, MemoryStore, MfaStore, StorageError, Version};
+use super::{
+    Applied, Backend, Commit, EventQuery, MemoryStore, RecordWrite, Step, StorageError, Stored, StoredEvent, Version,
+};
+use crate::error::Result;
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
-use crate::state::MfaRecord;
+use crate::stored::{decode_event, decode_policy, encode_policy};
 
-/// The async twin of [`MfaStore`]: same contract, same atomicity rules.
+/// The async twin of [`MfaStore`](super::MfaStore): same contract, same atomicity rules.
 ///
-/// ⚠️ As for [`MfaStore::commit`], a commit must write the record and all its
-/// events atomically, and only if the version is still `expected`.
+/// ⚠️ As for [`MfaStore::commit`](super::MfaStore::commit), a commit must write
+/// the bytes, the summary and all the events atomically, and only if the
+/// version is still `expected`.
 pub trait AsyncMfaStore: Send + Sync {
-    /// See [`MfaStore::load`].
+    /// See [`MfaStore::load`](super::MfaStore::load).
     fn load(
         &self,
         portal: &PortalId,
         user: &UserId,
-    ) -> impl Future<Output = Result<Option<(MfaRecord, Version)>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Option<Stored>, StorageError>> + Send;
 
-    /// See [`MfaStore::commit`].
+    /// See [`MfaStore::commit`](super::MfaStore::commit).
     fn commit(
         &self,
         portal: &PortalId,
         user: &UserId,
         expected: Option<Version>,
-        record: &MfaRecord,
-        events: &[AuditEvent],
+        write: &RecordWrite,
     ) -> impl Future<Output = Result<Commit, StorageError>> + Send;
 
-    /// See [`MfaStore::load_policy`].
-    fn load_policy(
-        &self,
-        portal: &PortalId,
-    ) -> impl Future<Output = Result<Option<(PortalPolicy, Version)>, StorageError>> + Send;
+    /// See [`MfaStore::load_policy`](super::MfaStore::load_policy).
+    fn load_policy(&self, portal: &PortalId) -> impl Future<Output = Result<Option<Stored>, StorageError>> + Send;
 
-    /// See [`MfaStore::commit_policy`].
+    /// See [`MfaStore::commit_policy`](super::MfaStore::commit_policy).
     fn commit_policy(
         &self,
         portal: &PortalId,
         expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
+        bytes: &[u8],
+        events: &[StoredEvent],
     ) -> impl Future<Output = Result<Commit, StorageError>> + Send;
 
-    /// See [`MfaStore::events`].
-    fn events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<AuditEvent>, StorageError>> + Send;
+    /// See [`MfaStore::events`](super::MfaStore::events).
+    fn events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<Vec<u8>>, StorageError>> + Send;
 
-    /// See [`MfaStore::apply`]; the default loads, runs `change` and commits
-    /// with compare-and-swap.
+    /// See [`MfaStore::apply`](super::MfaStore::apply); the default loads, runs
+    /// `change` and commits with compare-and-swap.
     fn apply(
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut (dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change + Send),
+        change: &mut (dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite> + Send),
     ) -> impl Future<Output = Result<Applied, StorageError>> + Send {
         async move {
-            let policy = self.load_policy(portal).await?.map(|(p, _)| p);
-            let (record, version) = super::split_loaded(self.load(portal, user).await?);
-            let change = change(record, policy);
-            if !change.changed {
+            let policy = self.load_policy(portal).await?;
+            let current = self.load(portal, user).await?;
+            let Some(write) = change(current.as_ref(), policy.as_ref()) else {
                 return Ok(Applied::Done);
-            }
+            };
             Ok(self
-                .commit(portal, user, version, &change.record, &change.events)
+                .commit(portal, user, current.map(|c| c.version), &write)
                 .await?
                 .into())
         }
     }
 }
 
-/// The in-memory store never waits, so its futures are ready at once.
-impl AsyncMfaStore for MemoryStore {
-    async fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<(MfaRecord, Version)>, StorageError> {
-        MfaStore::load(self, portal, user)
-    }
+mod sealed {
+    pub trait Sealed {}
+}
 
-    async fn commit(
+/// A store the async driver can run on: every [`AsyncMfaStore`], the
+/// [`MemoryStore`], and an `Arc` of either. Sealed: implement [`AsyncMfaStore`] instead.
+pub trait AsyncBackend: Send + Sync + sealed::Sealed {
+    #[doc(hidden)]
+    fn run_step(
         &self,
         portal: &PortalId,
         user: &UserId,
-        expected: Option<Version>,
-        record: &MfaRecord,
-        events: &[AuditEvent],
-    ) -> Result<Commit, StorageError> {
-        MfaStore::commit(self, portal, user, expected, record, events)
-    }
-
-    async fn load_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>, StorageError> {
-        MfaStore::load_policy(self, portal)
-    }
-
-    async fn commit_policy(
+        step: &mut dyn Step,
+    ) -> impl Future<Output = Result<Applied, StorageError>> + Send;
+    #[doc(hidden)]
+    fn read_policy(&self, portal: &PortalId) -> impl Future<Output = Result<Option<(PortalPolicy, Version)>>> + Send;
+    #[doc(hidden)]
+    fn write_policy(
         &self,
         portal: &PortalId,
         expected: Option<Version>,
         policy: &PortalPolicy,
         events: &[AuditEvent],
-    ) -> Result<Commit, StorageError> {
-        MfaStore::commit_policy(self, portal, expected, policy, events)
+    ) -> impl Future<Output = Result<Commit>> + Send;
+    #[doc(hidden)]
+    fn read_events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<AuditEvent>>> + Send;
+}
+
+impl<S: AsyncMfaStore> sealed::Sealed for S {}
+
+impl<S: AsyncMfaStore> AsyncBackend for S {
+    async fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
+        self.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))
+            .await
     }
 
-    async fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError> {
-        MfaStore::events(self, query)
+    async fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
+        self.load_policy(portal)
+            .await?
+            .map(|s| Ok((decode_policy(&s.bytes)?, s.version)))
+            .transpose()
     }
 
-    async fn apply(
+    async fn write_policy(
         &self,
         portal: &PortalId,
-        user: &UserId,
-        change: &mut (dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change + Send),
-    ) -> Result<Applied, StorageError> {
-        MfaStore::apply(self, portal, user, change)
+        expected: Option<Version>,
+        policy: &PortalPolicy,
+        events: &[AuditEvent],
+    ) -> Result<Commit> {
+        let events: Vec<StoredEvent> = events.iter().map(StoredEvent::of).collect();
+        Ok(self
+            .commit_policy(portal, expected, &encode_policy(policy), &events)
+            .await?)
+    }
+
+    async fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
+        self.events(query).await?.iter().map(|b| decode_event(b)).collect()
     }
 }
 
-impl<S: AsyncMfaStore + ?Sized> AsyncMfaStore for std::sync::Arc<S> {
-    fn load(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-    ) -> impl Future<Output = Result<Option<(MfaRecord, Version)>, StorageError>> + Send {
-        (**self).load(portal, user)
+impl sealed::Sealed for MemoryStore {}
+
+/// The in-memory store never waits, so its futures are ready at once.
+impl AsyncBackend for MemoryStore {
+    async fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
+        Backend::run_step(self, portal, user, step)
     }
-    fn commit(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        expected: Option<Version>,
-        record: &MfaRecord,
-        events: &[AuditEvent],
-    ) -> impl Future<Output = Result<Commit, StorageError>> + Send {
-        (**self).commit(portal, user, expected, record, events)
+
+    async fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
+        Backend::read_policy(self, portal)
     }
-    fn load_policy(
-        &self,
-        portal: &PortalId,
-    ) -> impl Future<Output = Result<Option<(PortalPolicy, Version)>, StorageError>> + Send {
-        (**self).load_policy(portal)
-    }
-    fn commit_policy(
+
+    async fn write_policy(
         &self,
         portal: &PortalId,
         expected: Option<Version>,
         policy: &PortalPolicy,
         events: &[AuditEvent],
-    ) -> impl Future<Output = Result<Commit, StorageError>> + Send {
-        (**self).commit_policy(portal, expected, policy, events)
+    ) -> Result<Commit> {
+        Backend::write_policy(self, portal, expected, policy, events)
     }
-    fn events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<AuditEvent>, StorageError>> + Send {
-        (**self).events(query)
+
+    async fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
+        Backend::read_events(self, query)
     }
-    fn apply(
+}
+
+impl<B: AsyncBackend + ?Sized> sealed::Sealed for Arc<B> {}
+
+impl<B: AsyncBackend + ?Sized> AsyncBackend for Arc<B> {
+    fn run_step(
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut (dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change + Send),
+        step: &mut dyn Step,
     ) -> impl Future<Output = Result<Applied, StorageError>> + Send {
-        (**self).apply(portal, user, change)
+        (**self).run_step(portal, user, step)
+    }
+    fn read_policy(&self, portal: &PortalId) -> impl Future<Output = Result<Option<(PortalPolicy, Version)>>> + Send {
+        (**self).read_policy(portal)
+    }
+    fn write_policy(
+        &self,
+        portal: &PortalId,
+        expected: Option<Version>,
+        policy: &PortalPolicy,
+        events: &[AuditEvent],
+    ) -> impl Future<Output = Result<Commit>> + Send {
+        (**self).write_policy(portal, expected, policy, events)
+    }
+    fn read_events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<AuditEvent>>> + Send {
+        (**self).read_events(query)
     }
 }

@@ -3,12 +3,13 @@
 //!
 //! Records, policies and the audit trail sit behind one lock, so a record and
 //! its events are always written together. Transitions run under that lock on
-//! the record itself ([`MfaStore::apply`]): no copy, no conflict.
+//! the record itself: no copy, no conflict. Records stay decoded: this store
+//! never writes bytes anywhere, so it needs no [`Keyring`](crate::Keyring).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use super::{Applied, Change, Commit, EventQuery, MfaStore, StorageError, StorageErrorKind, Version};
+use super::{Applied, Backend, Commit, EventQuery, Step, StorageError, StorageErrorKind, Stored, Version};
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::policy::PortalPolicy;
@@ -126,38 +127,40 @@ impl MemoryStore {
     }
 }
 
-impl MfaStore for MemoryStore {
-    fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<(MfaRecord, Version)>, StorageError> {
-        let state = self.state.read().map_err(poisoned)?;
-        Ok(state
-            .portals
-            .get(portal)
-            .and_then(|p| p.records.get(&UserKey::of(user)))
-            .cloned())
-    }
-
-    fn commit(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        expected: Option<Version>,
-        record: &MfaRecord,
-        events: &[AuditEvent],
-    ) -> Result<Commit, StorageError> {
-        let mut state = self.state.write().map_err(poisoned)?;
+impl Backend for MemoryStore {
+    /// Runs the step under the write lock on the record itself: no copy of the
+    /// record is made and no other writer can interleave, so it never conflicts.
+    fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
+        let mut guard = self.state.write().map_err(poisoned)?;
+        let state = &mut *guard;
         let key = UserKey::of(user);
-        let records = &mut state.portal(portal).records;
-        let current = records.get(&key).map(|(_, v)| *v);
-        if current != expected {
-            return Ok(Commit::Conflict);
-        }
-        let version = current.map_or(1, |v| v + 1);
-        records.insert(key, (record.clone(), version));
-        state.append(events.iter().cloned());
-        Ok(Commit::Committed(version))
+        let portal_state = match state.portals.get_mut(portal) {
+            Some(p) => p,
+            None => state.portals.entry(portal.clone()).or_default(),
+        };
+        let policy = portal_state.policy.map(|(p, _)| p);
+        let events = match portal_state.records.get_mut(&key) {
+            Some((stored, version)) => {
+                let outcome = step.on_live(std::mem::take(stored), policy);
+                *stored = outcome.record;
+                if outcome.changed {
+                    *version += 1;
+                }
+                outcome.events
+            }
+            None => {
+                let outcome = step.on_live(MfaRecord::default(), policy);
+                if outcome.changed {
+                    portal_state.records.insert(key, (outcome.record, 1));
+                }
+                outcome.events
+            }
+        };
+        state.append(events);
+        Ok(Applied::Done)
     }
 
-    fn load_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>, StorageError> {
+    fn read_policy(&self, portal: &PortalId) -> crate::error::Result<Option<(PortalPolicy, Version)>> {
         Ok(self
             .state
             .read()
@@ -167,13 +170,13 @@ impl MfaStore for MemoryStore {
             .and_then(|p| p.policy))
     }
 
-    fn commit_policy(
+    fn write_policy(
         &self,
         portal: &PortalId,
         expected: Option<Version>,
         policy: &PortalPolicy,
         events: &[AuditEvent],
-    ) -> Result<Commit, StorageError> {
+    ) -> crate::error::Result<Commit> {
         let mut state = self.state.write().map_err(poisoned)?;
         let stored = &mut state.portal(portal).policy;
         let current = stored.map(|(_, v)| v);
@@ -186,46 +189,19 @@ impl MfaStore for MemoryStore {
         Ok(Commit::Committed(version))
     }
 
-    fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError> {
+    fn read_events(&self, query: &EventQuery) -> crate::error::Result<Vec<AuditEvent>> {
         let state = self.state.read().map_err(poisoned)?;
         Ok(state.events.iter().filter(|e| query.matches(e)).cloned().collect())
     }
 
-    /// Runs `change` under the write lock on the record itself: no copy of the
-    /// record is made and no other writer can interleave, so it never conflicts.
-    fn apply(
+    /// Records here are never sealed: there is nothing to sweep.
+    fn stored_records(
         &self,
-        portal: &PortalId,
-        user: &UserId,
-        change: &mut dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change,
-    ) -> Result<Applied, StorageError> {
-        let mut guard = self.state.write().map_err(poisoned)?;
-        let state = &mut *guard;
-        let key = UserKey::of(user);
-        let portal_state = match state.portals.get_mut(portal) {
-            Some(p) => p,
-            None => state.portals.entry(portal.clone()).or_default(),
-        };
-        let policy = portal_state.policy.map(|(p, _)| p);
-        let events = match portal_state.records.get_mut(&key) {
-            Some((stored, version)) => {
-                let outcome = change(std::mem::take(stored), policy);
-                *stored = outcome.record;
-                if outcome.changed {
-                    *version += 1;
-                }
-                outcome.events
-            }
-            None => {
-                let outcome = change(MfaRecord::default(), policy);
-                if outcome.changed {
-                    portal_state.records.insert(key, (outcome.record, 1));
-                }
-                outcome.events
-            }
-        };
-        state.append(events);
-        Ok(Applied::Done)
+        _portal: &PortalId,
+        _after: Option<&UserId>,
+        _limit: usize,
+    ) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        Ok(Vec::new())
     }
 }
 

@@ -1,28 +1,36 @@
 //! Storage: the traits a host implements for its database, and the stores
 //! that ship with the crate.
 //!
-//! The contract is compare-and-swap: [`MfaStore::load`] returns a record with
-//! its version; [`MfaStore::commit`] writes the new record **and its audit
-//! events together**, and only if the version is still the one loaded. Two app
-//! instances racing on one user therefore cannot both accept the same code: one
-//! commit wins, the other sees [`Commit::Conflict`], and the driver re-runs its
-//! transition on the fresh record (where the step is now used).
+//! A store keeps **bytes**: each user's record in its stored form (secrets
+//! sealed, see [`Keyring`](crate::Keyring)) with a version and a small plain
+//! [`RecordSummary`], each portal's policy with a version, and the audit events
+//! as [`StoredEvent`]s. It never maps a record's fields, so a store for any
+//! database is a few dozen lines.
+//!
+//! The contract is compare-and-swap: [`MfaStore::load`] returns the bytes with
+//! their version; [`MfaStore::commit`] writes new bytes, their summary **and
+//! their audit events together**, and only if the version is still the one
+//! loaded. Two app instances racing on one user therefore cannot both accept
+//! the same code: one commit wins, the other sees [`Commit::Conflict`], and the
+//! driver re-runs its transition on the fresh record (where the step is now used).
 
 #[cfg(feature = "async")]
 mod asynchronous;
+mod backend;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 #[cfg(feature = "async")]
-pub use asynchronous::AsyncMfaStore;
+pub use asynchronous::{AsyncBackend, AsyncMfaStore};
+pub use backend::Backend;
+pub(crate) use backend::{LiveChange, Step};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
 
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
-use crate::policy::PortalPolicy;
 use crate::state::MfaRecord;
 
 /// A record's version: changes on every commit.
@@ -31,28 +39,16 @@ pub type Version = u64;
 /// How a compare-and-swap write ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
-    /// Written; the record now has this version.
+    /// Written; the value now has this version.
     Committed(Version),
     /// Someone else wrote first; nothing was written.
     Conflict,
 }
 
-/// A change computed from a user's current record: the next record, whether
-/// anything changed, and the events to store with it.
-#[derive(Debug)]
-pub struct Change {
-    /// The record to store.
-    pub record: MfaRecord,
-    /// Whether to write at all (the record or the trail changed).
-    pub changed: bool,
-    /// Audit events, written with the record.
-    pub events: Vec<AuditEvent>,
-}
-
 /// How one [`MfaStore::apply`] attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// The change was computed and (if it changed anything) stored.
+    /// The change was computed and (if it wrote anything) stored.
     Done,
     /// Another writer got there first; nothing was stored. Try again.
     Conflict,
@@ -67,16 +63,117 @@ impl From<Commit> for Applied {
     }
 }
 
-/// A loaded record and its version, or a fresh record for a user never stored.
-pub(crate) fn split_loaded(loaded: Option<(MfaRecord, Version)>) -> (MfaRecord, Option<Version>) {
-    match loaded {
-        Some((record, version)) => (record, Some(version)),
-        None => (MfaRecord::default(), None),
+/// A stored value (a record or a policy) and its version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The stored form, as the crate wrote it. Opaque: keep it byte for byte.
+    pub bytes: Vec<u8>,
+    /// Its version.
+    pub version: Version,
+}
+
+impl core::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Stored {{ {} bytes, version: {} }}", self.bytes.len(), self.version)
     }
+}
+
+/// A plain summary of a record, written beside its bytes so a database can
+/// answer admin questions ("who is locked out?") from indexed columns.
+///
+/// It holds no secret and nothing a sign-in depends on: the bytes are the truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[non_exhaustive]
+pub struct RecordSummary {
+    /// Confirmed authenticators.
+    pub authenticators: u8,
+    /// Whether an enrolment awaits its first code.
+    pub pending_enrolment: bool,
+    /// Whether an admin reset requires enrolment at the next sign-in.
+    pub must_enrol: bool,
+    /// The end of the last lock (Unix time; the lock holds while `now < locked_until`).
+    /// `u64::MAX` when MFA is locked until an admin resets it.
+    pub locked_until: Option<u64>,
+    /// Unused backup codes.
+    pub backup_codes_left: u8,
+    /// When the second factor was last proven (Unix time).
+    pub last_verified_at: Option<u64>,
+    /// Grace sign-ins used since enforcement.
+    pub grace_sign_ins_used: u32,
+}
+
+impl RecordSummary {
+    /// The summary of `record`.
+    pub fn of(record: &MfaRecord) -> Self {
+        let failures = record.failures();
+        let hard_locked = failures.active_lock(0) == Some(None);
+        Self {
+            authenticators: record.authenticators().len() as u8,
+            pending_enrolment: record.pending().is_some(),
+            must_enrol: record.must_enrol(),
+            locked_until: if hard_locked {
+                Some(u64::MAX)
+            } else {
+                failures.locked_until()
+            },
+            backup_codes_left: record.backup_codes().map_or(0, |c| c.remaining() as u8),
+            last_verified_at: record.last_verified_at(),
+            grace_sign_ins_used: record.grace_sign_ins_used(),
+        }
+    }
+}
+
+/// An audit event as a store keeps it: the columns a query filters on, and
+/// the event's stored form.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredEvent {
+    /// Unix time of the event.
+    pub at: u64,
+    /// The user it concerns; `None` for portal-wide events (policy changes).
+    pub user: Option<UserId>,
+    /// Its kind's stable name ([`EventKind::name`](crate::EventKind::name)), for counting by kind.
+    pub kind: &'static str,
+    /// The whole event in its stored form. Opaque: keep it byte for byte.
+    pub bytes: Vec<u8>,
+}
+
+impl StoredEvent {
+    pub(crate) fn of(event: &AuditEvent) -> Self {
+        Self {
+            at: event.at,
+            user: event.user.clone(),
+            kind: event.kind.name(),
+            bytes: crate::stored::encode_event(event),
+        }
+    }
+}
+
+impl core::fmt::Debug for StoredEvent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("at", &self.at)
+            .field("user", &self.user)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one commit of a record writes: its bytes, their summary and the audit events.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecordWrite {
+    /// The record's stored form.
+    pub bytes: Vec<u8>,
+    /// Its summary, for admin queries.
+    pub summary: RecordSummary,
+    /// Audit events, written in the same transaction, in this order.
+    pub events: Vec<StoredEvent>,
 }
 
 /// Which audit events to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EventQuery {
     /// The portal.
     pub portal: PortalId,
@@ -114,58 +211,78 @@ impl EventQuery {
         self
     }
 
+    /// Whether an event of `portal`, about `user`, at `at`, is selected: the
+    /// filter a store without an index applies to its rows.
+    pub fn selects(&self, portal: &PortalId, user: Option<&UserId>, at: u64) -> bool {
+        *portal == self.portal
+            && self.user.as_ref().is_none_or(|u| user == Some(u))
+            && self.from.is_none_or(|t| at >= t)
+            && self.until.is_none_or(|t| at < t)
+    }
+
     /// Whether `event` is selected.
     pub fn matches(&self, event: &AuditEvent) -> bool {
-        event.portal == self.portal
-            && self.user.as_ref().is_none_or(|u| event.user.as_ref() == Some(u))
-            && self.from.is_none_or(|t| event.at >= t)
-            && self.until.is_none_or(|t| event.at < t)
+        self.selects(&event.portal, event.user.as_ref(), event.at)
     }
 }
 
-/// A store of MFA records, portal policies and audit events, for synchronous hosts.
+/// A store of MFA records, portal policies and audit events, as bytes, for
+/// synchronous hosts. Implement this for your database; the driver does the
+/// encoding, sealing and decoding.
 ///
-/// ⚠️ Implementations must make [`MfaStore::commit`] atomic: the record and
-/// every event are written together or not at all, and only if the stored
-/// version equals `expected` (`None`: only if there is no record yet). That is
-/// what makes replay protection and lockout counting hold across app instances.
+/// ⚠️ Implementations must make [`MfaStore::commit`] atomic: the bytes, the
+/// summary and every event are written together or not at all, and only if
+/// the stored version equals `expected` (`None`: only if there is no record
+/// yet). That is what makes replay protection and lockout counting hold across
+/// app instances. Events must come back from [`MfaStore::events`] in the order
+/// they were committed.
 pub trait MfaStore: Send + Sync {
-    /// The record and its version; `None` if the user never had one.
-    fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<(MfaRecord, Version)>, StorageError>;
+    /// The user's stored record; `None` if the user never had one.
+    fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<Stored>, StorageError>;
 
-    /// Writes `record` and `events` atomically if the version is still `expected`.
+    /// Writes `write` atomically if the version is still `expected`; the new
+    /// version is `expected + 1` (1 for a first write).
     fn commit(
         &self,
         portal: &PortalId,
         user: &UserId,
         expected: Option<Version>,
-        record: &MfaRecord,
-        events: &[AuditEvent],
+        write: &RecordWrite,
     ) -> Result<Commit, StorageError>;
 
-    /// The portal's policy and its version; `None` if never saved.
-    fn load_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>, StorageError>;
+    /// The portal's stored policy; `None` if never saved.
+    fn load_policy(&self, portal: &PortalId) -> Result<Option<Stored>, StorageError>;
 
-    /// Writes the policy and its events atomically if the version is still `expected`.
+    /// Writes the policy's bytes and its events atomically if the version is still `expected`.
     fn commit_policy(
         &self,
         portal: &PortalId,
         expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
+        bytes: &[u8],
+        events: &[StoredEvent],
     ) -> Result<Commit, StorageError>;
 
-    /// Audit events matching `query`, oldest first.
-    fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError>;
+    /// The stored form of the audit events [`EventQuery::selects`], in commit order.
+    fn events(&self, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError>;
 
-    /// Check-and-record in one call: runs `change` on the user's current record
-    /// (a fresh one if none) and the portal's stored policy (if any), and stores
-    /// the result with its events, atomically.
+    /// Up to `limit` of the portal's records, ordered by user (kind name, then
+    /// id, bytewise), starting after `after`: how a sweep such as
+    /// [`Portal::reseal`](crate::Portal::reseal) visits every record.
+    fn records(
+        &self,
+        portal: &PortalId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, Stored)>, StorageError>;
+
+    /// Check-and-record in one call: runs `change` on the user's current
+    /// stored record and the portal's stored policy, and writes what it
+    /// returns (if anything), atomically.
     ///
     /// The default loads, runs `change`, and commits with compare-and-swap,
-    /// answering [`Applied::Conflict`] if another writer came first. A store that
-    /// can lock the record (an in-process map, a database transaction) overrides
-    /// it to run `change` under that lock and never conflict.
+    /// answering [`Applied::Conflict`] if another writer came first. A store
+    /// that can lock the record (a database transaction) may override it to
+    /// run `change` under that lock and never conflict.
     ///
     /// ⚠️ `change` is pure and fast; an override may call it while holding a
     /// lock, and must call it at most once per attempt.
@@ -173,56 +290,14 @@ pub trait MfaStore: Send + Sync {
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change,
+        change: &mut dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite>,
     ) -> Result<Applied, StorageError> {
-        let policy = self.load_policy(portal)?.map(|(p, _)| p);
-        let (record, version) = split_loaded(self.load(portal, user)?);
-        let change = change(record, policy);
-        if !change.changed {
+        let policy = self.load_policy(portal)?;
+        let current = self.load(portal, user)?;
+        let Some(write) = change(current.as_ref(), policy.as_ref()) else {
             return Ok(Applied::Done);
-        }
-        Ok(self
-            .commit(portal, user, version, &change.record, &change.events)?
-            .into())
-    }
-}
-
-impl<S: MfaStore + ?Sized> MfaStore for std::sync::Arc<S> {
-    fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<(MfaRecord, Version)>, StorageError> {
-        (**self).load(portal, user)
-    }
-    fn commit(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        expected: Option<Version>,
-        record: &MfaRecord,
-        events: &[AuditEvent],
-    ) -> Result<Commit, StorageError> {
-        (**self).commit(portal, user, expected, record, events)
-    }
-    fn load_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>, StorageError> {
-        (**self).load_policy(portal)
-    }
-    fn commit_policy(
-        &self,
-        portal: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> Result<Commit, StorageError> {
-        (**self).commit_policy(portal, expected, policy, events)
-    }
-    fn events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>, StorageError> {
-        (**self).events(query)
-    }
-    fn apply(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        change: &mut dyn FnMut(MfaRecord, Option<PortalPolicy>) -> Change,
-    ) -> Result<Applied, StorageError> {
-        (**self).apply(portal, user, change)
+        };
+        Ok(self.commit(portal, user, current.map(|c| c.version), &write)?.into())
     }
 }
 
@@ -259,8 +334,8 @@ impl core::fmt::Display for StorageErrorKind {
 
 /// A storage failure: its kind and the backend's own error.
 ///
-/// Backend errors never contain secrets from this crate: stores pass secrets
-/// only as bound parameters, never inside query text.
+/// Backend errors never contain secrets from this crate: stores only ever see
+/// sealed bytes.
 #[derive(Debug, thiserror::Error)]
 #[error("{kind}")]
 pub struct StorageError {

@@ -5,22 +5,25 @@
 
 use std::sync::{Arc, Mutex};
 
+use portal_mfa::store::{Applied, Backend, Commit, RecordWrite, Stored, StoredEvent, Version};
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, EventKind, EventQuery, Factor, Grace, LockoutRule, ManualClock,
     MfaStore, OtpAuthUri, PolicyRefusal, Portal, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, SignInMethod,
     SignInStep, Totp, UserId,
 };
+use portal_mfa::{Keyring, StorageError};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-pub type StoreFactory = dyn Fn() -> Arc<dyn MfaStore>;
-pub type TestPortal = Portal<Arc<dyn MfaStore>, ManualClock, StdRng>;
+pub type StoreFactory = dyn Fn() -> Arc<dyn Backend>;
+pub type TestPortal = Portal<Arc<dyn Backend>, ManualClock, StdRng>;
 
 pub const T0: u64 = 1_763_800_000;
 pub const ADMIN: &str = "admin@acme.example";
 
-pub fn portal_on(store: Arc<dyn MfaStore>, clock: &ManualClock) -> TestPortal {
+pub fn portal_on(store: Arc<dyn Backend>, clock: &ManualClock) -> TestPortal {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .with_keyring(keyring())
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(42))
 }
@@ -793,47 +796,41 @@ impl Drop for TempDir {
 pub struct InTempDir<S>(pub S, pub TempDir);
 
 impl<S: MfaStore> MfaStore for InTempDir<S> {
-    fn load(
-        &self,
-        p: &PortalId,
-        u: &UserId,
-    ) -> Result<Option<(portal_mfa::MfaRecord, portal_mfa::store::Version)>, portal_mfa::StorageError> {
+    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
         self.0.load(p, u)
     }
-    fn commit(
-        &self,
-        p: &PortalId,
-        u: &UserId,
-        expected: Option<portal_mfa::store::Version>,
-        record: &portal_mfa::MfaRecord,
-        events: &[portal_mfa::AuditEvent],
-    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
-        self.0.commit(p, u, expected, record, events)
+    fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
+        self.0.commit(p, u, v, w)
     }
-    fn load_policy(
-        &self,
-        p: &PortalId,
-    ) -> Result<Option<(PortalPolicy, portal_mfa::store::Version)>, portal_mfa::StorageError> {
+    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
         self.0.load_policy(p)
     }
     fn commit_policy(
         &self,
         p: &PortalId,
-        expected: Option<portal_mfa::store::Version>,
-        policy: &PortalPolicy,
-        events: &[portal_mfa::AuditEvent],
-    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
-        self.0.commit_policy(p, expected, policy, events)
+        v: Option<Version>,
+        b: &[u8],
+        e: &[StoredEvent],
+    ) -> Result<Commit, StorageError> {
+        self.0.commit_policy(p, v, b, e)
     }
-    fn events(&self, q: &EventQuery) -> Result<Vec<portal_mfa::AuditEvent>, portal_mfa::StorageError> {
+    fn events(&self, q: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
         self.0.events(q)
+    }
+    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        self.0.records(p, a, l)
     }
     fn apply(
         &self,
         p: &PortalId,
         u: &UserId,
-        change: &mut dyn FnMut(portal_mfa::MfaRecord, Option<PortalPolicy>) -> portal_mfa::store::Change,
-    ) -> Result<portal_mfa::store::Applied, portal_mfa::StorageError> {
-        self.0.apply(p, u, change)
+        c: &mut dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite>,
+    ) -> Result<Applied, StorageError> {
+        self.0.apply(p, u, c)
     }
+}
+
+/// The keyring every test portal seals with (a fixed key: tests only).
+pub fn keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new("test-1", &[0x5a; 32]).unwrap())
 }

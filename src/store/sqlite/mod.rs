@@ -1,0 +1,673 @@
+//! The embedded default store: one SQLite database file, no server.
+//!
+//! - It keeps bytes: a record's stored form (secrets sealed) with its version
+//!   and summary columns, a policy's stored form, and each audit event's stored
+//!   form beside the columns a query filters on. It never maps a record's fields.
+//! - The schema is created and migrated by the store (table `portal_mfa_schema`
+//!   holds its version); a file written by a newer version is refused. A file
+//!   from 0.1 (schema 1, plaintext secrets) is upgraded in one transaction when
+//!   opened with a keyring ([`SqliteOptions::upgrade_with`]).
+//! - WAL journal; `synchronous=NORMAL` by default: a committed sign-in survives
+//!   a crash of the process, and a power cut may lose the last few commits
+//!   ([`SqliteOptions::full_sync`] fsyncs every commit).
+//! - A record and its audit events are written in one transaction. `apply`
+//!   runs the transition inside `BEGIN IMMEDIATE`, so two processes on one file
+//!   take turns and can never both accept one code; `commit` checks the version
+//!   (compare-and-swap) for hosts that drive the store themselves.
+//! - Audit events come back in commit order (a global sequence), whatever their times.
+
+mod v1;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    Applied, Commit, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored,
+    StoredEvent, Version,
+};
+use crate::ids::{PortalId, UserId, UserKind};
+use crate::keyring::Keyring;
+use crate::stored::{encode_policy, encode_record};
+
+/// The schema this version writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Schema 2: bytes, versions, summary columns.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE portal_mfa_policies (
+    portal TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    policy BLOB NOT NULL
+) STRICT;
+CREATE TABLE portal_mfa_records (
+    portal TEXT NOT NULL,
+    user_kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    authenticators INTEGER NOT NULL,
+    pending_enrolment INTEGER NOT NULL,
+    must_enrol INTEGER NOT NULL,
+    locked_until INTEGER,
+    backup_codes_left INTEGER NOT NULL,
+    last_verified_at INTEGER,
+    grace_sign_ins_used INTEGER NOT NULL,
+    PRIMARY KEY (portal, user_kind, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE portal_mfa_events (
+    seq INTEGER PRIMARY KEY,
+    portal TEXT NOT NULL,
+    user_kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    event BLOB NOT NULL
+) STRICT;
+CREATE INDEX portal_mfa_events_by_user ON portal_mfa_events (portal, user_kind, user_id);
+CREATE INDEX portal_mfa_events_by_time ON portal_mfa_events (portal, at);
+"#;
+
+/// How to open a [`SqliteStore`].
+#[derive(Default)]
+pub struct SqliteOptions {
+    busy_timeout: Option<Duration>,
+    full_sync: bool,
+    upgrade_keyring: Option<Arc<Keyring>>,
+    progress: Option<Box<dyn Fn(usize, usize) + Send>>,
+}
+
+impl core::fmt::Debug for SqliteOptions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SqliteOptions")
+            .field("busy_timeout", &self.busy_timeout)
+            .field("full_sync", &self.full_sync)
+            .field("upgrade_keyring", &self.upgrade_keyring)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteOptions {
+    /// The defaults: wait 5 s for another writer, `synchronous=NORMAL`, no upgrade keyring.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long to wait for another writer, from the first statement on,
+    /// before answering [`StorageErrorKind::Busy`].
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = Some(timeout);
+        self
+    }
+
+    /// fsync every commit: survives power loss, at the cost of speed.
+    #[must_use]
+    pub fn full_sync(mut self, on: bool) -> Self {
+        self.full_sync = on;
+        self
+    }
+
+    /// The keyring that seals the plaintext secrets of a file written by 0.1
+    /// (schema 1) while it is upgraded. Use the same keyring as the
+    /// [`Portal`](crate::Portal). Without it such a file is refused, untouched.
+    #[must_use]
+    pub fn upgrade_with(mut self, keyring: impl Into<Arc<Keyring>>) -> Self {
+        self.upgrade_keyring = Some(keyring.into());
+        self
+    }
+
+    /// Called during an upgrade with (records done, records in all), for a
+    /// host that logs the progress of a long one.
+    #[must_use]
+    pub fn on_upgrade_progress(mut self, progress: impl Fn(usize, usize) + Send + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+}
+
+/// MFA records, policies and the audit trail in one SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl core::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default options.
+    ///
+    /// Errors: [`StorageErrorKind::Corrupt`] for a damaged or non-SQLite file,
+    /// [`StorageErrorKind::IncompatibleSchema`] for a file from a newer version
+    /// (or from 0.1, without [`SqliteOptions::upgrade_with`]),
+    /// [`StorageErrorKind::ReadOnly`] when the file cannot be written,
+    /// [`StorageErrorKind::Busy`] when another writer holds it too long.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(path, SqliteOptions::new())
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StorageError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Self::setup(Connection::open_with_flags(path, flags).map_err(storage)?, options)
+    }
+
+    /// A private in-memory database (for tests): same schema and SQL, no file.
+    pub fn open_in_memory() -> Result<Self, StorageError> {
+        Self::setup(Connection::open_in_memory().map_err(storage)?, SqliteOptions::new())
+    }
+
+    fn setup(mut conn: Connection, options: SqliteOptions) -> Result<Self, StorageError> {
+        conn.busy_timeout(options.busy_timeout.unwrap_or(Duration::from_secs(5)))
+            .map_err(storage)?;
+        // For a new file only (ignored once it has content): every commit writes whole pages to
+        // the WAL; 2 KiB pages halve those bytes and still hold a record row without overflow.
+        conn.pragma_update(None, "page_size", 2048).map_err(storage)?;
+        // Reading the header is the first touch of the file: a foreign or damaged file fails here.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(storage)?;
+        if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+            return Err(StorageError::new(
+                StorageErrorKind::Unavailable,
+                format!("journal mode {mode}, not WAL"),
+            ));
+        }
+        let sync = if options.full_sync { "FULL" } else { "NORMAL" };
+        conn.pragma_update(None, "synchronous", sync).map_err(storage)?;
+        // Checkpoint every ~20 MB of WAL rather than 4 MB: sign-ins rewrite the same few
+        // pages, so a rarer checkpoint copies (and fsyncs) far less per commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)
+            .map_err(storage)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(storage)?;
+        migrate(&mut conn, &options)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
+        self.conn
+            .lock()
+            .map_err(|_| StorageError::of_kind(StorageErrorKind::Unavailable))
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64, StorageError> {
+        self.conn()?
+            .query_row("SELECT version FROM portal_mfa_schema", [], |r| r.get(0))
+            .map_err(storage)
+    }
+
+    /// Runs SQLite's own consistency check; `Ok(())` when the file is sound.
+    pub fn check_integrity(&self) -> Result<(), StorageError> {
+        let verdict: String = self
+            .conn()?
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(storage)?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(StorageError::new(StorageErrorKind::Corrupt, verdict))
+        }
+    }
+
+    /// Runs `run` inside `BEGIN IMMEDIATE … COMMIT` (or rolls back when it
+    /// fails or has nothing to write). IMMEDIATE takes the write lock before
+    /// reading, so nothing read can change before the write. The three
+    /// statements are cached like every other: no SQL is parsed per call.
+    fn transaction<T>(
+        &self,
+        run: impl FnOnce(&Connection) -> Result<(T, bool), StorageError>,
+    ) -> Result<T, StorageError> {
+        let conn = self.conn()?;
+        let exec = |sql: &str| {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([]))
+                .map_err(storage)
+        };
+        exec("BEGIN IMMEDIATE")?;
+        let outcome = run(&conn).and_then(|(value, write)| {
+            exec(if write { "COMMIT" } else { "ROLLBACK" })?;
+            Ok(value)
+        });
+        if outcome.is_err() && !conn.is_autocommit() {
+            // Nothing of a failed attempt may stay: the error is the answer, not a rollback failure.
+            let _ = exec("ROLLBACK");
+        }
+        outcome
+    }
+}
+
+fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<(), StorageError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(storage)?;
+    let has_schema_table: bool = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'portal_mfa_schema'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(storage)?
+        > 0;
+    let current: i64 = if has_schema_table {
+        tx.query_row("SELECT version FROM portal_mfa_schema", [], |r| r.get(0))
+            .map_err(storage)?
+    } else {
+        let ours: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'portal\\_mfa\\_%' ESCAPE '\\'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        if ours > 0 {
+            return Err(StorageError::new(
+                StorageErrorKind::Corrupt,
+                "portal-mfa tables without a schema version",
+            ));
+        }
+        tx.execute_batch("CREATE TABLE portal_mfa_schema (version INTEGER NOT NULL) STRICT; INSERT INTO portal_mfa_schema VALUES (0);")
+            .map_err(storage)?;
+        0
+    };
+    match current {
+        0 => tx.execute_batch(SCHEMA_V2).map_err(storage)?,
+        1 => upgrade_from_v1(&tx, options)?,
+        SCHEMA_VERSION => return tx.commit().map_err(storage),
+        v if v > SCHEMA_VERSION => {
+            return Err(StorageError::new(
+                StorageErrorKind::IncompatibleSchema,
+                format!("schema version {v}; this build reads up to {SCHEMA_VERSION}"),
+            ));
+        }
+        _ => return Err(StorageError::new(StorageErrorKind::Corrupt, "negative schema version")),
+    }
+    tx.execute("UPDATE portal_mfa_schema SET version = ?1", [SCHEMA_VERSION])
+        .map_err(storage)?;
+    tx.commit().map_err(storage)
+}
+
+/// Schema 1 → 2 inside the caller's transaction: every record re-written in
+/// its stored form with its secrets sealed, every policy and event likewise.
+/// A crash before the commit leaves schema 1 as it was.
+fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), StorageError> {
+    let Some(keyring) = options.upgrade_keyring.as_deref() else {
+        return Err(StorageError::new(
+            StorageErrorKind::IncompatibleSchema,
+            "schema 1 (portal-mfa 0.1) keeps secrets in plaintext; open it with SqliteOptions::upgrade_with(keyring) to seal them",
+        ));
+    };
+    tx.execute_batch(
+        "ALTER TABLE portal_mfa_policies RENAME TO portal_mfa_v1_policies;
+         ALTER TABLE portal_mfa_records RENAME TO portal_mfa_v1_records;
+         ALTER TABLE portal_mfa_authenticators RENAME TO portal_mfa_v1_authenticators;
+         ALTER TABLE portal_mfa_events RENAME TO portal_mfa_v1_events;
+         DROP INDEX IF EXISTS portal_mfa_events_by_time;",
+    )
+    .map_err(storage)?;
+    tx.execute_batch(SCHEMA_V2).map_err(storage)?;
+    for (portal, version, policy) in v1::policies(tx)? {
+        tx.execute(
+            "INSERT INTO portal_mfa_policies (portal, version, policy) VALUES (?1, ?2, ?3)",
+            params![portal.as_str(), int(version), encode_policy(&policy)],
+        )
+        .map_err(storage)?;
+    }
+    let records = v1::records(tx)?;
+    let total = records.len();
+    let mut rng = rand::rng();
+    for (done, (portal, user, version, record)) in records.into_iter().enumerate() {
+        let bytes = encode_record(&record, &portal, &user, keyring, &mut rng)
+            .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?;
+        let write = RecordWrite {
+            bytes,
+            summary: RecordSummary::of(&record),
+            events: Vec::new(),
+        };
+        insert_record(tx, &portal, &user, version, &write)?;
+        if let Some(progress) = &options.progress {
+            progress(done + 1, total);
+        }
+    }
+    v1::events(tx, |event| {
+        let portal = event.portal.clone();
+        insert_events(tx, &portal, &[StoredEvent::of(&event)])
+    })?;
+    tx.execute_batch(
+        "DROP TABLE portal_mfa_v1_policies;
+         DROP TABLE portal_mfa_v1_records;
+         DROP TABLE portal_mfa_v1_authenticators;
+         DROP TABLE portal_mfa_v1_events;",
+    )
+    .map_err(storage)
+}
+
+/// Maps SQLite's errors onto what a host can act on.
+fn storage(error: rusqlite::Error) -> StorageError {
+    use rusqlite::ErrorCode as C;
+    let kind = match &error {
+        rusqlite::Error::SqliteFailure(e, _) => match e.code {
+            C::DatabaseBusy | C::DatabaseLocked => StorageErrorKind::Busy,
+            C::ReadOnly => StorageErrorKind::ReadOnly,
+            C::NotADatabase | C::DatabaseCorrupt => StorageErrorKind::Corrupt,
+            C::CannotOpen | C::PermissionDenied | C::SystemIoFailure | C::DiskFull => StorageErrorKind::Unavailable,
+            _ => StorageErrorKind::Other,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..) => StorageErrorKind::Corrupt,
+        _ => StorageErrorKind::Other,
+    };
+    StorageError::new(kind, error)
+}
+
+fn corrupt(why: &'static str) -> StorageError {
+    StorageError::new(StorageErrorKind::Corrupt, why)
+}
+
+/// Versions and counts fit in SQLite's signed integers for any real store.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Times in SQL columns are plain Unix seconds, clamped at `i64::MAX` (the year
+/// 292 billion): the clamp keeps their order, and such a time means "never".
+fn time(value: u64) -> i64 {
+    int(value)
+}
+
+fn version_of(value: i64) -> Result<Version, StorageError> {
+    u64::try_from(value).map_err(|_| corrupt("negative version"))
+}
+
+fn read_stored(tx: &Connection, sql: &str, key: impl rusqlite::Params) -> Result<Option<Stored>, StorageError> {
+    tx.prepare_cached(sql)
+        .map_err(storage)?
+        .query_row(key, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .optional()
+        .map_err(storage)?
+        .map(|(version, bytes)| {
+            Ok(Stored {
+                bytes,
+                version: version_of(version)?,
+            })
+        })
+        .transpose()
+}
+
+fn read_record(tx: &Connection, portal: &PortalId, user: &UserId) -> Result<Option<Stored>, StorageError> {
+    read_stored(
+        tx,
+        "SELECT version, record FROM portal_mfa_records WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
+        params![portal.as_str(), user.kind().as_str(), user.id()],
+    )
+}
+
+fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<Stored>, StorageError> {
+    read_stored(
+        tx,
+        "SELECT version, policy FROM portal_mfa_policies WHERE portal = ?1",
+        [portal.as_str()],
+    )
+}
+
+fn insert_record(
+    tx: &Connection,
+    portal: &PortalId,
+    user: &UserId,
+    version: Version,
+    write: &RecordWrite,
+) -> Result<bool, StorageError> {
+    let s = &write.summary;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(storage)?
+        .execute(params![
+            portal.as_str(),
+            user.kind().as_str(),
+            user.id(),
+            int(version),
+            write.bytes,
+            s.authenticators,
+            s.pending_enrolment,
+            s.must_enrol,
+            s.locked_until.map(time),
+            s.backup_codes_left,
+            s.last_verified_at.map(time),
+            s.grace_sign_ins_used,
+        ])
+        .map_err(storage)?;
+    Ok(inserted == 1)
+}
+
+/// Compare-and-swap on the version column: zero rows updated means another writer won.
+fn update_record(
+    tx: &Connection,
+    portal: &PortalId,
+    user: &UserId,
+    expected: Version,
+    write: &RecordWrite,
+) -> Result<bool, StorageError> {
+    let s = &write.summary;
+    let updated = tx
+        .prepare_cached(
+            "UPDATE portal_mfa_records SET version = ?5, record = ?6, authenticators = ?7, pending_enrolment = ?8,
+                    must_enrol = ?9, locked_until = ?10, backup_codes_left = ?11, last_verified_at = ?12,
+                    grace_sign_ins_used = ?13
+             WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4",
+        )
+        .map_err(storage)?
+        .execute(params![
+            portal.as_str(),
+            user.kind().as_str(),
+            user.id(),
+            int(expected),
+            int(expected + 1),
+            write.bytes,
+            s.authenticators,
+            s.pending_enrolment,
+            s.must_enrol,
+            s.locked_until.map(time),
+            s.backup_codes_left,
+            s.last_verified_at.map(time),
+            s.grace_sign_ins_used,
+        ])
+        .map_err(storage)?;
+    Ok(updated == 1)
+}
+
+/// Writes the record if its version is still `expected`, with its events.
+fn write_record(
+    tx: &Connection,
+    portal: &PortalId,
+    user: &UserId,
+    expected: Option<Version>,
+    write: &RecordWrite,
+) -> Result<Commit, StorageError> {
+    let written = match expected {
+        None => insert_record(tx, portal, user, 1, write)?,
+        Some(v) => update_record(tx, portal, user, v, write)?,
+    };
+    if !written {
+        return Ok(Commit::Conflict);
+    }
+    insert_events(tx, portal, &write.events)?;
+    Ok(Commit::Committed(expected.map_or(1, |v| v + 1)))
+}
+
+fn insert_events(tx: &Connection, portal: &PortalId, events: &[StoredEvent]) -> Result<(), StorageError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO portal_mfa_events (portal, user_kind, user_id, at, kind, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(storage)?;
+    for e in events {
+        insert
+            .execute(params![
+                portal.as_str(),
+                e.user.as_ref().map_or("", |u| u.kind().as_str()),
+                e.user.as_ref().map_or("", |u| u.id()),
+                time(e.at),
+                e.kind,
+                e.bytes,
+            ])
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+impl MfaStore for SqliteStore {
+    fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<Stored>, StorageError> {
+        read_record(&*self.conn()?, portal, user)
+    }
+
+    fn commit(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        expected: Option<Version>,
+        write: &RecordWrite,
+    ) -> Result<Commit, StorageError> {
+        self.transaction(|tx| {
+            let commit = write_record(tx, portal, user, expected, write)?;
+            Ok((commit, commit != Commit::Conflict))
+        })
+    }
+
+    fn load_policy(&self, portal: &PortalId) -> Result<Option<Stored>, StorageError> {
+        read_policy(&*self.conn()?, portal)
+    }
+
+    fn commit_policy(
+        &self,
+        portal: &PortalId,
+        expected: Option<Version>,
+        bytes: &[u8],
+        events: &[StoredEvent],
+    ) -> Result<Commit, StorageError> {
+        self.transaction(|tx| {
+            let written = match expected {
+                None => tx
+                    .prepare_cached("INSERT INTO portal_mfa_policies VALUES (?1, 1, ?2) ON CONFLICT DO NOTHING")
+                    .and_then(|mut s| s.execute(params![portal.as_str(), bytes])),
+                Some(v) => tx
+                    .prepare_cached(
+                        "UPDATE portal_mfa_policies SET version = ?3, policy = ?4 WHERE portal = ?1 AND version = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![portal.as_str(), int(v), int(v + 1), bytes])),
+            }
+            .map_err(storage)?;
+            if written != 1 {
+                return Ok((Commit::Conflict, false));
+            }
+            insert_events(tx, portal, events)?;
+            Ok((Commit::Committed(expected.map_or(1, |v| v + 1)), true))
+        })
+    }
+
+    fn events(&self, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
+        let conn = self.conn()?;
+        // A user's events come from the per-user index, a portal's from the time index; both in commit order.
+        let sql = if query.user.is_some() {
+            "SELECT event FROM portal_mfa_events WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3
+             AND at >= coalesce(?4, 0) AND at < coalesce(?5, 9223372036854775807) ORDER BY seq"
+        } else {
+            "SELECT event FROM portal_mfa_events WHERE portal = ?1 AND ?2 IS NULL AND ?3 IS NULL
+             AND at >= coalesce(?4, 0) AND at < coalesce(?5, 9223372036854775807) ORDER BY seq"
+        };
+        let mut statement = conn.prepare_cached(sql).map_err(storage)?;
+        let rows = statement
+            .query_map(
+                params![
+                    query.portal.as_str(),
+                    query.user.as_ref().map(|u| u.kind().as_str()),
+                    query.user.as_ref().map(|u| u.id()),
+                    query.from.map(time),
+                    query.until.map(time),
+                ],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .map_err(storage)?;
+        rows.map(|r| r.map_err(storage)).collect()
+    }
+
+    fn records(
+        &self,
+        portal: &PortalId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        let conn = self.conn()?;
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT user_kind, user_id, version, record FROM portal_mfa_records
+                 WHERE portal = ?1 AND (?2 IS NULL OR (user_kind, user_id) > (?2, ?3))
+                 ORDER BY user_kind, user_id LIMIT ?4",
+            )
+            .map_err(storage)?;
+        let rows = statement
+            .query_map(
+                params![
+                    portal.as_str(),
+                    after.map(|u| u.kind().as_str()),
+                    after.map(|u| u.id()),
+                    int(limit as u64),
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, id, version, bytes) = row.map_err(storage)?;
+            let kind = UserKind::from_name(&kind).ok_or_else(|| corrupt("unknown user kind"))?;
+            out.push((
+                UserId::new(kind, id),
+                Stored {
+                    bytes,
+                    version: version_of(version)?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Reads the policy and the record, runs `change` and writes the result in
+    /// one `BEGIN IMMEDIATE` transaction: other connections and processes wait
+    /// (up to the busy timeout), so this never conflicts.
+    fn apply(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        change: &mut dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite>,
+    ) -> Result<Applied, StorageError> {
+        self.transaction(|tx| {
+            let policy = read_policy(tx, portal)?;
+            let current = read_record(tx, portal, user)?;
+            let Some(write) = change(current.as_ref(), policy.as_ref()) else {
+                return Ok((Applied::Done, false));
+            };
+            let commit = write_record(tx, portal, user, current.map(|c| c.version), &write)?;
+            Ok((commit.into(), commit != Commit::Conflict))
+        })
+    }
+}

@@ -1,0 +1,300 @@
+//! A user's [`MfaRecord`] in its stored form, secrets sealed.
+
+use rand::CryptoRng;
+
+use super::{RECORD_FORMAT, Reader, Writer, corrupt, format_version};
+use crate::backup::BackupCodes;
+use crate::error::{Error, Result};
+use crate::event::ResetReason;
+use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::keyring::{Field, Keyring, NONCE_LEN, associated_data};
+use crate::otp::{Algorithm, Digits, Secret, TotpParams};
+use crate::state::{Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord};
+
+// Flag bits of a record.
+const MUST_ENROL: u64 = 1;
+const HAS_PENDING: u64 = 1 << 1;
+const HAS_BACKUP: u64 = 1 << 2;
+const HAS_RESET: u64 = 1 << 3;
+const ALL_FLAGS: u64 = MUST_ENROL | HAS_PENDING | HAS_BACKUP | HAS_RESET;
+
+/// Who a record belongs to: bound into every sealed value's associated data.
+#[derive(Clone, Copy)]
+struct Owner<'a> {
+    portal: &'a PortalId,
+    user: &'a UserId,
+}
+
+impl Owner<'_> {
+    fn aad(&self, format: u8, authenticator: u32, field: Field, key_id: &str) -> Vec<u8> {
+        associated_data(
+            format,
+            self.portal.as_str(),
+            self.user.kind().as_str(),
+            self.user.id(),
+            authenticator,
+            field,
+            key_id,
+        )
+    }
+}
+
+/// Encodes `record` for `user` of `portal`, sealing every secret under the
+/// keyring's current key with a fresh nonce from `rng`.
+pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
+    record: &MfaRecord,
+    portal: &PortalId,
+    user: &UserId,
+    keyring: &Keyring,
+    rng: &mut R,
+) -> Result<Vec<u8>> {
+    let owner = Owner { portal, user };
+    let mut w = Writer::new(RECORD_FORMAT);
+    let flags = (if record.must_enrol { MUST_ENROL } else { 0 })
+        | (if record.pending.is_some() { HAS_PENDING } else { 0 })
+        | (if record.backup_codes.is_some() { HAS_BACKUP } else { 0 })
+        | (if record.last_reset.is_some() { HAS_RESET } else { 0 });
+    w.uint(flags);
+    w.uint(record.next_authenticator_id.into());
+    w.uint(record.failures.consecutive.into());
+    w.uint(record.failures.locks.into());
+    w.opt_uint(record.failures.locked_until);
+    w.uint(record.grace_sign_ins_used.into());
+    w.opt_uint(record.last_verified_at);
+    w.uint(record.authenticators.len() as u64);
+    for a in &record.authenticators {
+        w.uint(a.id.0.into());
+        w.str(&a.label);
+        params(&mut w, a.params());
+        w.uint(a.added_at);
+        w.opt_uint(a.last_used_step);
+        seal(&mut w, owner, a.id.0, Field::Secret, a.secret(), keyring, rng)?;
+    }
+    if let Some(p) = &record.pending {
+        w.uint(p.id.0.into());
+        w.str(&p.label);
+        params(&mut w, p.params());
+        w.uint(p.started_at);
+        w.uint(p.expires_at);
+        w.opt_uint(p.replaces.map(|r| r.0.into()));
+        seal(&mut w, owner, p.id.0, Field::PendingSecret, p.secret(), keyring, rng)?;
+    }
+    if let Some(codes) = &record.backup_codes {
+        w.0.extend_from_slice(codes.salt());
+        w.uint(codes.hashes().len() as u64);
+        for hash in codes.hashes() {
+            w.0.extend_from_slice(hash);
+        }
+        w.uint(codes.used_mask().into());
+    }
+    if let Some(reset) = &record.last_reset {
+        w.str(&reset.by);
+        reason(&mut w, &reset.reason);
+        w.uint(reset.at);
+    }
+    Ok(w.0)
+}
+
+/// A decoded record, and whether any of its secrets was sealed under a key
+/// other than the current one (it is re-sealed at its next write).
+pub(crate) struct Decoded {
+    pub(crate) record: MfaRecord,
+    pub(crate) stale_key: bool,
+}
+
+/// Decodes a stored record of `user` of `portal`, opening its secrets.
+pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyring: &Keyring) -> Result<Decoded> {
+    let format = format_version(bytes, RECORD_FORMAT)?;
+    let owner = Owner { portal, user };
+    let mut stale_key = false;
+    let mut r = Reader::after_format(bytes);
+    let flags = r.uint()?;
+    if flags & !ALL_FLAGS != 0 {
+        return corrupt("unknown record flags");
+    }
+    let next_authenticator_id = r.uint_as()?;
+    let failures = Failures {
+        consecutive: r.uint_as()?,
+        locks: r.uint_as()?,
+        locked_until: r.opt_uint()?,
+    };
+    let grace_sign_ins_used = r.uint_as()?;
+    let last_verified_at = r.opt_uint()?;
+    let count = r.uint_as::<usize>()?;
+    if count > MfaRecord::MAX_AUTHENTICATORS {
+        return corrupt("more authenticators than allowed");
+    }
+    let mut authenticators = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = r.uint_as()?;
+        let label = r.str()?.into();
+        let params = read_params(&mut r)?;
+        let added_at = r.uint()?;
+        let last_used_step = r.opt_uint()?;
+        let secret = open(&mut r, format, owner, id, Field::Secret, keyring, &mut stale_key)?;
+        authenticators.push(Authenticator {
+            id: AuthenticatorId(id),
+            label,
+            key: Key::new(secret, params),
+            added_at,
+            last_used_step,
+        });
+    }
+    let pending = if flags & HAS_PENDING != 0 {
+        let id = r.uint_as()?;
+        let label = r.str()?.into();
+        let params = read_params(&mut r)?;
+        let started_at = r.uint()?;
+        let expires_at = r.uint()?;
+        let replaces = r
+            .opt_uint()?
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| Error::CorruptRecord("id out of range"))?;
+        let secret = open(&mut r, format, owner, id, Field::PendingSecret, keyring, &mut stale_key)?;
+        Some(Box::new(PendingEnrolment {
+            id: AuthenticatorId(id),
+            label,
+            key: Key::new(secret, params),
+            started_at,
+            expires_at,
+            replaces: replaces.map(AuthenticatorId),
+        }))
+    } else {
+        None
+    };
+    let backup_codes = if flags & HAS_BACKUP != 0 {
+        let salt = r.array()?;
+        let count = r.uint_as::<usize>()?;
+        if count > usize::from(crate::policy::PortalPolicy::MAX_BACKUP_CODES) {
+            return corrupt("more backup codes than any policy issues");
+        }
+        let hashes = (0..count).map(|_| r.array()).collect::<Result<Vec<_>>>()?;
+        Some(BackupCodes::from_parts(salt, hashes, r.uint_as()?)?)
+    } else {
+        None
+    };
+    let last_reset = if flags & HAS_RESET != 0 {
+        let by = r.str()?.into();
+        let reason = read_reason(&mut r)?;
+        Some(Box::new(ResetRecord {
+            by,
+            reason,
+            at: r.uint()?,
+        }))
+    } else {
+        None
+    };
+    r.finish()?;
+    let record = MfaRecord {
+        authenticators,
+        pending,
+        backup_codes,
+        failures,
+        must_enrol: flags & MUST_ENROL != 0,
+        grace_sign_ins_used,
+        next_authenticator_id,
+        last_reset,
+        last_verified_at,
+    };
+    record.check_consistent()?;
+    Ok(Decoded { record, stale_key })
+}
+
+fn seal<R: CryptoRng + ?Sized>(
+    w: &mut Writer,
+    owner: Owner<'_>,
+    authenticator: u32,
+    field: Field,
+    secret: &Secret,
+    keyring: &Keyring,
+    rng: &mut R,
+) -> Result<()> {
+    let key_id = keyring.current_key_id().as_str();
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    w.str(key_id);
+    w.0.extend_from_slice(&nonce);
+    let plain = secret.expose_bytes();
+    w.uint((plain.len() + crate::keyring::TAG_LEN) as u64);
+    // Sealed in place at the end of the buffer: the plaintext never sits anywhere else.
+    let start = w.0.len();
+    w.0.extend_from_slice(plain);
+    let sealed = keyring.seal(
+        &nonce,
+        &owner.aad(RECORD_FORMAT, authenticator, field, key_id),
+        &mut w.0,
+        start,
+    );
+    if sealed.is_err() {
+        zeroize::Zeroize::zeroize(&mut w.0[start..]);
+    }
+    sealed
+}
+
+fn open(
+    r: &mut Reader<'_>,
+    format: u8,
+    owner: Owner<'_>,
+    authenticator: u32,
+    field: Field,
+    keyring: &Keyring,
+    stale_key: &mut bool,
+) -> Result<Secret> {
+    let key_id = r.str()?;
+    let nonce = r.array::<NONCE_LEN>()?;
+    let sealed = r.bytes()?;
+    let plain = keyring.open(key_id, &nonce, &owner.aad(format, authenticator, field, key_id), sealed)?;
+    *stale_key |= key_id != keyring.current_key_id().as_str();
+    Secret::from_bytes(&plain, 0).map_err(|_| Error::CorruptRecord("a sealed secret has an impossible length"))
+}
+
+pub(super) fn params(w: &mut Writer, p: &TotpParams) {
+    w.u8(match p.algorithm() {
+        Algorithm::Sha1 => 1,
+        Algorithm::Sha256 => 2,
+        Algorithm::Sha512 => 3,
+    });
+    w.u8(p.digits().get());
+    w.uint(p.period());
+    w.uint(p.t0());
+}
+
+pub(super) fn read_params(r: &mut Reader<'_>) -> Result<TotpParams> {
+    let algorithm = match r.u8()? {
+        1 => Algorithm::Sha1,
+        2 => Algorithm::Sha256,
+        3 => Algorithm::Sha512,
+        _ => return corrupt("unknown algorithm"),
+    };
+    let digits = Digits::new(r.u8()?).ok_or(Error::CorruptRecord("digits out of range"))?;
+    let period = r.uint()?;
+    let t0 = r.uint()?;
+    TotpParams::new(algorithm, digits, period)
+        .map(|p| p.with_t0(t0))
+        .map_err(|_| Error::CorruptRecord("OTP parameters out of range"))
+}
+
+pub(super) fn reason(w: &mut Writer, reason: &ResetReason) {
+    match reason {
+        ResetReason::LostDevice => w.u8(1),
+        ResetReason::NewDevice => w.u8(2),
+        ResetReason::LockedOut => w.u8(3),
+        ResetReason::SecurityIncident => w.u8(4),
+        ResetReason::Other(note) => {
+            w.u8(5);
+            w.str(note);
+        }
+    }
+}
+
+pub(super) fn read_reason(r: &mut Reader<'_>) -> Result<ResetReason> {
+    Ok(match r.u8()? {
+        1 => ResetReason::LostDevice,
+        2 => ResetReason::NewDevice,
+        3 => ResetReason::LockedOut,
+        4 => ResetReason::SecurityIncident,
+        5 => ResetReason::Other(r.str()?.into()),
+        _ => return corrupt("unknown reset reason"),
+    })
+}
