@@ -9,7 +9,10 @@
 //! - `driver_memory_1m_hot1k`: the million-user store, sign-ins spread over
 //!   1 000 of them;
 //! - `driver_sqlite_1k`: the same through `SqliteStore` on a file on disk (WAL),
-//!   each sign-in one committed transaction with its audit event.
+//!   each sign-in one committed transaction with its audit event;
+//! - `sqlite_minimal_tx`: the floor for that: a hand-written transaction on a
+//!   file with the same pragmas, `BEGIN IMMEDIATE`, a SELECT by key, an UPDATE
+//!   of one row and an INSERT of one event, over 1 000 rows of the same size.
 //!
 //! The memory each enrolled user costs (RSS growth while enrolling them, each
 //! with an authenticator and 10 backup codes) is printed before the group runs.
@@ -19,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use portal_mfa::store::Backend;
 use portal_mfa::{
-    EnrolmentOptions, ManualClock, MemoryStore, MfaStore, Portal, PortalId, Secret, Totp, TotpParams, UserId, Window,
+    EnrolmentOptions, Keyring, ManualClock, MemoryStore, Portal, PortalId, Secret, Totp, TotpParams, UserId, Window,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -37,8 +41,10 @@ fn resident_bytes() -> Option<u64> {
 
 /// `users` users enrolled through the driver (start + confirm), each with its own secret.
 /// Returns the portal and every user's verifier.
-fn populated<S: MfaStore>(store: S, users: usize, clock: &ManualClock) -> (BenchPortal<S>, Vec<(UserId, Totp)>) {
+fn populated<S: Backend>(store: S, users: usize, clock: &ManualClock) -> (BenchPortal<S>, Vec<(UserId, Totp)>) {
+    let keyring = Keyring::new("bench", &[9; 32]).expect("keyring");
     let portal = Portal::new(PortalId::new("bench"), "Bench Portal", store)
+        .with_keyring(keyring)
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(7));
     let mut enrolled = Vec::with_capacity(users);
@@ -72,7 +78,7 @@ fn report_memory_per_user(users: usize) {
     drop(portal);
 }
 
-fn bench_driver<S: MfaStore>(
+fn bench_driver<S: Backend>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     portal: &BenchPortal<S>,
@@ -140,9 +146,68 @@ fn signin(c: &mut Criterion) {
     let clock_sqlite = ManualClock::at(T0);
     let (on_disk, disk_users) = populated(sqlite, 1_000, &clock_sqlite);
     bench_driver(&mut g, "driver_sqlite_1k", &on_disk, &clock_sqlite, &disk_users);
+    bench_minimal_transaction(&mut g, &dir);
     g.finish();
     drop(on_disk);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The hand-written floor for a SQLite sign-in: the same pragmas as `SqliteStore`,
+/// one row per user with a record-sized blob, one event row per sign-in.
+fn bench_minimal_transaction(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    dir: &std::path::Path,
+) {
+    let conn = rusqlite::Connection::open(dir.join("minimal.db")).expect("open");
+    conn.pragma_update(None, "page_size", 2048).expect("pragma");
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).expect("wal");
+    conn.pragma_update(None, "synchronous", "NORMAL").expect("pragma");
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000).expect("pragma");
+    conn.execute_batch(
+        "CREATE TABLE records (portal TEXT, user_id TEXT, version INTEGER, record BLOB, PRIMARY KEY (portal, user_id)) WITHOUT ROWID;
+         CREATE TABLE events (seq INTEGER PRIMARY KEY, portal TEXT, user_id TEXT, at INTEGER, event BLOB);",
+    )
+    .expect("schema");
+    let mut rng = StdRng::seed_from_u64(5);
+    let blob: Vec<u8> = (0..330).map(|_| rng.random()).collect();
+    for i in 0..1_000 {
+        conn.execute(
+            "INSERT INTO records VALUES ('bench', ?1, 1, ?2)",
+            rusqlite::params![format!("customer-{i:07}"), blob],
+        )
+        .expect("insert");
+    }
+    let event = vec![7u8; 60];
+    let mut time = T0;
+    g.bench_function("sqlite_minimal_tx", |b| {
+        b.iter_batched_ref(
+            || {
+                time += 30;
+                (format!("customer-{:07}", rng.random_range(0..1_000)), time)
+            },
+            |(user, now)| {
+                conn.prepare_cached("BEGIN IMMEDIATE")
+                    .and_then(|mut s| s.execute([]))
+                    .expect("begin");
+                let (version, record): (i64, Vec<u8>) = conn
+                    .prepare_cached("SELECT version, record FROM records WHERE portal = 'bench' AND user_id = ?1")
+                    .and_then(|mut s| s.query_row([&*user], |r| Ok((r.get(0)?, r.get(1)?))))
+                    .expect("select");
+                conn.prepare_cached(
+                    "UPDATE records SET version = ?2, record = ?3 WHERE portal = 'bench' AND user_id = ?1",
+                )
+                .and_then(|mut s| s.execute(rusqlite::params![&*user, version + 1, black_box(record)]))
+                .expect("update");
+                conn.prepare_cached("INSERT INTO events (portal, user_id, at, event) VALUES ('bench', ?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(rusqlite::params![&*user, *now as i64, event]))
+                    .expect("insert");
+                conn.prepare_cached("COMMIT")
+                    .and_then(|mut s| s.execute([]))
+                    .expect("commit");
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 criterion_group! {

@@ -12,15 +12,20 @@
 //! ```
 //!
 //! With `--db`, a second run finds Alice already enrolled and signs her in.
+//! The TOTP secrets in the database are sealed under a key kept in a key file
+//! beside it (`PATH.key`, mode 0600, created on the first run); a real host
+//! loads its keys from its own secret store instead (see the README). Alice's
+//! phone is played by `PATH.phone` (the enrolment URI her app scanned).
 
 use std::sync::Arc;
 
+use portal_mfa::store::Backend;
 use portal_mfa::{
-    AuditEvent, Clock, Enforcement, EnrolmentOptions, Error, EventQuery, ManualClock, MemoryStore, MfaStore,
-    OtpAuthUri, Portal, PortalId, ResetMode, ResetReason, SignInStep, SystemClock, Totp, UserId,
+    AuditEvent, Clock, Enforcement, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MemoryStore, OtpAuthUri,
+    Portal, PortalId, ResetMode, ResetReason, SignInStep, SystemClock, Totp, UserId,
 };
 
-type DemoPortal = Portal<Arc<dyn MfaStore>, ManualClock>;
+type DemoPortal = Portal<Arc<dyn Backend>, ManualClock>;
 
 const ADMIN: &str = "admin@acme.example";
 
@@ -62,11 +67,51 @@ fn main() {
     }
 }
 
-fn open_store(db: Option<&str>) -> Result<Arc<dyn MfaStore>, Error> {
+/// The example's key file: one line, `portal-mfa-key <id> <64 hex digits>`.
+/// A stand-in for a secret store; created with mode 0600 on the first run.
+fn load_or_create_keyring(path: &str) -> Result<Keyring, Box<dyn std::error::Error>> {
+    let key_file = format!("{path}.key");
+    if let Ok(text) = std::fs::read_to_string(&key_file) {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let [tag, id, hex] = fields.as_slice() else {
+            return Err(format!("{key_file}: not a portal-mfa key file").into());
+        };
+        let key: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect::<Option<_>>()
+            .filter(|_| *tag == "portal-mfa-key")
+            .ok_or_else(|| format!("{key_file}: not a portal-mfa key file"))?;
+        return Ok(Keyring::new(id, &zeroize::Zeroizing::new(key))?);
+    }
+    let key = Keyring::generate_key(&mut rand::rng());
+    let id = "example-1";
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    std::io::Write::write_all(
+        &mut file.open(&key_file)?,
+        format!("portal-mfa-key {id} {hex}\n").as_bytes(),
+    )?;
+    Ok(Keyring::new(id, key.as_slice())?)
+}
+
+fn open_store(db: Option<&str>) -> Result<(Arc<dyn Backend>, Option<Keyring>), Box<dyn std::error::Error>> {
     match db {
-        None => Ok(Arc::new(MemoryStore::new())),
+        None => Ok((Arc::new(MemoryStore::new()), None)),
         #[cfg(feature = "sqlite")]
-        Some(path) => Ok(Arc::new(portal_mfa::SqliteStore::open(path)?)),
+        Some(path) => {
+            let keyring = Arc::new(load_or_create_keyring(path)?);
+            // `upgrade_with` seals the plaintext secrets of a file an older version wrote.
+            let options = portal_mfa::SqliteOptions::new().upgrade_with(keyring.clone());
+            let store = portal_mfa::SqliteStore::open_with(path, options)?;
+            Ok((
+                Arc::new(store),
+                Some(Arc::try_unwrap(keyring).map_err(|_| "keyring still shared")?),
+            ))
+        }
         #[cfg(not(feature = "sqlite"))]
         Some(_) => {
             eprintln!("--db needs the `sqlite` feature (on by default)");
@@ -75,24 +120,27 @@ fn open_store(db: Option<&str>) -> Result<Arc<dyn MfaStore>, Error> {
     }
 }
 
-fn run(db: Option<&str>) -> Result<(), Error> {
-    let store = open_store(db)?;
-    let portal_id = PortalId::new("acme-customers");
-    // The walk-through moves its own clock forward; start after anything already stored.
-    let last = store
-        .events(&EventQuery::portal(&portal_id))?
-        .last()
-        .map_or(0, |e| e.at);
-    let clock = ManualClock::at(SystemClock.now().max(last + 60));
-    let portal: DemoPortal = Portal::new(portal_id, "Acme Customer Portal", store)
+fn run(db: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    let (store, keyring) = open_store(db)?;
+    let clock = ManualClock::at(SystemClock.now());
+    let mut portal: DemoPortal = Portal::new(PortalId::new("acme-customers"), "Acme Customer Portal", store)
         .with_clock(clock.clone())
         .with_notifier(|e: &AuditEvent| println!("    📧 notify {}: {:?}", user_of(e), e.kind));
+    if let Some(keyring) = keyring {
+        portal = portal.with_keyring(keyring);
+    }
+    // The walk-through moves its own clock forward; start after anything already stored.
+    let last = portal
+        .audit_events(EventQuery::portal(portal.id()))?
+        .last()
+        .map_or(0, |e| e.at);
+    clock.set(clock.now().max(last + 60));
     let alice = UserId::customer("alice@example.com");
+    let phone_file = db.map(|path| format!("{path}.phone"));
 
-    if portal.record(&alice)?.mfa_enabled() {
-        returning_visit(&portal, &clock, &alice)?;
-    } else {
-        first_visit(&portal, &clock, &alice)?;
+    match &phone_file {
+        Some(file) if portal.record(&alice)?.mfa_enabled() => returning_visit(&portal, &clock, &alice, file)?,
+        _ => first_visit(&portal, &clock, &alice, phone_file.as_deref())?,
     }
 
     step("The audit trail");
@@ -108,7 +156,12 @@ fn run(db: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
-fn first_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId) -> Result<(), Error> {
+fn first_visit(
+    portal: &DemoPortal,
+    clock: &ManualClock,
+    alice: &UserId,
+    phone_file: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
     step("The admin enforces MFA for every portal user");
     portal.set_enforcement(ADMIN, Enforcement::Enforced { grace: None })?;
     println!("    enforced: {}", portal.policy()?.is_enforced());
@@ -168,7 +221,15 @@ fn first_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId) -> Resu
     println!("    {next:?}");
     assert!(matches!(next, SignInStep::MustEnrol { .. }));
     let enrolment = portal.start_enrolment(alice, "alice@example.com", "New phone", EnrolmentOptions::default())?;
+    println!(
+        "    she types the key into her new phone: {}",
+        enrolment.uri.secret().to_grouped_base32().as_str()
+    );
     let new_phone = AuthenticatorApp::scan(&enrolment.uri)?;
+    if let Some(file) = phone_file {
+        // Her new phone keeps what it scanned; the database keeps only the sealed secret.
+        std::fs::write(file, enrolment.uri.to_uri().as_bytes())?;
+    }
     let confirmed = portal.confirm_enrolment(alice, &new_phone.code_at(clock.now())?)?;
     println!(
         "    authenticator {} active, {} new backup codes",
@@ -180,7 +241,12 @@ fn first_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId) -> Resu
     Ok(())
 }
 
-fn returning_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId) -> Result<(), Error> {
+fn returning_visit(
+    portal: &DemoPortal,
+    clock: &ManualClock,
+    alice: &UserId,
+    phone_file: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let record = portal.record(alice)?;
     step("Welcome back: the database already knows Alice");
     for a in record.authenticators() {
@@ -199,10 +265,9 @@ fn returning_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId) -> 
 
     step("She signs in with the code her phone shows");
     println!("    {:?}", portal.begin_sign_in(alice)?);
-    // The demo plays her phone, which holds the same secret the store keeps.
-    let authenticator = &record.authenticators()[0];
-    let phone = Totp::new(authenticator.secret(), *authenticator.params());
-    let code = phone.generate(clock.now())?.expose().to_string();
+    // The demo plays her phone, which kept the URI it scanned.
+    let phone = AuthenticatorApp::scan(&OtpAuthUri::parse(&std::fs::read_to_string(phone_file)?)?)?;
+    let code = phone.code_at(clock.now())?;
     let verified = portal.verify_sign_in(alice, &code)?;
     println!("    signed in with {:?}", verified.factor);
     Ok(())

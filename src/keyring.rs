@@ -13,7 +13,8 @@
 //! authenticator, the field, the key id and the stored-form version, so a
 //! sealed value copied into another row does not open.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
@@ -104,6 +105,17 @@ struct RingKey {
 pub struct Keyring {
     // `keys[0]` is the current key.
     keys: Vec<RingKey>,
+    opened: Mutex<Opened>,
+}
+
+/// Values opened recently, by the exact bytes that were authenticated (associated
+/// data, key id, nonce, ciphertext and tag): the same bytes under the same key
+/// open to the same value, so a sign-in of a user seen recently skips the AEAD.
+/// Nonces are random per seal, so an entry matches only the value it came from.
+#[derive(Default)]
+struct Opened {
+    values: HashMap<Box<[u8]>, Zeroizing<Vec<u8>>, foldhash::fast::RandomState>,
+    capacity: usize,
 }
 
 impl Keyring {
@@ -114,7 +126,30 @@ impl Keyring {
     pub fn new(id: &str, key: &[u8]) -> Result<Self> {
         Ok(Self {
             keys: vec![RingKey::derive(KeyId::new(id)?, key)?],
+            opened: Mutex::new(Opened {
+                capacity: Self::DEFAULT_OPEN_CACHE,
+                ..Opened::default()
+            }),
         })
+    }
+
+    /// How many opened values a keyring remembers by default.
+    pub const DEFAULT_OPEN_CACHE: usize = 4096;
+
+    /// Remembers up to `entries` recently opened secrets (default
+    /// [`Keyring::DEFAULT_OPEN_CACHE`]), so a user who signs in again soon
+    /// costs no decryption. `0` turns it off.
+    ///
+    /// ⚠️ The remembered secrets stay in this process's memory (zeroized when
+    /// forgotten), as every secret does in the in-memory store; turn it off if
+    /// the process's memory is less trusted than its keys.
+    #[must_use]
+    pub fn with_open_cache(self, entries: usize) -> Self {
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.capacity = entries;
+            opened.values.clear();
+        }
+        self
     }
 
     /// Adds an older key that still opens what it sealed; it never seals.
@@ -174,6 +209,19 @@ impl Keyring {
         let Some(split) = sealed.len().checked_sub(TAG_LEN) else {
             return Err(Error::CorruptRecord("a sealed value is shorter than its tag"));
         };
+        let mut seen = Vec::with_capacity(aad.len() + key_id.len() + NONCE_LEN + sealed.len());
+        for part in [aad, key_id.as_bytes(), nonce, sealed] {
+            seen.extend_from_slice(part);
+        }
+        if let Some(plain) = self
+            .opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values
+            .get(seen.as_slice())
+        {
+            return Ok(plain.clone());
+        }
         let (ciphertext, tag) = sealed.split_at(split);
         let mut plain = Zeroizing::new(ciphertext.to_vec());
         key.totp_secrets
@@ -188,6 +236,14 @@ impl Keyring {
                     "a sealed value does not open here (tampered, or copied from another user or field)",
                 )
             })?;
+        let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+        if opened.capacity > 0 {
+            if opened.values.len() >= opened.capacity {
+                // Bounded without bookkeeping: forget everything, refill with what is used.
+                opened.values.clear();
+            }
+            opened.values.insert(seen.into(), plain.clone());
+        }
         Ok(plain)
     }
 }
@@ -265,6 +321,12 @@ mod tests {
         let other = Keyring::new("k1", &[2u8; 32]).unwrap();
         assert!(matches!(
             other.open("k1", &nonce, &aad("alice", Field::Secret), &buf),
+            Err(Error::CorruptRecord(_))
+        ));
+        // Opened once, remembered: the cache answers only the exact same bytes in the same context.
+        assert_eq!(ring.opened.lock().unwrap().values.len(), 1);
+        assert!(matches!(
+            ring.open("k1", &nonce, &aad("bob", Field::Secret), &buf),
             Err(Error::CorruptRecord(_))
         ));
         assert!(matches!(

@@ -8,19 +8,20 @@ mod flows;
 use std::sync::{Arc, Barrier};
 
 use flows::{ADMIN, Phone, T0};
-use portal_mfa::MfaStore;
-use portal_mfa::store::{AsyncMfaStore, Version};
+use portal_mfa::store::{AsyncBackend, AsyncMfaStore, Commit, RecordWrite, Stored, StoredEvent, Version};
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, Factor, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
     ResetReason, SignInStep, UserId,
 };
+use portal_mfa::{MfaStore, StorageError};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 type AsyncPortal<S> = Portal<S, ManualClock, StdRng>;
 
-fn portal<S: AsyncMfaStore>(store: S, clock: &ManualClock) -> AsyncPortal<S> {
+fn portal<S: AsyncBackend>(store: S, clock: &ManualClock) -> AsyncPortal<S> {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .with_keyring(flows::keyring())
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(9))
 }
@@ -99,49 +100,38 @@ fn the_whole_walk_through_runs_on_the_async_driver() {
     });
 }
 
-/// The memory store through load and compare-and-swap only, so the async
-/// trait's default `apply` races for real.
-struct AsyncCas(MemoryStore);
+/// The README's toy store through load and compare-and-swap only, so the
+/// async trait's default `apply` races for real.
+struct AsyncCas(flows::kv::KvStore);
 
 impl AsyncMfaStore for AsyncCas {
-    async fn load(
-        &self,
-        p: &PortalId,
-        u: &UserId,
-    ) -> Result<Option<(portal_mfa::MfaRecord, Version)>, portal_mfa::StorageError> {
+    async fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
         MfaStore::load(&self.0, p, u)
     }
     async fn commit(
         &self,
         p: &PortalId,
         u: &UserId,
-        expected: Option<Version>,
-        record: &portal_mfa::MfaRecord,
-        events: &[portal_mfa::AuditEvent],
-    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
+        v: Option<Version>,
+        w: &RecordWrite,
+    ) -> Result<Commit, StorageError> {
         // Give the other tasks a chance to interleave between read and write.
         std::thread::yield_now();
-        MfaStore::commit(&self.0, p, u, expected, record, events)
+        MfaStore::commit(&self.0, p, u, v, w)
     }
-    async fn load_policy(
-        &self,
-        p: &PortalId,
-    ) -> Result<Option<(portal_mfa::PortalPolicy, Version)>, portal_mfa::StorageError> {
+    async fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
         MfaStore::load_policy(&self.0, p)
     }
     async fn commit_policy(
         &self,
         p: &PortalId,
-        expected: Option<Version>,
-        policy: &portal_mfa::PortalPolicy,
-        events: &[portal_mfa::AuditEvent],
-    ) -> Result<portal_mfa::store::Commit, portal_mfa::StorageError> {
-        MfaStore::commit_policy(&self.0, p, expected, policy, events)
+        v: Option<Version>,
+        b: &[u8],
+        e: &[StoredEvent],
+    ) -> Result<Commit, StorageError> {
+        MfaStore::commit_policy(&self.0, p, v, b, e)
     }
-    async fn events(
-        &self,
-        q: &portal_mfa::EventQuery,
-    ) -> Result<Vec<portal_mfa::AuditEvent>, portal_mfa::StorageError> {
+    async fn events(&self, q: &portal_mfa::EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
         MfaStore::events(&self.0, q)
     }
 }
@@ -149,10 +139,10 @@ impl AsyncMfaStore for AsyncCas {
 #[test]
 fn racing_tasks_accept_one_code_once() {
     race_on(MemoryStore::new());
-    race_on(AsyncCas(MemoryStore::new()));
+    race_on(AsyncCas(flows::kv::KvStore::default()));
 }
 
-fn race_on<S: AsyncMfaStore>(store: S) {
+fn race_on<S: AsyncBackend>(store: S) {
     let clock = ManualClock::at(T0);
     let portal = Arc::new(portal(store, &clock).with_max_attempts(64));
     for trial in 0..50 {

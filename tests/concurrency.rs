@@ -6,8 +6,8 @@ mod flows;
 use std::sync::{Arc, Barrier, Mutex};
 
 use flows::{Phone, TestPortal, enrol, portal_on};
-use portal_mfa::store::{Commit, EventQuery, Version};
-use portal_mfa::{AuditEvent, Error, ManualClock, MemoryStore, MfaRecord, MfaStore, PortalId, PortalPolicy, UserId};
+use portal_mfa::store::Backend;
+use portal_mfa::{Error, ManualClock, MemoryStore, UserId};
 
 const THREADS: usize = 32;
 const TRIALS: usize = 200;
@@ -30,49 +30,14 @@ fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
     results.into_iter().map(|m| m.into_inner().unwrap()).collect()
 }
 
-/// The memory store seen only through load and compare-and-swap commit, as a
-/// host's database store would be: the trait's default `apply` then races for real.
-struct CasOnly(MemoryStore);
-
-impl MfaStore for CasOnly {
-    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<(MfaRecord, Version)>, portal_mfa::StorageError> {
-        self.0.load(p, u)
-    }
-    fn commit(
-        &self,
-        p: &PortalId,
-        u: &UserId,
-        expected: Option<Version>,
-        record: &MfaRecord,
-        events: &[AuditEvent],
-    ) -> Result<Commit, portal_mfa::StorageError> {
-        self.0.commit(p, u, expected, record, events)
-    }
-    fn load_policy(&self, p: &PortalId) -> Result<Option<(PortalPolicy, Version)>, portal_mfa::StorageError> {
-        self.0.load_policy(p)
-    }
-    fn commit_policy(
-        &self,
-        p: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> Result<Commit, portal_mfa::StorageError> {
-        self.0.commit_policy(p, expected, policy, events)
-    }
-    fn events(&self, q: &EventQuery) -> Result<Vec<AuditEvent>, portal_mfa::StorageError> {
-        self.0.events(q)
-    }
-}
-
-fn stores() -> [(&'static str, Arc<dyn MfaStore>); 2] {
+fn stores() -> [(&'static str, Arc<dyn Backend>); 2] {
     [
         ("locking apply", Arc::new(MemoryStore::new())),
-        ("compare-and-swap", Arc::new(CasOnly(MemoryStore::new()))),
+        ("compare-and-swap", Arc::new(flows::kv::KvStore::default())),
     ]
 }
 
-fn setup(store: Arc<dyn MfaStore>) -> (TestPortal, ManualClock) {
+fn setup(store: Arc<dyn Backend>) -> (TestPortal, ManualClock) {
     let clock = ManualClock::at(flows::T0);
     (portal_on(store, &clock).with_max_attempts(64), clock)
 }
@@ -84,7 +49,7 @@ fn the_same_totp_code_is_accepted_exactly_once() {
     }
 }
 
-fn same_totp_code(kind: &str, store: Arc<dyn MfaStore>) {
+fn same_totp_code(kind: &str, store: Arc<dyn Backend>) {
     let (portal, clock) = setup(store);
     let enrolled: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
@@ -124,7 +89,7 @@ fn the_same_backup_code_is_accepted_exactly_once() {
     }
 }
 
-fn same_backup_code(kind: &str, store: Arc<dyn MfaStore>) {
+fn same_backup_code(kind: &str, store: Arc<dyn Backend>) {
     let (portal, clock) = setup(store);
     let users: Vec<(UserId, String)> = (0..TRIALS)
         .map(|i| {
@@ -160,7 +125,7 @@ fn concurrent_wrong_codes_are_all_counted_and_lock_at_the_limit() {
     }
 }
 
-fn wrong_codes(kind: &str, store: Arc<dyn MfaStore>) {
+fn wrong_codes(kind: &str, store: Arc<dyn Backend>) {
     let (portal, clock) = setup(store);
     let users: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {

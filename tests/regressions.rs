@@ -6,14 +6,14 @@ mod flows;
 use std::sync::{Arc, Barrier};
 
 use flows::{ADMIN, Phone, T0, enrol, portal_on};
+use portal_mfa::store::Backend;
 use portal_mfa::{
-    EnrolmentOptions, Error, ManualClock, MemoryStore, MfaStore, ResetMode, ResetReason, Secret, Totp, TotpParams,
-    UserId, Window,
+    EnrolmentOptions, Error, ManualClock, MemoryStore, ResetMode, ResetReason, Secret, Totp, TotpParams, UserId, Window,
 };
 
 fn setup() -> (flows::TestPortal, ManualClock) {
     let clock = ManualClock::at(T0);
-    let store: Arc<dyn MfaStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Backend> = Arc::new(MemoryStore::new());
     (portal_on(store, &clock).with_max_attempts(64), clock)
 }
 
@@ -109,7 +109,7 @@ fn parallel_wrong_codes_cannot_race_past_the_failure_limit() {
 #[test]
 fn a_new_session_does_not_reset_the_failure_count() {
     let clock = ManualClock::at(T0);
-    let store: Arc<dyn MfaStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Backend> = Arc::new(MemoryStore::new());
     let user = UserId::customer("c1");
     let (phone, _) = enrol(&portal_on(store.clone(), &clock), &clock, &user);
     let wrong = wrong_code_for(&phone, &clock);
@@ -207,7 +207,7 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         format!("{secret:?}"),
         format!("{:?}", started.uri),
         format!("{:?}", portal.record(&user).unwrap()),
-        format!("{:?}", portal.record(&user).unwrap().to_parts()),
+        format!("{:?}", portal.record(&user).unwrap().authenticators()),
         format!("{:?}", Totp::new(&secret, TotpParams::standard())),
         format!("{:?}", portal_mfa::Code::parse(&code, portal_mfa::Digits::SIX).unwrap()),
     ];
@@ -347,7 +347,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
         .unwrap();
     let record = portal.record(&user).unwrap();
     assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
-    assert!(record.to_parts().authenticators.is_empty());
+    assert_eq!(portal_mfa::RecordSummary::of(&record).authenticators, 0);
     let (new_phone, new_codes) = enrol(&portal, &clock, &user);
     clock.advance(30);
     for code in &old_codes {

@@ -8,9 +8,9 @@ mod flows;
 use std::sync::Arc;
 
 use flows::{ADMIN, T0, TempDir, enrol, portal_on};
-use portal_mfa::{EventQuery, ManualClock, MemoryStore, MfaStore, ResetMode, ResetReason, SqliteStore, UserId};
+use portal_mfa::{EventQuery, ManualClock, MemoryStore, ResetMode, ResetReason, SqliteStore, UserId};
 
-fn story(store: Arc<dyn MfaStore>) -> Vec<(String, Vec<String>)> {
+fn story(store: Arc<dyn portal_mfa::store::Backend>) -> Vec<(String, Vec<String>)> {
     let clock = ManualClock::at(T0);
     let portal = portal_on(store, &clock);
     let users = [UserId::customer("a"), UserId::vendor("a"), UserId::contact("b")];

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flows::{T0, TempDir, enrol, portal_on};
-use portal_mfa::{Error, ManualClock, MfaStore, SqliteStore, StorageErrorKind, UserId};
+use portal_mfa::{Error, ManualClock, MfaStore, SqliteOptions, SqliteStore, StorageErrorKind, UserId};
 
 fn kind_of<T: std::fmt::Debug>(result: Result<T, portal_mfa::StorageError>) -> StorageErrorKind {
     result.expect_err("expected a storage error").kind()
@@ -25,7 +25,7 @@ fn populated(dir: &TempDir) -> std::path::PathBuf {
 }
 
 fn alice_is_intact(path: &std::path::Path) {
-    let store: Arc<dyn MfaStore> = Arc::new(SqliteStore::open(path).unwrap());
+    let store: Arc<dyn portal_mfa::store::Backend> = Arc::new(SqliteStore::open(path).unwrap());
     let portal = portal_on(store, &ManualClock::at(T0));
     let record = portal.record(&UserId::customer("alice")).unwrap();
     assert!(record.mfa_enabled());
@@ -90,7 +90,11 @@ fn a_file_from_a_newer_version_is_refused() {
     drop(conn);
     assert_eq!(kind_of(SqliteStore::open(&path)), StorageErrorKind::IncompatibleSchema);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("UPDATE portal_mfa_schema SET version = 1", []).unwrap();
+    conn.execute(
+        "UPDATE portal_mfa_schema SET version = ?1",
+        [portal_mfa::store::SCHEMA_VERSION],
+    )
+    .unwrap();
     drop(conn);
     alice_is_intact(&path);
 }
@@ -127,10 +131,7 @@ fn the_store_can_live_in_the_hosts_own_database() {
 fn a_locked_database_answers_busy_then_works_once_released() {
     let dir = TempDir::new("locked");
     let path = populated(&dir);
-    let store = SqliteStore::open(&path)
-        .unwrap()
-        .with_busy_timeout(Duration::from_millis(100))
-        .unwrap();
+    let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_millis(100))).unwrap();
     let clock = ManualClock::at(T0 + 60);
     let portal = portal_on(Arc::new(store), &clock);
     let holder = rusqlite::Connection::open(&path).unwrap();
@@ -236,30 +237,34 @@ fn a_read_only_file_is_reported_and_left_untouched() {
 
 #[test]
 fn a_stale_writer_loses_the_compare_and_swap() {
+    use portal_mfa::store::{Commit, RecordWrite};
     let dir = TempDir::new("stale");
     let path = populated(&dir);
     let store = SqliteStore::open(&path).unwrap();
     let portal_id = portal_mfa::PortalId::new("acme-portal");
     let alice = UserId::customer("alice");
-    let (record, version) = store.load(&portal_id, &alice).unwrap().unwrap();
-    let mut emptied = record.clone().to_parts();
-    emptied.backup_codes = None;
-    let emptied = portal_mfa::MfaRecord::from_parts(emptied).unwrap();
-    use portal_mfa::store::Commit;
+    let loaded = store.load(&portal_id, &alice).unwrap().unwrap();
+    let record = portal_mfa::MfaRecord::decode(&loaded.bytes, &portal_id, &alice, &flows::keyring()).unwrap();
+    let resealed = record
+        .encode(&portal_id, &alice, &flows::keyring(), &mut rand::rng())
+        .unwrap();
+    let summary = portal_mfa::RecordSummary::of(&record);
+    let first = RecordWrite::new(resealed.clone(), summary, Vec::new());
     assert_eq!(
-        store.commit(&portal_id, &alice, Some(version), &emptied, &[]).unwrap(),
-        Commit::Committed(version + 1)
+        store.commit(&portal_id, &alice, Some(loaded.version), &first).unwrap(),
+        Commit::Committed(loaded.version + 1)
     );
     // A second writer that loaded the same version loses, and writes nothing.
+    let stale = RecordWrite::new(loaded.bytes.clone(), summary, Vec::new());
     assert_eq!(
-        store.commit(&portal_id, &alice, Some(version), &record, &[]).unwrap(),
+        store.commit(&portal_id, &alice, Some(loaded.version), &stale).unwrap(),
         Commit::Conflict
     );
     assert_eq!(
-        store.commit(&portal_id, &alice, None, &record, &[]).unwrap(),
+        store.commit(&portal_id, &alice, None, &stale).unwrap(),
         Commit::Conflict
     );
-    let (now, v) = store.load(&portal_id, &alice).unwrap().unwrap();
-    assert_eq!(v, version + 1);
-    assert!(now.backup_codes().is_none());
+    let now = store.load(&portal_id, &alice).unwrap().unwrap();
+    assert_eq!(now.version, loaded.version + 1);
+    assert_eq!(now.bytes, resealed);
 }

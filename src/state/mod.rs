@@ -5,8 +5,8 @@
 mod record;
 mod transitions;
 
-pub(crate) use record::Key;
 pub use record::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
+pub(crate) use record::{Key, SealedForm};
 pub use transitions::{
     Context, EnrolReason, EnrolmentConfirmed, EnrolmentRequest, Outcome, ResetSummary, SignInStep, SignInVerified,
     StartedEnrolment,

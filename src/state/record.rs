@@ -16,7 +16,18 @@ use crate::policy::LockoutRule;
 #[derive(Clone)]
 pub(crate) struct Key {
     secret: Arc<Secret>,
+    /// The sealed form this secret was read from, so an unchanged secret is
+    /// written back without sealing it again (only while its key is current).
+    pub(crate) sealed: Option<Arc<SealedForm>>,
     totp: Totp,
+}
+
+/// A secret as the stored form keeps it: sealed for one field, under one key.
+pub(crate) struct SealedForm {
+    pub(crate) field: u8,
+    pub(crate) key_id: Box<str>,
+    /// Exactly the bytes the encoder writes: key id, nonce, ciphertext and tag.
+    pub(crate) bytes: Box<[u8]>,
 }
 
 impl Key {
@@ -24,12 +35,18 @@ impl Key {
         let totp = Totp::new(&secret, params);
         Self {
             secret: Arc::new(secret),
+            sealed: None,
             totp,
         }
     }
 
     pub(crate) fn totp(&self) -> &Totp {
         &self.totp
+    }
+
+    /// The shared secret: for the stored-form encoder, which seals it.
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
     }
 }
 
@@ -68,11 +85,6 @@ impl Authenticator {
     /// The newest time step accepted from it.
     pub fn last_used_step(&self) -> Option<u64> {
         self.last_used_step
-    }
-
-    /// The shared secret: for the stored-form encoder, which seals it.
-    pub(crate) fn secret(&self) -> &Secret {
-        &self.key.secret
     }
 }
 
@@ -129,11 +141,6 @@ impl PendingEnrolment {
     /// The authenticator it replaces once confirmed.
     pub fn replaces(&self) -> Option<AuthenticatorId> {
         self.replaces
-    }
-
-    /// The pending secret: for the stored-form encoder, which seals it.
-    pub(crate) fn secret(&self) -> &Secret {
-        &self.key.secret
     }
 }
 

@@ -171,6 +171,14 @@ pub struct RecordWrite {
     pub events: Vec<StoredEvent>,
 }
 
+impl RecordWrite {
+    /// A write of `bytes` (from [`MfaRecord::encode`]) with its summary and
+    /// events: for tools that copy records between stores.
+    pub fn new(bytes: Vec<u8>, summary: RecordSummary, events: Vec<StoredEvent>) -> Self {
+        Self { bytes, summary, events }
+    }
+}
+
 /// Which audit events to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -265,9 +273,10 @@ pub trait MfaStore: Send + Sync {
     /// The stored form of the audit events [`EventQuery::selects`], in commit order.
     fn events(&self, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError>;
 
-    /// Up to `limit` of the portal's records, ordered by user (kind name, then
-    /// id, bytewise), starting after `after`: how a sweep such as
-    /// [`Portal::reseal`](crate::Portal::reseal) visits every record.
+    /// Up to `limit` of the portal's records in a stable order of the store's
+    /// choosing, starting after the user `after` (the last of the previous
+    /// page): how a sweep such as [`Portal::reseal`](crate::Portal::reseal)
+    /// visits every record once.
     fn records(
         &self,
         portal: &PortalId,

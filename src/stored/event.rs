@@ -231,3 +231,15 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
         _ => return corrupt("unknown event kind"),
     })
 }
+
+impl AuditEvent {
+    /// The event's stored form (it holds no secret).
+    pub fn encode(&self) -> Vec<u8> {
+        encode_event(self)
+    }
+
+    /// Reads a stored form written by [`AuditEvent::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        decode_event(bytes)
+    }
+}

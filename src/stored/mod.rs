@@ -98,6 +98,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Where the reader is, for [`Reader::since`].
+    pub(crate) fn position(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    /// The bytes read since `before` (a [`Reader::position`]).
+    pub(crate) fn since(&self, before: &'a [u8]) -> &'a [u8] {
+        &before[..before.len() - self.rest.len()]
+    }
+
     pub(crate) fn u8(&mut self) -> Result<u8> {
         let (&first, rest) = self.rest.split_first().ok_or(Error::CorruptRecord("truncated"))?;
         self.rest = rest;

@@ -94,3 +94,16 @@ pub(super) fn read_method(tag: u8) -> Result<SignInMethod> {
         _ => corrupt("unknown sign-in method"),
     }
 }
+
+impl PortalPolicy {
+    /// The policy's stored form (it holds no secret).
+    pub fn encode(&self) -> Vec<u8> {
+        encode_policy(self)
+    }
+
+    /// Reads a stored form written by [`PortalPolicy::encode`], checking every
+    /// setting as an admin's change is checked.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        decode_policy(bytes)
+    }
+}

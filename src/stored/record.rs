@@ -9,7 +9,9 @@ use crate::event::ResetReason;
 use crate::ids::{AuthenticatorId, PortalId, UserId};
 use crate::keyring::{Field, Keyring, NONCE_LEN, associated_data};
 use crate::otp::{Algorithm, Digits, Secret, TotpParams};
-use crate::state::{Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord};
+use std::sync::Arc;
+
+use crate::state::{Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord, SealedForm};
 
 // Flag bits of a record.
 const MUST_ENROL: u64 = 1;
@@ -68,7 +70,7 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
         params(&mut w, a.params());
         w.uint(a.added_at);
         w.opt_uint(a.last_used_step);
-        seal(&mut w, owner, a.id.0, Field::Secret, a.secret(), keyring, rng)?;
+        seal(&mut w, owner, a.id.0, Field::Secret, &a.key, keyring, rng)?;
     }
     if let Some(p) = &record.pending {
         w.uint(p.id.0.into());
@@ -77,7 +79,7 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
         w.uint(p.started_at);
         w.uint(p.expires_at);
         w.opt_uint(p.replaces.map(|r| r.0.into()));
-        seal(&mut w, owner, p.id.0, Field::PendingSecret, p.secret(), keyring, rng)?;
+        seal(&mut w, owner, p.id.0, Field::PendingSecret, &p.key, keyring, rng)?;
     }
     if let Some(codes) = &record.backup_codes {
         w.0.extend_from_slice(codes.salt());
@@ -131,11 +133,20 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
         let params = read_params(&mut r)?;
         let added_at = r.uint()?;
         let last_used_step = r.opt_uint()?;
-        let secret = open(&mut r, format, owner, id, Field::Secret, keyring, &mut stale_key)?;
+        let key = open(
+            &mut r,
+            format,
+            owner,
+            id,
+            Field::Secret,
+            params,
+            keyring,
+            &mut stale_key,
+        )?;
         authenticators.push(Authenticator {
             id: AuthenticatorId(id),
             label,
-            key: Key::new(secret, params),
+            key,
             added_at,
             last_used_step,
         });
@@ -151,11 +162,20 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
             .map(u32::try_from)
             .transpose()
             .map_err(|_| Error::CorruptRecord("id out of range"))?;
-        let secret = open(&mut r, format, owner, id, Field::PendingSecret, keyring, &mut stale_key)?;
+        let key = open(
+            &mut r,
+            format,
+            owner,
+            id,
+            Field::PendingSecret,
+            params,
+            keyring,
+            &mut stale_key,
+        )?;
         Some(Box::new(PendingEnrolment {
             id: AuthenticatorId(id),
             label,
-            key: Key::new(secret, params),
+            key,
             started_at,
             expires_at,
             replaces: replaces.map(AuthenticatorId),
@@ -201,21 +221,30 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
     Ok(Decoded { record, stale_key })
 }
 
+/// Writes the key's secret sealed: the form it was read in when that is for
+/// this field and under the current key, else sealed afresh with a new nonce.
 fn seal<R: CryptoRng + ?Sized>(
     w: &mut Writer,
     owner: Owner<'_>,
     authenticator: u32,
     field: Field,
-    secret: &Secret,
+    key: &Key,
     keyring: &Keyring,
     rng: &mut R,
 ) -> Result<()> {
     let key_id = keyring.current_key_id().as_str();
+    if let Some(sealed) = &key.sealed
+        && sealed.field == field as u8
+        && &*sealed.key_id == key_id
+    {
+        w.0.extend_from_slice(&sealed.bytes);
+        return Ok(());
+    }
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     w.str(key_id);
     w.0.extend_from_slice(&nonce);
-    let plain = secret.expose_bytes();
+    let plain = key.secret().expose_bytes();
     w.uint((plain.len() + crate::keyring::TAG_LEN) as u64);
     // Sealed in place at the end of the buffer: the plaintext never sits anywhere else.
     let start = w.0.len();
@@ -232,21 +261,36 @@ fn seal<R: CryptoRng + ?Sized>(
     sealed
 }
 
+/// Reads and opens a sealed secret, keeping its sealed form for the next write.
+#[allow(clippy::too_many_arguments)]
 fn open(
     r: &mut Reader<'_>,
     format: u8,
     owner: Owner<'_>,
     authenticator: u32,
     field: Field,
+    params: TotpParams,
     keyring: &Keyring,
     stale_key: &mut bool,
-) -> Result<Secret> {
+) -> Result<Key> {
+    let before = r.position();
     let key_id = r.str()?;
     let nonce = r.array::<NONCE_LEN>()?;
     let sealed = r.bytes()?;
     let plain = keyring.open(key_id, &nonce, &owner.aad(format, authenticator, field, key_id), sealed)?;
     *stale_key |= key_id != keyring.current_key_id().as_str();
-    Secret::from_bytes(&plain, 0).map_err(|_| Error::CorruptRecord("a sealed secret has an impossible length"))
+    let secret =
+        Secret::from_bytes(&plain, 0).map_err(|_| Error::CorruptRecord("a sealed secret has an impossible length"))?;
+    let mut key = Key::new(secret, params);
+    // Kept only in the current format: an older one is re-sealed on its next write.
+    if format == RECORD_FORMAT {
+        key.sealed = Some(Arc::new(SealedForm {
+            field: field as u8,
+            key_id: key_id.into(),
+            bytes: r.since(before).into(),
+        }));
+    }
+    Ok(key)
 }
 
 pub(super) fn params(w: &mut Writer, p: &TotpParams) {
@@ -297,4 +341,29 @@ pub(super) fn read_reason(r: &mut Reader<'_>) -> Result<ResetReason> {
         5 => ResetReason::Other(r.str()?.into()),
         _ => return corrupt("unknown reset reason"),
     })
+}
+
+impl MfaRecord {
+    /// The record's stored form: a versioned byte string with every secret
+    /// sealed under `keyring`'s current key, bound to `user` of `portal`.
+    /// Stores keep exactly these bytes; the driver calls this for them.
+    pub fn encode<R: CryptoRng + ?Sized>(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        keyring: &Keyring,
+        rng: &mut R,
+    ) -> Result<Vec<u8>> {
+        encode_record(self, portal, user, keyring, rng)
+    }
+
+    /// Reads a stored form written by [`MfaRecord::encode`] (any format
+    /// version this crate ever wrote) for `user` of `portal`.
+    ///
+    /// Any byte string gives a consistent record or an error:
+    /// [`Error::CorruptRecord`] (damaged, or sealed for another user or field),
+    /// [`Error::IncompatibleFormat`] (newer), [`Error::KeyUnavailable`].
+    pub fn decode(bytes: &[u8], portal: &PortalId, user: &UserId, keyring: &Keyring) -> Result<Self> {
+        decode_record(bytes, portal, user, keyring).map(|d| d.record)
+    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod kv;
+
 use std::sync::{Arc, Mutex};
 
 use portal_mfa::store::{Applied, Backend, Commit, RecordWrite, Stored, StoredEvent, Version};

@@ -15,6 +15,10 @@
 //!   take turns and can never both accept one code; `commit` checks the version
 //!   (compare-and-swap) for hosts that drive the store themselves.
 //! - Audit events come back in commit order (a global sequence), whatever their times.
+//!   The events table has no secondary index, so a sign-in appends one row to
+//!   its end: each record (and each policy) keeps the sequence number of its
+//!   newest event, and each event that of the one before it, so one user's
+//!   trail is a walk back along that chain, never a scan.
 
 mod v1;
 
@@ -40,7 +44,8 @@ const SCHEMA_V2: &str = r#"
 CREATE TABLE portal_mfa_policies (
     portal TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
-    policy BLOB NOT NULL
+    policy BLOB NOT NULL,
+    last_event INTEGER
 ) STRICT;
 CREATE TABLE portal_mfa_records (
     portal TEXT NOT NULL,
@@ -55,19 +60,17 @@ CREATE TABLE portal_mfa_records (
     backup_codes_left INTEGER NOT NULL,
     last_verified_at INTEGER,
     grace_sign_ins_used INTEGER NOT NULL,
+    last_event INTEGER,
     PRIMARY KEY (portal, user_kind, user_id)
 ) STRICT, WITHOUT ROWID;
 CREATE TABLE portal_mfa_events (
     seq INTEGER PRIMARY KEY,
     portal TEXT NOT NULL,
-    user_kind TEXT NOT NULL,
-    user_id TEXT NOT NULL,
     at INTEGER NOT NULL,
     kind TEXT NOT NULL,
+    prev INTEGER,
     event BLOB NOT NULL
 ) STRICT;
-CREATE INDEX portal_mfa_events_by_user ON portal_mfa_events (portal, user_kind, user_id);
-CREATE INDEX portal_mfa_events_by_time ON portal_mfa_events (portal, at);
 "#;
 
 /// How to open a [`SqliteStore`].
@@ -186,7 +189,14 @@ impl SqliteStore {
             .map_err(storage)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(storage)?;
-        migrate(&mut conn, &options)?;
+        // While migrating, what is deleted is overwritten: an upgrade from schema 1 drops
+        // plaintext secrets, which must not linger in free pages or the WAL.
+        conn.pragma_update(None, "secure_delete", "ON").map_err(storage)?;
+        if migrate(&mut conn, &options)? == Some(1) {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(storage)?;
+        }
+        conn.pragma_update(None, "secure_delete", "OFF").map_err(storage)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Self { conn: Mutex::new(conn) })
     }
@@ -244,7 +254,8 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<(), StorageError> {
+/// Brings the schema to [`SCHEMA_VERSION`]; answers the version it migrated from, if any.
+fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<Option<i64>, StorageError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(storage)?;
@@ -280,7 +291,7 @@ fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<(), Storage
     match current {
         0 => tx.execute_batch(SCHEMA_V2).map_err(storage)?,
         1 => upgrade_from_v1(&tx, options)?,
-        SCHEMA_VERSION => return tx.commit().map_err(storage),
+        SCHEMA_VERSION => return tx.commit().map(|()| None).map_err(storage),
         v if v > SCHEMA_VERSION => {
             return Err(StorageError::new(
                 StorageErrorKind::IncompatibleSchema,
@@ -291,7 +302,8 @@ fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<(), Storage
     }
     tx.execute("UPDATE portal_mfa_schema SET version = ?1", [SCHEMA_VERSION])
         .map_err(storage)?;
-    tx.commit().map_err(storage)
+    tx.commit().map_err(storage)?;
+    Ok(Some(current))
 }
 
 /// Schema 1 → 2 inside the caller's transaction: every record re-written in
@@ -331,15 +343,34 @@ fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), Stora
             summary: RecordSummary::of(&record),
             events: Vec::new(),
         };
-        insert_record(tx, &portal, &user, version, &write)?;
+        insert_record(tx, &portal, &user, version, &write, None)?;
         if let Some(progress) = &options.progress {
             progress(done + 1, total);
         }
     }
+    // Each user's (and each portal's) chain runs through its events in 0.1's order.
+    let mut last: std::collections::HashMap<(PortalId, Option<UserId>), i64> = Default::default();
     v1::events(tx, |event| {
-        let portal = event.portal.clone();
-        insert_events(tx, &portal, &[StoredEvent::of(&event)])
+        let owner = (event.portal.clone(), event.user.clone());
+        let prev = last.get(&owner).copied();
+        if let Some(seq) = insert_events(tx, &owner.0, prev, &[StoredEvent::of(&event)])? {
+            last.insert(owner, seq);
+        }
+        Ok(())
     })?;
+    for ((portal, user), seq) in last {
+        match user {
+            Some(user) => tx.execute(
+                "UPDATE portal_mfa_records SET last_event = ?4 WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
+                params![portal.as_str(), user.kind().as_str(), user.id(), seq],
+            ),
+            None => tx.execute(
+                "UPDATE portal_mfa_policies SET last_event = ?2 WHERE portal = ?1",
+                params![portal.as_str(), seq],
+            ),
+        }
+        .map_err(storage)?;
+    }
     tx.execute_batch(
         "DROP TABLE portal_mfa_v1_policies;
          DROP TABLE portal_mfa_v1_records;
@@ -387,33 +418,42 @@ fn version_of(value: i64) -> Result<Version, StorageError> {
     u64::try_from(value).map_err(|_| corrupt("negative version"))
 }
 
-fn read_stored(tx: &Connection, sql: &str, key: impl rusqlite::Params) -> Result<Option<Stored>, StorageError> {
+/// A stored value with the head of its event chain.
+struct Row {
+    stored: Stored,
+    last_event: Option<i64>,
+}
+
+fn read_row(tx: &Connection, sql: &str, key: impl rusqlite::Params) -> Result<Option<Row>, StorageError> {
     tx.prepare_cached(sql)
         .map_err(storage)?
-        .query_row(key, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .query_row(key, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?)))
         .optional()
         .map_err(storage)?
-        .map(|(version, bytes)| {
-            Ok(Stored {
-                bytes,
-                version: version_of(version)?,
+        .map(|(version, bytes, last_event)| {
+            Ok(Row {
+                stored: Stored {
+                    bytes,
+                    version: version_of(version)?,
+                },
+                last_event,
             })
         })
         .transpose()
 }
 
-fn read_record(tx: &Connection, portal: &PortalId, user: &UserId) -> Result<Option<Stored>, StorageError> {
-    read_stored(
+fn read_record(tx: &Connection, portal: &PortalId, user: &UserId) -> Result<Option<Row>, StorageError> {
+    read_row(
         tx,
-        "SELECT version, record FROM portal_mfa_records WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
+        "SELECT version, record, last_event FROM portal_mfa_records WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
         params![portal.as_str(), user.kind().as_str(), user.id()],
     )
 }
 
-fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<Stored>, StorageError> {
-    read_stored(
+fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<Row>, StorageError> {
+    read_row(
         tx,
-        "SELECT version, policy FROM portal_mfa_policies WHERE portal = ?1",
+        "SELECT version, policy, last_event FROM portal_mfa_policies WHERE portal = ?1",
         [portal.as_str()],
     )
 }
@@ -424,11 +464,12 @@ fn insert_record(
     user: &UserId,
     version: Version,
     write: &RecordWrite,
+    last_event: Option<i64>,
 ) -> Result<bool, StorageError> {
     let s = &write.summary;
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT DO NOTHING",
         )
         .map_err(storage)?
@@ -445,6 +486,7 @@ fn insert_record(
             s.backup_codes_left,
             s.last_verified_at.map(time),
             s.grace_sign_ins_used,
+            last_event,
         ])
         .map_err(storage)?;
     Ok(inserted == 1)
@@ -457,13 +499,14 @@ fn update_record(
     user: &UserId,
     expected: Version,
     write: &RecordWrite,
+    last_event: Option<i64>,
 ) -> Result<bool, StorageError> {
     let s = &write.summary;
     let updated = tx
         .prepare_cached(
             "UPDATE portal_mfa_records SET version = ?5, record = ?6, authenticators = ?7, pending_enrolment = ?8,
                     must_enrol = ?9, locked_until = ?10, backup_codes_left = ?11, last_verified_at = ?12,
-                    grace_sign_ins_used = ?13
+                    grace_sign_ins_used = ?13, last_event = ?14
              WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4",
         )
         .map_err(storage)?
@@ -481,57 +524,87 @@ fn update_record(
             s.backup_codes_left,
             s.last_verified_at.map(time),
             s.grace_sign_ins_used,
+            last_event,
         ])
         .map_err(storage)?;
     Ok(updated == 1)
 }
 
-/// Writes the record if its version is still `expected`, with its events.
+/// Writes the record if its version is still `expected`, with its events
+/// chained after `last_event` (the newest of the record's earlier events).
+/// On a conflict the caller rolls back, events included.
 fn write_record(
     tx: &Connection,
     portal: &PortalId,
     user: &UserId,
     expected: Option<Version>,
     write: &RecordWrite,
+    last_event: Option<i64>,
 ) -> Result<Commit, StorageError> {
+    let last_event = insert_events(tx, portal, last_event, &write.events)?.or(last_event);
     let written = match expected {
-        None => insert_record(tx, portal, user, 1, write)?,
-        Some(v) => update_record(tx, portal, user, v, write)?,
+        None => insert_record(tx, portal, user, 1, write, last_event)?,
+        Some(v) => update_record(tx, portal, user, v, write, last_event)?,
     };
-    if !written {
-        return Ok(Commit::Conflict);
-    }
-    insert_events(tx, portal, &write.events)?;
-    Ok(Commit::Committed(expected.map_or(1, |v| v + 1)))
+    Ok(if written {
+        Commit::Committed(expected.map_or(1, |v| v + 1))
+    } else {
+        Commit::Conflict
+    })
 }
 
-fn insert_events(tx: &Connection, portal: &PortalId, events: &[StoredEvent]) -> Result<(), StorageError> {
+/// Appends `events`, each pointing back at the one before it (the first at
+/// `prev`); answers the sequence number of the last, if any.
+fn insert_events(
+    tx: &Connection,
+    portal: &PortalId,
+    mut prev: Option<i64>,
+    events: &[StoredEvent],
+) -> Result<Option<i64>, StorageError> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO portal_mfa_events (portal, user_kind, user_id, at, kind, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
+        .prepare_cached("INSERT INTO portal_mfa_events (portal, at, kind, prev, event) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(storage)?;
     for e in events {
         insert
-            .execute(params![
-                portal.as_str(),
-                e.user.as_ref().map_or("", |u| u.kind().as_str()),
-                e.user.as_ref().map_or("", |u| u.id()),
-                time(e.at),
-                e.kind,
-                e.bytes,
-            ])
+            .execute(params![portal.as_str(), time(e.at), e.kind, prev, e.bytes])
             .map_err(storage)?;
+        prev = Some(tx.last_insert_rowid());
     }
-    Ok(())
+    Ok(prev)
+}
+
+/// One record's (or policy's) events, oldest first: a walk back along the chain from `last`.
+fn walk_chain(tx: &Connection, last: Option<i64>, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
+    let mut step = tx
+        .prepare_cached("SELECT prev, at, event FROM portal_mfa_events WHERE seq = ?1")
+        .map_err(storage)?;
+    let mut events = Vec::new();
+    let mut next = last;
+    while let Some(seq) = next {
+        let (prev, at, event): (Option<i64>, i64, Vec<u8>) = step
+            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .map_err(storage)?
+            .ok_or_else(|| corrupt("an event chain points at a missing event"))?;
+        if prev.is_some_and(|p| p >= seq) {
+            return Err(corrupt("an event chain does not run backwards"));
+        }
+        let at = u64::try_from(at).map_err(|_| corrupt("negative event time"))?;
+        if query.from.is_none_or(|t| at >= t) && query.until.is_none_or(|t| at < t) {
+            events.push(event);
+        }
+        next = prev;
+    }
+    events.reverse();
+    Ok(events)
 }
 
 impl MfaStore for SqliteStore {
     fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<Stored>, StorageError> {
-        read_record(&*self.conn()?, portal, user)
+        Ok(read_record(&*self.conn()?, portal, user)?.map(|row| row.stored))
     }
 
     fn commit(
@@ -542,13 +615,14 @@ impl MfaStore for SqliteStore {
         write: &RecordWrite,
     ) -> Result<Commit, StorageError> {
         self.transaction(|tx| {
-            let commit = write_record(tx, portal, user, expected, write)?;
+            let last_event = read_record(tx, portal, user)?.and_then(|row| row.last_event);
+            let commit = write_record(tx, portal, user, expected, write, last_event)?;
             Ok((commit, commit != Commit::Conflict))
         })
     }
 
     fn load_policy(&self, portal: &PortalId) -> Result<Option<Stored>, StorageError> {
-        read_policy(&*self.conn()?, portal)
+        Ok(read_policy(&*self.conn()?, portal)?.map(|row| row.stored))
     }
 
     fn commit_policy(
@@ -559,45 +633,42 @@ impl MfaStore for SqliteStore {
         events: &[StoredEvent],
     ) -> Result<Commit, StorageError> {
         self.transaction(|tx| {
+            let last_event = read_policy(tx, portal)?.and_then(|row| row.last_event);
+            let last_event = insert_events(tx, portal, last_event, events)?.or(last_event);
             let written = match expected {
                 None => tx
-                    .prepare_cached("INSERT INTO portal_mfa_policies VALUES (?1, 1, ?2) ON CONFLICT DO NOTHING")
-                    .and_then(|mut s| s.execute(params![portal.as_str(), bytes])),
+                    .prepare_cached("INSERT INTO portal_mfa_policies VALUES (?1, 1, ?2, ?3) ON CONFLICT DO NOTHING")
+                    .and_then(|mut s| s.execute(params![portal.as_str(), bytes, last_event])),
                 Some(v) => tx
                     .prepare_cached(
-                        "UPDATE portal_mfa_policies SET version = ?3, policy = ?4 WHERE portal = ?1 AND version = ?2",
+                        "UPDATE portal_mfa_policies SET version = ?3, policy = ?4, last_event = ?5
+                         WHERE portal = ?1 AND version = ?2",
                     )
-                    .and_then(|mut s| s.execute(params![portal.as_str(), int(v), int(v + 1), bytes])),
+                    .and_then(|mut s| s.execute(params![portal.as_str(), int(v), int(v + 1), bytes, last_event])),
             }
             .map_err(storage)?;
             if written != 1 {
                 return Ok((Commit::Conflict, false));
             }
-            insert_events(tx, portal, events)?;
             Ok((Commit::Committed(expected.map_or(1, |v| v + 1)), true))
         })
     }
 
     fn events(&self, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
         let conn = self.conn()?;
-        // A user's events come from the per-user index, a portal's from the time index; both in commit order.
-        let sql = if query.user.is_some() {
-            "SELECT event FROM portal_mfa_events WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3
-             AND at >= coalesce(?4, 0) AND at < coalesce(?5, 9223372036854775807) ORDER BY seq"
-        } else {
-            "SELECT event FROM portal_mfa_events WHERE portal = ?1 AND ?2 IS NULL AND ?3 IS NULL
-             AND at >= coalesce(?4, 0) AND at < coalesce(?5, 9223372036854775807) ORDER BY seq"
-        };
-        let mut statement = conn.prepare_cached(sql).map_err(storage)?;
+        if let Some(user) = &query.user {
+            let last = read_record(&conn, &query.portal, user)?.and_then(|row| row.last_event);
+            return walk_chain(&conn, last, query);
+        }
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT event FROM portal_mfa_events WHERE portal = ?1
+                 AND at >= coalesce(?2, 0) AND at < coalesce(?3, 9223372036854775807) ORDER BY seq",
+            )
+            .map_err(storage)?;
         let rows = statement
             .query_map(
-                params![
-                    query.portal.as_str(),
-                    query.user.as_ref().map(|u| u.kind().as_str()),
-                    query.user.as_ref().map(|u| u.id()),
-                    query.from.map(time),
-                    query.until.map(time),
-                ],
+                params![query.portal.as_str(), query.from.map(time), query.until.map(time)],
                 |r| r.get::<_, Vec<u8>>(0),
             )
             .map_err(storage)?;
@@ -661,12 +732,13 @@ impl MfaStore for SqliteStore {
         change: &mut dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite>,
     ) -> Result<Applied, StorageError> {
         self.transaction(|tx| {
-            let policy = read_policy(tx, portal)?;
+            let policy = read_policy(tx, portal)?.map(|row| row.stored);
             let current = read_record(tx, portal, user)?;
-            let Some(write) = change(current.as_ref(), policy.as_ref()) else {
+            let Some(write) = change(current.as_ref().map(|row| &row.stored), policy.as_ref()) else {
                 return Ok((Applied::Done, false));
             };
-            let commit = write_record(tx, portal, user, current.map(|c| c.version), &write)?;
+            let (version, last_event) = current.map_or((None, None), |row| (Some(row.stored.version), row.last_event));
+            let commit = write_record(tx, portal, user, version, &write, last_event)?;
             Ok((commit.into(), commit != Commit::Conflict))
         })
     }

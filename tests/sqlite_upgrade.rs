@@ -1,0 +1,265 @@
+//! A database written by 0.1 (SQLite schema 1, plaintext secrets, committed in
+//! `tests/fixtures/v1/` before the stored form changed) upgrades in one
+//! transaction: every secret sealed, every user still signs in with their old
+//! app and backup codes, the audit trail complete. A kill half-way leaves
+//! schema 1 as it was, and the next open completes the upgrade.
+
+#![cfg(feature = "sqlite")]
+
+mod flows;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use flows::TempDir;
+use portal_mfa::store::Backend;
+use portal_mfa::{
+    Clock, EventQuery, Factor, ManualClock, Portal, PortalId, Secret, SignInStep, SqliteOptions, SqliteStore,
+    StorageErrorKind, Totp, TotpParams, UserId, UserKind,
+};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1/mfa-v1");
+
+struct FixtureUser {
+    portal: String,
+    user: UserId,
+    state: String,
+    totp: Vec<(u32, Secret, TotpParams)>,
+    backup: Vec<String>,
+}
+
+/// The sidecar the 0.1 generator wrote: the clock it stopped at, and every user.
+fn sidecar() -> (u64, Vec<FixtureUser>) {
+    let text = std::fs::read_to_string(format!("{FIXTURE}.txt")).unwrap();
+    let mut end = 0;
+    let mut users: Vec<FixtureUser> = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        match fields[0] {
+            "end" => end = fields[1].parse().unwrap(),
+            "user" => users.push(FixtureUser {
+                portal: fields[1].into(),
+                user: UserId::new(UserKind::from_name(fields[2]).unwrap(), fields[3]),
+                state: fields[4..].join(" "),
+                totp: Vec::new(),
+                backup: Vec::new(),
+            }),
+            "totp" => {
+                let algorithm = portal_mfa::Algorithm::from_uri_name(fields[3]).unwrap();
+                let digits = portal_mfa::Digits::new(fields[4].parse().unwrap()).unwrap();
+                let params = TotpParams::new(algorithm, digits, fields[5].parse().unwrap()).unwrap();
+                let id = fields[1].parse().unwrap();
+                users
+                    .last_mut()
+                    .unwrap()
+                    .totp
+                    .push((id, Secret::from_base32(fields[2]).unwrap(), params));
+            }
+            "backup" => users.last_mut().unwrap().backup.push(fields[1].into()),
+            other => panic!("unknown sidecar line {other}"),
+        }
+    }
+    (end, users)
+}
+
+fn copy_fixture(dir: &TempDir) -> PathBuf {
+    let path = dir.file("mfa.db");
+    std::fs::copy(format!("{FIXTURE}.db"), &path).unwrap();
+    path
+}
+
+/// Every secret of the fixture, as a scan would look for it: raw, base32 (both cases), hex (both cases).
+fn needles(users: &[FixtureUser]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (_, secret, _) in users.iter().flat_map(|u| &u.totp) {
+        let raw = secret.expose_bytes().to_vec();
+        let base32 = secret.to_base32().to_string();
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        out.extend([
+            raw,
+            base32.clone().into_bytes(),
+            base32.to_lowercase().into_bytes(),
+            hex.clone().into_bytes(),
+            hex.to_uppercase().into_bytes(),
+        ]);
+    }
+    out
+}
+
+fn secrets_found(db: &Path, needles: &[Vec<u8>]) -> usize {
+    let mut files = vec![std::fs::read(db).unwrap()];
+    files.extend(std::fs::read(db.with_extension("db-wal")).ok());
+    needles
+        .iter()
+        .filter(|n| files.iter().any(|f| f.windows(n.len()).any(|w| w == n.as_slice())))
+        .count()
+}
+
+fn schema_1_rows(db: &Path) -> (i64, i64, Vec<(String, String, String, i64, String)>) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let version = conn
+        .query_row("SELECT version FROM portal_mfa_schema", [], |r| r.get(0))
+        .unwrap();
+    let records = conn
+        .query_row("SELECT count(*) FROM portal_mfa_records", [], |r| r.get(0))
+        .unwrap();
+    let mut statement = conn
+        .prepare("SELECT portal, user_kind, user_id, at, kind FROM portal_mfa_events ORDER BY portal, at, user_kind, user_id, version, n")
+        .unwrap();
+    let events = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    (version, records, events)
+}
+
+/// After the upgrade: every user signs in as the sidecar says they can, and the trail is whole.
+fn everyone_signs_in(db: &Path, expected_events: &[(String, String, String, i64, String)]) {
+    let (end, users) = sidecar();
+    let store: Arc<dyn Backend> = Arc::new(SqliteStore::open(db).expect("the upgraded file opens without options"));
+    let clock = ManualClock::at(end + 3_600);
+    let portal = |name: &str| {
+        Portal::new(PortalId::new(name), "Acme Portal", store.clone())
+            .with_keyring(flows::keyring())
+            .with_clock(clock.clone())
+    };
+    let mut signed_in = 0;
+    for u in &users {
+        let p = portal(&u.portal);
+        let step = p.begin_sign_in(&u.user).unwrap();
+        if u.state == "locked until an admin reset" {
+            assert_eq!(step, SignInStep::LockedOut { until: None }, "{}", u.user);
+            continue;
+        }
+        for (id, secret, params) in &u.totp {
+            clock.advance(params.period());
+            let code = Totp::new(secret, *params)
+                .generate(clock.now())
+                .unwrap()
+                .expose()
+                .to_string();
+            let verified = p
+                .verify_sign_in(&u.user, &code)
+                .unwrap_or_else(|e| panic!("{}: {e}", u.user));
+            assert_eq!(verified.factor, Factor::Totp(portal_mfa::AuthenticatorId(*id)));
+            signed_in += 1;
+        }
+        for code in &u.backup {
+            let verified = p
+                .verify_sign_in(&u.user, code)
+                .unwrap_or_else(|e| panic!("{} backup: {e}", u.user));
+            assert_eq!(verified.factor, Factor::BackupCode);
+            assert!(
+                p.verify_sign_in(&u.user, code).is_err(),
+                "a backup code still works once"
+            );
+        }
+        if u.totp.is_empty() {
+            assert!(!p.record(&u.user).unwrap().mfa_enabled(), "{}", u.user);
+        }
+    }
+    assert_eq!(signed_in, 13, "every fixture app but the hard-locked user's signs in");
+    // The trail: every event of schema 1 is there, decoded, in the same order.
+    let mut trail = Vec::new();
+    for name in ["customers", "enforced"] {
+        let events = portal(name)
+            .audit_events(EventQuery::portal(&PortalId::new(name)))
+            .unwrap();
+        trail.extend(events.into_iter().filter(|e| e.at <= end).map(|e| {
+            let (kind, id) = e.user.map_or((String::new(), String::new()), |u| {
+                (u.kind().as_str().into(), u.id().into())
+            });
+            (name.to_owned(), kind, id, e.at as i64, e.kind.name().to_owned())
+        }));
+    }
+    assert_eq!(trail, expected_events);
+}
+
+#[test]
+fn a_schema_1_database_upgrades_with_every_secret_sealed() {
+    let dir = TempDir::new("upgrade");
+    let db = copy_fixture(&dir);
+    let (_, users) = sidecar();
+    assert_eq!(users.len(), 20);
+    let needles = needles(&users);
+    // The control: the scan finds every one of 0.1's plaintext secrets (raw bytes, its one form there).
+    let raw: Vec<Vec<u8>> = needles.iter().step_by(5).cloned().collect();
+    assert_eq!(secrets_found(&db, &raw), 14);
+    let (version, records, events) = schema_1_rows(&db);
+    assert_eq!((version, records), (1, 20));
+    assert!(events.len() > 200);
+
+    // Without a keyring, the file is refused and left as it was.
+    let before = std::fs::read(&db).unwrap();
+    let refused = SqliteStore::open(&db).expect_err("schema 1 needs a keyring");
+    assert_eq!(refused.kind(), StorageErrorKind::IncompatibleSchema);
+    assert_eq!(schema_1_rows(&db), (version, records, events.clone()));
+    drop(before);
+
+    let progress = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = progress.clone();
+    let options = SqliteOptions::new()
+        .upgrade_with(flows::keyring())
+        .on_upgrade_progress(move |done, total| seen.lock().unwrap().push((done, total)));
+    let store = SqliteStore::open_with(&db, options).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    store.check_integrity().unwrap();
+    drop(store);
+    assert_eq!(progress.lock().unwrap().last(), Some(&(20, 20)));
+    assert_eq!(
+        secrets_found(&db, &needles),
+        0,
+        "no secret is left in the file or its WAL"
+    );
+    everyone_signs_in(&db, &events);
+}
+
+#[test]
+fn an_upgrade_killed_half_way_leaves_schema_1_and_completes_next_time() {
+    let dir = TempDir::new("upgrade-kill");
+    let db = copy_fixture(&dir);
+    let (_, _, events) = schema_1_rows(&db);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "upgrader", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("PORTAL_MFA_UPGRADE_DB", &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let half = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("upgraded 10 of 20"));
+    assert!(half.is_some(), "the child reported progress");
+    child.kill().unwrap(); // SIGKILL, inside the upgrade's transaction
+    child.wait().unwrap();
+    let (version, records, after) = schema_1_rows(&db);
+    assert_eq!((version, records), (1, 20), "schema 1 is intact");
+    assert_eq!(after, events);
+    let store = SqliteStore::open_with(&db, SqliteOptions::new().upgrade_with(flows::keyring())).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    drop(store);
+    everyone_signs_in(&db, &events);
+}
+
+/// The child of the kill test: upgrades, and stops for good half-way.
+#[test]
+#[ignore = "run by the kill test as a separate process"]
+fn upgrader() {
+    let Ok(db) = std::env::var("PORTAL_MFA_UPGRADE_DB") else {
+        return;
+    };
+    let options = SqliteOptions::new()
+        .upgrade_with(flows::keyring())
+        .on_upgrade_progress(|done, total| {
+            println!("upgraded {done} of {total}");
+            if done * 2 == total {
+                std::thread::sleep(std::time::Duration::from_secs(600));
+            }
+        });
+    let _ = SqliteStore::open_with(db, options);
+}
