@@ -26,6 +26,7 @@ use portal_mfa::{
 };
 
 type DemoPortal = Portal<Arc<dyn Backend>, ManualClock>;
+type BoxError = Box<dyn std::error::Error>;
 
 const ADMIN: &str = "admin@acme.example";
 
@@ -69,7 +70,7 @@ fn main() {
 
 /// The example's key file: one line, `portal-mfa-key <id> <64 hex digits>`.
 /// A stand-in for a secret store; created with mode 0600 on the first run.
-fn load_or_create_keyring(path: &str) -> Result<Keyring, Box<dyn std::error::Error>> {
+fn load_or_create_keyring(path: &str) -> Result<Keyring, BoxError> {
     let key_file = format!("{path}.key");
     if let Ok(text) = std::fs::read_to_string(&key_file) {
         let fields: Vec<&str> = text.split_whitespace().collect();
@@ -83,6 +84,10 @@ fn load_or_create_keyring(path: &str) -> Result<Keyring, Box<dyn std::error::Err
             .filter(|_| *tag == "portal-mfa-key")
             .ok_or_else(|| format!("{key_file}: not a portal-mfa key file"))?;
         return Ok(Keyring::new(id, &zeroize::Zeroizing::new(key))?);
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        // A new key would not open what the old one sealed: refuse rather than start over.
+        return Err(format!("{key_file} is missing: the secrets in {path} cannot be opened without it").into());
     }
     let key = Keyring::generate_key(&mut rand::rng());
     let id = "example-1";
@@ -98,7 +103,7 @@ fn load_or_create_keyring(path: &str) -> Result<Keyring, Box<dyn std::error::Err
     Ok(Keyring::new(id, key.as_slice())?)
 }
 
-fn open_store(db: Option<&str>) -> Result<(Arc<dyn Backend>, Option<Keyring>), Box<dyn std::error::Error>> {
+fn open_store(db: Option<&str>) -> Result<(Arc<dyn Backend>, Option<Keyring>), BoxError> {
     match db {
         None => Ok((Arc::new(MemoryStore::new()), None)),
         #[cfg(feature = "sqlite")]
@@ -120,7 +125,7 @@ fn open_store(db: Option<&str>) -> Result<(Arc<dyn Backend>, Option<Keyring>), B
     }
 }
 
-fn run(db: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+fn run(db: Option<&str>) -> Result<(), BoxError> {
     let (store, keyring) = open_store(db)?;
     let clock = ManualClock::at(SystemClock.now());
     let mut portal: DemoPortal = Portal::new(PortalId::new("acme-customers"), "Acme Customer Portal", store)
@@ -161,7 +166,7 @@ fn first_visit(
     clock: &ManualClock,
     alice: &UserId,
     phone_file: Option<&str>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), BoxError> {
     step("The admin enforces MFA for every portal user");
     portal.set_enforcement(ADMIN, Enforcement::Enforced { grace: None })?;
     println!("    enforced: {}", portal.policy()?.is_enforced());
@@ -241,12 +246,7 @@ fn first_visit(
     Ok(())
 }
 
-fn returning_visit(
-    portal: &DemoPortal,
-    clock: &ManualClock,
-    alice: &UserId,
-    phone_file: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn returning_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId, phone_file: &str) -> Result<(), BoxError> {
     let record = portal.record(alice)?;
     step("Welcome back: the database already knows Alice");
     for a in record.authenticators() {

@@ -56,6 +56,13 @@ fn the_walk_through_persists_across_runs() {
     assert!(second.contains("signed in with Totp(AuthenticatorId(2))"));
     assert!(!second.contains("She must enrol"));
     assert_no_secret_in(&db, &printed);
+    // Without its key file the database is refused, not overwritten with a new key.
+    std::fs::remove_file(dir.file("portal.db.key")).unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let output = Command::new(&binary).arg("--db").arg(&db).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("portal.db.key is missing"));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
 }
 
 /// The secrets the walk-through printed for typing by hand.

@@ -97,7 +97,10 @@ fn secrets_found(db: &Path, needles: &[Vec<u8>]) -> usize {
         .count()
 }
 
-fn schema_1_rows(db: &Path) -> (i64, i64, Vec<(String, String, String, i64, String)>) {
+/// An event as schema 1 kept it: portal, user kind, user id, time, kind name.
+type EventRow = (String, String, String, i64, String);
+
+fn schema_1_rows(db: &Path) -> (i64, i64, Vec<EventRow>) {
     let conn = rusqlite::Connection::open(db).unwrap();
     let version = conn
         .query_row("SELECT version FROM portal_mfa_schema", [], |r| r.get(0))
@@ -117,7 +120,7 @@ fn schema_1_rows(db: &Path) -> (i64, i64, Vec<(String, String, String, i64, Stri
 }
 
 /// After the upgrade: every user signs in as the sidecar says they can, and the trail is whole.
-fn everyone_signs_in(db: &Path, expected_events: &[(String, String, String, i64, String)]) {
+fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
     let (end, users) = sidecar();
     let store: Arc<dyn Backend> = Arc::new(SqliteStore::open(db).expect("the upgraded file opens without options"));
     let clock = ManualClock::at(end + 3_600);

@@ -38,6 +38,7 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut phones: Vec<(u32, Totp)> = Vec::new();
     let mut backup: Vec<String> = Vec::new();
     let mut accepted: HashSet<(u32, u64)> = HashSet::new();
+    let keyring = portal_mfa::Keyring::new("fuzz", &[3; 32]).unwrap();
 
     for op in ops.iter().take(64) {
         let user_actor = Actor::User;
@@ -126,8 +127,9 @@ fuzz_target!(|ops: Vec<Op>| {
         }
         record = outcome_record;
         assert!(record.failures().consecutive() <= LockoutRule::HARD_LIMIT);
-        // Every record survives the trip through plain parts (what stores write).
-        let again = MfaRecord::from_parts(record.to_parts()).expect("a record's own parts are valid");
+        // Every record survives the trip through its stored form (what stores write).
+        let bytes = record.encode(&portal, &user, &keyring, &mut rng).expect("a record encodes");
+        let again = MfaRecord::decode(&bytes, &portal, &user, &keyring).expect("a record's own stored form decodes");
         assert_eq!(format!("{again:?}"), format!("{record:?}"));
     }
 });

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use portal_mfa::state::{AuthenticatorParts, Context, RecordParts};
-use portal_mfa::{Actor, BackupCodes, Code, Digits, MfaRecord, PortalId, PortalPolicy, Secret, TotpParams, UserId};
+use portal_mfa::state::{Context, EnrolmentRequest};
+use portal_mfa::{Actor, Code, Digits, MfaRecord, PortalId, PortalPolicy, Secret, TotpParams, UserId};
 use rand::SeedableRng;
 
 const NOW: u64 = 1_763_800_000;
@@ -19,26 +19,20 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
+        // Enrolled through the transitions themselves: one app, ten backup codes.
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let secret = Secret::generate(&mut rng);
-        let (backup, issued) = BackupCodes::generate(&mut rng, 10);
         let totp = portal_mfa::Totp::new(&secret, TotpParams::standard());
+        let (portal, user, policy, actor) = (PortalId::new("p"), UserId::customer("u"), PortalPolicy::default(), Actor::User);
+        let ctx = Context { portal: &portal, user: &user, policy: &policy, now: NOW - 60, actor: &actor };
+        let request = EnrolmentRequest { label: "phone", account: "u", issuer: "P", replaces: None, proof: None };
+        let started = MfaRecord::default().start_enrolment(&ctx, request, secret);
+        let first = totp.generate(NOW - 60).unwrap().expose().to_string();
+        let confirmed = started.record.confirm_enrolment(&ctx, &first, &mut rng);
+        let issued = confirmed.result.unwrap().backup_codes.unwrap();
         let mut accepted: Vec<String> = issued.expose().map(str::to_owned).collect();
         accepted.extend((0..3).map(|i| totp.generate(NOW - 30 + i * 30).unwrap().expose().to_string()));
-        let parts = RecordParts {
-            authenticators: vec![AuthenticatorParts {
-                id: 1,
-                label: "phone".into(),
-                secret,
-                params: TotpParams::standard(),
-                added_at: 0,
-                last_used_step: None,
-            }],
-            backup_codes: Some(backup),
-            next_authenticator_id: 1,
-            ..RecordParts::default()
-        };
-        Fixture { record: MfaRecord::from_parts(parts).unwrap(), accepted }
+        Fixture { record: confirmed.record, accepted }
     })
 }
 

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::{
-    Applied, Backend, Commit, EventQuery, MemoryStore, RecordWrite, Step, StorageError, Stored, StoredEvent, Version,
+    Applied, Backend, ChangeFn, Commit, EventQuery, MemoryStore, RecordWrite, Step, StorageError, Stored, StoredEvent,
+    Version,
 };
 use crate::error::Result;
 use crate::event::AuditEvent;
@@ -57,7 +58,7 @@ pub trait AsyncMfaStore: Send + Sync {
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut (dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite> + Send),
+        change: &mut ChangeFn<'_>,
     ) -> impl Future<Output = Result<Applied, StorageError>> + Send {
         async move {
             let policy = self.load_policy(portal).await?;

@@ -36,6 +36,10 @@ use crate::state::MfaRecord;
 /// A record's version: changes on every commit.
 pub type Version = u64;
 
+/// The change [`MfaStore::apply`] runs: given the stored record and the stored
+/// policy (if any), the write to make (`None`: nothing to write).
+pub type ChangeFn<'a> = dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite> + Send + 'a;
+
 /// How a compare-and-swap write ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
@@ -295,12 +299,7 @@ pub trait MfaStore: Send + Sync {
     ///
     /// ⚠️ `change` is pure and fast; an override may call it while holding a
     /// lock, and must call it at most once per attempt.
-    fn apply(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        change: &mut dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite>,
-    ) -> Result<Applied, StorageError> {
+    fn apply(&self, portal: &PortalId, user: &UserId, change: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
         let policy = self.load_policy(portal)?;
         let current = self.load(portal, user)?;
         let Some(write) = change(current.as_ref(), policy.as_ref()) else {

@@ -7,7 +7,7 @@ pub mod kv;
 
 use std::sync::{Arc, Mutex};
 
-use portal_mfa::store::{Applied, Backend, Commit, RecordWrite, Stored, StoredEvent, Version};
+use portal_mfa::store::{Applied, Backend, ChangeFn, Commit, RecordWrite, Stored, StoredEvent, Version};
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, EventKind, EventQuery, Factor, Grace, LockoutRule, ManualClock,
     MfaStore, OtpAuthUri, PolicyRefusal, Portal, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, SignInMethod,
@@ -822,12 +822,7 @@ impl<S: MfaStore> MfaStore for InTempDir<S> {
     fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
         self.0.records(p, a, l)
     }
-    fn apply(
-        &self,
-        p: &PortalId,
-        u: &UserId,
-        c: &mut dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite>,
-    ) -> Result<Applied, StorageError> {
+    fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
         self.0.apply(p, u, c)
     }
 }

@@ -29,8 +29,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Applied, Commit, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored,
-    StoredEvent, Version,
+    Applied, ChangeFn, Commit, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError, StorageErrorKind,
+    Stored, StoredEvent, Version,
 };
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::keyring::Keyring;
@@ -725,12 +725,7 @@ impl MfaStore for SqliteStore {
     /// Reads the policy and the record, runs `change` and writes the result in
     /// one `BEGIN IMMEDIATE` transaction: other connections and processes wait
     /// (up to the busy timeout), so this never conflicts.
-    fn apply(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        change: &mut dyn FnMut(Option<&Stored>, Option<&Stored>) -> Option<RecordWrite>,
-    ) -> Result<Applied, StorageError> {
+    fn apply(&self, portal: &PortalId, user: &UserId, change: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
         self.transaction(|tx| {
             let policy = read_policy(tx, portal)?.map(|row| row.stored);
             let current = read_record(tx, portal, user)?;

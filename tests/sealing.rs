@@ -1,0 +1,245 @@
+//! Secrets at rest: a SQLite file holds none in any readable form, and a key
+//! rotation re-seals every record while sign-ins go on, losing nothing.
+
+#![cfg(feature = "sqlite")]
+
+mod flows;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use flows::{ADMIN, T0, TempDir};
+use portal_mfa::store::Backend;
+use portal_mfa::{
+    Clock, EnrolmentOptions, EventKind, EventQuery, Keyring, ManualClock, MfaRecord, MfaStore, Portal, PortalId,
+    Secret, SqliteStore, Totp, TotpParams, UserId,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// Every window of `file` that equals one of `needles` (all of one length), by hashing.
+fn found(file: &[u8], needles: &HashSet<Vec<u8>>) -> usize {
+    let Some(len) = needles.iter().next().map(Vec::len) else {
+        return 0;
+    };
+    file.windows(len).filter(|w| needles.contains(*w)).count()
+}
+
+/// How many of `secrets` appear in `files`: raw, in base32 (either case) or in hex (either case).
+fn secrets_in(files: &[Vec<u8>], secrets: &[Secret]) -> usize {
+    let raw: HashSet<Vec<u8>> = secrets.iter().map(|s| s.expose_bytes().to_vec()).collect();
+    let base32: HashSet<Vec<u8>> = secrets
+        .iter()
+        .map(|s| s.to_base32().to_lowercase().into_bytes())
+        .collect();
+    let hex: HashSet<Vec<u8>> = secrets
+        .iter()
+        .map(|s| {
+            s.expose_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes()
+        })
+        .collect();
+    files
+        .iter()
+        .map(|file| {
+            let lower = file.to_ascii_lowercase();
+            found(file, &raw) + found(&lower, &base32) + found(&lower, &hex)
+        })
+        .sum()
+}
+
+fn files(db: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out = vec![std::fs::read(db).unwrap()];
+    out.extend(std::fs::read(db.with_extension("db-wal")).ok());
+    out
+}
+
+#[test]
+fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
+    let dir = TempDir::new("scan");
+    let db = dir.file("mfa.db");
+    let clock = ManualClock::at(T0);
+    let portal = flows::portal_on(Arc::new(SqliteStore::open(&db).unwrap()), &clock);
+    let mut secrets = Vec::new();
+    for i in 0..1_000 {
+        let user = UserId::customer(format!("user-{i:04}@example.com"));
+        let started = portal
+            .start_enrolment(&user, user.id(), "phone", EnrolmentOptions::default())
+            .unwrap();
+        let phone = Totp::new(started.uri.secret(), *started.uri.params());
+        portal
+            .confirm_enrolment(&user, &phone.generate(clock.now()).unwrap().expose())
+            .unwrap();
+        secrets.push(started.uri.secret().clone());
+    }
+    // Every user is live: a fresh code signs each one in.
+    clock.advance(30);
+    let user = UserId::customer("user-0999@example.com");
+    let code = Totp::new(&secrets[999], TotpParams::standard())
+        .generate(clock.now())
+        .unwrap();
+    portal.verify_sign_in(&user, &code.expose()).unwrap();
+    assert_eq!(secrets_in(&files(&db), &secrets), 0);
+    // The control: the same scan finds the secrets once they are written out in the clear.
+    let leaked: Vec<u8> = secrets[..3]
+        .iter()
+        .flat_map(|s| [s.expose_bytes().to_vec(), s.to_base32().as_bytes().to_vec()].concat())
+        .collect();
+    assert_eq!(secrets_in(&[leaked], &secrets), 6);
+}
+
+const USERS: usize = 10_000;
+const SIGNERS: usize = 8;
+
+fn keyring_old() -> Keyring {
+    Keyring::new("2025-01", &[0x11; 32]).unwrap()
+}
+
+fn keyring_rotated() -> Keyring {
+    Keyring::new("2026-11", &[0x22; 32])
+        .unwrap()
+        .with_old_key("2025-01", &[0x11; 32])
+        .unwrap()
+}
+
+fn portal<S: Backend>(store: S, keyring: Keyring, clock: &ManualClock, seed: u64) -> Portal<S, ManualClock, StdRng> {
+    Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .with_keyring(keyring)
+        .with_clock(clock.clone())
+        .with_rng(StdRng::seed_from_u64(seed))
+        .with_max_attempts(1_000)
+}
+
+#[test]
+fn rotation_reseals_10000_users_while_8_threads_sign_in_on_sqlite() {
+    let dir = TempDir::new("rotation");
+    rotation_while_signing_in(Arc::new(SqliteStore::open(dir.file("mfa.db")).unwrap()));
+}
+
+/// The same through load and compare-and-swap commit only: the sweep and the
+/// sign-ins really conflict, and the driver retries.
+#[test]
+fn rotation_reseals_10000_users_while_8_threads_sign_in_on_a_compare_and_swap_store() {
+    rotation_while_signing_in(Arc::new(flows::kv::KvStore::default()));
+}
+
+fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
+    let clock = ManualClock::at(T0);
+    // Everyone enrolled under the old key (imported: one transaction each).
+    let before = portal(store.clone(), keyring_old(), &clock, 1);
+    let mut phones = Vec::with_capacity(USERS);
+    let mut rng = StdRng::seed_from_u64(3);
+    for i in 0..USERS {
+        let user = UserId::customer(format!("c{i:05}"));
+        let secret = Secret::generate(&mut rng);
+        before
+            .import_authenticator(ADMIN, &user, "phone", secret.clone(), TotpParams::standard())
+            .unwrap();
+        phones.push((user, Totp::new(&secret, TotpParams::standard())));
+    }
+    drop(before);
+
+    // The host rotates: the new key seals, the old one still opens.
+    let signing = portal(store.clone(), keyring_rotated(), &clock, 2);
+    let sweeping = portal(store.clone(), keyring_rotated(), &clock, 3);
+    let done = AtomicBool::new(false);
+    let sign_ins = AtomicUsize::new(0);
+    let round = Barrier::new(SIGNERS + 1);
+    let (resealed, rounds) = std::thread::scope(|s| {
+        for t in 0..SIGNERS {
+            let (signing, phones, done, sign_ins, round, clock) = (&signing, &phones, &done, &sign_ins, &round, &clock);
+            s.spawn(move || {
+                // Each round, every signer signs in 25 of its own users at the round's time step.
+                let mut next = t;
+                loop {
+                    round.wait();
+                    if done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    for _ in 0..25 {
+                        let (user, phone) = &phones[next % USERS];
+                        let code = phone.generate(clock.now()).unwrap();
+                        signing
+                            .verify_sign_in(user, &code.expose())
+                            .unwrap_or_else(|e| panic!("sign-in of {user} failed during rotation: {e}"));
+                        sign_ins.fetch_add(1, Ordering::SeqCst);
+                        next += SIGNERS;
+                    }
+                    round.wait();
+                }
+            });
+        }
+        let sweeper = s.spawn(|| {
+            // A sweep that "crashes" half-way (its cursor is lost), then starts over.
+            let mut resealed = 0;
+            let mut after: Option<UserId> = None;
+            for _ in 0..10 {
+                let progress = sweeping.reseal(after.as_ref(), 500).unwrap();
+                assert!(progress.failed.is_empty(), "{:?}", progress.failed);
+                resealed += progress.resealed;
+                after = progress.next;
+            }
+            assert!(after.is_some(), "half-way");
+            let mut after: Option<UserId> = None;
+            loop {
+                let progress = sweeping.reseal(after.as_ref(), 500).unwrap();
+                assert!(progress.failed.is_empty(), "{:?}", progress.failed);
+                resealed += progress.resealed;
+                after = progress.next;
+                if after.is_none() {
+                    break resealed;
+                }
+            }
+        });
+        let mut rounds = 0;
+        while !sweeper.is_finished() || rounds < 2 {
+            round.wait(); // signers sign in at this step
+            round.wait(); // and are done with it
+            clock.advance(30);
+            rounds += 1;
+        }
+        done.store(true, Ordering::SeqCst);
+        round.wait();
+        (sweeper.join().unwrap(), rounds)
+    });
+    assert!(rounds >= 2, "sign-ins ran throughout the sweep");
+    // Signed-in users were re-sealed by their own sign-in; the sweep did the rest.
+    assert!(resealed <= USERS && resealed > 0, "{resealed}");
+
+    // Every record now opens with the new key alone.
+    let new_only = Keyring::new("2026-11", &[0x22; 32]).unwrap();
+    let portal_id = PortalId::new("acme-portal");
+    let mut after = None;
+    let mut checked = 0;
+    loop {
+        let page = store.records(&portal_id, after.as_ref(), 1_000).unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (user, stored) in &page {
+            MfaRecord::decode(&stored.bytes, &portal_id, user, &new_only)
+                .unwrap_or_else(|e| panic!("{user} is not under the new key: {e}"));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, USERS);
+    // No event lost: one import and one verification per sign-in, nothing else.
+    let trail = signing.audit_events(EventQuery::portal(&portal_id)).unwrap();
+    let verified = trail
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Verified { .. }))
+        .count();
+    let added = trail
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::AuthenticatorAdded { .. }))
+        .count();
+    assert_eq!(verified, sign_ins.load(Ordering::SeqCst));
+    assert_eq!(added, USERS);
+    assert_eq!(trail.len(), USERS + verified);
+    // A second sweep finds nothing left to do.
+    let again = sweeping.reseal(None, USERS + 1).unwrap();
+    assert_eq!((again.examined, again.resealed, again.next.is_none()), (USERS, 0, true));
+}
