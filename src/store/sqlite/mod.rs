@@ -335,7 +335,8 @@ fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), Stora
     let records = v1::records(tx)?;
     let total = records.len();
     let mut rng = rand::rng();
-    for (done, (portal, user, version, record)) in records.into_iter().enumerate() {
+    // Versions restart at 1: they are compare-and-swap tokens, and no writer holds one across an upgrade.
+    for (done, (portal, user, _, record)) in records.into_iter().enumerate() {
         let bytes = encode_record(&record, &portal, &user, keyring, &mut rng)
             .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?;
         let write = RecordWrite {
@@ -343,7 +344,7 @@ fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), Stora
             summary: RecordSummary::of(&record),
             events: Vec::new(),
         };
-        insert_record(tx, &portal, &user, version, &write, None)?;
+        put_record(tx, &portal, &user, None, &write, None)?;
         if let Some(progress) = &options.progress {
             progress(done + 1, total);
         }
@@ -458,64 +459,40 @@ fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<Row>, Storag
     )
 }
 
-fn insert_record(
+/// Writes a record row if its version is still `expected` (`None`: only if
+/// there is none): an INSERT that yields to an existing row, or an UPDATE of
+/// the row at version `expected` (compare-and-swap: zero rows means another
+/// writer won). Both bind the same parameters.
+fn put_record(
     tx: &Connection,
     portal: &PortalId,
     user: &UserId,
-    version: Version,
+    expected: Option<Version>,
     write: &RecordWrite,
     last_event: Option<i64>,
 ) -> Result<bool, StorageError> {
-    let s = &write.summary;
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT DO NOTHING",
-        )
-        .map_err(storage)?
-        .execute(params![
-            portal.as_str(),
-            user.kind().as_str(),
-            user.id(),
-            int(version),
-            write.bytes,
-            s.authenticators,
-            s.pending_enrolment,
-            s.must_enrol,
-            s.locked_until.map(time),
-            s.backup_codes_left,
-            s.last_verified_at.map(time),
-            s.grace_sign_ins_used,
-            last_event,
-        ])
-        .map_err(storage)?;
-    Ok(inserted == 1)
-}
-
-/// Compare-and-swap on the version column: zero rows updated means another writer won.
-fn update_record(
-    tx: &Connection,
-    portal: &PortalId,
-    user: &UserId,
-    expected: Version,
-    write: &RecordWrite,
-    last_event: Option<i64>,
-) -> Result<bool, StorageError> {
-    let s = &write.summary;
-    let updated = tx
-        .prepare_cached(
+    let sql = match expected {
+        None => {
+            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT DO NOTHING"
+        }
+        Some(_) => {
             "UPDATE portal_mfa_records SET version = ?5, record = ?6, authenticators = ?7, pending_enrolment = ?8,
                     must_enrol = ?9, locked_until = ?10, backup_codes_left = ?11, last_verified_at = ?12,
                     grace_sign_ins_used = ?13, last_event = ?14
-             WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4",
-        )
+             WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4"
+        }
+    };
+    let s = &write.summary;
+    let written = tx
+        .prepare_cached(sql)
         .map_err(storage)?
         .execute(params![
             portal.as_str(),
             user.kind().as_str(),
             user.id(),
-            int(expected),
-            int(expected + 1),
+            expected.map(int),
+            int(expected.map_or(1, |v| v + 1)),
             write.bytes,
             s.authenticators,
             s.pending_enrolment,
@@ -527,7 +504,7 @@ fn update_record(
             last_event,
         ])
         .map_err(storage)?;
-    Ok(updated == 1)
+    Ok(written == 1)
 }
 
 /// Writes the record if its version is still `expected`, with its events
@@ -542,11 +519,7 @@ fn write_record(
     last_event: Option<i64>,
 ) -> Result<Commit, StorageError> {
     let last_event = insert_events(tx, portal, last_event, &write.events)?.or(last_event);
-    let written = match expected {
-        None => insert_record(tx, portal, user, 1, write, last_event)?,
-        Some(v) => update_record(tx, portal, user, v, write, last_event)?,
-    };
-    Ok(if written {
+    Ok(if put_record(tx, portal, user, expected, write, last_event)? {
         Commit::Committed(expected.map_or(1, |v| v + 1))
     } else {
         Commit::Conflict
