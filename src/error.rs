@@ -234,6 +234,13 @@ pub enum Error {
         /// The id stored with the sealed value.
         key_id: String,
     },
+    /// The keyring has a key with this id, but not the one that sealed the
+    /// value: the host loaded other bytes under the id. Nothing was written.
+    #[error("the keyring's key {key_id:?} is not the key that sealed this value")]
+    WrongKey {
+        /// The id stored with the sealed value.
+        key_id: String,
+    },
     /// The store keeps records as bytes and the portal has no keyring to seal
     /// and open secrets with: give it one with `Portal::with_keyring`.
     #[error("this store needs a keyring (Portal::with_keyring)")]

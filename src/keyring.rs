@@ -76,6 +76,10 @@ const TOTP_SECRET_PURPOSE: &[u8] = b"portal-mfa/v1/totp-secret";
 /// HKDF salt: fixed, so a key's derivation depends only on its bytes.
 const HKDF_SALT: &[u8] = b"portal-mfa keyring";
 
+/// HKDF `info` for a key's check value.
+const KEY_CHECK_PURPOSE: &[u8] = b"portal-mfa/v1/key-check";
+/// Size of a key's check value in the stored form.
+pub(crate) const KEY_CHECK_LEN: usize = 8;
 /// Size of a nonce in the stored form.
 pub(crate) const NONCE_LEN: usize = 24;
 /// Size of a Poly1305 tag.
@@ -83,6 +87,9 @@ pub(crate) const TAG_LEN: usize = 16;
 
 struct RingKey {
     id: KeyId,
+    /// Stored beside each value the key seals, so a different key under the
+    /// same id is told apart from a damaged value. Derived, not secret.
+    check: [u8; KEY_CHECK_LEN],
     // Zeroized on drop by chacha20poly1305's `zeroize` feature.
     totp_secrets: XChaCha20Poly1305,
 }
@@ -174,6 +181,11 @@ impl Keyring {
         &self.keys[0].id
     }
 
+    /// The current key's check value, written beside each value it seals.
+    pub(crate) fn current_check(&self) -> &[u8; KEY_CHECK_LEN] {
+        &self.keys[0].check
+    }
+
     /// Every key id, the current one first.
     pub fn key_ids(&self) -> impl Iterator<Item = &KeyId> {
         self.keys.iter().map(|k| &k.id)
@@ -195,6 +207,7 @@ impl Keyring {
     pub(crate) fn open(
         &self,
         key_id: &str,
+        check: &[u8; KEY_CHECK_LEN],
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
         sealed: &[u8],
@@ -210,7 +223,7 @@ impl Keyring {
             return Err(Error::CorruptRecord("a sealed value is shorter than its tag"));
         };
         let mut seen = Vec::with_capacity(aad.len() + key_id.len() + NONCE_LEN + sealed.len());
-        for part in [aad, key_id.as_bytes(), nonce, sealed] {
+        for part in [aad, key_id.as_bytes(), check, nonce, sealed] {
             seen.extend_from_slice(part);
         }
         if let Some(plain) = self
@@ -224,18 +237,27 @@ impl Keyring {
         }
         let (ciphertext, tag) = sealed.split_at(split);
         let mut plain = Zeroizing::new(ciphertext.to_vec());
-        key.totp_secrets
-            .decrypt_inout_detached(
-                &XNonce::from(*nonce),
-                aad,
-                plain.as_mut_slice().into(),
-                tag.try_into().map_err(|_| Error::CorruptRecord("bad tag length"))?,
-            )
-            .map_err(|_| {
-                Error::CorruptRecord(
+        let opened = key.totp_secrets.decrypt_inout_detached(
+            &XNonce::from(*nonce),
+            aad,
+            plain.as_mut_slice().into(),
+            tag.try_into().map_err(|_| Error::CorruptRecord("bad tag length"))?,
+        );
+        match (opened, key.check == *check) {
+            (Ok(()), true) => {}
+            // Another key under this id: the host loaded the wrong bytes for it.
+            (Err(_), false) => {
+                return Err(Error::WrongKey {
+                    key_id: key_id.to_owned(),
+                });
+            }
+            (Err(_), true) => {
+                return Err(Error::CorruptRecord(
                     "a sealed value does not open here (tampered, or copied from another user or field)",
-                )
-            })?;
+                ));
+            }
+            (Ok(()), false) => return Err(Error::CorruptRecord("a sealed value's key check was altered")),
+        }
         let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
         if opened.capacity > 0 {
             if opened.values.len() >= opened.capacity {
@@ -259,7 +281,15 @@ impl RingKey {
             .map_err(|_| Error::InvalidKey("key derivation failed"))?;
         let totp_secrets = XChaCha20Poly1305::new_from_slice(derived.as_slice())
             .map_err(|_| Error::InvalidKey("key derivation failed"))?;
-        Ok(Self { id, totp_secrets })
+        let mut check = [0u8; KEY_CHECK_LEN];
+        Hkdf::<Sha256>::new(Some(HKDF_SALT), key)
+            .expand(KEY_CHECK_PURPOSE, &mut check)
+            .map_err(|_| Error::InvalidKey("key derivation failed"))?;
+        Ok(Self {
+            id,
+            check,
+            totp_secrets,
+        })
     }
 }
 
@@ -310,27 +340,36 @@ mod tests {
         let mut buf = b"0123456789abcdefghij".to_vec();
         ring.seal(&nonce, &aad("alice", Field::Secret), &mut buf, 0).unwrap();
         assert_ne!(&buf[..20], b"0123456789abcdefghij");
-        let plain = ring.open("k1", &nonce, &aad("alice", Field::Secret), &buf).unwrap();
+        let plain = ring
+            .open("k1", ring.current_check(), &nonce, &aad("alice", Field::Secret), &buf)
+            .unwrap();
         assert_eq!(plain.as_slice(), b"0123456789abcdefghij");
         for wrong in [aad("bob", Field::Secret), aad("alice", Field::PendingSecret)] {
             assert!(matches!(
-                ring.open("k1", &nonce, &wrong, &buf),
+                ring.open("k1", ring.current_check(), &nonce, &wrong, &buf),
                 Err(Error::CorruptRecord(_))
             ));
         }
+        // Other bytes under the same id: told apart from damage by the key check.
         let other = Keyring::new("k1", &[2u8; 32]).unwrap();
         assert!(matches!(
-            other.open("k1", &nonce, &aad("alice", Field::Secret), &buf),
+            other.open("k1", ring.current_check(), &nonce, &aad("alice", Field::Secret), &buf),
+            Err(Error::WrongKey { key_id }) if key_id == "k1"
+        ));
+        let mut altered = *ring.current_check();
+        altered[0] ^= 1;
+        assert!(matches!(
+            ring.open("k1", &altered, &nonce, &aad("alice", Field::Secret), &buf),
             Err(Error::CorruptRecord(_))
         ));
         // Opened once, remembered: the cache answers only the exact same bytes in the same context.
         assert_eq!(ring.opened.lock().unwrap().values.len(), 1);
         assert!(matches!(
-            ring.open("k1", &nonce, &aad("bob", Field::Secret), &buf),
+            ring.open("k1", ring.current_check(), &nonce, &aad("bob", Field::Secret), &buf),
             Err(Error::CorruptRecord(_))
         ));
         assert!(matches!(
-            ring.open("k0", &nonce, &aad("alice", Field::Secret), &buf),
+            ring.open("k0", ring.current_check(), &nonce, &aad("alice", Field::Secret), &buf),
             Err(Error::KeyUnavailable { key_id }) if key_id == "k0"
         ));
     }

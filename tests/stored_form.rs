@@ -134,7 +134,7 @@ fn sealed_blobs_swapped_between_two_users_do_not_open() {
     // offsets after the labels. Splice b's sealed blob into a's bytes.
     let blob = |bytes: &[u8]| {
         let at = bytes.windows(b"test-1".len()).position(|w| w == b"test-1").unwrap() - 1;
-        (at, at + 1 + 6 + 24 + 1 + 36)
+        (at, at + 1 + 6 + 8 + 24 + 1 + 36)
     };
     let (sa, ea) = blob(&bytes_a);
     let (sb, eb) = blob(&bytes_b);
@@ -167,11 +167,11 @@ fn a_keyring_without_the_key_answers_key_unavailable_and_never_plaintext() {
     let back = MfaRecord::decode(&bytes, &portal_id(), user, &rotated).unwrap();
     let resealed = encode(&back, user, &rotated, 6);
     MfaRecord::decode(&resealed, &portal_id(), user, &new_only).unwrap();
-    // A key with the right id but other bytes is not the key.
+    // A key with the right id but other bytes is not the key, and says so.
     let impostor = Keyring::new("2025-01", &[3; 32]).unwrap();
     assert!(matches!(
         MfaRecord::decode(&bytes, &portal_id(), user, &impostor),
-        Err(Error::CorruptRecord(_))
+        Err(Error::WrongKey { key_id }) if key_id == "2025-01"
     ));
 }
 
@@ -203,11 +203,11 @@ fn truncated_tampered_and_newer_bytes_each_have_their_error() {
             Err(Error::IncompatibleFormat { found: 2, supported: 1 })
         ));
     }
-    // Every byte of a sealed value is covered by its tag.
+    // Every byte of a sealed value is covered: its key check, its nonce, its ciphertext and tag.
     let (user, record) = &records[1];
     let bytes = encode(record, user, &ring, 8);
     let sealed_at = bytes.windows(6).position(|w| w == b"test-1").unwrap() + 6;
-    for i in sealed_at..sealed_at + 24 + 1 + 36 {
+    for i in sealed_at..sealed_at + 8 + 24 + 1 + 36 {
         let mut tampered = bytes.clone();
         tampered[i] ^= 0x01;
         assert!(
@@ -224,7 +224,11 @@ fn truncated_tampered_and_newer_bytes_each_have_their_error() {
 fn typed(result: &Result<MfaRecord, Error>) -> bool {
     matches!(
         result,
-        Ok(_) | Err(Error::CorruptRecord(_) | Error::IncompatibleFormat { .. } | Error::KeyUnavailable { .. })
+        Ok(_)
+            | Err(Error::CorruptRecord(_)
+                | Error::IncompatibleFormat { .. }
+                | Error::KeyUnavailable { .. }
+                | Error::WrongKey { .. })
     )
 }
 

@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again, third, "encode → decode → encode is stable");
             assert_eq!(format!("{back:?}"), format!("{record:?}"));
         }
-        Err(Error::CorruptRecord(_) | Error::IncompatibleFormat { .. } | Error::KeyUnavailable { .. }) => {}
+        Err(Error::CorruptRecord(_) | Error::IncompatibleFormat { .. } | Error::KeyUnavailable { .. } | Error::WrongKey { .. }) => {}
         Err(other) => panic!("untyped answer to stored bytes: {other:?}"),
     }
     if let Ok(policy) = PortalPolicy::decode(&bytes) {

@@ -7,7 +7,7 @@ use crate::backup::BackupCodes;
 use crate::error::{Error, Result};
 use crate::event::ResetReason;
 use crate::ids::{AuthenticatorId, PortalId, UserId};
-use crate::keyring::{Field, Keyring, NONCE_LEN, associated_data};
+use crate::keyring::{Field, KEY_CHECK_LEN, Keyring, NONCE_LEN, associated_data};
 use crate::otp::{Algorithm, Digits, Secret, TotpParams};
 use std::sync::Arc;
 
@@ -243,6 +243,7 @@ fn seal<R: CryptoRng + ?Sized>(
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     w.str(key_id);
+    w.0.extend_from_slice(keyring.current_check());
     w.0.extend_from_slice(&nonce);
     let plain = key.secret().expose_bytes();
     w.uint((plain.len() + crate::keyring::TAG_LEN) as u64);
@@ -275,9 +276,16 @@ fn open(
 ) -> Result<Key> {
     let before = r.position();
     let key_id = r.str()?;
+    let check = r.array::<KEY_CHECK_LEN>()?;
     let nonce = r.array::<NONCE_LEN>()?;
     let sealed = r.bytes()?;
-    let plain = keyring.open(key_id, &nonce, &owner.aad(format, authenticator, field, key_id), sealed)?;
+    let plain = keyring.open(
+        key_id,
+        &check,
+        &nonce,
+        &owner.aad(format, authenticator, field, key_id),
+        sealed,
+    )?;
     *stale_key |= key_id != keyring.current_key_id().as_str();
     let secret =
         Secret::from_bytes(&plain, 0).map_err(|_| Error::CorruptRecord("a sealed secret has an impossible length"))?;
@@ -362,7 +370,8 @@ impl MfaRecord {
     ///
     /// Any byte string gives a consistent record or an error:
     /// [`Error::CorruptRecord`] (damaged, or sealed for another user or field),
-    /// [`Error::IncompatibleFormat`] (newer), [`Error::KeyUnavailable`].
+    /// [`Error::IncompatibleFormat`] (newer), [`Error::KeyUnavailable`] (no key with its id),
+    /// [`Error::WrongKey`] (another key under its id).
     pub fn decode(bytes: &[u8], portal: &PortalId, user: &UserId, keyring: &Keyring) -> Result<Self> {
         decode_record(bytes, portal, user, keyring).map(|d| d.record)
     }

@@ -1,0 +1,177 @@
+//! The SQLite schema, its migrations, and the upgrade from 0.1's schema 1.
+
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::{SqliteOptions, insert_events, int, put_record, storage, v1};
+use crate::ids::{PortalId, UserId};
+use crate::store::{RecordSummary, RecordWrite, StorageError, StorageErrorKind, StoredEvent};
+use crate::stored::{encode_policy, encode_record};
+
+/// The schema this version writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Schema 2: bytes, versions, summary columns (see `guide::stored_form`).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE portal_mfa_policies (
+    portal TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    policy BLOB NOT NULL,
+    last_event INTEGER
+) STRICT;
+CREATE TABLE portal_mfa_records (
+    portal TEXT NOT NULL,
+    user_kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    authenticators INTEGER NOT NULL,
+    pending_enrolment INTEGER NOT NULL,
+    must_enrol INTEGER NOT NULL,
+    locked_until INTEGER,
+    backup_codes_left INTEGER NOT NULL,
+    last_verified_at INTEGER,
+    grace_sign_ins_used INTEGER NOT NULL,
+    last_event INTEGER,
+    PRIMARY KEY (portal, user_kind, user_id)
+) STRICT, WITHOUT ROWID;
+-- Admin queries by status. Partial: a sign-in of a user in none of these states touches no index.
+CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, locked_until) WHERE locked_until IS NOT NULL;
+CREATE INDEX portal_mfa_records_must_enrol ON portal_mfa_records (portal) WHERE must_enrol;
+CREATE INDEX portal_mfa_records_pending ON portal_mfa_records (portal) WHERE pending_enrolment;
+CREATE INDEX portal_mfa_records_without_mfa ON portal_mfa_records (portal) WHERE authenticators = 0;
+CREATE TABLE portal_mfa_events (
+    seq INTEGER PRIMARY KEY,
+    portal TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    prev INTEGER,
+    event BLOB NOT NULL
+) STRICT;
+"#;
+
+/// Brings the schema to [`SCHEMA_VERSION`]; answers the version it migrated from, if any.
+pub(super) fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<Option<i64>, StorageError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(storage)?;
+    let has_schema_table: bool = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'portal_mfa_schema'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(storage)?
+        > 0;
+    let current: i64 = if has_schema_table {
+        tx.query_row("SELECT version FROM portal_mfa_schema", [], |r| r.get(0))
+            .map_err(storage)?
+    } else {
+        let ours: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'portal\\_mfa\\_%' ESCAPE '\\'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        if ours > 0 {
+            return Err(StorageError::new(
+                StorageErrorKind::Corrupt,
+                "portal-mfa tables without a schema version",
+            ));
+        }
+        tx.execute_batch("CREATE TABLE portal_mfa_schema (version INTEGER NOT NULL) STRICT; INSERT INTO portal_mfa_schema VALUES (0);")
+            .map_err(storage)?;
+        0
+    };
+    match current {
+        0 => tx.execute_batch(SCHEMA_V2).map_err(storage)?,
+        1 => upgrade_from_v1(&tx, options)?,
+        SCHEMA_VERSION => return tx.commit().map(|()| None).map_err(storage),
+        v if v > SCHEMA_VERSION => {
+            return Err(StorageError::new(
+                StorageErrorKind::IncompatibleSchema,
+                format!("schema version {v}; this build reads up to {SCHEMA_VERSION}"),
+            ));
+        }
+        _ => return Err(StorageError::new(StorageErrorKind::Corrupt, "negative schema version")),
+    }
+    tx.execute("UPDATE portal_mfa_schema SET version = ?1", [SCHEMA_VERSION])
+        .map_err(storage)?;
+    tx.commit().map_err(storage)?;
+    Ok(Some(current))
+}
+
+/// Schema 1 → 2 inside the caller's transaction: every record re-written in
+/// its stored form with its secrets sealed, every policy and event likewise.
+/// A crash before the commit leaves schema 1 as it was.
+fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), StorageError> {
+    let Some(keyring) = options.upgrade_keyring.as_deref() else {
+        return Err(StorageError::new(
+            StorageErrorKind::IncompatibleSchema,
+            "schema 1 (portal-mfa 0.1) keeps secrets in plaintext; open it with SqliteOptions::upgrade_with(keyring) to seal them",
+        ));
+    };
+    tx.execute_batch(
+        "ALTER TABLE portal_mfa_policies RENAME TO portal_mfa_v1_policies;
+         ALTER TABLE portal_mfa_records RENAME TO portal_mfa_v1_records;
+         ALTER TABLE portal_mfa_authenticators RENAME TO portal_mfa_v1_authenticators;
+         ALTER TABLE portal_mfa_events RENAME TO portal_mfa_v1_events;
+         DROP INDEX IF EXISTS portal_mfa_events_by_time;",
+    )
+    .map_err(storage)?;
+    tx.execute_batch(SCHEMA_V2).map_err(storage)?;
+    for (portal, version, policy) in v1::policies(tx)? {
+        tx.execute(
+            "INSERT INTO portal_mfa_policies (portal, version, policy) VALUES (?1, ?2, ?3)",
+            params![portal.as_str(), int(version), encode_policy(&policy)],
+        )
+        .map_err(storage)?;
+    }
+    let records = v1::records(tx)?;
+    let total = records.len();
+    let mut rng = rand::rng();
+    // Versions restart at 1: they are compare-and-swap tokens, and no writer holds one across an upgrade.
+    for (done, (portal, user, _, record)) in records.into_iter().enumerate() {
+        let bytes = encode_record(&record, &portal, &user, keyring, &mut rng)
+            .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?;
+        let write = RecordWrite {
+            bytes,
+            summary: RecordSummary::of(&record),
+            events: Vec::new(),
+        };
+        put_record(tx, &portal, &user, None, &write, None)?;
+        if let Some(progress) = &options.progress {
+            progress(done + 1, total);
+        }
+    }
+    // Each user's (and each portal's) chain runs through its events in 0.1's order.
+    let mut last: std::collections::HashMap<(PortalId, Option<UserId>), i64> = Default::default();
+    v1::events(tx, |event| {
+        let owner = (event.portal.clone(), event.user.clone());
+        let prev = last.get(&owner).copied();
+        if let Some(seq) = insert_events(tx, &owner.0, prev, &[StoredEvent::of(&event)])? {
+            last.insert(owner, seq);
+        }
+        Ok(())
+    })?;
+    for ((portal, user), seq) in last {
+        match user {
+            Some(user) => tx.execute(
+                "UPDATE portal_mfa_records SET last_event = ?4 WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
+                params![portal.as_str(), user.kind().as_str(), user.id(), seq],
+            ),
+            None => tx.execute(
+                "UPDATE portal_mfa_policies SET last_event = ?2 WHERE portal = ?1",
+                params![portal.as_str(), seq],
+            ),
+        }
+        .map_err(storage)?;
+    }
+    tx.execute_batch(
+        "DROP TABLE portal_mfa_v1_policies;
+         DROP TABLE portal_mfa_v1_records;
+         DROP TABLE portal_mfa_v1_authenticators;
+         DROP TABLE portal_mfa_v1_events;",
+    )
+    .map_err(storage)
+}
