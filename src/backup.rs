@@ -26,8 +26,9 @@ pub type BackupCodeHash = [u8; 16];
 /// The stored side of a batch of backup codes: salt, hashes, which are used.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackupCodes {
-    salt: [u8; 16],
-    hashes: Arc<[BackupCodeHash]>,
+    // The salt, then the hashes, in one allocation: records move by value
+    // through every transition, so the inline part is kept small.
+    salt_and_hashes: Arc<[BackupCodeHash]>,
     used: u32,
 }
 
@@ -112,7 +113,8 @@ impl BackupCodes {
         let count = count.min(crate::policy::PortalPolicy::MAX_BACKUP_CODES);
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
-        let mut hashes = Vec::with_capacity(usize::from(count));
+        let mut hashes = Vec::with_capacity(usize::from(count) + 1);
+        hashes.push(salt);
         let mut codes = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let mut bytes = Zeroizing::new([0u8; CODE_BYTES]);
@@ -130,8 +132,7 @@ impl BackupCodes {
         }
         (
             Self {
-                salt,
-                hashes: hashes.into(),
+                salt_and_hashes: hashes.into(),
                 used: 0,
             },
             IssuedBackupCodes { codes },
@@ -156,20 +157,19 @@ impl BackupCodes {
             ));
         }
         Ok(Self {
-            salt,
-            hashes: hashes.into(),
+            salt_and_hashes: [salt].into_iter().chain(hashes).collect(),
             used,
         })
     }
 
     /// The salt (for storing).
     pub(crate) fn salt(&self) -> &[u8; 16] {
-        &self.salt
+        &self.salt_and_hashes[0]
     }
 
     /// The hashes (for storing).
     pub(crate) fn hashes(&self) -> &[BackupCodeHash] {
-        &self.hashes
+        &self.salt_and_hashes[1..]
     }
 
     /// The use mask (for storing).
@@ -179,16 +179,16 @@ impl BackupCodes {
 
     /// Codes not yet used.
     pub fn remaining(&self) -> u32 {
-        self.hashes.len() as u32 - self.used.count_ones()
+        self.hashes().len() as u32 - self.used.count_ones()
     }
 
     /// The index of the unused code equal to `typed`, comparing against every
     /// stored hash in constant time.
     pub(crate) fn find_unused(&self, typed: &TypedBackupCode) -> Option<usize> {
-        let candidate = hash(&self.salt, &typed.0);
+        let candidate = hash(self.salt(), &typed.0);
         let mut found = Choice::from(0);
         let mut index = 0u32;
-        for (i, stored) in self.hashes.iter().enumerate() {
+        for (i, stored) in self.hashes().iter().enumerate() {
             let unused = Choice::from(u8::from(self.used & (1 << i) == 0));
             let hit = stored.ct_eq(&candidate) & unused;
             index.conditional_assign(&(i as u32), hit);
@@ -218,7 +218,7 @@ impl core::fmt::Debug for BackupCodes {
             f,
             "BackupCodes {{ remaining: {}, of: {} }}",
             self.remaining(),
-            self.hashes.len()
+            self.hashes().len()
         )
     }
 }
