@@ -268,3 +268,88 @@ fn a_stale_writer_loses_the_compare_and_swap() {
     assert_eq!(now.version, loaded.version + 1);
     assert_eq!(now.bytes, resealed);
 }
+
+/// The summary columns follow the record through every kind of change, and
+/// SQLite's own check finds the partial indexes over them consistent (a
+/// sign-in that leaves them as they were does not rewrite them).
+#[test]
+fn summary_columns_and_their_indexes_follow_every_change() {
+    let dir = TempDir::new("summary");
+    let path = dir.file("mfa.db");
+    let clock = ManualClock::at(T0);
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let portal = portal_on(store.clone(), &clock);
+    let users: Vec<UserId> = (0..4).map(|i| UserId::customer(format!("u{i}"))).collect();
+    let mut phones = Vec::new();
+    for user in &users {
+        phones.push(enrol(&portal, &clock, user).0);
+    }
+    portal.verify_sign_in(&users[0], &phones[0].code(&clock)).unwrap();
+    for locked in [&users[1], &users[3]] {
+        for _ in 0..5 {
+            let _ = portal.verify_sign_in(locked, "000000");
+        }
+    }
+    portal
+        .admin_reset(
+            flows::ADMIN,
+            &users[2],
+            portal_mfa::ResetReason::LostDevice,
+            portal_mfa::ResetMode::default(),
+        )
+        .unwrap();
+    portal
+        .start_enrolment(&users[2], "u2", "new", portal_mfa::EnrolmentOptions::default())
+        .unwrap();
+    clock.advance(120);
+    // u3's lock has passed: a success clears it (and its index entry); u1 keeps its lock's end.
+    portal.verify_sign_in(&users[3], &phones[3].code(&clock)).unwrap();
+    portal.verify_sign_in(&users[0], &phones[0].code(&clock)).unwrap();
+    store.check_integrity().unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let portal_id = portal_mfa::PortalId::new("acme-portal");
+    for user in &users {
+        let (authenticators, pending, must_enrol, locked_until, left, verified): (
+            i64,
+            bool,
+            bool,
+            Option<i64>,
+            i64,
+            Option<i64>,
+        ) = conn
+            .query_row(
+                "SELECT authenticators, pending_enrolment, must_enrol, locked_until, backup_codes_left, last_verified_at
+                 FROM portal_mfa_records WHERE user_id = ?1",
+                [user.id()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .unwrap();
+        let summary = portal_mfa::RecordSummary::of(&portal.record(user).unwrap());
+        assert_eq!(authenticators, i64::from(summary.authenticators), "{user}");
+        assert_eq!(
+            (pending, must_enrol),
+            (summary.pending_enrolment, summary.must_enrol),
+            "{user}"
+        );
+        assert_eq!(locked_until, summary.locked_until.map(|t| t as i64), "{user}");
+        assert_eq!(left, i64::from(summary.backup_codes_left), "{user}");
+        assert_eq!(verified, summary.last_verified_at.map(|t| t as i64), "{user}");
+        let _ = &portal_id;
+    }
+    let locked: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM portal_mfa_records INDEXED BY portal_mfa_records_locked WHERE portal = 'acme-portal' AND locked_until IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(locked, 1, "u1 keeps the end of its last lock");
+    let must: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM portal_mfa_records INDEXED BY portal_mfa_records_must_enrol WHERE portal = 'acme-portal' AND must_enrol",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(must, 1, "u2 must re-enrol");
+}

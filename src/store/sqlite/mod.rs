@@ -31,8 +31,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
 use super::{
-    Applied, ChangeFn, Commit, EventQuery, MfaStore, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
-    Version,
+    Applied, ChangeFn, Commit, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError, StorageErrorKind,
+    Stored, StoredEvent, Version,
 };
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::keyring::Keyring;
@@ -260,21 +260,40 @@ fn version_of(value: i64) -> Result<Version, StorageError> {
 struct Row {
     stored: Stored,
     last_event: Option<i64>,
+    /// The record's indexed summary columns as stored (none for a policy).
+    indexed: Indexed,
+}
+
+/// The summary columns the partial indexes cover: authenticators, pending
+/// enrolment, must re-enrol, locked until.
+type Indexed = [Option<i64>; 4];
+
+fn indexed(summary: &RecordSummary) -> Indexed {
+    [
+        Some(summary.authenticators.into()),
+        Some(summary.pending_enrolment.into()),
+        Some(summary.must_enrol.into()),
+        summary.locked_until.map(time),
+    ]
 }
 
 fn read_row(tx: &Connection, sql: &str, key: impl rusqlite::Params) -> Result<Option<Row>, StorageError> {
     tx.prepare_cached(sql)
         .map_err(storage)?
-        .query_row(key, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?)))
+        .query_row(key, |r| {
+            let indexed = [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?];
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?, indexed))
+        })
         .optional()
         .map_err(storage)?
-        .map(|(version, bytes, last_event)| {
+        .map(|(version, bytes, last_event, indexed)| {
             Ok(Row {
                 stored: Stored {
                     bytes,
                     version: version_of(version)?,
                 },
                 last_event,
+                indexed,
             })
         })
         .transpose()
@@ -283,7 +302,8 @@ fn read_row(tx: &Connection, sql: &str, key: impl rusqlite::Params) -> Result<Op
 fn read_record(tx: &Connection, portal: &PortalId, user: &UserId) -> Result<Option<Row>, StorageError> {
     read_row(
         tx,
-        "SELECT version, record, last_event FROM portal_mfa_records WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
+        "SELECT version, record, last_event, authenticators, pending_enrolment, must_enrol, locked_until
+         FROM portal_mfa_records WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
         params![portal.as_str(), user.kind().as_str(), user.id()],
     )
 }
@@ -291,7 +311,7 @@ fn read_record(tx: &Connection, portal: &PortalId, user: &UserId) -> Result<Opti
 fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<Row>, StorageError> {
     read_row(
         tx,
-        "SELECT version, policy, last_event FROM portal_mfa_policies WHERE portal = ?1",
+        "SELECT version, policy, last_event, NULL, NULL, NULL, NULL FROM portal_mfa_policies WHERE portal = ?1",
         [portal.as_str()],
     )
 }
@@ -299,7 +319,9 @@ fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<Row>, Storag
 /// Writes a record row if its version is still `expected` (`None`: only if
 /// there is none): an INSERT that yields to an existing row, or an UPDATE of
 /// the row at version `expected` (compare-and-swap: zero rows means another
-/// writer won). Both bind the same parameters.
+/// writer won). All bind the same parameters. An UPDATE that leaves the
+/// indexed summary columns as they are (`stored`) does not assign them, so
+/// SQLite leaves the indexes alone: a sign-in touches the row and nothing else.
 fn put_record(
     tx: &Connection,
     portal: &PortalId,
@@ -307,13 +329,19 @@ fn put_record(
     expected: Option<Version>,
     write: &RecordWrite,
     last_event: Option<i64>,
+    stored: Option<&Indexed>,
 ) -> Result<bool, StorageError> {
-    let sql = match expected {
-        None => {
+    let sql = match (expected, stored) {
+        (None, _) => {
             "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT DO NOTHING"
         }
-        Some(_) => {
+        (Some(_), Some(stored)) if *stored == indexed(&write.summary) => {
+            "UPDATE portal_mfa_records SET version = ?5, record = ?6, backup_codes_left = ?11, last_verified_at = ?12,
+                    grace_sign_ins_used = ?13, last_event = ?14
+             WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4"
+        }
+        (Some(_), _) => {
             "UPDATE portal_mfa_records SET version = ?5, record = ?6, authenticators = ?7, pending_enrolment = ?8,
                     must_enrol = ?9, locked_until = ?10, backup_codes_left = ?11, last_verified_at = ?12,
                     grace_sign_ins_used = ?13, last_event = ?14
@@ -345,7 +373,7 @@ fn put_record(
 }
 
 /// Writes the record if its version is still `expected`, with its events
-/// chained after `last_event` (the newest of the record's earlier events).
+/// chained after the newest of its earlier ones (`current`: the row as read).
 /// On a conflict the caller rolls back, events included.
 fn write_record(
     tx: &Connection,
@@ -353,10 +381,12 @@ fn write_record(
     user: &UserId,
     expected: Option<Version>,
     write: &RecordWrite,
-    last_event: Option<i64>,
+    current: Option<&Row>,
 ) -> Result<Commit, StorageError> {
-    let last_event = insert_events(tx, portal, last_event, &write.events)?.or(last_event);
-    Ok(if put_record(tx, portal, user, expected, write, last_event)? {
+    let previous = current.and_then(|row| row.last_event);
+    let last_event = insert_events(tx, portal, previous, &write.events)?.or(previous);
+    let stored = current.map(|row| &row.indexed);
+    Ok(if put_record(tx, portal, user, expected, write, last_event, stored)? {
         Commit::Committed(expected.map_or(1, |v| v + 1))
     } else {
         Commit::Conflict
@@ -425,8 +455,8 @@ impl MfaStore for SqliteStore {
         write: &RecordWrite,
     ) -> Result<Commit, StorageError> {
         self.transaction(|tx| {
-            let last_event = read_record(tx, portal, user)?.and_then(|row| row.last_event);
-            let commit = write_record(tx, portal, user, expected, write, last_event)?;
+            let current = read_record(tx, portal, user)?;
+            let commit = write_record(tx, portal, user, expected, write, current.as_ref())?;
             Ok((commit, commit != Commit::Conflict))
         })
     }
@@ -542,8 +572,8 @@ impl MfaStore for SqliteStore {
             let Some(write) = change(current.as_ref().map(|row| &row.stored), policy.as_ref()) else {
                 return Ok((Applied::Done, false));
             };
-            let (version, last_event) = current.map_or((None, None), |row| (Some(row.stored.version), row.last_event));
-            let commit = write_record(tx, portal, user, version, &write, last_event)?;
+            let version = current.as_ref().map(|row| row.stored.version);
+            let commit = write_record(tx, portal, user, version, &write, current.as_ref())?;
             Ok((commit.into(), commit != Commit::Conflict))
         })
     }

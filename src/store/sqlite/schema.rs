@@ -139,7 +139,7 @@ fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), Stora
             summary: RecordSummary::of(&record),
             events: Vec::new(),
         };
-        put_record(tx, &portal, &user, None, &write, None)?;
+        put_record(tx, &portal, &user, None, &write, None, None)?;
         if let Some(progress) = &options.progress {
             progress(done + 1, total);
         }
