@@ -44,6 +44,7 @@ fn resident_bytes() -> Option<u64> {
 fn populated<S: Backend>(store: S, users: usize, clock: &ManualClock) -> (BenchPortal<S>, Vec<(UserId, Totp)>) {
     let keyring = Keyring::new("bench", &[9; 32]).expect("keyring");
     let portal = Portal::new(PortalId::new("bench"), "Bench Portal", store)
+        .expect("portal")
         .with_keyring(keyring)
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(7));

@@ -128,7 +128,7 @@ fn open_store(db: Option<&str>) -> Result<(Arc<dyn Backend>, Option<Keyring>), B
 fn run(db: Option<&str>) -> Result<(), BoxError> {
     let (store, keyring) = open_store(db)?;
     let clock = ManualClock::at(SystemClock.now());
-    let mut portal: DemoPortal = Portal::new(PortalId::new("acme-customers"), "Acme Customer Portal", store)
+    let mut portal: DemoPortal = Portal::new(PortalId::new("acme-customers"), "Acme Customer Portal", store)?
         .with_clock(clock.clone())
         .with_notifier(|e: &AuditEvent| println!("    📧 notify {}: {:?}", user_of(e), e.kind));
     if let Some(keyring) = keyring {

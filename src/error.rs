@@ -96,6 +96,11 @@ pub enum UriError {
     DuplicateParameter,
     /// Issuer or account contains a colon, which the label format cannot carry.
     ColonInName,
+    /// Issuer or account contains a control or format character (a zero-width
+    /// space, a bidirectional override) or a line or paragraph separator.
+    UnprintableName,
+    /// `period=` is longer than [`TotpParams::MAX_PERIOD`](crate::TotpParams::MAX_PERIOD) (one day).
+    PeriodTooLong,
 }
 
 impl core::fmt::Display for UriError {
@@ -115,6 +120,8 @@ impl core::fmt::Display for UriError {
             Self::BadNumber => "a numeric parameter is not a number",
             Self::DuplicateParameter => "a parameter appears more than once",
             Self::ColonInName => "issuer and account name must not contain ':'",
+            Self::UnprintableName => "issuer and account name must be printable text",
+            Self::PeriodTooLong => "period must be at most one day",
         };
         f.write_str(text)
     }
@@ -205,7 +212,9 @@ pub enum Error {
     /// The user has as many authenticators as allowed.
     #[error("too many authenticators")]
     TooManyAuthenticators,
-    /// An authenticator label must have 1 to 64 printable characters.
+    /// An authenticator label must have 1 to 64 printable characters: after
+    /// trimming, not empty, and no control or format character (zero-width
+    /// spaces, bidirectional overrides) or line or paragraph separator.
     #[error("an authenticator label must have 1 to 64 printable characters")]
     InvalidLabel,
     /// The policy does not allow this.

@@ -21,6 +21,7 @@ type AsyncPortal<S> = Portal<S, ManualClock, StdRng>;
 
 fn portal<S: AsyncBackend>(store: S, clock: &ManualClock) -> AsyncPortal<S> {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .unwrap()
         .with_keyring(flows::keyring())
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(9))

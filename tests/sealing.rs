@@ -108,6 +108,7 @@ fn keyring_rotated() -> Keyring {
 
 fn portal<S: Backend>(store: S, keyring: Keyring, clock: &ManualClock, seed: u64) -> Portal<S, ManualClock, StdRng> {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .unwrap()
         .with_keyring(keyring)
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(seed))

@@ -126,6 +126,7 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
     let clock = ManualClock::at(end + 3_600);
     let portal = |name: &str| {
         Portal::new(PortalId::new(name), "Acme Portal", store.clone())
+            .unwrap()
             .with_keyring(flows::keyring())
             .with_clock(clock.clone())
     };

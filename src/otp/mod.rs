@@ -9,6 +9,7 @@ mod keyed;
 mod params;
 mod qr;
 mod secret;
+pub(crate) mod text;
 mod uri;
 
 pub use code::Code;
@@ -16,3 +17,4 @@ pub use generator::{Hotp, Totp};
 pub use params::{Algorithm, Digits, TotpParams, Window};
 pub use secret::Secret;
 pub use uri::OtpAuthUri;
+pub(crate) use uri::check_name;

@@ -138,10 +138,16 @@ impl TotpParams {
         }
     }
 
-    /// Any combination; `period` is in seconds and must be at least 1.
+    /// The longest period accepted, one day: a longer one makes a code a
+    /// long-lived password, and an absurd one (`u64::MAX`) makes every code step 0.
+    pub const MAX_PERIOD: u64 = 86_400;
+
+    /// Any combination; `period` is in seconds, from 1 to [`TotpParams::MAX_PERIOD`].
     pub fn new(algorithm: Algorithm, digits: Digits, period: u64) -> Result<Self> {
-        if period == 0 {
-            return Err(Error::InvalidParameters("period must be at least one second"));
+        if period == 0 || period > Self::MAX_PERIOD {
+            return Err(Error::InvalidParameters(
+                "period must be between one second and one day",
+            ));
         }
         Ok(Self {
             algorithm,

@@ -39,15 +39,11 @@ impl OtpAuthUri {
     pub fn new(issuer: &str, account: &str, secret: Secret, params: TotpParams) -> Result<Self> {
         let issuer = issuer.trim();
         let account = account.trim();
-        if issuer.contains(':') || account.contains(':') {
-            return Err(Error::InvalidUri(UriError::ColonInName));
-        }
         if account.is_empty() {
             return Err(Error::InvalidUri(UriError::MissingLabel));
         }
-        if issuer.len() > Self::MAX_NAME_LEN || account.len() > Self::MAX_NAME_LEN {
-            return Err(Error::InvalidUri(UriError::TooLong));
-        }
+        check_name(issuer)?;
+        check_name(account)?;
         let issuer = (!issuer.is_empty()).then(|| issuer.to_owned());
         Ok(Self {
             issuer,
@@ -138,8 +134,15 @@ impl OtpAuthUri {
         if period == 0 {
             return Err(bad(UriError::ZeroPeriod));
         }
+        if period > TotpParams::MAX_PERIOD {
+            return Err(bad(UriError::PeriodTooLong));
+        }
         if issuer.as_ref().map_or(0, String::len) > Self::MAX_NAME_LEN || account.len() > Self::MAX_NAME_LEN {
             return Err(bad(UriError::TooLong));
+        }
+        let printable = |name: &str| name.chars().all(super::text::printable);
+        if !issuer.as_deref().is_none_or(printable) || !printable(&account) {
+            return Err(bad(UriError::UnprintableName));
         }
         let params = TotpParams::new(algorithm, digits, period)?;
         Ok(Self {
@@ -265,6 +268,21 @@ fn find_ignore_case(text: &str, needle: &str) -> Option<usize> {
     text.as_bytes()
         .windows(needle.len())
         .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// The rule for an issuer or account name: no `:` (the label's separator),
+/// printable text, at most [`OtpAuthUri::MAX_NAME_LEN`] bytes.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.contains(':') {
+        return Err(Error::InvalidUri(UriError::ColonInName));
+    }
+    if !name.chars().all(super::text::printable) {
+        return Err(Error::InvalidUri(UriError::UnprintableName));
+    }
+    if name.len() > OtpAuthUri::MAX_NAME_LEN {
+        return Err(Error::InvalidUri(UriError::TooLong));
+    }
+    Ok(())
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

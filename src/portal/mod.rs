@@ -71,16 +71,29 @@ impl<S> Portal<S> {
     /// A portal named `issuer` (what authenticator apps show) on `store`,
     /// with the system clock and an OS-seeded CSPRNG.
     ///
+    /// The name is checked once, here: not empty, no `:` (the separator of an
+    /// app's label), printable text, at most 256 bytes. Errors:
+    /// [`Error::InvalidUri`] with [`UriError::ColonInName`](crate::UriError::ColonInName),
+    /// [`UriError::UnprintableName`](crate::UriError::UnprintableName),
+    /// [`UriError::MissingLabel`](crate::UriError::MissingLabel) or
+    /// [`UriError::TooLong`](crate::UriError::TooLong).
+    ///
     /// ```
     /// use portal_mfa::{MemoryStore, Portal, PortalId, SignInStep, UserId};
     ///
-    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new());
+    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// // MFA is off by default: a user with nothing configured just signs in.
     /// assert_eq!(portal.begin_sign_in(&UserId::customer("c-1"))?, SignInStep::NoMfaNeeded);
+    /// assert!(Portal::new(PortalId::new("x"), "Acme: EU", MemoryStore::new()).is_err());
     /// # Ok::<(), portal_mfa::Error>(())
     /// ```
-    pub fn new(id: PortalId, issuer: &str, store: S) -> Self {
-        Portal {
+    pub fn new(id: PortalId, issuer: &str, store: S) -> Result<Self> {
+        let issuer = issuer.trim();
+        if issuer.is_empty() {
+            return Err(Error::InvalidUri(crate::error::UriError::MissingLabel));
+        }
+        crate::otp::check_name(issuer)?;
+        Ok(Portal {
             id,
             issuer: issuer.into(),
             store,
@@ -90,7 +103,7 @@ impl<S> Portal<S> {
             notifier: None,
             max_attempts: 32,
             keyring: None,
-        }
+        })
     }
 }
 
@@ -171,7 +184,7 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// ```
     /// use portal_mfa::{Enforcement, Error, MemoryStore, PolicyRefusal, Portal, PortalId, SignInMethod};
     ///
-    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new());
+    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// portal.set_sign_in_method("admin", SignInMethod::Saml)?;
     /// let refused = portal.set_enforcement("admin", Enforcement::Enforced { grace: None });
     /// assert!(matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))));
@@ -227,7 +240,7 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// ```
     /// # use portal_mfa::*;
     /// # let clock = ManualClock::at(1_763_800_000);
-    /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new()).with_clock(clock.clone());
+    /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new())?.with_clock(clock.clone());
     /// # let user = UserId::vendor("v-1");
     /// # let started = portal.start_enrolment(&user, "v-1", "phone", EnrolmentOptions::default())?;
     /// # let phone = Totp::new(started.uri.secret(), *started.uri.params());
@@ -248,7 +261,7 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// ```
     /// # use portal_mfa::*;
-    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new());
+    /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// let user = UserId::contact("help-center-42");
     /// let started = portal.start_enrolment(&user, "contact@example.com", "Work phone", EnrolmentOptions::default())?;
     /// let svg = started.uri.qr_svg()?; // for the page
@@ -304,7 +317,7 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// ```
     /// # use portal_mfa::*;
-    /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new());
+    /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new())?;
     /// # let user = UserId::customer("c-7");
     /// let summary = portal.admin_reset("admin@acme.example", &user, ResetReason::LostDevice, ResetMode::default())?;
     /// assert!(summary.must_enrol);

@@ -349,12 +349,10 @@ fn looks_like_totp(input: &str) -> bool {
 }
 
 fn check_label(label: &str) -> Result<Arc<str>> {
-    let label = label.trim();
-    let length = label.chars().count();
-    if length == 0 || length > 64 || label.chars().any(char::is_control) {
-        return Err(Error::InvalidLabel);
+    match crate::otp::text::printable_name(label) {
+        Some(label) if label.chars().count() <= 64 => Ok(label.into()),
+        _ => Err(Error::InvalidLabel),
     }
-    Ok(label.into())
 }
 
 impl MfaRecord {

@@ -25,6 +25,7 @@ pub const ADMIN: &str = "admin@acme.example";
 
 pub fn portal_on(store: Arc<dyn Backend>, clock: &ManualClock) -> TestPortal {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
+        .unwrap()
         .with_keyring(keyring())
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(42))
