@@ -14,7 +14,7 @@ use rand::CryptoRng;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
-use crate::error::{CodeFormatError, Error, Result};
+use crate::error::{CodeFormatError, CodeKind, Error, Result};
 
 /// Random bytes per code (80 bits).
 const CODE_BYTES: usize = 10;
@@ -73,15 +73,19 @@ impl TypedBackupCode {
 
     pub(crate) fn parse(input: &str) -> Result<Self> {
         let malformed = |e| Err(Error::MalformedCode(e));
+        let invalid = CodeFormatError::InvalidCharacter {
+            kind: CodeKind::BackupCode,
+        };
         if input.len() > Self::MAX_INPUT_LEN {
             return malformed(CodeFormatError::TooLong);
         }
         let mut compact = Zeroizing::new(String::with_capacity(CODE_CHARS));
-        for c in input.chars() {
+        // Surrounding white space (a pasted line's CR or LF, a tab) is not part of the code.
+        for c in input.trim().chars() {
             match c {
                 ' ' | '-' | '\t' => {}
                 c if c.is_ascii_alphanumeric() => compact.push(c),
-                _ => return malformed(CodeFormatError::InvalidCharacter),
+                _ => return malformed(invalid),
             }
         }
         if compact.is_empty() {
@@ -89,6 +93,7 @@ impl TypedBackupCode {
         }
         if compact.len() != CODE_CHARS {
             return malformed(CodeFormatError::WrongLength {
+                kind: CodeKind::BackupCode,
                 expected: CODE_CHARS as u8,
                 found: compact.len(),
             });
@@ -97,7 +102,7 @@ impl TypedBackupCode {
         let mut bytes = Zeroizing::new([0u8; CODE_BYTES]);
         match decoded {
             Some(d) if d.len() == CODE_BYTES => bytes.copy_from_slice(&d),
-            _ => return malformed(CodeFormatError::InvalidCharacter),
+            _ => return malformed(invalid),
         }
         Ok(Self(bytes))
     }

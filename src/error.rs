@@ -3,7 +3,18 @@
 //! Every variant is a case a host handles differently. No variant carries a
 //! secret, a code or a backup code: messages are safe to log and to show.
 
-/// Why a submitted one-time code or backup code could not be read.
+/// Which kind of code a user typed, as the crate read it: messages speak of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CodeKind {
+    /// A code from the authenticator app (digits; spaces or dashes between groups).
+    Totp,
+    /// A backup code (16 letters and digits; spaces or dashes anywhere).
+    BackupCode,
+}
+
+/// Why a submitted one-time code or backup code could not be read. Such
+/// input is never counted as a wrong code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CodeFormatError {
@@ -11,26 +22,52 @@ pub enum CodeFormatError {
     Empty,
     /// Far longer than any code; not looked at further.
     TooLong,
-    /// A character that is neither a digit nor a space between groups.
-    InvalidCharacter,
-    /// The right characters, but not as many digits as the policy asks for.
+    /// A character that never appears in this kind of code.
+    InvalidCharacter {
+        /// The kind of code the input was read as.
+        kind: CodeKind,
+    },
+    /// The right characters, but not as many as this kind of code has.
     WrongLength {
-        /// Digits the policy asks for.
+        /// The kind of code the input was read as.
+        kind: CodeKind,
+        /// Digits (or, for a backup code, letters and digits) it has.
         expected: u8,
-        /// Digits that were typed.
+        /// As many as were typed.
         found: usize,
     },
 }
 
 impl core::fmt::Display for CodeFormatError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let were = |n: &usize| if *n == 1 { "was" } else { "were" };
         match self {
             Self::Empty => f.write_str("no code was entered"),
             Self::TooLong => f.write_str("the input is far longer than a code"),
-            Self::InvalidCharacter => f.write_str("only digits (and spaces between groups) are allowed"),
-            Self::WrongLength { expected, found } => {
-                write!(f, "expected {expected} digits, got {found}")
+            Self::InvalidCharacter { kind: CodeKind::Totp } => {
+                f.write_str("a code from the authenticator app has only digits")
             }
+            Self::InvalidCharacter {
+                kind: CodeKind::BackupCode,
+            } => f.write_str("a backup code has only digits and letters (never U)"),
+            Self::WrongLength {
+                kind: CodeKind::Totp,
+                expected,
+                found,
+            } => write!(
+                f,
+                "a code from the authenticator app has {expected} digits; {found} {} entered",
+                were(found)
+            ),
+            Self::WrongLength {
+                kind: CodeKind::BackupCode,
+                expected,
+                found,
+            } => write!(
+                f,
+                "a backup code has {expected} letters and digits; {found} {} entered",
+                were(found)
+            ),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Every parse path gets malformed, empty, huge and non-ASCII input and answers
 //! with its typed error, never a panic, and never echoes the input back.
 
-use portal_mfa::{Code, CodeFormatError, Digits, Error, OtpAuthUri, Secret, SecretError, TotpParams, UriError};
+use portal_mfa::{
+    Code, CodeFormatError, CodeKind, Digits, Error, OtpAuthUri, Secret, SecretError, TotpParams, UriError,
+};
 use proptest::prelude::*;
 
 fn code_error(input: &str) -> CodeFormatError {
@@ -19,20 +21,34 @@ fn malformed_codes_are_typed_errors() {
     assert_eq!(code_error(&"9".repeat(1_000_000)), CodeFormatError::TooLong);
     assert_eq!(
         code_error("12345"),
-        CodeFormatError::WrongLength { expected: 6, found: 5 }
+        CodeFormatError::WrongLength {
+            kind: CodeKind::Totp,
+            expected: 6,
+            found: 5
+        }
     );
     assert_eq!(
         code_error("1234567"),
-        CodeFormatError::WrongLength { expected: 6, found: 7 }
+        CodeFormatError::WrongLength {
+            kind: CodeKind::Totp,
+            expected: 6,
+            found: 7
+        }
     );
     assert_eq!(
         code_error("99999999999999999999"),
-        CodeFormatError::WrongLength { expected: 6, found: 20 }
+        CodeFormatError::WrongLength {
+            kind: CodeKind::Totp,
+            expected: 6,
+            found: 20
+        }
     );
     for bad in [
         "12a456",
-        "123-456",
+        "123--456",
         "123  456",
+        "123 -456",
+        "123456-",
         "１２３４５６",
         "12345٦",
         "+12345",
@@ -41,12 +57,17 @@ fn malformed_codes_are_typed_errors() {
         "12 34\n56",
         "1e5",
     ] {
-        assert_eq!(code_error(bad), CodeFormatError::InvalidCharacter, "{bad:?}");
+        assert_eq!(
+            code_error(bad),
+            CodeFormatError::InvalidCharacter { kind: CodeKind::Totp },
+            "{bad:?}"
+        );
     }
     // Accepted shapes, for contrast.
     assert!(Code::parse(" 123456 ", Digits::SIX).is_ok());
     assert!(Code::parse("123 456", Digits::SIX).is_ok());
     assert!(Code::parse("12 34 56", Digits::SIX).is_ok());
+    assert!(Code::parse("123-456", Digits::SIX).is_ok());
 }
 
 fn secret_error(input: &str) -> SecretError {

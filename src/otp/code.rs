@@ -4,7 +4,7 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 use super::params::Digits;
-use crate::error::{CodeFormatError, Error, Result};
+use crate::error::{CodeFormatError, CodeKind, Error, Result};
 
 /// A one-time code of a known number of digits.
 ///
@@ -22,8 +22,9 @@ impl Code {
     pub const MAX_INPUT_LEN: usize = 64;
 
     /// Reads what a user typed: exactly `digits` ASCII digits, optionally in
-    /// groups separated by single spaces (`123 456`), with surrounding white
-    /// space ignored. Anything else is a [`CodeFormatError`], never a panic.
+    /// groups separated by a single space or dash (`123 456`, `123-456`), with
+    /// surrounding white space ignored. Anything else is a [`CodeFormatError`],
+    /// never a panic.
     pub fn parse(input: &str, digits: Digits) -> Result<Self> {
         if input.len() > Self::MAX_INPUT_LEN {
             return Err(Error::MalformedCode(CodeFormatError::TooLong));
@@ -45,13 +46,23 @@ impl Code {
                     found += 1;
                     previous_was_space = false;
                 }
-                // Trimmed input starts and ends with a digit, so a space here sits between groups.
-                b' ' if !previous_was_space => previous_was_space = true,
-                _ => return Err(Error::MalformedCode(CodeFormatError::InvalidCharacter)),
+                // Between groups: one space or dash, never two, never at either end.
+                b' ' | b'-' if !previous_was_space && found > 0 => previous_was_space = true,
+                _ => {
+                    return Err(Error::MalformedCode(CodeFormatError::InvalidCharacter {
+                        kind: CodeKind::Totp,
+                    }));
+                }
             }
+        }
+        if previous_was_space {
+            return Err(Error::MalformedCode(CodeFormatError::InvalidCharacter {
+                kind: CodeKind::Totp,
+            }));
         }
         if found != usize::from(digits.get()) {
             return Err(Error::MalformedCode(CodeFormatError::WrongLength {
+                kind: CodeKind::Totp,
                 expected: digits.get(),
                 found,
             }));

@@ -339,13 +339,11 @@ impl<'c> Draft<'c> {
     }
 }
 
-/// Digits and spaces only, at most ten digits: meant as a TOTP code. Backup
-/// codes are 16 characters and (almost always) contain letters.
+/// Meant as a TOTP code: at most ten letters and digits (a backup code has 16),
+/// so a short code with a typo is told about in terms of the app's codes.
 fn looks_like_totp(input: &str) -> bool {
-    let trimmed = input.trim_ascii();
-    trimmed.len() <= Code::MAX_INPUT_LEN
-        && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b' ')
-        && trimmed.bytes().filter(u8::is_ascii_digit).count() <= 10
+    let trimmed = input.trim();
+    trimmed.len() <= Code::MAX_INPUT_LEN && trimmed.chars().filter(char::is_ascii_alphanumeric).count() <= 10
 }
 
 fn check_label(label: &str) -> Result<Arc<str>> {
@@ -374,7 +372,7 @@ impl MfaRecord {
             match ctx.policy.enforcement() {
                 Enforcement::SelfConfigured => SignInStep::NoMfaNeeded,
                 Enforcement::Enforced { grace: Some(grace) }
-                    if grace.until.is_none_or(|until| ctx.now < until)
+                    if grace.until.is_none_or(|until| ctx.now <= until)
                         && grace.sign_ins.is_none_or(|n| draft.record.grace_sign_ins_used < n) =>
                 {
                     draft.record.grace_sign_ins_used = draft.record.grace_sign_ins_used.saturating_add(1);

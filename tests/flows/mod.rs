@@ -686,9 +686,14 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
             reason: EnrolReason::PolicyEnforced
         }
     );
-    // The deadline ends it too.
+    // The deadline ends it too: grace holds up to and at `until`, not after.
     let late = UserId::customer("c2");
     clock.set(T0 + 3_600);
+    assert!(matches!(
+        portal.begin_sign_in(&late).unwrap(),
+        SignInStep::GraceSignIn { .. }
+    ));
+    clock.set(T0 + 3_601);
     assert_eq!(
         portal.begin_sign_in(&late).unwrap(),
         SignInStep::MustEnrol {
