@@ -214,8 +214,8 @@ pub enum Error {
     /// The enrolment URI does not fit in a QR code.
     #[error("the enrolment URI is too long for a QR code")]
     QrTooLong,
-    /// The code is wrong. `attempts_left` before a lock (`None` where wrong codes
-    /// are not counted, as when confirming a new enrolment).
+    /// The code is wrong. `attempts_left`: wrong codes still allowed before MFA
+    /// locks (at sign-in) or the pending enrolment is cancelled (at confirmation).
     #[error("the code is not valid")]
     WrongCode {
         /// Wrong codes still allowed before MFA locks.
@@ -240,6 +240,10 @@ pub enum Error {
     /// The pending enrolment expired; start again.
     #[error("the enrolment expired; start again")]
     EnrolmentExpired,
+    /// Too many wrong codes: the pending enrolment was cancelled (its secret
+    /// will never work); start again with a new one.
+    #[error("too many wrong codes; the enrolment was cancelled, start again")]
+    EnrolmentCancelled,
     /// This change needs a fresh TOTP or backup code from the user.
     #[error("a fresh code is required for this change")]
     ProofRequired,

@@ -99,6 +99,12 @@ pub enum EventKind {
     },
     /// A pending enrolment was abandoned or superseded.
     EnrolmentCancelled,
+    /// A pending enrolment was cancelled after too many wrong confirmation
+    /// codes: someone may have been guessing its secret.
+    EnrolmentFailed {
+        /// Wrong codes entered.
+        wrong_codes: u8,
+    },
     /// A confirmed authenticator is active.
     AuthenticatorAdded {
         /// Its id.
@@ -169,6 +175,7 @@ impl EventKind {
             Self::GraceSignIn { .. } => "grace_sign_in",
             Self::EnrolmentStarted { .. } => "enrolment_started",
             Self::EnrolmentCancelled => "enrolment_cancelled",
+            Self::EnrolmentFailed { .. } => "enrolment_failed",
             Self::AuthenticatorAdded { .. } => "authenticator_added",
             Self::AuthenticatorRemoved { .. } => "authenticator_removed",
             Self::BackupCodesIssued { .. } => "backup_codes_issued",
@@ -191,6 +198,7 @@ impl EventKind {
                 | Self::BackupCodesIssued { regenerated: true, .. }
                 | Self::BackupCodeUsed { .. }
                 | Self::LockedOut { .. }
+                | Self::EnrolmentFailed { .. }
                 | Self::MfaReset { .. }
         )
     }

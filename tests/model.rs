@@ -233,7 +233,7 @@ impl World {
                             self.backup = codes.expose().map(|c| (c.to_owned(), false)).collect();
                         }
                     }
-                    Err(Error::EnrolmentExpired) => self.pending = None,
+                    Err(Error::EnrolmentExpired | Error::EnrolmentCancelled) => self.pending = None,
                     Err(_) => {}
                 }
             }

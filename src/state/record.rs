@@ -110,9 +110,20 @@ pub struct PendingEnrolment {
     pub(crate) started_at: u64,
     pub(crate) expires_at: u64,
     pub(crate) replaces: Option<AuthenticatorId>,
+    /// Wrong codes entered to confirm it so far.
+    pub(crate) wrong_codes: u8,
 }
 
 impl PendingEnrolment {
+    /// Wrong codes after which a pending enrolment is cancelled (with an
+    /// [`EventKind::EnrolmentFailed`](crate::EventKind::EnrolmentFailed) event).
+    pub const MAX_WRONG_CODES: u8 = 5;
+
+    /// Wrong codes entered to confirm it so far.
+    pub fn wrong_codes(&self) -> u8 {
+        self.wrong_codes
+    }
+
     /// The id the authenticator will have.
     pub fn id(&self) -> AuthenticatorId {
         self.id

@@ -332,6 +332,26 @@ impl<'c> Draft<'c> {
         Ok(AuthenticatorId(next))
     }
 
+    /// Counts a wrong code against the pending enrolment: after
+    /// [`PendingEnrolment::MAX_WRONG_CODES`] it is cancelled, so its secret
+    /// cannot be guessed in its lifetime.
+    fn wrong_confirmation_code(&mut self) -> Error {
+        let Some(pending) = self.record.pending.as_mut() else {
+            return Error::NoPendingEnrolment;
+        };
+        pending.wrong_codes = pending.wrong_codes.saturating_add(1);
+        let wrong_codes = pending.wrong_codes;
+        if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
+            self.record.pending = None;
+            self.emit(EventKind::EnrolmentFailed { wrong_codes });
+            return Error::EnrolmentCancelled;
+        }
+        self.changed = true;
+        Error::WrongCode {
+            attempts_left: Some(u32::from(PendingEnrolment::MAX_WRONG_CODES - wrong_codes)),
+        }
+    }
+
     fn cancel_pending(&mut self) {
         if self.record.pending.take().is_some() {
             self.emit(EventKind::EnrolmentCancelled);
@@ -428,6 +448,7 @@ impl MfaRecord {
                 started_at: ctx.now,
                 expires_at,
                 replaces: request.replaces,
+                wrong_codes: 0,
             }));
             draft.emit(EventKind::EnrolmentStarted {
                 replaces: request.replaces,
@@ -464,11 +485,10 @@ impl MfaRecord {
             }
             let pending = draft.record.pending.as_ref().ok_or(Error::NoPendingEnrolment)?;
             let code = Code::parse(input, pending.params().digits())?;
-            let step = pending
-                .key
-                .totp()
-                .verify(&code, ctx.now, ctx.policy.window())?
-                .ok_or(Error::WrongCode { attempts_left: None })?;
+            let matched = pending.key.totp().verify(&code, ctx.now, ctx.policy.window())?;
+            let Some(step) = matched else {
+                return Err(draft.wrong_confirmation_code());
+            };
             let Some(pending) = draft.record.pending.take() else {
                 return Err(Error::NoPendingEnrolment);
             };

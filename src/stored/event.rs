@@ -97,6 +97,10 @@ fn kind(w: &mut Writer, kind: &EventKind) {
             w.opt_uint(replaces.map(|r| r.0.into()));
         }
         EventKind::EnrolmentCancelled => w.u8(6),
+        EventKind::EnrolmentFailed { wrong_codes } => {
+            w.u8(16);
+            w.u8(*wrong_codes);
+        }
         EventKind::AuthenticatorAdded { authenticator, label } => {
             w.u8(7);
             w.uint(authenticator.0.into());
@@ -228,6 +232,7 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
             authenticators_removed: r.uint_as()?,
             backup_codes_removed: r.uint_as()?,
         },
+        16 => EventKind::EnrolmentFailed { wrong_codes: r.u8()? },
         _ => return corrupt("unknown event kind"),
     })
 }

@@ -79,6 +79,7 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
         w.uint(p.started_at);
         w.uint(p.expires_at);
         w.opt_uint(p.replaces.map(|r| r.0.into()));
+        w.u8(p.wrong_codes);
         seal(&mut w, owner, p.id.0, Field::PendingSecret, &p.key, keyring, rng)?;
     }
     if let Some(codes) = &record.backup_codes {
@@ -162,6 +163,10 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
             .map(u32::try_from)
             .transpose()
             .map_err(|_| Error::CorruptRecord("id out of range"))?;
+        let wrong_codes = r.u8()?;
+        if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
+            return corrupt("a pending enrolment past its wrong-code budget");
+        }
         let key = open(
             &mut r,
             format,
@@ -179,6 +184,7 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
             started_at,
             expires_at,
             replaces: replaces.map(AuthenticatorId),
+            wrong_codes,
         }))
     } else {
         None

@@ -222,7 +222,7 @@ pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory) {
     let wrong = if right == "000000" { "111111" } else { "000000" };
     assert!(matches!(
         portal.confirm_enrolment(&user, wrong),
-        Err(Error::WrongCode { attempts_left: None })
+        Err(Error::WrongCode { attempts_left: Some(4) })
     ));
     assert!(matches!(
         portal.confirm_enrolment(&user, "12ab"),

@@ -154,6 +154,7 @@ pub(super) fn records(tx: &Connection) -> R<Vec<(PortalId, UserId, Version, MfaR
                 started_at: added_at,
                 expires_at: expires_at.ok_or_else(|| corrupt("pending without expiry"))? as u64,
                 replaces: replaces.map(small).transpose()?.map(AuthenticatorId),
+                wrong_codes: 0,
             }));
         } else {
             let last: Option<i64> = r.get(12).map_err(storage)?;
