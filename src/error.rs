@@ -208,6 +208,11 @@ pub enum Error {
     /// The time is before the TOTP epoch T0; the host clock is wrong.
     #[error("the time is before the TOTP epoch")]
     TimeBeforeEpoch,
+    /// The clock reads past `i64::MAX` seconds (the year 292 billion): no
+    /// database orders such times, so the driver refuses them. The host's
+    /// clock is wrong.
+    #[error("the clock reads past the last time a store can keep")]
+    ClockOutOfRange,
     /// The time step or counter does not fit in 64 bits.
     #[error("the time step overflows 64 bits")]
     TimeOverflow,

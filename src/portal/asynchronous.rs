@@ -201,7 +201,7 @@ impl<S: AsyncBackend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 portal: self,
                 user,
                 actor: &actor,
-                now: self.clock.now(),
+                now: self.now()?,
                 transition: &mut transition,
                 answer: Answer::default(),
             };

@@ -365,7 +365,7 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 portal: self,
                 user,
                 actor: &actor,
-                now: self.clock.now(),
+                now: self.now()?,
                 transition: &mut transition,
                 answer: Answer::default(),
             };
@@ -469,6 +469,16 @@ impl<S, C, R> Portal<S, C, R> {
 }
 
 impl<S, C: Clock, R> Portal<S, C, R> {
+    /// The time now, refused past `i64::MAX` seconds: one rule for every time
+    /// the crate stores, so SQL stores (signed 64-bit) order them as the memory store does.
+    fn now(&self) -> Result<u64> {
+        let now = self.clock.now();
+        if now > i64::MAX as u64 {
+            return Err(Error::ClockOutOfRange);
+        }
+        Ok(now)
+    }
+
     /// The part of an attempt that runs inside the store's atomic call: the
     /// pure transition on what the store read (the policy from the same read).
     #[allow(clippy::too_many_arguments)]
@@ -525,7 +535,7 @@ impl<S, C: Clock, R> Portal<S, C, R> {
     ) -> Result<PolicyChange> {
         let (old, expected) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
         let new = change(old)?;
-        let events = policy_events(&self.id, actor, self.clock.now(), &old, &new);
+        let events = policy_events(&self.id, actor, self.now()?, &old, &new);
         Ok(PolicyChange {
             unchanged: events.is_empty() && expected.is_some(),
             new,

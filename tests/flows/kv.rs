@@ -15,9 +15,9 @@ pub struct KvStore(Mutex<Kv>);
 
 #[derive(Default)]
 pub struct Kv {
-    records: BTreeMap<(PortalId, UserId), Stored>,
-    policies: BTreeMap<PortalId, Stored>,
-    events: Vec<(PortalId, StoredEvent)>,
+    pub records: BTreeMap<(PortalId, UserId), Stored>,
+    pub policies: BTreeMap<PortalId, Stored>,
+    pub events: Vec<(PortalId, StoredEvent)>,
 }
 
 /// Compare-and-swap: stores `bytes` under `key` only if its version is still `expected`.

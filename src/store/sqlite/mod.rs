@@ -120,6 +120,7 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database at `path`.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StorageError> {
+        refuse_foreign_file(path.as_ref())?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         Self::setup(Connection::open_with_flags(path, flags).map_err(storage)?, options)
     }
@@ -215,6 +216,30 @@ impl SqliteStore {
             let _ = exec("ROLLBACK");
         }
         outcome
+    }
+}
+
+/// A file that exists, is not empty and does not start with SQLite's header is
+/// not ours to touch, whatever its size (SQLite itself would take a file
+/// shorter than its header for a new database and overwrite it).
+fn refuse_foreign_file(path: &Path) -> Result<(), StorageError> {
+    use std::io::Read;
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // Permissions and the like: SQLite's own open reports them.
+        Err(_) => return Ok(()),
+    };
+    let mut head = Vec::with_capacity(HEADER.len());
+    (&mut file)
+        .take(HEADER.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| StorageError::new(StorageErrorKind::Unavailable, e))?;
+    if head.is_empty() || head == HEADER {
+        Ok(())
+    } else {
+        Err(StorageError::new(StorageErrorKind::Corrupt, "not a SQLite database"))
     }
 }
 
@@ -500,17 +525,23 @@ impl MfaStore for SqliteStore {
             let last = read_record(&conn, &query.portal, user)?.and_then(|row| row.last_event);
             return walk_chain(&conn, last, query);
         }
+        // Stored times never pass i64::MAX (the driver refuses such a clock): a lower
+        // bound past it selects nothing, an upper bound past it bounds nothing.
+        let limit = i64::MAX as u64;
+        if query.from.is_some_and(|from| from > limit) {
+            return Ok(Vec::new());
+        }
+        let until = query.until.filter(|&until| until <= limit).map(time);
         let mut statement = conn
             .prepare_cached(
                 "SELECT event FROM portal_mfa_events WHERE portal = ?1
-                 AND at >= coalesce(?2, 0) AND at < coalesce(?3, 9223372036854775807) ORDER BY seq",
+                 AND at >= coalesce(?2, 0) AND (?3 IS NULL OR at < ?3) ORDER BY seq",
             )
             .map_err(storage)?;
         let rows = statement
-            .query_map(
-                params![query.portal.as_str(), query.from.map(time), query.until.map(time)],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
+            .query_map(params![query.portal.as_str(), query.from.map(time), until], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
             .map_err(storage)?;
         rows.map(|r| r.map_err(storage)).collect()
     }
