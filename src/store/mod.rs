@@ -319,7 +319,9 @@ pub enum StorageErrorKind {
     Busy,
     /// The database is read-only.
     ReadOnly,
-    /// Stored data is damaged or not ours.
+    /// The database itself is damaged or not ours (a file that is not a
+    /// database, damaged pages, our tables without a schema version). A
+    /// record whose stored bytes do not decode is [`Error::CorruptRecord`](crate::Error::CorruptRecord).
     Corrupt,
     /// Written by a newer version of this crate.
     IncompatibleSchema,
