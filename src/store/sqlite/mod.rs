@@ -20,13 +20,15 @@
 //!   newest event, and each event that of the one before it, so one user's
 //!   trail is a walk back along that chain, never a scan.
 
+mod options;
 mod schema;
 mod v1;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use options::SqliteOptions;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
@@ -35,65 +37,6 @@ use super::{
     Stored, StoredEvent, Version,
 };
 use crate::ids::{PortalId, UserId, UserKind};
-use crate::keyring::Keyring;
-
-/// How to open a [`SqliteStore`].
-#[derive(Default)]
-pub struct SqliteOptions {
-    busy_timeout: Option<Duration>,
-    full_sync: bool,
-    upgrade_keyring: Option<Arc<Keyring>>,
-    progress: Option<Box<dyn Fn(usize, usize) + Send>>,
-}
-
-impl core::fmt::Debug for SqliteOptions {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SqliteOptions")
-            .field("busy_timeout", &self.busy_timeout)
-            .field("full_sync", &self.full_sync)
-            .field("upgrade_keyring", &self.upgrade_keyring)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SqliteOptions {
-    /// The defaults: wait 5 s for another writer, `synchronous=NORMAL`, no upgrade keyring.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How long to wait for another writer, from the first statement on,
-    /// before answering [`StorageErrorKind::Busy`].
-    #[must_use]
-    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = Some(timeout);
-        self
-    }
-
-    /// fsync every commit: survives power loss, at the cost of speed.
-    #[must_use]
-    pub fn full_sync(mut self, on: bool) -> Self {
-        self.full_sync = on;
-        self
-    }
-
-    /// The keyring that seals the plaintext secrets of a file written by 0.1
-    /// (schema 1) while it is upgraded. Use the same keyring as the
-    /// [`Portal`](crate::Portal). Without it such a file is refused, untouched.
-    #[must_use]
-    pub fn upgrade_with(mut self, keyring: impl Into<Arc<Keyring>>) -> Self {
-        self.upgrade_keyring = Some(keyring.into());
-        self
-    }
-
-    /// Called during an upgrade with (records done, records in all), for a
-    /// host that logs the progress of a long one.
-    #[must_use]
-    pub fn on_upgrade_progress(mut self, progress: impl Fn(usize, usize) + Send + 'static) -> Self {
-        self.progress = Some(Box::new(progress));
-        self
-    }
-}
 
 /// MFA records, policies and the audit trail in one SQLite file.
 pub struct SqliteStore {
