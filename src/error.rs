@@ -2,6 +2,7 @@
 //!
 //! Every variant is a case a host handles differently. No variant carries a
 //! secret, a code or a backup code: messages are safe to log and to show.
+//! A leaf: this module depends on no other module of the crate.
 
 /// Which kind of code a user typed, as the crate read it: messages speak of that kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -305,7 +306,7 @@ pub enum Error {
     InvalidKey(&'static str),
     /// The store failed.
     #[error(transparent)]
-    Storage(#[from] crate::store::StorageError),
+    Storage(#[from] StorageError),
     /// Other writers kept changing the record; gave up after this many attempts.
     #[error("the record kept changing under concurrent writers ({attempts} attempts)")]
     Conflict {
@@ -316,3 +317,68 @@ pub enum Error {
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// What kind of storage failure happened, so the host can react.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The database cannot be reached or opened.
+    Unavailable,
+    /// Locked by another writer for longer than the store waits; retry later.
+    Busy,
+    /// The database is read-only.
+    ReadOnly,
+    /// The database itself is damaged or not ours (a file that is not a
+    /// database, damaged pages, our tables without a schema version). A
+    /// record whose stored bytes do not decode is [`Error::CorruptRecord`].
+    Corrupt,
+    /// Written by a newer version of this crate.
+    IncompatibleSchema,
+    /// Anything else.
+    Other,
+}
+
+impl core::fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Unavailable => "the MFA store is unavailable",
+            Self::Busy => "the MFA store is busy",
+            Self::ReadOnly => "the MFA store is read-only",
+            Self::Corrupt => "the MFA store holds damaged or foreign data",
+            Self::IncompatibleSchema => "the MFA store was written by a newer version",
+            Self::Other => "the MFA store failed",
+        })
+    }
+}
+
+/// A storage failure: its kind and the backend's own error.
+///
+/// Backend errors never contain secrets from this crate: stores only ever see
+/// sealed bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct StorageError {
+    kind: StorageErrorKind,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StorageError {
+    /// A failure of `kind` caused by the backend's `source`.
+    pub fn new(kind: StorageErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// A failure of `kind` with no underlying error.
+    pub fn of_kind(kind: StorageErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+}

@@ -29,6 +29,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
 
+pub use crate::error::{StorageError, StorageErrorKind};
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
 use crate::state::MfaRecord;
@@ -306,70 +307,5 @@ pub trait MfaStore: Send + Sync {
             return Ok(Applied::Done);
         };
         Ok(self.commit(portal, user, current.map(|c| c.version), &write)?.into())
-    }
-}
-
-/// What kind of storage failure happened, so the host can react.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StorageErrorKind {
-    /// The database cannot be reached or opened.
-    Unavailable,
-    /// Locked by another writer for longer than the store waits; retry later.
-    Busy,
-    /// The database is read-only.
-    ReadOnly,
-    /// The database itself is damaged or not ours (a file that is not a
-    /// database, damaged pages, our tables without a schema version). A
-    /// record whose stored bytes do not decode is [`Error::CorruptRecord`](crate::Error::CorruptRecord).
-    Corrupt,
-    /// Written by a newer version of this crate.
-    IncompatibleSchema,
-    /// Anything else.
-    Other,
-}
-
-impl core::fmt::Display for StorageErrorKind {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::Unavailable => "the MFA store is unavailable",
-            Self::Busy => "the MFA store is busy",
-            Self::ReadOnly => "the MFA store is read-only",
-            Self::Corrupt => "the MFA store holds damaged or foreign data",
-            Self::IncompatibleSchema => "the MFA store was written by a newer version",
-            Self::Other => "the MFA store failed",
-        })
-    }
-}
-
-/// A storage failure: its kind and the backend's own error.
-///
-/// Backend errors never contain secrets from this crate: stores only ever see
-/// sealed bytes.
-#[derive(Debug, thiserror::Error)]
-#[error("{kind}")]
-pub struct StorageError {
-    kind: StorageErrorKind,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-impl StorageError {
-    /// A failure of `kind` caused by the backend's `source`.
-    pub fn new(kind: StorageErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self {
-            kind,
-            source: Some(source.into()),
-        }
-    }
-
-    /// A failure of `kind` with no underlying error.
-    pub fn of_kind(kind: StorageErrorKind) -> Self {
-        Self { kind, source: None }
-    }
-
-    /// The kind.
-    pub fn kind(&self) -> StorageErrorKind {
-        self.kind
     }
 }
