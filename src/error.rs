@@ -268,8 +268,14 @@ pub enum Error {
     #[error("not allowed: {0}")]
     NotAllowed(PolicyRefusal),
     /// A policy setting is out of range.
-    #[error("invalid policy: {0}")]
-    InvalidPolicy(&'static str),
+    #[error("invalid policy setting {field}: {reason}")]
+    InvalidPolicy {
+        /// The setting at fault, as a stable dotted name (`lockout.max_failures`,
+        /// `backup_codes.count`, `enforcement.grace`, …) a host can map to its form field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A stored record, policy or event does not decode (damaged, truncated,
     /// tampered, or a sealed value copied from another user or field); it was
     /// not used and nothing was written.
@@ -313,6 +319,70 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
     },
+}
+
+/// What kind of failure an [`Error`] is: the few cases a web host answers
+/// differently (an HTTP status, a message for the user). The README maps each
+/// to a status and to what to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input cannot be used (a malformed code, URI, secret, label or
+    /// setting): ask for it again.
+    InvalidInput,
+    /// A wrong or replayed code: counted toward lockout.
+    WrongCode,
+    /// Too many wrong codes: no code is accepted until the lock ends.
+    Locked,
+    /// The policy does not allow this, or it needs a fresh code first.
+    RefusedByPolicy,
+    /// What the request refers to is not there (no enrolment, no pending or an
+    /// expired one, no such authenticator).
+    NotFound,
+    /// Other writers kept winning: try again.
+    Conflict,
+    /// The store failed or holds something that cannot be read.
+    Storage,
+    /// The host is set up wrong (a missing or wrong key, a broken clock).
+    Misconfigured,
+}
+
+impl Error {
+    /// The kind of failure, for mapping to a response.
+    ///
+    /// ```
+    /// use portal_mfa::{Error, ErrorKind};
+    /// assert_eq!(Error::ReplayedCode.kind(), ErrorKind::WrongCode);
+    /// assert_eq!(Error::LockedOut { until: None }.kind(), ErrorKind::Locked);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::MalformedCode(_)
+            | Self::InvalidSecret(_)
+            | Self::InvalidUri(_)
+            | Self::InvalidParameters(_)
+            | Self::TimeOverflow
+            | Self::QrTooLong
+            | Self::InvalidLabel
+            | Self::InvalidPolicy { .. } => ErrorKind::InvalidInput,
+            Self::WrongCode { .. } | Self::ReplayedCode => ErrorKind::WrongCode,
+            Self::LockedOut { .. } => ErrorKind::Locked,
+            Self::NotAllowed(_) | Self::ProofRequired | Self::TooManyAuthenticators => ErrorKind::RefusedByPolicy,
+            Self::NotEnrolled
+            | Self::NoPendingEnrolment
+            | Self::EnrolmentExpired
+            | Self::EnrolmentCancelled
+            | Self::UnknownAuthenticator => ErrorKind::NotFound,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::Storage(_) | Self::CorruptRecord(_) | Self::IncompatibleFormat { .. } => ErrorKind::Storage,
+            Self::TimeBeforeEpoch
+            | Self::ClockOutOfRange
+            | Self::KeyUnavailable { .. }
+            | Self::WrongKey { .. }
+            | Self::NoKeyring
+            | Self::InvalidKey(_) => ErrorKind::Misconfigured,
+        }
+    }
 }
 
 /// Result with the crate's [`Error`].
@@ -380,5 +450,50 @@ impl StorageError {
     /// The kind.
     pub fn kind(&self) -> StorageErrorKind {
         self.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_case_a_host_handles_differently_has_its_kind() {
+        let cases = [
+            (Error::MalformedCode(CodeFormatError::Empty), ErrorKind::InvalidInput),
+            (
+                Error::InvalidPolicy {
+                    field: "backup_codes.count",
+                    reason: "",
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (Error::WrongCode { attempts_left: Some(2) }, ErrorKind::WrongCode),
+            (Error::ReplayedCode, ErrorKind::WrongCode),
+            (Error::LockedOut { until: Some(9) }, ErrorKind::Locked),
+            (
+                Error::NotAllowed(PolicyRefusal::EnforcementWithSaml),
+                ErrorKind::RefusedByPolicy,
+            ),
+            (Error::ProofRequired, ErrorKind::RefusedByPolicy),
+            (Error::EnrolmentExpired, ErrorKind::NotFound),
+            (Error::EnrolmentCancelled, ErrorKind::NotFound),
+            (Error::Conflict { attempts: 3 }, ErrorKind::Conflict),
+            (Error::CorruptRecord("x"), ErrorKind::Storage),
+            (
+                Error::Storage(StorageError::of_kind(StorageErrorKind::Busy)),
+                ErrorKind::Storage,
+            ),
+            (Error::KeyUnavailable { key_id: "k".into() }, ErrorKind::Misconfigured),
+            (Error::ClockOutOfRange, ErrorKind::Misconfigured),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error:?}");
+        }
+        let named = Error::InvalidPolicy {
+            field: "lockout.max_failures",
+            reason: "lockout must allow between 1 and 100 failures",
+        };
+        assert!(named.to_string().contains("lockout.max_failures"));
     }
 }

@@ -20,7 +20,7 @@ mod stored;
 
 pub use backup::{BackupCodes, IssuedBackupCodes};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{CodeFormatError, CodeKind, Error, PolicyRefusal, Result, SecretError, UriError};
+pub use error::{CodeFormatError, CodeKind, Error, ErrorKind, PolicyRefusal, Result, SecretError, UriError};
 pub use event::{Actor, AuditEvent, EventKind, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
 pub use ids::{AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::{KeyId, Keyring};

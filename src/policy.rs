@@ -56,10 +56,16 @@ impl LockoutRule {
     /// `first_lock_secs`, doubling on each further lock up to `longest_lock_secs`.
     pub fn new(max_failures: u8, first_lock_secs: u64, longest_lock_secs: u64) -> Result<Self> {
         if max_failures == 0 || u32::from(max_failures) > Self::HARD_LIMIT {
-            return Err(Error::InvalidPolicy("lockout must allow between 1 and 100 failures"));
+            return Err(Error::InvalidPolicy {
+                field: "lockout.max_failures",
+                reason: "lockout must allow between 1 and 100 failures",
+            });
         }
         if first_lock_secs == 0 || longest_lock_secs < first_lock_secs {
-            return Err(Error::InvalidPolicy("lock times must be positive and growing"));
+            return Err(Error::InvalidPolicy {
+                field: "lockout.lock_secs",
+                reason: "lock times must be positive and growing",
+            });
         }
         Ok(Self {
             max_failures,
@@ -195,9 +201,10 @@ impl PortalPolicy {
             && grace.until.is_none()
             && grace.sign_ins.is_none()
         {
-            return Err(Error::InvalidPolicy(
-                "a grace period needs a deadline or a sign-in count",
-            ));
+            return Err(Error::InvalidPolicy {
+                field: "enforcement.grace",
+                reason: "a grace period needs a deadline or a sign-in count",
+            });
         }
         if matches!(enforcement, Enforcement::Enforced { .. }) && self.sign_in == SignInMethod::Saml {
             return Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml));
@@ -239,9 +246,10 @@ impl PortalPolicy {
     /// Enrolment lifetime, 60 s to 1 day.
     pub fn with_enrolment_lifetime(mut self, seconds: u64) -> Result<Self> {
         if !(60..=86_400).contains(&seconds) {
-            return Err(Error::InvalidPolicy(
-                "enrolment lifetime must be between 60 s and one day",
-            ));
+            return Err(Error::InvalidPolicy {
+                field: "enrolment_lifetime_secs",
+                reason: "enrolment lifetime must be between 60 s and one day",
+            });
         }
         self.enrolment_lifetime_secs = seconds;
         Ok(self)
@@ -250,12 +258,16 @@ impl PortalPolicy {
     /// Number of backup codes, 5 to 20, and the low-codes warning threshold (below the count).
     pub fn with_backup_codes(mut self, count: u8, low_at: u8) -> Result<Self> {
         if !(Self::MIN_BACKUP_CODES..=Self::MAX_BACKUP_CODES).contains(&count) {
-            return Err(Error::InvalidPolicy("backup code count must be between 5 and 20"));
+            return Err(Error::InvalidPolicy {
+                field: "backup_codes.count",
+                reason: "backup code count must be between 5 and 20",
+            });
         }
         if low_at >= count {
-            return Err(Error::InvalidPolicy(
-                "the low-codes warning must be below the code count",
-            ));
+            return Err(Error::InvalidPolicy {
+                field: "backup_codes.low_at",
+                reason: "the low-codes warning must be below the code count",
+            });
         }
         self.backup_code_count = count;
         self.backup_codes_low_at = low_at;

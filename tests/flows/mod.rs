@@ -710,7 +710,10 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
                 })
             }
         ),
-        Err(Error::InvalidPolicy(_))
+        Err(Error::InvalidPolicy {
+            field: "enforcement.grace",
+            ..
+        })
     ));
 }
 
