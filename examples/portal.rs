@@ -21,14 +21,17 @@ use std::sync::Arc;
 
 use portal_mfa::store::Backend;
 use portal_mfa::{
-    AuditEvent, Clock, Enforcement, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MemoryStore, OtpAuthUri,
-    Portal, PortalId, ResetMode, ResetReason, SignInStep, SystemClock, Totp, UserId,
+    Admin, AuditEvent, Clock, Enforcement, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MemoryStore,
+    OtpAuthUri, Portal, PortalId, ResetMode, ResetReason, SignInStep, SystemClock, Totp, UserId,
 };
 
 type DemoPortal = Portal<Arc<dyn Backend>, ManualClock>;
 type BoxError = Box<dyn std::error::Error>;
 
-const ADMIN: &str = "admin@acme.example";
+/// The demo's admin; a real host authorises the signed-in admin first.
+fn admin() -> Admin {
+    Admin::authorised("admin@acme.example")
+}
 
 /// Stand-in for an authenticator app: it only ever sees the enrolment URI.
 struct AuthenticatorApp {
@@ -168,7 +171,7 @@ fn first_visit(
     phone_file: Option<&str>,
 ) -> Result<(), BoxError> {
     step("The admin enforces MFA for every portal user");
-    portal.set_enforcement(ADMIN, Enforcement::Enforced { grace: None })?;
+    portal.set_enforcement(&admin(), Enforcement::Enforced { grace: None })?;
     println!("    enforced: {}", portal.policy()?.is_enforced());
 
     step("Alice enters her email and password; what next?");
@@ -218,7 +221,7 @@ fn first_visit(
 
     clock.advance(86_400);
     step("She loses her phone (and her backup codes). The admin resets her MFA");
-    let summary = portal.admin_reset(ADMIN, alice, ResetReason::LostDevice, ResetMode::default())?;
+    let summary = portal.admin_reset(&admin(), alice, ResetReason::LostDevice, ResetMode::default())?;
     println!("    {summary:?}");
 
     step("At her next sign-in she enrols a new phone; her account was never deleted");

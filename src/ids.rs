@@ -105,3 +105,33 @@ impl core::fmt::Display for AuthenticatorId {
         write!(f, "#{}", self.0)
     }
 }
+
+/// An administrator of a portal, as the host has authorised them.
+///
+/// Every admin operation (policy changes, **Reset MFA**, imports) takes one, so
+/// the type says the check was made; the crate records the name in the audit
+/// trail.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Admin(Arc<str>);
+
+impl Admin {
+    /// An administrator the host has authorised, named as the audit trail
+    /// should show them (an email, a user id).
+    ///
+    /// ⚠️ Construct one only after the host's own check that this person
+    /// administers this portal, in this request. For a reset, step the admin
+    /// up first (a fresh second factor) and confirm the user's identity out of
+    /// band: a reset is the path an attacker talks a help desk into.
+    pub fn authorised(name: impl Into<Arc<str>>) -> Self {
+        Self(name.into())
+    }
+
+    /// The name given.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn actor(&self) -> crate::event::Actor {
+        crate::event::Actor::Admin(self.0.clone())
+    }
+}

@@ -22,7 +22,7 @@ pub use backup::{BackupCodes, IssuedBackupCodes};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CodeFormatError, CodeKind, Error, ErrorKind, PolicyRefusal, Result, SecretError, UriError};
 pub use event::{Actor, AuditEvent, EventKind, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
-pub use ids::{AuthenticatorId, PortalId, UserId, UserKind};
+pub use ids::{Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::{KeyId, Keyring};
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};

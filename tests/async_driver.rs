@@ -38,8 +38,8 @@ fn futures_are_send_so_multithreaded_executors_can_run_them() {
     assert_send(&portal.verify_sign_in_async(&user, "123456"));
     assert_send(&portal.start_enrolment_async(&user, "c1", "phone", EnrolmentOptions::default()));
     assert_send(&portal.confirm_enrolment_async(&user, "123456"));
-    assert_send(&portal.admin_reset_async(ADMIN, &user, ResetReason::LostDevice, ResetMode::default()));
-    assert_send(&portal.set_enforcement_async(ADMIN, Enforcement::SelfConfigured));
+    assert_send(&portal.admin_reset_async(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default()));
+    assert_send(&portal.set_enforcement_async(&ADMIN, Enforcement::SelfConfigured));
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn the_whole_walk_through_runs_on_the_async_driver() {
         let portal = portal(MemoryStore::new(), &clock);
         let alice = UserId::customer("alice");
         portal
-            .set_enforcement_async(ADMIN, Enforcement::Enforced { grace: None })
+            .set_enforcement_async(&ADMIN, Enforcement::Enforced { grace: None })
             .await
             .unwrap();
         assert_eq!(
@@ -83,7 +83,7 @@ fn the_whole_walk_through_runs_on_the_async_driver() {
             Factor::BackupCode
         );
         portal
-            .admin_reset_async(ADMIN, &alice, ResetReason::LostDevice, ResetMode::default())
+            .admin_reset_async(&ADMIN, &alice, ResetReason::LostDevice, ResetMode::default())
             .await
             .unwrap();
         assert_eq!(

@@ -94,7 +94,7 @@ fn audit_answers_agree_on_every_store_near_both_ends_of_time() {
         transcript.push(format!(
             "{:?}",
             portal
-                .set_enforcement(ADMIN, Enforcement::Enforced { grace: None })
+                .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
                 .map(|_| ())
         ));
         let (phone, _) = enrol(&portal, &clock, &user);
@@ -124,7 +124,7 @@ fn audit_answers_agree_on_every_store_near_both_ends_of_time() {
             transcript.push(format!("{refused:?}"));
             transcript.push(format!(
                 "{:?}",
-                portal.set_enforcement(ADMIN, Enforcement::SelfConfigured).err()
+                portal.set_enforcement(&ADMIN, Enforcement::SelfConfigured).err()
             ));
         }
         transcript.extend(trail_answers(&portal, &user));
@@ -155,7 +155,7 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
         let until = T0 + 3_600;
         portal
             .set_enforcement(
-                ADMIN,
+                &ADMIN,
                 Enforcement::Enforced {
                     grace: Some(Grace {
                         until: Some(until),
@@ -536,7 +536,7 @@ fn audit_events_come_back_in_commit_order_on_every_store() {
             let user = &users[i % 2];
             portal
                 .admin_reset(
-                    ADMIN,
+                    &ADMIN,
                     user,
                     portal_mfa::ResetReason::Other(format!("step {i}").into()),
                     Default::default(),

@@ -223,7 +223,7 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
     shown.extend(errors.iter().map(|e| format!("{e} {e:?}")));
     portal.verify_sign_in(&user, &codes[1]).unwrap();
     portal
-        .admin_reset(ADMIN, &user, ResetReason::LostDevice, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default())
         .unwrap();
     for event in portal
         .audit_events(portal_mfa::EventQuery::portal(portal.id()))
@@ -343,7 +343,12 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
         )
         .unwrap();
     portal
-        .admin_reset(ADMIN, &user, ResetReason::SecurityIncident, ResetMode::ForceReenrolment)
+        .admin_reset(
+            &ADMIN,
+            &user,
+            ResetReason::SecurityIncident,
+            ResetMode::ForceReenrolment,
+        )
         .unwrap();
     let record = portal.record(&user).unwrap();
     assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
@@ -361,7 +366,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
         Err(Error::WrongCode { .. } | Error::LockedOut { .. })
     ));
     portal
-        .admin_reset(ADMIN, &user, ResetReason::LockedOut, ResetMode::ForceReenrolment)
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::ForceReenrolment)
         .unwrap();
     let (newest, _) = enrol(&portal, &clock, &user);
     // The new authenticator's history starts at its own confirmation.

@@ -138,7 +138,7 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
         let user = UserId::customer(format!("c{i:05}"));
         let secret = Secret::generate(&mut rng);
         before
-            .import_authenticator(ADMIN, &user, "phone", secret.clone(), TotpParams::standard())
+            .import_authenticator(&ADMIN, &user, "phone", secret.clone(), TotpParams::standard())
             .unwrap();
         phones.push((user, Totp::new(&secret, TotpParams::standard())));
     }

@@ -15,7 +15,7 @@ fn story(store: Arc<dyn portal_mfa::store::Backend>) -> Vec<(String, Vec<String>
     let portal = portal_on(store, &clock);
     let users = [UserId::customer("a"), UserId::vendor("a"), UserId::contact("b")];
     portal
-        .set_enforcement(ADMIN, portal_mfa::Enforcement::Enforced { grace: None })
+        .set_enforcement(&ADMIN, portal_mfa::Enforcement::Enforced { grace: None })
         .unwrap();
     for (i, user) in users.iter().enumerate() {
         let (phone, codes) = enrol(&portal, &clock, user);
@@ -25,7 +25,7 @@ fn story(store: Arc<dyn portal_mfa::store::Backend>) -> Vec<(String, Vec<String>
         clock.advance(100);
     }
     portal
-        .admin_reset(ADMIN, &users[1], ResetReason::NewDevice, ResetMode::default())
+        .admin_reset(&ADMIN, &users[1], ResetReason::NewDevice, ResetMode::default())
         .unwrap();
     let show = |q: EventQuery| -> Vec<String> {
         portal

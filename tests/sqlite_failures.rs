@@ -292,7 +292,7 @@ fn summary_columns_and_their_indexes_follow_every_change() {
     }
     portal
         .admin_reset(
-            flows::ADMIN,
+            &flows::ADMIN,
             &users[2],
             portal_mfa::ResetReason::LostDevice,
             portal_mfa::ResetMode::default(),

@@ -46,7 +46,7 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     enrol(&portal, &clock, &reset);
     portal
         .admin_reset(
-            ADMIN,
+            &ADMIN,
             &reset,
             ResetReason::Other("ticket 42".into()),
             ResetMode::ForceReenrolment,

@@ -11,7 +11,7 @@ use crate::backup::IssuedBackupCodes;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::event::{Actor, AuditEvent, ResetMode, ResetReason};
-use crate::ids::{AuthenticatorId, UserId};
+use crate::ids::{Admin, AuthenticatorId, UserId};
 use crate::otp::{Secret, TotpParams};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
@@ -51,29 +51,23 @@ impl<S: AsyncBackend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// Async [`Portal::set_enforcement`].
-    ///
-    /// ⚠️ The host must check that `admin` is an administrator of this portal.
-    pub async fn set_enforcement_async(&self, admin: &str, enforcement: Enforcement) -> Result<PortalPolicy> {
+    pub async fn set_enforcement_async(&self, admin: &Admin, enforcement: Enforcement) -> Result<PortalPolicy> {
         self.update_policy_async(admin, |p| p.with_enforcement(enforcement))
             .await
     }
 
     /// Async [`Portal::set_sign_in_method`].
-    ///
-    /// ⚠️ The host must check that `admin` is an administrator of this portal.
-    pub async fn set_sign_in_method_async(&self, admin: &str, method: SignInMethod) -> Result<PortalPolicy> {
+    pub async fn set_sign_in_method_async(&self, admin: &Admin, method: SignInMethod) -> Result<PortalPolicy> {
         self.update_policy_async(admin, |p| p.with_sign_in_method(method)).await
     }
 
     /// Async [`Portal::update_policy`].
-    ///
-    /// ⚠️ The host must check that `admin` is an administrator of this portal.
     pub async fn update_policy_async(
         &self,
-        admin: &str,
+        admin: &Admin,
         change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync,
     ) -> Result<PortalPolicy> {
-        let actor = Actor::Admin(admin.into());
+        let actor = admin.actor();
         for _ in 0..self.max_attempts {
             let planned = self.policy_change(&actor, self.store.read_policy(&self.id).await?, &change)?;
             if planned.unchanged {
@@ -156,34 +150,29 @@ impl<S: AsyncBackend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// Async [`Portal::admin_reset`].
-    ///
-    /// ⚠️ The host must check that `admin` administers this portal, and should
-    /// confirm the user's identity out of band and step the admin up first.
     pub async fn admin_reset_async(
         &self,
-        admin: &str,
+        admin: &Admin,
         user: &UserId,
         reason: ResetReason,
         mode: ResetMode,
     ) -> Result<ResetSummary> {
-        self.run_async(user, Actor::Admin(admin.into()), |record, ctx| {
+        self.run_async(user, admin.actor(), |record, ctx| {
             record.admin_reset(ctx, reason.clone(), mode)
         })
         .await
     }
 
     /// Async [`Portal::import_authenticator`].
-    ///
-    /// ⚠️ The host must check that `admin` administers this portal.
     pub async fn import_authenticator_async(
         &self,
-        admin: &str,
+        admin: &Admin,
         user: &UserId,
         label: &str,
         secret: Secret,
         params: TotpParams,
     ) -> Result<AuthenticatorId> {
-        self.run_async(user, Actor::Admin(admin.into()), |record, ctx| {
+        self.run_async(user, admin.actor(), |record, ctx| {
             record.import_authenticator(ctx, label, secret.clone(), params)
         })
         .await

@@ -17,7 +17,7 @@ use crate::backup::IssuedBackupCodes;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{Actor, AuditEvent, EventKind, Notifier, ResetMode, ResetReason};
-use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::ids::{Admin, AuthenticatorId, PortalId, UserId};
 use crate::keyring::Keyring;
 use crate::otp::{Secret, TotpParams};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
@@ -179,37 +179,32 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Admin: turns enforcement on or off. Enforcing is refused for a SAML portal.
     /// Turning it off does not remove anyone's configured MFA.
     ///
-    /// ⚠️ The host must check that `admin` is an administrator of this portal.
-    ///
     /// ```
-    /// use portal_mfa::{Enforcement, Error, MemoryStore, PolicyRefusal, Portal, PortalId, SignInMethod};
+    /// use portal_mfa::{Admin, Enforcement, Error, MemoryStore, PolicyRefusal, Portal, PortalId, SignInMethod};
     ///
     /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
-    /// portal.set_sign_in_method("admin", SignInMethod::Saml)?;
-    /// let refused = portal.set_enforcement("admin", Enforcement::Enforced { grace: None });
+    /// let admin = Admin::authorised("admin@acme.example");
+    /// portal.set_sign_in_method(&admin, SignInMethod::Saml)?;
+    /// let refused = portal.set_enforcement(&admin, Enforcement::Enforced { grace: None });
     /// assert!(matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))));
     /// # Ok::<(), portal_mfa::Error>(())
     /// ```
-    pub fn set_enforcement(&self, admin: &str, enforcement: Enforcement) -> Result<PortalPolicy> {
+    pub fn set_enforcement(&self, admin: &Admin, enforcement: Enforcement) -> Result<PortalPolicy> {
         self.update_policy(admin, |p| p.with_enforcement(enforcement))
     }
 
     /// Admin: changes the sign-in method. Switching an enforced portal to SAML is refused.
-    ///
-    /// ⚠️ The host must check that `admin` is an administrator of this portal.
-    pub fn set_sign_in_method(&self, admin: &str, method: SignInMethod) -> Result<PortalPolicy> {
+    pub fn set_sign_in_method(&self, admin: &Admin, method: SignInMethod) -> Result<PortalPolicy> {
         self.update_policy(admin, |p| p.with_sign_in_method(method))
     }
 
     /// Admin: any policy change, validated by the `PortalPolicy` builders `change` uses.
-    ///
-    /// ⚠️ The host must check that `admin` is an administrator of this portal.
     pub fn update_policy(
         &self,
-        admin: &str,
+        admin: &Admin,
         change: impl Fn(PortalPolicy) -> Result<PortalPolicy>,
     ) -> Result<PortalPolicy> {
-        let actor = Actor::Admin(admin.into());
+        let actor = admin.actor();
         for attempt in 0..self.max_attempts {
             let planned = self.policy_change(&actor, self.store.read_policy(&self.id)?, &change)?;
             if planned.unchanged {
@@ -312,42 +307,38 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     /// Admin **Reset MFA** for one user; the account itself is untouched.
     ///
-    /// ⚠️ The host must check that `admin` administers this portal, and should
-    /// confirm the user's identity out of band and step the admin up first.
-    ///
     /// ```
     /// # use portal_mfa::*;
     /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new())?;
     /// # let user = UserId::customer("c-7");
-    /// let summary = portal.admin_reset("admin@acme.example", &user, ResetReason::LostDevice, ResetMode::default())?;
+    /// let admin = Admin::authorised("admin@acme.example");
+    /// let summary = portal.admin_reset(&admin, &user, ResetReason::LostDevice, ResetMode::default())?;
     /// assert!(summary.must_enrol);
     /// assert!(matches!(portal.begin_sign_in(&user)?, SignInStep::MustEnrol { reason: EnrolReason::AdminReset }));
     /// # Ok::<(), portal_mfa::Error>(())
     /// ```
     pub fn admin_reset(
         &self,
-        admin: &str,
+        admin: &Admin,
         user: &UserId,
         reason: ResetReason,
         mode: ResetMode,
     ) -> Result<ResetSummary> {
-        self.run(user, Actor::Admin(admin.into()), |record, ctx| {
+        self.run(user, admin.actor(), |record, ctx| {
             record.admin_reset(ctx, reason.clone(), mode)
         })
     }
 
     /// Admin: imports an existing TOTP enrolment (migration from another system).
-    ///
-    /// ⚠️ The host must check that `admin` administers this portal.
     pub fn import_authenticator(
         &self,
-        admin: &str,
+        admin: &Admin,
         user: &UserId,
         label: &str,
         secret: Secret,
         params: TotpParams,
     ) -> Result<AuthenticatorId> {
-        self.run(user, Actor::Admin(admin.into()), |record, ctx| {
+        self.run(user, admin.actor(), |record, ctx| {
             record.import_authenticator(ctx, label, secret.clone(), params)
         })
     }

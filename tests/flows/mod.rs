@@ -21,7 +21,9 @@ pub type StoreFactory = dyn Fn() -> Arc<dyn Backend>;
 pub type TestPortal = Portal<Arc<dyn Backend>, ManualClock, StdRng>;
 
 pub const T0: u64 = 1_763_800_000;
-pub const ADMIN: &str = "admin@acme.example";
+/// The admin every test portal trusts (authorised by the "host", the test).
+pub static ADMIN: std::sync::LazyLock<portal_mfa::Admin> =
+    std::sync::LazyLock::new(|| portal_mfa::Admin::authorised("admin@acme.example"));
 
 pub fn portal_on(store: Arc<dyn Backend>, clock: &ManualClock) -> TestPortal {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
@@ -71,7 +73,7 @@ pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone,
 
 fn enforce(portal: &TestPortal) {
     portal
-        .set_enforcement(ADMIN, Enforcement::Enforced { grace: None })
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
         .unwrap();
 }
 
@@ -110,17 +112,17 @@ pub fn enforced_mfa_sends_unenrolled_users_to_enrolment_after_password(make: &St
 
 pub fn enforcing_is_refused_for_saml_portal(make: &StoreFactory) {
     let (portal, _) = setup(make);
-    portal.set_sign_in_method(ADMIN, SignInMethod::Saml).unwrap();
-    let refused = portal.set_enforcement(ADMIN, Enforcement::Enforced { grace: None });
+    portal.set_sign_in_method(&ADMIN, SignInMethod::Saml).unwrap();
+    let refused = portal.set_enforcement(&ADMIN, Enforcement::Enforced { grace: None });
     assert!(
         matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))),
         "{refused:?}"
     );
     assert!(!portal.policy().unwrap().is_enforced());
     // And the other way round: an enforced portal cannot move to SAML.
-    portal.set_sign_in_method(ADMIN, SignInMethod::Password).unwrap();
+    portal.set_sign_in_method(&ADMIN, SignInMethod::Password).unwrap();
     enforce(&portal);
-    let refused = portal.set_sign_in_method(ADMIN, SignInMethod::Saml);
+    let refused = portal.set_sign_in_method(&ADMIN, SignInMethod::Saml);
     assert!(matches!(
         refused,
         Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))
@@ -151,7 +153,7 @@ pub fn vendor_and_customer_share_policy(make: &StoreFactory) {
     for user in [&customer, &vendor] {
         enrol(&portal, &clock, user);
         let summary = portal
-            .admin_reset(ADMIN, user, ResetReason::LostDevice, ResetMode::default())
+            .admin_reset(&ADMIN, user, ResetReason::LostDevice, ResetMode::default())
             .unwrap();
         assert_eq!(summary.authenticators_removed, 1);
         assert_eq!(
@@ -502,7 +504,7 @@ pub fn failures_never_exceed_the_hard_limit(make: &StoreFactory) {
         Err(Error::LockedOut { until: None })
     ));
     portal
-        .admin_reset(ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
         .unwrap();
     assert_eq!(portal.record(&user).unwrap().failures().consecutive(), 0);
 }
@@ -515,7 +517,7 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
     let user = UserId::customer("c1");
     let (phone, codes) = enrol(&portal, &clock, &user);
     let summary = portal
-        .admin_reset(ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment)
+        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment)
         .unwrap();
     assert_eq!(
         (
@@ -530,7 +532,7 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
     let reset = record.last_reset().unwrap();
     assert_eq!(
         (&*reset.by, &reset.reason, reset.at),
-        (ADMIN, &ResetReason::LostDevice, T0 + 30)
+        (ADMIN.name(), &ResetReason::LostDevice, T0 + 30)
     );
     // Nothing old works; the user (same id) is sent to enrolment and can come back.
     assert!(matches!(
@@ -558,7 +560,7 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
         .iter()
         .find(|e| matches!(e.kind, EventKind::MfaReset { .. }))
         .unwrap();
-    assert_eq!(reset_event.actor, portal_mfa::Actor::Admin(ADMIN.into()));
+    assert_eq!(reset_event.actor, portal_mfa::Actor::Admin(ADMIN.name().into()));
 }
 
 pub fn admin_reset_remove_only_lets_self_configured_user_sign_in_without_mfa(make: &StoreFactory) {
@@ -566,7 +568,7 @@ pub fn admin_reset_remove_only_lets_self_configured_user_sign_in_without_mfa(mak
     let user = UserId::customer("c1");
     enrol(&portal, &clock, &user);
     let summary = portal
-        .admin_reset(ADMIN, &user, ResetReason::NewDevice, ResetMode::RemoveOnly)
+        .admin_reset(&ADMIN, &user, ResetReason::NewDevice, ResetMode::RemoveOnly)
         .unwrap();
     assert!(!summary.must_enrol);
     assert_eq!(portal.begin_sign_in(&user).unwrap(), SignInStep::NoMfaNeeded);
@@ -593,7 +595,7 @@ pub fn admin_reset_records_every_reason_the_requests_name(make: &StoreFactory) {
         let user = UserId::contact(format!("contact-{i}"));
         enrol(&portal, &clock, &user);
         portal
-            .admin_reset(ADMIN, &user, reason.clone(), ResetMode::default())
+            .admin_reset(&ADMIN, &user, reason.clone(), ResetMode::default())
             .unwrap();
         assert_eq!(portal.record(&user).unwrap().last_reset().unwrap().reason, reason);
         let trail = portal
@@ -620,7 +622,7 @@ pub fn locked_out_user_is_recovered_by_admin_reset(make: &StoreFactory) {
         SignInStep::LockedOut { .. }
     ));
     portal
-        .admin_reset(ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
         .unwrap();
     assert_eq!(
         portal.begin_sign_in(&user).unwrap(),
@@ -637,7 +639,7 @@ pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory
     let enrolled = UserId::customer("enrolled");
     let never = UserId::vendor("never-enrolled");
     let (phone, _) = enrol(&portal, &clock, &enrolled);
-    portal.set_enforcement(ADMIN, Enforcement::SelfConfigured).unwrap();
+    portal.set_enforcement(&ADMIN, Enforcement::SelfConfigured).unwrap();
     assert!(matches!(
         portal.begin_sign_in(&enrolled).unwrap(),
         SignInStep::EnterCode { .. }
@@ -647,7 +649,7 @@ pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory
     // The admin turns it off for the enrolled user with a reset.
     portal
         .admin_reset(
-            ADMIN,
+            &ADMIN,
             &enrolled,
             ResetReason::Other("MFA no longer required".into()),
             ResetMode::RemoveOnly,
@@ -663,7 +665,7 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         sign_ins: Some(2),
     };
     portal
-        .set_enforcement(ADMIN, Enforcement::Enforced { grace: Some(grace) })
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) })
         .unwrap();
     let user = UserId::customer("c1");
     assert_eq!(
@@ -702,7 +704,7 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
     );
     assert!(matches!(
         portal.set_enforcement(
-            ADMIN,
+            &ADMIN,
             Enforcement::Enforced {
                 grace: Some(Grace {
                     until: None,
@@ -727,7 +729,7 @@ pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
     let (_, codes) = enrol(&portal, &clock, &user);
     portal.verify_sign_in(&user, &codes[0]).unwrap();
     portal
-        .admin_reset(ADMIN, &user, ResetReason::SecurityIncident, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::SecurityIncident, ResetMode::default())
         .unwrap();
     let heard = heard.lock().unwrap();
     assert!(matches!(heard[0], EventKind::AuthenticatorAdded { .. }));
