@@ -176,6 +176,8 @@ pub enum PolicyRefusal {
     LastAuthenticatorWhileEnforced,
     /// Only an admin may do this.
     AdminOnly,
+    /// No grace sign-in applies any more (the grace ended, or the last one was spent).
+    NoGraceLeft,
 }
 
 impl core::fmt::Display for PolicyRefusal {
@@ -186,6 +188,7 @@ impl core::fmt::Display for PolicyRefusal {
                 "the last authenticator cannot be deleted while the portal enforces MFA"
             }
             Self::AdminOnly => "only an admin may do this",
+            Self::NoGraceLeft => "no grace sign-in is left; MFA must be set up first",
         })
     }
 }

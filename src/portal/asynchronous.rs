@@ -93,6 +93,12 @@ impl<S: AsyncBackend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             .await
     }
 
+    /// Async [`Portal::complete_grace_sign_in`].
+    pub async fn complete_grace_sign_in_async(&self, user: &UserId) -> Result<SignInStep> {
+        self.run_async(user, Actor::User, |record, ctx| record.complete_grace_sign_in(ctx))
+            .await
+    }
+
     /// Async [`Portal::verify_sign_in`].
     pub async fn verify_sign_in_async(&self, user: &UserId, input: &str) -> Result<SignInVerified> {
         self.run_async(user, Actor::User, |record, ctx| record.verify(ctx, input))

@@ -225,9 +225,20 @@ impl<S: Backend, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     // ----- user flows -----
 
-    /// After the password step: what to ask for next.
+    /// After the password step: what to ask for next. A pure read: a page
+    /// reload that asks again changes nothing. Keep the answer in the host's
+    /// server-side session between the password page and the code page.
     pub fn begin_sign_in(&self, user: &UserId) -> Result<SignInStep> {
         self.run(user, Actor::User, |record, ctx| record.sign_in_step(ctx))
+    }
+
+    /// Spends a grace sign-in: call it when the host signs the user in under
+    /// [`SignInStep::GraceSignIn`] (not when it only shows the page). Answers
+    /// the sign-ins left, or refuses with
+    /// [`PolicyRefusal::NoGraceLeft`](crate::PolicyRefusal::NoGraceLeft) if the
+    /// grace has run out since.
+    pub fn complete_grace_sign_in(&self, user: &UserId) -> Result<SignInStep> {
+        self.run(user, Actor::User, |record, ctx| record.complete_grace_sign_in(ctx))
     }
 
     /// Checks a TOTP code or a backup code typed at sign-in.

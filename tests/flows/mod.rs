@@ -668,26 +668,34 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) })
         .unwrap();
     let user = UserId::customer("c1");
-    assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
-        SignInStep::GraceSignIn {
-            remaining: Some(1),
-            until: grace.until
-        }
-    );
-    assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
-        SignInStep::GraceSignIn {
-            remaining: Some(0),
-            until: grace.until
-        }
-    );
+    let first = SignInStep::GraceSignIn {
+        remaining: Some(1),
+        until: grace.until,
+    };
+    // Asking is a pure read (a page reload asks twice); completing spends one.
+    assert_eq!(portal.begin_sign_in(&user).unwrap(), first);
+    assert_eq!(portal.begin_sign_in(&user).unwrap(), first);
+    assert_eq!(portal.complete_grace_sign_in(&user).unwrap(), first);
+    let last = SignInStep::GraceSignIn {
+        remaining: Some(0),
+        until: grace.until,
+    };
+    assert_eq!(portal.begin_sign_in(&user).unwrap(), last);
+    assert_eq!(portal.complete_grace_sign_in(&user).unwrap(), last);
     assert_eq!(
         portal.begin_sign_in(&user).unwrap(),
         SignInStep::MustEnrol {
             reason: EnrolReason::PolicyEnforced
         }
     );
+    assert!(matches!(
+        portal.complete_grace_sign_in(&user),
+        Err(Error::NotAllowed(PolicyRefusal::NoGraceLeft))
+    ));
+    let trail = portal
+        .audit_events(EventQuery::portal(portal.id()).user(&user))
+        .unwrap();
+    assert_eq!(trail.len(), 2, "one event per grace sign-in spent, none for asking");
     // The deadline ends it too: grace holds up to and at `until`, not after.
     let late = UserId::customer("c2");
     clock.set(T0 + 3_600);
