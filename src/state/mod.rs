@@ -2,6 +2,7 @@
 //! `(record, context, input) -> (next record, events, answer)`. No I/O, no
 //! clock, no RNG of its own: the [`crate::portal`] driver passes those in.
 
+mod draft;
 mod record;
 mod transitions;
 

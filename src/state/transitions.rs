@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rand::CryptoRng;
 
+use super::draft::Draft;
 use super::record::{Authenticator, Key, MfaRecord, PendingEnrolment, ResetRecord};
 use crate::backup::{BackupCodes, IssuedBackupCodes, TypedBackupCode};
 use crate::error::{Error, PolicyRefusal, Result};
@@ -148,46 +149,9 @@ pub struct ResetSummary {
     pub must_enrol: bool,
 }
 
-/// A record being changed, with the events the change emits.
-struct Draft<'c> {
-    record: MfaRecord,
-    events: Vec<AuditEvent>,
-    changed: bool,
-    ctx: &'c Context<'c>,
-}
-
-impl<'c> Draft<'c> {
-    fn new(record: MfaRecord, ctx: &'c Context<'c>) -> Self {
-        Self {
-            record,
-            events: Vec::new(),
-            changed: false,
-            ctx,
-        }
-    }
-
-    fn emit(&mut self, kind: EventKind) {
-        self.events.push(AuditEvent {
-            at: self.ctx.now,
-            portal: self.ctx.portal.clone(),
-            user: Some(self.ctx.user.clone()),
-            actor: self.ctx.actor.clone(),
-            kind,
-        });
-        self.changed = true;
-    }
-
-    fn done<T>(self, result: Result<T>) -> Outcome<T> {
-        Outcome {
-            record: self.record,
-            changed: self.changed,
-            events: self.events,
-            result,
-        }
-    }
-
+impl Draft<'_> {
     fn refuse_if_locked(&self) -> Result<()> {
-        match self.record.failures.active_lock(self.ctx.now) {
+        match self.record().failures.active_lock(self.ctx.now) {
             Some(until) => Err(Error::LockedOut { until }),
             None => Ok(()),
         }
@@ -198,7 +162,7 @@ impl<'c> Draft<'c> {
     /// change that needs a fresh code.
     fn prove(&mut self, input: &str) -> Result<Factor> {
         self.refuse_if_locked()?;
-        if self.record.authenticators.is_empty() {
+        if self.record().authenticators.is_empty() {
             return Err(Error::NotEnrolled);
         }
         if looks_like_totp(input) {
@@ -216,7 +180,7 @@ impl<'c> Draft<'c> {
         let mut fresh = None;
         let mut replayed = None;
         // Every authenticator is checked, whatever matched before it.
-        for (index, authenticator) in self.record.authenticators.iter().enumerate() {
+        for (index, authenticator) in self.record().authenticators.iter().enumerate() {
             let code = match Code::parse(input, authenticator.params().digits()) {
                 Ok(code) => code,
                 Err(e) => {
@@ -234,7 +198,7 @@ impl<'c> Draft<'c> {
             }
         }
         if let Some((index, step)) = fresh {
-            let authenticator = &mut self.record.authenticators[index];
+            let authenticator = &mut self.record_mut().authenticators[index];
             authenticator.last_used_step = Some(step);
             let id = authenticator.id;
             return Ok(self.succeed(Factor::Totp(id)));
@@ -252,11 +216,11 @@ impl<'c> Draft<'c> {
 
     fn prove_backup(&mut self, typed: &TypedBackupCode) -> Result<Factor> {
         let found = self
-            .record
+            .record()
             .backup_codes
             .as_ref()
             .and_then(|codes| codes.find_unused(typed));
-        match (found, self.record.backup_codes.as_mut()) {
+        match (found, self.record_mut().backup_codes.as_mut()) {
             (Some(index), Some(codes)) => {
                 codes.mark_used(index);
                 let remaining = codes.remaining();
@@ -268,8 +232,8 @@ impl<'c> Draft<'c> {
     }
 
     fn succeed(&mut self, factor: Factor) -> Factor {
-        self.record.failures = Default::default();
-        self.record.last_verified_at = Some(self.ctx.now);
+        self.record_mut().failures = Default::default();
+        self.record_mut().last_verified_at = Some(self.ctx.now);
         self.emit(EventKind::Verified { factor });
         factor
     }
@@ -278,14 +242,15 @@ impl<'c> Draft<'c> {
     /// says how many tries are left, or that this failure locked MFA.
     fn fail(&mut self, replay: bool) -> Error {
         let rule = self.ctx.policy.lockout();
+        let now = self.ctx.now;
         let max = u32::from(rule.max_failures());
-        let failures = &mut self.record.failures;
+        let failures = &mut self.record_mut().failures;
         failures.consecutive = failures.consecutive.saturating_add(1);
         let consecutive = failures.consecutive;
         self.emit(EventKind::VerificationFailed {
             consecutive_failures: consecutive,
         });
-        let failures = &mut self.record.failures;
+        let failures = &mut self.record_mut().failures;
         if consecutive >= LockoutRule::HARD_LIMIT {
             failures.locked_until = None;
             self.emit(EventKind::LockedOut { until: None });
@@ -293,7 +258,7 @@ impl<'c> Draft<'c> {
         }
         if consecutive.is_multiple_of(max) {
             failures.locks = failures.locks.saturating_add(1);
-            let until = self.ctx.now.saturating_add(rule.lock_duration(failures.locks));
+            let until = now.saturating_add(rule.lock_duration(failures.locks));
             failures.locked_until = Some(until);
             self.emit(EventKind::LockedOut { until: Some(until) });
             return Error::LockedOut { until: Some(until) };
@@ -308,7 +273,7 @@ impl<'c> Draft<'c> {
     }
 
     fn sign_in_verified(&self, factor: Factor) -> SignInVerified {
-        let remaining = self.record.backup_codes.as_ref().map_or(0, BackupCodes::remaining);
+        let remaining = self.record().backup_codes.as_ref().map_or(0, BackupCodes::remaining);
         SignInVerified {
             factor,
             backup_codes_remaining: remaining,
@@ -325,11 +290,11 @@ impl<'c> Draft<'c> {
 
     fn next_id(&mut self) -> Result<AuthenticatorId> {
         let next = self
-            .record
+            .record()
             .next_authenticator_id
             .checked_add(1)
             .ok_or(Error::TooManyAuthenticators)?;
-        self.record.next_authenticator_id = next;
+        self.record_mut().next_authenticator_id = next;
         Ok(AuthenticatorId(next))
     }
 
@@ -337,24 +302,25 @@ impl<'c> Draft<'c> {
     /// [`PendingEnrolment::MAX_WRONG_CODES`] it is cancelled, so its secret
     /// cannot be guessed in its lifetime.
     fn wrong_confirmation_code(&mut self) -> Error {
-        let Some(pending) = self.record.pending.as_mut() else {
+        let Some(pending) = self.record_mut().pending.as_mut() else {
             return Error::NoPendingEnrolment;
         };
         pending.wrong_codes = pending.wrong_codes.saturating_add(1);
         let wrong_codes = pending.wrong_codes;
         if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
-            self.record.pending = None;
+            self.record_mut().pending = None;
             self.emit(EventKind::EnrolmentFailed { wrong_codes });
             return Error::EnrolmentCancelled;
         }
-        self.changed = true;
         Error::WrongCode {
             attempts_left: Some(u32::from(PendingEnrolment::MAX_WRONG_CODES - wrong_codes)),
         }
     }
 
     fn cancel_pending(&mut self) {
-        if self.record.pending.take().is_some() {
+        // Only a pending enrolment that is there is a change.
+        if self.record().pending.is_some() {
+            self.record_mut().pending = None;
             self.emit(EventKind::EnrolmentCancelled);
         }
     }
@@ -393,7 +359,7 @@ impl MfaRecord {
         let SignInStep::GraceSignIn { remaining, until } = step else {
             return draft.done(Err(Error::NotAllowed(PolicyRefusal::NoGraceLeft)));
         };
-        draft.record.grace_sign_ins_used = draft.record.grace_sign_ins_used.saturating_add(1);
+        draft.record_mut().grace_sign_ins_used = draft.record().grace_sign_ins_used.saturating_add(1);
         draft.emit(EventKind::GraceSignIn { remaining });
         draft.done(Ok(SignInStep::GraceSignIn { remaining, until }))
     }
@@ -445,12 +411,12 @@ impl MfaRecord {
             let params = ctx.policy.otp();
             let uri = OtpAuthUri::new(request.issuer, request.account, secret.clone(), params)?;
             draft.refuse_if_locked()?;
-            if draft.record.mfa_enabled() {
+            if draft.record().mfa_enabled() {
                 if let Some(id) = request.replaces {
-                    if !draft.record.authenticators.iter().any(|a| a.id == id) {
+                    if !draft.record().authenticators.iter().any(|a| a.id == id) {
                         return Err(Error::UnknownAuthenticator);
                     }
-                } else if draft.record.authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
+                } else if draft.record().authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
                     return Err(Error::TooManyAuthenticators);
                 }
                 draft.prove(request.proof.ok_or(Error::ProofRequired)?)?;
@@ -460,7 +426,7 @@ impl MfaRecord {
             draft.cancel_pending();
             let id = draft.next_id()?;
             let expires_at = ctx.now.saturating_add(ctx.policy.enrolment_lifetime_secs());
-            draft.record.pending = Some(Box::new(PendingEnrolment {
+            draft.record_mut().pending = Some(Box::new(PendingEnrolment {
                 id,
                 label,
                 key: Key::new(secret, params),
@@ -493,7 +459,7 @@ impl MfaRecord {
         let result = (|| {
             draft.refuse_if_locked()?;
             let expires_at = draft
-                .record
+                .record()
                 .pending
                 .as_ref()
                 .ok_or(Error::NoPendingEnrolment)?
@@ -502,21 +468,21 @@ impl MfaRecord {
                 draft.cancel_pending();
                 return Err(Error::EnrolmentExpired);
             }
-            let pending = draft.record.pending.as_ref().ok_or(Error::NoPendingEnrolment)?;
+            let pending = draft.record().pending.as_ref().ok_or(Error::NoPendingEnrolment)?;
             let code = Code::parse(input, pending.params().digits())?;
             let matched = pending.key.totp().verify(&code, ctx.now, ctx.policy.window())?;
             let Some(step) = matched else {
                 return Err(draft.wrong_confirmation_code());
             };
-            let Some(pending) = draft.record.pending.take() else {
+            let Some(pending) = draft.record_mut().pending.take() else {
                 return Err(Error::NoPendingEnrolment);
             };
             // Decided before a replaced authenticator goes: a swap keeps MFA on.
-            let turning_on = !draft.record.mfa_enabled();
+            let turning_on = !draft.record().mfa_enabled();
             if let Some(old) = pending.replaces {
-                let before = draft.record.authenticators.len();
-                draft.record.authenticators.retain(|a| a.id != old);
-                if draft.record.authenticators.len() < before {
+                let before = draft.record().authenticators.len();
+                draft.record_mut().authenticators.retain(|a| a.id != old);
+                if draft.record().authenticators.len() < before {
                     draft.emit(EventKind::AuthenticatorRemoved {
                         authenticator: old,
                         cause: RemovalCause::Replaced,
@@ -524,15 +490,15 @@ impl MfaRecord {
                 }
             }
             // Exact: the default growth would reserve room for four.
-            draft.record.authenticators.reserve_exact(1);
-            draft.record.authenticators.push(Authenticator {
+            draft.record_mut().authenticators.reserve_exact(1);
+            draft.record_mut().authenticators.push(Authenticator {
                 id: pending.id,
                 label: pending.label.clone(),
                 key: pending.key,
                 added_at: ctx.now,
                 last_used_step: Some(step),
             });
-            draft.record.must_enrol = false;
+            draft.record_mut().must_enrol = false;
             draft.emit(EventKind::AuthenticatorAdded {
                 authenticator: pending.id,
                 label: pending.label,
@@ -540,7 +506,7 @@ impl MfaRecord {
             let backup_codes = if turning_on {
                 let count = ctx.policy.backup_code_count();
                 let (stored, issued) = BackupCodes::generate(rng, count);
-                draft.record.backup_codes = Some(stored);
+                draft.record_mut().backup_codes = Some(stored);
                 draft.emit(EventKind::BackupCodesIssued {
                     count,
                     regenerated: false,
@@ -581,23 +547,23 @@ impl MfaRecord {
     pub fn delete_authenticator(self, ctx: &Context<'_>, id: AuthenticatorId, proof: &str) -> Outcome<()> {
         let mut draft = Draft::new(self, ctx);
         let result = (|| {
-            if !draft.record.authenticators.iter().any(|a| a.id == id) {
+            if !draft.record().authenticators.iter().any(|a| a.id == id) {
                 return Err(Error::UnknownAuthenticator);
             }
-            if ctx.policy.is_enforced() && draft.record.authenticators.len() == 1 {
+            if ctx.policy.is_enforced() && draft.record().authenticators.len() == 1 {
                 return Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced));
             }
             draft.prove(proof)?;
-            draft.record.authenticators.retain(|a| a.id != id);
-            if draft.record.pending.as_ref().is_some_and(|p| p.replaces == Some(id)) {
+            draft.record_mut().authenticators.retain(|a| a.id != id);
+            if draft.record().pending.as_ref().is_some_and(|p| p.replaces == Some(id)) {
                 draft.cancel_pending();
             }
             draft.emit(EventKind::AuthenticatorRemoved {
                 authenticator: id,
                 cause: RemovalCause::Deleted,
             });
-            if !draft.record.mfa_enabled() {
-                draft.record.backup_codes = None;
+            if !draft.record().mfa_enabled() {
+                draft.record_mut().backup_codes = None;
             }
             Ok(())
         })();
@@ -615,7 +581,7 @@ impl MfaRecord {
         let result = draft.prove(proof).map(|_| {
             let count = ctx.policy.backup_code_count();
             let (stored, issued) = BackupCodes::generate(rng, count);
-            draft.record.backup_codes = Some(stored);
+            draft.record_mut().backup_codes = Some(stored);
             draft.emit(EventKind::BackupCodesIssued {
                 count,
                 regenerated: true,
@@ -631,7 +597,7 @@ impl MfaRecord {
     pub fn admin_reset(self, ctx: &Context<'_>, reason: ResetReason, mode: ResetMode) -> Outcome<ResetSummary> {
         let mut draft = Draft::new(self, ctx);
         let result = draft.require_admin().map(|admin| {
-            let record = &mut draft.record;
+            let record = draft.record_mut();
             let authenticators_removed = record.authenticators.len() as u32;
             let backup_codes_removed = record.backup_codes.as_ref().map_or(0, BackupCodes::remaining);
             record.authenticators.clear();
@@ -675,19 +641,19 @@ impl MfaRecord {
         let result = (|| {
             draft.require_admin()?;
             let label = check_label(label)?;
-            if draft.record.authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
+            if draft.record().authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
                 return Err(Error::TooManyAuthenticators);
             }
             let id = draft.next_id()?;
-            draft.record.authenticators.reserve_exact(1);
-            draft.record.authenticators.push(Authenticator {
+            draft.record_mut().authenticators.reserve_exact(1);
+            draft.record_mut().authenticators.push(Authenticator {
                 id,
                 label: label.clone(),
                 key: Key::new(secret, params),
                 added_at: ctx.now,
                 last_used_step: None,
             });
-            draft.record.must_enrol = false;
+            draft.record_mut().must_enrol = false;
             draft.emit(EventKind::AuthenticatorAdded {
                 authenticator: id,
                 label,
