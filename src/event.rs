@@ -206,6 +206,7 @@ impl EventKind {
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct AuditEvent {
     /// Unix time.
     pub at: u64,

@@ -202,6 +202,7 @@ impl Failures {
 
 /// The last admin reset, kept on the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResetRecord {
     /// The admin.
     pub by: Arc<str>,

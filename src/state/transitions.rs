@@ -108,6 +108,7 @@ pub struct EnrolmentRequest<'a> {
 
 /// A started enrolment, to show the user.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct StartedEnrolment {
     /// The id the authenticator will have.
     pub authenticator: AuthenticatorId,
@@ -120,6 +121,7 @@ pub struct StartedEnrolment {
 
 /// A confirmed enrolment.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct EnrolmentConfirmed {
     /// The new authenticator.
     pub authenticator: AuthenticatorId,
@@ -129,6 +131,7 @@ pub struct EnrolmentConfirmed {
 
 /// A successful second-factor check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SignInVerified {
     /// How it was proven.
     pub factor: Factor,
@@ -140,6 +143,7 @@ pub struct SignInVerified {
 
 /// What an admin reset removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResetSummary {
     /// Authenticators removed.
     pub authenticators_removed: u32,
