@@ -8,7 +8,7 @@ mod flows;
 use std::sync::{Arc, Barrier};
 
 use flows::{ADMIN, Phone, T0};
-use portal_mfa::store::{AsyncBackend, AsyncMfaStore, Commit, RecordWrite, Stored, StoredEvent, Version};
+use portal_mfa::store::{AsyncBackend, AsyncMfaStore, Commit, RecordWrite, StoreFuture, Stored, StoredEvent, Version};
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, Factor, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
     ResetReason, SignInStep, UserId,
@@ -40,6 +40,11 @@ fn futures_are_send_so_multithreaded_executors_can_run_them() {
     assert_send(&portal.confirm_enrolment_async(&user, "123456"));
     assert_send(&portal.admin_reset_async(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default()));
     assert_send(&portal.set_enforcement_async(&ADMIN, Enforcement::SelfConfigured));
+    // And over a store held as a trait object.
+    let store: Arc<dyn AsyncMfaStore> = Arc::new(AsyncCas(flows::kv::KvStore::default()));
+    let shared = self::portal(store, &clock);
+    assert_send(&shared.begin_sign_in_async(&user));
+    assert_send(&shared.verify_sign_in_async(&user, "123456"));
 }
 
 #[test]
@@ -106,34 +111,36 @@ fn the_whole_walk_through_runs_on_the_async_driver() {
 struct AsyncCas(flows::kv::KvStore);
 
 impl AsyncMfaStore for AsyncCas {
-    async fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
-        MfaStore::load(&self.0, p, u)
+    fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
+        Box::pin(async move { MfaStore::load(&self.0, p, u) })
     }
-    async fn commit(
-        &self,
-        p: &PortalId,
-        u: &UserId,
+    fn commit<'a>(
+        &'a self,
+        p: &'a PortalId,
+        u: &'a UserId,
         v: Option<Version>,
-        w: &RecordWrite,
-    ) -> Result<Commit, StorageError> {
-        // Give the other tasks a chance to interleave between read and write.
-        std::thread::yield_now();
-        MfaStore::commit(&self.0, p, u, v, w)
+        w: &'a RecordWrite,
+    ) -> StoreFuture<'a, Commit> {
+        Box::pin(async move {
+            // Give the other tasks a chance to interleave between read and write.
+            std::thread::yield_now();
+            MfaStore::commit(&self.0, p, u, v, w)
+        })
     }
-    async fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
-        MfaStore::load_policy(&self.0, p)
+    fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
+        Box::pin(async move { MfaStore::load_policy(&self.0, p) })
     }
-    async fn commit_policy(
-        &self,
-        p: &PortalId,
+    fn commit_policy<'a>(
+        &'a self,
+        p: &'a PortalId,
         v: Option<Version>,
-        b: &[u8],
-        e: &[StoredEvent],
-    ) -> Result<Commit, StorageError> {
-        MfaStore::commit_policy(&self.0, p, v, b, e)
+        b: &'a [u8],
+        e: &'a [StoredEvent],
+    ) -> StoreFuture<'a, Commit> {
+        Box::pin(async move { MfaStore::commit_policy(&self.0, p, v, b, e) })
     }
-    async fn events(&self, q: &portal_mfa::EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
-        MfaStore::events(&self.0, q)
+    fn events<'a>(&'a self, q: &'a portal_mfa::EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>> {
+        Box::pin(async move { MfaStore::events(&self.0, q) })
     }
 }
 
@@ -141,6 +148,9 @@ impl AsyncMfaStore for AsyncCas {
 fn racing_tasks_accept_one_code_once() {
     race_on(MemoryStore::new());
     race_on(AsyncCas(flows::kv::KvStore::default()));
+    // The same store as a trait object, as a host holding several kinds of store would.
+    let shared: Arc<dyn AsyncMfaStore> = Arc::new(AsyncCas(flows::kv::KvStore::default()));
+    race_on(shared);
 }
 
 fn race_on<S: AsyncBackend>(store: S) {

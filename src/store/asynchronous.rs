@@ -3,6 +3,7 @@
 //! a database driver can await its I/O without blocking the executor.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use super::{
@@ -15,52 +16,54 @@ use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
 use crate::stored::{decode_event, decode_policy, encode_policy};
 
-/// The async twin of [`MfaStore`](super::MfaStore): same contract, same atomicity rules.
+/// What [`AsyncMfaStore`] methods return: a boxed `Send` future, so the
+/// trait can be used as `Arc<dyn AsyncMfaStore>`. Write a method as
+/// `Box::pin(async move { … })`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+/// The async twin of [`MfaStore`](super::MfaStore): same contract, same
+/// atomicity rules, usable as a trait object (`Arc<dyn AsyncMfaStore>`).
 ///
 /// ⚠️ As for [`MfaStore::commit`](super::MfaStore::commit), a commit must write
 /// the bytes, the summary and all the events atomically, and only if the
 /// version is still `expected`.
 pub trait AsyncMfaStore: Send + Sync {
     /// See [`MfaStore::load`](super::MfaStore::load).
-    fn load(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-    ) -> impl Future<Output = Result<Option<Stored>, StorageError>> + Send;
+    fn load<'a>(&'a self, portal: &'a PortalId, user: &'a UserId) -> StoreFuture<'a, Option<Stored>>;
 
     /// See [`MfaStore::commit`](super::MfaStore::commit).
-    fn commit(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
+    fn commit<'a>(
+        &'a self,
+        portal: &'a PortalId,
+        user: &'a UserId,
         expected: Option<Version>,
-        write: &RecordWrite,
-    ) -> impl Future<Output = Result<Commit, StorageError>> + Send;
+        write: &'a RecordWrite,
+    ) -> StoreFuture<'a, Commit>;
 
     /// See [`MfaStore::load_policy`](super::MfaStore::load_policy).
-    fn load_policy(&self, portal: &PortalId) -> impl Future<Output = Result<Option<Stored>, StorageError>> + Send;
+    fn load_policy<'a>(&'a self, portal: &'a PortalId) -> StoreFuture<'a, Option<Stored>>;
 
     /// See [`MfaStore::commit_policy`](super::MfaStore::commit_policy).
-    fn commit_policy(
-        &self,
-        portal: &PortalId,
+    fn commit_policy<'a>(
+        &'a self,
+        portal: &'a PortalId,
         expected: Option<Version>,
-        bytes: &[u8],
-        events: &[StoredEvent],
-    ) -> impl Future<Output = Result<Commit, StorageError>> + Send;
+        bytes: &'a [u8],
+        events: &'a [StoredEvent],
+    ) -> StoreFuture<'a, Commit>;
 
     /// See [`MfaStore::events`](super::MfaStore::events).
-    fn events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<Vec<u8>>, StorageError>> + Send;
+    fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>>;
 
     /// See [`MfaStore::apply`](super::MfaStore::apply); the default loads, runs
     /// `change` and commits with compare-and-swap.
-    fn apply(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        change: &mut ChangeFn<'_>,
-    ) -> impl Future<Output = Result<Applied, StorageError>> + Send {
-        async move {
+    fn apply<'a>(
+        &'a self,
+        portal: &'a PortalId,
+        user: &'a UserId,
+        change: &'a mut ChangeFn<'_>,
+    ) -> StoreFuture<'a, Applied> {
+        Box::pin(async move {
             let policy = self.load_policy(portal).await?;
             let current = self.load(portal, user).await?;
             let Some(write) = change(current.as_ref(), policy.as_ref()) else {
@@ -70,7 +73,7 @@ pub trait AsyncMfaStore: Send + Sync {
                 .commit(portal, user, current.map(|c| c.version), &write)
                 .await?
                 .into())
-        }
+        })
     }
 }
 
@@ -102,9 +105,9 @@ pub trait AsyncBackend: Send + Sync + sealed::Sealed {
     fn read_events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<AuditEvent>>> + Send;
 }
 
-impl<S: AsyncMfaStore> sealed::Sealed for S {}
+impl<S: AsyncMfaStore + ?Sized> sealed::Sealed for S {}
 
-impl<S: AsyncMfaStore> AsyncBackend for S {
+impl<S: AsyncMfaStore + ?Sized> AsyncBackend for S {
     async fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
         self.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))
             .await

@@ -22,7 +22,7 @@ mod memory;
 mod sqlite;
 
 #[cfg(feature = "async")]
-pub use asynchronous::{AsyncBackend, AsyncMfaStore};
+pub use asynchronous::{AsyncBackend, AsyncMfaStore, StoreFuture};
 pub use backend::Backend;
 pub(crate) use backend::{LiveChange, Step};
 pub use memory::MemoryStore;
