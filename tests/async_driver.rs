@@ -8,12 +8,12 @@ mod flows;
 use std::sync::{Arc, Barrier};
 
 use flows::{ADMIN, Phone, T0};
+use portal_mfa::MfaStore;
 use portal_mfa::store::{AsyncBackend, AsyncMfaStore, Commit, RecordWrite, StoreFuture, Stored, StoredEvent, Version};
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, Factor, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
     ResetReason, SignInStep, UserId,
 };
-use portal_mfa::{MfaStore, StorageError};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
