@@ -10,11 +10,12 @@ use super::{
     Applied, Backend, ChangeFn, Commit, EventQuery, MemoryStore, RecordWrite, Step, StorageError, Stored, StoredEvent,
     Version,
 };
+use super::{decode_events, decode_stored_policy, stored_events};
 use crate::error::Result;
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
-use crate::stored::{decode_event, decode_policy, encode_policy};
+use crate::stored::encode_policy;
 
 /// What [`AsyncMfaStore`] methods return: a boxed `Send` future, so the
 /// trait can be used as `Arc<dyn AsyncMfaStore>`. Write a method as
@@ -114,10 +115,7 @@ impl<S: AsyncMfaStore + ?Sized> AsyncBackend for S {
     }
 
     async fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
-        self.load_policy(portal)
-            .await?
-            .map(|s| Ok((decode_policy(&s.bytes)?, s.version)))
-            .transpose()
+        decode_stored_policy(self.load_policy(portal).await?)
     }
 
     async fn write_policy(
@@ -127,14 +125,13 @@ impl<S: AsyncMfaStore + ?Sized> AsyncBackend for S {
         policy: &PortalPolicy,
         events: &[AuditEvent],
     ) -> Result<Commit> {
-        let events: Vec<StoredEvent> = events.iter().map(StoredEvent::of).collect();
         Ok(self
-            .commit_policy(portal, expected, &encode_policy(policy), &events)
+            .commit_policy(portal, expected, &encode_policy(policy), &stored_events(events))
             .await?)
     }
 
     async fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
-        self.events(query).await?.iter().map(|b| decode_event(b)).collect()
+        decode_events(&self.events(query).await?)
     }
 }
 

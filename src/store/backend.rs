@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
-use super::{
-    Applied, Commit, EventQuery, MemoryStore, MfaStore, RecordWrite, StorageError, Stored, StoredEvent, Version,
-};
+use super::{Applied, Commit, EventQuery, MemoryStore, MfaStore, RecordWrite, StorageError, Stored, Version};
+use super::{decode_events, decode_stored_policy, stored_events};
 use crate::error::Result;
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
 use crate::state::MfaRecord;
-use crate::stored::{decode_event, decode_policy, encode_policy};
+use crate::stored::encode_policy;
 
 mod sealed {
     pub trait Sealed {}
@@ -71,9 +70,7 @@ impl<S: MfaStore + ?Sized> Backend for S {
     }
 
     fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
-        self.load_policy(portal)?
-            .map(|s| Ok((decode_policy(&s.bytes)?, s.version)))
-            .transpose()
+        decode_stored_policy(self.load_policy(portal)?)
     }
 
     fn write_policy(
@@ -83,12 +80,11 @@ impl<S: MfaStore + ?Sized> Backend for S {
         policy: &PortalPolicy,
         events: &[AuditEvent],
     ) -> Result<Commit> {
-        let events: Vec<StoredEvent> = events.iter().map(StoredEvent::of).collect();
-        Ok(self.commit_policy(portal, expected, &encode_policy(policy), &events)?)
+        Ok(self.commit_policy(portal, expected, &encode_policy(policy), &stored_events(events))?)
     }
 
     fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
-        self.events(query)?.iter().map(|bytes| decode_event(bytes)).collect()
+        decode_events(&self.events(query)?)
     }
 
     fn stored_records(

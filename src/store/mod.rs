@@ -154,6 +154,24 @@ impl StoredEvent {
     }
 }
 
+/// The conversions every byte store's driver side shares, sync or async:
+/// a stored policy read back, events going in, events coming out.
+pub(crate) fn decode_stored_policy(
+    stored: Option<Stored>,
+) -> crate::error::Result<Option<(crate::policy::PortalPolicy, Version)>> {
+    stored
+        .map(|s| Ok((crate::stored::decode_policy(&s.bytes)?, s.version)))
+        .transpose()
+}
+
+pub(crate) fn stored_events(events: &[AuditEvent]) -> Vec<StoredEvent> {
+    events.iter().map(StoredEvent::of).collect()
+}
+
+pub(crate) fn decode_events(events: &[Vec<u8>]) -> crate::error::Result<Vec<AuditEvent>> {
+    events.iter().map(|bytes| crate::stored::decode_event(bytes)).collect()
+}
+
 impl core::fmt::Debug for StoredEvent {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("StoredEvent")
