@@ -52,11 +52,11 @@ fn populated<S: Backend>(store: S, users: usize, clock: &ManualClock) -> (BenchP
     for i in 0..users {
         let user = UserId::customer(format!("customer-{i:07}"));
         let started = portal
-            .start_enrolment(&user, "user@example.com", "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, "user@example.com", "phone", EnrolmentOptions::default()).run()
             .expect("start");
         let totp = Totp::new(started.uri.secret(), *started.uri.params());
         let code = totp.generate(T0).expect("code").expose().to_string();
-        portal.confirm_enrolment(&user, &code).expect("confirm");
+        portal.confirm_enrolment(&user, &code).run().expect("confirm");
         enrolled.push((user, totp));
     }
     (portal, enrolled)
@@ -104,7 +104,7 @@ fn bench_driver<S: Backend>(
             |(user, now, code)| {
                 clock.set(*now);
                 portal
-                    .verify_sign_in(user, black_box(code))
+                    .verify_sign_in(user, black_box(code)).run()
                     .expect("a fresh code signs in")
             },
             BatchSize::SmallInput,

@@ -139,7 +139,7 @@ fn run(db: Option<&str>) -> Result<(), BoxError> {
     }
     // The walk-through moves its own clock forward; start after anything already stored.
     let last = portal
-        .audit_events(EventQuery::portal(portal.id()))?
+        .audit_events(EventQuery::portal(portal.id())).run()?
         .last()
         .map_or(0, |e| e.at);
     clock.set(clock.now().max(last + 60));
@@ -147,12 +147,12 @@ fn run(db: Option<&str>) -> Result<(), BoxError> {
     let phone_file = db.map(|path| format!("{path}.phone"));
 
     match &phone_file {
-        Some(file) if portal.record(&alice)?.mfa_enabled() => returning_visit(&portal, &clock, &alice, file)?,
+        Some(file) if portal.record(&alice).run()?.mfa_enabled() => returning_visit(&portal, &clock, &alice, file)?,
         _ => first_visit(&portal, &clock, &alice, phone_file.as_deref())?,
     }
 
     step("The audit trail");
-    for event in portal.audit_events(EventQuery::portal(portal.id()))? {
+    for event in portal.audit_events(EventQuery::portal(portal.id())).run()? {
         println!(
             "    {:>10}  {:<28} {:<32} {:?}",
             event.at,
@@ -171,21 +171,21 @@ fn first_visit(
     phone_file: Option<&str>,
 ) -> Result<(), BoxError> {
     step("The admin enforces MFA for every portal user");
-    portal.set_enforcement(&admin(), Enforcement::Enforced { grace: None })?;
-    println!("    enforced: {}", portal.policy()?.is_enforced());
+    portal.set_enforcement(&admin(), Enforcement::Enforced { grace: None }).run()?;
+    println!("    enforced: {}", portal.policy().run()?.is_enforced());
 
     step("Alice enters her email and password; what next?");
-    println!("    {:?}", portal.begin_sign_in(alice)?);
+    println!("    {:?}", portal.begin_sign_in(alice).run()?);
 
     step("She must enrol: the portal shows a QR code and the key for typing");
-    let enrolment = portal.start_enrolment(alice, "alice@example.com", "Alice's phone", EnrolmentOptions::default())?;
+    let enrolment = portal.start_enrolment(alice, "alice@example.com", "Alice's phone", EnrolmentOptions::default()).run()?;
     println!("{}", enrolment.uri.qr_terminal()?.as_str());
     println!("    or type: {}", enrolment.uri.secret().to_grouped_base32().as_str());
     let phone = AuthenticatorApp::scan(&enrolment.uri)?;
     println!("    her app now shows an entry for {}", phone.name);
 
     step("She proves the app works by entering its code");
-    let confirmed = portal.confirm_enrolment(alice, &phone.code_at(clock.now())?)?;
+    let confirmed = portal.confirm_enrolment(alice, &phone.code_at(clock.now())?).run()?;
     println!("    authenticator {} active", confirmed.authenticator);
     let backup: Vec<String> = confirmed
         .backup_codes
@@ -200,20 +200,20 @@ fn first_visit(
 
     clock.advance(30);
     step("Half a minute later she signs in with a code from the app");
-    println!("    {:?}", portal.begin_sign_in(alice)?);
+    println!("    {:?}", portal.begin_sign_in(alice).run()?);
     let code = phone.code_at(clock.now())?;
-    let verified = portal.verify_sign_in(alice, &code)?;
+    let verified = portal.verify_sign_in(alice, &code).run()?;
     println!("    signed in with {:?}", verified.factor);
 
     step("Someone replays the same code");
-    match portal.verify_sign_in(alice, &code) {
+    match portal.verify_sign_in(alice, &code).run() {
         Err(e @ Error::ReplayedCode) => println!("    refused: {e}"),
         other => println!("    unexpected: {other:?}"),
     }
 
     clock.advance(30);
     step("Her phone is in another room: she uses a backup code");
-    let verified = portal.verify_sign_in(alice, &backup[0].to_lowercase())?;
+    let verified = portal.verify_sign_in(alice, &backup[0].to_lowercase()).run()?;
     println!(
         "    signed in with {:?}; {} backup codes left",
         verified.factor, verified.backup_codes_remaining
@@ -221,14 +221,14 @@ fn first_visit(
 
     clock.advance(86_400);
     step("She loses her phone (and her backup codes). The admin resets her MFA");
-    let summary = portal.admin_reset(&admin(), alice, ResetReason::LostDevice, ResetMode::default())?;
+    let summary = portal.admin_reset(&admin(), alice, ResetReason::LostDevice, ResetMode::default()).run()?;
     println!("    {summary:?}");
 
     step("At her next sign-in she enrols a new phone; her account was never deleted");
-    let next = portal.begin_sign_in(alice)?;
+    let next = portal.begin_sign_in(alice).run()?;
     println!("    {next:?}");
     assert!(matches!(next, SignInStep::MustEnrol { .. }));
-    let enrolment = portal.start_enrolment(alice, "alice@example.com", "New phone", EnrolmentOptions::default())?;
+    let enrolment = portal.start_enrolment(alice, "alice@example.com", "New phone", EnrolmentOptions::default()).run()?;
     println!(
         "    she types the key into her new phone: {}",
         enrolment.uri.secret().to_grouped_base32().as_str()
@@ -238,19 +238,19 @@ fn first_visit(
         // Her new phone keeps what it scanned; the database keeps only the sealed secret.
         std::fs::write(file, enrolment.uri.to_uri().as_bytes())?;
     }
-    let confirmed = portal.confirm_enrolment(alice, &new_phone.code_at(clock.now())?)?;
+    let confirmed = portal.confirm_enrolment(alice, &new_phone.code_at(clock.now())?).run()?;
     println!(
         "    authenticator {} active, {} new backup codes",
         confirmed.authenticator,
         confirmed.backup_codes.map_or(0, |c| c.len())
     );
-    let old = portal.verify_sign_in(alice, &phone.code_at(clock.now() + 30)?);
+    let old = portal.verify_sign_in(alice, &phone.code_at(clock.now() + 30)?).run();
     println!("    the old phone's codes no longer work: {:?}", old.err());
     Ok(())
 }
 
 fn returning_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId, phone_file: &str) -> Result<(), BoxError> {
-    let record = portal.record(alice)?;
+    let record = portal.record(alice).run()?;
     step("Welcome back: the database already knows Alice");
     for a in record.authenticators() {
         println!(
@@ -264,14 +264,14 @@ fn returning_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId, pho
         "    backup codes left: {}",
         record.backup_codes().map_or(0, |b| b.remaining())
     );
-    println!("    policy enforced: {}", portal.policy()?.is_enforced());
+    println!("    policy enforced: {}", portal.policy().run()?.is_enforced());
 
     step("She signs in with the code her phone shows");
-    println!("    {:?}", portal.begin_sign_in(alice)?);
+    println!("    {:?}", portal.begin_sign_in(alice).run()?);
     // The demo plays her phone, which kept the URI it scanned.
     let phone = AuthenticatorApp::scan(&OtpAuthUri::parse(&std::fs::read_to_string(phone_file)?)?)?;
     let code = phone.code_at(clock.now())?;
-    let verified = portal.verify_sign_in(alice, &code)?;
+    let verified = portal.verify_sign_in(alice, &code).run()?;
     println!("    signed in with {:?}", verified.factor);
     Ok(())
 }

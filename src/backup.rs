@@ -21,7 +21,7 @@ const CODE_BYTES: usize = 10;
 /// Characters per code, without separators.
 const CODE_CHARS: usize = 16;
 /// A stored hash.
-pub type BackupCodeHash = [u8; 16];
+pub(crate) type BackupCodeHash = [u8; 16];
 
 /// The stored side of a batch of backup codes: salt, hashes, which are used.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,8 +1,11 @@
 //! Where time comes from. Transitions never read the clock: the driver asks a
 //! [`Clock`] once per operation and passes the answer in.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A source of Unix time in seconds.
 pub trait Clock: Send + Sync {
@@ -54,5 +57,23 @@ impl Clock for ManualClock {
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> u64 {
         (**self).now()
+    }
+}
+
+/// How the async executor sleeps between retries: a runtime's timer, such as
+/// `tokio::time::sleep` (any `Fn(Duration) -> impl Future<Output = ()>`).
+/// See [`Portal::with_async_sleep`](crate::Portal::with_async_sleep).
+pub trait AsyncSleep: Send + Sync {
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+impl<F, Fut> AsyncSleep for F
+where
+    F: Fn(Duration) -> Fut + Send + Sync,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self(duration))
     }
 }

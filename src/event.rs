@@ -231,3 +231,58 @@ impl<F: Fn(&AuditEvent) + Send + Sync> Notifier for F {
         self(event)
     }
 }
+
+/// Which audit events to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventQuery {
+    /// The portal.
+    pub portal: PortalId,
+    /// Only this user's events (portal-wide events have no user).
+    pub user: Option<UserId>,
+    /// Events at or after this Unix time.
+    pub from: Option<u64>,
+    /// Events before this Unix time.
+    pub until: Option<u64>,
+}
+
+impl EventQuery {
+    /// Every event of a portal.
+    pub fn portal(portal: &PortalId) -> Self {
+        Self {
+            portal: portal.clone(),
+            user: None,
+            from: None,
+            until: None,
+        }
+    }
+
+    /// One user's events.
+    #[must_use]
+    pub fn user(mut self, user: &UserId) -> Self {
+        self.user = Some(user.clone());
+        self
+    }
+
+    /// Events in `[from, until)`.
+    #[must_use]
+    pub fn between(mut self, from: u64, until: u64) -> Self {
+        self.from = Some(from);
+        self.until = Some(until);
+        self
+    }
+
+    /// Whether an event of `portal`, about `user`, at `at`, is selected: the
+    /// filter a store without an index applies to its rows.
+    pub fn selects(&self, portal: &PortalId, user: Option<&UserId>, at: u64) -> bool {
+        *portal == self.portal
+            && self.user.as_ref().is_none_or(|u| user == Some(u))
+            && self.from.is_none_or(|t| at >= t)
+            && self.until.is_none_or(|t| at < t)
+    }
+
+    /// Whether `event` is selected.
+    pub fn matches(&self, event: &AuditEvent) -> bool {
+        self.selects(&event.portal, event.user.as_ref(), event.at)
+    }
+}

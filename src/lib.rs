@@ -4,30 +4,51 @@
 // Library code answers with errors; tests may unwrap.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod backup;
-pub mod clock;
-pub mod error;
-pub mod event;
-pub mod guide;
-pub mod ids;
-pub mod keyring;
-pub mod otp;
-pub mod policy;
-pub mod portal;
-pub mod state;
-pub mod store;
+// The layers, each using only those above it in this list (see `guide::design`).
+mod error;
+mod otp;
+mod clock;
+mod ids;
+mod policy;
+mod event;
+mod backup;
+mod keyring;
+mod state;
 mod stored;
+pub mod store;
+mod portal;
+pub mod guide;
 
+// What a host needs, at one path each.
 pub use backup::{BackupCodes, IssuedBackupCodes};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{CodeFormatError, CodeKind, Error, ErrorKind, PolicyRefusal, Result, SecretError, UriError};
-pub use event::{Actor, AuditEvent, EventKind, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
+pub use clock::{AsyncSleep, Clock, ManualClock, SystemClock};
+pub use error::{
+    CodeFormatError, CodeKind, Error, ErrorKind, PolicyRefusal, Result, SecretError, StorageError, StorageErrorKind,
+    UriError,
+};
+pub use event::{Actor, AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
 pub use ids::{Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::{KeyId, Keyring};
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
-pub use portal::{EnrolmentOptions, Portal, ResealProgress};
-pub use state::{EnrolReason, EnrolmentConfirmed, MfaRecord, SignInStep, SignInVerified, StartedEnrolment};
-pub use store::{EventQuery, MemoryStore, MfaStore, RecordSummary, StorageError, StorageErrorKind};
+pub use portal::{EnrolmentOptions, Op, Portal, ResealProgress, Work};
+pub use state::{
+    Authenticator, EnrolReason, EnrolmentConfirmed, Failures, MfaRecord, PendingEnrolment, ResetRecord, ResetSummary,
+    SignInStep, SignInVerified, StartedEnrolment,
+};
+pub use store::memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use store::{SqliteOptions, SqliteStore};
+pub use store::sqlite::{SqliteOptions, SqliteStore};
+
+/// The pure state machine, for experts: what the [`Portal`] driver runs
+/// inside each store call. Each transition on [`MfaRecord`] takes the record
+/// by value and a [`Context`](core::Context) (time, policy, actor, ids) and
+/// returns an [`Outcome`](core::Outcome): the next record, its audit events,
+/// and the answer.
+///
+/// ⚠️ Nothing here touches a store: a host that runs transitions itself must
+/// persist the next record and its events atomically, with compare-and-swap,
+/// or replays and lost lockout counts follow. Prefer the [`Portal`] driver.
+pub mod core {
+    pub use crate::state::{Context, EnrolmentRequest, Outcome};
+}

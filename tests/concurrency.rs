@@ -62,7 +62,7 @@ fn same_totp_code(kind: &str, store: Arc<dyn Backend>) {
     let users: Vec<(UserId, String)> = enrolled.into_iter().map(|(u, p)| (u, p.code(&clock))).collect();
     let results = race(|trial| {
         let (user, code) = &users[trial];
-        portal.verify_sign_in(user, code)
+        portal.verify_sign_in(user, code).run()
     });
     for (trial, outcomes) in results.iter().enumerate() {
         let accepted = outcomes.iter().filter(|r| r.is_ok()).count();
@@ -100,7 +100,7 @@ fn same_backup_code(kind: &str, store: Arc<dyn Backend>) {
         .collect();
     let results = race(|trial| {
         let (user, code) = &users[trial];
-        portal.verify_sign_in(user, code)
+        portal.verify_sign_in(user, code).run()
     });
     for (trial, outcomes) in results.iter().enumerate() {
         assert_eq!(
@@ -109,7 +109,7 @@ fn same_backup_code(kind: &str, store: Arc<dyn Backend>) {
             "{kind}, trial {trial}"
         );
         let remaining = portal
-            .record(&users[trial].0)
+            .record(&users[trial].0).run()
             .unwrap()
             .backup_codes()
             .unwrap()
@@ -138,10 +138,10 @@ fn wrong_codes(kind: &str, store: Arc<dyn Backend>) {
         let (user, phone) = &users[trial];
         let right = phone.code(&clock);
         let wrong = if right == "000000" { "111111" } else { "000000" };
-        portal.verify_sign_in(user, wrong)
+        portal.verify_sign_in(user, wrong).run()
     });
     for (trial, outcomes) in results.iter().enumerate() {
-        let record = portal.record(&users[trial].0).unwrap();
+        let record = portal.record(&users[trial].0).run().unwrap();
         // Five failures are committed, then the lock refuses everything else unread.
         assert_eq!(record.failures().consecutive(), 5, "{kind}, trial {trial}");
         assert!(record.failures().locked_until().is_some());

@@ -74,7 +74,7 @@ fn trail_answers(portal: &flows::TestPortal, user: &UserId) -> Vec<String> {
             format!(
                 "{:?}",
                 portal
-                    .audit_events(q.clone())
+                    .audit_events(q.clone()).run()
                     .map(|events| events.iter().map(|e| (e.at, e.kind.name())).collect::<Vec<_>>())
             )
         })
@@ -94,29 +94,29 @@ fn audit_answers_agree_on_every_store_near_both_ends_of_time() {
         transcript.push(format!(
             "{:?}",
             portal
-                .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
+                .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None }).run()
                 .map(|_| ())
         ));
         let (phone, _) = enrol(&portal, &clock, &user);
         transcript.push(format!(
             "{:?}",
-            portal.verify_sign_in(&user, &phone.code(&clock)).map(|v| v.factor)
+            portal.verify_sign_in(&user, &phone.code(&clock)).run().map(|v| v.factor)
         ));
         let max = i64::MAX as u64;
         for now in [max - 400, max - 30, max] {
             clock.set(now);
             transcript.push(format!(
                 "{:?}",
-                portal.verify_sign_in(&user, &phone.code(&clock)).map(|v| v.factor)
+                portal.verify_sign_in(&user, &phone.code(&clock)).run().map(|v| v.factor)
             ));
             transcript.push(format!(
                 "{:?}",
-                portal.verify_sign_in(&user, &wrong_code(&phone, &clock)).err()
+                portal.verify_sign_in(&user, &wrong_code(&phone, &clock)).run().err()
             ));
         }
         for now in [max + 1, 1 << 63, u64::MAX - 1, u64::MAX] {
             clock.set(now);
-            let refused = portal.verify_sign_in(&user, "123456");
+            let refused = portal.verify_sign_in(&user, "123456").run();
             assert!(
                 matches!(refused, Err(Error::ClockOutOfRange)),
                 "{name} at {now}: {refused:?}"
@@ -124,7 +124,7 @@ fn audit_answers_agree_on_every_store_near_both_ends_of_time() {
             transcript.push(format!("{refused:?}"));
             transcript.push(format!(
                 "{:?}",
-                portal.set_enforcement(&ADMIN, Enforcement::SelfConfigured).err()
+                portal.set_enforcement(&ADMIN, Enforcement::SelfConfigured).run().err()
             ));
         }
         transcript.extend(trail_answers(&portal, &user));
@@ -162,23 +162,23 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
                         sign_ins: None,
                     }),
                 },
-            )
+            ).run()
             .unwrap();
         clock.set(until);
-        let step = portal.begin_sign_in(&UserId::customer("at-deadline")).unwrap();
+        let step = portal.begin_sign_in(&UserId::customer("at-deadline")).run().unwrap();
         assert!(matches!(step, SignInStep::GraceSignIn { .. }), "{name}: {step:?}");
         clock.set(until + 1);
-        let step = portal.begin_sign_in(&UserId::customer("after-deadline")).unwrap();
+        let step = portal.begin_sign_in(&UserId::customer("after-deadline")).run().unwrap();
         assert!(matches!(step, SignInStep::MustEnrol { .. }), "{name}: {step:?}");
 
         // Enrolment expiry: confirmable at expires_at - 1, not at expires_at.
         for (user, offset, confirmable) in [("e1", 1, true), ("e2", 0, false)] {
             let user = UserId::customer(user);
             let started = portal
-                .start_enrolment(&user, "u", "phone", EnrolmentOptions::default())
+                .start_enrolment(&user, "u", "phone", EnrolmentOptions::default()).run()
                 .unwrap();
             clock.set(started.expires_at - offset);
-            let result = portal.confirm_enrolment(&user, &Phone::scan(&started.uri).code(&clock));
+            let result = portal.confirm_enrolment(&user, &Phone::scan(&started.uri).code(&clock)).run();
             assert_eq!(result.is_ok(), confirmable, "{name}: {result:?}");
             if !confirmable {
                 assert!(matches!(result, Err(Error::EnrolmentExpired)));
@@ -190,7 +190,7 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
         let user = UserId::customer("locked");
         let (phone, _) = enrol(&portal, &clock, &user);
         let lock_end = (0..5)
-            .filter_map(|_| match portal.verify_sign_in(&user, &wrong_code(&phone, &clock)) {
+            .filter_map(|_| match portal.verify_sign_in(&user, &wrong_code(&phone, &clock)).run() {
                 Err(Error::LockedOut { until }) => until,
                 _ => None,
             })
@@ -198,12 +198,12 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
             .unwrap();
         clock.set(lock_end - 1);
         assert!(
-            matches!(portal.begin_sign_in(&user).unwrap(), SignInStep::LockedOut { .. }),
+            matches!(portal.begin_sign_in(&user).run().unwrap(), SignInStep::LockedOut { .. }),
             "{name}"
         );
         clock.set(lock_end);
         assert!(
-            matches!(portal.begin_sign_in(&user).unwrap(), SignInStep::EnterCode { .. }),
+            matches!(portal.begin_sign_in(&user).run().unwrap(), SignInStep::EnterCode { .. }),
             "{name}"
         );
     }
@@ -228,25 +228,25 @@ fn labels_and_names_refuse_hidden_and_reordering_characters() {
         let portal = portal_on(store, &clock);
         let user = UserId::customer("c1");
         for label in bad {
-            let refused = portal.start_enrolment(&user, "c1@example.com", label, EnrolmentOptions::default());
+            let refused = portal.start_enrolment(&user, "c1@example.com", label, EnrolmentOptions::default()).run();
             assert!(
                 matches!(refused, Err(Error::InvalidLabel)),
                 "{name} {label:?}: {refused:?}"
             );
-            let refused = portal.start_enrolment(&user, label, "phone", EnrolmentOptions::default());
+            let refused = portal.start_enrolment(&user, label, "phone", EnrolmentOptions::default()).run();
             assert!(
                 matches!(refused, Err(Error::InvalidUri(_))),
                 "{name} account {label:?}: {refused:?}"
             );
         }
         assert!(
-            portal.record(&user).unwrap().pending().is_none(),
+            portal.record(&user).run().unwrap().pending().is_none(),
             "{name}: nothing was started"
         );
         portal
-            .start_enrolment(&user, "c1@example.com", " Téléphone 📱 ", EnrolmentOptions::default())
+            .start_enrolment(&user, "c1@example.com", " Téléphone 📱 ", EnrolmentOptions::default()).run()
             .unwrap();
-        assert_eq!(portal.record(&user).unwrap().pending().unwrap().label(), "Téléphone 📱");
+        assert_eq!(portal.record(&user).run().unwrap().pending().unwrap().label(), "Téléphone 📱");
     }
     let secret = Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
     for name in bad.iter().filter(|n| !n.trim().is_empty()) {
@@ -280,7 +280,7 @@ fn mistyped_codes_are_described_in_the_terms_of_their_factor_and_never_counted()
         let user = UserId::customer("c1");
         let (phone, codes) = enrol(&portal, &clock, &user);
         let backup = &codes[0];
-        let malformed = |input: &str| match portal.verify_sign_in(&user, input) {
+        let malformed = |input: &str| match portal.verify_sign_in(&user, input).run() {
             Err(Error::MalformedCode(reason)) => reason,
             other => panic!("{name} {input:?}: {other:?}"),
         };
@@ -325,13 +325,13 @@ fn mistyped_codes_are_described_in_the_terms_of_their_factor_and_never_counted()
         );
         assert!(!message.contains("digits (and spaces"), "{message}");
         // None of that counted as a guess.
-        assert_eq!(portal.record(&user).unwrap().failures().consecutive(), 0, "{name}");
+        assert_eq!(portal.record(&user).run().unwrap().failures().consecutive(), 0, "{name}");
         // A TOTP code typed 123-456, and a backup code pasted with its line ending, sign in.
         let code = phone.code(&clock);
         portal
-            .verify_sign_in(&user, &format!("{}-{}", &code[..3], &code[3..]))
+            .verify_sign_in(&user, &format!("{}-{}", &code[..3], &code[3..])).run()
             .unwrap();
-        portal.verify_sign_in(&user, &format!("\t{backup}\r\n")).unwrap();
+        portal.verify_sign_in(&user, &format!("\t{backup}\r\n")).run().unwrap();
     }
 }
 
@@ -344,12 +344,12 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         let portal = portal_on(store, &clock);
         let user = UserId::customer("c1");
         let started = portal
-            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
             .unwrap();
         let phone = Phone::scan(&started.uri);
         let wrong = wrong_code(&phone, &clock);
         for left in (1..5).rev() {
-            let answer = portal.confirm_enrolment(&user, &wrong);
+            let answer = portal.confirm_enrolment(&user, &wrong).run();
             assert!(
                 matches!(answer, Err(Error::WrongCode { attempts_left: Some(l) }) if l == left),
                 "{name}: {answer:?}"
@@ -357,22 +357,22 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         }
         // Malformed input is not a guess.
         assert!(matches!(
-            portal.confirm_enrolment(&user, "12ab"),
+            portal.confirm_enrolment(&user, "12ab").run(),
             Err(Error::MalformedCode(_))
         ));
         assert!(matches!(
-            portal.confirm_enrolment(&user, &wrong),
+            portal.confirm_enrolment(&user, &wrong).run(),
             Err(Error::EnrolmentCancelled)
         ));
         // The secret the guesser was after is gone: even the right code no longer enrols it.
         assert!(matches!(
-            portal.confirm_enrolment(&user, &phone.code(&clock)),
+            portal.confirm_enrolment(&user, &phone.code(&clock)).run(),
             Err(Error::NoPendingEnrolment)
         ));
-        let record = portal.record(&user).unwrap();
+        let record = portal.record(&user).run().unwrap();
         assert!(record.pending().is_none() && !record.mfa_enabled(), "{name}");
         let trail = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .audit_events(EventQuery::portal(portal.id()).user(&user)).run()
             .unwrap();
         assert!(
             matches!(
@@ -383,11 +383,11 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         );
         // Starting again works, with a new secret.
         let again = portal
-            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
             .unwrap();
         assert_ne!(again.uri.secret(), started.uri.secret());
         portal
-            .confirm_enrolment(&user, &Phone::scan(&again.uri).code(&clock))
+            .confirm_enrolment(&user, &Phone::scan(&again.uri).code(&clock)).run()
             .unwrap();
     }
 }
@@ -467,8 +467,8 @@ fn a_damaged_record_answers_corrupt_record_on_every_store_that_keeps_bytes() {
                 }
             };
             for answer in [
-                portal.begin_sign_in(&user).err(),
-                portal.verify_sign_in(&user, "123456").err(),
+                portal.begin_sign_in(&user).run().err(),
+                portal.verify_sign_in(&user, "123456").run().err(),
             ] {
                 let expected = damage.first() == Some(&9);
                 assert!(
@@ -496,7 +496,7 @@ fn a_damaged_record_answers_corrupt_record_on_every_store_that_keeps_bytes() {
                 }
             }
         }
-        assert!(portal.record(&user).unwrap().mfa_enabled(), "{name}: whole again");
+        assert!(portal.record(&user).run().unwrap().mfa_enabled(), "{name}: whole again");
     }
 }
 
@@ -540,15 +540,15 @@ fn audit_events_come_back_in_commit_order_on_every_store() {
                     user,
                     portal_mfa::ResetReason::Other(format!("step {i}").into()),
                     Default::default(),
-                )
+                ).run()
                 .unwrap();
             committed.push((user.clone(), now));
         }
-        let all = portal.audit_events(EventQuery::portal(portal.id())).unwrap();
+        let all = portal.audit_events(EventQuery::portal(portal.id())).run().unwrap();
         let order: Vec<(UserId, u64)> = all.iter().map(|e| (e.user.clone().unwrap(), e.at)).collect();
         assert_eq!(order, committed, "{name}: commit order, not time order");
         let a: Vec<u64> = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&users[0]))
+            .audit_events(EventQuery::portal(portal.id()).user(&users[0])).run()
             .unwrap()
             .iter()
             .map(|e| e.at)

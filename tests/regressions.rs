@@ -36,16 +36,16 @@ fn replay_inside_the_drift_window_is_refused() {
     let earlier = phone.code(&clock);
     clock.advance(30);
     let code = phone.code(&clock);
-    portal.verify_sign_in(&user, &code).unwrap();
+    portal.verify_sign_in(&user, &code).run().unwrap();
     // The same code later in its step, and in the next step (still inside the ±1 window).
     clock.advance(10);
-    assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+    assert!(matches!(portal.verify_sign_in(&user, &code).run(), Err(Error::ReplayedCode)));
     clock.advance(30);
-    assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+    assert!(matches!(portal.verify_sign_in(&user, &code).run(), Err(Error::ReplayedCode)));
     // An older, never-used code from inside the window is refused too.
     clock.set(T0 + 30 + 30 + 5);
     assert!(matches!(
-        portal.verify_sign_in(&user, &earlier),
+        portal.verify_sign_in(&user, &earlier).run(),
         Err(Error::ReplayedCode | Error::WrongCode { .. })
     ));
 }
@@ -56,12 +56,12 @@ fn the_confirming_enrolment_code_cannot_sign_in() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
         .unwrap();
     let phone = Phone::scan(&started.uri);
     let code = phone.code(&clock);
-    portal.confirm_enrolment(&user, &code).unwrap();
-    assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+    portal.confirm_enrolment(&user, &code).run().unwrap();
+    assert!(matches!(portal.verify_sign_in(&user, &code).run(), Err(Error::ReplayedCode)));
 }
 
 /// Keycloak CVE-2024-4629: parallel requests each read the failure count before
@@ -84,7 +84,7 @@ fn parallel_wrong_codes_cannot_race_past_the_failure_limit() {
                 let (portal, user, barrier) = (&portal, &user, &barrier);
                 s.spawn(move || {
                     barrier.wait();
-                    portal.verify_sign_in(user, guess)
+                    portal.verify_sign_in(user, guess).run()
                 })
             })
             .collect();
@@ -101,7 +101,7 @@ fn parallel_wrong_codes_cannot_race_past_the_failure_limit() {
         .count()
         + 1;
     assert_eq!(compared, 5, "{checked:?}");
-    assert_eq!(portal.record(&user).unwrap().failures().consecutive(), 5);
+    assert_eq!(portal.record(&user).run().unwrap().failures().consecutive(), 5);
 }
 
 /// AuthQuake (2024): the failure count lived in the session, so opening a new
@@ -117,17 +117,17 @@ fn a_new_session_does_not_reset_the_failure_count() {
     for attempt in 1..=4 {
         let fresh = portal_on(store.clone(), &clock);
         assert!(
-            matches!(fresh.verify_sign_in(&user, &wrong), Err(Error::WrongCode { attempts_left: Some(l) }) if l == 5 - attempt)
+            matches!(fresh.verify_sign_in(&user, &wrong).run(), Err(Error::WrongCode { attempts_left: Some(l) }) if l == 5 - attempt)
         );
     }
     let fresh = portal_on(store.clone(), &clock);
     assert!(matches!(
-        fresh.verify_sign_in(&user, &wrong),
+        fresh.verify_sign_in(&user, &wrong).run(),
         Err(Error::LockedOut { until: Some(_) })
     ));
     let fresh = portal_on(store, &clock);
     assert!(matches!(
-        fresh.verify_sign_in(&user, &phone.code(&clock)),
+        fresh.verify_sign_in(&user, &phone.code(&clock)).run(),
         Err(Error::LockedOut { .. })
     ));
 }
@@ -146,7 +146,7 @@ fn a_backup_code_used_twice_in_parallel_is_accepted_once() {
                 .map(|_| {
                     s.spawn(|| {
                         barrier.wait();
-                        portal.verify_sign_in(&user, &codes[n]).is_ok()
+                        portal.verify_sign_in(&user, &codes[n]).run().is_ok()
                     })
                 })
                 .collect();
@@ -157,7 +157,7 @@ fn a_backup_code_used_twice_in_parallel_is_accepted_once() {
                 .count()
         });
         assert_eq!(accepted, 1, "round {n}");
-        assert_eq!(portal.record(&user).unwrap().backup_codes().unwrap().remaining(), 9);
+        assert_eq!(portal.record(&user).run().unwrap().backup_codes().unwrap().remaining(), 9);
     }
 }
 
@@ -172,12 +172,12 @@ fn one_users_backup_code_is_refused_for_another_user() {
     enrol(&portal, &clock, &mallory);
     for code in &alice_codes {
         assert!(matches!(
-            portal.verify_sign_in(&mallory, code),
+            portal.verify_sign_in(&mallory, code).run(),
             Err(Error::WrongCode { .. } | Error::LockedOut { .. })
         ));
     }
     // Alice's codes are untouched and still hers.
-    portal.verify_sign_in(&alice, &alice_codes[0]).unwrap();
+    portal.verify_sign_in(&alice, &alice_codes[0]).run().unwrap();
 }
 
 /// MISP #10116: the OTP secret was written to logs. Nothing this crate prints
@@ -187,12 +187,12 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
         .unwrap();
     let secret = started.uri.secret().clone();
     let phone = Phone::scan(&started.uri);
     let code = phone.code(&clock);
-    let confirmed = portal.confirm_enrolment(&user, &code).unwrap();
+    let confirmed = portal.confirm_enrolment(&user, &code).run().unwrap();
     let codes: Vec<String> = confirmed
         .backup_codes
         .as_ref()
@@ -206,27 +206,27 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         format!("{confirmed:?}"),
         format!("{secret:?}"),
         format!("{:?}", started.uri),
-        format!("{:?}", portal.record(&user).unwrap()),
-        format!("{:?}", portal.record(&user).unwrap().authenticators()),
+        format!("{:?}", portal.record(&user).run().unwrap()),
+        format!("{:?}", portal.record(&user).run().unwrap().authenticators()),
         format!("{:?}", Totp::new(&secret, TotpParams::standard())),
         format!("{:?}", portal_mfa::Code::parse(&code, portal_mfa::Digits::SIX).unwrap()),
     ];
     // Every error path a code or secret passes through.
     let errors = [
-        portal.verify_sign_in(&user, &code).unwrap_err(),
-        portal.verify_sign_in(&user, &codes[0][..10]).unwrap_err(),
-        portal.confirm_enrolment(&user, &code).unwrap_err(),
+        portal.verify_sign_in(&user, &code).run().unwrap_err(),
+        portal.verify_sign_in(&user, &codes[0][..10]).run().unwrap_err(),
+        portal.confirm_enrolment(&user, &code).run().unwrap_err(),
         Secret::from_base32(&format!("{}!", secret.to_base32().as_str())).unwrap_err(),
         portal_mfa::OtpAuthUri::parse(&started.uri.to_uri().replace("issuer=", "issuer=x")).unwrap_err(),
         portal_mfa::Code::parse(&format!("{code}0"), portal_mfa::Digits::SIX).unwrap_err(),
     ];
     shown.extend(errors.iter().map(|e| format!("{e} {e:?}")));
-    portal.verify_sign_in(&user, &codes[1]).unwrap();
+    portal.verify_sign_in(&user, &codes[1]).run().unwrap();
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default()).run()
         .unwrap();
     for event in portal
-        .audit_events(portal_mfa::EventQuery::portal(portal.id()))
+        .audit_events(portal_mfa::EventQuery::portal(portal.id())).run()
         .unwrap()
     {
         shown.push(format!("{event:?}"));
@@ -330,7 +330,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
     let (old_phone, old_codes) = enrol(&portal, &clock, &user);
-    portal.verify_sign_in(&user, &old_phone.code(&clock)).unwrap();
+    portal.verify_sign_in(&user, &old_phone.code(&clock)).run().unwrap();
     portal
         .start_enrolment(
             &user,
@@ -340,7 +340,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
                 replaces: None,
                 proof: Some(&old_codes[0]),
             },
-        )
+        ).run()
         .unwrap();
     portal
         .admin_reset(
@@ -348,29 +348,29 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
             &user,
             ResetReason::SecurityIncident,
             ResetMode::ForceReenrolment,
-        )
+        ).run()
         .unwrap();
-    let record = portal.record(&user).unwrap();
+    let record = portal.record(&user).run().unwrap();
     assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
     assert_eq!(portal_mfa::RecordSummary::of(&record).authenticators, 0);
     let (new_phone, new_codes) = enrol(&portal, &clock, &user);
     clock.advance(30);
     for code in &old_codes {
         assert!(
-            portal.verify_sign_in(&user, code).is_err(),
+            portal.verify_sign_in(&user, code).run().is_err(),
             "old backup code survived the reset"
         );
     }
     assert!(matches!(
-        portal.verify_sign_in(&user, &old_phone.code(&clock)),
+        portal.verify_sign_in(&user, &old_phone.code(&clock)).run(),
         Err(Error::WrongCode { .. } | Error::LockedOut { .. })
     ));
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::ForceReenrolment)
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::ForceReenrolment).run()
         .unwrap();
     let (newest, _) = enrol(&portal, &clock, &user);
     // The new authenticator's history starts at its own confirmation.
-    portal.verify_sign_in(&user, &newest.code(&clock)).unwrap();
+    portal.verify_sign_in(&user, &newest.code(&clock)).run().unwrap();
     let _ = (new_phone, new_codes);
 }
 
@@ -383,12 +383,12 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
     let user = UserId::customer("c1");
     let (phone, _) = enrol(&portal, &clock, &user);
     assert!(matches!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).run().unwrap(),
         portal_mfa::SignInStep::EnterCode { .. }
     ));
-    let id = portal.record(&user).unwrap().authenticators()[0].id();
+    let id = portal.record(&user).run().unwrap().authenticators()[0].id();
     for replaces in [None, Some(id)] {
-        let attempt = portal.start_enrolment(&user, "c1", "attacker", EnrolmentOptions { replaces, proof: None });
+        let attempt = portal.start_enrolment(&user, "c1", "attacker", EnrolmentOptions { replaces, proof: None }).run();
         assert!(matches!(attempt, Err(Error::ProofRequired)), "{attempt:?}");
         let wrong = wrong_code_for(&phone, &clock);
         let attempt = portal.start_enrolment(
@@ -399,10 +399,10 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
                 replaces,
                 proof: Some(&wrong),
             },
-        );
+        ).run();
         assert!(matches!(attempt, Err(Error::WrongCode { .. })));
     }
-    let record = portal.record(&user).unwrap();
+    let record = portal.record(&user).run().unwrap();
     assert!(record.pending().is_none());
     assert_eq!(record.authenticators().len(), 1);
     // A restarted enrolment replaces the pending secret: the first one stops working.
@@ -415,7 +415,7 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
                 replaces: None,
                 proof: Some(&phone.code(&clock)),
             },
-        )
+        ).run()
         .unwrap();
     clock.advance(30);
     let second = portal
@@ -427,10 +427,10 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
                 replaces: None,
                 proof: Some(&phone.code(&clock)),
             },
-        )
+        ).run()
         .unwrap();
     let stale = Phone::scan(&first.uri).code(&clock);
     if stale != Phone::scan(&second.uri).code(&clock) {
-        assert!(portal.confirm_enrolment(&user, &stale).is_err());
+        assert!(portal.confirm_enrolment(&user, &stale).run().is_err());
     }
 }

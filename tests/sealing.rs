@@ -68,11 +68,11 @@ fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
     for i in 0..1_000 {
         let user = UserId::customer(format!("user-{i:04}@example.com"));
         let started = portal
-            .start_enrolment(&user, user.id(), "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, user.id(), "phone", EnrolmentOptions::default()).run()
             .unwrap();
         let phone = Totp::new(started.uri.secret(), *started.uri.params());
         portal
-            .confirm_enrolment(&user, &phone.generate(clock.now()).unwrap().expose())
+            .confirm_enrolment(&user, &phone.generate(clock.now()).unwrap().expose()).run()
             .unwrap();
         secrets.push(started.uri.secret().clone());
     }
@@ -82,7 +82,7 @@ fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
     let code = Totp::new(&secrets[999], TotpParams::standard())
         .generate(clock.now())
         .unwrap();
-    portal.verify_sign_in(&user, &code.expose()).unwrap();
+    portal.verify_sign_in(&user, &code.expose()).run().unwrap();
     assert_eq!(secrets_in(&files(&db), &secrets), 0);
     // The control: the same scan finds the secrets once they are written out in the clear.
     let leaked: Vec<u8> = secrets[..3]
@@ -138,7 +138,7 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
         let user = UserId::customer(format!("c{i:05}"));
         let secret = Secret::generate(&mut rng);
         before
-            .import_authenticator(&ADMIN, &user, "phone", secret.clone(), TotpParams::standard())
+            .import_authenticator(&ADMIN, &user, "phone", secret.clone(), TotpParams::standard()).run()
             .unwrap();
         phones.push((user, Totp::new(&secret, TotpParams::standard())));
     }
@@ -165,7 +165,7 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
                         let (user, phone) = &phones[next % USERS];
                         let code = phone.generate(clock.now()).unwrap();
                         signing
-                            .verify_sign_in(user, &code.expose())
+                            .verify_sign_in(user, &code.expose()).run()
                             .unwrap_or_else(|e| panic!("sign-in of {user} failed during rotation: {e}"));
                         sign_ins.fetch_add(1, Ordering::SeqCst);
                         next += SIGNERS;
@@ -179,7 +179,7 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
             let mut resealed = 0;
             let mut after: Option<UserId> = None;
             for _ in 0..10 {
-                let progress = sweeping.reseal(after.as_ref(), 500).unwrap();
+                let progress = sweeping.reseal(after.as_ref(), 500).run().unwrap();
                 assert!(progress.failed.is_empty(), "{:?}", progress.failed);
                 resealed += progress.resealed;
                 after = progress.next;
@@ -187,7 +187,7 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
             assert!(after.is_some(), "half-way");
             let mut after: Option<UserId> = None;
             loop {
-                let progress = sweeping.reseal(after.as_ref(), 500).unwrap();
+                let progress = sweeping.reseal(after.as_ref(), 500).run().unwrap();
                 assert!(progress.failed.is_empty(), "{:?}", progress.failed);
                 resealed += progress.resealed;
                 after = progress.next;
@@ -228,7 +228,7 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
     }
     assert_eq!(checked, USERS);
     // No event lost: one import and one verification per sign-in, nothing else.
-    let trail = signing.audit_events(EventQuery::portal(&portal_id)).unwrap();
+    let trail = signing.audit_events(EventQuery::portal(&portal_id)).run().unwrap();
     let verified = trail
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Verified { .. }))
@@ -241,6 +241,6 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
     assert_eq!(added, USERS);
     assert_eq!(trail.len(), USERS + verified);
     // A second sweep finds nothing left to do.
-    let again = sweeping.reseal(None, USERS + 1).unwrap();
+    let again = sweeping.reseal(None, USERS + 1).run().unwrap();
     assert_eq!((again.examined, again.resealed, again.next.is_none()), (USERS, 0, true));
 }

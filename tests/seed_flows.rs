@@ -1,16 +1,16 @@
 //! One test per flow the product documents describe (shared/seeds), on the
-//! in-memory store. The scenarios live in `tests/flows/mod.rs` so that every
-//! store runs exactly the same ones.
+//! in-memory store, through both executors (`blocking::*` runs each operation
+//! with `Op::run`, `nonblocking::*` awaits it). The scenarios live in
+//! `tests/flows/mod.rs` so that every store runs exactly the same ones.
 
 mod flows;
 
 use std::sync::Arc;
 
-use portal_mfa::MemoryStore;
-use portal_mfa::store::Backend;
+use flows::TestStore;
 
-fn memory_store() -> Arc<dyn Backend> {
-    Arc::new(MemoryStore::new())
+fn memory_store() -> Arc<dyn TestStore> {
+    flows::memory()
 }
 
 seed_flow_tests!(memory_store);

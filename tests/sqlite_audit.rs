@@ -15,21 +15,21 @@ fn story(store: Arc<dyn portal_mfa::store::Backend>) -> Vec<(String, Vec<String>
     let portal = portal_on(store, &clock);
     let users = [UserId::customer("a"), UserId::vendor("a"), UserId::contact("b")];
     portal
-        .set_enforcement(&ADMIN, portal_mfa::Enforcement::Enforced { grace: None })
+        .set_enforcement(&ADMIN, portal_mfa::Enforcement::Enforced { grace: None }).run()
         .unwrap();
     for (i, user) in users.iter().enumerate() {
         let (phone, codes) = enrol(&portal, &clock, user);
-        portal.verify_sign_in(user, &phone.code(&clock)).unwrap();
-        let _ = portal.verify_sign_in(user, "000000");
-        portal.verify_sign_in(user, &codes[i]).unwrap();
+        portal.verify_sign_in(user, &phone.code(&clock)).run().unwrap();
+        let _ = portal.verify_sign_in(user, "000000").run();
+        portal.verify_sign_in(user, &codes[i]).run().unwrap();
         clock.advance(100);
     }
     portal
-        .admin_reset(&ADMIN, &users[1], ResetReason::NewDevice, ResetMode::default())
+        .admin_reset(&ADMIN, &users[1], ResetReason::NewDevice, ResetMode::default()).run()
         .unwrap();
     let show = |q: EventQuery| -> Vec<String> {
         portal
-            .audit_events(q)
+            .audit_events(q).run()
             .unwrap()
             .iter()
             .map(|e| format!("{e:?}"))

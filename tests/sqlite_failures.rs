@@ -27,7 +27,7 @@ fn populated(dir: &TempDir) -> std::path::PathBuf {
 fn alice_is_intact(path: &std::path::Path) {
     let store: Arc<dyn portal_mfa::store::Backend> = Arc::new(SqliteStore::open(path).unwrap());
     let portal = portal_on(store, &ManualClock::at(T0));
-    let record = portal.record(&UserId::customer("alice")).unwrap();
+    let record = portal.record(&UserId::customer("alice")).run().unwrap();
     assert!(record.mfa_enabled());
     assert_eq!(record.backup_codes().unwrap().remaining(), 10);
 }
@@ -136,7 +136,7 @@ fn a_locked_database_answers_busy_then_works_once_released() {
     let portal = portal_on(Arc::new(store), &clock);
     let holder = rusqlite::Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let attempt = portal.verify_sign_in(&UserId::customer("alice"), "123456");
+    let attempt = portal.verify_sign_in(&UserId::customer("alice"), "123456").run();
     assert!(
         matches!(&attempt, Err(Error::Storage(e)) if e.kind() == StorageErrorKind::Busy),
         "{attempt:?}"
@@ -146,14 +146,14 @@ fn a_locked_database_answers_busy_then_works_once_released() {
     // The refused attempt changed nothing; the next one is counted normally.
     assert_eq!(
         portal
-            .record(&UserId::customer("alice"))
+            .record(&UserId::customer("alice")).run()
             .unwrap()
             .failures()
             .consecutive(),
         0
     );
     assert!(matches!(
-        portal.verify_sign_in(&UserId::customer("alice"), "123456"),
+        portal.verify_sign_in(&UserId::customer("alice"), "123456").run(),
         Err(Error::WrongCode { .. })
     ));
     drop(portal);
@@ -197,7 +197,7 @@ fn read_only_checks(path: &std::path::Path) {
         Ok(store) => {
             let clock = ManualClock::at(T0 + 60);
             let portal = portal_on(Arc::new(store), &clock);
-            match portal.verify_sign_in(&UserId::customer("alice"), "123456") {
+            match portal.verify_sign_in(&UserId::customer("alice"), "123456").run() {
                 Err(Error::Storage(e)) => e.kind(),
                 other => panic!("a write to a read-only file answered {other:?}"),
             }
@@ -284,10 +284,10 @@ fn summary_columns_and_their_indexes_follow_every_change() {
     for user in &users {
         phones.push(enrol(&portal, &clock, user).0);
     }
-    portal.verify_sign_in(&users[0], &phones[0].code(&clock)).unwrap();
+    portal.verify_sign_in(&users[0], &phones[0].code(&clock)).run().unwrap();
     for locked in [&users[1], &users[3]] {
         for _ in 0..5 {
-            let _ = portal.verify_sign_in(locked, "000000");
+            let _ = portal.verify_sign_in(locked, "000000").run();
         }
     }
     portal
@@ -296,15 +296,15 @@ fn summary_columns_and_their_indexes_follow_every_change() {
             &users[2],
             portal_mfa::ResetReason::LostDevice,
             portal_mfa::ResetMode::default(),
-        )
+        ).run()
         .unwrap();
     portal
-        .start_enrolment(&users[2], "u2", "new", portal_mfa::EnrolmentOptions::default())
+        .start_enrolment(&users[2], "u2", "new", portal_mfa::EnrolmentOptions::default()).run()
         .unwrap();
     clock.advance(120);
     // u3's lock has passed: a success clears it (and its index entry); u1 keeps its lock's end.
-    portal.verify_sign_in(&users[3], &phones[3].code(&clock)).unwrap();
-    portal.verify_sign_in(&users[0], &phones[0].code(&clock)).unwrap();
+    portal.verify_sign_in(&users[3], &phones[3].code(&clock)).run().unwrap();
+    portal.verify_sign_in(&users[0], &phones[0].code(&clock)).run().unwrap();
     store.check_integrity().unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     let portal_id = portal_mfa::PortalId::new("acme-portal");
@@ -324,7 +324,7 @@ fn summary_columns_and_their_indexes_follow_every_change() {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .unwrap();
-        let summary = portal_mfa::RecordSummary::of(&portal.record(user).unwrap());
+        let summary = portal_mfa::RecordSummary::of(&portal.record(user).run().unwrap());
         assert_eq!(authenticators, i64::from(summary.authenticators), "{user}");
         assert_eq!(
             (pending, must_enrol),

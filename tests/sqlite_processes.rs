@@ -59,7 +59,7 @@ fn worker() {
                 let (user, code) = line.split_once(' ').unwrap();
                 let at = start + trial as u64 * 15;
                 std::thread::sleep(Duration::from_millis(at.saturating_sub(now_ms())));
-                let verdict = match portal.verify_sign_in(&UserId::customer(user), code) {
+                let verdict = match portal.verify_sign_in(&UserId::customer(user), code).run() {
                     Ok(_) => "ok".to_owned(),
                     Err(e) => format!("err {e:?}"),
                 };
@@ -153,7 +153,7 @@ fn two_processes_accept_one_backup_code_once() {
         "per trial, processes that accepted: {accepted:?}"
     );
     for (user, _) in &jobs {
-        assert_eq!(portal.record(user).unwrap().backup_codes().unwrap().remaining(), 9);
+        assert_eq!(portal.record(user).run().unwrap().backup_codes().unwrap().remaining(), 9);
     }
 }
 
@@ -192,9 +192,9 @@ fn a_writer_killed_mid_burst_loses_nothing_it_committed_and_leaves_nothing_half_
     // Every reported commit is there, whole; the one in flight (if any) is whole or absent.
     for i in 0..committed + 3 {
         let user = UserId::customer(format!("burst-{i}"));
-        let record = portal.record(&user).unwrap();
+        let record = portal.record(&user).run().unwrap();
         let events = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .audit_events(EventQuery::portal(portal.id()).user(&user)).run()
             .unwrap();
         let added = events
             .iter()

@@ -1,5 +1,6 @@
 //! Every product-document scenario of `tests/seed_flows.rs`, run unchanged on
-//! the SQLite store (a fresh database file on disk for each).
+//! the SQLite store (a fresh database file on disk for each), through both
+//! executors.
 
 #![cfg(feature = "sqlite")]
 
@@ -7,12 +8,12 @@ mod flows;
 
 use std::sync::Arc;
 
+use flows::TestStore;
 use portal_mfa::SqliteStore;
-use portal_mfa::store::Backend;
 
-fn sqlite_store() -> Arc<dyn Backend> {
+fn sqlite_store() -> Arc<dyn TestStore> {
     let dir = flows::TempDir::new("flows");
-    Arc::new(flows::InTempDir(SqliteStore::open(dir.file("mfa.db")).unwrap(), dir))
+    flows::bytes_in(SqliteStore::open(dir.file("mfa.db")).unwrap(), dir)
 }
 
 seed_flow_tests!(sqlite_store);

@@ -133,7 +133,7 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
     let mut signed_in = 0;
     for u in &users {
         let p = portal(&u.portal);
-        let step = p.begin_sign_in(&u.user).unwrap();
+        let step = p.begin_sign_in(&u.user).run().unwrap();
         if u.state == "locked until an admin reset" {
             assert_eq!(step, SignInStep::LockedOut { until: None }, "{}", u.user);
             continue;
@@ -146,23 +146,23 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
                 .expose()
                 .to_string();
             let verified = p
-                .verify_sign_in(&u.user, &code)
+                .verify_sign_in(&u.user, &code).run()
                 .unwrap_or_else(|e| panic!("{}: {e}", u.user));
             assert_eq!(verified.factor, Factor::Totp(portal_mfa::AuthenticatorId(*id)));
             signed_in += 1;
         }
         for code in &u.backup {
             let verified = p
-                .verify_sign_in(&u.user, code)
+                .verify_sign_in(&u.user, code).run()
                 .unwrap_or_else(|e| panic!("{} backup: {e}", u.user));
             assert_eq!(verified.factor, Factor::BackupCode);
             assert!(
-                p.verify_sign_in(&u.user, code).is_err(),
+                p.verify_sign_in(&u.user, code).run().is_err(),
                 "a backup code still works once"
             );
         }
         if u.totp.is_empty() {
-            assert!(!p.record(&u.user).unwrap().mfa_enabled(), "{}", u.user);
+            assert!(!p.record(&u.user).run().unwrap().mfa_enabled(), "{}", u.user);
         }
     }
     assert_eq!(signed_in, 13, "every fixture app but the hard-locked user's signs in");
@@ -170,7 +170,7 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
     let mut trail = Vec::new();
     for name in ["customers", "enforced"] {
         let events = portal(name)
-            .audit_events(EventQuery::portal(&PortalId::new(name)))
+            .audit_events(EventQuery::portal(&PortalId::new(name))).run()
             .unwrap();
         trail.extend(events.into_iter().filter(|e| e.at <= end).map(|e| {
             let (kind, id) = e.user.map_or((String::new(), String::new()), |u| {

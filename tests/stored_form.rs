@@ -26,22 +26,22 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     let mut out = vec![(UserId::customer("nobody"), MfaRecord::default())];
     let enrolled = UserId::customer("enrolled");
     let (phone, codes) = enrol(&portal, &clock, &enrolled);
-    portal.verify_sign_in(&enrolled, &codes[0]).unwrap();
-    out.push((enrolled.clone(), portal.record(&enrolled).unwrap()));
+    portal.verify_sign_in(&enrolled, &codes[0]).run().unwrap();
+    out.push((enrolled.clone(), portal.record(&enrolled).run().unwrap()));
     let swapping = UserId::vendor("swapping");
     let (swap_phone, _) = enrol(&portal, &clock, &swapping);
     let options = EnrolmentOptions {
-        replaces: Some(portal.record(&swapping).unwrap().authenticators()[0].id()),
+        replaces: Some(portal.record(&swapping).run().unwrap().authenticators()[0].id()),
         proof: Some(&swap_phone.code(&clock)),
     };
-    portal.start_enrolment(&swapping, "s", "new phone", options).unwrap();
-    out.push((swapping.clone(), portal.record(&swapping).unwrap()));
+    portal.start_enrolment(&swapping, "s", "new phone", options).run().unwrap();
+    out.push((swapping.clone(), portal.record(&swapping).run().unwrap()));
     let locked = UserId::contact("locked");
     enrol(&portal, &clock, &locked);
     for _ in 0..5 {
-        let _ = portal.verify_sign_in(&locked, "000000");
+        let _ = portal.verify_sign_in(&locked, "000000").run();
     }
-    out.push((locked.clone(), portal.record(&locked).unwrap()));
+    out.push((locked.clone(), portal.record(&locked).run().unwrap()));
     let reset = UserId::customer("reset");
     enrol(&portal, &clock, &reset);
     portal
@@ -50,11 +50,11 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
             &reset,
             ResetReason::Other("ticket 42".into()),
             ResetMode::ForceReenrolment,
-        )
+        ).run()
         .unwrap();
-    out.push((reset.clone(), portal.record(&reset).unwrap()));
+    out.push((reset.clone(), portal.record(&reset).run().unwrap()));
     let _ = phone;
-    let events = portal.audit_events(EventQuery::portal(&portal_id())).unwrap();
+    let events = portal.audit_events(EventQuery::portal(&portal_id())).run().unwrap();
     (out, events)
 }
 

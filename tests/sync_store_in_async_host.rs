@@ -47,7 +47,7 @@ fn a_blocking_sign_in_on_the_blocking_pool_leaves_the_runtime_free() {
         };
         let sign_in = {
             let (portal, user, code) = (portal.clone(), user.clone(), code.clone());
-            tokio::task::spawn_blocking(move || portal.verify_sign_in(&user, &code))
+            tokio::task::spawn_blocking(move || portal.verify_sign_in(&user, &code).run())
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         let ticks_while_waiting = ticks.load(Ordering::SeqCst);

@@ -4,18 +4,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-use super::{
-    Applied, Backend, ChangeFn, Commit, EventQuery, MemoryStore, RecordWrite, Step, StorageError, Stored, StoredEvent,
-    Version,
-};
-use super::{decode_events, decode_stored_policy, stored_events};
-use crate::error::Result;
-use crate::event::AuditEvent;
+use super::{Applied, ChangeFn, Commit, EventQuery, RecordWrite, StorageError, Stored, StoredEvent, Version};
 use crate::ids::{PortalId, UserId};
-use crate::policy::PortalPolicy;
-use crate::stored::encode_policy;
 
 /// What [`AsyncMfaStore`] methods return: a boxed `Send` future, so the
 /// trait can be used as `Arc<dyn AsyncMfaStore>`. Write a method as
@@ -56,6 +47,14 @@ pub trait AsyncMfaStore: Send + Sync {
     /// See [`MfaStore::events`](super::MfaStore::events).
     fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>>;
 
+    /// See [`MfaStore::records`](super::MfaStore::records).
+    fn records<'a>(
+        &'a self,
+        portal: &'a PortalId,
+        after: Option<&'a UserId>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(UserId, Stored)>>;
+
     /// See [`MfaStore::apply`](super::MfaStore::apply); the default loads, runs
     /// `change` and commits with compare-and-swap.
     fn apply<'a>(
@@ -75,117 +74,5 @@ pub trait AsyncMfaStore: Send + Sync {
                 .await?
                 .into())
         })
-    }
-}
-
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// A store the async driver can run on: every [`AsyncMfaStore`], the
-/// [`MemoryStore`], and an `Arc` of either. Sealed: implement [`AsyncMfaStore`] instead.
-pub trait AsyncBackend: Send + Sync + sealed::Sealed {
-    #[doc(hidden)]
-    fn run_step(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        step: &mut dyn Step,
-    ) -> impl Future<Output = Result<Applied, StorageError>> + Send;
-    #[doc(hidden)]
-    fn read_policy(&self, portal: &PortalId) -> impl Future<Output = Result<Option<(PortalPolicy, Version)>>> + Send;
-    #[doc(hidden)]
-    fn write_policy(
-        &self,
-        portal: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> impl Future<Output = Result<Commit>> + Send;
-    #[doc(hidden)]
-    fn read_events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<AuditEvent>>> + Send;
-}
-
-impl<S: AsyncMfaStore + ?Sized> sealed::Sealed for S {}
-
-impl<S: AsyncMfaStore + ?Sized> AsyncBackend for S {
-    async fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
-        self.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))
-            .await
-    }
-
-    async fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
-        decode_stored_policy(self.load_policy(portal).await?)
-    }
-
-    async fn write_policy(
-        &self,
-        portal: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> Result<Commit> {
-        Ok(self
-            .commit_policy(portal, expected, &encode_policy(policy), &stored_events(events))
-            .await?)
-    }
-
-    async fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
-        decode_events(&self.events(query).await?)
-    }
-}
-
-impl sealed::Sealed for MemoryStore {}
-
-/// The in-memory store never waits, so its futures are ready at once.
-impl AsyncBackend for MemoryStore {
-    async fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
-        Backend::run_step(self, portal, user, step)
-    }
-
-    async fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
-        Backend::read_policy(self, portal)
-    }
-
-    async fn write_policy(
-        &self,
-        portal: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> Result<Commit> {
-        Backend::write_policy(self, portal, expected, policy, events)
-    }
-
-    async fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
-        Backend::read_events(self, query)
-    }
-}
-
-impl<B: AsyncBackend + ?Sized> sealed::Sealed for Arc<B> {}
-
-impl<B: AsyncBackend + ?Sized> AsyncBackend for Arc<B> {
-    fn run_step(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        step: &mut dyn Step,
-    ) -> impl Future<Output = Result<Applied, StorageError>> + Send {
-        (**self).run_step(portal, user, step)
-    }
-    fn read_policy(&self, portal: &PortalId) -> impl Future<Output = Result<Option<(PortalPolicy, Version)>>> + Send {
-        (**self).read_policy(portal)
-    }
-    fn write_policy(
-        &self,
-        portal: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> impl Future<Output = Result<Commit>> + Send {
-        (**self).write_policy(portal, expected, policy, events)
-    }
-    fn read_events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<AuditEvent>>> + Send {
-        (**self).read_events(query)
     }
 }

@@ -1,25 +1,25 @@
-//! What the [`Portal`](crate::Portal) driver runs against: every [`MfaStore`]
-//! (bytes, sealed secrets) and the [`MemoryStore`] (records kept decoded, since
-//! it never writes bytes anywhere).
+//! The one shape the driver sees a store in, whichever executor runs it.
+//!
+//! A [`Backend`] is a borrowed store of one of three kinds: a blocking byte
+//! store ([`MfaStore`]), an async byte store ([`AsyncMfaStore`]), or the
+//! [`MemoryStore`] (records kept decoded). Each call is an `async fn` with one
+//! arm per kind; on a blocking store or the memory store every call is ready
+//! at its first poll, which is what lets the blocking executor poll each
+//! operation once. The byte conversions (policy, events) live here once.
 
 use std::sync::Arc;
 
-use super::{Applied, Commit, EventQuery, MemoryStore, MfaStore, RecordWrite, StorageError, Stored, Version};
-use super::{decode_events, decode_stored_policy, stored_events};
+use super::{Applied, AsyncMfaStore, Commit, EventQuery, MemoryStore, MfaStore, RecordWrite, StorageError, Stored};
+use super::{StoredEvent, Version};
 use crate::error::Result;
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
 use crate::state::MfaRecord;
-use crate::stored::encode_policy;
-
-mod sealed {
-    pub trait Sealed {}
-}
+use crate::stored::{decode_event, decode_policy, encode_policy};
 
 /// One attempt of a driver operation, run inside a store's atomic call.
-#[doc(hidden)]
-pub trait Step: Send {
+pub(crate) trait Step: Send {
     /// On a byte store: decode, run the transition, encode. `None`: nothing to write.
     fn on_bytes(&mut self, record: Option<&Stored>, policy: Option<&Stored>) -> Option<RecordWrite>;
     /// On the memory store: the record itself.
@@ -27,105 +27,154 @@ pub trait Step: Send {
 }
 
 /// What [`Step::on_live`] leaves.
-#[doc(hidden)]
 #[derive(Debug)]
-pub struct LiveChange {
-    pub record: MfaRecord,
-    pub changed: bool,
-    pub events: Vec<AuditEvent>,
+pub(crate) struct LiveChange {
+    pub(crate) record: MfaRecord,
+    pub(crate) changed: bool,
+    pub(crate) events: Vec<AuditEvent>,
 }
 
-/// A store the driver can run on: every [`MfaStore`], the [`MemoryStore`], and
-/// an `Arc` of either. Sealed: implement [`MfaStore`] instead.
-pub trait Backend: Send + Sync + sealed::Sealed {
-    #[doc(hidden)]
-    fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError>;
-    #[doc(hidden)]
-    fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>>;
-    #[doc(hidden)]
-    fn write_policy(
-        &self,
-        portal: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> Result<Commit>;
-    #[doc(hidden)]
-    fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>>;
-    /// Records in their stored form, for sweeps; the memory store has none.
-    #[doc(hidden)]
-    fn stored_records(
-        &self,
-        portal: &PortalId,
-        after: Option<&UserId>,
-        limit: usize,
-    ) -> Result<Vec<(UserId, Stored)>, StorageError>;
+/// A borrowed store, as the driver calls it. `pub` but never exported: that
+/// it cannot be named outside the crate is what seals the store traits.
+#[allow(unreachable_pub)]
+#[derive(Clone, Copy)]
+pub enum Backend<'s> {
+    /// A blocking byte store.
+    Blocking(&'s dyn MfaStore),
+    /// An async byte store.
+    Async(&'s dyn AsyncMfaStore),
+    /// The memory store.
+    Memory(&'s MemoryStore),
 }
 
-impl<S: MfaStore + ?Sized> sealed::Sealed for S {}
-
-impl<S: MfaStore + ?Sized> Backend for S {
-    fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
-        self.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))
-    }
-
-    fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
-        decode_stored_policy(self.load_policy(portal)?)
-    }
-
-    fn write_policy(
-        &self,
+impl Backend<'_> {
+    pub(crate) async fn run_step(
+        self,
         portal: &PortalId,
-        expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> Result<Commit> {
-        Ok(self.commit_policy(portal, expected, &encode_policy(policy), &stored_events(events))?)
+        user: &UserId,
+        step: &mut dyn Step,
+    ) -> Result<Applied, StorageError> {
+        match self {
+            Backend::Blocking(s) => s.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy)),
+            Backend::Async(s) => {
+                s.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))
+                    .await
+            }
+            Backend::Memory(m) => m.run_step(portal, user, step),
+        }
     }
 
-    fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
-        decode_events(&self.events(query)?)
+    pub(crate) async fn read_policy(self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
+        let stored = match self {
+            Backend::Blocking(s) => s.load_policy(portal)?,
+            Backend::Async(s) => s.load_policy(portal).await?,
+            Backend::Memory(m) => return m.read_policy(portal),
+        };
+        stored
+            .map(|s| Ok((decode_policy(&s.bytes)?, s.version)))
+            .transpose()
     }
 
-    fn stored_records(
-        &self,
-        portal: &PortalId,
-        after: Option<&UserId>,
-        limit: usize,
-    ) -> Result<Vec<(UserId, Stored)>, StorageError> {
-        self.records(portal, after, limit)
-    }
-}
-
-impl sealed::Sealed for MemoryStore {}
-
-impl<B: Backend + ?Sized> sealed::Sealed for Arc<B> {}
-
-impl<B: Backend + ?Sized> Backend for Arc<B> {
-    fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
-        (**self).run_step(portal, user, step)
-    }
-    fn read_policy(&self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
-        (**self).read_policy(portal)
-    }
-    fn write_policy(
-        &self,
+    pub(crate) async fn write_policy(
+        self,
         portal: &PortalId,
         expected: Option<Version>,
         policy: &PortalPolicy,
         events: &[AuditEvent],
     ) -> Result<Commit> {
-        (**self).write_policy(portal, expected, policy, events)
+        let bytes = || encode_policy(policy);
+        let stored = || events.iter().map(StoredEvent::of).collect::<Vec<_>>();
+        Ok(match self {
+            Backend::Blocking(s) => s.commit_policy(portal, expected, &bytes(), &stored())?,
+            Backend::Async(s) => s.commit_policy(portal, expected, &bytes(), &stored()).await?,
+            Backend::Memory(m) => m.write_policy(portal, expected, policy, events)?,
+        })
     }
-    fn read_events(&self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
-        (**self).read_events(query)
+
+    pub(crate) async fn read_events(self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
+        let stored = match self {
+            Backend::Blocking(s) => s.events(query)?,
+            Backend::Async(s) => s.events(query).await?,
+            Backend::Memory(m) => return m.read_events(query),
+        };
+        stored.iter().map(|bytes| decode_event(bytes)).collect()
     }
-    fn stored_records(
-        &self,
+
+    /// Records in their stored form, for sweeps; the memory store keeps none.
+    pub(crate) async fn stored_records(
+        self,
         portal: &PortalId,
         after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<(UserId, Stored)>, StorageError> {
-        (**self).stored_records(portal, after, limit)
+        match self {
+            Backend::Blocking(s) => s.records(portal, after, limit),
+            Backend::Async(s) => s.records(portal, after, limit).await,
+            Backend::Memory(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+/// A store an [`Op`](crate::Op) can [`run`](crate::Op::run) on, blocking the
+/// calling thread: every [`MfaStore`], the [`MemoryStore`], and an `Arc` of
+/// either. Sealed: implement [`MfaStore`] instead.
+pub trait BlockingStore: Send + Sync {
+    #[doc(hidden)]
+    fn blocking(&self) -> Backend<'_>;
+}
+
+/// A store an [`Op`](crate::Op) can be `.await`ed on: every
+/// [`AsyncMfaStore`], the [`MemoryStore`] (which never waits), and an `Arc` of
+/// either. Sealed: implement [`AsyncMfaStore`] instead.
+pub trait AsyncStore: Send + Sync {
+    #[doc(hidden)]
+    fn nonblocking(&self) -> Backend<'_>;
+}
+
+impl<S: MfaStore> BlockingStore for S {
+    fn blocking(&self) -> Backend<'_> {
+        Backend::Blocking(self)
+    }
+}
+
+impl BlockingStore for dyn MfaStore {
+    fn blocking(&self) -> Backend<'_> {
+        Backend::Blocking(self)
+    }
+}
+
+impl BlockingStore for MemoryStore {
+    fn blocking(&self) -> Backend<'_> {
+        Backend::Memory(self)
+    }
+}
+
+impl<B: BlockingStore + ?Sized> BlockingStore for Arc<B> {
+    fn blocking(&self) -> Backend<'_> {
+        (**self).blocking()
+    }
+}
+
+impl<S: AsyncMfaStore> AsyncStore for S {
+    fn nonblocking(&self) -> Backend<'_> {
+        Backend::Async(self)
+    }
+}
+
+impl AsyncStore for dyn AsyncMfaStore {
+    fn nonblocking(&self) -> Backend<'_> {
+        Backend::Async(self)
+    }
+}
+
+impl AsyncStore for MemoryStore {
+    fn nonblocking(&self) -> Backend<'_> {
+        Backend::Memory(self)
+    }
+}
+
+impl<B: AsyncStore + ?Sized> AsyncStore for Arc<B> {
+    fn nonblocking(&self) -> Backend<'_> {
+        (**self).nonblocking()
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use super::{Applied, Backend, Commit, EventQuery, Step, StorageError, StorageErrorKind, Stored, Version};
+use super::{Applied, Commit, EventQuery, Step, StorageError, StorageErrorKind, Version};
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::policy::PortalPolicy;
@@ -127,10 +127,11 @@ impl MemoryStore {
     }
 }
 
-impl Backend for MemoryStore {
+/// What the driver's [`Backend`](super::Backend) calls.
+impl MemoryStore {
     /// Runs the step under the write lock on the record itself: no copy of the
     /// record is made and no other writer can interleave, so it never conflicts.
-    fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
+    pub(crate) fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
         let mut guard = self.state.write().map_err(poisoned)?;
         let state = &mut *guard;
         let key = UserKey::of(user);
@@ -160,7 +161,7 @@ impl Backend for MemoryStore {
         Ok(Applied::Done)
     }
 
-    fn read_policy(&self, portal: &PortalId) -> crate::error::Result<Option<(PortalPolicy, Version)>> {
+    pub(crate) fn read_policy(&self, portal: &PortalId) -> crate::error::Result<Option<(PortalPolicy, Version)>> {
         Ok(self
             .state
             .read()
@@ -170,7 +171,7 @@ impl Backend for MemoryStore {
             .and_then(|p| p.policy))
     }
 
-    fn write_policy(
+    pub(crate) fn write_policy(
         &self,
         portal: &PortalId,
         expected: Option<Version>,
@@ -189,19 +190,9 @@ impl Backend for MemoryStore {
         Ok(Commit::Committed(version))
     }
 
-    fn read_events(&self, query: &EventQuery) -> crate::error::Result<Vec<AuditEvent>> {
+    pub(crate) fn read_events(&self, query: &EventQuery) -> crate::error::Result<Vec<AuditEvent>> {
         let state = self.state.read().map_err(poisoned)?;
         Ok(state.events.iter().filter(|e| query.matches(e)).cloned().collect())
-    }
-
-    /// Records here are never sealed: there is nothing to sweep.
-    fn stored_records(
-        &self,
-        _portal: &PortalId,
-        _after: Option<&UserId>,
-        _limit: usize,
-    ) -> Result<Vec<(UserId, Stored)>, StorageError> {
-        Ok(Vec::new())
     }
 }
 

@@ -14,23 +14,23 @@
 //! the same code: one commit wins, the other sees [`Commit::Conflict`], and the
 //! driver re-runs its transition on the fresh record (where the step is now used).
 
-#[cfg(feature = "async")]
 mod asynchronous;
 mod backend;
-mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "sqlite")]
-mod sqlite;
+pub(crate) mod sqlite;
 
-#[cfg(feature = "async")]
-pub use asynchronous::{AsyncBackend, AsyncMfaStore, StoreFuture};
-pub use backend::Backend;
-pub(crate) use backend::{LiveChange, Step};
-pub use memory::MemoryStore;
+pub use asynchronous::{AsyncMfaStore, StoreFuture};
+pub(crate) use backend::{Backend, LiveChange, Step};
+pub use backend::{AsyncStore, BlockingStore};
+pub(crate) use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
+pub use sqlite::SCHEMA_VERSION;
 
-pub use crate::error::{StorageError, StorageErrorKind};
+// Where the store layer's own code finds them; hosts find them at the root.
+pub(crate) use crate::error::{StorageError, StorageErrorKind};
 use crate::event::AuditEvent;
+pub(crate) use crate::event::EventQuery;
 use crate::ids::{PortalId, UserId};
 use crate::state::MfaRecord;
 
@@ -154,24 +154,6 @@ impl StoredEvent {
     }
 }
 
-/// The conversions every byte store's driver side shares, sync or async:
-/// a stored policy read back, events going in, events coming out.
-pub(crate) fn decode_stored_policy(
-    stored: Option<Stored>,
-) -> crate::error::Result<Option<(crate::policy::PortalPolicy, Version)>> {
-    stored
-        .map(|s| Ok((crate::stored::decode_policy(&s.bytes)?, s.version)))
-        .transpose()
-}
-
-pub(crate) fn stored_events(events: &[AuditEvent]) -> Vec<StoredEvent> {
-    events.iter().map(StoredEvent::of).collect()
-}
-
-pub(crate) fn decode_events(events: &[Vec<u8>]) -> crate::error::Result<Vec<AuditEvent>> {
-    events.iter().map(|bytes| crate::stored::decode_event(bytes)).collect()
-}
-
 impl core::fmt::Debug for StoredEvent {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("StoredEvent")
@@ -199,61 +181,6 @@ impl RecordWrite {
     /// events: for tools that copy records between stores.
     pub fn new(bytes: Vec<u8>, summary: RecordSummary, events: Vec<StoredEvent>) -> Self {
         Self { bytes, summary, events }
-    }
-}
-
-/// Which audit events to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct EventQuery {
-    /// The portal.
-    pub portal: PortalId,
-    /// Only this user's events (portal-wide events have no user).
-    pub user: Option<UserId>,
-    /// Events at or after this Unix time.
-    pub from: Option<u64>,
-    /// Events before this Unix time.
-    pub until: Option<u64>,
-}
-
-impl EventQuery {
-    /// Every event of a portal.
-    pub fn portal(portal: &PortalId) -> Self {
-        Self {
-            portal: portal.clone(),
-            user: None,
-            from: None,
-            until: None,
-        }
-    }
-
-    /// One user's events.
-    #[must_use]
-    pub fn user(mut self, user: &UserId) -> Self {
-        self.user = Some(user.clone());
-        self
-    }
-
-    /// Events in `[from, until)`.
-    #[must_use]
-    pub fn between(mut self, from: u64, until: u64) -> Self {
-        self.from = Some(from);
-        self.until = Some(until);
-        self
-    }
-
-    /// Whether an event of `portal`, about `user`, at `at`, is selected: the
-    /// filter a store without an index applies to its rows.
-    pub fn selects(&self, portal: &PortalId, user: Option<&UserId>, at: u64) -> bool {
-        *portal == self.portal
-            && self.user.as_ref().is_none_or(|u| user == Some(u))
-            && self.from.is_none_or(|t| at >= t)
-            && self.until.is_none_or(|t| at < t)
-    }
-
-    /// Whether `event` is selected.
-    pub fn matches(&self, event: &AuditEvent) -> bool {
-        self.selects(&event.portal, event.user.as_ref(), event.at)
     }
 }
 

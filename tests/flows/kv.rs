@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use portal_mfa::store::{Commit, EventQuery, MfaStore, RecordWrite, StorageError, Stored, StoredEvent, Version};
-use portal_mfa::{PortalId, UserId};
+use portal_mfa::store::{Commit, MfaStore, RecordWrite, Stored, StoredEvent, Version};
+use portal_mfa::{EventQuery, PortalId, StorageError, UserId};
 
 /// Records, policies and audit events in maps behind one lock.
 #[derive(Default)]

@@ -7,25 +7,203 @@ pub mod kv;
 
 use std::sync::{Arc, Mutex};
 
-use portal_mfa::store::{Applied, Backend, ChangeFn, Commit, RecordWrite, Stored, StoredEvent, Version};
+use portal_mfa::store::{
+    Applied, AsyncMfaStore, AsyncStore, BlockingStore, ChangeFn, Commit, MfaStore, RecordWrite, StoreFuture, Stored,
+    StoredEvent, Version,
+};
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, EventKind, EventQuery, Factor, Grace, LockoutRule, ManualClock,
-    MfaStore, OtpAuthUri, PolicyRefusal, Portal, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, SignInMethod,
+    OtpAuthUri, PolicyRefusal, Portal, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, SignInMethod,
     SignInStep, Totp, UserId,
 };
-use portal_mfa::{Keyring, StorageError};
+use portal_mfa::{Keyring, MemoryStore, Op, StorageError, Work};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-pub type StoreFactory = dyn Fn() -> Arc<dyn Backend>;
-pub type TestPortal = Portal<Arc<dyn Backend>, ManualClock, StdRng>;
+/// A store both executors can run on: the memory store, or a byte store behind [`Both`].
+pub trait TestStore: BlockingStore + AsyncStore {}
+impl<T: BlockingStore + AsyncStore + ?Sized> TestStore for T {}
+
+pub type StoreFactory = dyn Fn() -> Arc<dyn TestStore>;
+pub type TestPortal = Portal<Arc<dyn TestStore>, ManualClock, StdRng>;
+
+/// The in-memory store, for both executors.
+pub fn memory() -> Arc<dyn TestStore> {
+    Arc::new(MemoryStore::new())
+}
+
+/// A byte store for both executors: blocking as itself, async through [`Both`].
+pub fn bytes<S: MfaStore + 'static>(store: impl Into<Arc<S>>) -> Arc<dyn TestStore> {
+    Arc::new(Both {
+        store: store.into(),
+        dir: None,
+    })
+}
+
+/// [`bytes`], owning the temporary directory the store's files live in.
+pub fn bytes_in<S: MfaStore + 'static>(store: S, dir: TempDir) -> Arc<dyn TestStore> {
+    Arc::new(Both {
+        store: Arc::new(store),
+        dir: Some(dir),
+    })
+}
+
+/// Which executor runs the operations of this thread's test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    Blocking,
+    Async,
+}
+
+thread_local! {
+    static EXECUTOR: std::cell::Cell<Executor> = const { std::cell::Cell::new(Executor::Blocking) };
+}
+
+/// The executor of this thread (copy it into threads a test spawns).
+pub fn executor() -> Executor {
+    EXECUTOR.with(|e| e.get())
+}
+
+pub fn set_executor(executor: Executor) {
+    EXECUTOR.with(|e| e.set(executor));
+}
+
+/// Runs an operation on this thread's executor: `.go()`, or `.await` polled by pollster.
+pub trait Go {
+    type Output;
+    fn go(self) -> Result<Self::Output, Error>;
+}
+
+impl<'a, W: Work<'a>> Go for Op<'a, W>
+where
+    W::Store: BlockingStore + AsyncStore,
+{
+    type Output = W::Output;
+
+    fn go(self) -> Result<W::Output, Error> {
+        match executor() {
+            Executor::Blocking => self.run(),
+            Executor::Async => pollster::block_on(self),
+        }
+    }
+}
+
+/// A blocking byte store seen through both traits. As an [`AsyncMfaStore`] each
+/// call first yields once to the executor (as a network round trip would), so
+/// the async executor really suspends mid-operation, and `apply` is the async
+/// trait's own load-and-compare-and-swap.
+pub struct Both<S: ?Sized> {
+    pub store: Arc<S>,
+    /// The temporary directory the store's files live in, removed with it.
+    pub dir: Option<TempDir>,
+}
+
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+impl<S: MfaStore + ?Sized> MfaStore for Both<S> {
+    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
+        self.store.load(p, u)
+    }
+    fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
+        self.store.commit(p, u, v, w)
+    }
+    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
+        self.store.load_policy(p)
+    }
+    fn commit_policy(
+        &self,
+        p: &PortalId,
+        v: Option<Version>,
+        b: &[u8],
+        e: &[StoredEvent],
+    ) -> Result<Commit, StorageError> {
+        self.store.commit_policy(p, v, b, e)
+    }
+    fn events(&self, q: &portal_mfa::EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.store.events(q)
+    }
+    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        self.store.records(p, a, l)
+    }
+    fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
+        self.store.apply(p, u, c)
+    }
+}
+
+impl<S: MfaStore + ?Sized> AsyncMfaStore for Both<S> {
+    fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            self.store.load(p, u)
+        })
+    }
+    fn commit<'a>(
+        &'a self,
+        p: &'a PortalId,
+        u: &'a UserId,
+        v: Option<Version>,
+        w: &'a RecordWrite,
+    ) -> StoreFuture<'a, Commit> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            self.store.commit(p, u, v, w)
+        })
+    }
+    fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            self.store.load_policy(p)
+        })
+    }
+    fn commit_policy<'a>(
+        &'a self,
+        p: &'a PortalId,
+        v: Option<Version>,
+        b: &'a [u8],
+        e: &'a [StoredEvent],
+    ) -> StoreFuture<'a, Commit> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            self.store.commit_policy(p, v, b, e)
+        })
+    }
+    fn events<'a>(&'a self, q: &'a portal_mfa::EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            self.store.events(q)
+        })
+    }
+    fn records<'a>(
+        &'a self,
+        p: &'a PortalId,
+        a: Option<&'a UserId>,
+        l: usize,
+    ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            self.store.records(p, a, l)
+        })
+    }
+}
 
 pub const T0: u64 = 1_763_800_000;
 /// The admin every test portal trusts (authorised by the "host", the test).
 pub static ADMIN: std::sync::LazyLock<portal_mfa::Admin> =
     std::sync::LazyLock::new(|| portal_mfa::Admin::authorised("admin@acme.example"));
 
-pub fn portal_on(store: Arc<dyn Backend>, clock: &ManualClock) -> TestPortal {
+pub fn portal_on(store: Arc<dyn TestStore>, clock: &ManualClock) -> TestPortal {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
         .unwrap()
         .with_keyring(keyring())
@@ -59,10 +237,10 @@ impl Phone {
 /// Enrols `user` from scratch; returns their phone and backup codes. Leaves the clock on the next step.
 pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone, Vec<String>) {
     let started = portal
-        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default())
+        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default()).go()
         .unwrap();
     let phone = Phone::scan(&started.uri);
-    let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).unwrap();
+    let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).go().unwrap();
     let codes = confirmed
         .backup_codes
         .map(|c| c.expose().map(str::to_owned).collect())
@@ -73,7 +251,7 @@ pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone,
 
 fn enforce(portal: &TestPortal) {
     portal
-        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None }).go()
         .unwrap();
 }
 
@@ -81,9 +259,9 @@ fn enforce(portal: &TestPortal) {
 
 pub fn mfa_is_off_by_default(make: &StoreFactory) {
     let (portal, _) = setup(make);
-    assert!(!portal.policy().unwrap().is_enforced());
+    assert!(!portal.policy().go().unwrap().is_enforced());
     assert_eq!(
-        portal.begin_sign_in(&UserId::customer("c1")).unwrap(),
+        portal.begin_sign_in(&UserId::customer("c1")).go().unwrap(),
         SignInStep::NoMfaNeeded
     );
 }
@@ -93,7 +271,7 @@ pub fn enforced_mfa_sends_unenrolled_users_to_enrolment_after_password(make: &St
     enforce(&portal);
     let user = UserId::customer("c1");
     assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::MustEnrol {
             reason: EnrolReason::PolicyEnforced
         }
@@ -102,32 +280,32 @@ pub fn enforced_mfa_sends_unenrolled_users_to_enrolment_after_password(make: &St
     // From then on, every sign-in asks for a code.
     for _ in 0..3 {
         assert!(matches!(
-            portal.begin_sign_in(&user).unwrap(),
+            portal.begin_sign_in(&user).go().unwrap(),
             SignInStep::EnterCode { .. }
         ));
-        portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
+        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
         clock.advance(30);
     }
 }
 
 pub fn enforcing_is_refused_for_saml_portal(make: &StoreFactory) {
     let (portal, _) = setup(make);
-    portal.set_sign_in_method(&ADMIN, SignInMethod::Saml).unwrap();
-    let refused = portal.set_enforcement(&ADMIN, Enforcement::Enforced { grace: None });
+    portal.set_sign_in_method(&ADMIN, SignInMethod::Saml).go().unwrap();
+    let refused = portal.set_enforcement(&ADMIN, Enforcement::Enforced { grace: None }).go();
     assert!(
         matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))),
         "{refused:?}"
     );
-    assert!(!portal.policy().unwrap().is_enforced());
+    assert!(!portal.policy().go().unwrap().is_enforced());
     // And the other way round: an enforced portal cannot move to SAML.
-    portal.set_sign_in_method(&ADMIN, SignInMethod::Password).unwrap();
+    portal.set_sign_in_method(&ADMIN, SignInMethod::Password).go().unwrap();
     enforce(&portal);
-    let refused = portal.set_sign_in_method(&ADMIN, SignInMethod::Saml);
+    let refused = portal.set_sign_in_method(&ADMIN, SignInMethod::Saml).go();
     assert!(matches!(
         refused,
         Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))
     ));
-    assert_eq!(portal.policy().unwrap().sign_in_method(), SignInMethod::Password);
+    assert_eq!(portal.policy().go().unwrap().sign_in_method(), SignInMethod::Password);
 }
 
 pub fn vendor_and_customer_share_policy(make: &StoreFactory) {
@@ -137,7 +315,7 @@ pub fn vendor_and_customer_share_policy(make: &StoreFactory) {
     let vendor = UserId::vendor("acme-supplier");
     for user in [&customer, &vendor] {
         assert_eq!(
-            portal.begin_sign_in(user).unwrap(),
+            portal.begin_sign_in(user).go().unwrap(),
             SignInStep::MustEnrol {
                 reason: EnrolReason::PolicyEnforced
             }
@@ -146,18 +324,18 @@ pub fn vendor_and_customer_share_policy(make: &StoreFactory) {
     // Same identifier, different kinds: two users, two records.
     let (_, _) = enrol(&portal, &clock, &UserId::customer("same-id"));
     assert!(matches!(
-        portal.begin_sign_in(&UserId::vendor("same-id")).unwrap(),
+        portal.begin_sign_in(&UserId::vendor("same-id")).go().unwrap(),
         SignInStep::MustEnrol { .. }
     ));
     // Resets work for either kind.
     for user in [&customer, &vendor] {
         enrol(&portal, &clock, user);
         let summary = portal
-            .admin_reset(&ADMIN, user, ResetReason::LostDevice, ResetMode::default())
+            .admin_reset(&ADMIN, user, ResetReason::LostDevice, ResetMode::default()).go()
             .unwrap();
         assert_eq!(summary.authenticators_removed, 1);
         assert_eq!(
-            portal.begin_sign_in(user).unwrap(),
+            portal.begin_sign_in(user).go().unwrap(),
             SignInStep::MustEnrol {
                 reason: EnrolReason::AdminReset
             }
@@ -169,18 +347,18 @@ pub fn self_configured_user_turns_mfa_on_from_my_account(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
     let other = UserId::customer("c2");
-    assert_eq!(portal.begin_sign_in(&user).unwrap(), SignInStep::NoMfaNeeded);
+    assert_eq!(portal.begin_sign_in(&user).go().unwrap(), SignInStep::NoMfaNeeded);
     let (phone, codes) = enrol(&portal, &clock, &user);
     assert_eq!(codes.len(), 10);
     assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::EnterCode {
             backup_codes_remaining: 10
         }
     );
-    portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
+    portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
     // Only that user: the portal does not enforce anything.
-    assert_eq!(portal.begin_sign_in(&other).unwrap(), SignInStep::NoMfaNeeded);
+    assert_eq!(portal.begin_sign_in(&other).go().unwrap(), SignInStep::NoMfaNeeded);
 }
 
 // ---------------------------------------------------------------- enrolment
@@ -189,17 +367,17 @@ pub fn enrolment_works_by_qr_code_or_typed_key(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let by_qr = UserId::customer("qr");
     let started = portal
-        .start_enrolment(&by_qr, "qr@example.com", "phone", EnrolmentOptions::default())
+        .start_enrolment(&by_qr, "qr@example.com", "phone", EnrolmentOptions::default()).go()
         .unwrap();
     assert!(started.uri.qr_svg().unwrap().contains("<svg"));
     assert!(!started.uri.qr_terminal().unwrap().is_empty());
     portal
-        .confirm_enrolment(&by_qr, &Phone::scan(&started.uri).code(&clock))
+        .confirm_enrolment(&by_qr, &Phone::scan(&started.uri).code(&clock)).go()
         .unwrap();
 
     let by_hand = UserId::customer("typed");
     let started = portal
-        .start_enrolment(&by_hand, "typed@example.com", "phone", EnrolmentOptions::default())
+        .start_enrolment(&by_hand, "typed@example.com", "phone", EnrolmentOptions::default()).go()
         .unwrap();
     let typed_key = started.uri.secret().to_grouped_base32().to_lowercase();
     let app = Totp::new(&Secret::from_base32(&typed_key).unwrap(), *started.uri.params());
@@ -208,8 +386,8 @@ pub fn enrolment_works_by_qr_code_or_typed_key(make: &StoreFactory) {
         .unwrap()
         .expose()
         .to_string();
-    portal.confirm_enrolment(&by_hand, &code).unwrap();
-    assert!(portal.record(&by_hand).unwrap().mfa_enabled());
+    portal.confirm_enrolment(&by_hand, &code).go().unwrap();
+    assert!(portal.record(&by_hand).go().unwrap().mfa_enabled());
 }
 
 pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory) {
@@ -217,45 +395,45 @@ pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory) {
     enforce(&portal);
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
         .unwrap();
     let phone = Phone::scan(&started.uri);
     let right = phone.code(&clock);
     let wrong = if right == "000000" { "111111" } else { "000000" };
     assert!(matches!(
-        portal.confirm_enrolment(&user, wrong),
+        portal.confirm_enrolment(&user, wrong).go(),
         Err(Error::WrongCode { attempts_left: Some(4) })
     ));
     assert!(matches!(
-        portal.confirm_enrolment(&user, "12ab"),
+        portal.confirm_enrolment(&user, "12ab").go(),
         Err(Error::MalformedCode(_))
     ));
     // Not enabled yet: still sent to enrolment, and codes from the pending secret do not sign in.
-    assert!(!portal.record(&user).unwrap().mfa_enabled());
+    assert!(!portal.record(&user).go().unwrap().mfa_enabled());
     assert!(matches!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::MustEnrol { .. }
     ));
-    assert!(matches!(portal.verify_sign_in(&user, &right), Err(Error::NotEnrolled)));
-    portal.confirm_enrolment(&user, &right).unwrap();
-    assert!(portal.record(&user).unwrap().mfa_enabled());
+    assert!(matches!(portal.verify_sign_in(&user, &right).go(), Err(Error::NotEnrolled)));
+    portal.confirm_enrolment(&user, &right).go().unwrap();
+    assert!(portal.record(&user).go().unwrap().mfa_enabled());
 }
 
 pub fn enrolment_expires_after_its_lifetime(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
         .unwrap();
     assert_eq!(started.expires_at, T0 + 600);
     clock.advance(600);
     let code = Phone::scan(&started.uri).code(&clock);
     assert!(matches!(
-        portal.confirm_enrolment(&user, &code),
+        portal.confirm_enrolment(&user, &code).go(),
         Err(Error::EnrolmentExpired)
     ));
     assert!(matches!(
-        portal.confirm_enrolment(&user, &code),
+        portal.confirm_enrolment(&user, &code).go(),
         Err(Error::NoPendingEnrolment)
     ));
 }
@@ -264,35 +442,35 @@ pub fn restarting_enrolment_replaces_the_pending_secret(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
     let first = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
         .unwrap();
     let second = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
         .unwrap();
     assert_ne!(first.uri.secret(), second.uri.secret());
     let stale = Phone::scan(&first.uri).code(&clock);
     let fresh = Phone::scan(&second.uri).code(&clock);
     if stale != fresh {
         assert!(matches!(
-            portal.confirm_enrolment(&user, &stale),
+            portal.confirm_enrolment(&user, &stale).go(),
             Err(Error::WrongCode { .. })
         ));
     }
-    portal.confirm_enrolment(&user, &fresh).unwrap();
+    portal.confirm_enrolment(&user, &fresh).go().unwrap();
 }
 
 pub fn changing_authenticator_keeps_the_old_one_until_the_new_is_confirmed(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
     let (old_phone, _) = enrol(&portal, &clock, &user);
-    let old_id = portal.record(&user).unwrap().authenticators()[0].id();
+    let old_id = portal.record(&user).go().unwrap().authenticators()[0].id();
     // A password alone cannot swap the factor.
     let options = EnrolmentOptions {
         replaces: Some(old_id),
         proof: None,
     };
     assert!(matches!(
-        portal.start_enrolment(&user, "c1", "new", options),
+        portal.start_enrolment(&user, "c1", "new", options).go(),
         Err(Error::ProofRequired)
     ));
     let proof = old_phone.code(&clock);
@@ -300,40 +478,40 @@ pub fn changing_authenticator_keeps_the_old_one_until_the_new_is_confirmed(make:
         replaces: Some(old_id),
         proof: Some(&proof),
     };
-    let started = portal.start_enrolment(&user, "c1", "new", options).unwrap();
+    let started = portal.start_enrolment(&user, "c1", "new", options).go().unwrap();
     clock.advance(30);
     // Meanwhile the old phone still signs in.
-    portal.verify_sign_in(&user, &old_phone.code(&clock)).unwrap();
+    portal.verify_sign_in(&user, &old_phone.code(&clock)).go().unwrap();
     let new_phone = Phone::scan(&started.uri);
-    let confirmed = portal.confirm_enrolment(&user, &new_phone.code(&clock)).unwrap();
+    let confirmed = portal.confirm_enrolment(&user, &new_phone.code(&clock)).go().unwrap();
     assert!(
         confirmed.backup_codes.is_none(),
         "MFA stayed on: the backup codes are kept"
     );
     clock.advance(30);
-    let record = portal.record(&user).unwrap();
+    let record = portal.record(&user).go().unwrap();
     assert_eq!(record.authenticators().len(), 1);
     assert_eq!(record.authenticators()[0].label(), "new");
     assert!(matches!(
-        portal.verify_sign_in(&user, &old_phone.code(&clock)),
+        portal.verify_sign_in(&user, &old_phone.code(&clock)).go(),
         Err(Error::WrongCode { .. })
     ));
-    portal.verify_sign_in(&user, &new_phone.code(&clock)).unwrap();
+    portal.verify_sign_in(&user, &new_phone.code(&clock)).go().unwrap();
 }
 
 pub fn self_configured_user_deletes_authenticator_with_a_fresh_code(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
     let (phone, _) = enrol(&portal, &clock, &user);
-    let id = portal.record(&user).unwrap().authenticators()[0].id();
+    let id = portal.record(&user).go().unwrap().authenticators()[0].id();
     assert!(matches!(
-        portal.delete_authenticator(&user, id, "000000"),
+        portal.delete_authenticator(&user, id, "000000").go(),
         Err(Error::WrongCode { .. }) | Err(Error::ReplayedCode)
     ));
-    portal.delete_authenticator(&user, id, &phone.code(&clock)).unwrap();
-    let record = portal.record(&user).unwrap();
+    portal.delete_authenticator(&user, id, &phone.code(&clock)).go().unwrap();
+    let record = portal.record(&user).go().unwrap();
     assert!(!record.mfa_enabled() && record.backup_codes().is_none());
-    assert_eq!(portal.begin_sign_in(&user).unwrap(), SignInStep::NoMfaNeeded);
+    assert_eq!(portal.begin_sign_in(&user).go().unwrap(), SignInStep::NoMfaNeeded);
 }
 
 pub fn deleting_the_last_authenticator_is_refused_while_enforced(make: &StoreFactory) {
@@ -341,14 +519,14 @@ pub fn deleting_the_last_authenticator_is_refused_while_enforced(make: &StoreFac
     enforce(&portal);
     let user = UserId::customer("c1");
     let (phone, _) = enrol(&portal, &clock, &user);
-    let id = portal.record(&user).unwrap().authenticators()[0].id();
-    let refused = portal.delete_authenticator(&user, id, &phone.code(&clock));
+    let id = portal.record(&user).go().unwrap().authenticators()[0].id();
+    let refused = portal.delete_authenticator(&user, id, &phone.code(&clock)).go();
     assert!(matches!(
         refused,
         Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced))
     ));
     // The refused attempt did not consume the code.
-    portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
+    portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
 }
 
 // ---------------------------------------------------------------- backup codes and sign-in
@@ -362,17 +540,17 @@ pub fn backup_codes_are_issued_once_and_each_works_once(make: &StoreFactory) {
     let (_, codes) = enrol(&portal, &clock, &user);
     assert_eq!(codes.len(), 5);
     for (i, code) in codes.iter().enumerate() {
-        let verified = portal.verify_sign_in(&user, code).unwrap();
+        let verified = portal.verify_sign_in(&user, code).go().unwrap();
         assert_eq!(verified.factor, Factor::BackupCode);
         assert_eq!(verified.backup_codes_remaining, 4 - i as u32);
         assert_eq!(verified.low_on_backup_codes, verified.backup_codes_remaining <= 2);
         assert!(
-            matches!(portal.verify_sign_in(&user, code), Err(Error::WrongCode { .. })),
+            matches!(portal.verify_sign_in(&user, code).go(), Err(Error::WrongCode { .. })),
             "code {i} reused"
         );
     }
     // A second authenticator does not issue more codes.
-    let stored = portal.record(&user).unwrap();
+    let stored = portal.record(&user).go().unwrap();
     assert_eq!(stored.backup_codes().unwrap().remaining(), 0);
 }
 
@@ -382,7 +560,7 @@ pub fn sign_in_takes_a_totp_code_or_a_backup_code(make: &StoreFactory) {
     let user = UserId::contact("help-center-contact");
     let (phone, codes) = enrol(&portal, &clock, &user);
     assert!(matches!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::EnterCode {
             backup_codes_remaining: 10
         }
@@ -390,16 +568,16 @@ pub fn sign_in_takes_a_totp_code_or_a_backup_code(make: &StoreFactory) {
     let code = phone.code(&clock);
     let spaced = format!("{} {}", &code[..3], &code[3..]);
     assert!(matches!(
-        portal.verify_sign_in(&user, &spaced).unwrap().factor,
+        portal.verify_sign_in(&user, &spaced).go().unwrap().factor,
         Factor::Totp(_)
     ));
     let typed_loosely = codes[3].replace('-', " ").to_lowercase();
     assert_eq!(
-        portal.verify_sign_in(&user, &typed_loosely).unwrap().factor,
+        portal.verify_sign_in(&user, &typed_loosely).go().unwrap().factor,
         Factor::BackupCode
     );
     assert!(matches!(
-        portal.verify_sign_in(&user, "not a code!"),
+        portal.verify_sign_in(&user, "not a code!").go(),
         Err(Error::MalformedCode(_))
     ));
 }
@@ -409,10 +587,10 @@ pub fn replayed_code_is_refused(make: &StoreFactory) {
     let user = UserId::customer("c1");
     let (phone, _) = enrol(&portal, &clock, &user);
     let code = phone.code(&clock);
-    portal.verify_sign_in(&user, &code).unwrap();
-    assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+    portal.verify_sign_in(&user, &code).go().unwrap();
+    assert!(matches!(portal.verify_sign_in(&user, &code).go(), Err(Error::ReplayedCode)));
     clock.advance(10);
-    assert!(matches!(portal.verify_sign_in(&user, &code), Err(Error::ReplayedCode)));
+    assert!(matches!(portal.verify_sign_in(&user, &code).go(), Err(Error::ReplayedCode)));
 }
 
 pub fn regenerating_backup_codes_invalidates_the_old_ones(make: &StoreFactory) {
@@ -420,17 +598,17 @@ pub fn regenerating_backup_codes_invalidates_the_old_ones(make: &StoreFactory) {
     let user = UserId::customer("c1");
     let (phone, old) = enrol(&portal, &clock, &user);
     assert!(matches!(
-        portal.regenerate_backup_codes(&user, "000000"),
+        portal.regenerate_backup_codes(&user, "000000").go(),
         Err(Error::WrongCode { .. } | Error::ReplayedCode)
     ));
-    let new = portal.regenerate_backup_codes(&user, &phone.code(&clock)).unwrap();
+    let new = portal.regenerate_backup_codes(&user, &phone.code(&clock)).go().unwrap();
     let new: Vec<String> = new.expose().map(str::to_owned).collect();
     assert_eq!(new.len(), 10);
     assert!(matches!(
-        portal.verify_sign_in(&user, &old[0]),
+        portal.verify_sign_in(&user, &old[0]).go(),
         Err(Error::WrongCode { .. })
     ));
-    portal.verify_sign_in(&user, &new[0]).unwrap();
+    portal.verify_sign_in(&user, &new[0]).go().unwrap();
 }
 
 pub fn wrong_codes_lock_mfa_with_growing_locks_and_a_success_resets_the_count(make: &StoreFactory) {
@@ -446,36 +624,36 @@ pub fn wrong_codes_lock_mfa_with_growing_locks_and_a_success_resets_the_count(ma
     };
     for left in (1..=4).rev() {
         assert!(
-            matches!(portal.verify_sign_in(&user, &wrong(&phone)), Err(Error::WrongCode { attempts_left: Some(l) }) if l == left)
+            matches!(portal.verify_sign_in(&user, &wrong(&phone)).go(), Err(Error::WrongCode { attempts_left: Some(l) }) if l == left)
         );
     }
-    let first_lock = portal.verify_sign_in(&user, &wrong(&phone));
+    let first_lock = portal.verify_sign_in(&user, &wrong(&phone)).go();
     assert!(
         matches!(first_lock, Err(Error::LockedOut { until: Some(t) }) if t == T0 + 30 + 60),
         "{first_lock:?}"
     );
     // While locked even the right code is refused, and nothing is counted.
     assert!(matches!(
-        portal.verify_sign_in(&user, &phone.code(&clock)),
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(),
         Err(Error::LockedOut { .. })
     ));
     assert!(matches!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::LockedOut { .. }
     ));
     clock.advance(60);
     for _ in 0..5 {
-        let _ = portal.verify_sign_in(&user, &wrong(&phone));
+        let _ = portal.verify_sign_in(&user, &wrong(&phone)).go();
     }
     let now = portal_mfa::Clock::now(&clock);
     assert_eq!(
-        portal.record(&user).unwrap().failures().locked_until(),
+        portal.record(&user).go().unwrap().failures().locked_until(),
         Some(now + 120),
         "second lock doubles"
     );
     clock.advance(120);
-    portal.verify_sign_in(&user, &phone.code(&clock)).unwrap();
-    assert_eq!(portal.record(&user).unwrap().failures().consecutive(), 0);
+    portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+    assert_eq!(portal.record(&user).go().unwrap().failures().consecutive(), 0);
 }
 
 pub fn failures_never_exceed_the_hard_limit(make: &StoreFactory) {
@@ -489,24 +667,24 @@ pub fn failures_never_exceed_the_hard_limit(make: &StoreFactory) {
         clock.advance(2);
         let code = phone.code(&clock);
         let wrong = if code == "000000" { "111111" } else { "000000" };
-        if let Err(Error::LockedOut { until: None }) = portal.verify_sign_in(&user, wrong) {
+        if let Err(Error::LockedOut { until: None }) = portal.verify_sign_in(&user, wrong).go() {
             locked_for_good = true;
         }
     }
     assert!(locked_for_good);
     assert_eq!(
-        portal.record(&user).unwrap().failures().consecutive(),
+        portal.record(&user).go().unwrap().failures().consecutive(),
         LockoutRule::HARD_LIMIT
     );
     clock.advance(30);
     assert!(matches!(
-        portal.verify_sign_in(&user, &phone.code(&clock)),
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(),
         Err(Error::LockedOut { until: None })
     ));
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default()).go()
         .unwrap();
-    assert_eq!(portal.record(&user).unwrap().failures().consecutive(), 0);
+    assert_eq!(portal.record(&user).go().unwrap().failures().consecutive(), 0);
 }
 
 // ---------------------------------------------------------------- admin reset
@@ -517,7 +695,7 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
     let user = UserId::customer("c1");
     let (phone, codes) = enrol(&portal, &clock, &user);
     let summary = portal
-        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment)
+        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment).go()
         .unwrap();
     assert_eq!(
         (
@@ -527,7 +705,7 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
         ),
         (1, 10, true)
     );
-    let record = portal.record(&user).unwrap();
+    let record = portal.record(&user).go().unwrap();
     assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
     let reset = record.last_reset().unwrap();
     assert_eq!(
@@ -536,25 +714,25 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
     );
     // Nothing old works; the user (same id) is sent to enrolment and can come back.
     assert!(matches!(
-        portal.verify_sign_in(&user, &phone.code(&clock)),
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(),
         Err(Error::NotEnrolled)
     ));
     assert!(matches!(
-        portal.verify_sign_in(&user, &codes[0]),
+        portal.verify_sign_in(&user, &codes[0]).go(),
         Err(Error::NotEnrolled)
     ));
     assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::MustEnrol {
             reason: EnrolReason::AdminReset
         }
     );
     let (new_phone, new_codes) = enrol(&portal, &clock, &user);
     assert_eq!(new_codes.len(), 10);
-    assert!(!portal.record(&user).unwrap().must_enrol());
-    portal.verify_sign_in(&user, &new_phone.code(&clock)).unwrap();
+    assert!(!portal.record(&user).go().unwrap().must_enrol());
+    portal.verify_sign_in(&user, &new_phone.code(&clock)).go().unwrap();
     let trail = portal
-        .audit_events(EventQuery::portal(portal.id()).user(&user))
+        .audit_events(EventQuery::portal(portal.id()).user(&user)).go()
         .unwrap();
     let reset_event = trail
         .iter()
@@ -568,14 +746,14 @@ pub fn admin_reset_remove_only_lets_self_configured_user_sign_in_without_mfa(mak
     let user = UserId::customer("c1");
     enrol(&portal, &clock, &user);
     let summary = portal
-        .admin_reset(&ADMIN, &user, ResetReason::NewDevice, ResetMode::RemoveOnly)
+        .admin_reset(&ADMIN, &user, ResetReason::NewDevice, ResetMode::RemoveOnly).go()
         .unwrap();
     assert!(!summary.must_enrol);
-    assert_eq!(portal.begin_sign_in(&user).unwrap(), SignInStep::NoMfaNeeded);
+    assert_eq!(portal.begin_sign_in(&user).go().unwrap(), SignInStep::NoMfaNeeded);
     // Under enforcement, remove-only still leads to enrolment.
     enforce(&portal);
     assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::MustEnrol {
             reason: EnrolReason::PolicyEnforced
         }
@@ -595,11 +773,11 @@ pub fn admin_reset_records_every_reason_the_requests_name(make: &StoreFactory) {
         let user = UserId::contact(format!("contact-{i}"));
         enrol(&portal, &clock, &user);
         portal
-            .admin_reset(&ADMIN, &user, reason.clone(), ResetMode::default())
+            .admin_reset(&ADMIN, &user, reason.clone(), ResetMode::default()).go()
             .unwrap();
-        assert_eq!(portal.record(&user).unwrap().last_reset().unwrap().reason, reason);
+        assert_eq!(portal.record(&user).go().unwrap().last_reset().unwrap().reason, reason);
         let trail = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .audit_events(EventQuery::portal(portal.id()).user(&user)).go()
             .unwrap();
         assert!(
             trail
@@ -614,18 +792,18 @@ pub fn locked_out_user_is_recovered_by_admin_reset(make: &StoreFactory) {
     let user = UserId::customer("c1");
     enrol(&portal, &clock, &user);
     for _ in 0..5 {
-        let _ = portal.verify_sign_in(&user, "999999");
-        let _ = portal.verify_sign_in(&user, "000000");
+        let _ = portal.verify_sign_in(&user, "999999").go();
+        let _ = portal.verify_sign_in(&user, "000000").go();
     }
     assert!(matches!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::LockedOut { .. }
     ));
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default()).go()
         .unwrap();
     assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::MustEnrol {
             reason: EnrolReason::AdminReset
         }
@@ -639,13 +817,13 @@ pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory
     let enrolled = UserId::customer("enrolled");
     let never = UserId::vendor("never-enrolled");
     let (phone, _) = enrol(&portal, &clock, &enrolled);
-    portal.set_enforcement(&ADMIN, Enforcement::SelfConfigured).unwrap();
+    portal.set_enforcement(&ADMIN, Enforcement::SelfConfigured).go().unwrap();
     assert!(matches!(
-        portal.begin_sign_in(&enrolled).unwrap(),
+        portal.begin_sign_in(&enrolled).go().unwrap(),
         SignInStep::EnterCode { .. }
     ));
-    portal.verify_sign_in(&enrolled, &phone.code(&clock)).unwrap();
-    assert_eq!(portal.begin_sign_in(&never).unwrap(), SignInStep::NoMfaNeeded);
+    portal.verify_sign_in(&enrolled, &phone.code(&clock)).go().unwrap();
+    assert_eq!(portal.begin_sign_in(&never).go().unwrap(), SignInStep::NoMfaNeeded);
     // The admin turns it off for the enrolled user with a reset.
     portal
         .admin_reset(
@@ -653,9 +831,9 @@ pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory
             &enrolled,
             ResetReason::Other("MFA no longer required".into()),
             ResetMode::RemoveOnly,
-        )
+        ).go()
         .unwrap();
-    assert_eq!(portal.begin_sign_in(&enrolled).unwrap(), SignInStep::NoMfaNeeded);
+    assert_eq!(portal.begin_sign_in(&enrolled).go().unwrap(), SignInStep::NoMfaNeeded);
 }
 
 pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) {
@@ -665,7 +843,7 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         sign_ins: Some(2),
     };
     portal
-        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) })
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) }).go()
         .unwrap();
     let user = UserId::customer("c1");
     let first = SignInStep::GraceSignIn {
@@ -673,39 +851,39 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         until: grace.until,
     };
     // Asking is a pure read (a page reload asks twice); completing spends one.
-    assert_eq!(portal.begin_sign_in(&user).unwrap(), first);
-    assert_eq!(portal.begin_sign_in(&user).unwrap(), first);
-    assert_eq!(portal.complete_grace_sign_in(&user).unwrap(), first);
+    assert_eq!(portal.begin_sign_in(&user).go().unwrap(), first);
+    assert_eq!(portal.begin_sign_in(&user).go().unwrap(), first);
+    assert_eq!(portal.complete_grace_sign_in(&user).go().unwrap(), first);
     let last = SignInStep::GraceSignIn {
         remaining: Some(0),
         until: grace.until,
     };
-    assert_eq!(portal.begin_sign_in(&user).unwrap(), last);
-    assert_eq!(portal.complete_grace_sign_in(&user).unwrap(), last);
+    assert_eq!(portal.begin_sign_in(&user).go().unwrap(), last);
+    assert_eq!(portal.complete_grace_sign_in(&user).go().unwrap(), last);
     assert_eq!(
-        portal.begin_sign_in(&user).unwrap(),
+        portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::MustEnrol {
             reason: EnrolReason::PolicyEnforced
         }
     );
     assert!(matches!(
-        portal.complete_grace_sign_in(&user),
+        portal.complete_grace_sign_in(&user).go(),
         Err(Error::NotAllowed(PolicyRefusal::NoGraceLeft))
     ));
     let trail = portal
-        .audit_events(EventQuery::portal(portal.id()).user(&user))
+        .audit_events(EventQuery::portal(portal.id()).user(&user)).go()
         .unwrap();
     assert_eq!(trail.len(), 2, "one event per grace sign-in spent, none for asking");
     // The deadline ends it too: grace holds up to and at `until`, not after.
     let late = UserId::customer("c2");
     clock.set(T0 + 3_600);
     assert!(matches!(
-        portal.begin_sign_in(&late).unwrap(),
+        portal.begin_sign_in(&late).go().unwrap(),
         SignInStep::GraceSignIn { .. }
     ));
     clock.set(T0 + 3_601);
     assert_eq!(
-        portal.begin_sign_in(&late).unwrap(),
+        portal.begin_sign_in(&late).go().unwrap(),
         SignInStep::MustEnrol {
             reason: EnrolReason::PolicyEnforced
         }
@@ -719,7 +897,7 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
                     sign_ins: None
                 })
             }
-        ),
+        ).go(),
         Err(Error::InvalidPolicy {
             field: "enforcement.grace",
             ..
@@ -735,9 +913,9 @@ pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
         .with_notifier(move |e: &portal_mfa::AuditEvent| sink.lock().unwrap().push(e.kind.clone()));
     let user = UserId::customer("c1");
     let (_, codes) = enrol(&portal, &clock, &user);
-    portal.verify_sign_in(&user, &codes[0]).unwrap();
+    portal.verify_sign_in(&user, &codes[0]).go().unwrap();
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::SecurityIncident, ResetMode::default())
+        .admin_reset(&ADMIN, &user, ResetReason::SecurityIncident, ResetMode::default()).go()
         .unwrap();
     let heard = heard.lock().unwrap();
     assert!(matches!(heard[0], EventKind::AuthenticatorAdded { .. }));
@@ -749,8 +927,18 @@ pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
 /// Instantiates every scenario above as a `#[test]` over the store `$make` builds.
 #[macro_export]
 macro_rules! seed_flow_tests {
-    ($make:expr) => {
-        $crate::seed_flow_tests!(@each $make;
+    ($make:ident) => {
+        /// Every scenario through `Op::run`.
+        mod blocking {
+            $crate::seed_flow_tests!(@names $make, Blocking);
+        }
+        /// Every scenario through `.await` (polled by pollster).
+        mod nonblocking {
+            $crate::seed_flow_tests!(@names $make, Async);
+        }
+    };
+    (@names $make:ident, $executor:ident) => {
+        $crate::seed_flow_tests!(@each $make, $executor;
             mfa_is_off_by_default,
             enforced_mfa_sends_unenrolled_users_to_enrolment_after_password,
             enforcing_is_refused_for_saml_portal,
@@ -778,11 +966,12 @@ macro_rules! seed_flow_tests {
             users_hear_about_changes_to_their_factors,
         );
     };
-    (@each $make:expr; $($name:ident),* $(,)?) => {
+    (@each $make:ident, $executor:ident; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $crate::flows::$name(&$make)
+                $crate::flows::set_executor($crate::flows::Executor::$executor);
+                $crate::flows::$name(&super::$make)
             }
         )*
     };
@@ -810,39 +999,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A store that owns the temporary directory its files live in.
-pub struct InTempDir<S>(pub S, pub TempDir);
-
-impl<S: MfaStore> MfaStore for InTempDir<S> {
-    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
-        self.0.load(p, u)
-    }
-    fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
-        self.0.commit(p, u, v, w)
-    }
-    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
-        self.0.load_policy(p)
-    }
-    fn commit_policy(
-        &self,
-        p: &PortalId,
-        v: Option<Version>,
-        b: &[u8],
-        e: &[StoredEvent],
-    ) -> Result<Commit, StorageError> {
-        self.0.commit_policy(p, v, b, e)
-    }
-    fn events(&self, q: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
-        self.0.events(q)
-    }
-    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
-        self.0.records(p, a, l)
-    }
-    fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
-        self.0.apply(p, u, c)
     }
 }
 

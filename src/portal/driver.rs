@@ -1,0 +1,351 @@
+//! The one retry loop: every operation, on either executor, runs its
+//! attempts here. An attempt is the pure transition run inside the store's
+//! atomic call; a conflict re-runs it on the fresh record after a jittered
+//! back-off; the answer and notices leave only once the store has committed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use rand::CryptoRng;
+
+use super::Portal;
+use super::op::{Driver, Pause};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::event::{Actor, AuditEvent, EventKind};
+use crate::ids::{PortalId, UserId};
+use crate::policy::PortalPolicy;
+use crate::state::{Context, MfaRecord, Outcome};
+use crate::store::{
+    Applied, Commit, LiveChange, RecordSummary, RecordWrite, Step, StorageError, StorageErrorKind, Stored, StoredEvent,
+    Version,
+};
+use crate::stored::{decode_policy, decode_record, encode_record};
+
+impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
+    /// Runs `transition` on the user's stored record in one atomic store call
+    /// (check-and-record), re-running it on a conflict.
+    pub(super) async fn on_record<T: Send>(
+        &self,
+        driver: Driver<'_>,
+        user: &UserId,
+        actor: Actor,
+        mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
+    ) -> Result<T> {
+        for attempt in 0..self.max_attempts {
+            let mut step = Attempt {
+                portal: self,
+                user,
+                actor: &actor,
+                now: self.now()?,
+                transition: &mut transition,
+                answer: Answer::default(),
+            };
+            match driver.backend.run_step(&self.id, user, &mut step).await? {
+                Applied::Done => return self.settle(step.answer),
+                Applied::Conflict => self.back_off(driver.pause, attempt).await,
+            }
+        }
+        Err(Error::Conflict {
+            attempts: self.max_attempts,
+        })
+    }
+
+    /// Applies `change` to the stored policy with compare-and-swap, re-reading on a conflict.
+    pub(super) async fn on_policy(
+        &self,
+        driver: Driver<'_>,
+        actor: Actor,
+        change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync,
+    ) -> Result<PortalPolicy> {
+        for attempt in 0..self.max_attempts {
+            let planned = self.policy_change(&actor, driver.backend.read_policy(&self.id).await?, &change)?;
+            if planned.unchanged {
+                return Ok(planned.new);
+            }
+            match driver
+                .backend
+                .write_policy(&self.id, planned.expected, &planned.new, &planned.events)
+                .await?
+            {
+                Commit::Committed(_) => return Ok(planned.new),
+                Commit::Conflict => self.back_off(driver.pause, attempt).await,
+            }
+        }
+        Err(Error::Conflict {
+            attempts: self.max_attempts,
+        })
+    }
+
+    /// Spreads out writers that keep colliding: the first retries only yield,
+    /// later ones wait a random time in `[base/2, base)`, `base` doubling from
+    /// 20 µs up to 5 ms, so two losers rarely collide again.
+    async fn back_off(&self, pause: Pause, attempt: u32) {
+        let wait = if attempt < 2 {
+            Duration::ZERO
+        } else {
+            let base = 20u64 << (attempt - 2).min(8);
+            let jitter = u64::from(self.rng().next_u32()) % (base / 2);
+            Duration::from_micros(base / 2 + jitter)
+        };
+        match (pause, &self.sleep) {
+            (Pause::Thread, _) if wait.is_zero() => std::thread::yield_now(),
+            (Pause::Thread, _) => std::thread::sleep(wait),
+            (Pause::Task, Some(sleep)) if !wait.is_zero() => sleep.sleep(wait).await,
+            (Pause::Task, _) => YieldUntil::after(wait).await,
+        }
+    }
+}
+
+/// Without a runtime's timer: yield to the executor (at least once) until
+/// `deadline`, so other tasks run while this one waits.
+struct YieldUntil {
+    deadline: Instant,
+    yielded: bool,
+}
+
+impl YieldUntil {
+    fn after(wait: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + wait,
+            yielded: false,
+        }
+    }
+}
+
+impl Future for YieldUntil {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if self.yielded && Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<S, C: Clock, R> Portal<S, C, R> {
+    /// The time now, refused past `i64::MAX` seconds: one rule for every time
+    /// the crate stores, so SQL stores (signed 64-bit) order them as the memory store does.
+    pub(super) fn now(&self) -> Result<u64> {
+        let now = self.clock.now();
+        if now > i64::MAX as u64 {
+            return Err(Error::ClockOutOfRange);
+        }
+        Ok(now)
+    }
+
+    /// The part of an attempt that runs inside the store's atomic call: the
+    /// pure transition on what the store read (the policy from the same read).
+    #[allow(clippy::too_many_arguments)]
+    fn step<T>(
+        &self,
+        user: &UserId,
+        actor: &Actor,
+        now: u64,
+        transition: &mut impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
+        answer: &mut Answer<T>,
+        record: MfaRecord,
+        policy: Option<PortalPolicy>,
+    ) -> LiveChange {
+        let policy = policy.unwrap_or(self.default_policy);
+        let ctx = Context {
+            portal: &self.id,
+            user,
+            policy: &policy,
+            now,
+            actor,
+        };
+        let outcome = transition(record, &ctx);
+        answer.result = Some(outcome.result);
+        answer.notices = outcome
+            .events
+            .iter()
+            .filter(|e| e.kind.user_must_hear())
+            .cloned()
+            .collect();
+        LiveChange {
+            record: outcome.record,
+            changed: outcome.changed,
+            events: outcome.events,
+        }
+    }
+
+    /// After a committed attempt: tell the notifier, hand back the answer.
+    fn settle<T>(&self, answer: Answer<T>) -> Result<T> {
+        if let Some(notifier) = &self.notifier {
+            answer.notices.iter().for_each(|e| notifier.notify(e));
+        }
+        answer
+            .result
+            .unwrap_or(Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))))
+    }
+
+    /// The policy write shared by the sync and async drivers: the new policy,
+    /// its events, and whether there is anything to write at all.
+    fn policy_change(
+        &self,
+        actor: &Actor,
+        stored: Option<(PortalPolicy, Version)>,
+        change: &impl Fn(PortalPolicy) -> Result<PortalPolicy>,
+    ) -> Result<PolicyChange> {
+        let (old, expected) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
+        let new = change(old)?;
+        let events = policy_events(&self.id, actor, self.now()?, &old, &new);
+        Ok(PolicyChange {
+            unchanged: events.is_empty() && expected.is_some(),
+            new,
+            expected,
+            events,
+        })
+    }
+}
+
+/// One attempt of an operation, as the store runs it inside its atomic call.
+struct Attempt<'a, S, C, R, T, F> {
+    portal: &'a Portal<S, C, R>,
+    user: &'a UserId,
+    actor: &'a Actor,
+    now: u64,
+    transition: &'a mut F,
+    answer: Answer<T>,
+}
+
+impl<S, C, R, T, F> Step for Attempt<'_, S, C, R, T, F>
+where
+    S: Sync,
+    C: Clock,
+    R: CryptoRng + Send,
+    T: Send,
+    F: FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
+{
+    fn on_live(&mut self, record: MfaRecord, policy: Option<PortalPolicy>) -> LiveChange {
+        self.portal.step(
+            self.user,
+            self.actor,
+            self.now,
+            self.transition,
+            &mut self.answer,
+            record,
+            policy,
+        )
+    }
+
+    /// Opens the stored record, runs the transition, and seals the result.
+    /// A record or policy that does not decode is the answer, and nothing is written.
+    fn on_bytes(&mut self, record: Option<&Stored>, policy: Option<&Stored>) -> Option<RecordWrite> {
+        let portal = self.portal;
+        let opened = (|| {
+            let policy = policy.map(|p| decode_policy(&p.bytes)).transpose()?;
+            let record = match record {
+                None => MfaRecord::default(),
+                Some(stored) => decode_record(&stored.bytes, &portal.id, self.user, portal.keyring()?)?.record,
+            };
+            Ok((record, policy))
+        })();
+        let (record, policy) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.answer.fail(e);
+                return None;
+            }
+        };
+        let change = self.on_live(record, policy);
+        if !change.changed {
+            return None;
+        }
+        let sealed = portal
+            .keyring()
+            .and_then(|keyring| encode_record(&change.record, &portal.id, self.user, keyring, &mut *portal.rng()));
+        match sealed {
+            Ok(bytes) => Some(RecordWrite {
+                bytes,
+                summary: RecordSummary::of(&change.record),
+                events: change.events.iter().map(StoredEvent::of).collect(),
+            }),
+            Err(e) => {
+                self.answer.fail(e);
+                None
+            }
+        }
+    }
+}
+
+/// What one attempt produced for the caller, kept aside until the store commits.
+struct Answer<T> {
+    result: Option<Result<T>>,
+    notices: Vec<AuditEvent>,
+}
+
+impl<T> Answer<T> {
+    /// The attempt could not run: this error is the answer, and nothing is written or notified.
+    fn fail(&mut self, error: Error) {
+        self.result = Some(Err(error));
+        self.notices.clear();
+    }
+}
+
+impl<T> Default for Answer<T> {
+    fn default() -> Self {
+        Self {
+            result: None,
+            notices: Vec::new(),
+        }
+    }
+}
+
+/// A planned policy write.
+struct PolicyChange {
+    unchanged: bool,
+    new: PortalPolicy,
+    expected: Option<Version>,
+    events: Vec<AuditEvent>,
+}
+
+/// The events a policy change emits.
+pub(crate) fn policy_events(
+    portal: &PortalId,
+    actor: &Actor,
+    now: u64,
+    old: &PortalPolicy,
+    new: &PortalPolicy,
+) -> Vec<AuditEvent> {
+    let mut kinds = Vec::new();
+    if old.enforcement() != new.enforcement() {
+        kinds.push(EventKind::EnforcementChanged {
+            enforcement: new.enforcement(),
+        });
+    }
+    if old.sign_in_method() != new.sign_in_method() {
+        kinds.push(EventKind::SignInMethodChanged {
+            method: new.sign_in_method(),
+        });
+    }
+    let settings = |p: &PortalPolicy| {
+        (
+            p.otp(),
+            p.window(),
+            p.lockout(),
+            p.enrolment_lifetime_secs(),
+            p.backup_code_count(),
+            p.backup_codes_low_at(),
+        )
+    };
+    if settings(old) != settings(new) {
+        kinds.push(EventKind::PolicySettingsChanged);
+    }
+    kinds
+        .into_iter()
+        .map(|kind| AuditEvent {
+            at: now,
+            portal: portal.clone(),
+            user: None,
+            actor: actor.clone(),
+            kind,
+        })
+        .collect()
+}
