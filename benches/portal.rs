@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use portal_mfa::store::Backend;
+use portal_mfa::store::BlockingStore;
 use portal_mfa::{
     EnrolmentOptions, Keyring, ManualClock, MemoryStore, Portal, PortalId, Secret, Totp, TotpParams, UserId, Window,
 };
@@ -41,7 +41,7 @@ fn resident_bytes() -> Option<u64> {
 
 /// `users` users enrolled through the driver (start + confirm), each with its own secret.
 /// Returns the portal and every user's verifier.
-fn populated<S: Backend>(store: S, users: usize, clock: &ManualClock) -> (BenchPortal<S>, Vec<(UserId, Totp)>) {
+fn populated<S: BlockingStore>(store: S, users: usize, clock: &ManualClock) -> (BenchPortal<S>, Vec<(UserId, Totp)>) {
     let keyring = Keyring::new("bench", &[9; 32]).expect("keyring");
     let portal = Portal::new(PortalId::new("bench"), "Bench Portal", store)
         .expect("portal")
@@ -79,7 +79,7 @@ fn report_memory_per_user(users: usize) {
     drop(portal);
 }
 
-fn bench_driver<S: Backend>(
+fn bench_driver<S: BlockingStore>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     portal: &BenchPortal<S>,

@@ -19,13 +19,13 @@
 
 use std::sync::Arc;
 
-use portal_mfa::store::Backend;
+use portal_mfa::store::BlockingStore;
 use portal_mfa::{
     Admin, AuditEvent, Clock, Enforcement, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MemoryStore,
     OtpAuthUri, Portal, PortalId, ResetMode, ResetReason, SignInStep, SystemClock, Totp, UserId,
 };
 
-type DemoPortal = Portal<Arc<dyn Backend>, ManualClock>;
+type DemoPortal = Portal<Arc<dyn BlockingStore>, ManualClock>;
 type BoxError = Box<dyn std::error::Error>;
 
 /// The demo's admin; a real host authorises the signed-in admin first.
@@ -106,7 +106,7 @@ fn load_or_create_keyring(path: &str) -> Result<Keyring, BoxError> {
     Ok(Keyring::new(id, key.as_slice())?)
 }
 
-fn open_store(db: Option<&str>) -> Result<(Arc<dyn Backend>, Option<Keyring>), BoxError> {
+fn open_store(db: Option<&str>) -> Result<(Arc<dyn BlockingStore>, Option<Keyring>), BoxError> {
     match db {
         None => Ok((Arc::new(MemoryStore::new()), None)),
         #[cfg(feature = "sqlite")]

@@ -1,25 +1,37 @@
-//! The async driver over the async storage twin: the same walk-through as the
-//! sync one, Send futures, and exactly-once acceptance under racing tasks.
-
-#![cfg(feature = "async")]
+//! The async executor in an async host: operations are `Send` futures, a store
+//! held as `Arc<dyn AsyncMfaStore>` works, tasks racing on a multi-threaded
+//! runtime accept one code once, and the retry loop (shared with the blocking
+//! executor) backs off through the host's timer and gives up when told to.
+//!
+//! Every seed-flow scenario also runs on this executor: see `nonblocking::*`
+//! in `tests/seed_flows.rs` and `tests/sqlite_seed_flows.rs`.
 
 mod flows;
 
-use std::sync::{Arc, Barrier};
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use flows::{ADMIN, Phone, T0};
-use portal_mfa::MfaStore;
-use portal_mfa::store::{AsyncBackend, AsyncMfaStore, Commit, RecordWrite, StoreFuture, Stored, StoredEvent, Version};
+use flows::{ADMIN, Executor, Go, Phone, T0, enrol, portal_on};
+use portal_mfa::store::{AsyncMfaStore, Commit, MfaStore, RecordWrite, Stored, StoredEvent, Version};
 use portal_mfa::{
-    Enforcement, EnrolReason, EnrolmentOptions, Error, Factor, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
-    ResetReason, SignInStep, UserId,
+    Enforcement, EnrolmentOptions, Error, EventQuery, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
+    ResetReason, StorageError, UserId,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-type AsyncPortal<S> = Portal<S, ManualClock, StdRng>;
+fn assert_send<T: Send>(_: &T) {}
 
-fn portal<S: AsyncBackend>(store: S, clock: &ManualClock) -> AsyncPortal<S> {
+fn shared_store() -> Arc<dyn AsyncMfaStore> {
+    Arc::new(flows::Both {
+        store: Arc::new(flows::kv::KvStore::default()),
+        dir: None,
+    })
+}
+
+fn portal<S>(store: S, clock: &ManualClock) -> Portal<S, ManualClock, StdRng> {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
         .unwrap()
         .with_keyring(flows::keyring())
@@ -27,155 +39,159 @@ fn portal<S: AsyncBackend>(store: S, clock: &ManualClock) -> AsyncPortal<S> {
         .with_rng(StdRng::seed_from_u64(9))
 }
 
-fn assert_send<T: Send>(_: &T) {}
-
 #[test]
-fn futures_are_send_so_multithreaded_executors_can_run_them() {
+fn operations_are_send_futures_on_every_async_store() {
     let clock = ManualClock::at(T0);
-    let portal = portal(MemoryStore::new(), &clock);
     let user = UserId::customer("c1");
-    assert_send(&portal.begin_sign_in_async(&user));
-    assert_send(&portal.verify_sign_in_async(&user, "123456"));
-    assert_send(&portal.start_enrolment_async(&user, "c1", "phone", EnrolmentOptions::default()));
-    assert_send(&portal.confirm_enrolment_async(&user, "123456"));
-    assert_send(&portal.admin_reset_async(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default()));
-    assert_send(&portal.set_enforcement_async(&ADMIN, Enforcement::SelfConfigured));
-    // And over a store held as a trait object.
-    let store: Arc<dyn AsyncMfaStore> = Arc::new(AsyncCas(flows::kv::KvStore::default()));
-    let shared = self::portal(store, &clock);
-    assert_send(&shared.begin_sign_in_async(&user));
-    assert_send(&shared.verify_sign_in_async(&user, "123456"));
+    let memory = portal(MemoryStore::new(), &clock);
+    assert_send(&memory.begin_sign_in(&user).into_future());
+    assert_send(&memory.verify_sign_in(&user, "123456").into_future());
+    assert_send(&memory.start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).into_future());
+    assert_send(&memory.admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default()).into_future());
+    assert_send(&memory.set_enforcement(&ADMIN, Enforcement::SelfConfigured).into_future());
+    assert_send(&memory.reseal(None, 10).into_future());
+    let shared = portal(shared_store(), &clock);
+    assert_send(&shared.verify_sign_in(&user, "123456").into_future());
+    assert_send(&shared.audit_events(EventQuery::portal(shared.id())).into_future());
 }
 
+/// Eight tasks on a four-thread runtime race one code over a trait-object
+/// store with compare-and-swap; the runtime's timer does the back-off.
 #[test]
-fn the_whole_walk_through_runs_on_the_async_driver() {
-    pollster::block_on(async {
-        let clock = ManualClock::at(T0);
-        let portal = portal(MemoryStore::new(), &clock);
-        let alice = UserId::customer("alice");
-        portal
-            .set_enforcement_async(&ADMIN, Enforcement::Enforced { grace: None })
-            .await
-            .unwrap();
-        assert_eq!(
-            portal.begin_sign_in_async(&alice).await.unwrap(),
-            SignInStep::MustEnrol {
-                reason: EnrolReason::PolicyEnforced
-            }
-        );
-        let started = portal
-            .start_enrolment_async(&alice, "alice", "phone", EnrolmentOptions::default())
-            .await
-            .unwrap();
-        let phone = Phone::scan(&started.uri);
-        let confirmed = portal
-            .confirm_enrolment_async(&alice, &phone.code(&clock))
-            .await
-            .unwrap();
-        let codes: Vec<String> = confirmed.backup_codes.unwrap().expose().map(str::to_owned).collect();
-        clock.advance(30);
-        let code = phone.code(&clock);
-        assert!(matches!(
-            portal.verify_sign_in_async(&alice, &code).await.unwrap().factor,
-            Factor::Totp(_)
-        ));
-        assert!(matches!(
-            portal.verify_sign_in_async(&alice, &code).await,
-            Err(Error::ReplayedCode)
-        ));
-        assert_eq!(
-            portal.verify_sign_in_async(&alice, &codes[0]).await.unwrap().factor,
-            Factor::BackupCode
-        );
-        portal
-            .admin_reset_async(&ADMIN, &alice, ResetReason::LostDevice, ResetMode::default())
-            .await
-            .unwrap();
-        assert_eq!(
-            portal.begin_sign_in_async(&alice).await.unwrap(),
-            SignInStep::MustEnrol {
-                reason: EnrolReason::AdminReset
-            }
-        );
-        assert!(portal.record_async(&alice).await.unwrap().authenticators().is_empty());
-        let trail = portal
-            .audit_events_async(portal_mfa::EventQuery::portal(portal.id()).user(&alice))
-            .await
-            .unwrap();
-        assert!(trail.len() >= 8);
-    });
-}
-
-/// The README's toy store through load and compare-and-swap only, so the
-/// async trait's default `apply` races for real.
-struct AsyncCas(flows::kv::KvStore);
-
-impl AsyncMfaStore for AsyncCas {
-    fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
-        Box::pin(async move { MfaStore::load(&self.0, p, u) })
-    }
-    fn commit<'a>(
-        &'a self,
-        p: &'a PortalId,
-        u: &'a UserId,
-        v: Option<Version>,
-        w: &'a RecordWrite,
-    ) -> StoreFuture<'a, Commit> {
-        Box::pin(async move {
-            // Give the other tasks a chance to interleave between read and write.
-            std::thread::yield_now();
-            MfaStore::commit(&self.0, p, u, v, w)
-        })
-    }
-    fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
-        Box::pin(async move { MfaStore::load_policy(&self.0, p) })
-    }
-    fn commit_policy<'a>(
-        &'a self,
-        p: &'a PortalId,
-        v: Option<Version>,
-        b: &'a [u8],
-        e: &'a [StoredEvent],
-    ) -> StoreFuture<'a, Commit> {
-        Box::pin(async move { MfaStore::commit_policy(&self.0, p, v, b, e) })
-    }
-    fn events<'a>(&'a self, q: &'a portal_mfa::EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>> {
-        Box::pin(async move { MfaStore::events(&self.0, q) })
-    }
-}
-
-#[test]
-fn racing_tasks_accept_one_code_once() {
-    race_on(MemoryStore::new());
-    race_on(AsyncCas(flows::kv::KvStore::default()));
-    // The same store as a trait object, as a host holding several kinds of store would.
-    let shared: Arc<dyn AsyncMfaStore> = Arc::new(AsyncCas(flows::kv::KvStore::default()));
-    race_on(shared);
-}
-
-fn race_on<S: AsyncBackend>(store: S) {
+fn tasks_racing_on_a_multithreaded_runtime_accept_one_code_once() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .build()
+        .unwrap();
     let clock = ManualClock::at(T0);
-    let portal = Arc::new(portal(store, &clock).with_max_attempts(64));
-    for trial in 0..50 {
-        let user = UserId::customer(format!("c{trial}"));
-        let started =
-            pollster::block_on(portal.start_enrolment_async(&user, "c", "phone", EnrolmentOptions::default())).unwrap();
-        let phone = Phone::scan(&started.uri);
-        pollster::block_on(portal.confirm_enrolment_async(&user, &phone.code(&clock))).unwrap();
+    let portal = Arc::new(
+        portal(shared_store(), &clock)
+            .with_max_attempts(64)
+            .with_async_sleep(tokio::time::sleep),
+    );
+    for trial in 0..40 {
+        // One user races a TOTP code, another a backup code (the losers' replays
+        // count toward lockout, so one user would lock before the second race).
+        let users = [UserId::customer(format!("t{trial}")), UserId::vendor(format!("b{trial}"))];
+        let mut races = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            let (phone, backup) = runtime.block_on(async {
+                let started = portal
+                    .start_enrolment(user, "c", "phone", EnrolmentOptions::default())
+                    .await
+                    .unwrap();
+                let phone = Phone::scan(&started.uri);
+                let confirmed = portal.confirm_enrolment(user, &phone.code(&clock)).await.unwrap();
+                (phone, confirmed.backup_codes.unwrap().expose().next().unwrap().to_owned())
+            });
+            races.push((user.clone(), if i == 0 { None } else { Some(backup) }, phone));
+        }
         clock.advance(30);
-        let code = phone.code(&clock);
-        let barrier = Barrier::new(8);
-        let accepted = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
+        for (user, backup, phone) in races {
+            let code = backup.unwrap_or_else(|| phone.code(&clock));
+            let tasks: Vec<_> = (0..8)
                 .map(|_| {
-                    s.spawn(|| {
-                        barrier.wait();
-                        pollster::block_on(portal.verify_sign_in_async(&user, &code)).is_ok()
-                    })
+                    let (portal, user, code) = (portal.clone(), user.clone(), code.clone());
+                    runtime.spawn(async move { portal.verify_sign_in(&user, &code).await.is_ok() })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count()
+            let accepted = runtime.block_on(async {
+                let mut accepted = 0;
+                for task in tasks {
+                    accepted += usize::from(task.await.unwrap());
+                }
+                accepted
+            });
+            assert_eq!(accepted, 1, "trial {trial}: {user:?} accepted {accepted} times");
+        }
+    }
+}
+
+/// A store whose first `conflicts` commits lose to an invisible writer.
+struct Contended {
+    inner: flows::kv::KvStore,
+    conflicts: AtomicU32,
+}
+
+impl MfaStore for Contended {
+    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
+        self.inner.load(p, u)
+    }
+    fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
+        if self
+            .conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Ok(Commit::Conflict);
+        }
+        self.inner.commit(p, u, v, w)
+    }
+    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
+        self.inner.load_policy(p)
+    }
+    fn commit_policy(
+        &self,
+        p: &PortalId,
+        v: Option<Version>,
+        b: &[u8],
+        e: &[StoredEvent],
+    ) -> Result<Commit, StorageError> {
+        self.inner.commit_policy(p, v, b, e)
+    }
+    fn events(&self, q: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.inner.events(q)
+    }
+    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        self.inner.records(p, a, l)
+    }
+}
+
+/// The one retry loop, on both executors: it retries a conflict on the fresh
+/// record, sleeps through the host's timer after the first quick retries, and
+/// answers `Conflict` with the attempts made once the budget is spent,
+/// having written nothing.
+#[test]
+fn the_shared_retry_loop_backs_off_then_gives_up_on_both_executors() {
+    for executor in [Executor::Blocking, Executor::Async] {
+        flows::set_executor(executor);
+        let clock = ManualClock::at(T0);
+        let store = Arc::new(Contended {
+            inner: flows::kv::KvStore::default(),
+            conflicts: AtomicU32::new(0),
         });
-        assert_eq!(accepted, 1, "trial {trial}");
+        let sleeps = Arc::new(AtomicU32::new(0));
+        let counted = {
+            let sleeps = sleeps.clone();
+            move |_: Duration| {
+                sleeps.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(())
+            }
+        };
+        let portal = portal_on(flows::bytes::<Contended>(store.clone()), &clock)
+            .with_max_attempts(6)
+            .with_async_sleep(counted);
+        let user = UserId::customer("c1");
+        let (phone, _) = enrol(&portal, &clock, &user);
+
+        // Five lost commits, then a win on the sixth and last attempt.
+        store.conflicts.store(5, Ordering::SeqCst);
+        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+        assert_eq!(store.conflicts.load(Ordering::SeqCst), 0);
+        // The first two retries only yield; the other three wait (on the host's timer when async).
+        let expected_sleeps = if executor == Executor::Async { 3 } else { 0 };
+        assert_eq!(sleeps.swap(0, Ordering::SeqCst), expected_sleeps, "{executor:?}");
+
+        // Six lost commits: the budget is spent, nothing was written.
+        clock.advance(30);
+        let before = portal.audit_events(EventQuery::portal(portal.id())).go().unwrap().len();
+        store.conflicts.store(6, Ordering::SeqCst);
+        let answer = portal.verify_sign_in(&user, &phone.code(&clock)).go();
+        assert!(matches!(answer, Err(Error::Conflict { attempts: 6 })), "{executor:?}: {answer:?}");
+        let after = portal.audit_events(EventQuery::portal(portal.id())).go().unwrap().len();
+        assert_eq!(before, after, "{executor:?}: a conflict wrote nothing");
+        // And the code was not spent: it still signs in.
+        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
     }
 }

@@ -6,8 +6,8 @@ mod flows;
 use std::sync::{Arc, Barrier, Mutex};
 
 use flows::{Phone, TestPortal, enrol, portal_on};
-use portal_mfa::store::Backend;
-use portal_mfa::{Error, ManualClock, MemoryStore, UserId};
+use flows::TestStore;
+use portal_mfa::{Error, ManualClock, UserId};
 
 const THREADS: usize = 32;
 const TRIALS: usize = 200;
@@ -30,14 +30,14 @@ fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
     results.into_iter().map(|m| m.into_inner().unwrap()).collect()
 }
 
-fn stores() -> [(&'static str, Arc<dyn Backend>); 2] {
+fn stores() -> [(&'static str, Arc<dyn TestStore>); 2] {
     [
-        ("locking apply", Arc::new(MemoryStore::new())),
-        ("compare-and-swap", Arc::new(flows::kv::KvStore::default())),
+        ("locking apply", flows::memory()),
+        ("compare-and-swap", flows::bytes(flows::kv::KvStore::default())),
     ]
 }
 
-fn setup(store: Arc<dyn Backend>) -> (TestPortal, ManualClock) {
+fn setup(store: Arc<dyn TestStore>) -> (TestPortal, ManualClock) {
     let clock = ManualClock::at(flows::T0);
     (portal_on(store, &clock).with_max_attempts(64), clock)
 }
@@ -49,7 +49,7 @@ fn the_same_totp_code_is_accepted_exactly_once() {
     }
 }
 
-fn same_totp_code(kind: &str, store: Arc<dyn Backend>) {
+fn same_totp_code(kind: &str, store: Arc<dyn TestStore>) {
     let (portal, clock) = setup(store);
     let enrolled: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
@@ -89,7 +89,7 @@ fn the_same_backup_code_is_accepted_exactly_once() {
     }
 }
 
-fn same_backup_code(kind: &str, store: Arc<dyn Backend>) {
+fn same_backup_code(kind: &str, store: Arc<dyn TestStore>) {
     let (portal, clock) = setup(store);
     let users: Vec<(UserId, String)> = (0..TRIALS)
         .map(|i| {
@@ -125,7 +125,7 @@ fn concurrent_wrong_codes_are_all_counted_and_lock_at_the_limit() {
     }
 }
 
-fn wrong_codes(kind: &str, store: Arc<dyn Backend>) {
+fn wrong_codes(kind: &str, store: Arc<dyn TestStore>) {
     let (portal, clock) = setup(store);
     let users: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {

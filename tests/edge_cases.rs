@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flows::{ADMIN, Phone, T0, TempDir, enrol, portal_on};
-use portal_mfa::store::Backend;
+use flows::TestStore;
 use portal_mfa::{
     Clock, CodeFormatError, CodeKind, Enforcement, EnrolmentOptions, Error, EventKind, EventQuery, Grace, ManualClock,
     MemoryStore, OtpAuthUri, Portal, PortalId, Secret, SignInStep, SqliteOptions, SqliteStore, StorageErrorKind,
@@ -18,13 +18,13 @@ use portal_mfa::{
 };
 
 /// Each store, fresh, with what keeps its files alive.
-fn stores() -> Vec<(&'static str, Arc<dyn Backend>, Option<TempDir>)> {
+fn stores() -> Vec<(&'static str, Arc<dyn TestStore>, Option<TempDir>)> {
     let dir = TempDir::new("edge");
     let sqlite = SqliteStore::open(dir.file("mfa.db")).unwrap();
     vec![
-        ("memory", Arc::new(MemoryStore::new()), None),
-        ("sqlite", Arc::new(sqlite), Some(dir)),
-        ("key-value", Arc::new(flows::kv::KvStore::default()), None),
+        ("memory", flows::memory(), None),
+        ("sqlite", flows::bytes(sqlite), Some(dir)),
+        ("key-value", flows::bytes(flows::kv::KvStore::default()), None),
     ]
 }
 
@@ -440,9 +440,9 @@ fn a_damaged_record_answers_corrupt_record_on_every_store_that_keeps_bytes() {
     let dir = TempDir::new("damaged-record");
     let path = dir.file("mfa.db");
     let kv = Arc::new(flows::kv::KvStore::default());
-    let stores: [(&str, Arc<dyn Backend>); 2] = [
-        ("sqlite", Arc::new(SqliteStore::open(&path).unwrap())),
-        ("key-value", kv.clone()),
+    let stores: [(&str, Arc<dyn TestStore>); 2] = [
+        ("sqlite", flows::bytes(SqliteStore::open(&path).unwrap())),
+        ("key-value", flows::bytes::<flows::kv::KvStore>(kv.clone())),
     ];
     for (name, store) in stores {
         let clock = ManualClock::at(T0);

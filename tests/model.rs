@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use portal_mfa::state::{Context, EnrolmentRequest, Outcome};
+use portal_mfa::core::{Context, EnrolmentRequest, Outcome};
 use portal_mfa::{
     Actor, AuthenticatorId, Enforcement, Error, Factor, LockoutRule, MfaRecord, OtpAuthUri, PortalId, PortalPolicy,
     ResetMode, ResetReason, Secret, Totp, TotpParams, UserId,

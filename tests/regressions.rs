@@ -6,14 +6,14 @@ mod flows;
 use std::sync::{Arc, Barrier};
 
 use flows::{ADMIN, Phone, T0, enrol, portal_on};
-use portal_mfa::store::Backend;
+use flows::TestStore;
 use portal_mfa::{
-    EnrolmentOptions, Error, ManualClock, MemoryStore, ResetMode, ResetReason, Secret, Totp, TotpParams, UserId, Window,
+    EnrolmentOptions, Error, ManualClock, ResetMode, ResetReason, Secret, Totp, TotpParams, UserId, Window,
 };
 
 fn setup() -> (flows::TestPortal, ManualClock) {
     let clock = ManualClock::at(T0);
-    let store: Arc<dyn Backend> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn TestStore> = flows::memory();
     (portal_on(store, &clock).with_max_attempts(64), clock)
 }
 
@@ -109,7 +109,7 @@ fn parallel_wrong_codes_cannot_race_past_the_failure_limit() {
 #[test]
 fn a_new_session_does_not_reset_the_failure_count() {
     let clock = ManualClock::at(T0);
-    let store: Arc<dyn Backend> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn TestStore> = flows::memory();
     let user = UserId::customer("c1");
     let (phone, _) = enrol(&portal_on(store.clone(), &clock), &clock, &user);
     let wrong = wrong_code_for(&phone, &clock);
@@ -352,7 +352,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
         .unwrap();
     let record = portal.record(&user).run().unwrap();
     assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
-    assert_eq!(portal_mfa::RecordSummary::of(&record).authenticators, 0);
+    assert_eq!(portal_mfa::store::RecordSummary::of(&record).authenticators, 0);
     let (new_phone, new_codes) = enrol(&portal, &clock, &user);
     clock.advance(30);
     for code in &old_codes {

@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 use flows::{ADMIN, T0, TempDir};
-use portal_mfa::store::Backend;
-use portal_mfa::{
-    Clock, EnrolmentOptions, EventKind, EventQuery, Keyring, ManualClock, MfaRecord, MfaStore, Portal, PortalId,
-    Secret, SqliteStore, Totp, TotpParams, UserId,
-};
+use portal_mfa::store::BlockingStore;
+use portal_mfa::store::MfaStore;
+use portal_mfa::{Clock, EnrolmentOptions, EventKind, EventQuery, Keyring, ManualClock, MfaRecord, Portal, PortalId, Secret, SqliteStore, Totp, TotpParams, UserId};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -63,7 +61,7 @@ fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
     let dir = TempDir::new("scan");
     let db = dir.file("mfa.db");
     let clock = ManualClock::at(T0);
-    let portal = flows::portal_on(Arc::new(SqliteStore::open(&db).unwrap()), &clock);
+    let portal = flows::portal_on(flows::bytes(SqliteStore::open(&db).unwrap()), &clock);
     let mut secrets = Vec::new();
     for i in 0..1_000 {
         let user = UserId::customer(format!("user-{i:04}@example.com"));
@@ -106,7 +104,7 @@ fn keyring_rotated() -> Keyring {
         .unwrap()
 }
 
-fn portal<S: Backend>(store: S, keyring: Keyring, clock: &ManualClock, seed: u64) -> Portal<S, ManualClock, StdRng> {
+fn portal<S: BlockingStore>(store: S, keyring: Keyring, clock: &ManualClock, seed: u64) -> Portal<S, ManualClock, StdRng> {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
         .unwrap()
         .with_keyring(keyring)

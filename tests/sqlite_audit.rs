@@ -7,10 +7,10 @@ mod flows;
 
 use std::sync::Arc;
 
-use flows::{ADMIN, T0, TempDir, enrol, portal_on};
-use portal_mfa::{EventQuery, ManualClock, MemoryStore, ResetMode, ResetReason, SqliteStore, UserId};
+use flows::{ADMIN, T0, TempDir, TestStore, enrol, portal_on};
+use portal_mfa::{EventQuery, ManualClock, ResetMode, ResetReason, SqliteStore, UserId};
 
-fn story(store: Arc<dyn portal_mfa::store::Backend>) -> Vec<(String, Vec<String>)> {
+fn story(store: Arc<dyn TestStore>) -> Vec<(String, Vec<String>)> {
     let clock = ManualClock::at(T0);
     let portal = portal_on(store, &clock);
     let users = [UserId::customer("a"), UserId::vendor("a"), UserId::contact("b")];
@@ -63,8 +63,8 @@ fn story(store: Arc<dyn portal_mfa::store::Backend>) -> Vec<(String, Vec<String>
 #[test]
 fn sqlite_answers_audit_queries_like_the_memory_store() {
     let dir = TempDir::new("audit");
-    let expected = story(Arc::new(MemoryStore::new()));
-    let actual = story(Arc::new(SqliteStore::open(dir.file("mfa.db")).unwrap()));
+    let expected = story(flows::memory());
+    let actual = story(flows::bytes(SqliteStore::open(dir.file("mfa.db")).unwrap()));
     assert!(
         expected.iter().any(|(_, events)| events.len() > 10),
         "the story leaves a trail"

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flows::{T0, TempDir, enrol, portal_on};
-use portal_mfa::{Error, ManualClock, MfaStore, SqliteOptions, SqliteStore, StorageErrorKind, UserId};
+use portal_mfa::store::MfaStore;
+use portal_mfa::{Error, ManualClock, SqliteOptions, SqliteStore, StorageErrorKind, UserId};
 
 fn kind_of<T: std::fmt::Debug>(result: Result<T, portal_mfa::StorageError>) -> StorageErrorKind {
     result.expect_err("expected a storage error").kind()
@@ -19,13 +20,13 @@ fn kind_of<T: std::fmt::Debug>(result: Result<T, portal_mfa::StorageError>) -> S
 fn populated(dir: &TempDir) -> std::path::PathBuf {
     let path = dir.file("mfa.db");
     let clock = ManualClock::at(T0);
-    let portal = portal_on(Arc::new(SqliteStore::open(&path).unwrap()), &clock);
+    let portal = portal_on(flows::bytes(SqliteStore::open(&path).unwrap()), &clock);
     enrol(&portal, &clock, &UserId::customer("alice"));
     path
 }
 
 fn alice_is_intact(path: &std::path::Path) {
-    let store: Arc<dyn portal_mfa::store::Backend> = Arc::new(SqliteStore::open(path).unwrap());
+    let store = flows::bytes(SqliteStore::open(path).unwrap());
     let portal = portal_on(store, &ManualClock::at(T0));
     let record = portal.record(&UserId::customer("alice")).run().unwrap();
     assert!(record.mfa_enabled());
@@ -133,7 +134,7 @@ fn a_locked_database_answers_busy_then_works_once_released() {
     let path = populated(&dir);
     let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_millis(100))).unwrap();
     let clock = ManualClock::at(T0 + 60);
-    let portal = portal_on(Arc::new(store), &clock);
+    let portal = portal_on(flows::bytes(store), &clock);
     let holder = rusqlite::Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let attempt = portal.verify_sign_in(&UserId::customer("alice"), "123456").run();
@@ -196,7 +197,7 @@ fn read_only_checks(path: &std::path::Path) {
         Err(e) => e.kind(),
         Ok(store) => {
             let clock = ManualClock::at(T0 + 60);
-            let portal = portal_on(Arc::new(store), &clock);
+            let portal = portal_on(flows::bytes(store), &clock);
             match portal.verify_sign_in(&UserId::customer("alice"), "123456").run() {
                 Err(Error::Storage(e)) => e.kind(),
                 other => panic!("a write to a read-only file answered {other:?}"),
@@ -248,7 +249,7 @@ fn a_stale_writer_loses_the_compare_and_swap() {
     let resealed = record
         .encode(&portal_id, &alice, &flows::keyring(), &mut rand::rng())
         .unwrap();
-    let summary = portal_mfa::RecordSummary::of(&record);
+    let summary = portal_mfa::store::RecordSummary::of(&record);
     let first = RecordWrite::new(resealed.clone(), summary, Vec::new());
     assert_eq!(
         store.commit(&portal_id, &alice, Some(loaded.version), &first).unwrap(),
@@ -278,7 +279,7 @@ fn summary_columns_and_their_indexes_follow_every_change() {
     let path = dir.file("mfa.db");
     let clock = ManualClock::at(T0);
     let store = Arc::new(SqliteStore::open(&path).unwrap());
-    let portal = portal_on(store.clone(), &clock);
+    let portal = portal_on(flows::bytes::<SqliteStore>(store.clone()), &clock);
     let users: Vec<UserId> = (0..4).map(|i| UserId::customer(format!("u{i}"))).collect();
     let mut phones = Vec::new();
     for user in &users {
@@ -324,7 +325,7 @@ fn summary_columns_and_their_indexes_follow_every_change() {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .unwrap();
-        let summary = portal_mfa::RecordSummary::of(&portal.record(user).run().unwrap());
+        let summary = portal_mfa::store::RecordSummary::of(&portal.record(user).run().unwrap());
         assert_eq!(authenticators, i64::from(summary.authenticators), "{user}");
         assert_eq!(
             (pending, must_enrol),

@@ -11,13 +11,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flows::{Phone, T0, TempDir, enrol, portal_on};
+use flows::{TestStore, Phone, T0, TempDir, enrol, portal_on};
 use portal_mfa::{EventKind, EventQuery, ManualClock, SqliteStore, UserId};
 
 const TRIALS: usize = 100;
 
-fn open(path: &std::path::Path) -> Arc<dyn portal_mfa::store::Backend> {
-    Arc::new(SqliteStore::open(path).expect("open the shared database"))
+fn open(path: &std::path::Path) -> Arc<dyn TestStore> {
+    flows::bytes(SqliteStore::open(path).expect("open the shared database"))
 }
 
 fn now_ms() -> u64 {
@@ -186,7 +186,7 @@ fn a_writer_killed_mid_burst_loses_nothing_it_committed_and_leaves_nothing_half_
 
     let store = SqliteStore::open(&db).expect("the file reopens after the kill");
     store.check_integrity().unwrap();
-    let store: Arc<dyn portal_mfa::store::Backend> = Arc::new(store);
+    let store = flows::bytes(store);
     let clock = ManualClock::at(T0);
     let portal = portal_on(store, &clock);
     // Every reported commit is there, whole; the one in flight (if any) is whole or absent.

@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use flows::TempDir;
-use portal_mfa::store::Backend;
 use portal_mfa::{
     Clock, EventQuery, Factor, ManualClock, Portal, PortalId, Secret, SignInStep, SqliteOptions, SqliteStore,
     StorageErrorKind, Totp, TotpParams, UserId, UserKind,
@@ -122,7 +121,7 @@ fn schema_1_rows(db: &Path) -> (i64, i64, Vec<EventRow>) {
 /// After the upgrade: every user signs in as the sidecar says they can, and the trail is whole.
 fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
     let (end, users) = sidecar();
-    let store: Arc<dyn Backend> = Arc::new(SqliteStore::open(db).expect("the upgraded file opens without options"));
+    let store = flows::bytes(SqliteStore::open(db).expect("the upgraded file opens without options"));
     let clock = ManualClock::at(end + 3_600);
     let portal = |name: &str| {
         Portal::new(PortalId::new(name), "Acme Portal", store.clone())

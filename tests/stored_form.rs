@@ -4,11 +4,10 @@
 
 mod flows;
 
-use std::sync::Arc;
 
 use flows::{ADMIN, T0, enrol, keyring, portal_on};
 use portal_mfa::{
-    AuditEvent, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MemoryStore, MfaRecord, PortalId,
+    AuditEvent, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MfaRecord, PortalId,
     PortalPolicy, ResetMode, ResetReason, UserId,
 };
 use proptest::prelude::*;
@@ -22,7 +21,7 @@ fn portal_id() -> PortalId {
 /// Records in every state a user can be in, with the events that made them.
 fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     let clock = ManualClock::at(T0);
-    let portal = portal_on(Arc::new(MemoryStore::new()), &clock);
+    let portal = portal_on(flows::memory(), &clock);
     let mut out = vec![(UserId::customer("nobody"), MfaRecord::default())];
     let enrolled = UserId::customer("enrolled");
     let (phone, codes) = enrol(&portal, &clock, &enrolled);
@@ -73,8 +72,8 @@ fn every_record_round_trips_byte_for_byte() {
         let back = MfaRecord::decode(&bytes, &portal_id(), &user, &ring).unwrap();
         assert_eq!(encode(&back, &user, &ring, 1), bytes, "{user}");
         assert_eq!(
-            portal_mfa::RecordSummary::of(&back),
-            portal_mfa::RecordSummary::of(&record)
+            portal_mfa::store::RecordSummary::of(&back),
+            portal_mfa::store::RecordSummary::of(&record)
         );
         assert_eq!(format!("{back:?}"), format!("{record:?}"));
     }

@@ -21,7 +21,7 @@ fn a_blocking_sign_in_on_the_blocking_pool_leaves_the_runtime_free() {
     let path = dir.file("mfa.db");
     let clock = ManualClock::at(T0);
     let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_secs(10))).unwrap();
-    let portal = Arc::new(portal_on(Arc::new(store), &clock));
+    let portal = Arc::new(portal_on(flows::bytes(store), &clock));
     let user = UserId::customer("alice");
     let (phone, _) = enrol(&portal, &clock, &user);
     let code = phone.code(&clock);
