@@ -52,7 +52,8 @@ fn populated<S: BlockingStore>(store: S, users: usize, clock: &ManualClock) -> (
     for i in 0..users {
         let user = UserId::customer(format!("customer-{i:07}"));
         let started = portal
-            .start_enrolment(&user, "user@example.com", "phone", EnrolmentOptions::default()).run()
+            .start_enrolment(&user, "user@example.com", "phone", EnrolmentOptions::default())
+            .run()
             .expect("start");
         let totp = Totp::new(started.uri.secret(), *started.uri.params());
         let code = totp.generate(T0).expect("code").expose().to_string();
@@ -104,7 +105,8 @@ fn bench_driver<S: BlockingStore>(
             |(user, now, code)| {
                 clock.set(*now);
                 portal
-                    .verify_sign_in(user, black_box(code)).run()
+                    .verify_sign_in(user, black_box(code))
+                    .run()
                     .expect("a fresh code signs in")
             },
             BatchSize::SmallInput,

@@ -139,7 +139,8 @@ fn run(db: Option<&str>) -> Result<(), BoxError> {
     }
     // The walk-through moves its own clock forward; start after anything already stored.
     let last = portal
-        .audit_events(EventQuery::portal(portal.id())).run()?
+        .audit_events(EventQuery::portal(portal.id()))
+        .run()?
         .last()
         .map_or(0, |e| e.at);
     clock.set(clock.now().max(last + 60));
@@ -171,14 +172,18 @@ fn first_visit(
     phone_file: Option<&str>,
 ) -> Result<(), BoxError> {
     step("The admin enforces MFA for every portal user");
-    portal.set_enforcement(&admin(), Enforcement::Enforced { grace: None }).run()?;
+    portal
+        .set_enforcement(&admin(), Enforcement::Enforced { grace: None })
+        .run()?;
     println!("    enforced: {}", portal.policy().run()?.is_enforced());
 
     step("Alice enters her email and password; what next?");
     println!("    {:?}", portal.begin_sign_in(alice).run()?);
 
     step("She must enrol: the portal shows a QR code and the key for typing");
-    let enrolment = portal.start_enrolment(alice, "alice@example.com", "Alice's phone", EnrolmentOptions::default()).run()?;
+    let enrolment = portal
+        .start_enrolment(alice, "alice@example.com", "Alice's phone", EnrolmentOptions::default())
+        .run()?;
     println!("{}", enrolment.uri.qr_terminal()?.as_str());
     println!("    or type: {}", enrolment.uri.secret().to_grouped_base32().as_str());
     let phone = AuthenticatorApp::scan(&enrolment.uri)?;
@@ -221,14 +226,18 @@ fn first_visit(
 
     clock.advance(86_400);
     step("She loses her phone (and her backup codes). The admin resets her MFA");
-    let summary = portal.admin_reset(&admin(), alice, ResetReason::LostDevice, ResetMode::default()).run()?;
+    let summary = portal
+        .admin_reset(&admin(), alice, ResetReason::LostDevice, ResetMode::default())
+        .run()?;
     println!("    {summary:?}");
 
     step("At her next sign-in she enrols a new phone; her account was never deleted");
     let next = portal.begin_sign_in(alice).run()?;
     println!("    {next:?}");
     assert!(matches!(next, SignInStep::MustEnrol { .. }));
-    let enrolment = portal.start_enrolment(alice, "alice@example.com", "New phone", EnrolmentOptions::default()).run()?;
+    let enrolment = portal
+        .start_enrolment(alice, "alice@example.com", "New phone", EnrolmentOptions::default())
+        .run()?;
     println!(
         "    she types the key into her new phone: {}",
         enrolment.uri.secret().to_grouped_base32().as_str()
@@ -238,7 +247,9 @@ fn first_visit(
         // Her new phone keeps what it scanned; the database keeps only the sealed secret.
         std::fs::write(file, enrolment.uri.to_uri().as_bytes())?;
     }
-    let confirmed = portal.confirm_enrolment(alice, &new_phone.code_at(clock.now())?).run()?;
+    let confirmed = portal
+        .confirm_enrolment(alice, &new_phone.code_at(clock.now())?)
+        .run()?;
     println!(
         "    authenticator {} active, {} new backup codes",
         confirmed.authenticator,

@@ -5,19 +5,19 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 // The layers, each using only those above it in this list (see `guide::design`).
-mod error;
-mod otp;
-mod clock;
-mod ids;
-mod policy;
-mod event;
 mod backup;
-mod keyring;
-mod state;
-mod stored;
-pub mod store;
-mod portal;
+mod clock;
+mod error;
+mod event;
 pub mod guide;
+mod ids;
+mod keyring;
+mod otp;
+mod policy;
+mod portal;
+mod state;
+pub mod store;
+mod stored;
 
 // What a host needs, at one path each.
 pub use backup::{BackupCodes, IssuedBackupCodes};

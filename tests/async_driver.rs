@@ -46,9 +46,21 @@ fn operations_are_send_futures_on_every_async_store() {
     let memory = portal(MemoryStore::new(), &clock);
     assert_send(&memory.begin_sign_in(&user).into_future());
     assert_send(&memory.verify_sign_in(&user, "123456").into_future());
-    assert_send(&memory.start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).into_future());
-    assert_send(&memory.admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default()).into_future());
-    assert_send(&memory.set_enforcement(&ADMIN, Enforcement::SelfConfigured).into_future());
+    assert_send(
+        &memory
+            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .into_future(),
+    );
+    assert_send(
+        &memory
+            .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default())
+            .into_future(),
+    );
+    assert_send(
+        &memory
+            .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
+            .into_future(),
+    );
     assert_send(&memory.reseal(None, 10).into_future());
     let shared = portal(shared_store(), &clock);
     assert_send(&shared.verify_sign_in(&user, "123456").into_future());
@@ -73,7 +85,10 @@ fn tasks_racing_on_a_multithreaded_runtime_accept_one_code_once() {
     for trial in 0..40 {
         // One user races a TOTP code, another a backup code (the losers' replays
         // count toward lockout, so one user would lock before the second race).
-        let users = [UserId::customer(format!("t{trial}")), UserId::vendor(format!("b{trial}"))];
+        let users = [
+            UserId::customer(format!("t{trial}")),
+            UserId::vendor(format!("b{trial}")),
+        ];
         let mut races = Vec::new();
         for (i, user) in users.iter().enumerate() {
             let (phone, backup) = runtime.block_on(async {
@@ -83,7 +98,10 @@ fn tasks_racing_on_a_multithreaded_runtime_accept_one_code_once() {
                     .unwrap();
                 let phone = Phone::scan(&started.uri);
                 let confirmed = portal.confirm_enrolment(user, &phone.code(&clock)).await.unwrap();
-                (phone, confirmed.backup_codes.unwrap().expose().next().unwrap().to_owned())
+                (
+                    phone,
+                    confirmed.backup_codes.unwrap().expose().next().unwrap().to_owned(),
+                )
             });
             races.push((user.clone(), if i == 0 { None } else { Some(backup) }, phone));
         }
@@ -188,7 +206,10 @@ fn the_shared_retry_loop_backs_off_then_gives_up_on_both_executors() {
         let before = portal.audit_events(EventQuery::portal(portal.id())).go().unwrap().len();
         store.conflicts.store(6, Ordering::SeqCst);
         let answer = portal.verify_sign_in(&user, &phone.code(&clock)).go();
-        assert!(matches!(answer, Err(Error::Conflict { attempts: 6 })), "{executor:?}: {answer:?}");
+        assert!(
+            matches!(answer, Err(Error::Conflict { attempts: 6 })),
+            "{executor:?}: {answer:?}"
+        );
         let after = portal.audit_events(EventQuery::portal(portal.id())).go().unwrap().len();
         assert_eq!(before, after, "{executor:?}: a conflict wrote nothing");
         // And the code was not spent: it still signs in.

@@ -1,13 +1,17 @@
 //! Many app instances racing on one user: the store's compare-and-swap must
-//! let exactly one of them accept a code, and count every failure.
+//! let exactly one of them accept a code, and count every failure. Every race
+//! runs on every store (locking memory, compare-and-swap key-value, SQLite
+//! transactions) through both executors.
+
+#![cfg(feature = "sqlite")]
 
 mod flows;
 
 use std::sync::{Arc, Barrier, Mutex};
+use std::time::Duration;
 
-use flows::{Phone, TestPortal, enrol, portal_on};
-use flows::TestStore;
-use portal_mfa::{Error, ManualClock, UserId};
+use flows::{Executor, Go, Phone, TestPortal, TestStore, enrol, portal_on};
+use portal_mfa::{Error, ManualClock, SqliteOptions, SqliteStore, UserId};
 
 const THREADS: usize = 32;
 const TRIALS: usize = 200;
@@ -16,9 +20,11 @@ const TRIALS: usize = 200;
 fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
     let results: Vec<Mutex<Vec<T>>> = (0..TRIALS).map(|_| Mutex::new(Vec::new())).collect();
     let barrier = Barrier::new(THREADS);
+    let executor = flows::executor();
     std::thread::scope(|s| {
         for _ in 0..THREADS {
             s.spawn(|| {
+                flows::set_executor(executor);
                 for (trial, slot) in results.iter().enumerate() {
                     barrier.wait();
                     let outcome = attempt(trial);
@@ -30,11 +36,25 @@ fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
     results.into_iter().map(|m| m.into_inner().unwrap()).collect()
 }
 
-fn stores() -> [(&'static str, Arc<dyn TestStore>); 2] {
-    [
-        ("locking apply", flows::memory()),
-        ("compare-and-swap", flows::bytes(flows::kv::KvStore::default())),
-    ]
+/// Every store, through every executor: `(label, store)`, the store fresh.
+fn each_store_and_executor(run: impl Fn(&str, Arc<dyn TestStore>)) {
+    for executor in [Executor::Blocking, Executor::Async] {
+        flows::set_executor(executor);
+        let dir = flows::TempDir::new("races");
+        let sqlite = SqliteStore::open_with(
+            dir.file("mfa.db"),
+            SqliteOptions::new().busy_timeout(Duration::from_secs(30)),
+        )
+        .unwrap();
+        let stores: [(&str, Arc<dyn TestStore>); 3] = [
+            ("locking apply", flows::memory()),
+            ("compare-and-swap", flows::bytes(flows::kv::KvStore::default())),
+            ("sqlite", flows::bytes_in(sqlite, dir)),
+        ];
+        for (kind, store) in stores {
+            run(&format!("{kind} ({executor:?})"), store);
+        }
+    }
 }
 
 fn setup(store: Arc<dyn TestStore>) -> (TestPortal, ManualClock) {
@@ -44,9 +64,7 @@ fn setup(store: Arc<dyn TestStore>) -> (TestPortal, ManualClock) {
 
 #[test]
 fn the_same_totp_code_is_accepted_exactly_once() {
-    for (kind, store) in stores() {
-        same_totp_code(kind, store);
-    }
+    each_store_and_executor(same_totp_code);
 }
 
 fn same_totp_code(kind: &str, store: Arc<dyn TestStore>) {
@@ -62,7 +80,7 @@ fn same_totp_code(kind: &str, store: Arc<dyn TestStore>) {
     let users: Vec<(UserId, String)> = enrolled.into_iter().map(|(u, p)| (u, p.code(&clock))).collect();
     let results = race(|trial| {
         let (user, code) = &users[trial];
-        portal.verify_sign_in(user, code).run()
+        portal.verify_sign_in(user, code).go()
     });
     for (trial, outcomes) in results.iter().enumerate() {
         let accepted = outcomes.iter().filter(|r| r.is_ok()).count();
@@ -84,9 +102,7 @@ fn same_totp_code(kind: &str, store: Arc<dyn TestStore>) {
 
 #[test]
 fn the_same_backup_code_is_accepted_exactly_once() {
-    for (kind, store) in stores() {
-        same_backup_code(kind, store);
-    }
+    each_store_and_executor(same_backup_code);
 }
 
 fn same_backup_code(kind: &str, store: Arc<dyn TestStore>) {
@@ -100,7 +116,7 @@ fn same_backup_code(kind: &str, store: Arc<dyn TestStore>) {
         .collect();
     let results = race(|trial| {
         let (user, code) = &users[trial];
-        portal.verify_sign_in(user, code).run()
+        portal.verify_sign_in(user, code).go()
     });
     for (trial, outcomes) in results.iter().enumerate() {
         assert_eq!(
@@ -109,7 +125,8 @@ fn same_backup_code(kind: &str, store: Arc<dyn TestStore>) {
             "{kind}, trial {trial}"
         );
         let remaining = portal
-            .record(&users[trial].0).run()
+            .record(&users[trial].0)
+            .go()
             .unwrap()
             .backup_codes()
             .unwrap()
@@ -120,9 +137,7 @@ fn same_backup_code(kind: &str, store: Arc<dyn TestStore>) {
 
 #[test]
 fn concurrent_wrong_codes_are_all_counted_and_lock_at_the_limit() {
-    for (kind, store) in stores() {
-        wrong_codes(kind, store);
-    }
+    each_store_and_executor(wrong_codes);
 }
 
 fn wrong_codes(kind: &str, store: Arc<dyn TestStore>) {
@@ -138,10 +153,10 @@ fn wrong_codes(kind: &str, store: Arc<dyn TestStore>) {
         let (user, phone) = &users[trial];
         let right = phone.code(&clock);
         let wrong = if right == "000000" { "111111" } else { "000000" };
-        portal.verify_sign_in(user, wrong).run()
+        portal.verify_sign_in(user, wrong).go()
     });
     for (trial, outcomes) in results.iter().enumerate() {
-        let record = portal.record(&users[trial].0).run().unwrap();
+        let record = portal.record(&users[trial].0).go().unwrap();
         // Five failures are committed, then the lock refuses everything else unread.
         assert_eq!(record.failures().consecutive(), 5, "{kind}, trial {trial}");
         assert!(record.failures().locked_until().is_some());

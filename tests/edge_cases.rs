@@ -9,8 +9,8 @@ mod flows;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flows::{ADMIN, Phone, T0, TempDir, enrol, portal_on};
 use flows::TestStore;
+use flows::{ADMIN, Phone, T0, TempDir, enrol, portal_on};
 use portal_mfa::{
     Clock, CodeFormatError, CodeKind, Enforcement, EnrolmentOptions, Error, EventKind, EventQuery, Grace, ManualClock,
     MemoryStore, OtpAuthUri, Portal, PortalId, Secret, SignInStep, SqliteOptions, SqliteStore, StorageErrorKind,
@@ -74,7 +74,8 @@ fn trail_answers(portal: &flows::TestPortal, user: &UserId) -> Vec<String> {
             format!(
                 "{:?}",
                 portal
-                    .audit_events(q.clone()).run()
+                    .audit_events(q.clone())
+                    .run()
                     .map(|events| events.iter().map(|e| (e.at, e.kind.name())).collect::<Vec<_>>())
             )
         })
@@ -94,20 +95,27 @@ fn audit_answers_agree_on_every_store_near_both_ends_of_time() {
         transcript.push(format!(
             "{:?}",
             portal
-                .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None }).run()
+                .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
+                .run()
                 .map(|_| ())
         ));
         let (phone, _) = enrol(&portal, &clock, &user);
         transcript.push(format!(
             "{:?}",
-            portal.verify_sign_in(&user, &phone.code(&clock)).run().map(|v| v.factor)
+            portal
+                .verify_sign_in(&user, &phone.code(&clock))
+                .run()
+                .map(|v| v.factor)
         ));
         let max = i64::MAX as u64;
         for now in [max - 400, max - 30, max] {
             clock.set(now);
             transcript.push(format!(
                 "{:?}",
-                portal.verify_sign_in(&user, &phone.code(&clock)).run().map(|v| v.factor)
+                portal
+                    .verify_sign_in(&user, &phone.code(&clock))
+                    .run()
+                    .map(|v| v.factor)
             ));
             transcript.push(format!(
                 "{:?}",
@@ -162,7 +170,8 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
                         sign_ins: None,
                     }),
                 },
-            ).run()
+            )
+            .run()
             .unwrap();
         clock.set(until);
         let step = portal.begin_sign_in(&UserId::customer("at-deadline")).run().unwrap();
@@ -175,10 +184,13 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
         for (user, offset, confirmable) in [("e1", 1, true), ("e2", 0, false)] {
             let user = UserId::customer(user);
             let started = portal
-                .start_enrolment(&user, "u", "phone", EnrolmentOptions::default()).run()
+                .start_enrolment(&user, "u", "phone", EnrolmentOptions::default())
+                .run()
                 .unwrap();
             clock.set(started.expires_at - offset);
-            let result = portal.confirm_enrolment(&user, &Phone::scan(&started.uri).code(&clock)).run();
+            let result = portal
+                .confirm_enrolment(&user, &Phone::scan(&started.uri).code(&clock))
+                .run();
             assert_eq!(result.is_ok(), confirmable, "{name}: {result:?}");
             if !confirmable {
                 assert!(matches!(result, Err(Error::EnrolmentExpired)));
@@ -190,10 +202,12 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
         let user = UserId::customer("locked");
         let (phone, _) = enrol(&portal, &clock, &user);
         let lock_end = (0..5)
-            .filter_map(|_| match portal.verify_sign_in(&user, &wrong_code(&phone, &clock)).run() {
-                Err(Error::LockedOut { until }) => until,
-                _ => None,
-            })
+            .filter_map(
+                |_| match portal.verify_sign_in(&user, &wrong_code(&phone, &clock)).run() {
+                    Err(Error::LockedOut { until }) => until,
+                    _ => None,
+                },
+            )
             .last()
             .unwrap();
         clock.set(lock_end - 1);
@@ -228,12 +242,16 @@ fn labels_and_names_refuse_hidden_and_reordering_characters() {
         let portal = portal_on(store, &clock);
         let user = UserId::customer("c1");
         for label in bad {
-            let refused = portal.start_enrolment(&user, "c1@example.com", label, EnrolmentOptions::default()).run();
+            let refused = portal
+                .start_enrolment(&user, "c1@example.com", label, EnrolmentOptions::default())
+                .run();
             assert!(
                 matches!(refused, Err(Error::InvalidLabel)),
                 "{name} {label:?}: {refused:?}"
             );
-            let refused = portal.start_enrolment(&user, label, "phone", EnrolmentOptions::default()).run();
+            let refused = portal
+                .start_enrolment(&user, label, "phone", EnrolmentOptions::default())
+                .run();
             assert!(
                 matches!(refused, Err(Error::InvalidUri(_))),
                 "{name} account {label:?}: {refused:?}"
@@ -244,9 +262,13 @@ fn labels_and_names_refuse_hidden_and_reordering_characters() {
             "{name}: nothing was started"
         );
         portal
-            .start_enrolment(&user, "c1@example.com", " Téléphone 📱 ", EnrolmentOptions::default()).run()
+            .start_enrolment(&user, "c1@example.com", " Téléphone 📱 ", EnrolmentOptions::default())
+            .run()
             .unwrap();
-        assert_eq!(portal.record(&user).run().unwrap().pending().unwrap().label(), "Téléphone 📱");
+        assert_eq!(
+            portal.record(&user).run().unwrap().pending().unwrap().label(),
+            "Téléphone 📱"
+        );
     }
     let secret = Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
     for name in bad.iter().filter(|n| !n.trim().is_empty()) {
@@ -325,11 +347,16 @@ fn mistyped_codes_are_described_in_the_terms_of_their_factor_and_never_counted()
         );
         assert!(!message.contains("digits (and spaces"), "{message}");
         // None of that counted as a guess.
-        assert_eq!(portal.record(&user).run().unwrap().failures().consecutive(), 0, "{name}");
+        assert_eq!(
+            portal.record(&user).run().unwrap().failures().consecutive(),
+            0,
+            "{name}"
+        );
         // A TOTP code typed 123-456, and a backup code pasted with its line ending, sign in.
         let code = phone.code(&clock);
         portal
-            .verify_sign_in(&user, &format!("{}-{}", &code[..3], &code[3..])).run()
+            .verify_sign_in(&user, &format!("{}-{}", &code[..3], &code[3..]))
+            .run()
             .unwrap();
         portal.verify_sign_in(&user, &format!("\t{backup}\r\n")).run().unwrap();
     }
@@ -344,7 +371,8 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         let portal = portal_on(store, &clock);
         let user = UserId::customer("c1");
         let started = portal
-            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
+            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .run()
             .unwrap();
         let phone = Phone::scan(&started.uri);
         let wrong = wrong_code(&phone, &clock);
@@ -372,7 +400,8 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         let record = portal.record(&user).run().unwrap();
         assert!(record.pending().is_none() && !record.mfa_enabled(), "{name}");
         let trail = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&user)).run()
+            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .run()
             .unwrap();
         assert!(
             matches!(
@@ -383,11 +412,13 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         );
         // Starting again works, with a new secret.
         let again = portal
-            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
+            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .run()
             .unwrap();
         assert_ne!(again.uri.secret(), started.uri.secret());
         portal
-            .confirm_enrolment(&user, &Phone::scan(&again.uri).code(&clock)).run()
+            .confirm_enrolment(&user, &Phone::scan(&again.uri).code(&clock))
+            .run()
             .unwrap();
     }
 }
@@ -540,7 +571,8 @@ fn audit_events_come_back_in_commit_order_on_every_store() {
                     user,
                     portal_mfa::ResetReason::Other(format!("step {i}").into()),
                     Default::default(),
-                ).run()
+                )
+                .run()
                 .unwrap();
             committed.push((user.clone(), now));
         }
@@ -548,7 +580,8 @@ fn audit_events_come_back_in_commit_order_on_every_store() {
         let order: Vec<(UserId, u64)> = all.iter().map(|e| (e.user.clone().unwrap(), e.at)).collect();
         assert_eq!(order, committed, "{name}: commit order, not time order");
         let a: Vec<u64> = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&users[0])).run()
+            .audit_events(EventQuery::portal(portal.id()).user(&users[0]))
+            .run()
             .unwrap()
             .iter()
             .map(|e| e.at)

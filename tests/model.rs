@@ -6,13 +6,22 @@
 //! - no authenticator is active without a confirmed code (or an admin import);
 //! - after an admin reset nothing old is usable;
 //! - failures never exceed the hard limit, and a locked user is never let in.
+//!
+//! The same sequences then run through the `Portal` driver on every store
+//! (memory, compare-and-swap key-value, SQLite) and both executors, checked
+//! against the same model after every step.
+
+mod flows;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use flows::{ADMIN, Executor, Go, TestPortal, TestStore};
 
 use portal_mfa::core::{Context, EnrolmentRequest, Outcome};
 use portal_mfa::{
-    Actor, AuthenticatorId, Enforcement, Error, Factor, LockoutRule, MfaRecord, OtpAuthUri, PortalId, PortalPolicy,
-    ResetMode, ResetReason, Secret, Totp, TotpParams, UserId,
+    Actor, AuthenticatorId, Enforcement, EnrolmentOptions, Error, Factor, LockoutRule, ManualClock, MfaRecord,
+    OtpAuthUri, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, Totp, TotpParams, UserId,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -51,7 +60,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Where the world's transitions run: on a record in hand, or through the
+/// driver on a store (the record in hand then mirrors the stored one).
+enum Engine {
+    Pure,
+    Driven { portal: TestPortal, clock: ManualClock },
+}
+
 struct World {
+    engine: Engine,
     record: MfaRecord,
     policy: PortalPolicy,
     now: u64,
@@ -72,7 +89,22 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        Self::on(Engine::Pure)
+    }
+
+    /// The world through the driver on `store`.
+    fn driven(store: Arc<dyn TestStore>) -> Self {
+        let mut world = Self::on(Engine::Pure);
+        let clock = ManualClock::at(world.now);
+        let portal = flows::portal_on(store, &clock).with_default_policy(world.policy);
+        world.portal = portal.id().clone();
+        world.engine = Engine::Driven { portal, clock };
+        world
+    }
+
+    fn on(engine: Engine) -> Self {
         Self {
+            engine,
             record: MfaRecord::default(),
             policy: PortalPolicy::default().with_lockout(LockoutRule::new(3, 30, 120).unwrap()),
             now: 1_763_800_000,
@@ -111,6 +143,31 @@ impl World {
         }
         self.record = outcome.record;
         outcome.result
+    }
+
+    /// One operation: `pure` on the record in hand, or `driven` through the
+    /// portal at the world's time, after which the record in hand is reloaded.
+    fn run<T>(
+        &mut self,
+        actor: Actor,
+        pure: impl FnOnce(MfaRecord, &Context<'_>, &mut StdRng) -> Outcome<T>,
+        driven: impl FnOnce(&TestPortal, &UserId) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let Engine::Driven { portal, clock } = &self.engine else {
+            return self.apply(actor, pure);
+        };
+        clock.set(self.now);
+        let result = driven(portal, &self.user);
+        self.record = portal.record(&self.user).go().unwrap();
+        result
+    }
+
+    fn verify(&mut self, code: &str) -> Result<portal_mfa::SignInVerified, Error> {
+        self.run(
+            Actor::User,
+            |r, c, _| r.verify(c, code),
+            |p, u| p.verify_sign_in(u, code).go(),
+        )
     }
 
     fn code_of(&self, id: AuthenticatorId) -> String {
@@ -178,7 +235,15 @@ impl World {
                     replaces,
                     proof: proof.as_deref(),
                 };
-                let result = self.apply(Actor::User, |r, c, _| r.start_enrolment(c, request, secret));
+                let options = EnrolmentOptions {
+                    replaces,
+                    proof: proof.as_deref(),
+                };
+                let result = self.run(
+                    Actor::User,
+                    |r, c, _| r.start_enrolment(c, request, secret),
+                    |p, u| p.start_enrolment(u, "u@example.com", "phone", options).go(),
+                );
                 match result {
                     Ok(started) => {
                         assert!(!was_locked);
@@ -205,7 +270,11 @@ impl World {
                     _ => "000000".to_owned(),
                 };
                 let before_active = self.active.clone();
-                let result = self.apply(Actor::User, |r, c, rng| r.confirm_enrolment(c, &code, rng));
+                let result = self.run(
+                    Actor::User,
+                    |r, c, rng| r.confirm_enrolment(c, &code, rng),
+                    |p, u| p.confirm_enrolment(u, &code).go(),
+                );
                 match result {
                     Ok(confirmed) => {
                         let (id, expires) = self.pending.take().unwrap();
@@ -239,13 +308,13 @@ impl World {
             }
             Op::SignInCurrent(i) => {
                 let Some(&id) = self.active.get(i % self.active.len().max(1)) else {
-                    let r = self.apply(Actor::User, |r, c, _| r.verify(c, "123456"));
+                    let r = self.verify("123456");
                     assert!(matches!(r, Err(Error::NotEnrolled | Error::LockedOut { .. })), "{r:?}");
                     return;
                 };
                 let code = self.code_of(id);
                 let fresh = self.newest_accepted.get(&id).is_none_or(|&s| s < self.now / 30);
-                let result = self.apply(Actor::User, |r, c, _| r.verify(c, &code));
+                let result = self.verify(&code);
                 match result {
                     Ok(v) => {
                         assert!(!was_locked);
@@ -259,7 +328,7 @@ impl World {
             }
             Op::SignInReplayLast => {
                 let Some(code) = self.last_code.clone() else { return };
-                let result = self.apply(Actor::User, |r, c, _| r.verify(c, &code));
+                let result = self.verify(&code);
                 if let Ok(v) = result {
                     // Only acceptable if the code is, by chance, also the fresh code of some step.
                     self.note_success(v.factor, Some(&code));
@@ -268,7 +337,7 @@ impl World {
             Op::SignInWrong => {
                 let wrong = self.wrong_code();
                 let before = self.record.failures().consecutive();
-                let result = self.apply(Actor::User, |r, c, _| r.verify(c, &wrong));
+                let result = self.verify(&wrong);
                 match result {
                     Ok(_) => panic!("a wrong code was accepted"),
                     Err(Error::WrongCode { .. }) => assert_eq!(self.record.failures().consecutive(), before + 1),
@@ -288,7 +357,7 @@ impl World {
                     return;
                 };
                 let usable = self.backup.iter().any(|(c, used)| *c == code && !used) && !self.active.is_empty();
-                let result = self.apply(Actor::User, |r, c, _| r.verify(c, &code));
+                let result = self.verify(&code);
                 match result {
                     Ok(v) => {
                         assert!(usable && !was_locked, "backup code accepted when it should not be");
@@ -303,7 +372,11 @@ impl World {
                     return;
                 };
                 let Some(proof) = self.proof() else { return };
-                let result = self.apply(Actor::User, |r, c, _| r.delete_authenticator(c, id, &proof));
+                let result = self.run(
+                    Actor::User,
+                    |r, c, _| r.delete_authenticator(c, id, &proof),
+                    |p, u| p.delete_authenticator(u, id, &proof).go(),
+                );
                 if result.is_ok() {
                     assert!(!(self.policy.is_enforced() && self.active.len() == 1));
                     self.note_success(Factor::Totp(self.active[0]), Some(&proof));
@@ -318,7 +391,11 @@ impl World {
             }
             Op::Regenerate => {
                 let Some(proof) = self.proof() else { return };
-                let result = self.apply(Actor::User, |r, c, rng| r.regenerate_backup_codes(c, &proof, rng));
+                let result = self.run(
+                    Actor::User,
+                    |r, c, rng| r.regenerate_backup_codes(c, &proof, rng),
+                    |p, u| p.regenerate_backup_codes(u, &proof).go(),
+                );
                 if let Ok(codes) = result {
                     self.note_success(Factor::Totp(self.active[0]), Some(&proof));
                     self.old_backup.extend(self.backup.drain(..).map(|(c, _)| c));
@@ -332,9 +409,11 @@ impl World {
                     ResetMode::RemoveOnly
                 };
                 let summary = self
-                    .apply(Actor::Admin("admin".into()), |r, c, _| {
-                        r.admin_reset(c, ResetReason::LostDevice, mode)
-                    })
+                    .run(
+                        Actor::Admin("admin".into()),
+                        |r, c, _| r.admin_reset(c, ResetReason::LostDevice, mode),
+                        |p, u| p.admin_reset(&ADMIN, u, ResetReason::LostDevice, mode).go(),
+                    )
                     .unwrap();
                 assert_eq!(summary.authenticators_removed as usize, self.active.len());
                 self.active.clear();
@@ -345,10 +424,7 @@ impl World {
                 assert!(self.record.pending().is_none() && self.record.failures().consecutive() == 0);
                 for id in self.phones.keys().copied().collect::<Vec<_>>() {
                     let code = self.code_of(id);
-                    assert!(matches!(
-                        self.apply(Actor::User, |r, c, _| r.verify(c, &code)),
-                        Err(Error::NotEnrolled)
-                    ));
+                    assert!(matches!(self.verify(&code), Err(Error::NotEnrolled)));
                 }
             }
             Op::ToggleEnforcement => {
@@ -358,6 +434,10 @@ impl World {
                     Enforcement::Enforced { grace: None }
                 };
                 self.policy = self.policy.with_enforcement(next).unwrap();
+                if let Engine::Driven { portal, clock } = &self.engine {
+                    clock.set(self.now);
+                    assert_eq!(portal.set_enforcement(&ADMIN, next).go().unwrap(), self.policy);
+                }
             }
         }
         self.check_invariants();
@@ -391,6 +471,38 @@ proptest! {
         let mut world = World::new();
         for op in &ops {
             world.step(op);
+        }
+    }
+}
+
+/// Through the driver: the SQLite store is one of them.
+#[cfg(feature = "sqlite")]
+mod driven {
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        #[test]
+        fn the_same_sequences_through_the_driver_on_every_store_and_executor(
+            ops in prop::collection::vec(op(), 1..60)
+        ) {
+            for executor in [Executor::Blocking, Executor::Async] {
+                flows::set_executor(executor);
+                let dir = flows::TempDir::new("model");
+                let sqlite = portal_mfa::SqliteStore::open(dir.file("mfa.db")).unwrap();
+                let stores: [Arc<dyn TestStore>; 3] = [
+                    flows::memory(),
+                    flows::bytes(flows::kv::KvStore::default()),
+                    flows::bytes_in(sqlite, dir),
+                ];
+                for store in stores {
+                    let mut world = World::driven(store);
+                    for op in &ops {
+                        world.step(op);
+                    }
+                }
+            }
         }
     }
 }

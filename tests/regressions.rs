@@ -5,8 +5,8 @@ mod flows;
 
 use std::sync::{Arc, Barrier};
 
-use flows::{ADMIN, Phone, T0, enrol, portal_on};
 use flows::TestStore;
+use flows::{ADMIN, Phone, T0, enrol, portal_on};
 use portal_mfa::{
     EnrolmentOptions, Error, ManualClock, ResetMode, ResetReason, Secret, Totp, TotpParams, UserId, Window,
 };
@@ -39,9 +39,15 @@ fn replay_inside_the_drift_window_is_refused() {
     portal.verify_sign_in(&user, &code).run().unwrap();
     // The same code later in its step, and in the next step (still inside the ±1 window).
     clock.advance(10);
-    assert!(matches!(portal.verify_sign_in(&user, &code).run(), Err(Error::ReplayedCode)));
+    assert!(matches!(
+        portal.verify_sign_in(&user, &code).run(),
+        Err(Error::ReplayedCode)
+    ));
     clock.advance(30);
-    assert!(matches!(portal.verify_sign_in(&user, &code).run(), Err(Error::ReplayedCode)));
+    assert!(matches!(
+        portal.verify_sign_in(&user, &code).run(),
+        Err(Error::ReplayedCode)
+    ));
     // An older, never-used code from inside the window is refused too.
     clock.set(T0 + 30 + 30 + 5);
     assert!(matches!(
@@ -56,12 +62,16 @@ fn the_confirming_enrolment_code_cannot_sign_in() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .run()
         .unwrap();
     let phone = Phone::scan(&started.uri);
     let code = phone.code(&clock);
     portal.confirm_enrolment(&user, &code).run().unwrap();
-    assert!(matches!(portal.verify_sign_in(&user, &code).run(), Err(Error::ReplayedCode)));
+    assert!(matches!(
+        portal.verify_sign_in(&user, &code).run(),
+        Err(Error::ReplayedCode)
+    ));
 }
 
 /// Keycloak CVE-2024-4629: parallel requests each read the failure count before
@@ -157,7 +167,10 @@ fn a_backup_code_used_twice_in_parallel_is_accepted_once() {
                 .count()
         });
         assert_eq!(accepted, 1, "round {n}");
-        assert_eq!(portal.record(&user).run().unwrap().backup_codes().unwrap().remaining(), 9);
+        assert_eq!(
+            portal.record(&user).run().unwrap().backup_codes().unwrap().remaining(),
+            9
+        );
     }
 }
 
@@ -187,7 +200,8 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).run()
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .run()
         .unwrap();
     let secret = started.uri.secret().clone();
     let phone = Phone::scan(&started.uri);
@@ -223,10 +237,12 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
     shown.extend(errors.iter().map(|e| format!("{e} {e:?}")));
     portal.verify_sign_in(&user, &codes[1]).run().unwrap();
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default()).run()
+        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default())
+        .run()
         .unwrap();
     for event in portal
-        .audit_events(portal_mfa::EventQuery::portal(portal.id())).run()
+        .audit_events(portal_mfa::EventQuery::portal(portal.id()))
+        .run()
         .unwrap()
     {
         shown.push(format!("{event:?}"));
@@ -340,7 +356,8 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
                 replaces: None,
                 proof: Some(&old_codes[0]),
             },
-        ).run()
+        )
+        .run()
         .unwrap();
     portal
         .admin_reset(
@@ -348,7 +365,8 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
             &user,
             ResetReason::SecurityIncident,
             ResetMode::ForceReenrolment,
-        ).run()
+        )
+        .run()
         .unwrap();
     let record = portal.record(&user).run().unwrap();
     assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
@@ -366,7 +384,8 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
         Err(Error::WrongCode { .. } | Error::LockedOut { .. })
     ));
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::ForceReenrolment).run()
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::ForceReenrolment)
+        .run()
         .unwrap();
     let (newest, _) = enrol(&portal, &clock, &user);
     // The new authenticator's history starts at its own confirmation.
@@ -388,18 +407,22 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
     ));
     let id = portal.record(&user).run().unwrap().authenticators()[0].id();
     for replaces in [None, Some(id)] {
-        let attempt = portal.start_enrolment(&user, "c1", "attacker", EnrolmentOptions { replaces, proof: None }).run();
+        let attempt = portal
+            .start_enrolment(&user, "c1", "attacker", EnrolmentOptions { replaces, proof: None })
+            .run();
         assert!(matches!(attempt, Err(Error::ProofRequired)), "{attempt:?}");
         let wrong = wrong_code_for(&phone, &clock);
-        let attempt = portal.start_enrolment(
-            &user,
-            "c1",
-            "attacker",
-            EnrolmentOptions {
-                replaces,
-                proof: Some(&wrong),
-            },
-        ).run();
+        let attempt = portal
+            .start_enrolment(
+                &user,
+                "c1",
+                "attacker",
+                EnrolmentOptions {
+                    replaces,
+                    proof: Some(&wrong),
+                },
+            )
+            .run();
         assert!(matches!(attempt, Err(Error::WrongCode { .. })));
     }
     let record = portal.record(&user).run().unwrap();
@@ -415,7 +438,8 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
                 replaces: None,
                 proof: Some(&phone.code(&clock)),
             },
-        ).run()
+        )
+        .run()
         .unwrap();
     clock.advance(30);
     let second = portal
@@ -427,7 +451,8 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
                 replaces: None,
                 proof: Some(&phone.code(&clock)),
             },
-        ).run()
+        )
+        .run()
         .unwrap();
     let stale = Phone::scan(&first.uri).code(&clock);
     if stale != Phone::scan(&second.uri).code(&clock) {

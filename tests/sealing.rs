@@ -12,7 +12,10 @@ use std::sync::{Arc, Barrier};
 use flows::{ADMIN, T0, TempDir};
 use portal_mfa::store::BlockingStore;
 use portal_mfa::store::MfaStore;
-use portal_mfa::{Clock, EnrolmentOptions, EventKind, EventQuery, Keyring, ManualClock, MfaRecord, Portal, PortalId, Secret, SqliteStore, Totp, TotpParams, UserId};
+use portal_mfa::{
+    Clock, EnrolmentOptions, EventKind, EventQuery, Keyring, ManualClock, MfaRecord, Portal, PortalId, Secret,
+    SqliteStore, Totp, TotpParams, UserId,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -66,11 +69,13 @@ fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
     for i in 0..1_000 {
         let user = UserId::customer(format!("user-{i:04}@example.com"));
         let started = portal
-            .start_enrolment(&user, user.id(), "phone", EnrolmentOptions::default()).run()
+            .start_enrolment(&user, user.id(), "phone", EnrolmentOptions::default())
+            .run()
             .unwrap();
         let phone = Totp::new(started.uri.secret(), *started.uri.params());
         portal
-            .confirm_enrolment(&user, &phone.generate(clock.now()).unwrap().expose()).run()
+            .confirm_enrolment(&user, &phone.generate(clock.now()).unwrap().expose())
+            .run()
             .unwrap();
         secrets.push(started.uri.secret().clone());
     }
@@ -104,7 +109,12 @@ fn keyring_rotated() -> Keyring {
         .unwrap()
 }
 
-fn portal<S: BlockingStore>(store: S, keyring: Keyring, clock: &ManualClock, seed: u64) -> Portal<S, ManualClock, StdRng> {
+fn portal<S: BlockingStore>(
+    store: S,
+    keyring: Keyring,
+    clock: &ManualClock,
+    seed: u64,
+) -> Portal<S, ManualClock, StdRng> {
     Portal::new(PortalId::new("acme-portal"), "Acme Portal", store)
         .unwrap()
         .with_keyring(keyring)
@@ -136,7 +146,8 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
         let user = UserId::customer(format!("c{i:05}"));
         let secret = Secret::generate(&mut rng);
         before
-            .import_authenticator(&ADMIN, &user, "phone", secret.clone(), TotpParams::standard()).run()
+            .import_authenticator(&ADMIN, &user, "phone", secret.clone(), TotpParams::standard())
+            .run()
             .unwrap();
         phones.push((user, Totp::new(&secret, TotpParams::standard())));
     }
@@ -163,7 +174,8 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
                         let (user, phone) = &phones[next % USERS];
                         let code = phone.generate(clock.now()).unwrap();
                         signing
-                            .verify_sign_in(user, &code.expose()).run()
+                            .verify_sign_in(user, &code.expose())
+                            .run()
                             .unwrap_or_else(|e| panic!("sign-in of {user} failed during rotation: {e}"));
                         sign_ins.fetch_add(1, Ordering::SeqCst);
                         next += SIGNERS;

@@ -15,7 +15,8 @@ fn story(store: Arc<dyn TestStore>) -> Vec<(String, Vec<String>)> {
     let portal = portal_on(store, &clock);
     let users = [UserId::customer("a"), UserId::vendor("a"), UserId::contact("b")];
     portal
-        .set_enforcement(&ADMIN, portal_mfa::Enforcement::Enforced { grace: None }).run()
+        .set_enforcement(&ADMIN, portal_mfa::Enforcement::Enforced { grace: None })
+        .run()
         .unwrap();
     for (i, user) in users.iter().enumerate() {
         let (phone, codes) = enrol(&portal, &clock, user);
@@ -25,11 +26,13 @@ fn story(store: Arc<dyn TestStore>) -> Vec<(String, Vec<String>)> {
         clock.advance(100);
     }
     portal
-        .admin_reset(&ADMIN, &users[1], ResetReason::NewDevice, ResetMode::default()).run()
+        .admin_reset(&ADMIN, &users[1], ResetReason::NewDevice, ResetMode::default())
+        .run()
         .unwrap();
     let show = |q: EventQuery| -> Vec<String> {
         portal
-            .audit_events(q).run()
+            .audit_events(q)
+            .run()
             .unwrap()
             .iter()
             .map(|e| format!("{e:?}"))

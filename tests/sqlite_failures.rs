@@ -147,7 +147,8 @@ fn a_locked_database_answers_busy_then_works_once_released() {
     // The refused attempt changed nothing; the next one is counted normally.
     assert_eq!(
         portal
-            .record(&UserId::customer("alice")).run()
+            .record(&UserId::customer("alice"))
+            .run()
             .unwrap()
             .failures()
             .consecutive(),
@@ -297,10 +298,12 @@ fn summary_columns_and_their_indexes_follow_every_change() {
             &users[2],
             portal_mfa::ResetReason::LostDevice,
             portal_mfa::ResetMode::default(),
-        ).run()
+        )
+        .run()
         .unwrap();
     portal
-        .start_enrolment(&users[2], "u2", "new", portal_mfa::EnrolmentOptions::default()).run()
+        .start_enrolment(&users[2], "u2", "new", portal_mfa::EnrolmentOptions::default())
+        .run()
         .unwrap();
     clock.advance(120);
     // u3's lock has passed: a success clears it (and its index entry); u1 keeps its lock's end.

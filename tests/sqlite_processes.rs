@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flows::{TestStore, Phone, T0, TempDir, enrol, portal_on};
+use flows::{Phone, T0, TempDir, TestStore, enrol, portal_on};
 use portal_mfa::{EventKind, EventQuery, ManualClock, SqliteStore, UserId};
 
 const TRIALS: usize = 100;
@@ -153,7 +153,10 @@ fn two_processes_accept_one_backup_code_once() {
         "per trial, processes that accepted: {accepted:?}"
     );
     for (user, _) in &jobs {
-        assert_eq!(portal.record(user).run().unwrap().backup_codes().unwrap().remaining(), 9);
+        assert_eq!(
+            portal.record(user).run().unwrap().backup_codes().unwrap().remaining(),
+            9
+        );
     }
 }
 
@@ -194,7 +197,8 @@ fn a_writer_killed_mid_burst_loses_nothing_it_committed_and_leaves_nothing_half_
         let user = UserId::customer(format!("burst-{i}"));
         let record = portal.record(&user).run().unwrap();
         let events = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&user)).run()
+            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .run()
             .unwrap();
         let added = events
             .iter()

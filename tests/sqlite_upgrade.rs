@@ -145,14 +145,16 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
                 .expose()
                 .to_string();
             let verified = p
-                .verify_sign_in(&u.user, &code).run()
+                .verify_sign_in(&u.user, &code)
+                .run()
                 .unwrap_or_else(|e| panic!("{}: {e}", u.user));
             assert_eq!(verified.factor, Factor::Totp(portal_mfa::AuthenticatorId(*id)));
             signed_in += 1;
         }
         for code in &u.backup {
             let verified = p
-                .verify_sign_in(&u.user, code).run()
+                .verify_sign_in(&u.user, code)
+                .run()
                 .unwrap_or_else(|e| panic!("{} backup: {e}", u.user));
             assert_eq!(verified.factor, Factor::BackupCode);
             assert!(
@@ -169,7 +171,8 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
     let mut trail = Vec::new();
     for name in ["customers", "enforced"] {
         let events = portal(name)
-            .audit_events(EventQuery::portal(&PortalId::new(name))).run()
+            .audit_events(EventQuery::portal(&PortalId::new(name)))
+            .run()
             .unwrap();
         trail.extend(events.into_iter().filter(|e| e.at <= end).map(|e| {
             let (kind, id) = e.user.map_or((String::new(), String::new()), |u| {

@@ -4,11 +4,10 @@
 
 mod flows;
 
-
 use flows::{ADMIN, T0, enrol, keyring, portal_on};
 use portal_mfa::{
-    AuditEvent, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MfaRecord, PortalId,
-    PortalPolicy, ResetMode, ResetReason, UserId,
+    AuditEvent, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MfaRecord, PortalId, PortalPolicy,
+    ResetMode, ResetReason, UserId,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -33,7 +32,10 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
         replaces: Some(portal.record(&swapping).run().unwrap().authenticators()[0].id()),
         proof: Some(&swap_phone.code(&clock)),
     };
-    portal.start_enrolment(&swapping, "s", "new phone", options).run().unwrap();
+    portal
+        .start_enrolment(&swapping, "s", "new phone", options)
+        .run()
+        .unwrap();
     out.push((swapping.clone(), portal.record(&swapping).run().unwrap()));
     let locked = UserId::contact("locked");
     enrol(&portal, &clock, &locked);
@@ -49,7 +51,8 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
             &reset,
             ResetReason::Other("ticket 42".into()),
             ResetMode::ForceReenrolment,
-        ).run()
+        )
+        .run()
         .unwrap();
     out.push((reset.clone(), portal.record(&reset).run().unwrap()));
     let _ = phone;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use rand::CryptoRng;
 use rand::rngs::StdRng;
 
-pub use self::op::{Op, Work};
 use self::op::{Driver, Job};
+pub use self::op::{Op, Work};
 use crate::backup::IssuedBackupCodes;
 use crate::clock::{AsyncSleep, Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -539,4 +539,3 @@ impl<S, C, R: CryptoRng> Portal<S, C, R> {
         (secret, request)
     }
 }
-

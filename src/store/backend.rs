@@ -70,9 +70,7 @@ impl Backend<'_> {
             Backend::Async(s) => s.load_policy(portal).await?,
             Backend::Memory(m) => return m.read_policy(portal),
         };
-        stored
-            .map(|s| Ok((decode_policy(&s.bytes)?, s.version)))
-            .transpose()
+        stored.map(|s| Ok((decode_policy(&s.bytes)?, s.version))).transpose()
     }
 
     pub(crate) async fn write_policy(

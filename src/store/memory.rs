@@ -131,7 +131,12 @@ impl MemoryStore {
 impl MemoryStore {
     /// Runs the step under the write lock on the record itself: no copy of the
     /// record is made and no other writer can interleave, so it never conflicts.
-    pub(crate) fn run_step(&self, portal: &PortalId, user: &UserId, step: &mut dyn Step) -> Result<Applied, StorageError> {
+    pub(crate) fn run_step(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        step: &mut dyn Step,
+    ) -> Result<Applied, StorageError> {
         let mut guard = self.state.write().map_err(poisoned)?;
         let state = &mut *guard;
         let key = UserKey::of(user);

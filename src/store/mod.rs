@@ -21,8 +21,8 @@ pub(crate) mod memory;
 pub(crate) mod sqlite;
 
 pub use asynchronous::{AsyncMfaStore, StoreFuture};
-pub(crate) use backend::{Backend, LiveChange, Step};
 pub use backend::{AsyncStore, BlockingStore};
+pub(crate) use backend::{Backend, LiveChange, Step};
 pub(crate) use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SCHEMA_VERSION;

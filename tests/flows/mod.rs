@@ -237,7 +237,8 @@ impl Phone {
 /// Enrols `user` from scratch; returns their phone and backup codes. Leaves the clock on the next step.
 pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone, Vec<String>) {
     let started = portal
-        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default()).go()
+        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default())
+        .go()
         .unwrap();
     let phone = Phone::scan(&started.uri);
     let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).go().unwrap();
@@ -251,7 +252,8 @@ pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone,
 
 fn enforce(portal: &TestPortal) {
     portal
-        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None }).go()
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
+        .go()
         .unwrap();
 }
 
@@ -291,7 +293,9 @@ pub fn enforced_mfa_sends_unenrolled_users_to_enrolment_after_password(make: &St
 pub fn enforcing_is_refused_for_saml_portal(make: &StoreFactory) {
     let (portal, _) = setup(make);
     portal.set_sign_in_method(&ADMIN, SignInMethod::Saml).go().unwrap();
-    let refused = portal.set_enforcement(&ADMIN, Enforcement::Enforced { grace: None }).go();
+    let refused = portal
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
+        .go();
     assert!(
         matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))),
         "{refused:?}"
@@ -331,7 +335,8 @@ pub fn vendor_and_customer_share_policy(make: &StoreFactory) {
     for user in [&customer, &vendor] {
         enrol(&portal, &clock, user);
         let summary = portal
-            .admin_reset(&ADMIN, user, ResetReason::LostDevice, ResetMode::default()).go()
+            .admin_reset(&ADMIN, user, ResetReason::LostDevice, ResetMode::default())
+            .go()
             .unwrap();
         assert_eq!(summary.authenticators_removed, 1);
         assert_eq!(
@@ -367,17 +372,20 @@ pub fn enrolment_works_by_qr_code_or_typed_key(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let by_qr = UserId::customer("qr");
     let started = portal
-        .start_enrolment(&by_qr, "qr@example.com", "phone", EnrolmentOptions::default()).go()
+        .start_enrolment(&by_qr, "qr@example.com", "phone", EnrolmentOptions::default())
+        .go()
         .unwrap();
     assert!(started.uri.qr_svg().unwrap().contains("<svg"));
     assert!(!started.uri.qr_terminal().unwrap().is_empty());
     portal
-        .confirm_enrolment(&by_qr, &Phone::scan(&started.uri).code(&clock)).go()
+        .confirm_enrolment(&by_qr, &Phone::scan(&started.uri).code(&clock))
+        .go()
         .unwrap();
 
     let by_hand = UserId::customer("typed");
     let started = portal
-        .start_enrolment(&by_hand, "typed@example.com", "phone", EnrolmentOptions::default()).go()
+        .start_enrolment(&by_hand, "typed@example.com", "phone", EnrolmentOptions::default())
+        .go()
         .unwrap();
     let typed_key = started.uri.secret().to_grouped_base32().to_lowercase();
     let app = Totp::new(&Secret::from_base32(&typed_key).unwrap(), *started.uri.params());
@@ -395,7 +403,8 @@ pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory) {
     enforce(&portal);
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .go()
         .unwrap();
     let phone = Phone::scan(&started.uri);
     let right = phone.code(&clock);
@@ -414,7 +423,10 @@ pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory) {
         portal.begin_sign_in(&user).go().unwrap(),
         SignInStep::MustEnrol { .. }
     ));
-    assert!(matches!(portal.verify_sign_in(&user, &right).go(), Err(Error::NotEnrolled)));
+    assert!(matches!(
+        portal.verify_sign_in(&user, &right).go(),
+        Err(Error::NotEnrolled)
+    ));
     portal.confirm_enrolment(&user, &right).go().unwrap();
     assert!(portal.record(&user).go().unwrap().mfa_enabled());
 }
@@ -423,7 +435,8 @@ pub fn enrolment_expires_after_its_lifetime(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .go()
         .unwrap();
     assert_eq!(started.expires_at, T0 + 600);
     clock.advance(600);
@@ -442,10 +455,12 @@ pub fn restarting_enrolment_replaces_the_pending_secret(make: &StoreFactory) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
     let first = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .go()
         .unwrap();
     let second = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default()).go()
+        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .go()
         .unwrap();
     assert_ne!(first.uri.secret(), second.uri.secret());
     let stale = Phone::scan(&first.uri).code(&clock);
@@ -508,7 +523,10 @@ pub fn self_configured_user_deletes_authenticator_with_a_fresh_code(make: &Store
         portal.delete_authenticator(&user, id, "000000").go(),
         Err(Error::WrongCode { .. }) | Err(Error::ReplayedCode)
     ));
-    portal.delete_authenticator(&user, id, &phone.code(&clock)).go().unwrap();
+    portal
+        .delete_authenticator(&user, id, &phone.code(&clock))
+        .go()
+        .unwrap();
     let record = portal.record(&user).go().unwrap();
     assert!(!record.mfa_enabled() && record.backup_codes().is_none());
     assert_eq!(portal.begin_sign_in(&user).go().unwrap(), SignInStep::NoMfaNeeded);
@@ -588,9 +606,15 @@ pub fn replayed_code_is_refused(make: &StoreFactory) {
     let (phone, _) = enrol(&portal, &clock, &user);
     let code = phone.code(&clock);
     portal.verify_sign_in(&user, &code).go().unwrap();
-    assert!(matches!(portal.verify_sign_in(&user, &code).go(), Err(Error::ReplayedCode)));
+    assert!(matches!(
+        portal.verify_sign_in(&user, &code).go(),
+        Err(Error::ReplayedCode)
+    ));
     clock.advance(10);
-    assert!(matches!(portal.verify_sign_in(&user, &code).go(), Err(Error::ReplayedCode)));
+    assert!(matches!(
+        portal.verify_sign_in(&user, &code).go(),
+        Err(Error::ReplayedCode)
+    ));
 }
 
 pub fn regenerating_backup_codes_invalidates_the_old_ones(make: &StoreFactory) {
@@ -682,7 +706,8 @@ pub fn failures_never_exceed_the_hard_limit(make: &StoreFactory) {
         Err(Error::LockedOut { until: None })
     ));
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default()).go()
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .go()
         .unwrap();
     assert_eq!(portal.record(&user).go().unwrap().failures().consecutive(), 0);
 }
@@ -695,7 +720,8 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
     let user = UserId::customer("c1");
     let (phone, codes) = enrol(&portal, &clock, &user);
     let summary = portal
-        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment).go()
+        .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment)
+        .go()
         .unwrap();
     assert_eq!(
         (
@@ -732,7 +758,8 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
     assert!(!portal.record(&user).go().unwrap().must_enrol());
     portal.verify_sign_in(&user, &new_phone.code(&clock)).go().unwrap();
     let trail = portal
-        .audit_events(EventQuery::portal(portal.id()).user(&user)).go()
+        .audit_events(EventQuery::portal(portal.id()).user(&user))
+        .go()
         .unwrap();
     let reset_event = trail
         .iter()
@@ -746,7 +773,8 @@ pub fn admin_reset_remove_only_lets_self_configured_user_sign_in_without_mfa(mak
     let user = UserId::customer("c1");
     enrol(&portal, &clock, &user);
     let summary = portal
-        .admin_reset(&ADMIN, &user, ResetReason::NewDevice, ResetMode::RemoveOnly).go()
+        .admin_reset(&ADMIN, &user, ResetReason::NewDevice, ResetMode::RemoveOnly)
+        .go()
         .unwrap();
     assert!(!summary.must_enrol);
     assert_eq!(portal.begin_sign_in(&user).go().unwrap(), SignInStep::NoMfaNeeded);
@@ -773,11 +801,13 @@ pub fn admin_reset_records_every_reason_the_requests_name(make: &StoreFactory) {
         let user = UserId::contact(format!("contact-{i}"));
         enrol(&portal, &clock, &user);
         portal
-            .admin_reset(&ADMIN, &user, reason.clone(), ResetMode::default()).go()
+            .admin_reset(&ADMIN, &user, reason.clone(), ResetMode::default())
+            .go()
             .unwrap();
         assert_eq!(portal.record(&user).go().unwrap().last_reset().unwrap().reason, reason);
         let trail = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&user)).go()
+            .audit_events(EventQuery::portal(portal.id()).user(&user))
+            .go()
             .unwrap();
         assert!(
             trail
@@ -800,7 +830,8 @@ pub fn locked_out_user_is_recovered_by_admin_reset(make: &StoreFactory) {
         SignInStep::LockedOut { .. }
     ));
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default()).go()
+        .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::default())
+        .go()
         .unwrap();
     assert_eq!(
         portal.begin_sign_in(&user).go().unwrap(),
@@ -817,7 +848,10 @@ pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory
     let enrolled = UserId::customer("enrolled");
     let never = UserId::vendor("never-enrolled");
     let (phone, _) = enrol(&portal, &clock, &enrolled);
-    portal.set_enforcement(&ADMIN, Enforcement::SelfConfigured).go().unwrap();
+    portal
+        .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
+        .go()
+        .unwrap();
     assert!(matches!(
         portal.begin_sign_in(&enrolled).go().unwrap(),
         SignInStep::EnterCode { .. }
@@ -831,7 +865,8 @@ pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory
             &enrolled,
             ResetReason::Other("MFA no longer required".into()),
             ResetMode::RemoveOnly,
-        ).go()
+        )
+        .go()
         .unwrap();
     assert_eq!(portal.begin_sign_in(&enrolled).go().unwrap(), SignInStep::NoMfaNeeded);
 }
@@ -843,7 +878,8 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         sign_ins: Some(2),
     };
     portal
-        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) }).go()
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) })
+        .go()
         .unwrap();
     let user = UserId::customer("c1");
     let first = SignInStep::GraceSignIn {
@@ -871,7 +907,8 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         Err(Error::NotAllowed(PolicyRefusal::NoGraceLeft))
     ));
     let trail = portal
-        .audit_events(EventQuery::portal(portal.id()).user(&user)).go()
+        .audit_events(EventQuery::portal(portal.id()).user(&user))
+        .go()
         .unwrap();
     assert_eq!(trail.len(), 2, "one event per grace sign-in spent, none for asking");
     // The deadline ends it too: grace holds up to and at `until`, not after.
@@ -889,15 +926,17 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         }
     );
     assert!(matches!(
-        portal.set_enforcement(
-            &ADMIN,
-            Enforcement::Enforced {
-                grace: Some(Grace {
-                    until: None,
-                    sign_ins: None
-                })
-            }
-        ).go(),
+        portal
+            .set_enforcement(
+                &ADMIN,
+                Enforcement::Enforced {
+                    grace: Some(Grace {
+                        until: None,
+                        sign_ins: None
+                    })
+                }
+            )
+            .go(),
         Err(Error::InvalidPolicy {
             field: "enforcement.grace",
             ..
@@ -915,7 +954,8 @@ pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
     let (_, codes) = enrol(&portal, &clock, &user);
     portal.verify_sign_in(&user, &codes[0]).go().unwrap();
     portal
-        .admin_reset(&ADMIN, &user, ResetReason::SecurityIncident, ResetMode::default()).go()
+        .admin_reset(&ADMIN, &user, ResetReason::SecurityIncident, ResetMode::default())
+        .go()
         .unwrap();
     let heard = heard.lock().unwrap();
     assert!(matches!(heard[0], EventKind::AuthenticatorAdded { .. }));
