@@ -5,20 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::ids::{Actor, AuthenticatorId, PortalId, UserId};
 use crate::policy::{Enforcement, SignInMethod};
-
-/// Who caused an event.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Actor {
-    /// The user the record belongs to.
-    User,
-    /// An administrator, by the host's identifier.
-    Admin(Arc<str>),
-    /// The library itself (e.g. a lock that expired).
-    System,
-}
 
 /// Why an admin reset a user's MFA (the reasons the feature requests list).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

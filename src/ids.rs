@@ -131,7 +131,19 @@ impl Admin {
         &self.0
     }
 
-    pub(crate) fn actor(&self) -> crate::event::Actor {
-        crate::event::Actor::Admin(self.0.clone())
+    pub(crate) fn actor(&self) -> Actor {
+        Actor::Admin(self.0.clone())
     }
+}
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Actor {
+    /// The user the record belongs to.
+    User,
+    /// An administrator, by the host's identifier.
+    Admin(Arc<str>),
+    /// The library itself (e.g. a lock that expired).
+    System,
 }

@@ -26,8 +26,8 @@ pub use error::{
     CodeFormatError, CodeKind, Error, ErrorKind, PolicyRefusal, Result, SecretError, StorageError, StorageErrorKind,
     UriError,
 };
-pub use event::{Actor, AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
-pub use ids::{Admin, AuthenticatorId, PortalId, UserId, UserKind};
+pub use event::{AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
+pub use ids::{Actor, Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::{KeyId, Keyring};
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};

@@ -60,7 +60,7 @@ impl<'c> Draft<'c> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Actor;
+    use crate::ids::Actor;
     use crate::ids::{PortalId, UserId};
     use crate::policy::PortalPolicy;
 

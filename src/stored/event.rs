@@ -6,7 +6,8 @@ use super::policy::{enforcement, method_tag, read_enforcement, read_method};
 use super::record::{read_reason, reason};
 use super::{EVENT_FORMAT, Reader, Writer, corrupt, format_version};
 use crate::error::{Error, Result};
-use crate::event::{Actor, AuditEvent, EventKind, Factor, RemovalCause, ResetMode};
+use crate::event::{AuditEvent, EventKind, Factor, RemovalCause, ResetMode};
+use crate::ids::Actor;
 use crate::ids::{AuthenticatorId, PortalId, UserId, UserKind};
 
 pub(crate) fn encode_event(e: &AuditEvent) -> Vec<u8> {
