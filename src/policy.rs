@@ -19,6 +19,7 @@ pub enum SignInMethod {
 ///
 /// The grace lasts while *both* limits that are set still hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Grace {
     /// Unix time after which no grace sign-in is allowed.
     pub until: Option<u64>,
@@ -26,8 +27,17 @@ pub struct Grace {
     pub sign_ins: Option<u32>,
 }
 
+impl Grace {
+    /// A grace that ends at `until` (Unix time), after `sign_ins` sign-ins per
+    /// user, or at whichever comes first when both are set.
+    pub fn new(until: Option<u64>, sign_ins: Option<u32>) -> Self {
+        Self { until, sign_ins }
+    }
+}
+
 /// Whether the admin enforces MFA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Enforcement {
     /// Off (the default): each user may turn MFA on for their own account.
     #[default]

@@ -165,10 +165,7 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
             .set_enforcement(
                 &ADMIN,
                 Enforcement::Enforced {
-                    grace: Some(Grace {
-                        until: Some(until),
-                        sign_ins: None,
-                    }),
+                    grace: Some(Grace::new(Some(until), None)),
                 },
             )
             .run()

@@ -9,10 +9,7 @@ use std::path::Path;
 fn layer_order() -> Vec<String> {
     let design = std::fs::read_to_string("src/guide/design.md").unwrap();
     let section = &design[design.find("## Layers").expect("a Layers section")..];
-    let line = section
-        .lines()
-        .find(|l| l.contains(" ← "))
-        .expect("the layer line");
+    let line = section.lines().find(|l| l.contains(" ← ")).expect("the layer line");
     line.split('←').map(|m| m.trim().to_owned()).collect()
 }
 

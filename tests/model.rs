@@ -64,7 +64,10 @@ fn op() -> impl Strategy<Value = Op> {
 /// driver on a store (the record in hand then mirrors the stored one).
 enum Engine {
     Pure,
-    Driven { portal: TestPortal, clock: ManualClock },
+    Driven {
+        portal: Box<TestPortal>,
+        clock: ManualClock,
+    },
 }
 
 struct World {
@@ -98,7 +101,10 @@ impl World {
         let clock = ManualClock::at(world.now);
         let portal = flows::portal_on(store, &clock).with_default_policy(world.policy);
         world.portal = portal.id().clone();
-        world.engine = Engine::Driven { portal, clock };
+        world.engine = Engine::Driven {
+            portal: Box::new(portal),
+            clock,
+        };
         world
     }
 
@@ -128,13 +134,7 @@ impl World {
         f: impl FnOnce(MfaRecord, &Context<'_>, &mut StdRng) -> Outcome<T>,
     ) -> Result<T, Error> {
         let record = std::mem::take(&mut self.record);
-        let ctx = Context {
-            portal: &self.portal,
-            user: &self.user,
-            policy: &self.policy,
-            now: self.now,
-            actor: &actor,
-        };
+        let ctx = Context::new(&self.portal, &self.user, &self.policy, self.now, &actor);
         let outcome = f(record, &ctx, &mut self.rng);
         // Events are always about this user, and never carry secrets.
         for e in &outcome.events {
@@ -228,17 +228,16 @@ impl World {
                 let replaces = if replace { self.active.first().copied() } else { None };
                 let proof = self.proof();
                 let secret = Secret::generate(&mut self.rng);
-                let request = EnrolmentRequest {
-                    label: "phone",
-                    account: "u@example.com",
-                    issuer: "P",
-                    replaces,
-                    proof: proof.as_deref(),
-                };
-                let options = EnrolmentOptions {
-                    replaces,
-                    proof: proof.as_deref(),
-                };
+                let request = EnrolmentRequest::new("phone", "u@example.com", "P")
+                    .replacing(replaces)
+                    .with_proof(proof.as_deref());
+                let mut options = EnrolmentOptions::default();
+                if let Some(id) = replaces {
+                    options = options.replacing(id);
+                }
+                if let Some(proof) = proof.as_deref() {
+                    options = options.with_proof(proof);
+                }
                 let result = self.run(
                     Actor::User,
                     |r, c, _| r.start_enrolment(c, request, secret),

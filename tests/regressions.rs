@@ -352,10 +352,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
             &user,
             "c1",
             "spare",
-            EnrolmentOptions {
-                replaces: None,
-                proof: Some(&old_codes[0]),
-            },
+            EnrolmentOptions::default().with_proof(&old_codes[0]),
         )
         .run()
         .unwrap();
@@ -406,22 +403,12 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
         portal_mfa::SignInStep::EnterCode { .. }
     ));
     let id = portal.record(&user).run().unwrap().authenticators()[0].id();
-    for replaces in [None, Some(id)] {
-        let attempt = portal
-            .start_enrolment(&user, "c1", "attacker", EnrolmentOptions { replaces, proof: None })
-            .run();
+    for base in [EnrolmentOptions::default(), EnrolmentOptions::default().replacing(id)] {
+        let attempt = portal.start_enrolment(&user, "c1", "attacker", base).run();
         assert!(matches!(attempt, Err(Error::ProofRequired)), "{attempt:?}");
         let wrong = wrong_code_for(&phone, &clock);
         let attempt = portal
-            .start_enrolment(
-                &user,
-                "c1",
-                "attacker",
-                EnrolmentOptions {
-                    replaces,
-                    proof: Some(&wrong),
-                },
-            )
+            .start_enrolment(&user, "c1", "attacker", base.with_proof(&wrong))
             .run();
         assert!(matches!(attempt, Err(Error::WrongCode { .. })));
     }
@@ -434,10 +421,7 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
             &user,
             "c1",
             "new",
-            EnrolmentOptions {
-                replaces: None,
-                proof: Some(&phone.code(&clock)),
-            },
+            EnrolmentOptions::default().with_proof(&phone.code(&clock)),
         )
         .run()
         .unwrap();
@@ -447,10 +431,7 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
             &user,
             "c1",
             "new",
-            EnrolmentOptions {
-                replaces: None,
-                proof: Some(&phone.code(&clock)),
-            },
+            EnrolmentOptions::default().with_proof(&phone.code(&clock)),
         )
         .run()
         .unwrap();

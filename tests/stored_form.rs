@@ -28,10 +28,10 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     out.push((enrolled.clone(), portal.record(&enrolled).run().unwrap()));
     let swapping = UserId::vendor("swapping");
     let (swap_phone, _) = enrol(&portal, &clock, &swapping);
-    let options = EnrolmentOptions {
-        replaces: Some(portal.record(&swapping).run().unwrap().authenticators()[0].id()),
-        proof: Some(&swap_phone.code(&clock)),
-    };
+    let swap_code = swap_phone.code(&clock);
+    let options = EnrolmentOptions::default()
+        .replacing(portal.record(&swapping).run().unwrap().authenticators()[0].id())
+        .with_proof(&swap_code);
     portal
         .start_enrolment(&swapping, "s", "new phone", options)
         .run()
@@ -88,10 +88,7 @@ fn policies_and_events_round_trip() {
         .with_backup_codes(5, 1)
         .unwrap()
         .with_enforcement(portal_mfa::Enforcement::Enforced {
-            grace: Some(portal_mfa::Grace {
-                until: Some(u64::MAX),
-                sign_ins: Some(3),
-            }),
+            grace: Some(portal_mfa::Grace::new(Some(u64::MAX), Some(3))),
         })
         .unwrap();
     assert_eq!(PortalPolicy::decode(&policy.encode()).unwrap(), policy);

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use portal_mfa::state::{Context, EnrolmentRequest};
+use portal_mfa::core::{Context, EnrolmentRequest};
 use portal_mfa::{
     Actor, Enforcement, Factor, LockoutRule, MfaRecord, OtpAuthUri, PortalId, PortalPolicy, ResetMode, ResetReason,
     Secret, Totp,
@@ -43,7 +43,7 @@ fuzz_target!(|ops: Vec<Op>| {
     for op in ops.iter().take(64) {
         let user_actor = Actor::User;
         let admin = Actor::Admin("admin".into());
-        let ctx = Context { portal: &portal, user: &user, policy: &policy, now, actor: &user_actor };
+        let ctx = Context::new(&portal, &user, &policy, now, &user_actor);
         let current = |record: &MfaRecord, phones: &[(u32, Totp)]| {
             record.authenticators().first().and_then(|a| {
                 phones.iter().find(|(id, _)| *id == a.id().0).map(|(_, t)| t.generate(now).unwrap().expose().to_string())
@@ -58,7 +58,7 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Start { replace, prove } => {
                 let proof = if *prove { current(&record, &phones) } else { None };
                 let replaces = if *replace { record.authenticators().first().map(|a| a.id()) } else { None };
-                let request = EnrolmentRequest { label: "phone", account: "u", issuer: "P", replaces, proof: proof.as_deref() };
+                let request = EnrolmentRequest::new("phone", "u", "P").replacing(replaces).with_proof(proof.as_deref());
                 let o = record.start_enrolment(&ctx, request, Secret::generate(&mut rng));
                 if let Ok(started) = &o.result {
                     let scanned = OtpAuthUri::parse(&started.uri.to_uri()).unwrap();
@@ -112,7 +112,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 outcome_record = o.record;
             }
             Op::Reset { force } => {
-                let ctx = Context { actor: &admin, ..ctx };
+                let ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin);
                 let mode = if *force { ResetMode::ForceReenrolment } else { ResetMode::RemoveOnly };
                 let o = record.admin_reset(&ctx, ResetReason::LostDevice, mode);
                 assert!(o.result.is_ok());

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use portal_mfa::state::{Context, EnrolmentRequest};
+use portal_mfa::core::{Context, EnrolmentRequest};
 use portal_mfa::{
     Actor, AuditEvent, Error, Keyring, MfaRecord, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, Totp,
     TotpParams, UserId,
@@ -38,13 +38,13 @@ fn seeds() -> &'static [Vec<u8>] {
         let (portal, user) = owner();
         let policy = PortalPolicy::default();
         let (me, admin) = (Actor::User, Actor::Admin("admin".into()));
-        let ctx = Context { portal: &portal, user: &user, policy: &policy, now: NOW, actor: &me };
+        let ctx = Context::new(&portal, &user, &policy, NOW, &me);
         let secret = Secret::generate(&mut rng);
         let totp = Totp::new(&secret, TotpParams::standard());
-        let request = EnrolmentRequest { label: "phone", account: "u", issuer: "P", replaces: None, proof: None };
+        let request = EnrolmentRequest::new("phone", "u", "P");
         let pending = MfaRecord::default().start_enrolment(&ctx, request, secret).record;
         let enrolled = pending.clone().confirm_enrolment(&ctx, &totp.generate(NOW).unwrap().expose(), &mut rng).record;
-        let admin_ctx = Context { actor: &admin, ..ctx };
+        let admin_ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin);
         let reset = enrolled.clone().admin_reset(&admin_ctx, ResetReason::Other("note".into()), ResetMode::ForceReenrolment).record;
         [MfaRecord::default(), pending, enrolled, reset]
             .iter()

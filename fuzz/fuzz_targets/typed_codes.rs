@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use portal_mfa::state::{Context, EnrolmentRequest};
+use portal_mfa::core::{Context, EnrolmentRequest};
 use portal_mfa::{Actor, Code, Digits, MfaRecord, PortalId, PortalPolicy, Secret, TotpParams, UserId};
 use rand::SeedableRng;
 
@@ -24,8 +24,8 @@ fn fixture() -> &'static Fixture {
         let secret = Secret::generate(&mut rng);
         let totp = portal_mfa::Totp::new(&secret, TotpParams::standard());
         let (portal, user, policy, actor) = (PortalId::new("p"), UserId::customer("u"), PortalPolicy::default(), Actor::User);
-        let ctx = Context { portal: &portal, user: &user, policy: &policy, now: NOW - 60, actor: &actor };
-        let request = EnrolmentRequest { label: "phone", account: "u", issuer: "P", replaces: None, proof: None };
+        let ctx = Context::new(&portal, &user, &policy, NOW - 60, &actor);
+        let request = EnrolmentRequest::new("phone", "u", "P");
         let started = MfaRecord::default().start_enrolment(&ctx, request, secret);
         let first = totp.generate(NOW - 60).unwrap().expose().to_string();
         let confirmed = started.record.confirm_enrolment(&ctx, &first, &mut rng);
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let fixture = fixture();
     let (portal, user, policy, actor) = (PortalId::new("p"), UserId::customer("u"), PortalPolicy::default(), Actor::User);
-    let ctx = Context { portal: &portal, user: &user, policy: &policy, now: NOW, actor: &actor };
+    let ctx = Context::new(&portal, &user, &policy, NOW, &actor);
     let outcome = fixture.record.clone().verify(&ctx, text);
     if outcome.result.is_ok() {
         let typed = normalise(text);

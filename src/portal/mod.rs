@@ -32,13 +32,31 @@ use crate::state::{
 use crate::store::EventQuery;
 use crate::stored::decode_record;
 
-/// Options for [`Portal::start_enrolment`].
+/// Options for [`Portal::start_enrolment`]: none for a first authenticator.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct EnrolmentOptions<'a> {
     /// The authenticator to replace once the new one is confirmed.
     pub replaces: Option<AuthenticatorId>,
     /// A fresh code, required when the user already has MFA.
     pub proof: Option<&'a str>,
+}
+
+impl<'a> EnrolmentOptions<'a> {
+    /// Replaces `authenticator` once the new one is confirmed ("change
+    /// authenticator": the old one keeps working until then).
+    #[must_use]
+    pub fn replacing(mut self, authenticator: AuthenticatorId) -> Self {
+        self.replaces = Some(authenticator);
+        self
+    }
+
+    /// With a fresh TOTP or backup code, as a user who already has MFA must give.
+    #[must_use]
+    pub fn with_proof(mut self, proof: &'a str) -> Self {
+        self.proof = Some(proof);
+        self
+    }
 }
 
 /// A portal's MFA, driven against a store.

@@ -22,6 +22,7 @@ use crate::policy::{Enforcement, LockoutRule, PortalPolicy};
 
 /// What a transition needs to know besides the record and its input.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Context<'a> {
     /// The portal.
     pub portal: &'a PortalId,
@@ -35,8 +36,23 @@ pub struct Context<'a> {
     pub actor: &'a Actor,
 }
 
+impl<'a> Context<'a> {
+    /// The context of one transition: on `user` of `portal` under `policy`,
+    /// at `now` (Unix time), by `actor`.
+    pub fn new(portal: &'a PortalId, user: &'a UserId, policy: &'a PortalPolicy, now: u64, actor: &'a Actor) -> Self {
+        Self {
+            portal,
+            user,
+            policy,
+            now,
+            actor,
+        }
+    }
+}
+
 /// The result of a transition.
 #[derive(Debug)]
+#[non_exhaustive]
 #[must_use = "a changed record must be committed with its events"]
 pub struct Outcome<T> {
     /// The record after the transition.
@@ -93,6 +109,7 @@ pub enum EnrolReason {
 
 /// What starting an enrolment needs from the host.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct EnrolmentRequest<'a> {
     /// The name the user gives the authenticator ("Work phone"); 1–64 printable characters.
     pub label: &'a str,
@@ -105,6 +122,34 @@ pub struct EnrolmentRequest<'a> {
     /// A fresh TOTP or backup code: required when the user already has MFA, so
     /// a password alone can never add or swap a factor.
     pub proof: Option<&'a str>,
+}
+
+impl<'a> EnrolmentRequest<'a> {
+    /// A first enrolment of an authenticator named `label`, shown in the app
+    /// as `account` under `issuer`.
+    pub fn new(label: &'a str, account: &'a str, issuer: &'a str) -> Self {
+        Self {
+            label,
+            account,
+            issuer,
+            replaces: None,
+            proof: None,
+        }
+    }
+
+    /// Replaces `authenticator` once the new one is confirmed.
+    #[must_use]
+    pub fn replacing(mut self, authenticator: Option<AuthenticatorId>) -> Self {
+        self.replaces = authenticator;
+        self
+    }
+
+    /// With a fresh code, as a user who already has MFA must give.
+    #[must_use]
+    pub fn with_proof(mut self, proof: Option<&'a str>) -> Self {
+        self.proof = proof;
+        self
+    }
 }
 
 /// A started enrolment, to show the user.

@@ -480,19 +480,13 @@ pub fn changing_authenticator_keeps_the_old_one_until_the_new_is_confirmed(make:
     let (old_phone, _) = enrol(&portal, &clock, &user);
     let old_id = portal.record(&user).go().unwrap().authenticators()[0].id();
     // A password alone cannot swap the factor.
-    let options = EnrolmentOptions {
-        replaces: Some(old_id),
-        proof: None,
-    };
+    let options = EnrolmentOptions::default().replacing(old_id);
     assert!(matches!(
         portal.start_enrolment(&user, "c1", "new", options).go(),
         Err(Error::ProofRequired)
     ));
     let proof = old_phone.code(&clock);
-    let options = EnrolmentOptions {
-        replaces: Some(old_id),
-        proof: Some(&proof),
-    };
+    let options = EnrolmentOptions::default().replacing(old_id).with_proof(&proof);
     let started = portal.start_enrolment(&user, "c1", "new", options).go().unwrap();
     clock.advance(30);
     // Meanwhile the old phone still signs in.
@@ -873,10 +867,7 @@ pub fn disabling_enforcement_keeps_enrolled_users_challenged(make: &StoreFactory
 
 pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) {
     let (portal, clock) = setup(make);
-    let grace = Grace {
-        until: Some(T0 + 3_600),
-        sign_ins: Some(2),
-    };
+    let grace = Grace::new(Some(T0 + 3_600), Some(2));
     portal
         .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) })
         .go()
@@ -930,10 +921,7 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
             .set_enforcement(
                 &ADMIN,
                 Enforcement::Enforced {
-                    grace: Some(Grace {
-                        until: None,
-                        sign_ins: None
-                    })
+                    grace: Some(Grace::new(None, None))
                 }
             )
             .go(),
