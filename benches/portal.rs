@@ -3,9 +3,12 @@
 //!
 //! Group `signin_verify`:
 //! - `raw_engine_verify`: `Totp::verify_str`, the floor the driver builds on;
-//! - `driver_memory_1k` / `driver_memory_1m`: `Portal::verify_sign_in` on the
-//!   in-memory store holding 1 000 / 1 000 000 enrolled users, a random user
-//!   each time, every code a fresh step (a successful sign-in each iteration);
+//! - `driver_memory_1k` / `driver_memory_1m`: `Portal::verify_sign_in(..).run()`
+//!   (the blocking executor) on the in-memory store holding 1 000 / 1 000 000
+//!   enrolled users, a random user each time, every code a fresh step (a
+//!   successful sign-in each iteration);
+//! - `driver_memory_1k_async`: the same operation through the async executor
+//!   (`.await`), polled by `pollster` as a runtime would poll it;
 //! - `driver_memory_1m_hot1k`: the million-user store, sign-ins spread over
 //!   1 000 of them;
 //! - `driver_sqlite_1k`: the same through `SqliteStore` on a file on disk (WAL),
@@ -22,9 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use portal_mfa::store::BlockingStore;
+use std::future::IntoFuture;
+
+use portal_mfa::store::{AsyncStore, BlockingStore};
 use portal_mfa::{
-    EnrolmentOptions, Keyring, ManualClock, MemoryStore, Portal, PortalId, Secret, Totp, TotpParams, UserId, Window,
+    EnrolmentOptions, Keyring, ManualClock, MemoryStore, Portal, PortalId, Secret, SignInVerified, Totp, TotpParams,
+    UserId, Window,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -80,12 +86,28 @@ fn report_memory_per_user(users: usize) {
     drop(portal);
 }
 
-fn bench_driver<S: BlockingStore>(
+/// A sign-in on one executor.
+type Execute<S> = fn(&BenchPortal<S>, &UserId, &str) -> portal_mfa::Result<SignInVerified>;
+
+fn blocking<S: BlockingStore>(
+    portal: &BenchPortal<S>,
+    user: &UserId,
+    code: &str,
+) -> portal_mfa::Result<SignInVerified> {
+    portal.verify_sign_in(user, code).run()
+}
+
+fn awaited<S: AsyncStore>(portal: &BenchPortal<S>, user: &UserId, code: &str) -> portal_mfa::Result<SignInVerified> {
+    pollster::block_on(portal.verify_sign_in(user, code).into_future())
+}
+
+fn bench_driver<S>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     portal: &BenchPortal<S>,
     clock: &ManualClock,
     users: &[(UserId, Totp)],
+    execute: Execute<S>,
 ) {
     let mut rng = StdRng::seed_from_u64(11);
     // Carry on from the clock: a store benchmarked before has used the earlier steps.
@@ -104,10 +126,7 @@ fn bench_driver<S: BlockingStore>(
             },
             |(user, now, code)| {
                 clock.set(*now);
-                portal
-                    .verify_sign_in(user, black_box(code))
-                    .run()
-                    .expect("a fresh code signs in")
+                execute(portal, user, black_box(code)).expect("a fresh code signs in")
             },
             BatchSize::SmallInput,
         )
@@ -130,8 +149,16 @@ fn signin(c: &mut Criterion) {
     g.bench_function("raw_engine_verify", |b| {
         b.iter(|| raw.verify_str(black_box(&raw_code), black_box(T0), Window::default()))
     });
-    bench_driver(&mut g, "driver_memory_1k", &small, &clock_small, &small_users);
-    bench_driver(&mut g, "driver_memory_1m", &large, &clock_large, &large_users);
+    bench_driver(&mut g, "driver_memory_1k", &small, &clock_small, &small_users, blocking);
+    bench_driver(
+        &mut g,
+        "driver_memory_1k_async",
+        &small,
+        &clock_small,
+        &small_users,
+        awaited,
+    );
+    bench_driver(&mut g, "driver_memory_1m", &large, &clock_large, &large_users, blocking);
     // The same million users, sign-ins spread over 1 000 of them (a working set that stays
     // in cache): separates the store's algorithmic cost from DRAM latency.
     bench_driver(
@@ -140,6 +167,7 @@ fn signin(c: &mut Criterion) {
         &large,
         &clock_large,
         &large_users[..1_000],
+        blocking,
     );
     drop((large, large_users));
 
@@ -148,7 +176,14 @@ fn signin(c: &mut Criterion) {
     let sqlite = portal_mfa::SqliteStore::open(dir.join("bench.db")).expect("open SQLite");
     let clock_sqlite = ManualClock::at(T0);
     let (on_disk, disk_users) = populated(sqlite, 1_000, &clock_sqlite);
-    bench_driver(&mut g, "driver_sqlite_1k", &on_disk, &clock_sqlite, &disk_users);
+    bench_driver(
+        &mut g,
+        "driver_sqlite_1k",
+        &on_disk,
+        &clock_sqlite,
+        &disk_users,
+        blocking,
+    );
     bench_minimal_transaction(&mut g, &dir);
     g.finish();
     drop(on_disk);

@@ -112,7 +112,7 @@ impl core::fmt::Display for AuthenticatorId {
 /// the type says the check was made; the crate records the name in the audit
 /// trail.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Admin(Arc<str>);
+pub struct Admin(Actor);
 
 impl Admin {
     /// An administrator the host has authorised, named as the audit trail
@@ -123,18 +123,26 @@ impl Admin {
     /// up first (a fresh second factor) and confirm the user's identity out of
     /// band: a reset is the path an attacker talks a help desk into.
     pub fn authorised(name: impl Into<Arc<str>>) -> Self {
-        Self(name.into())
+        Self(Actor::Admin(name.into()))
     }
 
     /// The name given.
     pub fn name(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Actor::Admin(name) => name,
+            _ => "",
+        }
     }
 
-    pub(crate) fn actor(&self) -> Actor {
-        Actor::Admin(self.0.clone())
+    pub(crate) fn actor(&self) -> &Actor {
+        &self.0
     }
 }
+
+/// The user acting on their own record, for the driver to lend.
+pub(crate) static USER: Actor = Actor::User;
+/// The crate itself (a sweep), for the driver to lend.
+pub(crate) static SYSTEM: Actor = Actor::System;
 
 /// Who caused an event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -32,19 +32,27 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &self,
         driver: Driver<'_>,
         user: &UserId,
-        actor: Actor,
+        actor: &Actor,
         mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
     ) -> Result<T> {
         for attempt in 0..self.max_attempts {
             let mut step = Attempt {
                 portal: self,
                 user,
-                actor: &actor,
+                actor,
                 now: self.now()?,
                 transition: &mut transition,
                 answer: Answer::default(),
             };
-            match driver.backend.run_step(&self.id, user, &mut step).await? {
+            let applied = match driver.backend.run_step_now(&self.id, user, &mut step) {
+                Ok(applied) => applied?,
+                Err(store) => {
+                    store
+                        .apply(&self.id, user, &mut |record, policy| step.on_bytes(record, policy))
+                        .await?
+                }
+            };
+            match applied {
                 Applied::Done => return self.settle(step.answer),
                 Applied::Conflict => self.back_off(driver.pause, attempt).await,
             }
@@ -58,11 +66,11 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     pub(super) async fn on_policy(
         &self,
         driver: Driver<'_>,
-        actor: Actor,
+        actor: &Actor,
         change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync,
     ) -> Result<PortalPolicy> {
         for attempt in 0..self.max_attempts {
-            let planned = self.policy_change(&actor, driver.backend.read_policy(&self.id).await?, &change)?;
+            let planned = self.policy_change(actor, driver.backend.read_policy(&self.id).await?, &change)?;
             if planned.unchanged {
                 return Ok(planned.new);
             }
@@ -151,13 +159,12 @@ impl<S, C: Clock, R> Portal<S, C, R> {
         transition: &mut impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
         answer: &mut Answer<T>,
         record: MfaRecord,
-        policy: Option<PortalPolicy>,
+        policy: Option<&PortalPolicy>,
     ) -> LiveChange {
-        let policy = policy.unwrap_or(self.default_policy);
         let ctx = Context {
             portal: &self.id,
             user,
-            policy: &policy,
+            policy: policy.unwrap_or(&self.default_policy),
             now,
             actor,
         };
@@ -177,13 +184,14 @@ impl<S, C: Clock, R> Portal<S, C, R> {
     }
 
     /// After a committed attempt: tell the notifier, hand back the answer.
+    #[inline]
     fn settle<T>(&self, answer: Answer<T>) -> Result<T> {
         if let Some(notifier) = &self.notifier {
             answer.notices.iter().for_each(|e| notifier.notify(e));
         }
         answer
             .result
-            .unwrap_or(Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))))
+            .unwrap_or_else(|| Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))))
     }
 
     /// The policy write shared by the sync and async drivers: the new policy,
@@ -224,7 +232,7 @@ where
     T: Send,
     F: FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
 {
-    fn on_live(&mut self, record: MfaRecord, policy: Option<PortalPolicy>) -> LiveChange {
+    fn on_live(&mut self, record: MfaRecord, policy: Option<&PortalPolicy>) -> LiveChange {
         self.portal.step(
             self.user,
             self.actor,
@@ -255,7 +263,7 @@ where
                 return None;
             }
         };
-        let change = self.on_live(record, policy);
+        let change = self.on_live(record, policy.as_ref());
         if !change.changed {
             return None;
         }

@@ -20,8 +20,7 @@ use crate::backup::IssuedBackupCodes;
 use crate::clock::{AsyncSleep, Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{AuditEvent, Notifier, ResetMode, ResetReason};
-use crate::ids::Actor;
-use crate::ids::{Admin, AuthenticatorId, PortalId, UserId};
+use crate::ids::{Actor, Admin, AuthenticatorId, PortalId, SYSTEM, USER, UserId};
 use crate::keyring::Keyring;
 use crate::otp::{Secret, TotpParams};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
@@ -143,7 +142,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     /// A user's record (a fresh one if they never had one). Secrets stay redacted in `Debug`.
     pub fn record<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = MfaRecord>> {
-        self.on_user(user, Actor::User, |record, _| Outcome {
+        self.on_user(user, &USER, |record, _| Outcome {
             result: Ok(record.clone()),
             record,
             changed: false,
@@ -200,7 +199,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                     continue;
                 }
                 // A write of the record unchanged: sealing it seals under the current key.
-                let rewrite = self.on_record(d, &user, Actor::System, |record, _| Outcome {
+                let rewrite = self.on_record(d, &user, &SYSTEM, |record, _| Outcome {
                     record,
                     changed: true,
                     events: Vec::new(),
@@ -263,7 +262,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// reload that asks again changes nothing. Keep the answer in the host's
     /// server-side session between the password page and the code page.
     pub fn begin_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = SignInStep>> {
-        self.on_user(user, Actor::User, |record, ctx| record.sign_in_step(ctx))
+        self.on_user(user, &USER, |record, ctx| record.sign_in_step(ctx))
     }
 
     /// Spends a grace sign-in: call it when the host signs the user in under
@@ -275,7 +274,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         user: &'a UserId,
     ) -> Op<'a, impl Work<'a, Store = S, Output = SignInStep>> {
-        self.on_user(user, Actor::User, |record, ctx| record.complete_grace_sign_in(ctx))
+        self.on_user(user, &USER, |record, ctx| record.complete_grace_sign_in(ctx))
     }
 
     /// Checks a TOTP code or a backup code typed at sign-in.
@@ -300,7 +299,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         input: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = SignInVerified>> {
-        self.on_user(user, Actor::User, move |record, ctx| record.verify(ctx, input))
+        self.on_user(user, &USER, move |record, ctx| record.verify(ctx, input))
     }
 
     /// Starts enrolling an authenticator: a new secret, its URI and QR code.
@@ -325,7 +324,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         options: EnrolmentOptions<'a>,
     ) -> Op<'a, impl Work<'a, Store = S, Output = StartedEnrolment>> {
         let (secret, request) = self.enrolment(account, label, options);
-        self.on_user(user, Actor::User, move |record, ctx| {
+        self.on_user(user, &USER, move |record, ctx| {
             record.start_enrolment(ctx, request, secret.clone())
         })
     }
@@ -336,14 +335,14 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         code: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = EnrolmentConfirmed>> {
-        self.on_user(user, Actor::User, move |record, ctx| {
+        self.on_user(user, &USER, move |record, ctx| {
             record.confirm_enrolment(ctx, code, &mut *self.rng())
         })
     }
 
     /// Abandons the pending enrolment.
     pub fn cancel_enrolment<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = ()>> {
-        self.on_user(user, Actor::User, |record, ctx| record.cancel_enrolment(ctx))
+        self.on_user(user, &USER, |record, ctx| record.cancel_enrolment(ctx))
     }
 
     /// Deletes an authenticator, after a fresh code.
@@ -353,7 +352,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         authenticator: AuthenticatorId,
         proof: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = ()>> {
-        self.on_user(user, Actor::User, move |record, ctx| {
+        self.on_user(user, &USER, move |record, ctx| {
             record.delete_authenticator(ctx, authenticator, proof)
         })
     }
@@ -364,7 +363,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         proof: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = IssuedBackupCodes>> {
-        self.on_user(user, Actor::User, move |record, ctx| {
+        self.on_user(user, &USER, move |record, ctx| {
             record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
         })
     }
@@ -425,7 +424,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     fn on_user<'a, T: Send + 'a>(
         &'a self,
         user: &'a UserId,
-        actor: Actor,
+        actor: &'a Actor,
         transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send + 'a,
     ) -> Op<'a, impl Work<'a, Store = S, Output = T>> {
         self.op(move |d| self.on_record(d, user, actor, transition))

@@ -27,6 +27,25 @@ use crate::store::{AsyncStore, Backend, BlockingStore, StorageError, StorageErro
 /// assert_eq!(pollster::block_on(async { portal.begin_sign_in(&user).await })?, SignInStep::NoMfaNeeded);
 /// # Ok::<(), portal_mfa::Error>(())
 /// ```
+///
+/// An operation on a blocking store runs with `.run()` (in an async host, on
+/// the runtime's blocking pool); awaiting it does not compile:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use portal_mfa::{Portal, UserId, store::MfaStore};
+/// fn sign_in(portal: &Portal<Arc<dyn MfaStore>>, user: &UserId) {
+///     let _ = portal.begin_sign_in(user).run();
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use portal_mfa::{Portal, UserId, store::MfaStore};
+/// async fn sign_in(portal: &Portal<Arc<dyn MfaStore>>, user: &UserId) {
+///     let _ = portal.begin_sign_in(user).await;
+/// }
+/// ```
 #[must_use = "an operation does nothing until it is run: call `.run()` or `.await` it"]
 pub struct Op<'a, W> {
     work: W,

@@ -23,7 +23,7 @@ pub(crate) trait Step: Send {
     /// On a byte store: decode, run the transition, encode. `None`: nothing to write.
     fn on_bytes(&mut self, record: Option<&Stored>, policy: Option<&Stored>) -> Option<RecordWrite>;
     /// On the memory store: the record itself.
-    fn on_live(&mut self, record: MfaRecord, policy: Option<PortalPolicy>) -> LiveChange;
+    fn on_live(&mut self, record: MfaRecord, policy: Option<&PortalPolicy>) -> LiveChange;
 }
 
 /// What [`Step::on_live`] leaves.
@@ -47,20 +47,21 @@ pub enum Backend<'s> {
     Memory(&'s MemoryStore),
 }
 
-impl Backend<'_> {
-    pub(crate) async fn run_step(
+impl<'s> Backend<'s> {
+    /// One attempt of `step` in the store's atomic call. A blocking store and
+    /// the memory store answer at once (`Ok`), with no future to build or
+    /// poll on the hot path; an async store hands itself back, for the
+    /// caller to await its `apply`.
+    pub(crate) fn run_step_now(
         self,
         portal: &PortalId,
         user: &UserId,
         step: &mut dyn Step,
-    ) -> Result<Applied, StorageError> {
+    ) -> std::result::Result<Result<Applied, StorageError>, &'s dyn AsyncMfaStore> {
         match self {
-            Backend::Blocking(s) => s.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy)),
-            Backend::Async(s) => {
-                s.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))
-                    .await
-            }
-            Backend::Memory(m) => m.run_step(portal, user, step),
+            Backend::Blocking(s) => Ok(s.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))),
+            Backend::Memory(m) => Ok(m.run_step(portal, user, step)),
+            Backend::Async(s) => Err(s),
         }
     }
 
@@ -129,50 +130,36 @@ pub trait AsyncStore: Send + Sync {
     fn nonblocking(&self) -> Backend<'_>;
 }
 
-impl<S: MfaStore> BlockingStore for S {
-    fn blocking(&self) -> Backend<'_> {
-        Backend::Blocking(self)
-    }
+/// The store traits are the same four impls apart from the trait and the
+/// kind of byte store: a byte store of that kind, it as a trait object, the
+/// memory store, and an `Arc` of any of them.
+macro_rules! store_for_executor {
+    ($store_trait:ident :: $method:ident, $bytes:ident => $variant:ident) => {
+        impl<S: $bytes> $store_trait for S {
+            fn $method(&self) -> Backend<'_> {
+                Backend::$variant(self)
+            }
+        }
+
+        impl $store_trait for dyn $bytes {
+            fn $method(&self) -> Backend<'_> {
+                Backend::$variant(self)
+            }
+        }
+
+        impl $store_trait for MemoryStore {
+            fn $method(&self) -> Backend<'_> {
+                Backend::Memory(self)
+            }
+        }
+
+        impl<B: $store_trait + ?Sized> $store_trait for Arc<B> {
+            fn $method(&self) -> Backend<'_> {
+                (**self).$method()
+            }
+        }
+    };
 }
 
-impl BlockingStore for dyn MfaStore {
-    fn blocking(&self) -> Backend<'_> {
-        Backend::Blocking(self)
-    }
-}
-
-impl BlockingStore for MemoryStore {
-    fn blocking(&self) -> Backend<'_> {
-        Backend::Memory(self)
-    }
-}
-
-impl<B: BlockingStore + ?Sized> BlockingStore for Arc<B> {
-    fn blocking(&self) -> Backend<'_> {
-        (**self).blocking()
-    }
-}
-
-impl<S: AsyncMfaStore> AsyncStore for S {
-    fn nonblocking(&self) -> Backend<'_> {
-        Backend::Async(self)
-    }
-}
-
-impl AsyncStore for dyn AsyncMfaStore {
-    fn nonblocking(&self) -> Backend<'_> {
-        Backend::Async(self)
-    }
-}
-
-impl AsyncStore for MemoryStore {
-    fn nonblocking(&self) -> Backend<'_> {
-        Backend::Memory(self)
-    }
-}
-
-impl<B: AsyncStore + ?Sized> AsyncStore for Arc<B> {
-    fn nonblocking(&self) -> Backend<'_> {
-        (**self).nonblocking()
-    }
-}
+store_for_executor!(BlockingStore::blocking, MfaStore => Blocking);
+store_for_executor!(AsyncStore::nonblocking, AsyncMfaStore => Async);

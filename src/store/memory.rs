@@ -144,7 +144,7 @@ impl MemoryStore {
             Some(p) => p,
             None => state.portals.entry(portal.clone()).or_default(),
         };
-        let policy = portal_state.policy.map(|(p, _)| p);
+        let policy = portal_state.policy.as_ref().map(|(p, _)| p);
         let events = match portal_state.records.get_mut(&key) {
             Some((stored, version)) => {
                 let outcome = step.on_live(std::mem::take(stored), policy);
