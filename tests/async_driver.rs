@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use flows::{ADMIN, Executor, Go, Phone, T0, enrol, portal_on};
-use portal_mfa::store::{AsyncMfaStore, Commit, MfaStore, RecordWrite, Stored, StoredEvent, Version};
+use portal_mfa::store::AsyncMfaStore;
 use portal_mfa::{
     Enforcement, EnrolmentOptions, Error, EventQuery, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
-    ResetReason, StorageError, UserId,
+    ResetReason, UserId,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -25,10 +25,7 @@ use rand::rngs::StdRng;
 fn assert_send<T: Send>(_: &T) {}
 
 fn shared_store() -> Arc<dyn AsyncMfaStore> {
-    Arc::new(flows::Both {
-        store: Arc::new(flows::kv::KvStore::default()),
-        dir: None,
-    })
+    Arc::new(flows::Both::new(flows::kv::KvStore::default()))
 }
 
 fn portal<S>(store: S, clock: &ManualClock) -> Portal<S, ManualClock, StdRng> {
@@ -126,46 +123,6 @@ fn tasks_racing_on_a_multithreaded_runtime_accept_one_code_once() {
     }
 }
 
-/// A store whose first `conflicts` commits lose to an invisible writer.
-struct Contended {
-    inner: flows::kv::KvStore,
-    conflicts: AtomicU32,
-}
-
-impl MfaStore for Contended {
-    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
-        self.inner.load(p, u)
-    }
-    fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
-        if self
-            .conflicts
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Ok(Commit::Conflict);
-        }
-        self.inner.commit(p, u, v, w)
-    }
-    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
-        self.inner.load_policy(p)
-    }
-    fn commit_policy(
-        &self,
-        p: &PortalId,
-        v: Option<Version>,
-        b: &[u8],
-        e: &[StoredEvent],
-    ) -> Result<Commit, StorageError> {
-        self.inner.commit_policy(p, v, b, e)
-    }
-    fn events(&self, q: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
-        self.inner.events(q)
-    }
-    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
-        self.inner.records(p, a, l)
-    }
-}
-
 /// The one retry loop, on both executors: it retries a conflict on the fresh
 /// record, sleeps through the host's timer after the first quick retries, and
 /// answers `Conflict` with the attempts made once the budget is spent,
@@ -175,10 +132,7 @@ fn the_shared_retry_loop_backs_off_then_gives_up_on_both_executors() {
     for executor in [Executor::Blocking, Executor::Async] {
         flows::set_executor(executor);
         let clock = ManualClock::at(T0);
-        let store = Arc::new(Contended {
-            inner: flows::kv::KvStore::default(),
-            conflicts: AtomicU32::new(0),
-        });
+        let store = Arc::new(flows::Both::new(flows::kv::KvStore::default()));
         let sleeps = Arc::new(AtomicU32::new(0));
         let counted = {
             let sleeps = sleeps.clone();
@@ -187,7 +141,7 @@ fn the_shared_retry_loop_backs_off_then_gives_up_on_both_executors() {
                 std::future::ready(())
             }
         };
-        let portal = portal_on(flows::bytes::<Contended>(store.clone()), &clock)
+        let portal = portal_on(store.clone(), &clock)
             .with_max_attempts(6)
             .with_async_sleep(counted);
         let user = UserId::customer("c1");

@@ -5,6 +5,7 @@
 
 pub mod kv;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portal_mfa::store::{
@@ -34,17 +35,14 @@ pub fn memory() -> Arc<dyn TestStore> {
 
 /// A byte store for both executors: blocking as itself, async through [`Both`].
 pub fn bytes<S: MfaStore + 'static>(store: impl Into<Arc<S>>) -> Arc<dyn TestStore> {
-    Arc::new(Both {
-        store: store.into(),
-        dir: None,
-    })
+    Arc::new(Both::new(store))
 }
 
 /// [`bytes`], owning the temporary directory the store's files live in.
 pub fn bytes_in<S: MfaStore + 'static>(store: S, dir: TempDir) -> Arc<dyn TestStore> {
     Arc::new(Both {
-        store: Arc::new(store),
         dir: Some(dir),
+        ..Both::new(store)
     })
 }
 
@@ -93,9 +91,39 @@ where
 /// the async executor really suspends mid-operation, and `apply` is the async
 /// trait's own load-and-compare-and-swap.
 pub struct Both<S: ?Sized> {
-    pub store: Arc<S>,
+    /// Commits to lose before the next one wins, as if another writer had
+    /// always come first (for tests of the retry loop).
+    pub conflicts: AtomicU32,
     /// The temporary directory the store's files live in, removed with it.
     pub dir: Option<TempDir>,
+    pub store: Arc<S>,
+}
+
+impl<S> Both<S> {
+    pub fn new(store: impl Into<Arc<S>>) -> Self {
+        Self {
+            conflicts: AtomicU32::new(0),
+            dir: None,
+            store: store.into(),
+        }
+    }
+}
+
+impl<S: ?Sized> Both<S> {
+    /// Whether this commit loses to an injected writer.
+    fn loses(&self) -> bool {
+        self.conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// A store call that first yields once to the executor.
+fn later<'a, T: Send + 'a>(call: impl FnOnce() -> Result<T, StorageError> + Send + 'a) -> StoreFuture<'a, T> {
+    Box::pin(async move {
+        YieldOnce(false).await;
+        call()
+    })
 }
 
 struct YieldOnce(bool);
@@ -117,6 +145,9 @@ impl<S: MfaStore + ?Sized> MfaStore for Both<S> {
         self.store.load(p, u)
     }
     fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
+        if self.loses() {
+            return Ok(Commit::Conflict);
+        }
         self.store.commit(p, u, v, w)
     }
     fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
@@ -138,16 +169,16 @@ impl<S: MfaStore + ?Sized> MfaStore for Both<S> {
         self.store.records(p, a, l)
     }
     fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
+        if self.loses() {
+            return Ok(Applied::Conflict);
+        }
         self.store.apply(p, u, c)
     }
 }
 
 impl<S: MfaStore + ?Sized> AsyncMfaStore for Both<S> {
     fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
-        Box::pin(async move {
-            YieldOnce(false).await;
-            self.store.load(p, u)
-        })
+        later(move || self.store.load(p, u))
     }
     fn commit<'a>(
         &'a self,
@@ -156,16 +187,10 @@ impl<S: MfaStore + ?Sized> AsyncMfaStore for Both<S> {
         v: Option<Version>,
         w: &'a RecordWrite,
     ) -> StoreFuture<'a, Commit> {
-        Box::pin(async move {
-            YieldOnce(false).await;
-            self.store.commit(p, u, v, w)
-        })
+        later(move || MfaStore::commit(self, p, u, v, w))
     }
     fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
-        Box::pin(async move {
-            YieldOnce(false).await;
-            self.store.load_policy(p)
-        })
+        later(move || self.store.load_policy(p))
     }
     fn commit_policy<'a>(
         &'a self,
@@ -174,16 +199,10 @@ impl<S: MfaStore + ?Sized> AsyncMfaStore for Both<S> {
         b: &'a [u8],
         e: &'a [StoredEvent],
     ) -> StoreFuture<'a, Commit> {
-        Box::pin(async move {
-            YieldOnce(false).await;
-            self.store.commit_policy(p, v, b, e)
-        })
+        later(move || self.store.commit_policy(p, v, b, e))
     }
     fn events<'a>(&'a self, q: &'a portal_mfa::EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>> {
-        Box::pin(async move {
-            YieldOnce(false).await;
-            self.store.events(q)
-        })
+        later(move || self.store.events(q))
     }
     fn records<'a>(
         &'a self,
@@ -191,10 +210,7 @@ impl<S: MfaStore + ?Sized> AsyncMfaStore for Both<S> {
         a: Option<&'a UserId>,
         l: usize,
     ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
-        Box::pin(async move {
-            YieldOnce(false).await;
-            self.store.records(p, a, l)
-        })
+        later(move || self.store.records(p, a, l))
     }
 }
 
