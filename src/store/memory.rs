@@ -88,10 +88,12 @@ impl State {
     }
 
     fn append(&mut self, events: impl IntoIterator<Item = AuditEvent>) {
-        self.events.extend(events);
-        if let Some(limit) = self.keep_at_most {
-            let excess = self.events.len().saturating_sub(limit);
-            self.events.drain(..excess);
+        // One at a time: a sign-in appends one event and, when full, drops one.
+        for event in events {
+            self.events.push_back(event);
+            if self.keep_at_most.is_some_and(|limit| self.events.len() > limit) {
+                self.events.pop_front();
+            }
         }
     }
 }
@@ -222,5 +224,26 @@ mod tests {
             UserKey::of(&UserId::customer("x")),
             UserKey::of(&UserId::customer("x\0"))
         );
+    }
+
+    #[test]
+    fn a_store_keeping_n_events_keeps_the_newest_n_in_order() {
+        let event = |at| AuditEvent {
+            at,
+            portal: PortalId::new("p"),
+            user: None,
+            actor: crate::ids::Actor::System,
+            kind: crate::event::EventKind::PolicySettingsChanged,
+        };
+        let store = MemoryStore::keeping_events(2);
+        let mut state = store.state.write().unwrap();
+        state.append((1..=3).map(event));
+        state.append([event(4)]);
+        let kept: Vec<u64> = state.events.iter().map(|e| e.at).collect();
+        assert_eq!(kept, [3, 4]);
+        let none = MemoryStore::keeping_events(0);
+        let mut state = none.state.write().unwrap();
+        state.append([event(5)]);
+        assert!(state.events.is_empty());
     }
 }
