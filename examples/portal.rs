@@ -133,7 +133,7 @@ fn run(db: Option<&str>) -> Result<(), BoxError> {
     let clock = ManualClock::at(SystemClock.now());
     let mut portal: DemoPortal = Portal::new(PortalId::new("acme-customers"), "Acme Customer Portal", store)?
         .with_clock(clock.clone())
-        .with_notifier(|e: &AuditEvent| println!("    📧 notify {}: {:?}", user_of(e), e.kind));
+        .with_notifier(|e: &AuditEvent| print_email(e));
     if let Some(keyring) = keyring {
         portal = portal.with_keyring(keyring);
     }
@@ -285,6 +285,18 @@ fn returning_visit(portal: &DemoPortal, clock: &ManualClock, alice: &UserId, pho
     let verified = portal.verify_sign_in(alice, &code).run()?;
     println!("    signed in with {:?}", verified.factor);
     Ok(())
+}
+
+/// The email the host would send for an event the user must hear about
+/// (here printed; a real host looks up the address and sends it).
+fn print_email(event: &AuditEvent) {
+    let Some(notice) = event.notice("Acme Customer Portal") else {
+        return;
+    };
+    println!("    📧 To: {}\n       Subject: {}", notice.to, notice.subject);
+    for line in notice.body.lines() {
+        println!("       {line}");
+    }
 }
 
 fn user_of(event: &AuditEvent) -> String {

@@ -4,7 +4,7 @@
 // Library code answers with errors; tests may unwrap.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-// The layers, each using only those above it in this list (see `guide::design`).
+// Their layer order is in `guide::design`, and `tests/layers.rs` checks it.
 mod backup;
 mod clock;
 mod error;
@@ -12,6 +12,7 @@ mod event;
 pub mod guide;
 mod ids;
 mod keyring;
+mod notice;
 mod otp;
 mod policy;
 mod portal;
@@ -29,6 +30,7 @@ pub use error::{
 pub use event::{AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
 pub use ids::{Actor, Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::{KeyId, Keyring};
+pub use notice::Notice;
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Op, Portal, ResealProgress, Work};

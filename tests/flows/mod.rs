@@ -950,10 +950,10 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
 
 pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
     let clock = ManualClock::at(T0);
-    let heard: Arc<Mutex<Vec<EventKind>>> = Arc::default();
+    let heard: Arc<Mutex<Vec<portal_mfa::AuditEvent>>> = Arc::default();
     let sink = heard.clone();
-    let portal = portal_on(make(), &clock)
-        .with_notifier(move |e: &portal_mfa::AuditEvent| sink.lock().unwrap().push(e.kind.clone()));
+    let portal =
+        portal_on(make(), &clock).with_notifier(move |e: &portal_mfa::AuditEvent| sink.lock().unwrap().push(e.clone()));
     let user = UserId::customer("c1");
     let (_, codes) = enrol(&portal, &clock, &user);
     portal.verify_sign_in(&user, &codes[0]).go().unwrap();
@@ -962,10 +962,34 @@ pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
         .go()
         .unwrap();
     let heard = heard.lock().unwrap();
-    assert!(matches!(heard[0], EventKind::AuthenticatorAdded { .. }));
-    assert!(matches!(heard[1], EventKind::BackupCodeUsed { remaining: 9 }));
-    assert!(matches!(heard[2], EventKind::MfaReset { .. }));
+    assert!(matches!(heard[0].kind, EventKind::AuthenticatorAdded { .. }));
+    assert!(matches!(heard[1].kind, EventKind::BackupCodeUsed { remaining: 9 }));
+    assert!(matches!(heard[2].kind, EventKind::MfaReset { .. }));
     assert_eq!(heard.len(), 3, "sign-ins themselves are not notifications: {heard:?}");
+    // Each is an email's worth: to whom, what, when, by whom, and why for the reset.
+    let notices: Vec<_> = heard.iter().map(|e| e.notice("Acme Portal").unwrap()).collect();
+    for notice in &notices {
+        assert_eq!(notice.to, user);
+        assert!(notice.subject.starts_with("Acme Portal: "), "{notice:?}");
+        assert!(notice.body.contains("When: 2025-11-22 "), "{notice:?}");
+    }
+    assert!(notices[0].body.contains("\"phone\"") && notices[0].body.contains("By: you"));
+    assert!(notices[1].body.contains("9 unused codes are left"));
+    assert!(notices[2].body.contains("By: an administrator (admin@acme.example)"));
+    assert!(notices[2].body.contains("Why: security incident"));
+    // Nothing the user typed or was issued is in a notice.
+    let text: String = notices.iter().map(|n| format!("{}{}", n.subject, n.body)).collect();
+    assert!(codes.iter().all(|code| !text.contains(code.as_str())));
+    // Events a user need not hear about have no notice.
+    let trail = portal
+        .audit_events(EventQuery::portal(portal.id()).user(&user))
+        .go()
+        .unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Verified { .. }) && e.notice("Acme Portal").is_none())
+    );
 }
 
 /// Instantiates every scenario above as a `#[test]` over the store `$make` builds.
