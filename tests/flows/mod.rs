@@ -266,6 +266,14 @@ pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone,
     (phone, codes)
 }
 
+/// One user's audit trail, oldest first.
+pub fn trail_of(portal: &TestPortal, user: &UserId) -> Vec<portal_mfa::AuditEvent> {
+    portal
+        .audit_events(EventQuery::portal(portal.id()).user(user))
+        .go()
+        .unwrap()
+}
+
 fn enforce(portal: &TestPortal) {
     portal
         .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
@@ -767,10 +775,7 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory)
     assert_eq!(new_codes.len(), 10);
     assert!(!portal.record(&user).go().unwrap().must_enrol());
     portal.verify_sign_in(&user, &new_phone.code(&clock)).go().unwrap();
-    let trail = portal
-        .audit_events(EventQuery::portal(portal.id()).user(&user))
-        .go()
-        .unwrap();
+    let trail = trail_of(&portal, &user);
     let reset_event = trail
         .iter()
         .find(|e| matches!(e.kind, EventKind::MfaReset { .. }))
@@ -815,10 +820,7 @@ pub fn admin_reset_records_every_reason_the_requests_name(make: &StoreFactory) {
             .go()
             .unwrap();
         assert_eq!(portal.record(&user).go().unwrap().last_reset().unwrap().reason, reason);
-        let trail = portal
-            .audit_events(EventQuery::portal(portal.id()).user(&user))
-            .go()
-            .unwrap();
+        let trail = trail_of(&portal, &user);
         assert!(
             trail
                 .iter()
@@ -913,10 +915,7 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory) 
         portal.complete_grace_sign_in(&user).go(),
         Err(Error::NotAllowed(PolicyRefusal::NoGraceLeft))
     ));
-    let trail = portal
-        .audit_events(EventQuery::portal(portal.id()).user(&user))
-        .go()
-        .unwrap();
+    let trail = trail_of(&portal, &user);
     assert_eq!(trail.len(), 2, "one event per grace sign-in spent, none for asking");
     // The deadline ends it too: grace holds up to and at `until`, not after.
     let late = UserId::customer("c2");
@@ -981,10 +980,7 @@ pub fn users_hear_about_changes_to_their_factors(make: &StoreFactory) {
     let text: String = notices.iter().map(|n| format!("{}{}", n.subject, n.body)).collect();
     assert!(codes.iter().all(|code| !text.contains(code.as_str())));
     // Events a user need not hear about have no notice.
-    let trail = portal
-        .audit_events(EventQuery::portal(portal.id()).user(&user))
-        .go()
-        .unwrap();
+    let trail = trail_of(&portal, &user);
     assert!(
         trail
             .iter()
