@@ -46,11 +46,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             };
             let applied = match driver.backend.run_step_now(&self.id, user, &mut step) {
                 Ok(applied) => applied?,
-                Err(store) => {
-                    store
-                        .apply(&self.id, user, &mut |record, policy| step.on_bytes(record, policy))
-                        .await?
-                }
+                Err(pending) => pending.run(&self.id, user, &mut step).await?,
             };
             match applied {
                 Applied::Done => return self.settle(step.answer),

@@ -50,18 +50,17 @@ pub enum Backend<'s> {
 impl<'s> Backend<'s> {
     /// One attempt of `step` in the store's atomic call. A blocking store and
     /// the memory store answer at once (`Ok`), with no future to build or
-    /// poll on the hot path; an async store hands itself back, for the
-    /// caller to await its `apply`.
+    /// poll on the hot path; an async store answers with the call to await.
     pub(crate) fn run_step_now(
         self,
         portal: &PortalId,
         user: &UserId,
         step: &mut dyn Step,
-    ) -> std::result::Result<Result<Applied, StorageError>, &'s dyn AsyncMfaStore> {
+    ) -> std::result::Result<Result<Applied, StorageError>, AsyncStep<'s>> {
         match self {
             Backend::Blocking(s) => Ok(s.apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))),
             Backend::Memory(m) => Ok(m.run_step(portal, user, step)),
-            Backend::Async(s) => Err(s),
+            Backend::Async(s) => Err(AsyncStep(s)),
         }
     }
 
@@ -111,6 +110,22 @@ impl<'s> Backend<'s> {
             Backend::Async(s) => s.records(portal, after, limit).await,
             Backend::Memory(_) => Ok(Vec::new()),
         }
+    }
+}
+
+/// A step an async store has yet to run: [`Backend::run_step_now`]'s answer there.
+pub(crate) struct AsyncStep<'s>(&'s dyn AsyncMfaStore);
+
+impl AsyncStep<'_> {
+    pub(crate) async fn run(
+        self,
+        portal: &PortalId,
+        user: &UserId,
+        step: &mut dyn Step,
+    ) -> Result<Applied, StorageError> {
+        self.0
+            .apply(portal, user, &mut |record, policy| step.on_bytes(record, policy))
+            .await
     }
 }
 

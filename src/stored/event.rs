@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::policy::{enforcement, method_tag, read_enforcement, read_method};
 use super::record::{read_reason, reason};
 use super::{EVENT_FORMAT, Reader, Writer, corrupt, format_version};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{AuditEvent, EventKind, Factor, RemovalCause, ResetMode};
 use crate::ids::Actor;
 use crate::ids::{AuthenticatorId, PortalId, UserId, UserKind};
@@ -176,19 +176,10 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
         },
         3 => EventKind::PolicySettingsChanged,
         4 => EventKind::GraceSignIn {
-            remaining: r
-                .opt_uint()?
-                .map(u32::try_from)
-                .transpose()
-                .map_err(|_| Error::CorruptRecord("count out of range"))?,
+            remaining: r.opt_uint_as::<u32>()?,
         },
         5 => EventKind::EnrolmentStarted {
-            replaces: r
-                .opt_uint()?
-                .map(u32::try_from)
-                .transpose()
-                .map_err(|_| Error::CorruptRecord("id out of range"))?
-                .map(AuthenticatorId),
+            replaces: r.opt_uint_as::<u32>()?.map(AuthenticatorId),
         },
         6 => EventKind::EnrolmentCancelled,
         7 => EventKind::AuthenticatorAdded {

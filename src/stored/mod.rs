@@ -150,6 +150,10 @@ impl<'a> Reader<'a> {
         Ok(if self.bool()? { Some(self.uint()?) } else { None })
     }
 
+    pub(crate) fn opt_uint_as<T: TryFrom<u64>>(&mut self) -> Result<Option<T>> {
+        Ok(if self.bool()? { Some(self.uint_as()?) } else { None })
+    }
+
     pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8]> {
         if self.rest.len() < len {
             return corrupt("truncated");

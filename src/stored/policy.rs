@@ -64,11 +64,7 @@ pub(super) fn read_enforcement(r: &mut Reader<'_>) -> Result<Enforcement> {
         1 => Enforcement::Enforced { grace: None },
         2 => {
             let until = r.opt_uint()?;
-            let sign_ins = r
-                .opt_uint()?
-                .map(u32::try_from)
-                .transpose()
-                .map_err(|_| Error::CorruptRecord("grace count out of range"))?;
+            let sign_ins = r.opt_uint_as::<u32>()?;
             if until.is_none() && sign_ins.is_none() {
                 return corrupt("a grace period without limits");
             }

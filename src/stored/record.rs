@@ -158,11 +158,7 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
         let params = read_params(&mut r)?;
         let started_at = r.uint()?;
         let expires_at = r.uint()?;
-        let replaces = r
-            .opt_uint()?
-            .map(u32::try_from)
-            .transpose()
-            .map_err(|_| Error::CorruptRecord("id out of range"))?;
+        let replaces = r.opt_uint_as::<u32>()?;
         let wrong_codes = r.u8()?;
         if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
             return corrupt("a pending enrolment past its wrong-code budget");
