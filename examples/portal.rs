@@ -139,9 +139,10 @@ fn run(db: Option<&str>) -> Result<(), BoxError> {
     }
     // The walk-through moves its own clock forward; start after anything already stored.
     let last = portal
-        .audit_events(EventQuery::portal(portal.id()))
+        .audit_events(EventQuery::portal(portal.id()).newest_first().limit(1))
         .run()?
-        .last()
+        .items
+        .first()
         .map_or(0, |e| e.at);
     clock.set(clock.now().max(last + 60));
     let alice = UserId::customer("alice@example.com");
@@ -153,7 +154,7 @@ fn run(db: Option<&str>) -> Result<(), BoxError> {
     }
 
     step("The audit trail");
-    for event in portal.audit_events(EventQuery::portal(portal.id())).run()? {
+    for event in portal.audit_events(EventQuery::portal(portal.id())).run()?.items {
         println!(
             "    {:>10}  {:<28} {:<32} {:?}",
             event.at,

@@ -279,6 +279,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A page cursor was refused: not one this crate wrote, or one from
+    /// another listing or query (another user, filter or order). Start the
+    /// listing again from its first page.
+    #[error("invalid page cursor: {0}")]
+    InvalidCursor(&'static str),
+    /// A page size of 0 was asked for. (A size above the maximum is capped, not refused.)
+    #[error("a page must hold at least one item")]
+    InvalidPageSize,
     /// A stored record, policy or event does not decode (damaged, truncated,
     /// tampered, or a sealed value copied from another user or field); it was
     /// not used and nothing was written.
@@ -367,7 +375,9 @@ impl Error {
             | Self::TimeOverflow
             | Self::QrTooLong
             | Self::InvalidLabel
-            | Self::InvalidPolicy { .. } => ErrorKind::InvalidInput,
+            | Self::InvalidPolicy { .. }
+            | Self::InvalidCursor(_)
+            | Self::InvalidPageSize => ErrorKind::InvalidInput,
             Self::WrongCode { .. } | Self::ReplayedCode => ErrorKind::WrongCode,
             Self::LockedOut { .. } => ErrorKind::Locked,
             Self::NotAllowed(_) | Self::ProofRequired | Self::TooManyAuthenticators => ErrorKind::RefusedByPolicy,

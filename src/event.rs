@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::ids::{Actor, AuthenticatorId, PortalId, UserId};
+use crate::page::{Cursor, Fingerprint, page_size};
 use crate::policy::{Enforcement, SignInMethod};
 
 /// Why an admin reset a user's MFA (the reasons the feature requests list).
@@ -220,7 +221,15 @@ impl<F: Fn(&AuditEvent) + Send + Sync> Notifier for F {
     }
 }
 
-/// Which audit events to read.
+/// Which audit events to read, one page at a time.
+///
+/// ```
+/// use portal_mfa::{EventQuery, PortalId, UserId};
+/// let help_desk = EventQuery::portal(&PortalId::new("acme"))
+///     .user(&UserId::customer("c-1"))
+///     .newest_first()
+///     .limit(20);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EventQuery {
@@ -232,16 +241,37 @@ pub struct EventQuery {
     pub from: Option<u64>,
     /// Events before this Unix time.
     pub until: Option<u64>,
+    /// Newest first; otherwise oldest first. Either way in commit order,
+    /// whatever the events' times say.
+    pub newest_first: bool,
+    /// Events per page: 100 unless set; 0 is refused, more than
+    /// [`MAX_PAGE`](crate::MAX_PAGE) is capped.
+    pub limit: usize,
+    cursor: Option<Cursor>,
+    /// Where the page starts, as a store position (set by the driver from the cursor).
+    after: Option<EventPosition>,
 }
 
+/// Where an event sits in a store's commit order: each event's is greater
+/// than those of the events committed before it. A store chooses them (a
+/// sequence number, say) and gives them back with the events it reads.
+pub type EventPosition = u64;
+
 impl EventQuery {
-    /// Every event of a portal.
+    /// Events per page unless [`EventQuery::limit`] is set.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// Every event of a portal, oldest first.
     pub fn portal(portal: &PortalId) -> Self {
         Self {
             portal: portal.clone(),
             user: None,
             from: None,
             until: None,
+            newest_first: false,
+            limit: Self::DEFAULT_LIMIT,
+            cursor: None,
+            after: None,
         }
     }
 
@@ -258,6 +288,81 @@ impl EventQuery {
         self.from = Some(from);
         self.until = Some(until);
         self
+    }
+
+    /// Newest first (the help desk's view).
+    #[must_use]
+    pub fn newest_first(mut self) -> Self {
+        self.newest_first = true;
+        self
+    }
+
+    /// At most `limit` events per page.
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The page after the one whose [`Page::next`](crate::Page::next) this
+    /// is. The rest of the query must be the one that made the cursor, or the
+    /// read answers [`Error::InvalidCursor`](crate::Error::InvalidCursor).
+    #[must_use]
+    pub fn after(mut self, cursor: Cursor) -> Self {
+        self.cursor = Some(cursor);
+        self
+    }
+
+    /// For stores: only events after this position in the query's order
+    /// (greater oldest first, smaller newest first); `None` from the first.
+    pub fn position(&self) -> Option<EventPosition> {
+        self.after
+    }
+
+    /// What the cursor must have been made for: everything but the page size.
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::default()
+            .part(self.portal.as_str().as_bytes())
+            .part(self.user.as_ref().map_or("", |u| u.kind().as_str()).as_bytes())
+            .part(self.user.as_ref().map_or("", |u| u.id()).as_bytes())
+            .part(&[u8::from(self.user.is_some()), u8::from(self.newest_first)])
+            .opt_number(self.from)
+            .opt_number(self.until)
+    }
+
+    pub(crate) const LISTING: &'static str = "ev1";
+
+    /// The query a store is asked: the cursor resolved to a position, and the
+    /// page size plus one (to tell whether a next page exists). Errors for a
+    /// foreign or malformed cursor and a page size of 0.
+    pub(crate) fn resolve(mut self, portal: &PortalId) -> crate::error::Result<(Self, usize)> {
+        self.portal = portal.clone();
+        let size = page_size(self.limit)?;
+        self.after = match &self.cursor {
+            None => None,
+            Some(cursor) => Some(
+                cursor
+                    .position_in(Self::LISTING, &self.fingerprint())?
+                    .parse()
+                    .map_err(|_| crate::error::Error::InvalidCursor("not a cursor"))?,
+            ),
+        };
+        self.limit = size + 1;
+        Ok((self, size))
+    }
+
+    /// The cursor for the page after the event at `position`.
+    pub(crate) fn cursor_at(&self, position: EventPosition) -> Cursor {
+        Cursor::new(Self::LISTING, &self.fingerprint(), &position.to_string())
+    }
+
+    /// Whether the event at `position` comes after the query's start, in its order.
+    pub fn follows(&self, position: EventPosition) -> bool {
+        match (self.after, self.newest_first) {
+            (None, _) => true,
+            (Some(after), false) => position > after,
+            (Some(after), true) => position < after,
+        }
     }
 
     /// Whether an event of `portal`, about `user`, at `at`, is selected: the

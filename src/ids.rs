@@ -19,7 +19,7 @@ impl PortalId {
 }
 
 /// The kinds of portal user the product documents name. One portal policy covers every kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UserKind {
     /// A customer of the portal's owner.
@@ -48,6 +48,20 @@ impl UserKind {
         [Self::Customer, Self::Vendor, Self::Contact, Self::Member]
             .into_iter()
             .find(|k| k.as_str() == name)
+    }
+}
+
+/// Kinds order by their names, as SQL stores sort the name column: one user
+/// order on every store, so a listing's cursor means the same everywhere.
+impl Ord for UserKind {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for UserKind {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

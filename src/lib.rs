@@ -14,11 +14,13 @@ mod ids;
 mod keyring;
 mod notice;
 mod otp;
+mod page;
 mod policy;
 mod portal;
 mod state;
 pub mod store;
 mod stored;
+mod users;
 
 // What a host needs, at one path each.
 pub use backup::{BackupCodes, IssuedBackupCodes};
@@ -31,6 +33,7 @@ pub use event::{AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCaus
 pub use ids::{Actor, Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::{KeyId, Keyring};
 pub use notice::Notice;
+pub use page::{Cursor, MAX_PAGE, Page};
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Op, Portal, ResealProgress, Work};
@@ -39,6 +42,7 @@ pub use state::{
     SignInStep, SignInVerified, StartedEnrolment,
 };
 pub use store::memory::MemoryStore;
+pub use users::{GraceLeft, Lock, StatusFilter, UserQuery, UserStatus};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 

@@ -31,7 +31,7 @@ impl AuditEvent {
     /// let user = UserId::customer("c-1");
     /// portal.admin_reset(&admin, &user, ResetReason::LostDevice, ResetMode::default()).run()?;
     /// let trail = portal.audit_events(EventQuery::portal(portal.id()).user(&user)).run()?;
-    /// let notice = trail[0].notice("Acme Portal").unwrap();
+    /// let notice = trail.items[0].notice("Acme Portal").unwrap();
     /// assert!(notice.subject.starts_with("Acme Portal: "));
     /// assert!(notice.body.contains("admin@acme.example") && notice.body.contains("lost device"));
     /// # Ok::<(), portal_mfa::Error>(())

@@ -74,9 +74,9 @@ fn trail_answers(portal: &flows::TestPortal, user: &UserId) -> Vec<String> {
             format!(
                 "{:?}",
                 portal
-                    .audit_events(q.clone())
+                    .audit_events(q.clone().limit(portal_mfa::MAX_PAGE))
                     .run()
-                    .map(|events| events.iter().map(|e| (e.at, e.kind.name())).collect::<Vec<_>>())
+                    .map(|events| events.items.iter().map(|e| (e.at, e.kind.name())).collect::<Vec<_>>())
             )
         })
         .collect()
@@ -399,7 +399,8 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         let trail = portal
             .audit_events(EventQuery::portal(portal.id()).user(&user))
             .run()
-            .unwrap();
+            .unwrap()
+            .items;
         assert!(
             matches!(
                 trail.last().unwrap().kind,
@@ -573,13 +574,14 @@ fn audit_events_come_back_in_commit_order_on_every_store() {
                 .unwrap();
             committed.push((user.clone(), now));
         }
-        let all = portal.audit_events(EventQuery::portal(portal.id())).run().unwrap();
+        let all = portal.audit_events(EventQuery::portal(portal.id()).limit(portal_mfa::MAX_PAGE)).run().unwrap().items;
         let order: Vec<(UserId, u64)> = all.iter().map(|e| (e.user.clone().unwrap(), e.at)).collect();
         assert_eq!(order, committed, "{name}: commit order, not time order");
         let a: Vec<u64> = portal
             .audit_events(EventQuery::portal(portal.id()).user(&users[0]))
             .run()
             .unwrap()
+            .items
             .iter()
             .map(|e| e.at)
             .collect();

@@ -244,6 +244,7 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         .audit_events(portal_mfa::EventQuery::portal(portal.id()))
         .run()
         .unwrap()
+        .items
     {
         shown.push(format!("{event:?}"));
     }

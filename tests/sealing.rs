@@ -238,7 +238,13 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
     }
     assert_eq!(checked, USERS);
     // No event lost: one import and one verification per sign-in, nothing else.
-    let trail = signing.audit_events(EventQuery::portal(&portal_id)).run().unwrap();
+    let mut trail = Vec::new();
+    let mut query = Some(EventQuery::portal(&portal_id).limit(portal_mfa::MAX_PAGE));
+    while let Some(q) = query.take() {
+        let page = signing.audit_events(q.clone()).run().unwrap();
+        trail.extend(page.items);
+        query = page.next.map(|cursor| q.after(cursor));
+    }
     let verified = trail
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Verified { .. }))

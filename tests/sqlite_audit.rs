@@ -31,9 +31,10 @@ fn story(store: Arc<dyn TestStore>) -> Vec<(String, Vec<String>)> {
         .unwrap();
     let show = |q: EventQuery| -> Vec<String> {
         portal
-            .audit_events(q)
+            .audit_events(q.limit(portal_mfa::MAX_PAGE))
             .run()
             .unwrap()
+            .items
             .iter()
             .map(|e| format!("{e:?}"))
             .collect()

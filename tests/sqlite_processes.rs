@@ -199,7 +199,8 @@ fn a_writer_killed_mid_burst_loses_nothing_it_committed_and_leaves_nothing_half_
         let events = portal
             .audit_events(EventQuery::portal(portal.id()).user(&user))
             .run()
-            .unwrap();
+            .unwrap()
+            .items;
         let added = events
             .iter()
             .filter(|e| matches!(e.kind, EventKind::AuthenticatorAdded { .. }))

@@ -171,9 +171,10 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
     let mut trail = Vec::new();
     for name in ["customers", "enforced"] {
         let events = portal(name)
-            .audit_events(EventQuery::portal(&PortalId::new(name)))
+            .audit_events(EventQuery::portal(&PortalId::new(name)).limit(portal_mfa::MAX_PAGE))
             .run()
-            .unwrap();
+            .unwrap()
+            .items;
         trail.extend(events.into_iter().filter(|e| e.at <= end).map(|e| {
             let (kind, id) = e.user.map_or((String::new(), String::new()), |u| {
                 (u.kind().as_str().into(), u.id().into())
@@ -211,7 +212,7 @@ fn a_schema_1_database_upgrades_with_every_secret_sealed() {
         .upgrade_with(flows::keyring())
         .on_upgrade_progress(move |done, total| seen.lock().unwrap().push((done, total)));
     let store = SqliteStore::open_with(&db, options).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
     store.check_integrity().unwrap();
     drop(store);
     assert_eq!(progress.lock().unwrap().last(), Some(&(20, 20)));
@@ -247,7 +248,7 @@ fn an_upgrade_killed_half_way_leaves_schema_1_and_completes_next_time() {
     assert_eq!((version, records), (1, 20), "schema 1 is intact");
     assert_eq!(after, events);
     let store = SqliteStore::open_with(&db, SqliteOptions::new().upgrade_with(flows::keyring())).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
     drop(store);
     everyone_signs_in(&db, &events);
 }

@@ -87,7 +87,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Spreads out writers that keep colliding: the first retries only yield,
     /// later ones wait a random time in `[base/2, base)`, `base` doubling from
     /// 20 µs up to 5 ms, so two losers rarely collide again.
-    async fn back_off(&self, pause: Pause, attempt: u32) {
+    pub(super) async fn back_off(&self, pause: Pause, attempt: u32) {
         let wait = if attempt < 2 {
             Duration::ZERO
         } else {

@@ -8,6 +8,7 @@
 mod driver;
 mod op;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -28,8 +29,10 @@ use crate::state::{
     Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
     StartedEnrolment,
 };
+use crate::page::Page;
 use crate::store::EventQuery;
 use crate::stored::decode_record;
+use crate::users::{UserQuery, UserStatus};
 
 /// Options for [`Portal::start_enrolment`]: none for a first authenticator.
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,6 +87,11 @@ pub struct ResealProgress {
     pub failed: Vec<(UserId, Error)>,
     /// Where the next batch starts; `None` when the sweep is complete.
     pub next: Option<UserId>,
+}
+
+impl<S, C, R> Portal<S, C, R> {
+    /// Events each [`Portal::prune_events`] store call deletes at most.
+    pub const PRUNE_BATCH: usize = 500;
 }
 
 impl<S> Portal<S> {
@@ -150,13 +158,81 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         })
     }
 
-    /// Audit events of this portal matching `query` (its `portal` is ignored).
-    pub fn audit_events(&self, query: EventQuery) -> Op<'_, impl Work<'_, Store = S, Output = Vec<AuditEvent>>> {
-        let query = EventQuery {
-            portal: self.id.clone(),
-            ..query
-        };
-        self.op(move |d| async move { d.backend.read_events(&query).await })
+    /// One page of this portal's audit events matching `query` (its `portal`
+    /// is ignored). Continue with [`EventQuery::after`] and the page's
+    /// [`next`](Page::next) cursor.
+    ///
+    /// Errors: [`Error::InvalidCursor`] for a cursor of another query,
+    /// [`Error::InvalidPageSize`] for a limit of 0.
+    pub fn audit_events(&self, query: EventQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<AuditEvent>>> {
+        self.op(move |d| async move {
+            let (query, size) = query.resolve(&self.id)?;
+            let rows = d.backend.read_events(&query).await?;
+            Page::of(rows, size, |(position, _)| query.cursor_at(*position)).try_map(|(_, event)| Ok(event))
+        })
+    }
+
+    /// Deletes this portal's audit events from before `before` (Unix time),
+    /// oldest first in commit order, stopping at the first event at or after
+    /// it: the trail is cut from its start, never with holes (an event
+    /// written under a clock that ran backwards waits for the events before it).
+    /// Answers how many were deleted.
+    ///
+    /// It deletes in batches of [`Portal::PRUNE_BATCH`], each its own short
+    /// store call, and yields between them, so sign-ins are never held up for
+    /// long. Run it from a scheduled job; it is safe to stop and run again.
+    pub fn prune_events(&self, before: u64) -> Op<'_, impl Work<'_, Store = S, Output = u64>> {
+        self.op(move |d| async move {
+            let mut total = 0u64;
+            loop {
+                let deleted = d.backend.prune_events(&self.id, before, Self::PRUNE_BATCH).await?;
+                total += deleted as u64;
+                if deleted < Self::PRUNE_BATCH {
+                    return Ok(total);
+                }
+                // Let the sign-ins waiting on the store in before the next batch.
+                self.back_off(d.pause, 0).await;
+            }
+        })
+    }
+
+    /// How many of this portal's events of each kind happened in `[from, until)`,
+    /// by [`EventKind::name`](crate::EventKind::name): for a dashboard ("wrong
+    /// codes in the last 24 h" is `"verification_failed"`). Kinds with none are absent.
+    pub fn event_counts(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> Op<'_, impl Work<'_, Store = S, Output = BTreeMap<String, u64>>> {
+        self.op(move |d| async move {
+            let counts = d.backend.count_events(&self.id, from, until).await?;
+            Ok(counts.into_iter().collect())
+        })
+    }
+
+    /// One page of this portal's users with their MFA status, in user order
+    /// (kind, then id), filtered by status and kind. Continue with
+    /// [`UserQuery::after`] and the page's [`next`](Page::next) cursor.
+    ///
+    /// It lists users the store has a record for; a user who never touched
+    /// MFA has none (and MFA off). Errors: [`Error::InvalidCursor`] for a
+    /// cursor of other filters, [`Error::InvalidPageSize`] for a limit of 0.
+    pub fn users(&self, query: UserQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<UserStatus>>> {
+        self.op(move |d| async move {
+            let policy = d
+                .backend
+                .read_policy(&self.id)
+                .await?
+                .map_or(self.default_policy, |(p, _)| p);
+            let now = self.now()?;
+            let (listing, size) = query.resolve(&self.id, &policy, now)?;
+            let rows = match listing {
+                Some(listing) => d.backend.users(&listing).await?,
+                None => Vec::new(),
+            };
+            Page::of(rows, size, |(user, _)| query.cursor_at(&self.id, user))
+                .try_map(|(user, summary)| Ok(UserStatus::of(user, &summary, &policy, now)))
+        })
     }
 
     /// Re-seals, under the keyring's current key, up to `batch` records that

@@ -5,7 +5,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{Applied, ChangeFn, Commit, EventQuery, RecordWrite, StorageError, Stored, StoredEvent, Version};
+use super::{
+    Applied, ChangeFn, Commit, EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError, Stored, StoredEvent,
+    UserListing, Version,
+};
 use crate::ids::{PortalId, UserId};
 
 /// What [`AsyncMfaStore`] methods return: a boxed `Send` future, so the
@@ -45,7 +48,16 @@ pub trait AsyncMfaStore: Send + Sync {
     ) -> StoreFuture<'a, Commit>;
 
     /// See [`MfaStore::events`](super::MfaStore::events).
-    fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>>;
+    fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>>;
+
+    /// See [`MfaStore::prune_events`](super::MfaStore::prune_events).
+    fn prune_events<'a>(&'a self, portal: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize>;
+
+    /// See [`MfaStore::count_events`](super::MfaStore::count_events).
+    fn count_events<'a>(&'a self, portal: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>>;
+
+    /// See [`MfaStore::users`](super::MfaStore::users).
+    fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>>;
 
     /// See [`MfaStore::records`](super::MfaStore::records).
     fn records<'a>(

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::{Applied, AsyncMfaStore, Commit, EventQuery, MemoryStore, MfaStore, RecordWrite, StorageError, Stored};
-use super::{StoredEvent, Version};
+use super::{EventPosition, RecordSummary, StoredEvent, UserListing, Version};
 use crate::error::Result;
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
@@ -89,13 +89,41 @@ impl<'s> Backend<'s> {
         })
     }
 
-    pub(crate) async fn read_events(self, query: &EventQuery) -> Result<Vec<AuditEvent>> {
+    /// One page of events (the query's limit already includes the look-ahead one).
+    pub(crate) async fn read_events(self, query: &EventQuery) -> Result<Vec<(EventPosition, AuditEvent)>> {
         let stored = match self {
             Backend::Blocking(s) => s.events(query)?,
             Backend::Async(s) => s.events(query).await?,
-            Backend::Memory(m) => return m.read_events(query),
+            Backend::Memory(m) => return Ok(m.read_events(query)?),
         };
-        stored.iter().map(|bytes| decode_event(bytes)).collect()
+        stored
+            .iter()
+            .map(|(position, bytes)| Ok((*position, decode_event(bytes)?)))
+            .collect()
+    }
+
+    pub(crate) async fn prune_events(self, portal: &PortalId, before: u64, max: usize) -> Result<usize> {
+        Ok(match self {
+            Backend::Blocking(s) => s.prune_events(portal, before, max)?,
+            Backend::Async(s) => s.prune_events(portal, before, max).await?,
+            Backend::Memory(m) => m.prune_events(portal, before, max)?,
+        })
+    }
+
+    pub(crate) async fn count_events(self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>> {
+        Ok(match self {
+            Backend::Blocking(s) => s.count_events(portal, from, until)?,
+            Backend::Async(s) => s.count_events(portal, from, until).await?,
+            Backend::Memory(m) => m.count_events(portal, from, until)?,
+        })
+    }
+
+    pub(crate) async fn users(self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>> {
+        Ok(match self {
+            Backend::Blocking(s) => s.users(listing)?,
+            Backend::Async(s) => s.users(listing).await?,
+            Backend::Memory(m) => m.users(listing)?,
+        })
     }
 
     /// Records in their stored form, for sweeps; the memory store keeps none.

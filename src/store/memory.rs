@@ -9,7 +9,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use super::{Applied, Commit, EventQuery, Step, StorageError, StorageErrorKind, Version};
+use super::{
+    Applied, Commit, EventPosition, EventQuery, RecordSummary, Step, StorageError, StorageErrorKind, UserListing, Version,
+};
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::policy::PortalPolicy;
@@ -28,7 +30,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     portals: HashMap<PortalId, PortalState, Hasher>,
-    events: VecDeque<AuditEvent>,
+    /// Events with their positions, in commit order.
+    events: VecDeque<(EventPosition, AuditEvent)>,
+    next_position: EventPosition,
     keep_at_most: Option<usize>,
 }
 
@@ -56,6 +60,15 @@ enum UserKey {
 
 impl UserKey {
     const INLINE: usize = 38;
+
+    fn user(&self) -> UserId {
+        match self {
+            Self::Inline { kind, len, bytes } => {
+                UserId::new(*kind, String::from_utf8_lossy(&bytes[..usize::from(*len)]).into_owned())
+            }
+            Self::Heap { kind, id } => UserId::new(*kind, id.clone()),
+        }
+    }
 
     fn of(user: &UserId) -> Self {
         let id = user.id().as_bytes();
@@ -90,7 +103,8 @@ impl State {
     fn append(&mut self, events: impl IntoIterator<Item = AuditEvent>) {
         // One at a time: a sign-in appends one event and, when full, drops one.
         for event in events {
-            self.events.push_back(event);
+            self.next_position += 1;
+            self.events.push_back((self.next_position, event));
             if self.keep_at_most.is_some_and(|limit| self.events.len() > limit) {
                 self.events.pop_front();
             }
@@ -197,9 +211,63 @@ impl MemoryStore {
         Ok(Commit::Committed(version))
     }
 
-    pub(crate) fn read_events(&self, query: &EventQuery) -> crate::error::Result<Vec<AuditEvent>> {
+    pub(crate) fn read_events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, AuditEvent)>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
-        Ok(state.events.iter().filter(|e| query.matches(e)).cloned().collect())
+        let selected = |(position, event): &&(EventPosition, AuditEvent)| query.follows(*position) && query.matches(event);
+        let page: Vec<_> = if query.newest_first {
+            state.events.iter().rev().filter(selected).take(query.limit).cloned().collect()
+        } else {
+            state.events.iter().filter(selected).take(query.limit).cloned().collect()
+        };
+        Ok(page)
+    }
+
+    pub(crate) fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
+        let mut state = self.state.write().map_err(poisoned)?;
+        // The portal's oldest events up to its first at or after `before`: a prefix of its trail.
+        let mut deleted = 0;
+        let mut done = false;
+        state.events.retain(|(_, event)| {
+            if done || event.portal != *portal {
+                return true;
+            }
+            if deleted == max || event.at >= before {
+                done = true;
+                return true;
+            }
+            deleted += 1;
+            false
+        });
+        Ok(deleted)
+    }
+
+    pub(crate) fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+        let state = self.state.read().map_err(poisoned)?;
+        let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+        for (_, event) in &state.events {
+            if event.portal == *portal && (from..until).contains(&event.at) {
+                *counts.entry(event.kind.name()).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().map(|(kind, n)| (kind.to_owned(), n)).collect())
+    }
+
+    /// Users are kept unordered (for sign-in speed), so each page sorts the
+    /// matching ones: fine for tests and demos, not for a million users.
+    pub(crate) fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+        let state = self.state.read().map_err(poisoned)?;
+        let Some(portal) = state.portals.get(&listing.portal) else {
+            return Ok(Vec::new());
+        };
+        let mut page: Vec<(UserId, RecordSummary)> = portal
+            .records
+            .iter()
+            .map(|(key, (record, _))| (key.user(), RecordSummary::of(record)))
+            .filter(|(user, summary)| listing.selects(user, summary))
+            .collect();
+        page.sort_by(|a, b| a.0.cmp(&b.0));
+        page.truncate(listing.limit);
+        Ok(page)
     }
 }
 
@@ -239,7 +307,7 @@ mod tests {
         let mut state = store.state.write().unwrap();
         state.append((1..=3).map(event));
         state.append([event(4)]);
-        let kept: Vec<u64> = state.events.iter().map(|e| e.at).collect();
+        let kept: Vec<u64> = state.events.iter().map(|(_, e)| e.at).collect();
         assert_eq!(kept, [3, 4]);
         let none = MemoryStore::keeping_events(0);
         let mut state = none.state.write().unwrap();

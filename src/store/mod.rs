@@ -30,8 +30,9 @@ pub use sqlite::SCHEMA_VERSION;
 // Where the store layer's own code finds them; hosts find them at the root.
 pub(crate) use crate::error::{StorageError, StorageErrorKind};
 use crate::event::AuditEvent;
+pub use crate::event::EventPosition;
 pub(crate) use crate::event::EventQuery;
-use crate::ids::{PortalId, UserId};
+use crate::ids::{PortalId, UserId, UserKind};
 use crate::state::MfaRecord;
 
 /// A record's version: changes on every commit.
@@ -164,6 +165,74 @@ impl core::fmt::Debug for StoredEvent {
     }
 }
 
+/// Which records [`MfaStore::users`] lists: a portal's, in a filter over their
+/// [`RecordSummary`], optionally of one kind of user, in user order (kind
+/// name, then id, as [`UserId`]'s `Ord` compares them), after `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserListing {
+    /// The portal.
+    pub portal: PortalId,
+    /// Only users of this kind.
+    pub kind: Option<UserKind>,
+    /// Only records whose summary passes.
+    pub filter: SummaryFilter,
+    /// Only users after this one (the last of the previous page).
+    pub after: Option<UserId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A filter on [`RecordSummary`] columns: each is one indexed predicate in SQL
+/// (see [`SummaryFilter::matches`] for the exact rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SummaryFilter {
+    /// Every record.
+    Any,
+    /// No authenticator, nothing pending, no re-enrolment required.
+    MfaOff,
+    /// At least one authenticator.
+    Enrolled,
+    /// An enrolment awaits its first code.
+    PendingEnrolment,
+    /// An admin reset requires enrolment at the next sign-in.
+    MustEnrol,
+    /// Locked at this Unix time (`locked_until` after it).
+    LockedAt(u64),
+    /// No authenticator, no re-enrolment required, and fewer grace sign-ins
+    /// used than this (any number when `None`).
+    GraceUsedBelow(Option<u32>),
+}
+
+impl SummaryFilter {
+    /// Whether a record with `summary` passes: the filter a store without
+    /// indexes applies in code.
+    pub fn matches(&self, summary: &RecordSummary) -> bool {
+        let s = summary;
+        match *self {
+            Self::Any => true,
+            Self::MfaOff => s.authenticators == 0 && !s.pending_enrolment && !s.must_enrol,
+            Self::Enrolled => s.authenticators > 0,
+            Self::PendingEnrolment => s.pending_enrolment,
+            Self::MustEnrol => s.must_enrol,
+            Self::LockedAt(now) => s.locked_until.is_some_and(|until| until > now),
+            Self::GraceUsedBelow(limit) => {
+                s.authenticators == 0 && !s.must_enrol && limit.is_none_or(|n| s.grace_sign_ins_used < n)
+            }
+        }
+    }
+}
+
+impl UserListing {
+    /// Whether `user`, with `summary`, is on this listing's page range and passes its filters.
+    pub fn selects(&self, user: &UserId, summary: &RecordSummary) -> bool {
+        self.kind.is_none_or(|k| user.kind() == k)
+            && self.after.as_ref().is_none_or(|a| user > a)
+            && self.filter.matches(summary)
+    }
+}
+
 /// What one commit of a record writes: its bytes, their summary and the audit events.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -220,8 +289,26 @@ pub trait MfaStore: Send + Sync {
         events: &[StoredEvent],
     ) -> Result<Commit, StorageError>;
 
-    /// The stored form of the audit events [`EventQuery::selects`], in commit order.
-    fn events(&self, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError>;
+    /// One page of audit events: up to `query.limit` of those
+    /// [`EventQuery::selects`] and [`EventQuery::follows`], in commit order
+    /// (newest first when `query.newest_first`), each with its position.
+    fn events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError>;
+
+    /// Deletes up to `max` of the portal's oldest events, in commit order,
+    /// stopping at the first one at or after `before`: the trail is cut from
+    /// its start, never with holes. Answers how many were deleted (fewer
+    /// than `max`: nothing older is left to delete).
+    ///
+    /// ⚠️ Keep each call short (one small transaction): sign-ins wait for it.
+    fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError>;
+
+    /// How many of the portal's events of each kind (by
+    /// [`EventKind::name`](crate::EventKind::name)) are in `[from, until)`.
+    fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError>;
+
+    /// One page of users with their record summaries: up to `listing.limit`
+    /// of those [`UserListing::selects`], in user order.
+    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError>;
 
     /// Up to `limit` of the portal's records in a stable order of the store's
     /// choosing, starting after the user `after` (the last of the previous

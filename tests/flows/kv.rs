@@ -6,18 +6,21 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use portal_mfa::store::{Commit, MfaStore, RecordWrite, Stored, StoredEvent, Version};
+use portal_mfa::store::{
+    Commit, EventPosition, MfaStore, RecordSummary, RecordWrite, Stored, StoredEvent, UserListing, Version,
+};
 use portal_mfa::{EventQuery, PortalId, StorageError, UserId};
 
-/// Records, policies and audit events in maps behind one lock.
+/// Records (with their summaries), policies and audit events in maps behind one lock.
 #[derive(Default)]
 pub struct KvStore(Mutex<Kv>);
 
 #[derive(Default)]
 pub struct Kv {
     pub records: BTreeMap<(PortalId, UserId), Stored>,
+    pub summaries: BTreeMap<(PortalId, UserId), RecordSummary>,
     pub policies: BTreeMap<PortalId, Stored>,
-    pub events: Vec<(PortalId, StoredEvent)>,
+    pub events: BTreeMap<EventPosition, (PortalId, StoredEvent)>,
 }
 
 /// Compare-and-swap: stores `bytes` under `key` only if its version is still `expected`.
@@ -34,6 +37,15 @@ fn swap<K: Ord>(map: &mut BTreeMap<K, Stored>, key: K, expected: Option<Version>
         },
     );
     Commit::Committed(version)
+}
+
+impl Kv {
+    fn append(&mut self, portal: &PortalId, events: &[StoredEvent]) {
+        for event in events {
+            let position = self.events.last_key_value().map_or(1, |(p, _)| p + 1);
+            self.events.insert(position, (portal.clone(), event.clone()));
+        }
+    }
 }
 
 impl KvStore {
@@ -55,10 +67,11 @@ impl MfaStore for KvStore {
         write: &RecordWrite,
     ) -> Result<Commit, StorageError> {
         let mut kv = self.kv();
-        let commit = swap(&mut kv.records, (portal.clone(), user.clone()), expected, &write.bytes);
+        let key = (portal.clone(), user.clone());
+        let commit = swap(&mut kv.records, key.clone(), expected, &write.bytes);
         if commit != Commit::Conflict {
-            kv.events
-                .extend(write.events.iter().map(|e| (portal.clone(), e.clone())));
+            kv.summaries.insert(key, write.summary);
+            kv.append(portal, &write.events);
         }
         Ok(commit)
     }
@@ -77,18 +90,50 @@ impl MfaStore for KvStore {
         let mut kv = self.kv();
         let commit = swap(&mut kv.policies, portal.clone(), expected, bytes);
         if commit != Commit::Conflict {
-            kv.events.extend(events.iter().map(|e| (portal.clone(), e.clone())));
+            kv.append(portal, events);
         }
         Ok(commit)
     }
 
-    fn events(&self, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
+    fn events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
         let kv = self.kv();
-        let selected = kv
+        let selected = |(position, (p, e)): &(&EventPosition, &(PortalId, StoredEvent))| {
+            query.follows(**position) && query.selects(p, e.user.as_ref(), e.at)
+        };
+        let page = |events: &mut dyn Iterator<Item = (&EventPosition, &(PortalId, StoredEvent))>| {
+            events.filter(selected).take(query.limit).map(|(n, (_, e))| (*n, e.bytes.clone())).collect()
+        };
+        Ok(if query.newest_first { page(&mut kv.events.iter().rev()) } else { page(&mut kv.events.iter()) })
+    }
+
+    fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
+        let mut kv = self.kv();
+        let oldest: Vec<EventPosition> = kv
             .events
             .iter()
-            .filter(|(p, e)| query.selects(p, e.user.as_ref(), e.at));
-        Ok(selected.map(|(_, e)| e.bytes.clone()).collect())
+            .filter(|(_, (p, _))| p == portal)
+            .take_while(|(_, (_, e))| e.at < before)
+            .take(max)
+            .map(|(n, _)| *n)
+            .collect();
+        oldest.iter().for_each(|n| drop(kv.events.remove(n)));
+        Ok(oldest.len())
+    }
+
+    fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+        let mut counts = BTreeMap::<String, u64>::new();
+        for (p, e) in self.kv().events.values() {
+            if p == portal && (from..until).contains(&e.at) {
+                *counts.entry(e.kind.to_owned()).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+        let kv = self.kv();
+        let mine = kv.summaries.iter().filter(|((p, u), s)| *p == listing.portal && listing.selects(u, s));
+        Ok(mine.take(listing.limit).map(|((_, u), s)| (u.clone(), *s)).collect())
     }
 
     fn records(

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portal_mfa::store::{
-    Applied, AsyncMfaStore, AsyncStore, BlockingStore, ChangeFn, Commit, MfaStore, RecordWrite, StoreFuture, Stored,
-    StoredEvent, Version,
+    Applied, AsyncMfaStore, AsyncStore, BlockingStore, ChangeFn, Commit, EventPosition, MfaStore, RecordSummary,
+    RecordWrite, StoreFuture, Stored, StoredEvent, UserListing, Version,
 };
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, EventKind, EventQuery, Factor, Grace, LockoutRule, ManualClock,
@@ -162,8 +162,17 @@ impl<S: MfaStore + ?Sized> MfaStore for Both<S> {
     ) -> Result<Commit, StorageError> {
         self.store.commit_policy(p, v, b, e)
     }
-    fn events(&self, q: &portal_mfa::EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
+    fn events(&self, q: &portal_mfa::EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
         self.store.events(q)
+    }
+    fn prune_events(&self, p: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
+        self.store.prune_events(p, before, max)
+    }
+    fn count_events(&self, p: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+        self.store.count_events(p, from, until)
+    }
+    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+        self.store.users(listing)
     }
     fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
         self.store.records(p, a, l)
@@ -201,8 +210,17 @@ impl<S: MfaStore + ?Sized> AsyncMfaStore for Both<S> {
     ) -> StoreFuture<'a, Commit> {
         later(move || self.store.commit_policy(p, v, b, e))
     }
-    fn events<'a>(&'a self, q: &'a portal_mfa::EventQuery) -> StoreFuture<'a, Vec<Vec<u8>>> {
+    fn events<'a>(&'a self, q: &'a portal_mfa::EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
         later(move || self.store.events(q))
+    }
+    fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
+        later(move || self.store.prune_events(p, before, max))
+    }
+    fn count_events<'a>(&'a self, p: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
+        later(move || self.store.count_events(p, from, until))
+    }
+    fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> {
+        later(move || self.store.users(listing))
     }
     fn records<'a>(
         &'a self,
@@ -267,11 +285,28 @@ pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone,
 }
 
 /// One user's audit trail, oldest first.
+/// A user's whole trail, oldest first, read in pages of 3 both ways: every
+/// scenario thereby checks that paging either way sees the same events.
 pub fn trail_of(portal: &TestPortal, user: &UserId) -> Vec<portal_mfa::AuditEvent> {
-    portal
-        .audit_events(EventQuery::portal(portal.id()).user(user))
-        .go()
-        .unwrap()
+    let query = EventQuery::portal(portal.id()).user(user).limit(3);
+    let oldest_first = all_pages(portal, query.clone());
+    let mut newest_first = all_pages(portal, query.newest_first());
+    newest_first.reverse();
+    assert_eq!(oldest_first, newest_first, "paging oldest first and newest first disagree");
+    oldest_first
+}
+
+/// Every page of `query`, in order.
+pub fn all_pages(portal: &TestPortal, query: EventQuery) -> Vec<portal_mfa::AuditEvent> {
+    let mut events = Vec::new();
+    let mut next = Some(query.clone());
+    while let Some(query) = next.take() {
+        let page = portal.audit_events(query.clone()).go().unwrap();
+        assert!(page.items.len() <= query.limit);
+        events.extend(page.items);
+        next = page.next.map(|cursor| query.after(cursor));
+    }
+    events
 }
 
 fn enforce(portal: &TestPortal) {

@@ -33,8 +33,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
 use super::{
-    Applied, ChangeFn, Commit, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError, StorageErrorKind,
-    Stored, StoredEvent, Version,
+    Applied, ChangeFn, Commit, EventPosition, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError,
+    StorageErrorKind, Stored, StoredEvent, SummaryFilter, UserListing, Version,
 };
 use crate::ids::{PortalId, UserId, UserKind};
 
@@ -384,30 +384,89 @@ fn insert_events(
     Ok(prev)
 }
 
-/// One record's (or policy's) events, oldest first: a walk back along the chain from `last`.
-fn walk_chain(tx: &Connection, last: Option<i64>, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
-    let mut step = tx
+/// Where the portal's pruned history ends: every one of its events before
+/// this sequence number is gone, so a chain reaching below it ends there.
+fn pruned_below(tx: &Connection, portal: &PortalId) -> Result<i64, StorageError> {
+    Ok(tx
+        .prepare_cached("SELECT below FROM portal_mfa_pruned WHERE portal = ?1")
+        .map_err(storage)?
+        .query_row([portal.as_str()], |r| r.get(0))
+        .optional()
+        .map_err(storage)?
+        .unwrap_or(0))
+}
+
+/// One link of a chain: the event at `seq` (the one before it, its time, its bytes).
+fn chain_link(tx: &Connection, seq: i64) -> Result<Option<(Option<i64>, u64, Vec<u8>)>, StorageError> {
+    let link = tx
         .prepare_cached("SELECT prev, at, event FROM portal_mfa_events WHERE seq = ?1")
+        .map_err(storage)?
+        .query_row([seq], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?, r.get(2)?)))
+        .optional()
         .map_err(storage)?;
-    let mut events = Vec::new();
-    let mut next = last;
-    while let Some(seq) = next {
-        let (prev, at, event): (Option<i64>, i64, Vec<u8>) = step
-            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()
-            .map_err(storage)?
-            .ok_or_else(|| corrupt("an event chain points at a missing event"))?;
+    link.map(|(prev, at, event)| {
         if prev.is_some_and(|p| p >= seq) {
             return Err(corrupt("an event chain does not run backwards"));
         }
-        let at = u64::try_from(at).map_err(|_| corrupt("negative event time"))?;
-        if query.from.is_none_or(|t| at >= t) && query.until.is_none_or(|t| at < t) {
-            events.push(event);
-        }
-        next = prev;
+        Ok((prev, u64::try_from(at).map_err(|_| corrupt("negative event time"))?, event))
+    })
+    .transpose()
+}
+
+/// A page of one user's events: a walk back along their chain from `last`
+/// (their newest), which never leaves their own events. Newest first, the walk
+/// stops once the page is full; oldest first, it walks back to the start of the
+/// retained history and then reads the page from there.
+fn user_page(
+    tx: &Connection,
+    last: Option<i64>,
+    query: &EventQuery,
+) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
+    let below = pruned_below(tx, &query.portal)?;
+    let mut next = last;
+    // Newest first after a cursor: start at the cursor's event when it is
+    // this user's (not pruned since, not edited to point elsewhere).
+    if let (true, Some(after)) = (query.newest_first, query.position()) {
+        next = match chain_link(tx, int(after))? {
+            Some((prev, _, bytes)) if is_of(&bytes, query) => prev,
+            _ => next,
+        };
     }
-    events.reverse();
-    Ok(events)
+    let mut page = Vec::new();
+    let mut oldest_first = Vec::new();
+    while let Some(seq) = next.filter(|&seq| seq >= below) {
+        let (prev, at, event) = chain_link(tx, seq)?.ok_or_else(|| corrupt("an event chain points at a missing event"))?;
+        next = prev;
+        let position = seq as EventPosition;
+        if !query.follows(position) || !query.from.is_none_or(|t| at >= t) || !query.until.is_none_or(|t| at < t) {
+            continue;
+        }
+        if query.newest_first {
+            page.push((position, event));
+            if page.len() >= query.limit {
+                break;
+            }
+        } else {
+            oldest_first.push(position);
+        }
+    }
+    if query.newest_first {
+        return Ok(page);
+    }
+    oldest_first
+        .iter()
+        .rev()
+        .take(query.limit)
+        .map(|&position| {
+            let (_, _, event) = chain_link(tx, int(position))?.ok_or_else(|| corrupt("an event vanished mid-read"))?;
+            Ok((position, event))
+        })
+        .collect()
+}
+
+/// Whether stored event `bytes` belong to the query's portal and user.
+fn is_of(bytes: &[u8], query: &EventQuery) -> bool {
+    crate::stored::decode_event(bytes).is_ok_and(|e| e.portal == query.portal && e.user == query.user)
 }
 
 impl MfaStore for SqliteStore {
@@ -462,11 +521,11 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn events(&self, query: &EventQuery) -> Result<Vec<Vec<u8>>, StorageError> {
+    fn events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
         let conn = self.conn()?;
         if let Some(user) = &query.user {
             let last = read_record(&conn, &query.portal, user)?.and_then(|row| row.last_event);
-            return walk_chain(&conn, last, query);
+            return user_page(&conn, last, query);
         }
         // Stored times never pass i64::MAX (the driver refuses such a clock): a lower
         // bound past it selects nothing, an upper bound past it bounds nothing.
@@ -475,18 +534,163 @@ impl MfaStore for SqliteStore {
             return Ok(Vec::new());
         }
         let until = query.until.filter(|&until| until <= limit).map(time);
+        let sql = if query.newest_first {
+            "SELECT seq, event FROM portal_mfa_events WHERE portal = ?1 AND seq < coalesce(?2, 9223372036854775807)
+             AND at >= coalesce(?3, 0) AND (?4 IS NULL OR at < ?4) ORDER BY seq DESC LIMIT ?5"
+        } else {
+            "SELECT seq, event FROM portal_mfa_events WHERE portal = ?1 AND seq > coalesce(?2, 0)
+             AND at >= coalesce(?3, 0) AND (?4 IS NULL OR at < ?4) ORDER BY seq LIMIT ?5"
+        };
+        let mut statement = conn.prepare_cached(sql).map_err(storage)?;
+        let rows = statement
+            .query_map(
+                params![
+                    query.portal.as_str(),
+                    query.position().map(int),
+                    query.from.map(time),
+                    until,
+                    int(query.limit as u64)
+                ],
+                |r| Ok((r.get::<_, i64>(0)? as EventPosition, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .map_err(storage)?;
+        rows.map(|r| r.map_err(storage)).collect()
+    }
+
+    /// One short `BEGIN IMMEDIATE` transaction: reads up to `max` of the
+    /// portal's events from where the last prune stopped, deletes those
+    /// before `before` up to the first that is not, and moves the mark.
+    fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
+        self.transaction(|tx| {
+            let below = pruned_below(tx, portal)?;
+            let mut oldest = tx
+                .prepare_cached(
+                    "SELECT seq, at FROM portal_mfa_events WHERE portal = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(storage)?;
+            let rows = oldest
+                .query_map(params![portal.as_str(), below, int(max as u64)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(storage)?;
+            let mut last = None;
+            let mut deleted = 0;
+            for row in rows {
+                let (seq, at) = row.map_err(storage)?;
+                if u64::try_from(at).map_or(true, |at| at >= before) {
+                    break;
+                }
+                last = Some(seq);
+                deleted += 1;
+            }
+            let Some(last) = last else {
+                return Ok((0, false));
+            };
+            tx.prepare_cached("DELETE FROM portal_mfa_events WHERE portal = ?1 AND seq >= ?2 AND seq <= ?3")
+                .and_then(|mut s| s.execute(params![portal.as_str(), below, last]))
+                .map_err(storage)?;
+            tx.prepare_cached(
+                "INSERT INTO portal_mfa_pruned VALUES (?1, ?2) ON CONFLICT (portal) DO UPDATE SET below = excluded.below",
+            )
+            .and_then(|mut s| s.execute(params![portal.as_str(), last + 1]))
+            .map_err(storage)?;
+            Ok((deleted, true))
+        })
+    }
+
+    /// A scan of the portal's events (the table has no index on time, so
+    /// sign-ins append without one): a dashboard query, not a hot path.
+    fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare_cached(
-                "SELECT event FROM portal_mfa_events WHERE portal = ?1
-                 AND at >= coalesce(?2, 0) AND (?3 IS NULL OR at < ?3) ORDER BY seq",
+                "SELECT kind, count(*) FROM portal_mfa_events WHERE portal = ?1 AND at >= ?2 AND at < ?3
+                 GROUP BY kind ORDER BY kind",
             )
             .map_err(storage)?;
         let rows = statement
-            .query_map(params![query.portal.as_str(), query.from.map(time), until], |r| {
-                r.get::<_, Vec<u8>>(0)
+            .query_map(params![portal.as_str(), time(from), time(until)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
             })
             .map_err(storage)?;
-        rows.map(|r| r.map_err(storage)).collect()
+        rows.map(|r| {
+            let (kind, n) = r.map_err(storage)?;
+            Ok((kind, u64::try_from(n).map_err(|_| corrupt("negative count"))?))
+        })
+        .collect()
+    }
+
+    /// From the summary columns, in primary-key order from the cursor: each
+    /// status filter has a partial index keyed by user, so a page reads its
+    /// rows and nothing before them, however deep it is.
+    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+        let (filter, bound) = match listing.filter {
+            SummaryFilter::Any => ("", None),
+            SummaryFilter::MfaOff => ("AND authenticators = 0 AND NOT pending_enrolment AND NOT must_enrol", None),
+            SummaryFilter::Enrolled => ("AND authenticators > 0", None),
+            SummaryFilter::PendingEnrolment => ("AND pending_enrolment", None),
+            SummaryFilter::MustEnrol => ("AND must_enrol", None),
+            SummaryFilter::LockedAt(now) => ("AND locked_until > ?6", Some(time(now))),
+            SummaryFilter::GraceUsedBelow(None) => ("AND authenticators = 0 AND NOT must_enrol", None),
+            SummaryFilter::GraceUsedBelow(Some(n)) => (
+                "AND authenticators = 0 AND NOT must_enrol AND grace_sign_ins_used < ?6",
+                Some(n.into()),
+            ),
+        };
+        // Every variant binds the same six parameters; the unused ones are NULL.
+        let bound_used = if bound.is_some() { "" } else { "AND ?6 IS NULL" };
+        let kind = if listing.kind.is_some() { "AND user_kind = ?2" } else { "AND ?2 IS NULL" };
+        let after = if listing.after.is_some() {
+            "AND (user_kind, user_id) > (?3, ?4)"
+        } else {
+            "AND ?3 IS NULL AND ?4 IS NULL"
+        };
+        let sql = format!(
+            "SELECT user_kind, user_id, authenticators, pending_enrolment, must_enrol, locked_until,
+                    backup_codes_left, last_verified_at, grace_sign_ins_used
+             FROM portal_mfa_records WHERE portal = ?1 {filter} {bound_used} {kind} {after}
+             ORDER BY user_kind, user_id LIMIT ?5"
+        );
+        let conn = self.conn()?;
+        let mut statement = conn.prepare_cached(&sql).map_err(storage)?;
+        let after = listing.after.as_ref();
+        let mut rows = statement
+            .query(params![
+                listing.portal.as_str(),
+                listing.kind.map(UserKind::as_str),
+                after.map(|u| u.kind().as_str()),
+                after.map(|u| u.id()),
+                int(listing.limit as u64),
+                bound,
+            ])
+            .map_err(storage)?;
+        let mut page = Vec::new();
+        while let Some(r) = rows.next().map_err(storage)? {
+            let kind: String = r.get(0).map_err(storage)?;
+            let kind = UserKind::from_name(&kind).ok_or_else(|| corrupt("unknown user kind"))?;
+            let small = |i| -> Result<u8, StorageError> {
+                u8::try_from(r.get::<_, i64>(i).map_err(storage)?).map_err(|_| corrupt("a summary is out of range"))
+            };
+            let opt_time = |i| -> Result<Option<u64>, StorageError> {
+                r.get::<_, Option<i64>>(i)
+                    .map_err(storage)?
+                    .map(|t| u64::try_from(t).map_err(|_| corrupt("negative time")))
+                    .transpose()
+            };
+            let locked_until = opt_time(5)?.map(|t| if t == i64::MAX as u64 { u64::MAX } else { t });
+            let summary = RecordSummary {
+                authenticators: small(2)?,
+                pending_enrolment: small(3)? != 0,
+                must_enrol: small(4)? != 0,
+                locked_until,
+                backup_codes_left: small(6)?,
+                last_verified_at: opt_time(7)?,
+                grace_sign_ins_used: u32::try_from(r.get::<_, i64>(8).map_err(storage)?)
+                    .map_err(|_| corrupt("a summary is out of range"))?,
+            };
+            page.push((UserId::new(kind, r.get::<_, String>(1).map_err(storage)?), summary));
+        }
+        Ok(page)
     }
 
     fn records(

@@ -8,10 +8,11 @@ use crate::store::{RecordSummary, RecordWrite, StorageError, StorageErrorKind, S
 use crate::stored::{encode_policy, encode_record};
 
 /// The schema this version writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-/// Schema 2: bytes, versions, summary columns (see `guide::stored_form`).
-const SCHEMA_V2: &str = r#"
+/// Schema 3: bytes, versions, summary columns (see `guide::stored_form`),
+/// status indexes keyed by user, and where each portal's pruned history ends.
+const SCHEMA: &str = r#"
 CREATE TABLE portal_mfa_policies (
     portal TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -34,8 +35,11 @@ CREATE TABLE portal_mfa_records (
     last_event INTEGER,
     PRIMARY KEY (portal, user_kind, user_id)
 ) STRICT, WITHOUT ROWID;
--- Admin queries by status. Partial: a sign-in of a user in none of these states touches no index.
-CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, locked_until) WHERE locked_until IS NOT NULL;
+-- Admin queries by status, each in user order (a WITHOUT ROWID index ends with the key), so
+-- a page of a listing starts at its cursor. Partial: a sign-in of a user in none of these
+-- states touches no index.
+CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, user_kind, user_id, locked_until)
+    WHERE locked_until IS NOT NULL;
 CREATE INDEX portal_mfa_records_must_enrol ON portal_mfa_records (portal) WHERE must_enrol;
 CREATE INDEX portal_mfa_records_pending ON portal_mfa_records (portal) WHERE pending_enrolment;
 CREATE INDEX portal_mfa_records_without_mfa ON portal_mfa_records (portal) WHERE authenticators = 0;
@@ -46,6 +50,21 @@ CREATE TABLE portal_mfa_events (
     kind TEXT NOT NULL,
     prev INTEGER,
     event BLOB NOT NULL
+) STRICT;
+CREATE TABLE portal_mfa_pruned (
+    portal TEXT PRIMARY KEY,
+    below INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// Schema 2 → 3: the locked-users index in user order, and the prune mark.
+const UPGRADE_FROM_V2: &str = r#"
+DROP INDEX portal_mfa_records_locked;
+CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, user_kind, user_id, locked_until)
+    WHERE locked_until IS NOT NULL;
+CREATE TABLE portal_mfa_pruned (
+    portal TEXT PRIMARY KEY,
+    below INTEGER NOT NULL
 ) STRICT;
 "#;
 
@@ -84,8 +103,9 @@ pub(super) fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<
         0
     };
     match current {
-        0 => tx.execute_batch(SCHEMA_V2).map_err(storage)?,
+        0 => tx.execute_batch(SCHEMA).map_err(storage)?,
         1 => upgrade_from_v1(&tx, options)?,
+        2 => tx.execute_batch(UPGRADE_FROM_V2).map_err(storage)?,
         SCHEMA_VERSION => return tx.commit().map(|()| None).map_err(storage),
         v if v > SCHEMA_VERSION => {
             return Err(StorageError::new(
@@ -101,7 +121,7 @@ pub(super) fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<
     Ok(Some(current))
 }
 
-/// Schema 1 → 2 inside the caller's transaction: every record re-written in
+/// Schema 1 → 3 inside the caller's transaction: every record re-written in
 /// its stored form with its secrets sealed, every policy and event likewise.
 /// A crash before the commit leaves schema 1 as it was.
 fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), StorageError> {
@@ -119,7 +139,7 @@ fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), Stora
          DROP INDEX IF EXISTS portal_mfa_events_by_time;",
     )
     .map_err(storage)?;
-    tx.execute_batch(SCHEMA_V2).map_err(storage)?;
+    tx.execute_batch(SCHEMA).map_err(storage)?;
     for (portal, version, policy) in v1::policies(tx)? {
         tx.execute(
             "INSERT INTO portal_mfa_policies (portal, version, policy) VALUES (?1, ?2, ?3)",

@@ -1,0 +1,312 @@
+//! Users by MFA status, for the admin's user list ("who is locked out?",
+//! "who has not enrolled yet?"): what [`Portal::users`](crate::Portal::users) answers.
+//!
+//! The listing is served from each record's [`RecordSummary`] (indexed columns
+//! in SQL stores), never by opening a record. It covers the users the store
+//! has a record for: a user who never touched MFA has none (their status is
+//! "MFA off"), so a host that lists all its users joins its own user table.
+
+use crate::error::{Error, Result};
+use crate::ids::{PortalId, UserId, UserKind};
+use crate::page::{Cursor, Fingerprint, page_size};
+use crate::policy::{Enforcement, PortalPolicy};
+use crate::store::{RecordSummary, SummaryFilter, UserListing};
+
+/// Which users [`Portal::users`](crate::Portal::users) lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum StatusFilter {
+    /// Every user with a record.
+    #[default]
+    Any,
+    /// No authenticator, nothing pending and no re-enrolment required.
+    MfaOff,
+    /// At least one authenticator.
+    Enrolled,
+    /// An enrolment waits for its confirmation code.
+    PendingEnrolment,
+    /// An admin reset requires enrolment at the next sign-in.
+    MustReenrol,
+    /// Locked out now.
+    LockedOut,
+    /// Not enrolled, under an enforced policy whose grace still lets them sign in.
+    InGrace,
+}
+
+impl StatusFilter {
+    /// A stable snake_case name, for query strings and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::MfaOff => "mfa_off",
+            Self::Enrolled => "enrolled",
+            Self::PendingEnrolment => "pending_enrolment",
+            Self::MustReenrol => "must_reenrol",
+            Self::LockedOut => "locked_out",
+            Self::InGrace => "in_grace",
+        }
+    }
+
+    /// The filter named by [`StatusFilter::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Any,
+            Self::MfaOff,
+            Self::Enrolled,
+            Self::PendingEnrolment,
+            Self::MustReenrol,
+            Self::LockedOut,
+            Self::InGrace,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
+    }
+}
+
+/// A page request for [`Portal::users`](crate::Portal::users).
+///
+/// ```
+/// use portal_mfa::{StatusFilter, UserKind, UserQuery};
+/// let locked_vendors = UserQuery::new().status(StatusFilter::LockedOut).kind(UserKind::Vendor).limit(50);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserQuery {
+    /// Which users.
+    pub status: StatusFilter,
+    /// Only users of this kind.
+    pub kind: Option<UserKind>,
+    /// Users per page: 50 unless set; 0 is refused, more than
+    /// [`MAX_PAGE`](crate::MAX_PAGE) is capped.
+    pub limit: usize,
+    cursor: Option<Cursor>,
+}
+
+impl Default for UserQuery {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UserQuery {
+    /// Users per page unless [`UserQuery::limit`] is set.
+    pub const DEFAULT_LIMIT: usize = 50;
+
+    /// Every user with a record, first page.
+    pub fn new() -> Self {
+        Self {
+            status: StatusFilter::Any,
+            kind: None,
+            limit: Self::DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+
+    /// Only users with this status.
+    #[must_use]
+    pub fn status(mut self, status: StatusFilter) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Only users of this kind.
+    #[must_use]
+    pub fn kind(mut self, kind: UserKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// At most `limit` users per page.
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The page after the one whose [`Page::next`](crate::Page::next) this
+    /// is. The filters must be the ones that made it, or the listing answers
+    /// [`Error::InvalidCursor`].
+    #[must_use]
+    pub fn after(mut self, cursor: Cursor) -> Self {
+        self.cursor = Some(cursor);
+        self
+    }
+
+    const LISTING: &'static str = "us1";
+
+    fn fingerprint(&self, portal: &PortalId) -> Fingerprint {
+        Fingerprint::default()
+            .part(portal.as_str().as_bytes())
+            .part(self.status.name().as_bytes())
+            .part(self.kind.map_or("", UserKind::as_str).as_bytes())
+    }
+
+    /// The store's listing for this page (with one look-ahead row) and the page size.
+    pub(crate) fn resolve(
+        &self,
+        portal: &PortalId,
+        policy: &PortalPolicy,
+        now: u64,
+    ) -> Result<(Option<UserListing>, usize)> {
+        let size = page_size(self.limit)?;
+        let after = match &self.cursor {
+            None => None,
+            Some(cursor) => Some(user_at(cursor.position_in(Self::LISTING, &self.fingerprint(portal))?)?),
+        };
+        let filter = match self.status {
+            StatusFilter::Any => SummaryFilter::Any,
+            StatusFilter::MfaOff => SummaryFilter::MfaOff,
+            StatusFilter::Enrolled => SummaryFilter::Enrolled,
+            StatusFilter::PendingEnrolment => SummaryFilter::PendingEnrolment,
+            StatusFilter::MustReenrol => SummaryFilter::MustEnrol,
+            StatusFilter::LockedOut => SummaryFilter::LockedAt(now),
+            StatusFilter::InGrace => match active_grace(policy, now) {
+                Some(sign_ins) => SummaryFilter::GraceUsedBelow(sign_ins),
+                // No grace now: nobody is in it, and the store need not be asked.
+                None => return Ok((None, size)),
+            },
+        };
+        let listing = UserListing {
+            portal: portal.clone(),
+            kind: self.kind,
+            filter,
+            after,
+            limit: size + 1,
+        };
+        Ok((Some(listing), size))
+    }
+
+    pub(crate) fn cursor_at(&self, portal: &PortalId, user: &UserId) -> Cursor {
+        let id: String = user.id().bytes().map(|b| format!("{b:02x}")).collect();
+        // An empty id still leaves a non-empty position: the kind and its dot.
+        Cursor::new(Self::LISTING, &self.fingerprint(portal), &format!("{}.{id}", user.kind().as_str()))
+    }
+}
+
+/// The user a cursor's position names: `kind.hex(id)`.
+fn user_at(position: &str) -> Result<UserId> {
+    let bad = || Error::InvalidCursor("not a cursor");
+    let (kind, hex) = position.split_once('.').ok_or_else(bad)?;
+    let kind = UserKind::from_name(kind).ok_or_else(bad)?;
+    if hex.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>>>()?;
+    Ok(UserId::new(kind, String::from_utf8(bytes).map_err(|_| bad())?))
+}
+
+/// `Some(sign-ins allowed)` while an enforced policy's grace lets users
+/// without MFA sign in at `now` (`Some(None)`: uncounted).
+fn active_grace(policy: &PortalPolicy, now: u64) -> Option<Option<u32>> {
+    match policy.enforcement() {
+        Enforcement::Enforced { grace: Some(grace) } if grace.until.is_none_or(|until| now <= until) => {
+            Some(grace.sign_ins)
+        }
+        _ => None,
+    }
+}
+
+/// A lock on a user's MFA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Lock {
+    /// When it ends (Unix time); `None`: when an admin resets the user's MFA.
+    pub until: Option<u64>,
+}
+
+/// What is left of a user's grace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct GraceLeft {
+    /// Grace sign-ins left, if counted.
+    pub sign_ins: Option<u32>,
+    /// When the grace ends, if dated.
+    pub until: Option<u64>,
+}
+
+/// One user's MFA status, for an admin's list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct UserStatus {
+    /// The user.
+    pub user: UserId,
+    /// Confirmed authenticators (0: not enrolled).
+    pub authenticators: u8,
+    /// Whether an enrolment waits for its confirmation code.
+    pub pending_enrolment: bool,
+    /// Whether an admin reset requires enrolment at the next sign-in.
+    pub must_reenrol: bool,
+    /// The lock in force now, if any.
+    pub locked: Option<Lock>,
+    /// The grace left, while the user may still sign in without MFA under an enforced policy.
+    pub grace: Option<GraceLeft>,
+    /// Unused backup codes.
+    pub backup_codes_left: u8,
+    /// When the user last proved their second factor (Unix time).
+    pub last_verified_at: Option<u64>,
+}
+
+impl UserStatus {
+    pub(crate) fn of(user: UserId, summary: &RecordSummary, policy: &PortalPolicy, now: u64) -> Self {
+        let locked = summary.locked_until.filter(|&until| until > now).map(|until| Lock {
+            until: (until != u64::MAX).then_some(until),
+        });
+        let grace = active_grace(policy, now)
+            .filter(|_| SummaryFilter::GraceUsedBelow(None).matches(summary))
+            .and_then(|sign_ins| {
+                let left = sign_ins.map(|n| n.saturating_sub(summary.grace_sign_ins_used));
+                (left != Some(0)).then_some(GraceLeft {
+                    sign_ins: left,
+                    until: match policy.enforcement() {
+                        Enforcement::Enforced { grace: Some(g) } => g.until,
+                        _ => None,
+                    },
+                })
+            });
+        Self {
+            user,
+            authenticators: summary.authenticators,
+            pending_enrolment: summary.pending_enrolment,
+            must_reenrol: summary.must_enrol,
+            locked,
+            grace,
+            backup_codes_left: summary.backup_codes_left,
+            last_verified_at: summary.last_verified_at,
+        }
+    }
+
+    /// Whether MFA is on: at least one authenticator.
+    pub fn mfa_on(&self) -> bool {
+        self.authenticators > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_cursor_round_trips_any_id_and_refuses_damage() {
+        let query = UserQuery::new().status(StatusFilter::LockedOut);
+        let portal = PortalId::new("acme");
+        for user in [
+            UserId::customer("c-1"),
+            UserId::vendor(""),
+            UserId::contact("ünïcode.with.dots"),
+        ] {
+            let cursor = query.cursor_at(&portal, &user);
+            let position = cursor.position_in(UserQuery::LISTING, &query.fingerprint(&portal)).unwrap();
+            assert_eq!(user_at(position).unwrap(), user);
+        }
+        for position in ["customer", "nobody.00", "customer.0", "customer.zz", "customer.ff"] {
+            assert!(matches!(user_at(position), Err(Error::InvalidCursor(_))), "{position}");
+        }
+        let other = UserQuery::new().status(StatusFilter::Enrolled);
+        let cursor = query.cursor_at(&portal, &UserId::customer("c-1"));
+        let policy = PortalPolicy::default();
+        assert!(matches!(other.after(cursor).resolve(&portal, &policy, 0), Err(Error::InvalidCursor(_))));
+    }
+}
