@@ -33,8 +33,8 @@ pub use event::{AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCaus
 pub use ids::{Actor, Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::{KeyId, Keyring};
 pub use notice::Notice;
-pub use page::{Cursor, MAX_PAGE, Page};
 pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
+pub use page::{Cursor, MAX_PAGE, Page};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Op, Portal, ResealProgress, Work};
 pub use state::{
@@ -42,9 +42,9 @@ pub use state::{
     SignInStep, SignInVerified, StartedEnrolment,
 };
 pub use store::memory::MemoryStore;
-pub use users::{GraceLeft, Lock, StatusFilter, UserQuery, UserStatus};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteOptions, SqliteStore};
+pub use users::{GraceLeft, Lock, StatusFilter, UserQuery, UserStatus};
 
 /// The pure state machine, for experts: what the [`Portal`] driver runs
 /// inside each store call. Each transition on [`MfaRecord`] takes the record

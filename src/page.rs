@@ -34,7 +34,10 @@ impl Cursor {
         if text.len() > MAX_CURSOR {
             return Err(Error::InvalidCursor("too long"));
         }
-        if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_') {
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+        {
             return Err(Error::InvalidCursor("not a cursor"));
         }
         let cursor = Self(text.into());
@@ -170,15 +173,30 @@ mod tests {
         let cursor = Cursor::new("ev1", &query(), "42");
         assert_eq!(cursor.position_in("ev1", &query()).unwrap(), "42");
         let other = Fingerprint::default().part(b"acme").opt_number(None);
-        assert!(matches!(cursor.position_in("ev1", &other), Err(Error::InvalidCursor(_))));
-        assert!(matches!(cursor.position_in("us1", &query()), Err(Error::InvalidCursor(_))));
+        assert!(matches!(
+            cursor.position_in("ev1", &other),
+            Err(Error::InvalidCursor(_))
+        ));
+        assert!(matches!(
+            cursor.position_in("us1", &query()),
+            Err(Error::InvalidCursor(_))
+        ));
         let reparsed = Cursor::parse(cursor.as_str()).unwrap();
         assert_eq!(reparsed, cursor);
     }
 
     #[test]
     fn malformed_cursors_are_refused() {
-        for text in ["", "ev1", "ev1.abc.1", "ev1..1", "ev1.0123456789abcdef.", "é", "a b", &"a".repeat(2000)] {
+        for text in [
+            "",
+            "ev1",
+            "ev1.abc.1",
+            "ev1..1",
+            "ev1.0123456789abcdef.",
+            "é",
+            "a b",
+            &"a".repeat(2000),
+        ] {
             assert!(matches!(Cursor::parse(text), Err(Error::InvalidCursor(_))), "{text:?}");
         }
         // Fingerprints of length-prefixed parts: moving a byte between parts changes them.

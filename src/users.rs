@@ -179,7 +179,11 @@ impl UserQuery {
     pub(crate) fn cursor_at(&self, portal: &PortalId, user: &UserId) -> Cursor {
         let id: String = user.id().bytes().map(|b| format!("{b:02x}")).collect();
         // An empty id still leaves a non-empty position: the kind and its dot.
-        Cursor::new(Self::LISTING, &self.fingerprint(portal), &format!("{}.{id}", user.kind().as_str()))
+        Cursor::new(
+            Self::LISTING,
+            &self.fingerprint(portal),
+            &format!("{}.{id}", user.kind().as_str()),
+        )
     }
 }
 
@@ -298,7 +302,9 @@ mod tests {
             UserId::contact("ünïcode.with.dots"),
         ] {
             let cursor = query.cursor_at(&portal, &user);
-            let position = cursor.position_in(UserQuery::LISTING, &query.fingerprint(&portal)).unwrap();
+            let position = cursor
+                .position_in(UserQuery::LISTING, &query.fingerprint(&portal))
+                .unwrap();
             assert_eq!(user_at(position).unwrap(), user);
         }
         for position in ["customer", "nobody.00", "customer.0", "customer.zz", "customer.ff"] {
@@ -307,6 +313,9 @@ mod tests {
         let other = UserQuery::new().status(StatusFilter::Enrolled);
         let cursor = query.cursor_at(&portal, &UserId::customer("c-1"));
         let policy = PortalPolicy::default();
-        assert!(matches!(other.after(cursor).resolve(&portal, &policy, 0), Err(Error::InvalidCursor(_))));
+        assert!(matches!(
+            other.after(cursor).resolve(&portal, &policy, 0),
+            Err(Error::InvalidCursor(_))
+        ));
     }
 }

@@ -8,10 +8,9 @@
 mod flows;
 
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::Duration;
 
-use flows::{Executor, Go, Phone, TestPortal, TestStore, enrol, portal_on};
-use portal_mfa::{Error, ManualClock, SqliteOptions, SqliteStore, UserId};
+use flows::{Go, Phone, TestPortal, TestStore, each_store_and_executor, enrol, portal_on};
+use portal_mfa::{Error, ManualClock, UserId};
 
 const THREADS: usize = 32;
 const TRIALS: usize = 200;
@@ -34,27 +33,6 @@ fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
         }
     });
     results.into_iter().map(|m| m.into_inner().unwrap()).collect()
-}
-
-/// Every store, through every executor: `(label, store)`, the store fresh.
-fn each_store_and_executor(run: impl Fn(&str, Arc<dyn TestStore>)) {
-    for executor in [Executor::Blocking, Executor::Async] {
-        flows::set_executor(executor);
-        let dir = flows::TempDir::new("races");
-        let sqlite = SqliteStore::open_with(
-            dir.file("mfa.db"),
-            SqliteOptions::new().busy_timeout(Duration::from_secs(30)),
-        )
-        .unwrap();
-        let stores: [(&str, Arc<dyn TestStore>); 3] = [
-            ("locking apply", flows::memory()),
-            ("compare-and-swap", flows::bytes(flows::kv::KvStore::default())),
-            ("sqlite", flows::bytes_in(sqlite, dir)),
-        ];
-        for (kind, store) in stores {
-            run(&format!("{kind} ({executor:?})"), store);
-        }
-    }
 }
 
 fn setup(store: Arc<dyn TestStore>) -> (TestPortal, ManualClock) {

@@ -574,7 +574,11 @@ fn audit_events_come_back_in_commit_order_on_every_store() {
                 .unwrap();
             committed.push((user.clone(), now));
         }
-        let all = portal.audit_events(EventQuery::portal(portal.id()).limit(portal_mfa::MAX_PAGE)).run().unwrap().items;
+        let all = portal
+            .audit_events(EventQuery::portal(portal.id()).limit(portal_mfa::MAX_PAGE))
+            .run()
+            .unwrap()
+            .items;
         let order: Vec<(UserId, u64)> = all.iter().map(|e| (e.user.clone().unwrap(), e.at)).collect();
         assert_eq!(order, committed, "{name}: commit order, not time order");
         let a: Vec<u64> = portal

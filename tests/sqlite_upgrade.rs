@@ -270,3 +270,49 @@ fn upgrader() {
         });
     let _ = SqliteStore::open_with(db, options);
 }
+
+/// A schema-2 file (this crate's unreleased main before user listings) opens
+/// as schema 3: the locked index in user order and the prune mark are added,
+/// and nothing else changes.
+#[test]
+fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
+    use flows::Go;
+    let dir = TempDir::new("v2");
+    let path = dir.file("mfa.db");
+    let clock = portal_mfa::ManualClock::at(flows::T0);
+    let user = portal_mfa::UserId::customer("c");
+    {
+        let store = portal_mfa::SqliteStore::open(&path).unwrap();
+        let portal = flows::portal_on(flows::bytes(store), &clock);
+        let (phone, _) = flows::enrol(&portal, &clock, &user);
+        portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap();
+    }
+    // Back to schema 2's layout.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE portal_mfa_pruned;
+         DROP INDEX portal_mfa_records_locked;
+         CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, locked_until) WHERE locked_until IS NOT NULL;
+         UPDATE portal_mfa_schema SET version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = portal_mfa::SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
+    let portal = flows::portal_on(flows::bytes(store), &clock);
+    let listed = portal.users(portal_mfa::UserQuery::new()).go().unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(listed.items[0].mfa_on());
+    clock.advance(3600);
+    let pruned = portal.prune_events(portal_mfa::Clock::now(&clock)).go().unwrap();
+    assert!(pruned >= 3, "enrolment and sign-in events: {pruned}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_index_info('portal_mfa_records_locked')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(columns, ["portal", "user_kind", "user_id", "locked_until"]);
+}

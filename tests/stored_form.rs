@@ -56,7 +56,11 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
         .unwrap();
     out.push((reset.clone(), portal.record(&reset).run().unwrap()));
     let _ = phone;
-    let events = portal.audit_events(EventQuery::portal(&portal_id()).limit(portal_mfa::MAX_PAGE)).run().unwrap().items;
+    let events = portal
+        .audit_events(EventQuery::portal(&portal_id()).limit(portal_mfa::MAX_PAGE))
+        .run()
+        .unwrap()
+        .items;
     (out, events)
 }
 

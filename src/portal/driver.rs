@@ -95,6 +95,12 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             let jitter = u64::from(self.rng().next_u32()) % (base / 2);
             Duration::from_micros(base / 2 + jitter)
         };
+        self.wait(pause, wait).await;
+    }
+
+    /// Waits `wait` the executor's way (zero: just yield): the thread sleeps,
+    /// the task awaits the host's timer or yields until it has passed.
+    pub(super) async fn wait(&self, pause: Pause, wait: Duration) {
         match (pause, &self.sleep) {
             (Pause::Thread, _) if wait.is_zero() => std::thread::yield_now(),
             (Pause::Thread, _) => std::thread::sleep(wait),

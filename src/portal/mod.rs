@@ -24,12 +24,12 @@ use crate::event::{AuditEvent, Notifier, ResetMode, ResetReason};
 use crate::ids::{Actor, Admin, AuthenticatorId, PortalId, SYSTEM, USER, UserId};
 use crate::keyring::Keyring;
 use crate::otp::{Secret, TotpParams};
+use crate::page::Page;
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
     Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
     StartedEnrolment,
 };
-use crate::page::Page;
 use crate::store::EventQuery;
 use crate::stored::decode_record;
 use crate::users::{UserQuery, UserStatus};
@@ -179,19 +179,22 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Answers how many were deleted.
     ///
     /// It deletes in batches of [`Portal::PRUNE_BATCH`], each its own short
-    /// store call, and yields between them, so sign-ins are never held up for
-    /// long. Run it from a scheduled job; it is safe to stop and run again.
+    /// store call, and rests as long as each batch took before the next, so
+    /// sign-ins are never held up for longer than one batch. Run it from a scheduled job; it is safe to stop and run again.
     pub fn prune_events(&self, before: u64) -> Op<'_, impl Work<'_, Store = S, Output = u64>> {
         self.op(move |d| async move {
             let mut total = 0u64;
             loop {
+                let started = std::time::Instant::now();
                 let deleted = d.backend.prune_events(&self.id, before, Self::PRUNE_BATCH).await?;
                 total += deleted as u64;
                 if deleted < Self::PRUNE_BATCH {
                     return Ok(total);
                 }
-                // Let the sign-ins waiting on the store in before the next batch.
-                self.back_off(d.pause, 0).await;
+                // Rest as long as the batch took: the sign-ins queued behind it
+                // get the store (a lock is rarely fair), and a prune takes at
+                // most half the store's time.
+                self.wait(d.pause, started.elapsed()).await;
             }
         })
     }

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{
-    Applied, ChangeFn, Commit, EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError, Stored, StoredEvent,
-    UserListing, Version,
+    Applied, ChangeFn, Commit, EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError, Stored,
+    StoredEvent, UserListing, Version,
 };
 use crate::ids::{PortalId, UserId};
 

@@ -10,7 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use super::{
-    Applied, Commit, EventPosition, EventQuery, RecordSummary, Step, StorageError, StorageErrorKind, UserListing, Version,
+    Applied, Commit, EventPosition, EventQuery, RecordSummary, Step, StorageError, StorageErrorKind, UserListing,
+    Version,
 };
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId, UserKind};
@@ -213,11 +214,25 @@ impl MemoryStore {
 
     pub(crate) fn read_events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, AuditEvent)>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
-        let selected = |(position, event): &&(EventPosition, AuditEvent)| query.follows(*position) && query.matches(event);
+        let selected =
+            |(position, event): &&(EventPosition, AuditEvent)| query.follows(*position) && query.matches(event);
         let page: Vec<_> = if query.newest_first {
-            state.events.iter().rev().filter(selected).take(query.limit).cloned().collect()
+            state
+                .events
+                .iter()
+                .rev()
+                .filter(selected)
+                .take(query.limit)
+                .cloned()
+                .collect()
         } else {
-            state.events.iter().filter(selected).take(query.limit).cloned().collect()
+            state
+                .events
+                .iter()
+                .filter(selected)
+                .take(query.limit)
+                .cloned()
+                .collect()
         };
         Ok(page)
     }
@@ -241,7 +256,12 @@ impl MemoryStore {
         Ok(deleted)
     }
 
-    pub(crate) fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+    pub(crate) fn count_events(
+        &self,
+        portal: &PortalId,
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<(String, u64)>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
         let mut counts = std::collections::BTreeMap::<&str, u64>::new();
         for (_, event) in &state.events {

@@ -101,9 +101,17 @@ impl MfaStore for KvStore {
             query.follows(**position) && query.selects(p, e.user.as_ref(), e.at)
         };
         let page = |events: &mut dyn Iterator<Item = (&EventPosition, &(PortalId, StoredEvent))>| {
-            events.filter(selected).take(query.limit).map(|(n, (_, e))| (*n, e.bytes.clone())).collect()
+            events
+                .filter(selected)
+                .take(query.limit)
+                .map(|(n, (_, e))| (*n, e.bytes.clone()))
+                .collect()
         };
-        Ok(if query.newest_first { page(&mut kv.events.iter().rev()) } else { page(&mut kv.events.iter()) })
+        Ok(if query.newest_first {
+            page(&mut kv.events.iter().rev())
+        } else {
+            page(&mut kv.events.iter())
+        })
     }
 
     fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
@@ -132,7 +140,10 @@ impl MfaStore for KvStore {
 
     fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
         let kv = self.kv();
-        let mine = kv.summaries.iter().filter(|((p, u), s)| *p == listing.portal && listing.selects(u, s));
+        let mine = kv
+            .summaries
+            .iter()
+            .filter(|((p, u), s)| *p == listing.portal && listing.selects(u, s));
         Ok(mine.take(listing.limit).map(|((_, u), s)| (u.clone(), *s)).collect())
     }
 

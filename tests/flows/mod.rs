@@ -46,6 +46,28 @@ pub fn bytes_in<S: MfaStore + 'static>(store: S, dir: TempDir) -> Arc<dyn TestSt
     })
 }
 
+/// Every store, through every executor: `(label, store)`, the store fresh.
+#[cfg(feature = "sqlite")]
+pub fn each_store_and_executor(run: impl Fn(&str, Arc<dyn TestStore>)) {
+    for executor in [Executor::Blocking, Executor::Async] {
+        set_executor(executor);
+        let dir = TempDir::new("stores");
+        let sqlite = portal_mfa::SqliteStore::open_with(
+            dir.file("mfa.db"),
+            portal_mfa::SqliteOptions::new().busy_timeout(std::time::Duration::from_secs(30)),
+        )
+        .unwrap();
+        let stores: [(&str, Arc<dyn TestStore>); 3] = [
+            ("locking apply", memory()),
+            ("compare-and-swap", bytes(kv::KvStore::default())),
+            ("sqlite", bytes_in(sqlite, dir)),
+        ];
+        for (kind, store) in stores {
+            run(&format!("{kind} ({executor:?})"), store);
+        }
+    }
+}
+
 /// Which executor runs the operations of this thread's test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Executor {
@@ -292,7 +314,10 @@ pub fn trail_of(portal: &TestPortal, user: &UserId) -> Vec<portal_mfa::AuditEven
     let oldest_first = all_pages(portal, query.clone());
     let mut newest_first = all_pages(portal, query.newest_first());
     newest_first.reverse();
-    assert_eq!(oldest_first, newest_first, "paging oldest first and newest first disagree");
+    assert_eq!(
+        oldest_first, newest_first,
+        "paging oldest first and newest first disagree"
+    );
     oldest_first
 }
 

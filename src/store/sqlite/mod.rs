@@ -396,19 +396,28 @@ fn pruned_below(tx: &Connection, portal: &PortalId) -> Result<i64, StorageError>
         .unwrap_or(0))
 }
 
-/// One link of a chain: the event at `seq` (the one before it, its time, its bytes).
-fn chain_link(tx: &Connection, seq: i64) -> Result<Option<(Option<i64>, u64, Vec<u8>)>, StorageError> {
+/// One link of an event chain: the event before it, its time, its bytes.
+type Link = (Option<i64>, u64, Vec<u8>);
+
+/// The link at `seq`, if that event is still there.
+fn chain_link(tx: &Connection, seq: i64) -> Result<Option<Link>, StorageError> {
     let link = tx
         .prepare_cached("SELECT prev, at, event FROM portal_mfa_events WHERE seq = ?1")
         .map_err(storage)?
-        .query_row([seq], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?, r.get(2)?)))
+        .query_row([seq], |r| {
+            Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+        })
         .optional()
         .map_err(storage)?;
     link.map(|(prev, at, event)| {
         if prev.is_some_and(|p| p >= seq) {
             return Err(corrupt("an event chain does not run backwards"));
         }
-        Ok((prev, u64::try_from(at).map_err(|_| corrupt("negative event time"))?, event))
+        Ok((
+            prev,
+            u64::try_from(at).map_err(|_| corrupt("negative event time"))?,
+            event,
+        ))
     })
     .transpose()
 }
@@ -435,10 +444,11 @@ fn user_page(
     let mut page = Vec::new();
     let mut oldest_first = Vec::new();
     while let Some(seq) = next.filter(|&seq| seq >= below) {
-        let (prev, at, event) = chain_link(tx, seq)?.ok_or_else(|| corrupt("an event chain points at a missing event"))?;
+        let (prev, at, event) =
+            chain_link(tx, seq)?.ok_or_else(|| corrupt("an event chain points at a missing event"))?;
         next = prev;
         let position = seq as EventPosition;
-        if !query.follows(position) || !query.from.is_none_or(|t| at >= t) || !query.until.is_none_or(|t| at < t) {
+        if !(query.follows(position) && query.selects(&query.portal, query.user.as_ref(), at)) {
             continue;
         }
         if query.newest_first {
@@ -626,7 +636,10 @@ impl MfaStore for SqliteStore {
     fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
         let (filter, bound) = match listing.filter {
             SummaryFilter::Any => ("", None),
-            SummaryFilter::MfaOff => ("AND authenticators = 0 AND NOT pending_enrolment AND NOT must_enrol", None),
+            SummaryFilter::MfaOff => (
+                "AND authenticators = 0 AND NOT pending_enrolment AND NOT must_enrol",
+                None,
+            ),
             SummaryFilter::Enrolled => ("AND authenticators > 0", None),
             SummaryFilter::PendingEnrolment => ("AND pending_enrolment", None),
             SummaryFilter::MustEnrol => ("AND must_enrol", None),
@@ -639,7 +652,11 @@ impl MfaStore for SqliteStore {
         };
         // Every variant binds the same six parameters; the unused ones are NULL.
         let bound_used = if bound.is_some() { "" } else { "AND ?6 IS NULL" };
-        let kind = if listing.kind.is_some() { "AND user_kind = ?2" } else { "AND ?2 IS NULL" };
+        let kind = if listing.kind.is_some() {
+            "AND user_kind = ?2"
+        } else {
+            "AND ?2 IS NULL"
+        };
         let after = if listing.after.is_some() {
             "AND (user_kind, user_id) > (?3, ?4)"
         } else {

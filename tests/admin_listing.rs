@@ -1,0 +1,503 @@
+//! The admin's views at any size: users by MFA status, the audit trail in
+//! pages either way, retention by pruning, counts per kind. Each runs on every
+//! store (memory, compare-and-swap key-value, SQLite) through both executors.
+
+#![cfg(feature = "sqlite")]
+
+mod flows;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use flows::{ADMIN, Go, TestPortal, TestStore, all_pages, each_store_and_executor, enrol, portal_on};
+use portal_mfa::{
+    Cursor, Enforcement, EnrolmentOptions, Error, EventKind, EventQuery, Grace, MAX_PAGE, ManualClock, Page, ResetMode,
+    ResetReason, StatusFilter, UserId, UserKind, UserQuery, UserStatus,
+};
+
+fn setup(store: Arc<dyn TestStore>) -> (TestPortal, ManualClock) {
+    let clock = ManualClock::at(flows::T0);
+    (portal_on(store, &clock), clock)
+}
+
+/// Every page of a user listing, in order.
+fn all_users(portal: &TestPortal, query: UserQuery) -> Vec<UserStatus> {
+    let mut users = Vec::new();
+    let mut next = Some(query);
+    while let Some(query) = next.take() {
+        let page: Page<UserStatus> = portal.users(query.clone()).go().unwrap();
+        assert!(page.items.len() <= query.limit.min(MAX_PAGE));
+        users.extend(page.items);
+        next = page.next.map(|cursor| query.after(cursor));
+    }
+    users
+}
+
+fn ids(users: &[UserStatus]) -> Vec<String> {
+    users.iter().map(|u| u.user.id().to_owned()).collect()
+}
+
+fn lock_out(portal: &TestPortal, user: &UserId) {
+    for _ in 0..100 {
+        if let Err(Error::LockedOut { .. }) = portal.verify_sign_in(user, "000000").go() {
+            return;
+        }
+    }
+    panic!("never locked");
+}
+
+#[test]
+fn admins_list_users_by_mfa_status_kind_and_page() {
+    each_store_and_executor(|label, store| {
+        let (portal, clock) = setup(store);
+        let grace = Grace::new(None, Some(2));
+        portal
+            .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) })
+            .go()
+            .unwrap();
+        let enrolled = UserId::customer("a-enrolled");
+        let pending = UserId::customer("b-pending");
+        let locked = UserId::customer("c-locked");
+        let reset = UserId::customer("d-reset");
+        let graced = UserId::customer("e-grace");
+        let vendor = UserId::vendor("f-vendor");
+        let (phone, _) = enrol(&portal, &clock, &enrolled);
+        portal.verify_sign_in(&enrolled, &phone.code(&clock)).go().unwrap();
+        let verified_at = portal_mfa::Clock::now(&clock);
+        portal
+            .start_enrolment(&pending, "b", "phone", EnrolmentOptions::default())
+            .go()
+            .unwrap();
+        enrol(&portal, &clock, &locked);
+        enrol(&portal, &clock, &reset);
+        portal
+            .admin_reset(&ADMIN, &reset, ResetReason::LostDevice, ResetMode::ForceReenrolment)
+            .go()
+            .unwrap();
+        portal.complete_grace_sign_in(&graced).go().unwrap();
+        enrol(&portal, &clock, &vendor);
+        lock_out(&portal, &locked);
+
+        let list = |status| ids(&all_users(&portal, UserQuery::new().status(status).limit(2)));
+        let everyone = list(StatusFilter::Any);
+        assert_eq!(
+            everyone,
+            ["a-enrolled", "b-pending", "c-locked", "d-reset", "e-grace", "f-vendor"],
+            "{label}: every user, kind then id"
+        );
+        assert_eq!(
+            list(StatusFilter::Enrolled),
+            ["a-enrolled", "c-locked", "f-vendor"],
+            "{label}"
+        );
+        assert_eq!(list(StatusFilter::PendingEnrolment), ["b-pending"], "{label}");
+        assert_eq!(list(StatusFilter::LockedOut), ["c-locked"], "{label}");
+        assert_eq!(list(StatusFilter::MustReenrol), ["d-reset"], "{label}");
+        assert_eq!(list(StatusFilter::MfaOff), ["e-grace"], "{label}");
+        assert_eq!(list(StatusFilter::InGrace), ["b-pending", "e-grace"], "{label}");
+        let vendors = all_users(&portal, UserQuery::new().kind(UserKind::Vendor));
+        assert_eq!(ids(&vendors), ["f-vendor"], "{label}");
+
+        let all = all_users(&portal, UserQuery::new());
+        let status = |id: &str| all.iter().find(|u| u.user.id() == id).unwrap().clone();
+        let a = status("a-enrolled");
+        assert!(
+            a.mfa_on() && a.authenticators == 1 && a.backup_codes_left == 10,
+            "{label}: {a:?}"
+        );
+        assert_eq!(a.last_verified_at, Some(verified_at), "{label}");
+        assert!(a.locked.is_none() && a.grace.is_none() && !a.must_reenrol, "{label}");
+        let c = status("c-locked");
+        let until = c.locked.and_then(|l| l.until).expect("a dated lock");
+        assert!(until > portal_mfa::Clock::now(&clock), "{label}");
+        assert!(status("d-reset").must_reenrol && !status("d-reset").mfa_on(), "{label}");
+        assert!(status("b-pending").pending_enrolment, "{label}");
+        let e = status("e-grace").grace.expect("in grace");
+        assert_eq!(e.sign_ins, Some(1), "{label}: one of two grace sign-ins left");
+
+        // The lock ends by itself: the listing follows the clock, not a write.
+        clock.set(until);
+        assert!(list(StatusFilter::LockedOut).is_empty(), "{label}");
+        // A grace with nothing left is no grace; without enforcement there is none at all.
+        portal.complete_grace_sign_in(&graced).go().unwrap();
+        assert_eq!(list(StatusFilter::InGrace), ["b-pending"], "{label}");
+        portal
+            .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
+            .go()
+            .unwrap();
+        assert!(list(StatusFilter::InGrace).is_empty(), "{label}");
+    });
+}
+
+#[test]
+fn user_pages_refuse_foreign_cursors_a_zero_limit_and_cap_a_huge_one() {
+    each_store_and_executor(|label, store| {
+        let (portal, _clock) = setup(store);
+        // More records than a page holds: admin resets make records without any crypto.
+        for i in 0..MAX_PAGE + 5 {
+            let user = UserId::new(
+                if i % 3 == 0 {
+                    UserKind::Vendor
+                } else {
+                    UserKind::Customer
+                },
+                format!("u{i:05}"),
+            );
+            portal
+                .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::RemoveOnly)
+                .go()
+                .unwrap();
+        }
+        let huge = portal.users(UserQuery::new().limit(usize::MAX)).go().unwrap();
+        assert_eq!(huge.items.len(), MAX_PAGE, "{label}: capped");
+        let rest = portal
+            .users(UserQuery::new().limit(usize::MAX).after(huge.next.clone().unwrap()))
+            .go()
+            .unwrap();
+        assert_eq!(rest.items.len(), 5, "{label}");
+        assert!(rest.next.is_none(), "{label}");
+        let mut seen: Vec<UserId> = huge.items.iter().chain(&rest.items).map(|u| u.user.clone()).collect();
+        let sorted = {
+            let mut s = seen.clone();
+            s.sort();
+            s
+        };
+        assert_eq!(seen, sorted, "{label}: one order on every store");
+        seen.dedup();
+        assert_eq!(seen.len(), MAX_PAGE + 5, "{label}: no user twice");
+
+        assert!(matches!(
+            portal.users(UserQuery::new().limit(0)).go(),
+            Err(Error::InvalidPageSize)
+        ));
+        let cursor = huge.next.unwrap();
+        for other in [
+            UserQuery::new().status(StatusFilter::MustReenrol),
+            UserQuery::new().kind(UserKind::Vendor),
+        ] {
+            let refused = portal.users(other.after(cursor.clone())).go();
+            assert!(matches!(refused, Err(Error::InvalidCursor(_))), "{label}: {refused:?}");
+        }
+        let events_cursor = portal
+            .audit_events(EventQuery::portal(portal.id()).limit(1))
+            .go()
+            .unwrap()
+            .next
+            .unwrap();
+        let refused = portal.users(UserQuery::new().after(events_cursor)).go();
+        assert!(
+            matches!(refused, Err(Error::InvalidCursor(_))),
+            "{label}: an event cursor"
+        );
+        // A cursor edited by hand still lists only this portal's users, from where it says.
+        let text = cursor.as_str();
+        let edited = format!("{}{}", &text[..text.len() - 2], "00");
+        if let Ok(edited) = Cursor::parse(&edited) {
+            match portal.users(UserQuery::new().after(edited)).go() {
+                Ok(page) => assert!(page.items.iter().all(|u| u.user.id().starts_with('u')), "{label}"),
+                Err(e) => assert!(matches!(e, Error::InvalidCursor(_)), "{label}: {e:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn the_audit_trail_pages_either_way_and_refuses_cursors_of_other_queries() {
+    each_store_and_executor(|label, store| {
+        let (portal, clock) = setup(store);
+        let alice = UserId::customer("alice");
+        let bob = UserId::vendor("bob");
+        for user in [&alice, &bob] {
+            let (phone, _) = enrol(&portal, &clock, user);
+            for _ in 0..3 {
+                portal.verify_sign_in(user, &phone.code(&clock)).go().unwrap();
+                clock.advance(30);
+            }
+        }
+        let everything = all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
+        for limit in [1, 2, 5] {
+            let query = EventQuery::portal(portal.id()).limit(limit);
+            assert_eq!(
+                all_pages(&portal, query.clone()),
+                everything,
+                "{label}: pages of {limit}"
+            );
+            let mut newest = all_pages(&portal, query.newest_first());
+            newest.reverse();
+            assert_eq!(newest, everything, "{label}: newest first, pages of {limit}");
+        }
+        let alices: Vec<_> = everything
+            .iter()
+            .filter(|e| e.user.as_ref() == Some(&alice))
+            .cloned()
+            .collect();
+        let query = EventQuery::portal(portal.id()).user(&alice).limit(2);
+        assert_eq!(all_pages(&portal, query.clone()), alices, "{label}");
+        let from = everything[3].at;
+        let until = everything[everything.len() - 2].at;
+        let window: Vec<_> = everything
+            .iter()
+            .filter(|e| (from..until).contains(&e.at))
+            .cloned()
+            .collect();
+        let ranged = EventQuery::portal(portal.id()).between(from, until).limit(2);
+        assert_eq!(all_pages(&portal, ranged.clone()), window, "{label}");
+
+        let cursor = portal.audit_events(query.clone()).go().unwrap().next.unwrap();
+        for other in [
+            EventQuery::portal(portal.id()).user(&bob).limit(2),
+            query.clone().newest_first(),
+            EventQuery::portal(portal.id()).limit(2),
+            ranged,
+        ] {
+            let refused = portal.audit_events(other.after(cursor.clone())).go();
+            assert!(matches!(refused, Err(Error::InvalidCursor(_))), "{label}: {refused:?}");
+        }
+        // The same query with another page size continues where it left off.
+        let rest = all_pages(&portal, query.clone().limit(100).after(cursor.clone()));
+        assert_eq!(rest, alices[2..], "{label}");
+        assert!(matches!(
+            portal.audit_events(query.clone().limit(0)).go(),
+            Err(Error::InvalidPageSize)
+        ));
+        // A cursor edited to any position still answers only Alice's events, in order.
+        let text = cursor.as_str();
+        let stem = &text[..text.rfind('.').unwrap() + 1];
+        for newest_first in [false, true] {
+            let q = if newest_first {
+                query.clone().newest_first()
+            } else {
+                query.clone()
+            };
+            let cursor = portal.audit_events(q.clone()).go().unwrap().next.unwrap();
+            let stem_q = &cursor.as_str()[..cursor.as_str().rfind('.').unwrap() + 1];
+            for position in 0..40 {
+                let edited = Cursor::parse(&format!("{stem_q}{position}")).unwrap();
+                let page = portal.audit_events(q.clone().limit(100).after(edited)).go().unwrap();
+                let mut expected: Vec<_> = page.items.clone();
+                assert!(
+                    page.items.iter().all(|e| e.user.as_ref() == Some(&alice)),
+                    "{label}: position {position}"
+                );
+                if newest_first {
+                    expected.reverse();
+                }
+                let suffix = &alices[alices.len() - expected.len()..];
+                if !newest_first {
+                    assert_eq!(expected, suffix, "{label}: position {position}");
+                }
+            }
+        }
+        assert!(Cursor::parse(&format!("{stem}x")).is_ok_and(|c| matches!(
+            portal.audit_events(query.clone().after(c)).go(),
+            Err(Error::InvalidCursor(_))
+        )));
+    });
+}
+
+#[test]
+fn pruning_cuts_the_trail_from_its_start_in_batches() {
+    each_store_and_executor(|label, store| {
+        let (portal, clock) = setup(store);
+        let user = UserId::customer("old-timer");
+        let (phone, _) = enrol(&portal, &clock, &user);
+        // More old events than one batch: policy changes, one event each.
+        let old = portal_mfa::Portal::<(), ManualClock>::PRUNE_BATCH + 7;
+        for i in 0..old {
+            let enforcement = if i % 2 == 0 {
+                Enforcement::Enforced { grace: None }
+            } else {
+                Enforcement::SelfConfigured
+            };
+            portal.set_enforcement(&ADMIN, enforcement).go().unwrap();
+        }
+        clock.advance(3600);
+        let cut = portal_mfa::Clock::now(&clock);
+        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+        let before = all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
+        let older = before.iter().filter(|e| e.at < cut).count();
+        assert!(older > old, "{label}");
+        assert_eq!(portal.prune_events(cut).go().unwrap(), older as u64, "{label}");
+        let after = all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
+        assert_eq!(after, before[older..], "{label}: exactly the older prefix is gone");
+        // The user's trail is what is left of it, read either way, and grows on.
+        assert_eq!(flows::trail_of(&portal, &user).len(), 1, "{label}");
+        clock.advance(30);
+        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+        assert_eq!(flows::trail_of(&portal, &user).len(), 2, "{label}");
+        assert_eq!(
+            portal.prune_events(cut).go().unwrap(),
+            0,
+            "{label}: nothing more to prune"
+        );
+
+        // A clock that ran backwards: the early-stamped event after a later one waits for it.
+        clock.advance(100);
+        let grace = Some(Grace::new(None, Some(1)));
+        portal
+            .set_enforcement(&ADMIN, Enforcement::Enforced { grace })
+            .go()
+            .unwrap();
+        clock.set(cut + 10);
+        portal
+            .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
+            .go()
+            .unwrap();
+        let deleted = portal.prune_events(cut + 50).go().unwrap();
+        assert_eq!(
+            deleted, 2,
+            "{label}: the two sign-ins before the cut; the trail keeps no holes"
+        );
+        let left = all_pages(&portal, EventQuery::portal(portal.id()));
+        assert_eq!(left.len(), 2, "{label}");
+        assert_eq!(
+            left[1].at,
+            cut + 10,
+            "{label}: the straggler is kept, after the event before it"
+        );
+    });
+}
+
+#[test]
+fn counts_per_kind_over_a_time_range_feed_a_dashboard() {
+    each_store_and_executor(|label, store| {
+        let (portal, clock) = setup(store);
+        let user = UserId::customer("c");
+        let (phone, _) = enrol(&portal, &clock, &user);
+        let start = portal_mfa::Clock::now(&clock);
+        for _ in 0..3 {
+            assert!(portal.verify_sign_in(&user, "000000").go().is_err());
+        }
+        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+        clock.advance(86_400);
+        assert!(portal.verify_sign_in(&user, "000000").go().is_err());
+        let day = portal.event_counts(start, start + 86_400).go().unwrap();
+        let failed = EventKind::VerificationFailed {
+            consecutive_failures: 0,
+        }
+        .name();
+        assert_eq!(day.get(failed), Some(&3), "{label}: {day:?}");
+        assert_eq!(day.get("verified"), Some(&1), "{label}");
+        assert!(
+            !day.contains_key("authenticator_added"),
+            "{label}: enrolment was before the range"
+        );
+        let all = portal.event_counts(0, u64::MAX).go().unwrap();
+        assert_eq!(all.get(failed), Some(&4), "{label}");
+        let trail = all_pages(&portal, EventQuery::portal(portal.id()));
+        assert_eq!(all.values().sum::<u64>(), trail.len() as u64, "{label}");
+        let kinds: BTreeSet<&str> = trail.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            all.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            kinds,
+            "{label}"
+        );
+        assert!(
+            portal.event_counts(start, start).go().unwrap().is_empty(),
+            "{label}: an empty range"
+        );
+    });
+}
+
+/// Retention on a busy SQLite file: 200 000 old events pruned while a user
+/// keeps signing in. Each batch is its own short transaction, so sign-ins
+/// slip in between; the test reports the longest one.
+#[test]
+fn sign_ins_go_on_while_a_prune_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const OLD: usize = 200_000;
+    flows::set_executor(flows::Executor::Blocking);
+    let dir = flows::TempDir::new("prune");
+    let path = dir.file("mfa.db");
+    let store = portal_mfa::SqliteStore::open(&path).unwrap();
+    let clock = ManualClock::at(flows::T0);
+    let portal = portal_on(flows::bytes(store), &clock);
+    // Old history, written straight into the table (the bytes of one real event; pruning never reads them).
+    portal
+        .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
+        .go()
+        .unwrap();
+    portal
+        .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
+        .go()
+        .unwrap();
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let bytes: Vec<u8> = tx
+            .query_row("SELECT event FROM portal_mfa_events", [], |r| r.get(0))
+            .unwrap();
+        tx.execute("DELETE FROM portal_mfa_events", []).unwrap();
+        tx.execute("UPDATE portal_mfa_policies SET last_event = NULL", [])
+            .unwrap();
+        let mut insert = tx
+            .prepare("INSERT INTO portal_mfa_events (portal, at, kind, prev, event) VALUES (?1, 1000, 'enforcement_changed', NULL, ?2)")
+            .unwrap();
+        for _ in 0..OLD {
+            insert.execute(rusqlite::params![portal.id().as_str(), bytes]).unwrap();
+        }
+        drop(insert);
+        tx.commit().unwrap();
+    }
+    let user = UserId::customer("busy");
+    let (phone, _) = enrol(&portal, &clock, &user);
+
+    let done = AtomicBool::new(false);
+    let (pruned, took, sign_ins) = std::thread::scope(|s| {
+        let pruner = s.spawn(|| {
+            let start = Instant::now();
+            let pruned = portal.prune_events(2000).run().unwrap();
+            done.store(true, Ordering::SeqCst);
+            (pruned, start.elapsed())
+        });
+        let mut sign_ins: Vec<Duration> = Vec::new();
+        while !done.load(Ordering::SeqCst) {
+            let code = phone.code(&clock);
+            let start = Instant::now();
+            portal.verify_sign_in(&user, &code).run().unwrap();
+            sign_ins.push(start.elapsed());
+            clock.advance(30);
+        }
+        let (pruned, took) = pruner.join().unwrap();
+        (pruned, took, sign_ins)
+    });
+    assert_eq!(pruned, OLD as u64);
+    let mut sorted = sign_ins.clone();
+    sorted.sort();
+    let longest = *sorted.last().unwrap();
+    let median = sorted[sorted.len() / 2];
+    println!(
+        "pruned {OLD} events in {took:?} ({} batches); {} sign-ins meanwhile: median {median:?}, longest {longest:?}",
+        OLD.div_ceil(portal_mfa::Portal::<(), ManualClock>::PRUNE_BATCH),
+        sorted.len()
+    );
+    assert!(
+        sorted.len() >= 5,
+        "sign-ins ran between the batches, not after the prune"
+    );
+    assert!(
+        longest < Duration::from_secs(1),
+        "no sign-in waited for the whole prune: {longest:?}"
+    );
+    // Every sign-in made during the prune is in the trail; the old history is gone.
+    // (Newest first: one user's trail oldest first walks all of it per page on SQLite.)
+    let trail = all_pages(
+        &portal,
+        EventQuery::portal(portal.id())
+            .user(&user)
+            .newest_first()
+            .limit(MAX_PAGE),
+    );
+    let verified = trail
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Verified { .. }))
+        .count();
+    assert_eq!(verified, sign_ins.len());
+    assert!(
+        all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE))
+            .iter()
+            .all(|e| e.at >= flows::T0)
+    );
+}
