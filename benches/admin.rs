@@ -82,7 +82,11 @@ fn build(path: &PathBuf) {
         .query_row("SELECT record FROM portal_mfa_records", [], |r| r.get(0))
         .expect("record");
     let event: Vec<u8> = conn
-        .query_row("SELECT event FROM portal_mfa_events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT event FROM portal_mfa_events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .expect("event");
     let tx = conn.transaction().expect("tx");
     tx.execute_batch("DELETE FROM portal_mfa_events; DELETE FROM portal_mfa_records;")
@@ -116,7 +120,8 @@ fn build(path: &PathBuf) {
         }
     }
     tx.commit().expect("commit");
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
 }
 
 fn admin(c: &mut Criterion) {
@@ -136,7 +141,10 @@ fn admin(c: &mut Criterion) {
     }
     let page_1000 = locked.clone().after(cursor.expect("a thousandth page"));
     let busy = EventQuery::portal(portal.id()).user(&user(0)).newest_first().limit(100);
-    assert_eq!(portal.audit_events(busy.clone()).run().expect("events").items.len(), 100);
+    assert_eq!(
+        portal.audit_events(busy.clone()).run().expect("events").items.len(),
+        100
+    );
 
     let mut group = c.benchmark_group("admin_sqlite");
     group.sample_size(50).measurement_time(Duration::from_secs(4));

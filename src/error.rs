@@ -324,6 +324,9 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Writing an export failed (the writer's own error: a closed pipe, a full disk).
+    #[error("the export could not be written")]
+    Export(#[source] std::io::Error),
     /// Other writers kept changing the record; gave up after this many attempts.
     #[error("the record kept changing under concurrent writers ({attempts} attempts)")]
     Conflict {
@@ -387,7 +390,9 @@ impl Error {
             | Self::EnrolmentCancelled
             | Self::UnknownAuthenticator => ErrorKind::NotFound,
             Self::Conflict { .. } => ErrorKind::Conflict,
-            Self::Storage(_) | Self::CorruptRecord(_) | Self::IncompatibleFormat { .. } => ErrorKind::Storage,
+            Self::Storage(_) | Self::CorruptRecord(_) | Self::IncompatibleFormat { .. } | Self::Export(_) => {
+                ErrorKind::Storage
+            }
             Self::TimeBeforeEpoch
             | Self::ClockOutOfRange
             | Self::KeyUnavailable { .. }

@@ -12,6 +12,8 @@ use crate::policy::{Enforcement, SignInMethod};
 /// Why an admin reset a user's MFA (the reasons the feature requests list).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", content = "note", rename_all = "snake_case"))]
 pub enum ResetReason {
     /// The phone with the authenticator is lost.
     LostDevice,
@@ -28,6 +30,8 @@ pub enum ResetReason {
 /// What a reset leaves the user with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ResetMode {
     /// The default: the user must enrol again at the next sign-in, even where
     /// the policy does not enforce MFA.
@@ -41,6 +45,11 @@ pub enum ResetMode {
 /// How a sign-in's second factor was proven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "type", content = "authenticator", rename_all = "snake_case")
+)]
 pub enum Factor {
     /// A TOTP code from this authenticator.
     Totp(AuthenticatorId),
@@ -51,6 +60,8 @@ pub enum Factor {
 /// Why an authenticator was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum RemovalCause {
     /// The user deleted it.
     Deleted,
@@ -63,6 +74,8 @@ pub enum RemovalCause {
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum EventKind {
     /// The portal's enforcement changed.
     EnforcementChanged {
@@ -196,6 +209,7 @@ impl EventKind {
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AuditEvent {
     /// Unix time.
     pub at: u64,
@@ -206,6 +220,7 @@ pub struct AuditEvent {
     /// Who caused it.
     pub actor: Actor,
     /// What happened.
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub kind: EventKind,
 }
 

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 /// A portal (one MFA policy), e.g. a customer portal shared by customers and vendors.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct PortalId(Arc<str>);
 
 impl PortalId {
@@ -21,6 +23,8 @@ impl PortalId {
 /// The kinds of portal user the product documents name. One portal policy covers every kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum UserKind {
     /// A customer of the portal's owner.
     Customer,
@@ -67,6 +71,7 @@ impl PartialOrd for UserKind {
 
 /// A portal user: their kind and the host's identifier for them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct UserId {
     kind: UserKind,
     id: Arc<str>,
@@ -112,6 +117,8 @@ impl core::fmt::Display for UserId {
 
 /// One of a user's authenticators, numbered from 1 within the user's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct AuthenticatorId(pub u32);
 
 impl core::fmt::Display for AuthenticatorId {
@@ -161,6 +168,8 @@ pub(crate) static SYSTEM: Actor = Actor::System;
 /// Who caused an event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", content = "name", rename_all = "snake_case"))]
 pub enum Actor {
     /// The user the record belongs to.
     User,

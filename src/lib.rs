@@ -11,6 +11,8 @@ mod error;
 mod event;
 pub mod guide;
 mod ids;
+#[cfg(feature = "serde")]
+mod json;
 mod keyring;
 mod notice;
 mod otp;

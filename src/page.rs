@@ -16,6 +16,8 @@ pub const MAX_PAGE: usize = 1000;
 
 /// Where the next page of a listing starts: give it back with the same query.
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "String", into = "String"))]
 pub struct Cursor(Box<str>);
 
 /// The longest cursor text accepted: a user id of up to 512 bytes, in hex, and the rest.
@@ -136,6 +138,7 @@ pub(crate) fn page_size(limit: usize) -> Result<usize> {
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Page<T> {
     /// The items, in the listing's order.
     pub items: Vec<T>,

@@ -7,6 +7,8 @@ use crate::otp::{TotpParams, Window};
 /// How users of the portal sign in before MFA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum SignInMethod {
     /// Email and password, then MFA from this crate.
     #[default]
@@ -20,6 +22,7 @@ pub enum SignInMethod {
 /// The grace lasts while *both* limits that are set still hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Grace {
     /// Unix time after which no grace sign-in is allowed.
     pub until: Option<u64>,
@@ -38,6 +41,8 @@ impl Grace {
 /// Whether the admin enforces MFA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "mode", rename_all = "snake_case"))]
 pub enum Enforcement {
     /// Off (the default): each user may turn MFA on for their own account.
     #[default]
@@ -123,6 +128,11 @@ impl Default for LockoutRule {
 /// describe: not enforced, password sign-in, SHA-1/6 digits/30 s, ±1 step,
 /// 5 failures, 10-minute enrolments, 10 backup codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "crate::json::PolicyJson", into = "crate::json::PolicyJson")
+)]
 pub struct PortalPolicy {
     enforcement: Enforcement,
     sign_in: SignInMethod,

@@ -15,6 +15,8 @@ use crate::store::{RecordSummary, SummaryFilter, UserListing};
 /// Which users [`Portal::users`](crate::Portal::users) lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum StatusFilter {
     /// Every user with a record.
     #[default]
@@ -216,6 +218,7 @@ fn active_grace(policy: &PortalPolicy, now: u64) -> Option<Option<u32>> {
 /// A lock on a user's MFA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Lock {
     /// When it ends (Unix time); `None`: when an admin resets the user's MFA.
     pub until: Option<u64>,
@@ -224,6 +227,7 @@ pub struct Lock {
 /// What is left of a user's grace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GraceLeft {
     /// Grace sign-ins left, if counted.
     pub sign_ins: Option<u32>,
@@ -234,6 +238,7 @@ pub struct GraceLeft {
 /// One user's MFA status, for an admin's list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct UserStatus {
     /// The user.
     pub user: UserId,

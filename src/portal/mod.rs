@@ -172,6 +172,38 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         })
     }
 
+    /// Writes every event `query` selects to `out` as JSON Lines (one
+    /// [`AuditEvent`] per line, the shape the README documents), reading the
+    /// store a page of [`MAX_PAGE`](crate::MAX_PAGE) at a time: memory stays
+    /// one page however long the trail. The query's cursor, if any, is where
+    /// it starts; its limit is ignored. Answers how many events were written.
+    ///
+    /// Errors: [`Error::Export`] when `out` fails; what was written before stays written.
+    #[cfg(feature = "serde")]
+    pub fn export_events<'a>(
+        &'a self,
+        query: EventQuery,
+        out: &'a mut (dyn std::io::Write + Send),
+    ) -> Op<'a, impl Work<'a, Store = S, Output = u64>> {
+        self.op(move |d| async move {
+            let mut written = 0u64;
+            let mut next = Some(query.limit(crate::page::MAX_PAGE));
+            while let Some(query) = next.take() {
+                let (resolved, size) = query.clone().resolve(&self.id)?;
+                let rows = d.backend.read_events(&resolved).await?;
+                let page = Page::of(rows, size, |(position, _)| resolved.cursor_at(*position));
+                for (_, event) in &page.items {
+                    serde_json::to_writer(&mut *out, event).map_err(|e| Error::Export(e.into()))?;
+                    out.write_all(b"\n").map_err(Error::Export)?;
+                    written += 1;
+                }
+                next = page.next.map(|cursor| query.after(cursor));
+            }
+            out.flush().map_err(Error::Export)?;
+            Ok(written)
+        })
+    }
+
     /// Deletes this portal's audit events from before `before` (Unix time),
     /// oldest first in commit order, stopping at the first event at or after
     /// it: the trail is cut from its start, never with holes (an event

@@ -68,6 +68,8 @@ pub struct Outcome<T> {
 /// What the host does after the password step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "step", rename_all = "snake_case"))]
 pub enum SignInStep {
     /// No second factor: sign the user in.
     NoMfaNeeded,
@@ -100,6 +102,8 @@ pub enum SignInStep {
 /// Why a user must enrol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum EnrolReason {
     /// The portal enforces MFA.
     PolicyEnforced,
