@@ -501,3 +501,61 @@ fn sign_ins_go_on_while_a_prune_runs() {
             .all(|e| e.at >= flows::T0)
     );
 }
+
+/// The JSON Lines export reads the store a page at a time and writes each
+/// page before reading the next: memory stays one page, however long the trail.
+#[cfg(feature = "serde")]
+#[test]
+fn the_json_lines_export_streams_page_by_page() {
+    use std::sync::atomic::Ordering;
+    const EVENTS: usize = 2 * MAX_PAGE + 500;
+    for executor in [flows::Executor::Blocking, flows::Executor::Async] {
+        flows::set_executor(executor);
+        let store = Arc::new(flows::Both::new(flows::kv::KvStore::default()));
+        let (portal, _clock) = setup(store.clone());
+        for i in 0..EVENTS {
+            let user = UserId::customer(format!("u{i}"));
+            portal
+                .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::RemoveOnly)
+                .go()
+                .unwrap();
+        }
+        /// Notes, for each line written, how many pages had been read by then.
+        struct Watch<'a>(&'a flows::Both<flows::kv::KvStore>, Vec<u32>);
+        impl std::io::Write for Watch<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                for _ in buf.iter().filter(|&&b| b == b'\n') {
+                    self.1.push(self.0.event_reads.load(Ordering::SeqCst));
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        store.event_reads.store(0, Ordering::SeqCst);
+        let mut watch = Watch(&store, Vec::new());
+        let query = EventQuery::portal(portal.id());
+        let written = portal.export_events(query, &mut watch).go().unwrap();
+        assert_eq!(written, EVENTS as u64);
+        let pages = watch.1;
+        assert_eq!(pages.len(), EVENTS);
+        assert_eq!(pages[0], 1, "{executor:?}: the first page is written before the second is read");
+        assert_eq!(pages[MAX_PAGE], 2, "{executor:?}");
+        assert_eq!(pages[EVENTS - 1], 3, "{executor:?}");
+        assert_eq!(store.event_reads.load(Ordering::SeqCst), 3, "{executor:?}: three pages in all");
+
+        /// A writer that fails: the export answers a typed error.
+        struct Broken;
+        impl std::io::Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let failed = portal.export_events(EventQuery::portal(portal.id()), &mut Broken).go();
+        assert!(matches!(failed, Err(Error::Export(_))), "{failed:?}");
+    }
+}

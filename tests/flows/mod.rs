@@ -116,6 +116,8 @@ pub struct Both<S: ?Sized> {
     /// Commits to lose before the next one wins, as if another writer had
     /// always come first (for tests of the retry loop).
     pub conflicts: AtomicU32,
+    /// Pages of events read so far (either trait).
+    pub event_reads: AtomicU32,
     /// The temporary directory the store's files live in, removed with it.
     pub dir: Option<TempDir>,
     pub store: Arc<S>,
@@ -125,6 +127,7 @@ impl<S> Both<S> {
     pub fn new(store: impl Into<Arc<S>>) -> Self {
         Self {
             conflicts: AtomicU32::new(0),
+            event_reads: AtomicU32::new(0),
             dir: None,
             store: store.into(),
         }
@@ -185,6 +188,7 @@ impl<S: MfaStore + ?Sized> MfaStore for Both<S> {
         self.store.commit_policy(p, v, b, e)
     }
     fn events(&self, q: &portal_mfa::EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
+        self.event_reads.fetch_add(1, Ordering::SeqCst);
         self.store.events(q)
     }
     fn prune_events(&self, p: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
@@ -233,7 +237,7 @@ impl<S: MfaStore + ?Sized> AsyncMfaStore for Both<S> {
         later(move || self.store.commit_policy(p, v, b, e))
     }
     fn events<'a>(&'a self, q: &'a portal_mfa::EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
-        later(move || self.store.events(q))
+        later(move || MfaStore::events(self, q))
     }
     fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
         later(move || self.store.prune_events(p, before, max))
