@@ -540,10 +540,17 @@ fn the_json_lines_export_streams_page_by_page() {
         assert_eq!(written, EVENTS as u64);
         let pages = watch.1;
         assert_eq!(pages.len(), EVENTS);
-        assert_eq!(pages[0], 1, "{executor:?}: the first page is written before the second is read");
+        assert_eq!(
+            pages[0], 1,
+            "{executor:?}: the first page is written before the second is read"
+        );
         assert_eq!(pages[MAX_PAGE], 2, "{executor:?}");
         assert_eq!(pages[EVENTS - 1], 3, "{executor:?}");
-        assert_eq!(store.event_reads.load(Ordering::SeqCst), 3, "{executor:?}: three pages in all");
+        assert_eq!(
+            store.event_reads.load(Ordering::SeqCst),
+            3,
+            "{executor:?}: three pages in all"
+        );
 
         /// A writer that fails: the export answers a typed error.
         struct Broken;

@@ -50,7 +50,11 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             };
             match applied {
                 Applied::Done => return self.settle(step.answer),
-                Applied::Conflict => self.back_off(driver.pause, attempt).await,
+                Applied::Conflict => {
+                    #[cfg(feature = "tracing")]
+                    super::trace::retried(attempt + 1);
+                    self.back_off(driver.pause, attempt).await
+                }
             }
         }
         Err(Error::Conflict {
@@ -76,7 +80,11 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 .await?
             {
                 Commit::Committed(_) => return Ok(planned.new),
-                Commit::Conflict => self.back_off(driver.pause, attempt).await,
+                Commit::Conflict => {
+                    #[cfg(feature = "tracing")]
+                    super::trace::retried(attempt + 1);
+                    self.back_off(driver.pause, attempt).await
+                }
             }
         }
         Err(Error::Conflict {

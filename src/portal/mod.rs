@@ -7,6 +7,8 @@
 
 mod driver;
 mod op;
+#[cfg(feature = "tracing")]
+mod trace;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -140,7 +142,7 @@ impl<S> Portal<S> {
 impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// The portal's policy now.
     pub fn policy(&self) -> Op<'_, impl Work<'_, Store = S, Output = PortalPolicy>> {
-        self.op(move |d| async move {
+        self.op("policy", None, move |d| async move {
             Ok(d.backend
                 .read_policy(&self.id)
                 .await?
@@ -150,7 +152,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     /// A user's record (a fresh one if they never had one). Secrets stay redacted in `Debug`.
     pub fn record<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = MfaRecord>> {
-        self.on_user(user, &USER, |record, _| Outcome {
+        self.on_user("record", user, &USER, |record, _| Outcome {
             result: Ok(record.clone()),
             record,
             changed: false,
@@ -165,7 +167,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Errors: [`Error::InvalidCursor`] for a cursor of another query,
     /// [`Error::InvalidPageSize`] for a limit of 0.
     pub fn audit_events(&self, query: EventQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<AuditEvent>>> {
-        self.op(move |d| async move {
+        self.op("audit_events", None, move |d| async move {
             let (query, size) = query.resolve(&self.id)?;
             let rows = d.backend.read_events(&query).await?;
             Page::of(rows, size, |(position, _)| query.cursor_at(*position)).try_map(|(_, event)| Ok(event))
@@ -185,7 +187,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         query: EventQuery,
         out: &'a mut (dyn std::io::Write + Send),
     ) -> Op<'a, impl Work<'a, Store = S, Output = u64>> {
-        self.op(move |d| async move {
+        self.op("export_events", None, move |d| async move {
             let mut written = 0u64;
             let mut next = Some(query.limit(crate::page::MAX_PAGE));
             while let Some(query) = next.take() {
@@ -214,7 +216,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// store call, and rests as long as each batch took before the next, so
     /// sign-ins are never held up for longer than one batch. Run it from a scheduled job; it is safe to stop and run again.
     pub fn prune_events(&self, before: u64) -> Op<'_, impl Work<'_, Store = S, Output = u64>> {
-        self.op(move |d| async move {
+        self.op("prune_events", None, move |d| async move {
             let mut total = 0u64;
             loop {
                 let started = std::time::Instant::now();
@@ -239,7 +241,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         from: u64,
         until: u64,
     ) -> Op<'_, impl Work<'_, Store = S, Output = BTreeMap<String, u64>>> {
-        self.op(move |d| async move {
+        self.op("event_counts", None, move |d| async move {
             let counts = d.backend.count_events(&self.id, from, until).await?;
             Ok(counts.into_iter().collect())
         })
@@ -253,7 +255,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// MFA has none (and MFA off). Errors: [`Error::InvalidCursor`] for a
     /// cursor of other filters, [`Error::InvalidPageSize`] for a limit of 0.
     pub fn users(&self, query: UserQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<UserStatus>>> {
-        self.op(move |d| async move {
+        self.op("users", None, move |d| async move {
             let policy = d
                 .backend
                 .read_policy(&self.id)
@@ -286,7 +288,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         after: Option<&'a UserId>,
         batch: usize,
     ) -> Op<'a, impl Work<'a, Store = S, Output = ResealProgress>> {
-        self.op(move |d| async move {
+        self.op("reseal", None, move |d| async move {
             let keyring = self.keyring()?;
             let batch = batch.max(1);
             let page = d.backend.stored_records(&self.id, after, batch).await?;
@@ -345,7 +347,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         admin: &'a Admin,
         enforcement: Enforcement,
     ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
-        self.update_policy(admin, move |p| p.with_enforcement(enforcement))
+        self.change_policy("set_enforcement", admin, move |p| p.with_enforcement(enforcement))
     }
 
     /// Admin: changes the sign-in method. Switching an enforced portal to SAML is refused.
@@ -354,7 +356,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         admin: &'a Admin,
         method: SignInMethod,
     ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
-        self.update_policy(admin, move |p| p.with_sign_in_method(method))
+        self.change_policy("set_sign_in_method", admin, move |p| p.with_sign_in_method(method))
     }
 
     /// Admin: any policy change, validated by the `PortalPolicy` builders `change` uses.
@@ -364,7 +366,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         admin: &'a Admin,
         change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync + 'a,
     ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
-        self.op(move |d| self.on_policy(d, admin.actor(), change))
+        self.change_policy("update_policy", admin, change)
     }
 
     // ----- user flows -----
@@ -373,7 +375,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// reload that asks again changes nothing. Keep the answer in the host's
     /// server-side session between the password page and the code page.
     pub fn begin_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = SignInStep>> {
-        self.on_user(user, &USER, |record, ctx| record.sign_in_step(ctx))
+        self.on_user("begin_sign_in", user, &USER, |record, ctx| record.sign_in_step(ctx))
     }
 
     /// Spends a grace sign-in: call it when the host signs the user in under
@@ -385,7 +387,9 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         user: &'a UserId,
     ) -> Op<'a, impl Work<'a, Store = S, Output = SignInStep>> {
-        self.on_user(user, &USER, |record, ctx| record.complete_grace_sign_in(ctx))
+        self.on_user("complete_grace_sign_in", user, &USER, |record, ctx| {
+            record.complete_grace_sign_in(ctx)
+        })
     }
 
     /// Checks a TOTP code or a backup code typed at sign-in.
@@ -410,7 +414,9 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         input: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = SignInVerified>> {
-        self.on_user(user, &USER, move |record, ctx| record.verify(ctx, input))
+        self.on_user("verify_sign_in", user, &USER, move |record, ctx| {
+            record.verify(ctx, input)
+        })
     }
 
     /// Starts enrolling an authenticator: a new secret, its URI and QR code.
@@ -435,7 +441,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         options: EnrolmentOptions<'a>,
     ) -> Op<'a, impl Work<'a, Store = S, Output = StartedEnrolment>> {
         let (secret, request) = self.enrolment(account, label, options);
-        self.on_user(user, &USER, move |record, ctx| {
+        self.on_user("start_enrolment", user, &USER, move |record, ctx| {
             record.start_enrolment(ctx, request, secret.clone())
         })
     }
@@ -446,14 +452,16 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         code: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = EnrolmentConfirmed>> {
-        self.on_user(user, &USER, move |record, ctx| {
+        self.on_user("confirm_enrolment", user, &USER, move |record, ctx| {
             record.confirm_enrolment(ctx, code, &mut *self.rng())
         })
     }
 
     /// Abandons the pending enrolment.
     pub fn cancel_enrolment<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = ()>> {
-        self.on_user(user, &USER, |record, ctx| record.cancel_enrolment(ctx))
+        self.on_user("cancel_enrolment", user, &USER, |record, ctx| {
+            record.cancel_enrolment(ctx)
+        })
     }
 
     /// Deletes an authenticator, after a fresh code.
@@ -463,7 +471,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         authenticator: AuthenticatorId,
         proof: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = ()>> {
-        self.on_user(user, &USER, move |record, ctx| {
+        self.on_user("delete_authenticator", user, &USER, move |record, ctx| {
             record.delete_authenticator(ctx, authenticator, proof)
         })
     }
@@ -474,7 +482,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         proof: &'a str,
     ) -> Op<'a, impl Work<'a, Store = S, Output = IssuedBackupCodes>> {
-        self.on_user(user, &USER, move |record, ctx| {
+        self.on_user("regenerate_backup_codes", user, &USER, move |record, ctx| {
             record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
         })
     }
@@ -501,7 +509,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         reason: ResetReason,
         mode: ResetMode,
     ) -> Op<'a, impl Work<'a, Store = S, Output = ResetSummary>> {
-        self.on_user(user, admin.actor(), move |record, ctx| {
+        self.on_user("admin_reset", user, admin.actor(), move |record, ctx| {
             record.admin_reset(ctx, reason.clone(), mode)
         })
     }
@@ -515,30 +523,49 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         secret: Secret,
         params: TotpParams,
     ) -> Op<'a, impl Work<'a, Store = S, Output = AuthenticatorId>> {
-        self.on_user(user, admin.actor(), move |record, ctx| {
+        self.on_user("import_authenticator", user, admin.actor(), move |record, ctx| {
             record.import_authenticator(ctx, label, secret.clone(), params)
         })
     }
 
-    /// An operation whose body is `body`, run by whichever executor runs the [`Op`].
-    fn op<'a, T, Fut>(
+    /// An operation whose body is `body`, run by whichever executor runs the
+    /// [`Op`]; with the `tracing` feature, inside a span named `portal_mfa`
+    /// (`name` is its `op` field; see the README for every field).
+    fn op<'a, T: 'a, Fut>(
         &'a self,
+        name: &'static str,
+        user: Option<&'a UserId>,
         body: impl FnOnce(Driver<'a>) -> Fut + Send + 'a,
     ) -> Op<'a, impl Work<'a, Store = S, Output = T>>
     where
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
+        #[cfg(feature = "tracing")]
+        let body = move |d| trace::traced(&self.id, name, user, body(d));
+        #[cfg(not(feature = "tracing"))]
+        let _ = (name, user);
         Job::op(&self.store, body)
     }
 
     /// An operation that runs `transition` on one user's record.
     fn on_user<'a, T: Send + 'a>(
         &'a self,
+        name: &'static str,
         user: &'a UserId,
         actor: &'a Actor,
         transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send + 'a,
     ) -> Op<'a, impl Work<'a, Store = S, Output = T>> {
-        self.op(move |d| self.on_record(d, user, actor, transition))
+        self.op(name, Some(user), move |d| self.on_record(d, user, actor, transition))
+    }
+
+    /// An operation that changes the policy with `change`.
+    fn change_policy<'a>(
+        &'a self,
+        name: &'static str,
+        admin: &'a Admin,
+        change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync + 'a,
+    ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
+        self.op(name, None, move |d| self.on_policy(d, admin.actor(), change))
     }
 }
 

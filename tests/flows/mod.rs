@@ -282,6 +282,7 @@ pub struct Phone(Totp);
 impl Phone {
     pub fn scan(uri: &OtpAuthUri) -> Self {
         let scanned = OtpAuthUri::parse(&uri.to_uri()).unwrap();
+        issued(scanned.secret().to_base32().as_ref());
         Self(Totp::new(scanned.secret(), *scanned.params()))
     }
 
@@ -290,8 +291,21 @@ impl Phone {
     }
 
     pub fn code_at(&self, unix_time: u64) -> String {
-        self.0.generate(unix_time).unwrap().expose().to_string()
+        let code = self.0.generate(unix_time).unwrap().expose().to_string();
+        issued(&code);
+        code
     }
+}
+
+/// Every secret, code and backup code the scenarios have issued or typed so
+/// far, for tests that search output for them.
+pub static ISSUED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+pub fn issued(secret: &str) {
+    ISSUED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(secret.to_owned());
 }
 
 /// Enrols `user` from scratch; returns their phone and backup codes. Leaves the clock on the next step.
@@ -302,10 +316,11 @@ pub fn enrol(portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone,
         .unwrap();
     let phone = Phone::scan(&started.uri);
     let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).go().unwrap();
-    let codes = confirmed
+    let codes: Vec<String> = confirmed
         .backup_codes
         .map(|c| c.expose().map(str::to_owned).collect())
         .unwrap_or_default();
+    codes.iter().for_each(|c| issued(c));
     clock.advance(30);
     (phone, codes)
 }
@@ -476,12 +491,14 @@ pub fn enrolment_works_by_qr_code_or_typed_key(make: &StoreFactory) {
         .go()
         .unwrap();
     let typed_key = started.uri.secret().to_grouped_base32().to_lowercase();
+    issued(started.uri.secret().to_base32().as_ref());
     let app = Totp::new(&Secret::from_base32(&typed_key).unwrap(), *started.uri.params());
     let code = app
         .generate(portal_mfa::Clock::now(&clock))
         .unwrap()
         .expose()
         .to_string();
+    issued(&code);
     portal.confirm_enrolment(&by_hand, &code).go().unwrap();
     assert!(portal.record(&by_hand).go().unwrap().mfa_enabled());
 }
@@ -709,6 +726,7 @@ pub fn regenerating_backup_codes_invalidates_the_old_ones(make: &StoreFactory) {
     ));
     let new = portal.regenerate_backup_codes(&user, &phone.code(&clock)).go().unwrap();
     let new: Vec<String> = new.expose().map(str::to_owned).collect();
+    new.iter().for_each(|c| issued(c));
     assert_eq!(new.len(), 10);
     assert!(matches!(
         portal.verify_sign_in(&user, &old[0]).go(),
@@ -1066,7 +1084,18 @@ macro_rules! seed_flow_tests {
         }
     };
     (@names $make:ident, $executor:ident) => {
-        $crate::seed_flow_tests!(@each $make, $executor;
+        $crate::seed_flow_tests!(@with_names [@each $make, $executor]);
+    };
+    // Calls every scenario on `$make`, in one function body.
+    (@run_all $make:ident) => {
+        $crate::seed_flow_tests!(@with_names [@call $make])
+    };
+    (@call $make:ident; $($name:ident),* $(,)?) => {
+        $( $crate::flows::$name(&$make); )*
+    };
+    // The one list of scenarios, handed to `$arm`.
+    (@with_names [$($arm:tt)*]) => {
+        $crate::seed_flow_tests!($($arm)*;
             mfa_is_off_by_default,
             enforced_mfa_sends_unenrolled_users_to_enrolment_after_password,
             enforcing_is_refused_for_saml_portal,
