@@ -11,8 +11,6 @@ mod error;
 mod event;
 pub mod guide;
 mod ids;
-#[cfg(feature = "serde")]
-mod json;
 mod keyring;
 mod notice;
 mod otp;

@@ -127,6 +127,21 @@ impl Fingerprint {
     }
 }
 
+#[cfg(feature = "serde")]
+impl TryFrom<String> for Cursor {
+    type Error = Error;
+    fn try_from(text: String) -> Result<Self, Error> {
+        Cursor::parse(&text)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<Cursor> for String {
+    fn from(cursor: Cursor) -> Self {
+        cursor.as_str().to_owned()
+    }
+}
+
 /// The page size to ask a store for: `limit` capped at [`MAX_PAGE`]; 0 is refused.
 pub(crate) fn page_size(limit: usize) -> Result<usize> {
     match limit {
