@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::page::{Cursor, Fingerprint, page_size};
-use crate::policy::{Enforcement, PortalPolicy};
+use crate::policy::{Enforcement, Grace, PortalPolicy};
 use crate::store::{RecordSummary, SummaryFilter, UserListing};
 
 /// Which users [`Portal::users`](crate::Portal::users) lists.
@@ -163,7 +163,7 @@ impl UserQuery {
             StatusFilter::MustReenrol => SummaryFilter::MustEnrol,
             StatusFilter::LockedOut => SummaryFilter::LockedAt(now),
             StatusFilter::InGrace => match active_grace(policy, now) {
-                Some(sign_ins) => SummaryFilter::GraceUsedBelow(sign_ins),
+                Some(grace) => SummaryFilter::GraceUsedBelow(grace.sign_ins),
                 // No grace now: nobody is in it, and the store need not be asked.
                 None => return Ok((None, size)),
             },
@@ -204,13 +204,10 @@ fn user_at(position: &str) -> Result<UserId> {
     Ok(UserId::new(kind, String::from_utf8(bytes).map_err(|_| bad())?))
 }
 
-/// `Some(sign-ins allowed)` while an enforced policy's grace lets users
-/// without MFA sign in at `now` (`Some(None)`: uncounted).
-fn active_grace(policy: &PortalPolicy, now: u64) -> Option<Option<u32>> {
+/// The grace of an enforced policy, while it still lets users without MFA sign in at `now`.
+fn active_grace(policy: &PortalPolicy, now: u64) -> Option<Grace> {
     match policy.enforcement() {
-        Enforcement::Enforced { grace: Some(grace) } if grace.until.is_none_or(|until| now <= until) => {
-            Some(grace.sign_ins)
-        }
+        Enforcement::Enforced { grace: Some(grace) } if grace.until.is_none_or(|until| now <= until) => Some(grace),
         _ => None,
     }
 }
@@ -265,14 +262,11 @@ impl UserStatus {
         });
         let grace = active_grace(policy, now)
             .filter(|_| SummaryFilter::GraceUsedBelow(None).matches(summary))
-            .and_then(|sign_ins| {
-                let left = sign_ins.map(|n| n.saturating_sub(summary.grace_sign_ins_used));
+            .and_then(|grace| {
+                let left = grace.sign_ins.map(|n| n.saturating_sub(summary.grace_sign_ins_used));
                 (left != Some(0)).then_some(GraceLeft {
                     sign_ins: left,
-                    until: match policy.enforcement() {
-                        Enforcement::Enforced { grace: Some(g) } => g.until,
-                        _ => None,
-                    },
+                    until: grace.until,
                 })
             });
         Self {

@@ -50,11 +50,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             };
             match applied {
                 Applied::Done => return self.settle(step.answer),
-                Applied::Conflict => {
-                    #[cfg(feature = "tracing")]
-                    super::trace::retried(attempt + 1);
-                    self.back_off(driver.pause, attempt).await
-                }
+                Applied::Conflict => self.back_off(driver.pause, attempt).await,
             }
         }
         Err(Error::Conflict {
@@ -80,11 +76,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 .await?
             {
                 Commit::Committed(_) => return Ok(planned.new),
-                Commit::Conflict => {
-                    #[cfg(feature = "tracing")]
-                    super::trace::retried(attempt + 1);
-                    self.back_off(driver.pause, attempt).await
-                }
+                Commit::Conflict => self.back_off(driver.pause, attempt).await,
             }
         }
         Err(Error::Conflict {
@@ -96,6 +88,9 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// later ones wait a random time in `[base/2, base)`, `base` doubling from
     /// 20 µs up to 5 ms, so two losers rarely collide again.
     pub(super) async fn back_off(&self, pause: Pause, attempt: u32) {
+        // Every lost attempt passes here: the one place the span counts them.
+        #[cfg(feature = "tracing")]
+        super::trace::retried(attempt + 1);
         let wait = if attempt < 2 {
             Duration::ZERO
         } else {

@@ -167,11 +167,15 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Errors: [`Error::InvalidCursor`] for a cursor of another query,
     /// [`Error::InvalidPageSize`] for a limit of 0.
     pub fn audit_events(&self, query: EventQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<AuditEvent>>> {
-        self.op("audit_events", None, move |d| async move {
-            let (query, size) = query.resolve(&self.id)?;
-            let rows = d.backend.read_events(&query).await?;
-            Page::of(rows, size, |(position, _)| query.cursor_at(*position)).try_map(|(_, event)| Ok(event))
-        })
+        self.op("audit_events", None, move |d| self.event_page(d, query))
+    }
+
+    /// One page of events: the store asked for one more than the page holds,
+    /// so the page knows whether a next one exists.
+    async fn event_page(&self, d: Driver<'_>, query: EventQuery) -> Result<Page<AuditEvent>> {
+        let (query, size) = query.resolve(&self.id)?;
+        let rows = d.backend.read_events(&query).await?;
+        Page::of(rows, size, |(position, _)| query.cursor_at(*position)).try_map(|(_, event)| Ok(event))
     }
 
     /// Writes every event `query` selects to `out` as JSON Lines (one
@@ -191,10 +195,8 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             let mut written = 0u64;
             let mut next = Some(query.limit(crate::page::MAX_PAGE));
             while let Some(query) = next.take() {
-                let (resolved, size) = query.clone().resolve(&self.id)?;
-                let rows = d.backend.read_events(&resolved).await?;
-                let page = Page::of(rows, size, |(position, _)| resolved.cursor_at(*position));
-                for (_, event) in &page.items {
+                let page = self.event_page(d, query.clone()).await?;
+                for event in &page.items {
                     serde_json::to_writer(&mut *out, event).map_err(|e| Error::Export(e.into()))?;
                     out.write_all(b"\n").map_err(Error::Export)?;
                     written += 1;
