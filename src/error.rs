@@ -410,7 +410,8 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageErrorKind {
-    /// The database cannot be reached or opened.
+    /// The database cannot be reached or opened, or the connection to it was
+    /// lost mid-call ([`StorageError::is_connection_lost`] tells which).
     Unavailable,
     /// Locked by another writer for longer than the store waits; retry later.
     Busy,
@@ -424,6 +425,18 @@ pub enum StorageErrorKind {
     IncompatibleSchema,
     /// Anything else.
     Other,
+    /// A statement or a connection attempt took longer than the store allows
+    /// (PostgreSQL's `statement_timeout`, a connect timeout). Nothing was written
+    /// by the statement that timed out.
+    Timeout,
+    /// The server refused the credentials (wrong user or password) or the
+    /// privilege the call needed.
+    AccessDenied,
+    /// The server is there, but the database named does not exist.
+    MissingDatabase,
+    /// The store's configuration is unusable: a malformed connection URL, an
+    /// invalid schema name. Fix the configuration; retrying will not help.
+    InvalidConfig,
 }
 
 impl core::fmt::Display for StorageErrorKind {
@@ -435,6 +448,10 @@ impl core::fmt::Display for StorageErrorKind {
             Self::Corrupt => "the MFA store holds damaged or foreign data",
             Self::IncompatibleSchema => "the MFA store was written by a newer version",
             Self::Other => "the MFA store failed",
+            Self::Timeout => "the MFA store did not answer in time",
+            Self::AccessDenied => "the MFA store refused the credentials or the privilege",
+            Self::MissingDatabase => "the MFA store's database does not exist",
+            Self::InvalidConfig => "the MFA store's configuration is invalid",
         })
     }
 }
@@ -444,9 +461,11 @@ impl core::fmt::Display for StorageErrorKind {
 /// Backend errors never contain secrets from this crate: stores only ever see
 /// sealed bytes.
 #[derive(Debug, thiserror::Error)]
-#[error("{kind}")]
+#[error("{kind}{}", detail.map(|d| format!(": {d}")).unwrap_or_default())]
 pub struct StorageError {
     kind: StorageErrorKind,
+    detail: Option<&'static str>,
+    connection_lost: bool,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -455,19 +474,53 @@ impl StorageError {
     /// A failure of `kind` caused by the backend's `source`.
     pub fn new(kind: StorageErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self {
-            kind,
             source: Some(source.into()),
+            ..Self::of_kind(kind)
         }
     }
 
     /// A failure of `kind` with no underlying error.
     pub fn of_kind(kind: StorageErrorKind) -> Self {
-        Self { kind, source: None }
+        Self {
+            kind,
+            detail: None,
+            connection_lost: false,
+            source: None,
+        }
+    }
+
+    /// The same failure, saying in a few words which case of its kind it is
+    /// (shown after the kind: "the MFA store is unavailable: the server could
+    /// not be reached"). Never a secret, a credential or a code.
+    pub fn because(mut self, detail: &'static str) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// The same failure, marked as a connection lost mid-call
+    /// ([`StorageError::is_connection_lost`]).
+    pub fn lost_connection(mut self) -> Self {
+        self.connection_lost = true;
+        self
     }
 
     /// The kind.
     pub fn kind(&self) -> StorageErrorKind {
         self.kind
+    }
+
+    /// The few words that say which case of its kind this is, if the store gave them.
+    pub fn detail(&self) -> Option<&'static str> {
+        self.detail
+    }
+
+    /// Whether an established connection was lost while the call was under
+    /// way (a server restart, a terminated backend, a network cut), as opposed
+    /// to a server that could not be reached at all. ⚠️ A write in flight may
+    /// or may not have been committed: read the record again before telling
+    /// the user anything about it. A store never half-applies a write.
+    pub fn is_connection_lost(&self) -> bool {
+        self.connection_lost
     }
 }
 

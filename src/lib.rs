@@ -42,6 +42,8 @@ pub use state::{
     SignInStep, SignInVerified, StartedEnrolment,
 };
 pub use store::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use store::postgres::{AsyncPostgresStore, POSTGRES_SCHEMA_VERSION, PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use users::{GraceLeft, Lock, StatusFilter, UserQuery, UserStatus};

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod kv;
+pub mod pg;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,15 +58,32 @@ pub fn each_store_and_executor(run: impl Fn(&str, Arc<dyn TestStore>)) {
             portal_mfa::SqliteOptions::new().busy_timeout(std::time::Duration::from_secs(30)),
         )
         .unwrap();
-        let stores: [(&str, Arc<dyn TestStore>); 3] = [
+        let mut stores: Vec<(&str, Arc<dyn TestStore>)> = vec![
             ("locking apply", memory()),
             ("compare-and-swap", bytes(kv::KvStore::default())),
             ("sqlite", bytes_in(sqlite, dir)),
         ];
+        #[cfg(feature = "postgres")]
+        if let Some(pair) = pg::pair() {
+            stores.push(("postgres", pair));
+        }
         for (kind, store) in stores {
             run(&format!("{kind} ({executor:?})"), store);
         }
     }
+}
+
+/// The tokio runtime the async executor awaits operations on (a real
+/// runtime: the async PostgreSQL store's connections are tokio tasks).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
 }
 
 /// Which executor runs the operations of this thread's test.
@@ -88,7 +106,7 @@ pub fn set_executor(executor: Executor) {
     EXECUTOR.with(|e| e.set(executor));
 }
 
-/// Runs an operation on this thread's executor: `.go()`, or `.await` polled by pollster.
+/// Runs an operation on this thread's executor: `.go()`, or `.await` on a tokio runtime.
 pub trait Go {
     type Output;
     fn go(self) -> Result<Self::Output, Error>;
@@ -103,7 +121,7 @@ where
     fn go(self) -> Result<W::Output, Error> {
         match executor() {
             Executor::Blocking => self.run(),
-            Executor::Async => pollster::block_on(self),
+            Executor::Async => runtime().block_on(std::future::IntoFuture::into_future(self)),
         }
     }
 }
@@ -1078,13 +1096,34 @@ macro_rules! seed_flow_tests {
         mod blocking {
             $crate::seed_flow_tests!(@names $make, Blocking);
         }
-        /// Every scenario through `.await` (polled by pollster).
+        /// Every scenario through `.await` (on a tokio runtime).
         mod nonblocking {
             $crate::seed_flow_tests!(@names $make, Async);
         }
     };
+    // Only where `$guard()` says the store is there (it says why not, once).
+    ($make:ident, when $guard:path) => {
+        mod blocking {
+            $crate::seed_flow_tests!(@with_names [@each_when $guard, $make, Blocking]);
+        }
+        mod nonblocking {
+            $crate::seed_flow_tests!(@with_names [@each_when $guard, $make, Async]);
+        }
+    };
     (@names $make:ident, $executor:ident) => {
         $crate::seed_flow_tests!(@with_names [@each $make, $executor]);
+    };
+    (@each_when $guard:path, $make:ident, $executor:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                if !$guard() {
+                    return;
+                }
+                $crate::flows::set_executor($crate::flows::Executor::$executor);
+                $crate::flows::$name(&super::$make)
+            }
+        )*
     };
     // Calls every scenario on `$make`, in one function body.
     (@run_all $make:ident) => {

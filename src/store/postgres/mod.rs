@@ -1,0 +1,660 @@
+//! PostgreSQL, for hosts that run many app instances on one database server.
+//!
+//! Two stores over one schema and one set of statements ([`sql`]):
+//! - [`PostgresStore`], blocking, over the `postgres` crate with an `r2d2` pool;
+//! - [`AsyncPostgresStore`], over `tokio-postgres` with a `deadpool-postgres`
+//!   pool (yours, if you pass one).
+//!
+//! Both create and migrate their tables when built: versioned migrations,
+//! recorded in `portal_mfa_schema`, run under an advisory lock, so app instances
+//! starting together on an empty database migrate it once. Tables are named
+//! `portal_mfa_…`, in the schema you name ([`PostgresOptions::schema`]) or the
+//! connection's current one.
+//!
+//! **How one code is accepted once.** A commit is one statement that updates
+//! the record only where its version is still the one read (compare-and-swap)
+//! and writes its audit events in the same statement, so the record, its summary
+//! columns and its events are written together or not at all. Two instances
+//! racing on one user: one statement updates the row, the other finds the
+//! version moved, writes nothing, and the driver re-runs the transition on the
+//! fresh record, where the step is now used. No lock is held between the read
+//! and the write, so nothing waits on the host. (Measured against locking the
+//! row with `SELECT … FOR UPDATE` for the whole attempt: see the README's
+//! PostgreSQL figures.) A serialization failure or a deadlock, which a server
+//! configured for `SERIALIZABLE` may report, is answered as a conflict, so the
+//! driver retries it the same way.
+//!
+//! **Audit reads.** Events come back in commit order. A portal-wide page shows
+//! an event once every transaction that started before it has ended, so a page
+//! never skips an event that commits later; a transaction left open elsewhere on
+//! the server delays the newest events of portal-wide pages (never loses them).
+//!
+//! **Errors.** Every failure is a [`StorageError`] whose kind says what
+//! happened: [`Unavailable`](StorageErrorKind::Unavailable) (the server could not
+//! be reached, is restarting, or the connection was lost mid-call:
+//! [`StorageError::is_connection_lost`]), [`AccessDenied`](StorageErrorKind::AccessDenied)
+//! (user or password refused), [`MissingDatabase`](StorageErrorKind::MissingDatabase),
+//! [`InvalidConfig`](StorageErrorKind::InvalidConfig) (a malformed URL),
+//! [`ReadOnly`](StorageErrorKind::ReadOnly), [`Timeout`](StorageErrorKind::Timeout)
+//! (`statement_timeout`), [`IncompatibleSchema`](StorageErrorKind::IncompatibleSchema)
+//! (a newer version's tables) and [`Corrupt`](StorageErrorKind::Corrupt) (tables
+//! with our names that this crate did not create). No error and no log line
+//! carries the password.
+
+mod blocking;
+mod nonblocking;
+mod sql;
+
+use std::time::Duration;
+
+pub use blocking::PostgresStore;
+pub use nonblocking::AsyncPostgresStore;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::{
+    EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
+    SummaryFilter, UserListing, Version,
+};
+use crate::ids::{PortalId, UserId, UserKind};
+pub use sql::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
+use sql::Sql;
+
+/// How a PostgreSQL store connects and where its tables live.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    schema: Option<String>,
+    max_connections: usize,
+    connect_timeout: Duration,
+    statement_timeout: Option<Duration>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PostgresOptions {
+    /// The defaults: the connection's current schema, up to 16 connections, 5 s
+    /// to connect (and to wait for a free connection), the server's own
+    /// `statement_timeout`.
+    pub fn new() -> Self {
+        Self {
+            schema: None,
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+        }
+    }
+
+    /// Keep the tables in this schema (created if missing), not the
+    /// connection's current one: several portals' data, or a test's, apart.
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = Some(name.into());
+        self
+    }
+
+    /// At most this many connections in the store's pool (at least 1).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long to try to connect, and to wait for a free connection, before
+    /// answering [`StorageErrorKind::Unavailable`] or [`StorageErrorKind::Busy`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Cancel any statement that runs longer than this (PostgreSQL's
+    /// `statement_timeout` for the store's connections), answering
+    /// [`StorageErrorKind::Timeout`]. A sign-in waits at most this long for a
+    /// row another transaction holds.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// The connection configuration for `url` (a `postgres://` URL or
+    /// `key=value` pairs) with these options applied.
+    fn config(&self, url: &str) -> Result<tokio_postgres::Config, StorageError> {
+        // The parser's message may quote the URL, password included: say only what is wrong.
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+            StorageError::of_kind(StorageErrorKind::InvalidConfig)
+                .because("the connection URL is not a valid postgres:// URL or key=value list")
+        })?;
+        config.connect_timeout(self.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("portal-mfa");
+        }
+        if let Some(timeout) = self.statement_timeout {
+            let ms = timeout.as_millis().max(1);
+            let options = match config.get_options() {
+                Some(given) => format!("{given} -c statement_timeout={ms}"),
+                None => format!("-c statement_timeout={ms}"),
+            };
+            config.options(options);
+        }
+        Ok(config)
+    }
+
+    fn sql(&self) -> Result<Sql, StorageError> {
+        if let Some(name) = &self.schema {
+            if name.is_empty() || name.len() > 63 || name.contains('\0') {
+                return Err(StorageError::of_kind(StorageErrorKind::InvalidConfig)
+                    .because("a schema name has 1 to 63 bytes and no NUL"));
+            }
+        }
+        Ok(Sql::new(self.schema.as_deref()))
+    }
+}
+
+/// What a migration found, and what to run.
+enum Migration {
+    /// The schema is current: nothing to do.
+    Current,
+    /// Run these statements (each brings the schema one version on).
+    Run(Vec<String>),
+}
+
+/// Decides the migration from our tables found in the schema and, if the
+/// schema table is among them, the version it records.
+fn plan_migration(sql: &Sql, found: i32) -> Result<Migration, StorageError> {
+    match found {
+        v if v == sql::SCHEMA_VERSION => Ok(Migration::Current),
+        v if v > sql::SCHEMA_VERSION => Err(StorageError::new(
+            StorageErrorKind::IncompatibleSchema,
+            format!("schema version {v}; this build reads up to {}", sql::SCHEMA_VERSION),
+        )),
+        v if v < 0 => Err(StorageError::of_kind(StorageErrorKind::Corrupt).because("a negative schema version")),
+        v => Ok(Migration::Run(
+            (v..sql::SCHEMA_VERSION).map(|from| sql.migration(from)).collect(),
+        )),
+    }
+}
+
+/// Our table names in the schema before migrating: either none, or the schema
+/// table among them. Tables with our names and no schema table are someone else's.
+fn check_tables(tables: &[String]) -> Result<bool, StorageError> {
+    let has_schema_table = tables.iter().any(|t| t == "portal_mfa_schema");
+    if !has_schema_table && !tables.is_empty() {
+        return Err(StorageError::new(
+            StorageErrorKind::Corrupt,
+            format!(
+                "the schema holds {} named like portal-mfa's but no portal_mfa_schema table: not created by portal-mfa",
+                tables.join(", ")
+            ),
+        ));
+    }
+    Ok(has_schema_table)
+}
+
+/// PostgreSQL 13 brought the 64-bit transaction ids events are ordered by.
+fn check_server(version_num: i32) -> Result<(), StorageError> {
+    if version_num < 130_000 {
+        return Err(StorageError::new(
+            StorageErrorKind::InvalidConfig,
+            format!(
+                "PostgreSQL {} is too old; portal-mfa needs 13 or newer",
+                version_num / 10_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A foreign `portal_mfa_schema` (no `version` column) fails its first read.
+fn foreign_schema_table(error: StorageError) -> StorageError {
+    if error.kind() == StorageErrorKind::Corrupt {
+        StorageError::of_kind(StorageErrorKind::Corrupt)
+            .because("a table named portal_mfa_schema exists but was not created by portal-mfa")
+    } else {
+        error
+    }
+}
+
+/// Maps the driver's errors onto what a host can act on. The password never
+/// reaches an error: the server's messages name the user at most, and a
+/// malformed URL is reported without its text.
+fn storage(error: tokio_postgres::Error) -> StorageError {
+    use StorageErrorKind as K;
+    if let Some(code) = error.code() {
+        let (kind, detail, lost) = match code {
+            c if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => (
+                K::Busy,
+                "a serialization failure or deadlock; nothing was written",
+                false,
+            ),
+            c if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
+                (K::ReadOnly, "the server or the role only allows reading", false)
+            }
+            c if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                (K::AccessDenied, "the server refused the user name or password", false)
+            }
+            c if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
+                (K::AccessDenied, "the role lacks a privilege this needs", false)
+            }
+            c if *c == SqlState::INVALID_CATALOG_NAME => (
+                K::MissingDatabase,
+                "the database named in the URL does not exist",
+                false,
+            ),
+            c if *c == SqlState::QUERY_CANCELED => (K::Timeout, "a statement ran past statement_timeout", false),
+            c if *c == SqlState::LOCK_NOT_AVAILABLE => (K::Busy, "a lock was not granted within lock_timeout", false),
+            c if *c == SqlState::TOO_MANY_CONNECTIONS => (K::Busy, "the server has no connection slot free", false),
+            c if *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN => (
+                K::Unavailable,
+                "the server ended the connection (shutdown or restart)",
+                true,
+            ),
+            c if *c == SqlState::CANNOT_CONNECT_NOW => (K::Unavailable, "the server is starting or stopping", false),
+            c if *c == SqlState::IDLE_SESSION_TIMEOUT || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT => {
+                (K::Unavailable, "the server closed an idle connection", true)
+            }
+            c if c.code().starts_with("08") => (K::Unavailable, "the connection failed", true),
+            c if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
+                (K::Unavailable, "the server is out of disk or memory", false)
+            }
+            c if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::UNDEFINED_COLUMN => (
+                K::Corrupt,
+                "portal-mfa's tables are missing or not as it created them",
+                false,
+            ),
+            _ => (K::Other, "the server refused a statement", false),
+        };
+        let error = StorageError::new(kind, error).because(detail);
+        return if lost { error.lost_connection() } else { error };
+    }
+    // The driver's own error kinds are private; their messages are stable and name them.
+    let text = error.to_string();
+    match text.as_str() {
+        "invalid connection string" | "invalid configuration" => {
+            StorageError::of_kind(K::InvalidConfig).because("the connection configuration is not usable")
+        }
+        "error connecting to server" => {
+            StorageError::new(K::Unavailable, error).because("the server could not be reached")
+        }
+        "timeout waiting for server" => {
+            StorageError::new(K::Timeout, error).because("the server did not answer within connect_timeout")
+        }
+        "connection closed" | "error communicating with the server" => StorageError::new(K::Unavailable, error)
+            .because("the connection to the server was lost")
+            .lost_connection(),
+        "authentication error" => StorageError::new(K::AccessDenied, error).because("authentication failed"),
+        _ => StorageError::new(K::Other, error),
+    }
+}
+
+/// A failed commit that wrote nothing and may simply be run again: the driver
+/// treats it as a lost compare-and-swap.
+fn is_retryable(error: &tokio_postgres::Error) -> bool {
+    error
+        .code()
+        .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+fn corrupt(why: &'static str) -> StorageError {
+    StorageError::of_kind(StorageErrorKind::Corrupt).because(why)
+}
+
+/// Counts and versions are `bigint`s; no real store passes `i64::MAX`.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Times are plain Unix seconds in `bigint`s, clamped at `i64::MAX`: the clamp
+/// keeps their order, and such a time means "never" (a lock until an admin resets).
+fn time(value: u64) -> i64 {
+    int(value)
+}
+
+fn unsigned(value: i64, why: &'static str) -> Result<u64, StorageError> {
+    u64::try_from(value).map_err(|_| corrupt(why))
+}
+
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, i: usize) -> Result<T, StorageError> {
+    row.try_get(i)
+        .map_err(|_| corrupt("a column holds a value of the wrong type"))
+}
+
+/// A `(version, bytes)` pair from columns `i` and `i + 1`, if the row has one.
+fn stored_at(row: &Row, i: usize) -> Result<Option<Stored>, StorageError> {
+    let version: Option<i64> = get(row, i)?;
+    let bytes: Option<Vec<u8>> = get(row, i + 1)?;
+    match (version, bytes) {
+        (Some(version), Some(bytes)) => Ok(Some(Stored {
+            bytes,
+            version: unsigned(version, "a negative version")?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn count_of(rows: &[Row]) -> Result<u64, StorageError> {
+    let row = rows.first().ok_or_else(|| corrupt("a count returned no row"))?;
+    unsigned(get(row, 0)?, "a negative count")
+}
+
+/// The parameters of a record commit ($1–$15), owned where they are converted.
+struct RecordArgs<'a> {
+    portal: &'a str,
+    kind: &'a str,
+    id: &'a str,
+    expected: Option<i64>,
+    bytes: &'a [u8],
+    authenticators: i16,
+    pending_enrolment: bool,
+    must_enrol: bool,
+    locked_until: Option<i64>,
+    backup_codes_left: i16,
+    last_verified_at: Option<i64>,
+    grace_sign_ins_used: i64,
+    events: EventArgs<'a>,
+}
+
+impl<'a> RecordArgs<'a> {
+    fn new(portal: &'a PortalId, user: &'a UserId, expected: Option<Version>, write: &'a RecordWrite) -> Self {
+        let s = &write.summary;
+        Self {
+            portal: portal.as_str(),
+            kind: user.kind().as_str(),
+            id: user.id(),
+            expected: expected.map(int),
+            bytes: &write.bytes,
+            authenticators: s.authenticators.into(),
+            pending_enrolment: s.pending_enrolment,
+            must_enrol: s.must_enrol,
+            locked_until: s.locked_until.map(time),
+            backup_codes_left: s.backup_codes_left.into(),
+            last_verified_at: s.last_verified_at.map(time),
+            grace_sign_ins_used: s.grace_sign_ins_used.into(),
+            events: EventArgs::new(&write.events),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 15] {
+        [
+            &self.portal,
+            &self.kind,
+            &self.id,
+            &self.expected,
+            &self.bytes,
+            &self.authenticators,
+            &self.pending_enrolment,
+            &self.must_enrol,
+            &self.locked_until,
+            &self.backup_codes_left,
+            &self.last_verified_at,
+            &self.grace_sign_ins_used,
+            &self.events.at,
+            &self.events.kind,
+            &self.events.bytes,
+        ]
+    }
+
+    fn statement<'s>(&self, sql: &'s Sql) -> &'s str {
+        if self.expected.is_some() {
+            &sql.update_record
+        } else {
+            &sql.insert_record
+        }
+    }
+}
+
+/// A commit's events as three arrays, one element per event, in order.
+struct EventArgs<'a> {
+    at: Vec<i64>,
+    kind: Vec<&'a str>,
+    bytes: Vec<&'a [u8]>,
+}
+
+impl<'a> EventArgs<'a> {
+    fn new(events: &'a [StoredEvent]) -> Self {
+        Self {
+            at: events.iter().map(|e| time(e.at)).collect(),
+            kind: events.iter().map(|e| e.kind).collect(),
+            bytes: events.iter().map(|e| e.bytes.as_slice()).collect(),
+        }
+    }
+}
+
+/// The parameters of a policy commit ($1–$6).
+struct PolicyArgs<'a> {
+    portal: &'a str,
+    expected: Option<i64>,
+    bytes: &'a [u8],
+    events: EventArgs<'a>,
+}
+
+impl<'a> PolicyArgs<'a> {
+    fn new(portal: &'a PortalId, expected: Option<Version>, bytes: &'a [u8], events: &'a [StoredEvent]) -> Self {
+        Self {
+            portal: portal.as_str(),
+            expected: expected.map(int),
+            bytes,
+            events: EventArgs::new(events),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.portal,
+            &self.expected,
+            &self.bytes,
+            &self.events.at,
+            &self.events.kind,
+            &self.events.bytes,
+        ]
+    }
+
+    fn statement<'s>(&self, sql: &'s Sql) -> &'s str {
+        if self.expected.is_some() {
+            &sql.update_policy
+        } else {
+            &sql.insert_policy
+        }
+    }
+}
+
+/// The parameters of a page of events ($1–$7), or `None` when the range
+/// selects nothing.
+struct EventPageArgs<'a> {
+    portal: &'a str,
+    kind: Option<&'a str>,
+    id: Option<&'a str>,
+    after: Option<i64>,
+    from: i64,
+    until: i64,
+    limit: i64,
+}
+
+impl<'a> EventPageArgs<'a> {
+    fn new(query: &'a EventQuery) -> Option<Self> {
+        // Stored times never pass i64::MAX (the driver refuses such a clock): a lower
+        // bound past it selects nothing, an upper bound past it bounds nothing.
+        if query.from.is_some_and(|from| from > i64::MAX as u64) {
+            return None;
+        }
+        Some(Self {
+            portal: query.portal.as_str(),
+            kind: query.user.as_ref().map(|u| u.kind().as_str()),
+            id: query.user.as_ref().map(|u| u.id()),
+            after: query.position().map(int),
+            from: query.from.map_or(0, time),
+            until: query.until.map_or(i64::MAX, time),
+            limit: int(query.limit as u64),
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.portal,
+            &self.kind,
+            &self.id,
+            &self.after,
+            &self.from,
+            &self.until,
+            &self.limit,
+        ]
+    }
+
+    fn statement<'s>(&self, sql: &'s Sql, newest_first: bool) -> &'s str {
+        &sql.events[usize::from(self.kind.is_some())][usize::from(newest_first)]
+    }
+}
+
+fn event_rows(rows: Vec<Row>) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
+    rows.iter()
+        .map(|r| Ok((unsigned(get(r, 0)?, "a negative event position")?, get(r, 1)?)))
+        .collect()
+}
+
+fn count_rows(rows: Vec<Row>) -> Result<Vec<(String, u64)>, StorageError> {
+    rows.iter()
+        .map(|r| Ok((get(r, 0)?, unsigned(get(r, 1)?, "a negative count")?)))
+        .collect()
+}
+
+/// The parameters of a user listing ($1–$6) and its statement.
+struct UserListingArgs<'a> {
+    sql: String,
+    portal: &'a str,
+    kind: Option<&'a str>,
+    after_kind: Option<&'a str>,
+    after_id: Option<&'a str>,
+    limit: i64,
+    bound: Option<i64>,
+}
+
+impl<'a> UserListingArgs<'a> {
+    fn new(sql: &Sql, listing: &'a UserListing) -> Self {
+        let (filter, bound) = match listing.filter {
+            SummaryFilter::Any => ("", None),
+            SummaryFilter::MfaOff => (
+                "AND authenticators = 0 AND NOT pending_enrolment AND NOT must_enrol",
+                None,
+            ),
+            SummaryFilter::Enrolled => ("AND authenticators > 0", None),
+            SummaryFilter::PendingEnrolment => ("AND pending_enrolment", None),
+            SummaryFilter::MustEnrol => ("AND must_enrol", None),
+            SummaryFilter::LockedAt(now) => (
+                "AND locked_until IS NOT NULL AND locked_until > $6::bigint",
+                Some(time(now)),
+            ),
+            SummaryFilter::GraceUsedBelow(None) => ("AND authenticators = 0 AND NOT must_enrol", None),
+            SummaryFilter::GraceUsedBelow(Some(n)) => (
+                "AND authenticators = 0 AND NOT must_enrol AND grace_sign_ins_used < $6::bigint",
+                Some(n.into()),
+            ),
+        };
+        let after = listing.after.as_ref();
+        Self {
+            sql: sql.users(filter, bound.is_some(), listing.kind.is_some(), after.is_some()),
+            portal: listing.portal.as_str(),
+            kind: listing.kind.map(UserKind::as_str),
+            after_kind: after.map(|u| u.kind().as_str()),
+            after_id: after.map(|u| u.id()),
+            limit: int(listing.limit as u64),
+            bound,
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.portal,
+            &self.kind,
+            &self.after_kind,
+            &self.after_id,
+            &self.limit,
+            &self.bound,
+        ]
+    }
+}
+
+fn user_rows(rows: Vec<Row>) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+    rows.iter()
+        .map(|r| {
+            let small = |i| -> Result<u8, StorageError> {
+                u8::try_from(get::<i16>(r, i)?).map_err(|_| corrupt("a summary is out of range"))
+            };
+            let opt_time = |i| -> Result<Option<u64>, StorageError> {
+                get::<Option<i64>>(r, i)?
+                    .map(|t| unsigned(t, "a negative time"))
+                    .transpose()
+            };
+            let locked_until = opt_time(5)?.map(|t| if t == i64::MAX as u64 { u64::MAX } else { t });
+            let summary = RecordSummary {
+                authenticators: small(2)?,
+                pending_enrolment: get(r, 3)?,
+                must_enrol: get(r, 4)?,
+                locked_until,
+                backup_codes_left: small(6)?,
+                last_verified_at: opt_time(7)?,
+                grace_sign_ins_used: u32::try_from(get::<i64>(r, 8)?)
+                    .map_err(|_| corrupt("a summary is out of range"))?,
+            };
+            Ok((user_of(r)?, summary))
+        })
+        .collect()
+}
+
+/// The user in columns 0 and 1.
+fn user_of(row: &Row) -> Result<UserId, StorageError> {
+    let kind: String = get(row, 0)?;
+    let kind = UserKind::from_name(&kind).ok_or_else(|| corrupt("an unknown user kind"))?;
+    Ok(UserId::new(kind, get::<String>(row, 1)?))
+}
+
+fn record_rows(rows: Vec<Row>) -> Result<Vec<(UserId, Stored)>, StorageError> {
+    rows.iter()
+        .map(|r| {
+            let stored = stored_at(r, 2)?.ok_or_else(|| corrupt("a record row without its record"))?;
+            Ok((user_of(r)?, stored))
+        })
+        .collect()
+}
+
+/// The parameters of a sweep's page ($1–$4) and its statement.
+struct RecordPageArgs<'a> {
+    portal: &'a str,
+    after_kind: Option<&'a str>,
+    after_id: Option<&'a str>,
+    limit: i64,
+}
+
+impl<'a> RecordPageArgs<'a> {
+    fn new(portal: &'a PortalId, after: Option<&'a UserId>, limit: usize) -> Self {
+        Self {
+            portal: portal.as_str(),
+            after_kind: after.map(|u| u.kind().as_str()),
+            after_id: after.map(|u| u.id()),
+            limit: int(limit as u64),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.portal, &self.after_kind, &self.after_id, &self.limit]
+    }
+
+    fn statement<'s>(&self, sql: &'s Sql) -> &'s str {
+        &sql.records[usize::from(self.after_kind.is_some())]
+    }
+}
+
+/// How a commit statement ended: one row written, none (another writer moved
+/// the version first), or a serialization failure or deadlock, which wrote
+/// nothing and is retried like a lost compare-and-swap.
+fn commit_outcome(
+    result: Result<Vec<Row>, tokio_postgres::Error>,
+    expected: Option<Version>,
+) -> Result<super::Commit, StorageError> {
+    match result {
+        Ok(rows) if count_of(&rows)? == 1 => Ok(super::Commit::Committed(expected.map_or(1, |v| v + 1))),
+        Ok(_) => Ok(super::Commit::Conflict),
+        Err(e) if is_retryable(&e) => Ok(super::Commit::Conflict),
+        Err(e) => Err(storage(e)),
+    }
+}

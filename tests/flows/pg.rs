@@ -1,0 +1,371 @@
+//! A throwaway PostgreSQL server for the tests, from Debian's `postgresql`
+//! package: `initdb` into a temporary directory (as the unprivileged
+//! `postgres` user when the tests run as root), listening on a Unix socket in
+//! that directory and on a random 127.0.0.1 port. A supervising shell holds
+//! the server: when this test process ends, however it ends, the shell's stdin
+//! closes and it stops the server and removes the directory.
+//!
+//! `PORTAL_MFA_TEST_DATABASE_URL` points the tests at an existing server
+//! instead (a superuser's URL). Without either, a test prints that it skipped
+//! and why; under `CI=true` it fails.
+
+#![cfg(feature = "postgres")]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use portal_mfa::store::{
+    Applied, AsyncMfaStore, ChangeFn, Commit, EventPosition, MfaStore, RecordSummary, RecordWrite, StoreFuture, Stored,
+    StoredEvent, UserListing, Version,
+};
+use portal_mfa::{AsyncPostgresStore, EventQuery, PortalId, PostgresOptions, PostgresStore, StorageError, UserId};
+
+/// A running server the tests may use.
+pub struct PgServer {
+    /// The superuser's connection string.
+    url: String,
+    /// Set for a server this process started (and can restart).
+    own: Option<OwnServer>,
+}
+
+struct OwnServer {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
+    _supervisor: Mutex<Child>,
+}
+
+/// The server shared by this test process's tests, started at first use;
+/// `None` (after saying why) when there is none to use.
+pub fn shared() -> Option<&'static PgServer> {
+    static SHARED: OnceLock<Option<PgServer>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| match std::env::var("PORTAL_MFA_TEST_DATABASE_URL") {
+            Ok(url) => Some(PgServer { url, own: None }),
+            // Tests check results, not durability: no fsync.
+            Err(_) => start(&["-c fsync=off"]).map_err(|why| skip(&why)).ok(),
+        })
+        .as_ref()
+}
+
+/// A server of the test's own (for restarts), with these extra `postgres`
+/// settings; `None`, after saying why, when none can be started.
+pub fn own(settings: &[&str]) -> Option<PgServer> {
+    start(settings).map_err(|why| skip(&why)).ok()
+}
+
+/// Says the test skipped, or fails it under `CI=true`, where the server must be there.
+pub fn skip(why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("PostgreSQL is required under CI=true: {why}");
+    }
+    eprintln!("skipped: no PostgreSQL server ({why}); install Debian's postgresql or set PORTAL_MFA_TEST_DATABASE_URL");
+}
+
+fn start(settings: &[&str]) -> Result<PgServer, String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let bin = server_binaries().ok_or("initdb and pg_ctl not found under /usr/lib/postgresql")?;
+    let dir = std::env::temp_dir().join(format!(
+        "portal-mfa-pg-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // initdb refuses to run as root: the server runs as the `postgres` user then.
+    let owner = if std::fs::metadata("/proc/self").map_err(|e| e.to_string())?.uid() == 0 {
+        let owner = account("postgres")
+            .or_else(|| account("nobody"))
+            .ok_or("no unprivileged account")?;
+        std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).map_err(|e| e.to_string())?;
+        Some(owner)
+    } else {
+        None
+    };
+    let data = dir.join("data");
+    let initdb = as_owner(Command::new(bin.join("initdb")), owner)
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+        ])
+        .args(["-E", "UTF8", "--locale=C", "--no-instructions"])
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !initdb.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let options = format!(
+        "-k {} -p {port} -c listen_addresses=127.0.0.1 -c max_connections=300 {}",
+        dir.display(),
+        settings.join(" ")
+    );
+    let pg_ctl = bin.join("pg_ctl");
+    // The shell holds the server while this process lives (its stdin is our pipe).
+    let script = format!(
+        "'{ctl}' -D '{data}' -l '{dir}/log' -w -o \"{options}\" start >/dev/null 2>&1 && echo ready; \
+         read _; '{ctl}' -D '{data}' -m immediate -w stop >/dev/null 2>&1; rm -rf '{dir}'",
+        ctl = pg_ctl.display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    let mut supervisor = as_owner(Command::new("sh"), owner)
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("sh: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(supervisor.stdout.take().unwrap())
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    if line.trim() != "ready" {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        return Err(format!("the server did not start: {log}"));
+    }
+    Ok(PgServer {
+        url: format!("host={} port={port} user=postgres dbname=postgres", dir.display()),
+        own: Some(OwnServer {
+            dir,
+            port,
+            bin,
+            owner,
+            _supervisor: Mutex::new(supervisor),
+        }),
+    })
+}
+
+/// The newest PostgreSQL's server programs.
+fn server_binaries() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+/// The uid and gid of a local account, from /etc/passwd.
+fn account(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.first() == Some(&name) && fields.len() > 3)
+            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
+    })
+}
+
+fn as_owner(mut command: Command, owner: Option<(u32, u32)>) -> Command {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = owner {
+        command.uid(uid).gid(gid).env("HOME", "/tmp");
+    }
+    command.current_dir("/tmp");
+    command
+}
+
+impl PgServer {
+    /// The superuser's connection string.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A connection string for `user` with `password` over TCP (password
+    /// authentication), to `database`; `None` on a server this process did not start.
+    pub fn tcp_url(&self, user: &str, password: &str, database: &str) -> Option<String> {
+        let own = self.own.as_ref()?;
+        Some(format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{database}",
+            own.port
+        ))
+    }
+
+    /// A connection string for `user` over the Unix socket (trusted); `None` on
+    /// a server this process did not start.
+    pub fn socket_url(&self, user: &str) -> Option<String> {
+        let own = self.own.as_ref()?;
+        Some(format!(
+            "host={} port={} user={user} dbname=postgres",
+            own.dir.display(),
+            own.port
+        ))
+    }
+
+    /// A superuser connection for the test's own SQL.
+    pub fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect as the superuser")
+    }
+
+    /// Runs `pg_ctl` with `args` on a server this process started; false if it failed or is not ours.
+    pub fn pg_ctl(&self, args: &[&str]) -> bool {
+        let Some(own) = &self.own else {
+            return false;
+        };
+        as_owner(Command::new(own.bin.join("pg_ctl")), own.owner)
+            .arg("-D")
+            .arg(own.dir.join("data"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Whether this process started the server (and so may restart it).
+    pub fn is_own(&self) -> bool {
+        self.own.is_some()
+    }
+
+    /// The directory of a server this process started.
+    pub fn dir(&self) -> Option<&Path> {
+        self.own.as_ref().map(|o| o.dir.as_path())
+    }
+}
+
+/// A schema name no other test uses.
+pub fn fresh_schema(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("t_{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Both PostgreSQL stores on one fresh schema: the blocking executor runs on
+/// [`PostgresStore`], the async one on [`AsyncPostgresStore`].
+pub struct PgPair {
+    pub sync: PostgresStore,
+    pub nonblocking: AsyncPostgresStore,
+    pub schema: String,
+}
+
+impl PgPair {
+    pub fn new(server: &PgServer, options: PostgresOptions) -> Self {
+        let schema = fresh_schema("s");
+        let options = options.schema(schema.clone());
+        let sync = PostgresStore::connect(server.url(), options.clone()).expect("connect the blocking store");
+        let nonblocking = super::runtime()
+            .block_on(AsyncPostgresStore::connect(server.url(), options))
+            .expect("connect the async store");
+        Self {
+            sync,
+            nonblocking,
+            schema,
+        }
+    }
+}
+
+/// Both stores on a fresh schema of the shared server, as a test store; `None` without a server.
+pub fn pair() -> Option<Arc<PgPair>> {
+    shared().map(|server| Arc::new(PgPair::new(server, PostgresOptions::new())))
+}
+
+impl MfaStore for PgPair {
+    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
+        self.sync.load(p, u)
+    }
+    fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
+        self.sync.commit(p, u, v, w)
+    }
+    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
+        self.sync.load_policy(p)
+    }
+    fn commit_policy(
+        &self,
+        p: &PortalId,
+        v: Option<Version>,
+        b: &[u8],
+        e: &[StoredEvent],
+    ) -> Result<Commit, StorageError> {
+        self.sync.commit_policy(p, v, b, e)
+    }
+    fn events(&self, q: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
+        self.sync.events(q)
+    }
+    fn prune_events(&self, p: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
+        self.sync.prune_events(p, before, max)
+    }
+    fn count_events(&self, p: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+        self.sync.count_events(p, from, until)
+    }
+    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+        self.sync.users(listing)
+    }
+    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        self.sync.records(p, a, l)
+    }
+    fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
+        self.sync.apply(p, u, c)
+    }
+}
+
+impl AsyncMfaStore for PgPair {
+    fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
+        self.nonblocking.load(p, u)
+    }
+    fn commit<'a>(
+        &'a self,
+        p: &'a PortalId,
+        u: &'a UserId,
+        v: Option<Version>,
+        w: &'a RecordWrite,
+    ) -> StoreFuture<'a, Commit> {
+        self.nonblocking.commit(p, u, v, w)
+    }
+    fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
+        self.nonblocking.load_policy(p)
+    }
+    fn commit_policy<'a>(
+        &'a self,
+        p: &'a PortalId,
+        v: Option<Version>,
+        b: &'a [u8],
+        e: &'a [StoredEvent],
+    ) -> StoreFuture<'a, Commit> {
+        self.nonblocking.commit_policy(p, v, b, e)
+    }
+    fn events<'a>(&'a self, q: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
+        self.nonblocking.events(q)
+    }
+    fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
+        self.nonblocking.prune_events(p, before, max)
+    }
+    fn count_events<'a>(&'a self, p: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
+        self.nonblocking.count_events(p, from, until)
+    }
+    fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> {
+        self.nonblocking.users(listing)
+    }
+    fn records<'a>(
+        &'a self,
+        p: &'a PortalId,
+        a: Option<&'a UserId>,
+        l: usize,
+    ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
+        self.nonblocking.records(p, a, l)
+    }
+    fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> {
+        self.nonblocking.apply(p, u, c)
+    }
+}
+
+/// Whether the shared server is there (says why not, or fails under `CI=true`).
+pub fn available() -> bool {
+    shared().is_some()
+}
