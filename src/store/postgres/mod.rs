@@ -258,6 +258,9 @@ fn storage(error: tokio_postgres::Error) -> StorageError {
             c if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
                 (K::Unavailable, "the server is out of disk or memory", false)
             }
+            c if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER => {
+                (K::Other, "a portal or user id holds a character PostgreSQL text cannot (NUL)", false)
+            }
             c if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::UNDEFINED_COLUMN => (
                 K::Corrupt,
                 "portal-mfa's tables are missing or not as it created them",
@@ -556,7 +559,7 @@ impl<'a> UserListingArgs<'a> {
             portal: listing.portal.as_str(),
             kind: listing.kind.map(UserKind::as_str),
             after_kind: after.map(|u| u.kind().as_str()),
-            after_id: after.map(|u| u.id()),
+            after_id: after.map(|u| before_nul(u.id())),
             limit: int(listing.limit as u64),
             bound,
         }
@@ -572,6 +575,13 @@ impl<'a> UserListingArgs<'a> {
             &self.bound,
         ]
     }
+}
+
+/// An id as an exclusive lower bound PostgreSQL text can hold. Stored ids
+/// never contain NUL (text cannot), so for each of them `id > "ab\0…"` exactly
+/// when `id > "ab"`: a bound cut at its first NUL selects the same rows.
+fn before_nul(id: &str) -> &str {
+    id.split('\0').next().unwrap_or(id)
 }
 
 fn user_rows(rows: Vec<Row>) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
@@ -630,7 +640,7 @@ impl<'a> RecordPageArgs<'a> {
         Self {
             portal: portal.as_str(),
             after_kind: after.map(|u| u.kind().as_str()),
-            after_id: after.map(|u| u.id()),
+            after_id: after.map(|u| before_nul(u.id())),
             limit: int(limit as u64),
         }
     }
