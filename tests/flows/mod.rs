@@ -1202,3 +1202,46 @@ impl Drop for TempDir {
 pub fn keyring() -> Arc<Keyring> {
     Arc::new(Keyring::new("test-1", &[0x5a; 32]).unwrap())
 }
+
+/// Log output kept in memory, to be searched for what must never appear.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `run` with every `tracing` event of the process (every thread, the
+/// pools' tasks too) kept, at every level; answers the text logged meanwhile.
+/// Without the `tracing` feature nothing of this crate logs: runs `run` and answers "".
+pub fn capture_logs(run: impl FnOnce()) -> String {
+    #[cfg(feature = "tracing")]
+    {
+        static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+        let logs = LOGS.get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .without_time()
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+            captured
+        });
+        let start = logs.0.lock().unwrap().len();
+        run();
+        String::from_utf8_lossy(&logs.0.lock().unwrap()[start..]).into_owned()
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        run();
+        String::new()
+    }
+}

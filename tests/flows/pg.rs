@@ -256,17 +256,22 @@ pub struct PgPair {
 }
 
 impl PgPair {
+    /// Both stores on a fresh schema of `server`.
     pub fn new(server: &PgServer, options: PostgresOptions) -> Self {
-        let schema = fresh_schema("s");
-        let options = options.schema(schema.clone());
-        let sync = PostgresStore::connect(server.url(), options.clone()).expect("connect the blocking store");
+        Self::open(server.url(), &fresh_schema("s"), options)
+    }
+
+    /// Both stores on `schema` at `url`.
+    pub fn open(url: &str, schema: &str, options: PostgresOptions) -> Self {
+        let options = options.schema(schema);
+        let sync = PostgresStore::connect(url, options.clone()).expect("connect the blocking store");
         let nonblocking = super::runtime()
-            .block_on(AsyncPostgresStore::connect(server.url(), options))
+            .block_on(AsyncPostgresStore::connect(url, options))
             .expect("connect the async store");
         Self {
             sync,
             nonblocking,
-            schema,
+            schema: schema.to_owned(),
         }
     }
 }

@@ -11,8 +11,8 @@ use tokio_postgres::types::ToSql;
 use super::sql::Sql;
 use super::{
     EventPageArgs, Migration, PolicyArgs, PostgresOptions, RecordArgs, RecordPageArgs, UserListingArgs, check_server,
-    check_tables, commit_outcome, count_of, count_rows, event_rows, foreign_schema_table, get, plan_migration,
-    record_rows, storage, stored_at, user_rows,
+    check_tables, commit_outcome, count_of, count_rows, event_rows, foreign_schema_table, get, horizon_of,
+    plan_migration, record_rows, storage, stored_at, user_rows,
 };
 use crate::ids::{PortalId, UserId};
 use crate::store::{
@@ -60,9 +60,17 @@ struct Connector {
 struct Conn {
     client: postgres::Client,
     statements: HashMap<String, Statement>,
+    /// Whether this checkout sent a write (whose outcome a lost connection leaves unknown).
+    wrote: bool,
 }
 
 impl Conn {
+    /// Sends a statement that writes: from here on, a lost connection is the caller's to hear about.
+    fn write(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        self.wrote = true;
+        self.query(sql, params)
+    }
+
     fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
         let statement = match self.statements.get(sql) {
             Some(statement) => statement.clone(),
@@ -88,6 +96,7 @@ impl r2d2::ManageConnection for Connector {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            wrote: false,
         })
     }
 
@@ -187,11 +196,21 @@ impl PostgresStore {
     }
 
     /// Runs `op` on a pooled connection, on a thread where the `postgres`
-    /// crate may block.
-    fn run<T: Send>(&self, op: impl FnOnce(&mut Conn) -> Result<T, StorageError> + Send) -> Result<T, StorageError> {
+    /// crate may block. A connection the server closed while it sat in the
+    /// pool (a restart, an idle timeout) fails at its first statement; when
+    /// nothing was written yet, `op` runs again on another connection, so
+    /// such a connection costs the caller nothing.
+    fn run<T: Send>(&self, mut op: impl FnMut(&mut Conn) -> Result<T, StorageError> + Send) -> Result<T, StorageError> {
         in_a_plain_thread(|| {
-            let mut conn = self.pool.get().map_err(|e| self.checkout_error(e))?;
-            op(&mut conn)
+            let mut stale = 0;
+            loop {
+                let mut conn = self.pool.get().map_err(|e| self.checkout_error(e))?;
+                conn.wrote = false;
+                match op(&mut conn) {
+                    Err(e) if e.is_connection_lost() && !conn.wrote && stale < self.pool.max_size() => stale += 1,
+                    outcome => return outcome,
+                }
+            }
         })
     }
 
@@ -257,6 +276,11 @@ fn migrate(client: &mut postgres::Client, sql: &Sql) -> Result<(), StorageError>
     tx.commit().map_err(storage)
 }
 
+/// The horizon of portal-wide reads, read by a statement of its own before the read.
+fn horizon(conn: &mut Conn, sql: &Sql) -> Result<String, StorageError> {
+    horizon_of(&conn.query(Sql::HORIZON, &[&sql.events_table]).map_err(storage)?)
+}
+
 fn commit_record(
     conn: &mut Conn,
     sql: &Sql,
@@ -266,7 +290,7 @@ fn commit_record(
     write: &RecordWrite,
 ) -> Result<Commit, StorageError> {
     let args = RecordArgs::new(portal, user, expected, write);
-    commit_outcome(conn.query(args.statement(sql), &args.params()), expected)
+    commit_outcome(conn.write(args.statement(sql), &args.params()), expected)
 }
 
 impl MfaStore for PostgresStore {
@@ -309,14 +333,17 @@ impl MfaStore for PostgresStore {
         events: &[StoredEvent],
     ) -> Result<Commit, StorageError> {
         let args = PolicyArgs::new(portal, expected, bytes, events);
-        self.run(|conn| commit_outcome(conn.query(args.statement(&self.sql), &args.params()), expected))
+        self.run(|conn| commit_outcome(conn.write(args.statement(&self.sql), &args.params()), expected))
     }
 
     fn events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
-        let Some(args) = EventPageArgs::new(query) else {
+        let Some(mut args) = EventPageArgs::new(query) else {
             return Ok(Vec::new());
         };
         self.run(|conn| {
+            if args.needs_horizon() {
+                args.horizon = Some(horizon(conn, &self.sql)?);
+            }
             event_rows(
                 conn.query(args.statement(&self.sql, query.newest_first), &args.params())
                     .map_err(storage)?,
@@ -327,8 +354,9 @@ impl MfaStore for PostgresStore {
     fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
         let (before, max) = (super::time(before), super::int(max as u64));
         self.run(|conn| {
+            let horizon = horizon(conn, &self.sql)?;
             let rows = conn
-                .query(&self.sql.prune, &[&portal.as_str(), &before, &max])
+                .write(&self.sql.prune, &[&portal.as_str(), &before, &max, &horizon])
                 .map_err(storage)?;
             Ok(count_of(&rows)? as usize)
         })

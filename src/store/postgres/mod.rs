@@ -258,9 +258,11 @@ fn storage(error: tokio_postgres::Error) -> StorageError {
             c if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
                 (K::Unavailable, "the server is out of disk or memory", false)
             }
-            c if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER => {
-                (K::Other, "a portal or user id holds a character PostgreSQL text cannot (NUL)", false)
-            }
+            c if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER => (
+                K::Other,
+                "a portal or user id holds a character PostgreSQL text cannot (NUL)",
+                false,
+            ),
             c if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::UNDEFINED_COLUMN => (
                 K::Corrupt,
                 "portal-mfa's tables are missing or not as it created them",
@@ -462,7 +464,7 @@ impl<'a> PolicyArgs<'a> {
     }
 }
 
-/// The parameters of a page of events ($1–$7), or `None` when the range
+/// The parameters of a page of events ($1–$8), or `None` when the range
 /// selects nothing.
 struct EventPageArgs<'a> {
     portal: &'a str,
@@ -472,6 +474,8 @@ struct EventPageArgs<'a> {
     from: i64,
     until: i64,
     limit: i64,
+    /// For a portal-wide page: the horizon ([`Sql::HORIZON`]), read first.
+    horizon: Option<String>,
 }
 
 impl<'a> EventPageArgs<'a> {
@@ -489,10 +493,16 @@ impl<'a> EventPageArgs<'a> {
             from: query.from.map_or(0, time),
             until: query.until.map_or(i64::MAX, time),
             limit: int(query.limit as u64),
+            horizon: None,
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+    /// Whether the page needs a horizon first: a portal-wide one does.
+    fn needs_horizon(&self) -> bool {
+        self.kind.is_none()
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
         [
             &self.portal,
             &self.kind,
@@ -501,12 +511,22 @@ impl<'a> EventPageArgs<'a> {
             &self.from,
             &self.until,
             &self.limit,
+            &self.horizon,
         ]
     }
 
     fn statement<'s>(&self, sql: &'s Sql, newest_first: bool) -> &'s str {
         &sql.events[usize::from(self.kind.is_some())][usize::from(newest_first)]
     }
+}
+
+/// The horizon from [`Sql::HORIZON`]'s one row.
+fn horizon_of(rows: &[Row]) -> Result<String, StorageError> {
+    get(
+        rows.first()
+            .ok_or_else(|| corrupt("the horizon query returned no row"))?,
+        0,
+    )
 }
 
 fn event_rows(rows: Vec<Row>) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {

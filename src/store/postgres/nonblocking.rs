@@ -9,8 +9,8 @@ use tokio_postgres::{NoTls, Row};
 use super::sql::Sql;
 use super::{
     EventPageArgs, Migration, PolicyArgs, PostgresOptions, RecordArgs, RecordPageArgs, UserListingArgs, check_server,
-    check_tables, commit_outcome, count_of, count_rows, event_rows, foreign_schema_table, get, plan_migration,
-    record_rows, storage, stored_at, user_rows,
+    check_tables, commit_outcome, count_of, count_rows, event_rows, foreign_schema_table, get, horizon_of,
+    plan_migration, record_rows, storage, stored_at, user_rows,
 };
 use crate::ids::{PortalId, UserId};
 use crate::store::{
@@ -88,8 +88,29 @@ impl AsyncPostgresStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// A statement that only reads, on a pooled connection. A connection the
+    /// server closed while it sat in the pool fails here before anything was
+    /// written: the read runs again on another one, so it costs the caller nothing.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StorageError> {
-        query(&self.client().await?, sql, params).await.map_err(storage)
+        Ok(self.read(sql, params).await?.1)
+    }
+
+    /// [`Self::query`], keeping the connection for a write that follows.
+    async fn read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(Object, Vec<Row>), StorageError> {
+        let mut stale = 0;
+        loop {
+            let client = self.client().await?;
+            match query(&client, sql, params).await.map_err(storage) {
+                Ok(rows) => return Ok((client, rows)),
+                Err(e) if e.is_connection_lost() && stale < self.pool.status().max_size => stale += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The horizon of portal-wide reads, read by a statement of its own before the read.
+    async fn horizon(&self) -> Result<String, StorageError> {
+        horizon_of(&self.query(Sql::HORIZON, &[&self.sql.events_table]).await?)
     }
 
     async fn commit_record(
@@ -214,9 +235,12 @@ impl AsyncMfaStore for AsyncPostgresStore {
 
     fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
         Box::pin(async move {
-            let Some(args) = EventPageArgs::new(query) else {
+            let Some(mut args) = EventPageArgs::new(query) else {
                 return Ok(Vec::new());
             };
+            if args.needs_horizon() {
+                args.horizon = Some(self.horizon().await?);
+            }
             event_rows(
                 self.query(args.statement(&self.sql, query.newest_first), &args.params())
                     .await?,
@@ -227,7 +251,10 @@ impl AsyncMfaStore for AsyncPostgresStore {
     fn prune_events<'a>(&'a self, portal: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
         Box::pin(async move {
             let (before, max) = (super::time(before), super::int(max as u64));
-            let rows = self.query(&self.sql.prune, &[&portal.as_str(), &before, &max]).await?;
+            let horizon = self.horizon().await?;
+            let rows = self
+                .query(&self.sql.prune, &[&portal.as_str(), &before, &max, &horizon])
+                .await?;
             Ok(count_of(&rows)? as usize)
         })
     }
@@ -267,14 +294,12 @@ impl AsyncMfaStore for AsyncPostgresStore {
         change: &'a mut ChangeFn<'_>,
     ) -> StoreFuture<'a, Applied> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let rows = query(
-                &client,
-                &self.sql.read_for_apply,
-                &[&portal.as_str(), &user.kind().as_str(), &user.id()],
-            )
-            .await
-            .map_err(storage)?;
+            let (client, rows) = self
+                .read(
+                    &self.sql.read_for_apply,
+                    &[&portal.as_str(), &user.kind().as_str(), &user.id()],
+                )
+                .await?;
             let row = rows.first().ok_or_else(|| super::corrupt("the read returned no row"))?;
             let (policy, current) = (stored_at(row, 0)?, stored_at(row, 2)?);
             let Some(write) = change(current.as_ref(), policy.as_ref()) else {

@@ -11,11 +11,16 @@
 //!   lock outlives the statement. A sign-in is two round trips (read, write).
 //! - **Events are ordered by `(writer, seq)`**, the writing transaction's id and
 //!   then the identity column. Identity values are handed out before commit, so
-//!   a reader could see seq 11 committed while seq 10 is still in flight; a
-//!   portal-wide page therefore only returns events whose transaction is older
-//!   than every transaction still running (`pg_snapshot_xmin`), and nothing can
-//!   later appear before a cursor. One user's events need no such horizon: their
-//!   commits are serialized by the record's version.
+//!   a reader could see seq 11 committed while seq 10 is still in flight. A
+//!   portal-wide page therefore first reads a *horizon*: the oldest transaction
+//!   still writing to the events table (it holds the table's `RowExclusiveLock`,
+//!   taken before its transaction id), or, if none, the next id to be handed
+//!   out. The page then returns only events written below it, by a later
+//!   statement: whatever is still in flight then had its id when the horizon was
+//!   read, and so holds it down. Nothing can later appear before a cursor, and
+//!   only writers of these events (never other work on the server) hold a page
+//!   back. One user's events need no horizon: their commits are serialized by the
+//!   record's version.
 //! - **Text keys use the `C` collation**, so user order is byte order, the order
 //!   [`UserId`](crate::UserId) compares in, on every server whatever its locale.
 
@@ -95,6 +100,8 @@ pub(super) struct Sql {
     /// `[user trail?][newest first?]`
     pub(super) events: [[String; 2]; 2],
     pub(super) prune: String,
+    /// The events table's name, qualified, for the horizon (`$1`).
+    pub(super) events_table: String,
     pub(super) count: String,
     /// `[after a user?]`
     pub(super) records: [String; 2],
@@ -125,12 +132,12 @@ impl Sql {
                  UNION ALL SELECT '0'::xid8, 0 ORDER BY seq DESC LIMIT 1"
             };
             let (whose, horizon) = if user {
-                ("e.user_kind = $2::text AND e.user_id = $3::text", "")
-            } else {
                 (
-                    "$2::text IS NULL AND $3::text IS NULL",
-                    "AND e.writer < pg_snapshot_xmin(pg_current_snapshot())",
+                    "e.user_kind = $2::text AND e.user_id = $3::text",
+                    "AND $8::text IS NULL",
                 )
+            } else {
+                ("$2::text IS NULL AND $3::text IS NULL", "AND e.writer < $8::text::xid8")
             };
             let (after, order) = if newest { ("<", "DESC") } else { (">", "") };
             q(&format!(
@@ -192,7 +199,7 @@ impl Sql {
             prune: q("WITH head AS (
                     SELECT seq, at, row_number() OVER (ORDER BY writer, seq) AS n FROM (
                         SELECT writer, seq, at FROM {s}portal_mfa_events
-                        WHERE portal = $1::text AND writer < pg_snapshot_xmin(pg_current_snapshot())
+                        WHERE portal = $1::text AND writer < $4::text::xid8
                         ORDER BY writer, seq LIMIT $3::bigint
                     ) oldest
                  ), stop AS (
@@ -213,9 +220,25 @@ impl Sql {
                    WHERE portal = $1::text AND (user_kind, user_id) > ($2::text, $3::text)
                    ORDER BY user_kind, user_id LIMIT $4::bigint"),
             ],
+            events_table: format!("{prefix}portal_mfa_events"),
             prefix,
         }
     }
+
+    /// The horizon of portal-wide reads (see the module notes), as text: the
+    /// oldest in-flight transaction holding a write lock on the events table
+    /// (`$1`), else the next transaction id. `pg_locks` shows 32-bit ids; the
+    /// snapshot's in-progress list gives them in full.
+    pub(super) const HORIZON: &'static str = "WITH snap AS (SELECT pg_current_snapshot() AS s)
+        SELECT coalesce(
+            (SELECT x FROM snap, pg_snapshot_xip(snap.s) AS x
+             WHERE x::text::numeric % 4294967296 IN (
+                 SELECT own.transactionid::text::numeric FROM pg_locks l
+                 JOIN pg_locks own ON own.virtualtransaction = l.virtualtransaction
+                     AND own.locktype = 'transactionid' AND own.mode = 'ExclusiveLock' AND own.granted
+                 WHERE l.locktype = 'relation' AND l.relation = to_regclass($1::text) AND l.mode = 'RowExclusiveLock')
+             ORDER BY x LIMIT 1),
+            (SELECT pg_snapshot_xmax(s) FROM snap))::text";
 
     /// A listing of users: the status filter, the kind and the cursor are each
     /// an indexable predicate (so each combination is its own statement); all

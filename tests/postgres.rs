@@ -1,0 +1,874 @@
+//! PostgreSQL against a real server (see `flows/pg.rs`): acceptance exactly
+//! once across OS processes, failures counted exactly, restarts and killed
+//! connections that leave nothing half-applied, migrations, and every way a
+//! connection can be wrong, each with its typed error. The test binary re-runs
+//! itself as the worker processes (`worker`, ignored in normal runs).
+
+#![cfg(feature = "postgres")]
+
+mod flows;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flows::pg::{self, PgPair, PgServer};
+use flows::{Executor, Go, Phone, T0, TempDir, TestPortal, TestStore, enrol, portal_on};
+use portal_mfa::store::MfaStore;
+use portal_mfa::{
+    AsyncPostgresStore, Clock, Error, EventKind, EventQuery, LockoutRule, ManualClock, PortalPolicy, PostgresOptions,
+    PostgresStore, StorageError, StorageErrorKind, UserId,
+};
+
+const TRIALS: usize = 200;
+const PROCESSES: usize = 4;
+const CONNECTIONS: usize = 8;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn store(pair: PgPair) -> Arc<dyn TestStore> {
+    Arc::new(pair)
+}
+
+/// The storage error inside `result`, or a failure saying what came instead.
+fn storage_error<T: std::fmt::Debug>(result: Result<T, StorageError>) -> StorageError {
+    result.expect_err("a storage error")
+}
+
+// ---------------------------------------------------------------------------
+// Across processes
+
+/// Runs this binary's `worker` test in a child process with `env`.
+fn spawn_worker(env: &[(&str, String)]) -> std::process::Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--exact", "worker", "--ignored", "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn worker")
+}
+
+/// The child side. Modes: `race` (CONNECTIONS threads submit each job's code
+/// at its scheduled instant, printing `@@ <trial> ok|err …`) and `migrate`
+/// (open the stores on a schema at the scheduled instant, print `@@ migrated`).
+#[test]
+#[ignore = "run by the tests in this file as a separate process"]
+fn worker() {
+    let Ok(mode) = std::env::var("PORTAL_MFA_WORKER") else {
+        return;
+    };
+    let env = |name: &str| std::env::var(name).unwrap();
+    let url = env("PORTAL_MFA_PG_URL");
+    let schema = env("PORTAL_MFA_PG_SCHEMA");
+    let start: u64 = env("PORTAL_MFA_START").parse().unwrap();
+    let executor = if env("PORTAL_MFA_EXECUTOR") == "async" {
+        Executor::Async
+    } else {
+        Executor::Blocking
+    };
+    let options = PostgresOptions::new().max_connections(CONNECTIONS);
+    match mode.as_str() {
+        "migrate" => {
+            std::thread::sleep(Duration::from_millis(start.saturating_sub(now_ms())));
+            let _stores = PgPair::open(&url, &schema, options);
+            println!("\n@@ migrated");
+        }
+        "race" => {
+            let clock = ManualClock::at(env("PORTAL_MFA_TIME").parse().unwrap());
+            let portal = portal_on(store(PgPair::open(&url, &schema, options)), &clock).with_max_attempts(64);
+            let jobs = std::fs::read_to_string(env("PORTAL_MFA_JOBS")).unwrap();
+            let jobs: Vec<(UserId, String)> = jobs
+                .lines()
+                .map(|l| l.split_once(' ').unwrap())
+                .map(|(u, c)| (UserId::customer(u), c.to_owned()))
+                .collect();
+            let out = Mutex::new(std::io::stdout());
+            std::thread::scope(|s| {
+                for _ in 0..CONNECTIONS {
+                    s.spawn(|| {
+                        flows::set_executor(executor);
+                        for (trial, (user, code)) in jobs.iter().enumerate() {
+                            let at = start + trial as u64 * 20;
+                            std::thread::sleep(Duration::from_millis(at.saturating_sub(now_ms())));
+                            let verdict = match portal.verify_sign_in(user, code).go() {
+                                Ok(_) => "ok".to_owned(),
+                                Err(e) => format!("err {e:?}"),
+                            };
+                            writeln!(out.lock().unwrap(), "\n@@ {trial} {verdict}").unwrap();
+                        }
+                    });
+                }
+            });
+        }
+        other => panic!("unknown worker mode {other}"),
+    }
+}
+
+/// PROCESSES processes (half blocking, half async), CONNECTIONS threads each,
+/// submit the same codes at the same instants; returns, per trial, how many accepted.
+fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
+    let dir = TempDir::new("pg-race");
+    let job_file = dir.file("jobs.txt");
+    let text: String = jobs.iter().map(|(u, c)| format!("{} {c}\n", u.id())).collect();
+    std::fs::write(&job_file, text).unwrap();
+    let start = now_ms() + 4_000;
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|i| {
+            spawn_worker(&[
+                ("PORTAL_MFA_WORKER", "race".to_owned()),
+                ("PORTAL_MFA_PG_URL", url.to_owned()),
+                ("PORTAL_MFA_PG_SCHEMA", schema.to_owned()),
+                ("PORTAL_MFA_TIME", time.to_string()),
+                ("PORTAL_MFA_JOBS", job_file.display().to_string()),
+                ("PORTAL_MFA_START", start.to_string()),
+                (
+                    "PORTAL_MFA_EXECUTOR",
+                    if i % 2 == 0 { "blocking" } else { "async" }.to_owned(),
+                ),
+            ])
+        })
+        .collect();
+    let mut accepted = vec![0usize; jobs.len()];
+    let mut answered = vec![0usize; jobs.len()];
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "worker failed");
+        for line in String::from_utf8(output.stdout).unwrap().lines() {
+            let Some((trial, verdict)) = line.strip_prefix("@@ ").and_then(|l| l.split_once(' ')) else {
+                continue;
+            };
+            let Ok(trial) = trial.parse::<usize>() else { continue };
+            answered[trial] += 1;
+            if verdict == "ok" {
+                accepted[trial] += 1;
+            } else {
+                assert!(
+                    ["ReplayedCode", "WrongCode", "LockedOut", "Conflict"]
+                        .iter()
+                        .any(|e| verdict.contains(e)),
+                    "trial {trial}: {verdict}"
+                );
+            }
+        }
+    }
+    let everyone = PROCESSES * CONNECTIONS;
+    assert!(
+        answered.iter().all(|&n| n == everyone),
+        "every trial answered {everyone} times: {answered:?}"
+    );
+    accepted
+}
+
+#[test]
+fn four_processes_with_eight_connections_each_accept_one_totp_code_once() {
+    let Some(server) = pg::shared() else { return };
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(store(pair), &clock);
+    let phones: Vec<(UserId, Phone)> = (0..TRIALS)
+        .map(|i| {
+            let user = UserId::customer(format!("c{i}"));
+            let (phone, _) = enrol(&portal, &clock, &user);
+            (user, phone)
+        })
+        .collect();
+    let jobs: Vec<(UserId, String)> = phones.into_iter().map(|(u, p)| (u, p.code(&clock))).collect();
+    let accepted = race(server.url(), &schema, clock.now(), &jobs);
+    assert!(accepted.iter().all(|&n| n == 1), "per trial, acceptances: {accepted:?}");
+    for (user, _) in &jobs {
+        let trail = portal
+            .audit_events(EventQuery::portal(portal.id()).user(user))
+            .go()
+            .unwrap()
+            .items;
+        let verified = trail.iter().filter(|e| matches!(e.kind, EventKind::Verified { .. }));
+        assert_eq!(verified.count(), 1, "{user:?}: one acceptance, one event");
+    }
+}
+
+#[test]
+fn four_processes_with_eight_connections_each_accept_one_backup_code_once() {
+    let Some(server) = pg::shared() else { return };
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(store(pair), &clock);
+    let jobs: Vec<(UserId, String)> = (0..TRIALS)
+        .map(|i| {
+            let user = UserId::customer(format!("b{i}"));
+            let (_, codes) = enrol(&portal, &clock, &user);
+            (user, codes[i % codes.len()].clone())
+        })
+        .collect();
+    let accepted = race(server.url(), &schema, clock.now(), &jobs);
+    assert!(accepted.iter().all(|&n| n == 1), "per trial, acceptances: {accepted:?}");
+    for (user, _) in &jobs {
+        let remaining = portal.record(user).go().unwrap().backup_codes().unwrap().remaining();
+        assert_eq!(remaining, 9, "{user:?}: exactly one code consumed");
+    }
+}
+
+#[test]
+fn four_processes_starting_at_once_migrate_an_empty_schema_once() {
+    let Some(server) = pg::shared() else { return };
+    let schema = pg::fresh_schema("migrate");
+    let start = now_ms() + 2_000;
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|i| {
+            spawn_worker(&[
+                ("PORTAL_MFA_WORKER", "migrate".to_owned()),
+                ("PORTAL_MFA_PG_URL", server.url().to_owned()),
+                ("PORTAL_MFA_PG_SCHEMA", schema.clone()),
+                ("PORTAL_MFA_START", start.to_string()),
+                (
+                    "PORTAL_MFA_EXECUTOR",
+                    if i % 2 == 0 { "blocking" } else { "async" }.to_owned(),
+                ),
+            ])
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "a process failed to open the schema");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("@@ migrated"));
+    }
+    let mut admin = server.admin();
+    let rows = admin
+        .query(
+            &format!("SELECT version FROM \"{schema}\".portal_mfa_schema ORDER BY version"),
+            &[],
+        )
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let expected: Vec<i32> = (1..=portal_mfa::POSTGRES_SCHEMA_VERSION).collect();
+    assert_eq!(versions, expected, "each migration recorded once");
+}
+
+// ---------------------------------------------------------------------------
+// Many connections in one process
+
+#[test]
+fn sixty_four_concurrent_wrong_codes_are_counted_exactly_up_to_the_lock() {
+    let Some(server) = pg::shared() else { return };
+    for executor in [Executor::Blocking, Executor::Async] {
+        flows::set_executor(executor);
+        for (max_failures, wrong, locked) in [(100u8, 64, 0), (10, 9, 55)] {
+            let clock = ManualClock::at(T0);
+            let policy = PortalPolicy::default().with_lockout(LockoutRule::new(max_failures, 60, 3600).unwrap());
+            let pair = PgPair::new(server, PostgresOptions::new().max_connections(64));
+            let portal = portal_on(store(pair), &clock)
+                .with_default_policy(policy)
+                .with_max_attempts(200);
+            let user = UserId::customer("target");
+            let (phone, _) = enrol(&portal, &clock, &user);
+            let right = phone.code(&clock);
+            let bad = if right == "000000" { "111111" } else { "000000" };
+            let barrier = Barrier::new(64);
+            let outcomes: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..64)
+                    .map(|_| {
+                        s.spawn(|| {
+                            flows::set_executor(executor);
+                            barrier.wait();
+                            portal.verify_sign_in(&user, bad).go()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let record = portal.record(&user).go().unwrap();
+            let label = format!("{executor:?}, lock after {max_failures}");
+            assert_eq!(
+                record.failures().consecutive(),
+                u32::from(max_failures).min(64),
+                "{label}"
+            );
+            let count = |f: fn(&Result<_, Error>) -> bool| outcomes.iter().filter(|r| f(r)).count();
+            assert_eq!(count(|r| matches!(r, Err(Error::WrongCode { .. }))), wrong, "{label}");
+            assert_eq!(count(|r| matches!(r, Err(Error::LockedOut { .. }))), locked, "{label}");
+            let trail = portal
+                .audit_events(EventQuery::portal(portal.id()).user(&user).limit(1000))
+                .go()
+                .unwrap()
+                .items;
+            let failed = trail
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::VerificationFailed { .. }))
+                .count();
+            assert_eq!(
+                failed as u32,
+                record.failures().consecutive(),
+                "{label}: one event per failure"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Faults: restarts, killed connections, read-only roles, timeouts
+
+/// What one signing-in thread saw: its user, the times of the sign-ins
+/// reported committed, and the times whose outcome an error left unknown.
+struct Burst {
+    user: UserId,
+    committed: Vec<u64>,
+    unknown: Vec<u64>,
+    errors: Vec<StorageError>,
+    /// Sign-ins committed after the fault was over.
+    committed_after: usize,
+}
+
+/// THREADS users sign in one after another (each on its own clock, 30 s a
+/// step) until `stop`; `fault` runs meanwhile and sets `over` when done.
+fn sign_in_burst(store: Arc<dyn TestStore>, executor: Executor, fault: impl FnOnce(&AtomicBool) + Send) -> Vec<Burst> {
+    const THREADS: usize = 8;
+    let setup_clock = ManualClock::at(T0);
+    let setup = portal_on(store.clone(), &setup_clock);
+    let users: Vec<(UserId, Phone)> = (0..THREADS)
+        .map(|i| {
+            let user = UserId::customer(format!("burst-{i}"));
+            let (phone, _) = enrol(&setup, &setup_clock, &user);
+            (user, phone)
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let over = AtomicBool::new(false);
+    let start_at = setup_clock.now() + 60;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = users
+            .into_iter()
+            .map(|(user, phone)| {
+                let store = store.clone();
+                let (stop, over) = (&stop, &over);
+                s.spawn(move || {
+                    flows::set_executor(executor);
+                    let clock = ManualClock::at(start_at);
+                    let portal = portal_on(store, &clock);
+                    let mut burst = Burst {
+                        user,
+                        committed: Vec::new(),
+                        unknown: Vec::new(),
+                        errors: Vec::new(),
+                        committed_after: 0,
+                    };
+                    while !stop.load(Ordering::SeqCst) {
+                        let code = phone.code(&clock);
+                        match portal.verify_sign_in(&burst.user, &code).go() {
+                            Ok(_) => {
+                                burst.committed.push(clock.now());
+                                if over.load(Ordering::SeqCst) {
+                                    burst.committed_after += 1;
+                                }
+                            }
+                            Err(Error::Storage(e)) => {
+                                burst.unknown.push(clock.now());
+                                burst.errors.push(e);
+                            }
+                            Err(other) => panic!("{:?}: {other:?}", burst.user),
+                        }
+                        clock.advance(30);
+                    }
+                    burst
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        fault(&over);
+        // Let the pool show it recovered on its own.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+            if over.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::SeqCst);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Every sign-in reported committed has its event; one whose call failed has
+/// its event exactly when the record moved on for it; record and trail agree.
+fn nothing_half_applied(portal: &TestPortal, bursts: &[Burst]) {
+    for burst in bursts {
+        let record = portal.record(&burst.user).go().unwrap();
+        let trail = flows::all_pages(portal, EventQuery::portal(portal.id()).user(&burst.user).limit(500));
+        let verified: Vec<u64> = trail
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Verified { .. }))
+            .map(|e| e.at)
+            .collect();
+        for at in &burst.committed {
+            assert!(
+                verified.contains(at),
+                "{:?}: the sign-in at {at} has no event",
+                burst.user
+            );
+        }
+        for at in &verified {
+            assert!(
+                burst.committed.contains(at) || burst.unknown.contains(at),
+                "{:?}: an event at {at} for no sign-in",
+                burst.user
+            );
+        }
+        // The record's last verification is the newest event's.
+        assert_eq!(
+            record.last_verified_at(),
+            verified.iter().max().copied(),
+            "{:?}",
+            burst.user
+        );
+    }
+}
+
+#[test]
+fn a_server_restart_mid_burst_answers_unavailable_and_the_pools_recover_by_themselves() {
+    let Some(server) = pg::own(&["-c fsync=off"]) else {
+        return;
+    };
+    for executor in [Executor::Blocking, Executor::Async] {
+        let pair = PgPair::new(&server, PostgresOptions::new().connect_timeout(Duration::from_secs(10)));
+        let store = store(pair);
+        let bursts = sign_in_burst(store.clone(), executor, |over| {
+            assert!(server.pg_ctl(&["restart", "-m", "fast", "-w"]), "pg_ctl restart");
+            over.store(true, Ordering::SeqCst);
+        });
+        let errors: Vec<&StorageError> = bursts.iter().flat_map(|b| &b.errors).collect();
+        assert!(
+            !errors.is_empty(),
+            "{executor:?}: some call was in flight during the restart"
+        );
+        for e in &errors {
+            assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{executor:?}: {e:?}");
+        }
+        for burst in &bursts {
+            assert!(
+                burst.committed_after > 0,
+                "{executor:?}: {:?} signed in after the restart",
+                burst.user
+            );
+        }
+        let clock = ManualClock::at(T0);
+        nothing_half_applied(&portal_on(store, &clock), &bursts);
+    }
+}
+
+#[test]
+fn connections_terminated_mid_statement_leave_nothing_half_applied() {
+    let Some(server) = pg::shared() else { return };
+    for executor in [Executor::Blocking, Executor::Async] {
+        let name = format!("victim-{}", pg::fresh_schema("app"));
+        let url = format!("{} application_name={name}", server.url());
+        let schema = pg::fresh_schema("kill");
+        let store = store(PgPair::open(&url, &schema, PostgresOptions::new()));
+        let mut admin = server.admin();
+        let bursts = sign_in_burst(store.clone(), executor, |over| {
+            let mut killed = 0u64;
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                let row = admin
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                         WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+                        &[&name],
+                    )
+                    .unwrap();
+                killed += row.get::<_, i64>(0) as u64;
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            assert!(killed > 0, "some backend was caught mid-statement");
+            over.store(true, Ordering::SeqCst);
+        });
+        let errors: Vec<&StorageError> = bursts.iter().flat_map(|b| &b.errors).collect();
+        assert!(!errors.is_empty(), "{executor:?}: some call lost its connection");
+        for e in &errors {
+            assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{executor:?}: {e:?}");
+            assert!(e.is_connection_lost(), "{executor:?}: {e:?}");
+        }
+        for burst in &bursts {
+            assert!(burst.committed_after > 0, "{executor:?}: {:?} went on", burst.user);
+        }
+        let clock = ManualClock::at(T0);
+        nothing_half_applied(&portal_on(store, &clock), &bursts);
+    }
+}
+
+/// A role for this test, created by the superuser, with `setup` run on it.
+fn role(server: &PgServer, schema: &str, setup: &str) -> String {
+    let role = pg::fresh_schema("role");
+    let mut admin = server.admin();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA \"{schema}\" TO {role}; {}",
+            setup.replace("{role}", &role).replace("{schema}", schema)
+        ))
+        .unwrap();
+    role
+}
+
+#[test]
+fn a_read_only_role_answers_read_only_and_a_role_without_grants_access_denied() {
+    let Some(server) = pg::shared() else { return };
+    let Some(_) = server.socket_url("postgres") else {
+        return pg::skip("roles need a server these tests started");
+    };
+    let clock = ManualClock::at(T0);
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    let user = UserId::customer("reader");
+    {
+        flows::set_executor(Executor::Blocking);
+        let portal = portal_on(store(pair), &clock);
+        enrol(&portal, &clock, &user);
+    }
+    let cases = [
+        (
+            "ALTER ROLE {role} SET default_transaction_read_only = on;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO {role};",
+            StorageErrorKind::ReadOnly,
+        ),
+        (
+            "GRANT SELECT ON ALL TABLES IN SCHEMA \"{schema}\" TO {role};",
+            StorageErrorKind::AccessDenied,
+        ),
+    ];
+    for (setup, expected) in cases {
+        let role = role(server, &schema, setup);
+        let url = server.socket_url(&role).unwrap();
+        for executor in [Executor::Blocking, Executor::Async] {
+            flows::set_executor(executor);
+            let portal = portal_on(store(PgPair::open(&url, &schema, PostgresOptions::new())), &clock);
+            // Reading works; writing answers the typed refusal.
+            assert!(portal.record(&user).go().unwrap().mfa_enabled());
+            clock.advance(30);
+            match portal.verify_sign_in(&user, "000000").go() {
+                Err(Error::Storage(e)) => assert_eq!(e.kind(), expected, "{executor:?}: {e}"),
+                other => panic!("{executor:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_statement_past_statement_timeout_answers_a_typed_timeout_and_writes_nothing() {
+    let Some(server) = pg::shared() else { return };
+    let clock = ManualClock::at(T0);
+    let pair = PgPair::new(
+        server,
+        PostgresOptions::new().statement_timeout(Duration::from_millis(300)),
+    );
+    let schema = pair.schema.clone();
+    flows::set_executor(Executor::Blocking);
+    let portal = portal_on(store(pair), &clock);
+    let user = UserId::customer("slow");
+    let (phone, _) = enrol(&portal, &clock, &user);
+    let before = portal.record(&user).go().unwrap();
+    // Another session holds the user's row: the sign-in's write waits for it past the timeout.
+    let mut admin = server.admin();
+    let mut holder = admin.transaction().unwrap();
+    holder
+        .execute(
+            &format!("SELECT 1 FROM \"{schema}\".portal_mfa_records WHERE user_id = 'slow' FOR UPDATE"),
+            &[],
+        )
+        .unwrap();
+    for executor in [Executor::Blocking, Executor::Async] {
+        flows::set_executor(executor);
+        clock.advance(30);
+        let started = Instant::now();
+        match portal.verify_sign_in(&user, &phone.code(&clock)).go() {
+            Err(Error::Storage(e)) => {
+                assert_eq!(e.kind(), StorageErrorKind::Timeout, "{executor:?}: {e}");
+                assert!(!e.is_connection_lost());
+            }
+            other => panic!("{executor:?}: {other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+    holder.rollback().unwrap();
+    assert_eq!(
+        portal.record(&user).go().unwrap().last_verified_at(),
+        before.last_verified_at()
+    );
+    clock.advance(30);
+    portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Schema
+
+#[test]
+fn a_newer_schema_and_foreign_tables_with_our_names_are_refused() {
+    let Some(server) = pg::shared() else { return };
+    let mut admin = server.admin();
+    let open = |schema: &str| {
+        let sync = PostgresStore::connect(server.url(), PostgresOptions::new().schema(schema)).map(drop);
+        let nonblocking = flows::runtime()
+            .block_on(AsyncPostgresStore::connect(
+                server.url(),
+                PostgresOptions::new().schema(schema),
+            ))
+            .map(drop);
+        [storage_error(sync), storage_error(nonblocking)]
+    };
+    // Written by a newer version.
+    let newer = PgPair::new(server, PostgresOptions::new()).schema;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO \"{newer}\".portal_mfa_schema (version) VALUES (99)"
+        ))
+        .unwrap();
+    for e in open(&newer) {
+        assert_eq!(e.kind(), StorageErrorKind::IncompatibleSchema, "{e:?}");
+    }
+    // Someone else's table with our name, and no schema table.
+    let foreign = pg::fresh_schema("foreign");
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{foreign}\"; CREATE TABLE \"{foreign}\".portal_mfa_records (id integer);"
+        ))
+        .unwrap();
+    for e in open(&foreign) {
+        assert_eq!(e.kind(), StorageErrorKind::Corrupt, "{e:?}");
+        assert!(
+            format!("{e} {:?}", std::error::Error::source(&e)).contains("portal_mfa_records"),
+            "{e:?}"
+        );
+    }
+    // Someone else's table named like our schema table.
+    let foreign = pg::fresh_schema("foreign");
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{foreign}\"; CREATE TABLE \"{foreign}\".portal_mfa_schema (name text);"
+        ))
+        .unwrap();
+    for e in open(&foreign) {
+        assert_eq!(e.kind(), StorageErrorKind::Corrupt, "{e:?}");
+        assert!(e.to_string().contains("not created by portal-mfa"), "{e}");
+    }
+    // The tables are untouched by the refusals.
+    let rows = admin
+        .query(&format!("SELECT max(version) FROM \"{newer}\".portal_mfa_schema"), &[])
+        .unwrap();
+    assert_eq!(rows[0].get::<_, Option<i32>>(0), Some(99));
+}
+
+#[test]
+fn a_portal_wide_page_never_skips_an_event_that_commits_later() {
+    let Some(server) = pg::shared() else { return };
+    let clock = ManualClock::at(T0);
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    flows::set_executor(Executor::Blocking);
+    let portal = portal_on(store(pair), &clock);
+    let alice = UserId::customer("alice");
+    enrol(&portal, &clock, &alice);
+    let all = |portal: &TestPortal| flows::all_pages(portal, EventQuery::portal(portal.id()).limit(2));
+    let before = all(&portal).len();
+    // An older transaction writes an event (a copy of the newest) and stays open…
+    let mut admin = server.admin();
+    let mut older = admin.transaction().unwrap();
+    older
+        .batch_execute(&format!(
+            "INSERT INTO \"{schema}\".portal_mfa_events (portal, user_kind, user_id, at, kind, event)
+             SELECT portal, user_kind, user_id, at, kind, event FROM \"{schema}\".portal_mfa_events
+             ORDER BY seq DESC LIMIT 1"
+        ))
+        .unwrap();
+    // …while a newer one commits a sign-in.
+    let bob = UserId::vendor("bob");
+    enrol(&portal, &clock, &bob);
+    let bobs = portal
+        .audit_events(EventQuery::portal(portal.id()).user(&bob))
+        .go()
+        .unwrap()
+        .items
+        .len();
+    assert!(bobs > 0, "one user's trail needs no horizon");
+    // The portal-wide trail holds Bob's events back: showing them would let the older one land behind a cursor.
+    assert_eq!(all(&portal).len(), before);
+    older.commit().unwrap();
+    let after = all(&portal);
+    assert_eq!(after.len(), before + 1 + bobs, "every event, once, in order");
+    assert_eq!(
+        after[before].user.as_ref(),
+        Some(&alice),
+        "the older transaction's event first"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Connection faults and credentials
+
+#[test]
+fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
+    let Some(server) = pg::shared() else { return };
+    let Some(_) = server.tcp_url("x", "y", "z") else {
+        return pg::skip("password checks need a server these tests started");
+    };
+    const PASSWORD: &str = "Correct-Horse-77";
+    const WRONG: &str = "Wrong-Battery-99";
+    let role = pg::fresh_schema("pw");
+    server
+        .admin()
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
+        .unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = || PostgresOptions::new().connect_timeout(Duration::from_secs(3));
+    let cases: [(&str, String, StorageErrorKind); 5] = [
+        (
+            "malformed URL",
+            format!("postgres://{role}:{PASSWORD}@[::1/x"),
+            StorageErrorKind::InvalidConfig,
+        ),
+        (
+            "wrong password",
+            server.tcp_url(&role, WRONG, "postgres").unwrap(),
+            StorageErrorKind::AccessDenied,
+        ),
+        (
+            "missing database",
+            server.tcp_url(&role, PASSWORD, "no_such_database").unwrap(),
+            StorageErrorKind::MissingDatabase,
+        ),
+        (
+            "unreachable server",
+            format!("postgres://{role}:{PASSWORD}@127.0.0.1:{closed_port}/postgres"),
+            StorageErrorKind::Unavailable,
+        ),
+        (
+            "a good URL",
+            server.tcp_url(&role, PASSWORD, "postgres").unwrap(),
+            StorageErrorKind::Other,
+        ),
+    ];
+    let log = flows::capture_logs(|| {
+        for (case, url, expected) in &cases {
+            let sync = PostgresStore::connect(url, options().schema(pg::fresh_schema("bad")));
+            let nonblocking = flows::runtime().block_on(AsyncPostgresStore::connect(
+                url,
+                options().schema(pg::fresh_schema("bad")),
+            ));
+            if *case == "a good URL" {
+                // The role may not create a schema: that, too, is typed.
+                for e in [storage_error(sync), storage_error(nonblocking)] {
+                    assert_eq!(e.kind(), StorageErrorKind::AccessDenied, "{case}: {e:?}");
+                }
+                continue;
+            }
+            for e in [storage_error(sync), storage_error(nonblocking)] {
+                assert_eq!(e.kind(), *expected, "{case}: {e:?}");
+                assert!(!e.is_connection_lost(), "{case}");
+                let shown = format!(
+                    "{e} | {e:?} | {:?}",
+                    std::error::Error::source(&e).map(|s| s.to_string())
+                );
+                assert!(!shown.contains(PASSWORD) && !shown.contains(WRONG), "{case}: {shown}");
+                #[cfg(feature = "tracing")]
+                tracing::warn!("{case}: {e} {e:?}");
+            }
+        }
+    });
+    assert!(!log.contains(PASSWORD) && !log.contains(WRONG), "{log}");
+}
+
+#[test]
+fn a_connection_dropped_mid_call_says_so() {
+    let Some(server) = pg::shared() else { return };
+    let name = format!("dropped-{}", pg::fresh_schema("app"));
+    let url = format!("{} application_name={name}", server.url());
+    let clock = ManualClock::at(T0);
+    let pair = PgPair::open(&url, &pg::fresh_schema("drop"), PostgresOptions::new());
+    let schema = pair.schema.clone();
+    flows::set_executor(Executor::Blocking);
+    let portal = portal_on(store(pair), &clock);
+    let user = UserId::customer("dropped");
+    let (phone, _) = enrol(&portal, &clock, &user);
+    let mut admin = server.admin();
+    for executor in [Executor::Blocking, Executor::Async] {
+        flows::set_executor(executor);
+        // Hold the row so the sign-in's write waits, then end its session.
+        let mut holder = admin.transaction().unwrap();
+        holder
+            .execute(
+                &format!("SELECT 1 FROM \"{schema}\".portal_mfa_records WHERE user_id = 'dropped' FOR UPDATE"),
+                &[],
+            )
+            .unwrap();
+        clock.advance(30);
+        let code = phone.code(&clock);
+        let outcome = std::thread::scope(|s| {
+            let call = s.spawn(|| {
+                flows::set_executor(executor);
+                portal.verify_sign_in(&user, &code).go()
+            });
+            let mut killer = server.admin();
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let row = killer
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                         WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                        &[&name],
+                    )
+                    .unwrap();
+                if row.get::<_, i64>(0) > 0 {
+                    break;
+                }
+            }
+            call.join().unwrap()
+        });
+        holder.rollback().unwrap();
+        match outcome {
+            Err(Error::Storage(e)) => {
+                assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{executor:?}: {e}");
+                assert!(e.is_connection_lost(), "{executor:?}: {e:?}");
+            }
+            other => panic!("{executor:?}: {other:?}"),
+        }
+        // Nothing of it was written, and the next call gets a fresh connection by itself.
+        assert!(portal.record(&user).go().unwrap().last_verified_at() < Some(clock.now()));
+        portal.verify_sign_in(&user, &code).go().unwrap();
+    }
+}
+
+#[test]
+fn the_blocking_store_works_from_inside_a_tokio_runtime() {
+    let Some(server) = pg::shared() else { return };
+    let store =
+        Arc::new(PostgresStore::connect(server.url(), PostgresOptions::new().schema(pg::fresh_schema("rt"))).unwrap());
+    let portal = portal_mfa::PortalId::new("p");
+    let user = UserId::customer("u");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(current.block_on(async { store.load(&portal, &user) }).unwrap(), None);
+    let multi = flows::runtime();
+    let task = {
+        let store = store.clone();
+        let (portal, user) = (portal.clone(), user.clone());
+        multi.spawn(async move { store.load(&portal, &user) })
+    };
+    assert_eq!(multi.block_on(task).unwrap().unwrap(), None);
+    let blocking = {
+        let store = store.clone();
+        multi.spawn_blocking(move || store.load(&portal, &user))
+    };
+    assert_eq!(multi.block_on(blocking).unwrap().unwrap(), None);
+}
