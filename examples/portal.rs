@@ -9,13 +9,15 @@
 //! ```sh
 //! cargo run --example portal                      # in memory
 //! cargo run --example portal -- --db portal.db    # on a SQLite file; run it twice
+//! cargo run --example portal --features postgres -- --db postgres://user:password@localhost/portal
 //! ```
 //!
 //! With `--db`, a second run finds Alice already enrolled and signs her in.
 //! The TOTP secrets in the database are sealed under a key kept in a key file
-//! beside it (`PATH.key`, mode 0600, created on the first run); a real host
-//! loads its keys from its own secret store instead (see the README). Alice's
-//! phone is played by `PATH.phone` (the enrolment URI her app scanned).
+//! beside it (`PATH.key`, mode 0600, created on the first run; for PostgreSQL,
+//! `portal-mfa-postgres.key` in the current directory); a real host loads its
+//! keys from its own secret store instead (see the README). Alice's phone is
+//! played by `PATH.phone` (the enrolment URI her app scanned).
 
 use std::sync::Arc;
 
@@ -61,7 +63,7 @@ fn main() {
         [] => None,
         [flag, path] if flag == "--db" => Some(path.clone()),
         _ => {
-            eprintln!("usage: portal [--db PATH]");
+            eprintln!("usage: portal [--db PATH | --db postgres://URL]");
             std::process::exit(2);
         }
     };
@@ -106,9 +108,37 @@ fn load_or_create_keyring(path: &str) -> Result<Keyring, BoxError> {
     Ok(Keyring::new(id, key.as_slice())?)
 }
 
+/// Whether `db` names a PostgreSQL database rather than a SQLite file.
+fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://") || db.contains("host=")
+}
+
+/// Where the demo keeps its key file and Alice's phone: beside a SQLite file,
+/// or in the current directory for a server (never a name with the password in it).
+fn local_files(db: &str) -> String {
+    if is_postgres(db) {
+        "portal-mfa-postgres".to_owned()
+    } else {
+        db.to_owned()
+    }
+}
+
 fn open_store(db: Option<&str>) -> Result<(Arc<dyn BlockingStore>, Option<Keyring>), BoxError> {
     match db {
         None => Ok((Arc::new(MemoryStore::new()), None)),
+        #[cfg(feature = "postgres")]
+        Some(url) if is_postgres(url) => {
+            let keyring = load_or_create_keyring(&local_files(url))?;
+            let store = portal_mfa::PostgresStore::connect(url, portal_mfa::PostgresOptions::new())?;
+            Ok((Arc::new(store), Some(keyring)))
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(url) if is_postgres(url) => {
+            eprintln!(
+                "a postgres:// database needs the `postgres` feature: cargo run --example portal --features postgres -- --db URL"
+            );
+            std::process::exit(2);
+        }
         #[cfg(feature = "sqlite")]
         Some(path) => {
             let keyring = Arc::new(load_or_create_keyring(path)?);
@@ -146,7 +176,7 @@ fn run(db: Option<&str>) -> Result<(), BoxError> {
         .map_or(0, |e| e.at);
     clock.set(clock.now().max(last + 60));
     let alice = UserId::customer("alice@example.com");
-    let phone_file = db.map(|path| format!("{path}.phone"));
+    let phone_file = db.map(|db| format!("{}.phone", local_files(db)));
 
     match &phone_file {
         Some(file) if portal.record(&alice).run()?.mfa_enabled() => returning_visit(&portal, &clock, &alice, file)?,

@@ -474,7 +474,7 @@ proptest! {
     }
 }
 
-/// Through the driver: the SQLite store is one of them.
+/// Through the driver: the SQLite store is one of them, and PostgreSQL (sync and async) when there is a server.
 #[cfg(feature = "sqlite")]
 mod driven {
     use super::*;
@@ -490,11 +490,14 @@ mod driven {
                 flows::set_executor(executor);
                 let dir = flows::TempDir::new("model");
                 let sqlite = portal_mfa::SqliteStore::open(dir.file("mfa.db")).unwrap();
-                let stores: [Arc<dyn TestStore>; 3] = [
+                #[allow(unused_mut)]
+                let mut stores: Vec<Arc<dyn TestStore>> = vec![
                     flows::memory(),
                     flows::bytes(flows::kv::KvStore::default()),
                     flows::bytes_in(sqlite, dir),
                 ];
+                #[cfg(feature = "postgres")]
+                stores.extend(flows::pg::pair().map(|pair| pair as Arc<dyn TestStore>));
                 for store in stores {
                     let mut world = World::driven(store);
                     for op in &ops {

@@ -872,3 +872,50 @@ fn the_blocking_store_works_from_inside_a_tokio_runtime() {
     };
     assert_eq!(multi.block_on(blocking).unwrap().unwrap(), None);
 }
+
+#[test]
+fn the_main_example_runs_on_postgres_and_finds_its_state_on_the_second_run() {
+    let Some(server) = pg::shared() else { return };
+    let database = pg::fresh_schema("example");
+    server
+        .admin()
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .unwrap();
+    let url = server.url().replace("dbname=postgres", &format!("dbname={database}"));
+    let dir = TempDir::new("pg-example");
+    let run = || {
+        let output = Command::new(flows::example_binary())
+            .args(["--db", &url])
+            .current_dir(&dir.0)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = run();
+    assert!(first.contains("She must enrol"), "{first}");
+    let second = run();
+    assert!(
+        second.contains("Welcome back: the database already knows Alice"),
+        "{second}"
+    );
+    assert!(second.contains("signed in with Totp(AuthenticatorId(2))"), "{second}");
+    assert!(dir.file("portal-mfa-postgres.key").exists());
+    // The records hold the secrets sealed: none of the keys printed for typing is in them.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let stored: Vec<Vec<u8>> = client
+        .query("SELECT record FROM portal_mfa_records", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!stored.is_empty());
+    for secret in flows::printed_keys(&first) {
+        assert!(
+            stored
+                .iter()
+                .all(|r| !r.windows(secret.len()).any(|w| w == secret.as_slice())),
+            "a printed secret is stored in the clear"
+        );
+    }
+}

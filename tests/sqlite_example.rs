@@ -7,24 +7,9 @@ mod flows;
 
 use std::process::Command;
 
-fn example_binary() -> std::path::PathBuf {
-    // target/<profile>/deps/<this test> → target/<profile>/examples/portal
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    path.pop();
-    path.push("examples");
-    path.push(format!("portal{}", std::env::consts::EXE_SUFFIX));
-    path
-}
-
 #[test]
 fn the_walk_through_persists_across_runs() {
-    let binary = example_binary();
-    assert!(
-        binary.exists(),
-        "cargo test builds the examples; missing {}",
-        binary.display()
-    );
+    let binary = flows::example_binary();
     let dir = flows::TempDir::new("example");
     let db = dir.file("portal.db");
     let run = || {
@@ -35,7 +20,7 @@ fn the_walk_through_persists_across_runs() {
     let first = run();
     assert!(first.contains("She must enrol"), "{first}");
     assert!(first.contains("MfaReset"));
-    let printed = printed_keys(&first);
+    let printed = flows::printed_keys(&first);
     assert_eq!(printed.len(), 2, "the first and the re-enrolled phone's keys: {first}");
     assert_no_secret_in(&db, &printed);
     #[cfg(unix)]
@@ -63,18 +48,6 @@ fn the_walk_through_persists_across_runs() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("portal.db.key is missing"));
     assert_eq!(std::fs::read(&db).unwrap(), before);
-}
-
-/// The secrets the walk-through printed for typing by hand.
-fn printed_keys(output: &str) -> Vec<Vec<u8>> {
-    output
-        .lines()
-        .filter_map(|l| {
-            l.split_once("or type: ")
-                .or_else(|| l.split_once("into her new phone: "))
-        })
-        .map(|(_, key)| portal_mfa::Secret::from_base32(key).unwrap().expose_bytes().to_vec())
-        .collect()
 }
 
 /// Neither the database nor its WAL holds any of `secrets`, raw, in base32 or in hex.

@@ -1245,3 +1245,31 @@ pub fn capture_logs(run: impl FnOnce()) -> String {
         String::new()
     }
 }
+
+/// The main example's binary, which `cargo test` builds beside the tests.
+pub fn example_binary() -> std::path::PathBuf {
+    // target/<profile>/deps/<this test> → target/<profile>/examples/portal
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    path.pop();
+    path.push("examples");
+    path.push(format!("portal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "cargo test builds the examples; missing {}",
+        path.display()
+    );
+    path
+}
+
+/// The secrets the main example printed for typing by hand.
+pub fn printed_keys(output: &str) -> Vec<Vec<u8>> {
+    output
+        .lines()
+        .filter_map(|l| {
+            l.split_once("or type: ")
+                .or_else(|| l.split_once("into her new phone: "))
+        })
+        .map(|(_, key)| portal_mfa::Secret::from_base32(key).unwrap().expose_bytes().to_vec())
+        .collect()
+}
