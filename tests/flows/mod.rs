@@ -58,6 +58,7 @@ pub fn each_store_and_executor(run: impl Fn(&str, Arc<dyn TestStore>)) {
             portal_mfa::SqliteOptions::new().busy_timeout(std::time::Duration::from_secs(30)),
         )
         .unwrap();
+        #[allow(unused_mut)]
         let mut stores: Vec<(&str, Arc<dyn TestStore>)> = vec![
             ("locking apply", memory()),
             ("compare-and-swap", bytes(kv::KvStore::default())),

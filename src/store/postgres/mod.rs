@@ -142,11 +142,11 @@ impl PostgresOptions {
     }
 
     fn sql(&self) -> Result<Sql, StorageError> {
-        if let Some(name) = &self.schema {
-            if name.is_empty() || name.len() > 63 || name.contains('\0') {
-                return Err(StorageError::of_kind(StorageErrorKind::InvalidConfig)
-                    .because("a schema name has 1 to 63 bytes and no NUL"));
-            }
+        if let Some(name) = &self.schema
+            && (name.is_empty() || name.len() > 63 || name.contains('\0'))
+        {
+            return Err(StorageError::of_kind(StorageErrorKind::InvalidConfig)
+                .because("a schema name has 1 to 63 bytes and no NUL"));
         }
         Ok(Sql::new(self.schema.as_deref()))
     }
