@@ -9,10 +9,10 @@
 mod flows;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use flows::pg::{self, PgPair, PgServer};
 use flows::{Executor, Go, Phone, T0, TempDir, TestPortal, TestStore, enrol, portal_on};
@@ -26,10 +26,6 @@ const TRIALS: usize = 200;
 const PROCESSES: usize = 4;
 const CONNECTIONS: usize = 8;
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 fn store(pair: PgPair) -> Arc<dyn TestStore> {
     Arc::new(pair)
 }
@@ -41,20 +37,6 @@ fn storage_error<T: std::fmt::Debug>(result: Result<T, StorageError>) -> Storage
 
 // ---------------------------------------------------------------------------
 // Across processes
-
-/// Runs this binary's `worker` test in a child process with `env`.
-fn spawn_worker(env: &[(&str, String)]) -> std::process::Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--exact", "worker", "--ignored", "--nocapture", "--test-threads=1"]);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn worker")
-}
 
 /// The child side. Modes: `race` (CONNECTIONS threads submit each job's code
 /// at its scheduled instant, printing `@@ <trial> ok|err …`) and `migrate`
@@ -77,7 +59,7 @@ fn worker() {
     let options = PostgresOptions::new().max_connections(CONNECTIONS);
     match mode.as_str() {
         "migrate" => {
-            std::thread::sleep(Duration::from_millis(start.saturating_sub(now_ms())));
+            std::thread::sleep(Duration::from_millis(start.saturating_sub(flows::now_ms())));
             let _stores = PgPair::open(&url, &schema, options);
             println!("\n@@ migrated");
         }
@@ -97,7 +79,7 @@ fn worker() {
                         flows::set_executor(executor);
                         for (trial, (user, code)) in jobs.iter().enumerate() {
                             let at = start + trial as u64 * 20;
-                            std::thread::sleep(Duration::from_millis(at.saturating_sub(now_ms())));
+                            std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
                             let verdict = match portal.verify_sign_in(user, code).go() {
                                 Ok(_) => "ok".to_owned(),
                                 Err(e) => format!("err {e:?}"),
@@ -119,10 +101,10 @@ fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<us
     let job_file = dir.file("jobs.txt");
     let text: String = jobs.iter().map(|(u, c)| format!("{} {c}\n", u.id())).collect();
     std::fs::write(&job_file, text).unwrap();
-    let start = now_ms() + 4_000;
+    let start = flows::now_ms() + 4_000;
     let children: Vec<_> = (0..PROCESSES)
         .map(|i| {
-            spawn_worker(&[
+            flows::spawn_worker(&[
                 ("PORTAL_MFA_WORKER", "race".to_owned()),
                 ("PORTAL_MFA_PG_URL", url.to_owned()),
                 ("PORTAL_MFA_PG_SCHEMA", schema.to_owned()),
@@ -221,10 +203,10 @@ fn four_processes_with_eight_connections_each_accept_one_backup_code_once() {
 fn four_processes_starting_at_once_migrate_an_empty_schema_once() {
     let Some(server) = pg::shared() else { return };
     let schema = pg::fresh_schema("migrate");
-    let start = now_ms() + 2_000;
+    let start = flows::now_ms() + 2_000;
     let children: Vec<_> = (0..PROCESSES)
         .map(|i| {
-            spawn_worker(&[
+            flows::spawn_worker(&[
                 ("PORTAL_MFA_WORKER", "migrate".to_owned()),
                 ("PORTAL_MFA_PG_URL", server.url().to_owned()),
                 ("PORTAL_MFA_PG_SCHEMA", schema.clone()),

@@ -7,9 +7,8 @@
 mod flows;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use flows::{Phone, T0, TempDir, TestStore, enrol, portal_on};
 use portal_mfa::{EventKind, EventQuery, ManualClock, SqliteStore, UserId};
@@ -18,24 +17,6 @@ const TRIALS: usize = 100;
 
 fn open(path: &std::path::Path) -> Arc<dyn TestStore> {
     flows::bytes(SqliteStore::open(path).expect("open the shared database"))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-/// Runs this binary's `worker` test in a child process with `env`.
-fn spawn_worker(env: &[(&str, String)]) -> std::process::Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--exact", "worker", "--ignored", "--nocapture", "--test-threads=1"]);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker")
 }
 
 /// The child side. Modes: `race` (submit each job's code at its scheduled instant,
@@ -58,7 +39,7 @@ fn worker() {
             for (trial, line) in jobs.lines().enumerate() {
                 let (user, code) = line.split_once(' ').unwrap();
                 let at = start + trial as u64 * 15;
-                std::thread::sleep(Duration::from_millis(at.saturating_sub(now_ms())));
+                std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
                 let verdict = match portal.verify_sign_in(&UserId::customer(user), code).run() {
                     Ok(_) => "ok".to_owned(),
                     Err(e) => format!("err {e:?}"),
@@ -88,9 +69,9 @@ fn race(dir: &TempDir, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
         ("PORTAL_MFA_DB", dir.file("mfa.db").display().to_string()),
         ("PORTAL_MFA_TIME", time.to_string()),
         ("PORTAL_MFA_JOBS", job_file.display().to_string()),
-        ("PORTAL_MFA_START", (now_ms() + 1_500).to_string()),
+        ("PORTAL_MFA_START", (flows::now_ms() + 1_500).to_string()),
     ];
-    let children = [spawn_worker(&env), spawn_worker(&env)];
+    let children = [flows::spawn_worker(&env), flows::spawn_worker(&env)];
     let mut accepted = vec![0usize; jobs.len()];
     let mut answered = vec![0usize; jobs.len()];
     for child in children {
@@ -166,7 +147,7 @@ fn a_writer_killed_mid_burst_loses_nothing_it_committed_and_leaves_nothing_half_
     let db = dir.file("mfa.db");
     // Create the schema first so the worker starts writing at once.
     drop(open(&db));
-    let mut child = spawn_worker(&[
+    let mut child = flows::spawn_worker(&[
         ("PORTAL_MFA_WORKER", "burst".to_owned()),
         ("PORTAL_MFA_DB", db.display().to_string()),
         ("PORTAL_MFA_TIME", T0.to_string()),

@@ -16,6 +16,8 @@
 
 mod asynchronous;
 mod backend;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod columns;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

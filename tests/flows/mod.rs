@@ -1274,3 +1274,27 @@ pub fn printed_keys(output: &str) -> Vec<Vec<u8>> {
         .map(|(_, key)| portal_mfa::Secret::from_base32(key).unwrap().expose_bytes().to_vec())
         .collect()
 }
+
+/// Milliseconds since the Unix epoch: when processes meet.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Runs this test binary's `worker` test in a child process with `env`, its
+/// stdout piped back (a test file that calls this has a `worker` test).
+pub fn spawn_worker(env: &[(&str, String)]) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--exact", "worker", "--ignored", "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn worker")
+}

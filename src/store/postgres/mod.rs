@@ -53,9 +53,10 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::columns::{SummaryColumns, int, time, users_sql};
 use super::{
     EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
-    SummaryFilter, UserListing, Version,
+    UserListing, Version,
 };
 use crate::ids::{PortalId, UserId, UserKind};
 pub use sql::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
@@ -305,17 +306,6 @@ fn corrupt(why: &'static str) -> StorageError {
     StorageError::of_kind(StorageErrorKind::Corrupt).because(why)
 }
 
-/// Counts and versions are `bigint`s; no real store passes `i64::MAX`.
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Times are plain Unix seconds in `bigint`s, clamped at `i64::MAX`: the clamp
-/// keeps their order, and such a time means "never" (a lock until an admin resets).
-fn time(value: u64) -> i64 {
-    int(value)
-}
-
 fn unsigned(value: i64, why: &'static str) -> Result<u64, StorageError> {
     u64::try_from(value).map_err(|_| corrupt(why))
 }
@@ -554,28 +544,13 @@ struct UserListingArgs<'a> {
 
 impl<'a> UserListingArgs<'a> {
     fn new(sql: &Sql, listing: &'a UserListing) -> Self {
-        let (filter, bound) = match listing.filter {
-            SummaryFilter::Any => ("", None),
-            SummaryFilter::MfaOff => (
-                "AND authenticators = 0 AND NOT pending_enrolment AND NOT must_enrol",
-                None,
-            ),
-            SummaryFilter::Enrolled => ("AND authenticators > 0", None),
-            SummaryFilter::PendingEnrolment => ("AND pending_enrolment", None),
-            SummaryFilter::MustEnrol => ("AND must_enrol", None),
-            SummaryFilter::LockedAt(now) => (
-                "AND locked_until IS NOT NULL AND locked_until > $6::bigint",
-                Some(time(now)),
-            ),
-            SummaryFilter::GraceUsedBelow(None) => ("AND authenticators = 0 AND NOT must_enrol", None),
-            SummaryFilter::GraceUsedBelow(Some(n)) => (
-                "AND authenticators = 0 AND NOT must_enrol AND grace_sign_ins_used < $6::bigint",
-                Some(n.into()),
-            ),
-        };
+        let (sql, bound) = users_sql(&sql.records_table, listing, |n| match n {
+            1..=4 => format!("${n}::text"),
+            _ => format!("${n}::bigint"),
+        });
         let after = listing.after.as_ref();
         Self {
-            sql: sql.users(filter, bound.is_some(), listing.kind.is_some(), after.is_some()),
+            sql,
             portal: listing.portal.as_str(),
             kind: listing.kind.map(UserKind::as_str),
             after_kind: after.map(|u| u.kind().as_str()),
@@ -607,25 +582,16 @@ fn before_nul(id: &str) -> &str {
 fn user_rows(rows: Vec<Row>) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
     rows.iter()
         .map(|r| {
-            let small = |i| -> Result<u8, StorageError> {
-                u8::try_from(get::<i16>(r, i)?).map_err(|_| corrupt("a summary is out of range"))
-            };
-            let opt_time = |i| -> Result<Option<u64>, StorageError> {
-                get::<Option<i64>>(r, i)?
-                    .map(|t| unsigned(t, "a negative time"))
-                    .transpose()
-            };
-            let locked_until = opt_time(5)?.map(|t| if t == i64::MAX as u64 { u64::MAX } else { t });
-            let summary = RecordSummary {
-                authenticators: small(2)?,
+            let summary = SummaryColumns {
+                authenticators: get::<i16>(r, 2)?.into(),
                 pending_enrolment: get(r, 3)?,
                 must_enrol: get(r, 4)?,
-                locked_until,
-                backup_codes_left: small(6)?,
-                last_verified_at: opt_time(7)?,
-                grace_sign_ins_used: u32::try_from(get::<i64>(r, 8)?)
-                    .map_err(|_| corrupt("a summary is out of range"))?,
-            };
+                locked_until: get(r, 5)?,
+                backup_codes_left: get::<i16>(r, 6)?.into(),
+                last_verified_at: get(r, 7)?,
+                grace_sign_ins_used: get(r, 8)?,
+            }
+            .summary()?;
             Ok((user_of(r)?, summary))
         })
         .collect()

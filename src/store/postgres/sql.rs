@@ -102,6 +102,8 @@ pub(super) struct Sql {
     pub(super) prune: String,
     /// The events table's name, qualified, for the horizon (`$1`).
     pub(super) events_table: String,
+    /// The records table's name, qualified, for user listings.
+    pub(super) records_table: String,
     pub(super) count: String,
     /// `[after a user?]`
     pub(super) records: [String; 2],
@@ -221,6 +223,7 @@ impl Sql {
                    ORDER BY user_kind, user_id LIMIT $4::bigint"),
             ],
             events_table: format!("{prefix}portal_mfa_events"),
+            records_table: format!("{prefix}portal_mfa_records"),
             prefix,
         }
     }
@@ -239,30 +242,6 @@ impl Sql {
                  WHERE l.locktype = 'relation' AND l.relation = to_regclass($1::text) AND l.mode = 'RowExclusiveLock')
              ORDER BY x LIMIT 1),
             (SELECT pg_snapshot_xmax(s) FROM snap))::text";
-
-    /// A listing of users: the status filter, the kind and the cursor are each
-    /// an indexable predicate (so each combination is its own statement); all
-    /// bind the same six parameters, the unused ones NULL.
-    pub(super) fn users(&self, filter: &str, has_bound: bool, has_kind: bool, has_after: bool) -> String {
-        let bound = if has_bound { "" } else { "AND $6::bigint IS NULL" };
-        let kind = if has_kind {
-            "AND user_kind = $2::text"
-        } else {
-            "AND $2::text IS NULL"
-        };
-        let after = if has_after {
-            "AND (user_kind, user_id) > ($3::text, $4::text)"
-        } else {
-            "AND $3::text IS NULL AND $4::text IS NULL"
-        };
-        format!(
-            "SELECT user_kind, user_id, authenticators, pending_enrolment, must_enrol, locked_until,
-                    backup_codes_left, last_verified_at, grace_sign_ins_used
-             FROM {}portal_mfa_records WHERE portal = $1::text {filter} {bound} {kind} {after}
-             ORDER BY user_kind, user_id LIMIT $5::bigint",
-            self.prefix
-        )
-    }
 
     /// Serializes migrations of this schema across every process: a lock on a
     /// key derived from the schema's name, held until the transaction ends.

@@ -32,9 +32,10 @@ pub use options::SqliteOptions;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
+use super::columns::{SummaryColumns, int, time, users_sql};
 use super::{
     Applied, ChangeFn, Commit, EventPosition, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError,
-    StorageErrorKind, Stored, StoredEvent, SummaryFilter, UserListing, Version,
+    StorageErrorKind, Stored, StoredEvent, UserListing, Version,
 };
 use crate::ids::{PortalId, UserId, UserKind};
 
@@ -207,17 +208,6 @@ fn storage(error: rusqlite::Error) -> StorageError {
 
 fn corrupt(why: &'static str) -> StorageError {
     StorageError::new(StorageErrorKind::Corrupt, why)
-}
-
-/// Versions and counts fit in SQLite's signed integers for any real store.
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Times in SQL columns are plain Unix seconds, clamped at `i64::MAX` (the year
-/// 292 billion): the clamp keeps their order, and such a time means "never".
-fn time(value: u64) -> i64 {
-    int(value)
 }
 
 fn version_of(value: i64) -> Result<Version, StorageError> {
@@ -634,40 +624,7 @@ impl MfaStore for SqliteStore {
     /// status filter has a partial index keyed by user, so a page reads its
     /// rows and nothing before them, however deep it is.
     fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
-        let (filter, bound) = match listing.filter {
-            SummaryFilter::Any => ("", None),
-            SummaryFilter::MfaOff => (
-                "AND authenticators = 0 AND NOT pending_enrolment AND NOT must_enrol",
-                None,
-            ),
-            SummaryFilter::Enrolled => ("AND authenticators > 0", None),
-            SummaryFilter::PendingEnrolment => ("AND pending_enrolment", None),
-            SummaryFilter::MustEnrol => ("AND must_enrol", None),
-            SummaryFilter::LockedAt(now) => ("AND locked_until > ?6", Some(time(now))),
-            SummaryFilter::GraceUsedBelow(None) => ("AND authenticators = 0 AND NOT must_enrol", None),
-            SummaryFilter::GraceUsedBelow(Some(n)) => (
-                "AND authenticators = 0 AND NOT must_enrol AND grace_sign_ins_used < ?6",
-                Some(n.into()),
-            ),
-        };
-        // Every variant binds the same six parameters; the unused ones are NULL.
-        let bound_used = if bound.is_some() { "" } else { "AND ?6 IS NULL" };
-        let kind = if listing.kind.is_some() {
-            "AND user_kind = ?2"
-        } else {
-            "AND ?2 IS NULL"
-        };
-        let after = if listing.after.is_some() {
-            "AND (user_kind, user_id) > (?3, ?4)"
-        } else {
-            "AND ?3 IS NULL AND ?4 IS NULL"
-        };
-        let sql = format!(
-            "SELECT user_kind, user_id, authenticators, pending_enrolment, must_enrol, locked_until,
-                    backup_codes_left, last_verified_at, grace_sign_ins_used
-             FROM portal_mfa_records WHERE portal = ?1 {filter} {bound_used} {kind} {after}
-             ORDER BY user_kind, user_id LIMIT ?5"
-        );
+        let (sql, bound) = users_sql("portal_mfa_records", listing, |n| format!("?{n}"));
         let conn = self.conn()?;
         let mut statement = conn.prepare_cached(&sql).map_err(storage)?;
         let after = listing.after.as_ref();
@@ -685,26 +642,16 @@ impl MfaStore for SqliteStore {
         while let Some(r) = rows.next().map_err(storage)? {
             let kind: String = r.get(0).map_err(storage)?;
             let kind = UserKind::from_name(&kind).ok_or_else(|| corrupt("unknown user kind"))?;
-            let small = |i| -> Result<u8, StorageError> {
-                u8::try_from(r.get::<_, i64>(i).map_err(storage)?).map_err(|_| corrupt("a summary is out of range"))
-            };
-            let opt_time = |i| -> Result<Option<u64>, StorageError> {
-                r.get::<_, Option<i64>>(i)
-                    .map_err(storage)?
-                    .map(|t| u64::try_from(t).map_err(|_| corrupt("negative time")))
-                    .transpose()
-            };
-            let locked_until = opt_time(5)?.map(|t| if t == i64::MAX as u64 { u64::MAX } else { t });
-            let summary = RecordSummary {
-                authenticators: small(2)?,
-                pending_enrolment: small(3)? != 0,
-                must_enrol: small(4)? != 0,
-                locked_until,
-                backup_codes_left: small(6)?,
-                last_verified_at: opt_time(7)?,
-                grace_sign_ins_used: u32::try_from(r.get::<_, i64>(8).map_err(storage)?)
-                    .map_err(|_| corrupt("a summary is out of range"))?,
-            };
+            let summary = SummaryColumns {
+                authenticators: r.get(2).map_err(storage)?,
+                pending_enrolment: r.get(3).map_err(storage)?,
+                must_enrol: r.get(4).map_err(storage)?,
+                locked_until: r.get(5).map_err(storage)?,
+                backup_codes_left: r.get(6).map_err(storage)?,
+                last_verified_at: r.get(7).map_err(storage)?,
+                grace_sign_ins_used: r.get(8).map_err(storage)?,
+            }
+            .summary()?;
             page.push((UserId::new(kind, r.get::<_, String>(1).map_err(storage)?), summary));
         }
         Ok(page)
