@@ -906,3 +906,72 @@ fn the_main_example_runs_on_postgres_and_finds_its_state_on_the_second_run() {
         );
     }
 }
+
+#[test]
+fn serialization_failures_under_serializable_are_retried_as_lost_races() {
+    let Some(server) = pg::shared() else { return };
+    // Every transaction of these connections SERIALIZABLE: concurrent writers of one row fail with 40001.
+    let url = format!(
+        "{} options='-c default_transaction_isolation=serializable'",
+        server.url()
+    );
+    for executor in [Executor::Blocking, Executor::Async] {
+        flows::set_executor(executor);
+        let clock = ManualClock::at(T0);
+        let lenient = PortalPolicy::default().with_lockout(LockoutRule::new(100, 1, 1).unwrap());
+        let portal = portal_on(
+            store(PgPair::open(&url, &pg::fresh_schema("ser"), PostgresOptions::new())),
+            &clock,
+        )
+        .with_default_policy(lenient)
+        .with_max_attempts(200);
+        let user = UserId::customer("serial");
+        let (phone, _) = enrol(&portal, &clock, &user);
+        for _ in 0..20 {
+            clock.advance(30);
+            let code = phone.code(&clock);
+            let barrier = Barrier::new(16);
+            let outcomes: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..16)
+                    .map(|_| {
+                        s.spawn(|| {
+                            flows::set_executor(executor);
+                            barrier.wait();
+                            portal.verify_sign_in(&user, &code).go()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(
+                outcomes.iter().filter(|r| r.is_ok()).count(),
+                1,
+                "{executor:?}: {outcomes:?}"
+            );
+            for r in outcomes.iter().filter(|r| r.is_err()) {
+                assert!(
+                    matches!(r, Err(Error::ReplayedCode | Error::Conflict { .. })),
+                    "{executor:?}: {r:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unusable_schema_name_is_a_configuration_error() {
+    let Some(server) = pg::shared() else { return };
+    for name in ["", "x".repeat(64).as_str(), "nul\0here"] {
+        let e = storage_error(PostgresStore::connect(server.url(), PostgresOptions::new().schema(name)).map(drop));
+        assert_eq!(e.kind(), StorageErrorKind::InvalidConfig, "{name:?}");
+    }
+    // Any other name is quoted, not interpreted: this one creates a schema by that very name.
+    let odd = format!("{}\"; DROP TABLE x; --", pg::fresh_schema("odd"));
+    PostgresStore::connect(server.url(), PostgresOptions::new().schema(odd.as_str())).unwrap();
+    let found: bool = server
+        .admin()
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&odd])
+        .unwrap()
+        .get(0);
+    assert!(found);
+}
