@@ -123,11 +123,7 @@ fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<us
     for child in children {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "worker failed");
-        for line in String::from_utf8(output.stdout).unwrap().lines() {
-            let Some((trial, verdict)) = line.strip_prefix("@@ ").and_then(|l| l.split_once(' ')) else {
-                continue;
-            };
-            let Ok(trial) = trial.parse::<usize>() else { continue };
+        for (trial, verdict) in flows::verdicts(&output.stdout) {
             answered[trial] += 1;
             if verdict == "ok" {
                 accepted[trial] += 1;

@@ -77,12 +77,7 @@ fn race(dir: &TempDir, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
     for child in children {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "worker failed");
-        for line in String::from_utf8(output.stdout).unwrap().lines() {
-            // The test harness writes its own text around ours; our lines start with "@@ ".
-            let Some((trial, verdict)) = line.strip_prefix("@@ ").and_then(|l| l.split_once(' ')) else {
-                continue;
-            };
-            let Ok(trial) = trial.parse::<usize>() else { continue };
+        for (trial, verdict) in flows::verdicts(&output.stdout) {
             answered[trial] += 1;
             if verdict == "ok" {
                 accepted[trial] += 1;

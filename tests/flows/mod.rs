@@ -1298,3 +1298,15 @@ pub fn spawn_worker(env: &[(&str, String)]) -> std::process::Child {
         .spawn()
         .expect("spawn worker")
 }
+
+/// A worker's `@@ <trial> <verdict>` lines, as (trial, verdict). The test
+/// harness writes its own text around them, which is skipped.
+pub fn verdicts(stdout: &[u8]) -> Vec<(usize, String)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|line| {
+            let (trial, verdict) = line.strip_prefix("@@ ")?.split_once(' ')?;
+            Some((trial.parse().ok()?, verdict.to_owned()))
+        })
+        .collect()
+}
