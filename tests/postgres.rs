@@ -8,6 +8,7 @@
 
 mod flows;
 
+use std::future::IntoFuture;
 use std::io::Write;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -971,4 +972,42 @@ fn an_unusable_schema_name_is_a_configuration_error() {
         .unwrap()
         .get(0);
     assert!(found);
+}
+
+#[test]
+fn the_async_store_runs_on_a_pool_the_host_built() {
+    let Some(server) = pg::shared() else { return };
+    let config: tokio_postgres::Config = server.url().parse().unwrap();
+    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    let pool = deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap();
+    let options = PostgresOptions::new().schema(pg::fresh_schema("hostpool"));
+    let store = flows::runtime()
+        .block_on(AsyncPostgresStore::with_pool(pool.clone(), options))
+        .unwrap();
+    assert_eq!(
+        flows::runtime().block_on(store.schema_version()).unwrap(),
+        portal_mfa::POSTGRES_SCHEMA_VERSION
+    );
+    flows::set_executor(Executor::Async);
+    let clock = ManualClock::at(T0);
+    let portal = portal_mfa::Portal::new(portal_mfa::PortalId::new("acme"), "Acme", store)
+        .unwrap()
+        .with_keyring(flows::keyring())
+        .with_clock(clock.clone());
+    let user = UserId::customer("pooled");
+    let started = flows::runtime()
+        .block_on(
+            portal
+                .start_enrolment(&user, "pooled", "phone", portal_mfa::EnrolmentOptions::default())
+                .into_future(),
+        )
+        .unwrap();
+    let phone = Phone::scan(&started.uri);
+    flows::runtime()
+        .block_on(portal.confirm_enrolment(&user, &phone.code(&clock)).into_future())
+        .unwrap();
+    // The store drew its connections from the host's pool, and gave them back.
+    let status = pool.status();
+    assert!(status.size >= 1 && status.size <= 2, "{status:?}");
+    assert_eq!(status.available, status.size, "{status:?}");
 }
