@@ -128,7 +128,7 @@ fn single_client(c: &mut Criterion, server: &pg::PgServer) {
         ("", "-c synchronous_commit=on"),
         ("_sync_commit_off", "-c synchronous_commit=off"),
     ] {
-        let schema = pg::fresh_schema("bench");
+        let schema = pg::unique_name("bench");
         let (store, url) = blocking_store(server, &schema, settings);
         let clock = ManualClock::at(T0);
         let portal = bench_portal(store, &clock);
@@ -177,10 +177,10 @@ fn single_client(c: &mut Criterion, server: &pg::PgServer) {
         });
         if suffix.is_empty() {
             for (name, store) in [
-                ("driver_async", async_store(server, &pg::fresh_schema("bench"), false)),
+                ("driver_async", async_store(server, &pg::unique_name("bench"), false)),
                 (
                     "driver_async_row_lock",
-                    async_store(server, &pg::fresh_schema("bench"), true),
+                    async_store(server, &pg::unique_name("bench"), true),
                 ),
             ] {
                 let clock = ManualClock::at(T0);
@@ -245,7 +245,7 @@ fn contended(c: &mut Criterion, server: &pg::PgServer) {
     let mut g = c.benchmark_group("postgres_contended");
     g.sample_size(10);
     for (name, row_lock) in [("version_column_8_clients", false), ("row_lock_8_clients", true)] {
-        let store = async_store(server, &pg::fresh_schema("bench"), row_lock);
+        let store = async_store(server, &pg::unique_name("bench"), row_lock);
         let clock = ManualClock::at(T0);
         // Each step's losers are replays, which count as failures until the next success: lock late.
         let lenient = PortalPolicy::default().with_lockout(LockoutRule::new(100, 1, 1).unwrap());
@@ -280,7 +280,7 @@ fn throughput(c: &mut Criterion, server: &pg::PgServer) {
     let mut g = c.benchmark_group("postgres_throughput");
     g.sample_size(10);
     for clients in [1usize, 8, 32] {
-        let schema = pg::fresh_schema("bench");
+        let schema = pg::unique_name("bench");
         let (store, _) = blocking_store(server, &schema, "-c synchronous_commit=on");
         let store = Arc::new(store);
         let setup_clock = ManualClock::at(T0);

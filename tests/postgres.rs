@@ -119,30 +119,15 @@ fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<us
             ])
         })
         .collect();
-    let mut accepted = vec![0usize; jobs.len()];
-    let mut answered = vec![0usize; jobs.len()];
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "worker failed");
-        for (trial, verdict) in flows::verdicts(&output.stdout) {
-            answered[trial] += 1;
-            if verdict == "ok" {
-                accepted[trial] += 1;
-            } else {
-                assert!(
-                    ["ReplayedCode", "WrongCode", "LockedOut", "Conflict"]
-                        .iter()
-                        .any(|e| verdict.contains(e)),
-                    "trial {trial}: {verdict}"
-                );
-            }
-        }
+    let (accepted, losses) = flows::tally(children, jobs.len(), PROCESSES * CONNECTIONS);
+    for (trial, verdict) in losses {
+        assert!(
+            ["ReplayedCode", "WrongCode", "LockedOut", "Conflict"]
+                .iter()
+                .any(|e| verdict.contains(e)),
+            "trial {trial}: {verdict}"
+        );
     }
-    let everyone = PROCESSES * CONNECTIONS;
-    assert!(
-        answered.iter().all(|&n| n == everyone),
-        "every trial answered {everyone} times: {answered:?}"
-    );
     accepted
 }
 
@@ -199,7 +184,7 @@ fn four_processes_with_eight_connections_each_accept_one_backup_code_once() {
 #[test]
 fn four_processes_starting_at_once_migrate_an_empty_schema_once() {
     let Some(server) = pg::shared() else { return };
-    let schema = pg::fresh_schema("migrate");
+    let schema = pg::unique_name("migrate");
     let start = flows::now_ms() + 2_000;
     let children: Vec<_> = (0..PROCESSES)
         .map(|i| {
@@ -448,9 +433,9 @@ fn a_server_restart_mid_burst_answers_unavailable_and_the_pools_recover_by_thems
 fn connections_terminated_mid_commit_leave_nothing_half_applied() {
     let Some(server) = pg::shared() else { return };
     for executor in [Executor::Blocking, Executor::Async] {
-        let name = format!("victim-{}", pg::fresh_schema("app"));
+        let name = format!("victim-{}", pg::unique_name("app"));
         let url = format!("{} application_name={name}", server.url());
-        let schema = pg::fresh_schema("kill");
+        let schema = pg::unique_name("kill");
         let store = store(PgPair::open(&url, &schema, PostgresOptions::new()));
         let mut admin = server.admin();
         let bursts = sign_in_burst(store.clone(), executor, |over| {
@@ -486,7 +471,7 @@ fn connections_terminated_mid_commit_leave_nothing_half_applied() {
 
 /// A role for this test, created by the superuser, with `setup` run on it.
 fn role(server: &PgServer, schema: &str, setup: &str) -> String {
-    let role = pg::fresh_schema("role");
+    let role = pg::unique_name("role");
     let mut admin = server.admin();
     admin
         .batch_execute(&format!(
@@ -613,7 +598,7 @@ fn a_newer_schema_and_foreign_tables_with_our_names_are_refused() {
         assert_eq!(e.kind(), StorageErrorKind::IncompatibleSchema, "{e:?}");
     }
     // Someone else's table with our name, and no schema table.
-    let foreign = pg::fresh_schema("foreign");
+    let foreign = pg::unique_name("foreign");
     admin
         .batch_execute(&format!(
             "CREATE SCHEMA \"{foreign}\"; CREATE TABLE \"{foreign}\".portal_mfa_records (id integer);"
@@ -627,7 +612,7 @@ fn a_newer_schema_and_foreign_tables_with_our_names_are_refused() {
         );
     }
     // Someone else's table named like our schema table.
-    let foreign = pg::fresh_schema("foreign");
+    let foreign = pg::unique_name("foreign");
     admin
         .batch_execute(&format!(
             "CREATE SCHEMA \"{foreign}\"; CREATE TABLE \"{foreign}\".portal_mfa_schema (name text);"
@@ -699,7 +684,7 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
     };
     const PASSWORD: &str = "Correct-Horse-77";
     const WRONG: &str = "Wrong-Battery-99";
-    let role = pg::fresh_schema("pw");
+    let role = pg::unique_name("pw");
     server
         .admin()
         .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
@@ -739,10 +724,10 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
     ];
     let log = flows::capture_logs(|| {
         for (case, url, expected) in &cases {
-            let sync = PostgresStore::connect(url, options().schema(pg::fresh_schema("bad")));
+            let sync = PostgresStore::connect(url, options().schema(pg::unique_name("bad")));
             let nonblocking = flows::runtime().block_on(AsyncPostgresStore::connect(
                 url,
-                options().schema(pg::fresh_schema("bad")),
+                options().schema(pg::unique_name("bad")),
             ));
             if *case == "a good URL" {
                 // The role may not create a schema: that, too, is typed.
@@ -770,10 +755,10 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
 #[test]
 fn a_connection_dropped_mid_call_says_so() {
     let Some(server) = pg::shared() else { return };
-    let name = format!("dropped-{}", pg::fresh_schema("app"));
+    let name = format!("dropped-{}", pg::unique_name("app"));
     let url = format!("{} application_name={name}", server.url());
     let clock = ManualClock::at(T0);
-    let pair = PgPair::open(&url, &pg::fresh_schema("drop"), PostgresOptions::new());
+    let pair = PgPair::open(&url, &pg::unique_name("drop"), PostgresOptions::new());
     let schema = pair.schema.clone();
     flows::set_executor(Executor::Blocking);
     let portal = portal_on(store(pair), &clock);
@@ -831,7 +816,7 @@ fn a_connection_dropped_mid_call_says_so() {
 fn the_blocking_store_works_from_inside_a_tokio_runtime() {
     let Some(server) = pg::shared() else { return };
     let store =
-        Arc::new(PostgresStore::connect(server.url(), PostgresOptions::new().schema(pg::fresh_schema("rt"))).unwrap());
+        Arc::new(PostgresStore::connect(server.url(), PostgresOptions::new().schema(pg::unique_name("rt"))).unwrap());
     let portal = portal_mfa::PortalId::new("p");
     let user = UserId::customer("u");
     let current = tokio::runtime::Builder::new_current_thread()
@@ -856,7 +841,7 @@ fn the_blocking_store_works_from_inside_a_tokio_runtime() {
 #[test]
 fn the_main_example_runs_on_postgres_and_finds_its_state_on_the_second_run() {
     let Some(server) = pg::shared() else { return };
-    let database = pg::fresh_schema("example");
+    let database = pg::unique_name("example");
     server
         .admin()
         .batch_execute(&format!("CREATE DATABASE {database}"))
@@ -918,7 +903,7 @@ fn serialization_failures_under_serializable_are_retried_as_lost_races() {
         let clock = ManualClock::at(T0);
         let lenient = PortalPolicy::default().with_lockout(LockoutRule::new(100, 1, 1).unwrap());
         let portal = portal_on(
-            store(PgPair::open(&url, &pg::fresh_schema("ser"), PostgresOptions::new())),
+            store(PgPair::open(&url, &pg::unique_name("ser"), PostgresOptions::new())),
             &clock,
         )
         .with_default_policy(lenient)
@@ -964,7 +949,7 @@ fn an_unusable_schema_name_is_a_configuration_error() {
         assert_eq!(e.kind(), StorageErrorKind::InvalidConfig, "{name:?}");
     }
     // Any other name is quoted, not interpreted: this one creates a schema by that very name.
-    let odd = format!("{}\"; DROP TABLE x; --", pg::fresh_schema("odd"));
+    let odd = format!("{}\"; DROP TABLE x; --", pg::unique_name("odd"));
     PostgresStore::connect(server.url(), PostgresOptions::new().schema(odd.as_str())).unwrap();
     let found: bool = server
         .admin()
@@ -980,7 +965,7 @@ fn the_async_store_runs_on_a_pool_the_host_built() {
     let config: tokio_postgres::Config = server.url().parse().unwrap();
     let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap();
-    let options = PostgresOptions::new().schema(pg::fresh_schema("hostpool"));
+    let options = PostgresOptions::new().schema(pg::unique_name("hostpool"));
     let store = flows::runtime()
         .block_on(AsyncPostgresStore::with_pool(pool.clone(), options))
         .unwrap();

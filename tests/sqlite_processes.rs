@@ -72,23 +72,7 @@ fn race(dir: &TempDir, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
         ("PORTAL_MFA_START", (flows::now_ms() + 1_500).to_string()),
     ];
     let children = [flows::spawn_worker(&env), flows::spawn_worker(&env)];
-    let mut accepted = vec![0usize; jobs.len()];
-    let mut answered = vec![0usize; jobs.len()];
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "worker failed");
-        for (trial, verdict) in flows::verdicts(&output.stdout) {
-            answered[trial] += 1;
-            if verdict == "ok" {
-                accepted[trial] += 1;
-            }
-        }
-    }
-    assert!(
-        answered.iter().all(|&n| n == 2),
-        "every trial answered by both processes: {answered:?}"
-    );
-    accepted
+    flows::tally(children, jobs.len(), 2).0
 }
 
 #[test]

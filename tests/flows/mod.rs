@@ -1310,3 +1310,33 @@ pub fn verdicts(stdout: &[u8]) -> Vec<(usize, String)> {
         })
         .collect()
 }
+
+/// Waits for the race workers and counts their verdicts: per trial, how many
+/// accepted, and every refusal as (trial, verdict). Each worker must succeed,
+/// and every trial be answered `answers` times in all.
+pub fn tally(
+    children: impl IntoIterator<Item = std::process::Child>,
+    trials: usize,
+    answers: usize,
+) -> (Vec<usize>, Vec<(usize, String)>) {
+    let mut accepted = vec![0usize; trials];
+    let mut answered = vec![0usize; trials];
+    let mut refused = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "worker failed");
+        for (trial, verdict) in verdicts(&output.stdout) {
+            answered[trial] += 1;
+            if verdict == "ok" {
+                accepted[trial] += 1;
+            } else {
+                refused.push((trial, verdict));
+            }
+        }
+    }
+    assert!(
+        answered.iter().all(|&n| n == answers),
+        "every trial answered {answers} times: {answered:?}"
+    );
+    (accepted, refused)
+}

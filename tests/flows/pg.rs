@@ -241,8 +241,8 @@ impl PgServer {
     }
 }
 
-/// A schema name no other test uses.
-pub fn fresh_schema(tag: &str) -> String {
+/// A name (for a schema, role or database) no other test uses.
+pub fn unique_name(tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("t_{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
 }
@@ -258,7 +258,7 @@ pub struct PgPair {
 impl PgPair {
     /// Both stores on a fresh schema of `server`.
     pub fn new(server: &PgServer, options: PostgresOptions) -> Self {
-        Self::open(server.url(), &fresh_schema("s"), options)
+        Self::open(server.url(), &unique_name("s"), options)
     }
 
     /// Both stores on `schema` at `url`.

@@ -10,9 +10,9 @@ use tokio_postgres::types::ToSql;
 
 use super::sql::Sql;
 use super::{
-    EventPageArgs, Migration, PolicyArgs, PostgresOptions, RecordArgs, RecordPageArgs, UserListingArgs, check_server,
+    EventPageArgs, PolicyArgs, PostgresOptions, RecordArgs, RecordPageArgs, UserListingArgs, check_server,
     check_tables, commit_outcome, count_of, count_rows, event_rows, foreign_schema_table, get, horizon_of,
-    plan_migration, record_rows, storage, stored_at, user_rows,
+    migrations_from, record_rows, storage, stored_at, user_rows,
 };
 use crate::ids::{PortalId, UserId};
 use crate::store::{
@@ -268,10 +268,8 @@ fn migrate(client: &mut postgres::Client, sql: &Sql) -> Result<(), StorageError>
         tx.batch_execute(&sql.create_schema_table()).map_err(storage)?;
         0
     };
-    if let Migration::Run(steps) = plan_migration(sql, found)? {
-        for step in steps {
-            tx.batch_execute(&step).map_err(storage)?;
-        }
+    for step in migrations_from(sql, found)? {
+        tx.batch_execute(&step).map_err(storage)?;
     }
     tx.commit().map_err(storage)
 }

@@ -153,27 +153,16 @@ impl PostgresOptions {
     }
 }
 
-/// What a migration found, and what to run.
-enum Migration {
-    /// The schema is current: nothing to do.
-    Current,
-    /// Run these statements (each brings the schema one version on).
-    Run(Vec<String>),
-}
-
-/// Decides the migration from our tables found in the schema and, if the
-/// schema table is among them, the version it records.
-fn plan_migration(sql: &Sql, found: i32) -> Result<Migration, StorageError> {
+/// The migrations that bring schema version `found` to this build's, each
+/// one statement batch (none when it is current).
+fn migrations_from(sql: &Sql, found: i32) -> Result<Vec<String>, StorageError> {
     match found {
-        v if v == sql::SCHEMA_VERSION => Ok(Migration::Current),
         v if v > sql::SCHEMA_VERSION => Err(StorageError::new(
             StorageErrorKind::IncompatibleSchema,
             format!("schema version {v}; this build reads up to {}", sql::SCHEMA_VERSION),
         )),
         v if v < 0 => Err(StorageError::of_kind(StorageErrorKind::Corrupt).because("a negative schema version")),
-        v => Ok(Migration::Run(
-            (v..sql::SCHEMA_VERSION).map(|from| sql.migration(from)).collect(),
-        )),
+        v => Ok((v..sql::SCHEMA_VERSION).map(|from| sql.migration(from)).collect()),
     }
 }
 

@@ -8,9 +8,9 @@ use tokio_postgres::{NoTls, Row};
 
 use super::sql::Sql;
 use super::{
-    EventPageArgs, Migration, PolicyArgs, PostgresOptions, RecordArgs, RecordPageArgs, UserListingArgs, check_server,
+    EventPageArgs, PolicyArgs, PostgresOptions, RecordArgs, RecordPageArgs, UserListingArgs, check_server,
     check_tables, commit_outcome, count_of, count_rows, event_rows, foreign_schema_table, get, horizon_of,
-    plan_migration, record_rows, storage, stored_at, user_rows,
+    migrations_from, record_rows, storage, stored_at, user_rows,
 };
 use crate::ids::{PortalId, UserId};
 use crate::store::{
@@ -175,10 +175,8 @@ async fn migrate(client: &mut Object, sql: &Sql) -> Result<(), StorageError> {
         tx.batch_execute(&sql.create_schema_table()).await.map_err(storage)?;
         0
     };
-    if let Migration::Run(steps) = plan_migration(sql, found)? {
-        for step in steps {
-            tx.batch_execute(&step).await.map_err(storage)?;
-        }
+    for step in migrations_from(sql, found)? {
+        tx.batch_execute(&step).await.map_err(storage)?;
     }
     tx.commit().await.map_err(storage)
 }
