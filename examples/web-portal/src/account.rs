@@ -1,0 +1,277 @@
+//! My account · Two-factor authentication: the user's authenticators (add,
+//! change, delete), their backup codes, and a banner when few are left.
+//! Every change after the first needs a fresh code: a stolen session alone
+//! cannot add or remove a factor.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use portal_mfa::{AuthenticatorId, EnrolmentOptions};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::failure::Failure;
+use crate::session;
+use crate::sign_in::{backup_codes_page, enrolment_page, label_form, retry_confirm_page};
+use crate::views::{self, Frame, code_field, csrf_field};
+use crate::{At, Posted, Shared};
+
+/// `GET /{area}/account`
+pub async fn security(State(app): State<Shared>, At(area): At, session: Session) -> Result<Response, Failure> {
+    let who = session::signed_in(&session, area).await?;
+    let csrf = session::csrf_token(&session).await?;
+    let flash = session::take_flash(&session).await?;
+    let portal = app.portal(area);
+    let user = area.user(&who.email);
+    let record = portal.record(&user).await?;
+    let policy = portal.policy().await?;
+    let enforced = policy.is_enforced();
+    let on = record.mfa_enabled();
+    let base = format!("/{}/account", area.segment());
+    let backup_left = record.backup_codes().map_or(0, |b| b.remaining());
+    let low = on && backup_left <= u32::from(policy.backup_codes_low_at());
+    let period = policy.otp().period();
+    let body = html! {
+        p { "Signed in as " strong { (who.name) } " (" (who.email) ")." }
+        h2 { "Two-factor authentication" }
+        @if low {
+            p.warning role="status" #low-backup-codes {
+                "Only " (backup_left) " backup codes left. Generate new ones below so you can still sign in if you lose your phone."
+            }
+        }
+        p #mfa-status {
+            @if on { "On: you sign in with a code from your authenticator app." }
+            @else if enforced { "Required by your administrator: set up an authenticator app." }
+            @else { "Off. Turn it on to protect your account with a code from your phone." }
+        }
+        @if !record.authenticators().is_empty() {
+            table #authenticators {
+                thead { tr { th { "Authenticator" } th { "Added" } th { "Last used" } th { "Actions" } } }
+                tbody {
+                    @for a in record.authenticators() {
+                        tr {
+                            td { (a.label()) }
+                            td { (views::day(a.added_at())) }
+                            td { @match a.last_used_step() {
+                                Some(step) => (views::when(step.saturating_mul(period))),
+                                None => "Never",
+                            } }
+                            td {
+                                details {
+                                    summary { "Change" }
+                                    p { "The current app keeps working until the new one is confirmed." }
+                                    (label_form(&format!("{base}/enrol"), &csrf, Some("A current code (or a backup code)"), Some(a.id().0)))
+                                }
+                                details {
+                                    summary { "Delete" }
+                                    form method="post" action=(format!("{base}/delete")) {
+                                        (csrf_field(&csrf))
+                                        input type="hidden" name="authenticator" value=(a.id().0);
+                                        (code_field(&format!("delete-{}", a.id().0), "A current code (or a backup code)"))
+                                        div { button.danger type="submit" { "Delete " (a.label()) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(pending) = record.pending() {
+            div.card {
+                p { "A setup of " strong { (pending.label()) } " is waiting for its first code (until "
+                    (views::when(pending.expires_at())) ")." }
+                form method="post" action=(format!("{base}/cancel")) {
+                    (csrf_field(&csrf))
+                    button.secondary type="submit" { "Cancel that setup" }
+                }
+            }
+        }
+        div.card {
+            @if on {
+                h3 { "Add another authenticator" }
+                (label_form(&format!("{base}/enrol"), &csrf, Some("A current code (or a backup code)"), None))
+            } @else {
+                h3 { "Set up an authenticator app" }
+                (label_form(&format!("{base}/enrol"), &csrf, None, None))
+            }
+        }
+        @if on {
+            h2 { "Backup codes" }
+            p #backup-status { (backup_left) " unused backup codes left." }
+            form method="post" action=(format!("{base}/backup-codes")) {
+                (csrf_field(&csrf))
+                p { "New codes replace all the old ones." }
+                (code_field("regenerate-code", "A current code from your app"))
+                div { button type="submit" { "Generate new backup codes" } }
+            }
+        }
+    };
+    let frame = Frame {
+        who: Some(&who),
+        csrf: &csrf,
+        flash: flash.as_deref(),
+    };
+    Ok(views::page("My account", Some(&frame), body).into_response())
+}
+
+/// A new or replacing authenticator.
+#[derive(Deserialize)]
+pub struct EnrolForm {
+    label: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    replaces: Option<u32>,
+}
+
+/// `POST /{area}/account/enrol`: add one, or change one (it keeps working
+/// until the new one is confirmed).
+pub async fn enrol(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<EnrolForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&session, area).await?;
+    let user = area.user(&who.email);
+    let mut options = EnrolmentOptions::default();
+    if let Some(code) = form.code.as_deref().filter(|c| !c.trim().is_empty()) {
+        options = options.with_proof(code);
+    }
+    if let Some(id) = form.replaces {
+        options = options.replacing(AuthenticatorId(id));
+    }
+    let base = format!("/{}/account", area.segment());
+    let started = app
+        .portal(area)
+        .start_enrolment(&user, &who.email, &form.label, options)
+        .await
+        .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
+    let csrf = session::csrf_token(&session).await?;
+    Ok(enrolment_page(&started, &form.label, &format!("{base}/confirm"), &base, &csrf, Some(&who))?.into_response())
+}
+
+/// A code.
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+/// `POST /{area}/account/confirm`: the new app's first code.
+pub async fn confirm(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<CodeForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&session, area).await?;
+    let base = format!("/{}/account", area.segment());
+    let csrf = session::csrf_token(&session).await?;
+    match app.portal(area).confirm_enrolment(&area.user(&who.email), &form.code).await {
+        Ok(confirmed) => match confirmed.backup_codes {
+            Some(codes) => Ok(backup_codes_page(&codes, &format!("{base}/saved"), "Done", &csrf).into_response()),
+            None => {
+                session::flash(&session, "Authenticator confirmed.").await?;
+                Ok(Redirect::to(&base).into_response())
+            }
+        },
+        Err(e @ (portal_mfa::Error::WrongCode { .. } | portal_mfa::Error::ReplayedCode | portal_mfa::Error::MalformedCode(_))) => {
+            let failure = Failure::mfa(e);
+            let status = failure.status();
+            Ok((status, retry_confirm_page(failure.message(), &format!("{base}/confirm"), &base, &csrf)).into_response())
+        }
+        Err(e) => Err(Failure::mfa(e).link(base, "Back to My account")),
+    }
+}
+
+/// `POST /{area}/account/saved`: the codes are saved; back to the account.
+pub async fn saved(At(area): At, session: Session, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
+    session::signed_in(&session, area).await?;
+    session::flash(&session, "Two-factor authentication is on.").await?;
+    Ok(Redirect::to(&format!("/{}/account", area.segment())).into_response())
+}
+
+/// A form with nothing but its CSRF token.
+#[derive(Deserialize)]
+pub struct Empty {}
+
+/// `POST /{area}/account/cancel`: drop a setup in progress.
+pub async fn cancel(State(app): State<Shared>, At(area): At, session: Session, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
+    let who = session::signed_in(&session, area).await?;
+    app.portal(area).cancel_enrolment(&area.user(&who.email)).await?;
+    back(&session, area, "Setup cancelled.").await
+}
+
+/// Which authenticator, with a fresh code.
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    authenticator: u32,
+    code: String,
+}
+
+/// `POST /{area}/account/delete`: refused under enforcement for the last one.
+pub async fn delete(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<DeleteForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&session, area).await?;
+    let base = format!("/{}/account", area.segment());
+    app.portal(area)
+        .delete_authenticator(&area.user(&who.email), AuthenticatorId(form.authenticator), &form.code)
+        .await
+        .map_err(|e| Failure::mfa(e).link(base, "Back to My account"))?;
+    back(&session, area, "Authenticator deleted.").await
+}
+
+/// `POST /{area}/account/backup-codes`: a new batch, shown once.
+pub async fn regenerate(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<CodeForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&session, area).await?;
+    let base = format!("/{}/account", area.segment());
+    let codes = app
+        .portal(area)
+        .regenerate_backup_codes(&area.user(&who.email), &form.code)
+        .await
+        .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
+    let csrf = session::csrf_token(&session).await?;
+    Ok(backup_codes_page(&codes, &format!("{base}/saved"), "Done", &csrf).into_response())
+}
+
+async fn back(session: &Session, area: crate::accounts::Area, message: &str) -> Result<Response, Failure> {
+    session::flash(session, message).await?;
+    Ok(Redirect::to(&format!("/{}/account", area.segment())).into_response())
+}
+
+/// `POST /backup-codes.txt`: the codes on screen, as a file.
+pub async fn download_codes(Posted(form): Posted<CodesForm>) -> Response {
+    let text = format!(
+        "Acme Portal backup codes\nEach code signs you in once. Keep them somewhere safe.\n\n{}\n",
+        form.codes.trim()
+    );
+    crate::admin::download(text.into_bytes(), "text/plain; charset=utf-8", "acme-backup-codes.txt")
+}
+
+/// The codes on screen, sent back for download or print.
+#[derive(Deserialize)]
+pub struct CodesForm {
+    codes: String,
+}
+
+/// `POST /backup-codes/print`: the codes alone on a page, ready to print.
+pub async fn print_codes(Posted(form): Posted<CodesForm>) -> Markup {
+    let body = html! {
+        p { "Acme Portal backup codes. Each code signs you in once." }
+        ul.codes { @for code in form.codes.lines().map(str::trim).filter(|c| !c.is_empty()) { li { (code) } } }
+        p.no-print { "Print this page with your browser (Ctrl+P or ⌘P), then close it." }
+        button.secondary.no-print type="button" data-print hidden { "Print" }
+        script src="/static/app.js" {}
+    };
+    views::page("Backup codes", None, body)
+}

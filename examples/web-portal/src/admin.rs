@@ -1,0 +1,624 @@
+//! The admin console: the portal's MFA setting, the users with their MFA
+//! status and **Reset MFA**, the outbox of notices, and the audit trail.
+//! Every page needs an admin who signed in with their own second factor;
+//! a reset needs a fresh code on top (step-up).
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use portal_mfa::{
+    Actor, Admin, AuditEvent, Cursor, Enforcement, EventQuery, Grace, ResetMode, ResetReason, SignInMethod,
+    StatusFilter, UserId, UserKind, UserQuery, UserStatus,
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::accounts::{Area, normalise};
+use crate::failure::Failure;
+use crate::session::{self, SignedIn};
+use crate::views::{self, Frame, code_field, csrf_field};
+use crate::{Posted, Shared};
+
+async fn admin(session: &Session) -> Result<(SignedIn, String), Failure> {
+    let who = session::signed_in(session, Area::Admin).await?;
+    let csrf = session::csrf_token(session).await?;
+    Ok((who, csrf))
+}
+
+fn frame<'a>(who: &'a SignedIn, csrf: &'a str, flash: Option<&'a str>) -> Frame<'a> {
+    Frame {
+        who: Some(who),
+        csrf,
+        flash,
+    }
+}
+
+// ----- Portal settings -----
+
+/// `GET /admin/settings`
+pub async fn settings(State(app): State<Shared>, session: Session) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&session).await?;
+    let flash = session::take_flash(&session).await?;
+    let policy = app.portal.policy().await?;
+    let (enforced, grace) = match policy.enforcement() {
+        Enforcement::Enforced { grace } => (true, grace),
+        _ => (false, None),
+    };
+    let saml = policy.sign_in_method() == SignInMethod::Saml;
+    let grace_until = grace.and_then(|g| g.until).map(views::day).unwrap_or_default();
+    let grace_count = grace.and_then(|g| g.sign_ins).map(|n| n.to_string()).unwrap_or_default();
+    let body = html! {
+        p { "One setting for the Customer Portal and the Vendor Portal: they share the portal name and URL, so MFA applies to every customer and vendor." }
+        form method="post" action="/admin/settings" {
+            (csrf_field(&csrf))
+            h2 { "Multi-factor authentication (MFA)" }
+            fieldset {
+                legend { "Enforce multi-factor authentication for portal users" }
+                label.choice for="mfa-off" {
+                    input #mfa-off type="radio" name="enforcement" value="off" checked[!enforced];
+                    " Off: users may set it up themselves (self-configured)"
+                }
+                label.choice for="mfa-enforced" {
+                    input #mfa-enforced type="radio" name="enforcement" value="enforced" checked[enforced];
+                    " Enforced: every customer and vendor signs in with a code"
+                }
+            }
+            fieldset {
+                legend { "Grace for users who have not set it up yet (when enforced)" }
+                label.choice for="grace-none" {
+                    input #grace-none type="radio" name="grace" value="none" checked[grace.is_none()];
+                    " None: set up at the next sign-in"
+                }
+                label.choice for="grace-date" {
+                    input #grace-date type="radio" name="grace" value="date" checked[grace.is_some_and(|g| g.until.is_some())];
+                    " Until a date"
+                }
+                label for="grace-until" { "Grace ends on (UTC)" }
+                input #grace-until type="date" name="grace_until" value=(grace_until);
+                label.choice for="grace-count" {
+                    input #grace-count type="radio" name="grace" value="count" checked[grace.is_some_and(|g| g.sign_ins.is_some())];
+                    " For a number of sign-ins"
+                }
+                label for="grace-sign-ins" { "Sign-ins allowed without MFA" }
+                input #grace-sign-ins type="number" name="grace_sign_ins" min="1" max="100" value=(grace_count);
+            }
+            h2 { "Sign-in method" }
+            fieldset {
+                legend { "How portal users sign in" }
+                label.choice for="method-password" {
+                    input #method-password type="radio" name="sign_in" value="password" checked[!saml];
+                    " Email and password"
+                }
+                label.choice for="method-saml" {
+                    input #method-saml type="radio" name="sign_in" value="saml" checked[saml];
+                    " SAML single sign-on"
+                }
+                p { "Note: " (crate::failure::SAML_REFUSAL) }
+            }
+            div { button type="submit" { "Save" } }
+        }
+        p { "Turning enforcement off does not remove anyone's authenticator: users who set one up keep signing in with it until they delete it or you reset their MFA." }
+    };
+    Ok(views::page("Portal settings", Some(&frame(&who, &csrf, flash.as_deref())), body).into_response())
+}
+
+/// The settings form.
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    enforcement: String,
+    #[serde(default)]
+    grace: Option<String>,
+    #[serde(default)]
+    grace_until: Option<String>,
+    #[serde(default)]
+    grace_sign_ins: Option<String>,
+    sign_in: String,
+}
+
+/// `POST /admin/settings`
+pub async fn save_settings(
+    State(app): State<Shared>,
+    session: Session,
+    Posted(form): Posted<SettingsForm>,
+) -> Result<Response, Failure> {
+    let (who, _) = admin(&session).await?;
+    let invalid = |message: &str| {
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Setting not saved", message).link("/admin/settings", "Back to settings")
+    };
+    let method = match form.sign_in.as_str() {
+        "password" => SignInMethod::Password,
+        "saml" => SignInMethod::Saml,
+        _ => return Err(invalid("Choose a sign-in method.")),
+    };
+    let enforcement = match form.enforcement.as_str() {
+        "off" => Enforcement::SelfConfigured,
+        "enforced" => Enforcement::Enforced {
+            grace: match form.grace.as_deref().unwrap_or("none") {
+                "none" => None,
+                "date" => Some(Grace::new(
+                    Some(parse_date(form.grace_until.as_deref().unwrap_or_default()).ok_or_else(|| invalid("Give the grace end as a date."))?),
+                    None,
+                )),
+                "count" => Some(Grace::new(
+                    None,
+                    Some(
+                        form.grace_sign_ins
+                            .as_deref()
+                            .and_then(|n| n.trim().parse().ok())
+                            .filter(|n| (1..=100).contains(n))
+                            .ok_or_else(|| invalid("Give the number of grace sign-ins, 1 to 100."))?,
+                    ),
+                )),
+                _ => return Err(invalid("Choose a grace.")),
+            },
+        },
+        _ => return Err(invalid("Choose whether MFA is enforced.")),
+    };
+    let admin = Admin::authorised(who.email.as_str());
+    // Enforcement off first, so a switch to SAML is judged against the new
+    // setting, then the method, then the enforcement asked for.
+    app.portal
+        .update_policy(&admin, move |p| {
+            p.with_enforcement(Enforcement::SelfConfigured)?
+                .with_sign_in_method(method)?
+                .with_enforcement(enforcement)
+        })
+        .await
+        .map_err(|e| Failure::mfa(e).link("/admin/settings", "Back to settings"))?;
+    session::flash(&session, "Settings saved.").await?;
+    Ok(Redirect::to("/admin/settings").into_response())
+}
+
+/// `YYYY-MM-DD` as the Unix time of that day's midnight, UTC.
+fn parse_date(text: &str) -> Option<u64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text.trim(), &format).ok()?;
+    u64::try_from(date.midnight().assume_utc().unix_timestamp()).ok()
+}
+
+// ----- Users -----
+
+/// The users page's filters and place.
+#[derive(Deserialize, Default)]
+pub struct UsersQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+const STATUSES: [(StatusFilter, &str); 7] = [
+    (StatusFilter::Any, "Any"),
+    (StatusFilter::Enrolled, "MFA on"),
+    (StatusFilter::MfaOff, "MFA off"),
+    (StatusFilter::PendingEnrolment, "Setting up"),
+    (StatusFilter::MustReenrol, "Must set up again"),
+    (StatusFilter::LockedOut, "Locked out"),
+    (StatusFilter::InGrace, "In grace"),
+];
+
+/// `GET /admin/users`
+pub async fn users(State(app): State<Shared>, session: Session, Query(q): Query<UsersQuery>) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&session).await?;
+    let status = q.status.as_deref().and_then(StatusFilter::from_name).unwrap_or(StatusFilter::Any);
+    let kind = q.kind.as_deref().and_then(UserKind::from_name);
+    let mut query = UserQuery::new().status(status).limit(app.page_size);
+    if let Some(kind) = kind {
+        query = query.kind(kind);
+    }
+    let first = q.after.is_none();
+    if let Some(after) = q.after.as_deref() {
+        let cursor: Cursor = after.parse().map_err(Failure::mfa)?;
+        query = query.after(cursor);
+    }
+    let page = app.portal.users(query).await?;
+    let now = app.now();
+    let filters = |after: Option<&str>| {
+        let mut href = format!("/admin/users?status={}", status.name());
+        if let Some(kind) = kind {
+            href.push_str(&format!("&kind={}", kind.as_str()));
+        }
+        if let Some(after) = after {
+            href.push_str(&format!("&after={after}"));
+        }
+        href
+    };
+    let body = html! {
+        form method="get" action="/admin/users" {
+            label for="status" { "MFA status" }
+            select #status name="status" {
+                @for (filter, text) in STATUSES {
+                    option value=(filter.name()) selected[filter == status] { (text) }
+                }
+            }
+            label for="kind" { "Users" }
+            select #kind name="kind" {
+                option value="" selected[kind.is_none()] { "Customers and vendors" }
+                option value="customer" selected[kind == Some(UserKind::Customer)] { "Customers" }
+                option value="vendor" selected[kind == Some(UserKind::Vendor)] { "Vendors" }
+            }
+            div { button type="submit" { "Filter" } }
+        }
+        form method="get" action="/admin/users/reset" {
+            label for="find-email" { "Find a user by email" }
+            input #find-email type="email" name="email" required;
+            label for="find-kind" { "Who" }
+            select #find-kind name="kind" {
+                option value="customer" { "Customer" }
+                option value="vendor" { "Vendor" }
+            }
+            div { button.secondary type="submit" { "Open" } }
+        }
+        @if page.items.is_empty() {
+            p #no-users { "No users match." }
+        } @else {
+            table #users {
+                thead { tr { th { "User" } th { "Kind" } th { "MFA status" } th { "Authenticators" } th { "Backup codes" } th { "Last verified" } th {} } }
+                tbody {
+                    @for user in &page.items {
+                        tr {
+                            td { (user.user.id()) }
+                            td { (user.user.kind().as_str()) }
+                            td.status { (status_text(user, now)) }
+                            td { (user.authenticators) }
+                            td { (user.backup_codes_left) }
+                            td { (user.last_verified_at.map(views::when).unwrap_or_else(|| "Never".to_owned())) }
+                            td { a href=(reset_href(&user.user)) { "Reset MFA" } }
+                        }
+                    }
+                }
+            }
+        }
+        div.pager {
+            @if !first { a href=(filters(None)) { "First page" } }
+            @if let Some(next) = &page.next { a #next-page href=(filters(Some(next.as_str()))) { "Next page" } }
+        }
+    };
+    Ok(views::page("Users", Some(&frame(&who, &csrf, None)), body).into_response())
+}
+
+fn status_text(user: &UserStatus, now: u64) -> String {
+    if let Some(lock) = &user.locked {
+        return match lock.until {
+            Some(t) => format!("Locked until {}", views::when(t.max(now))),
+            None => "Locked until reset".to_owned(),
+        };
+    }
+    if user.must_reenrol {
+        return "Must set up again".to_owned();
+    }
+    if user.pending_enrolment && !user.mfa_on() {
+        return "Setting up".to_owned();
+    }
+    if user.grace.is_some() {
+        return "In grace".to_owned();
+    }
+    if user.mfa_on() { "MFA on" } else { "MFA off" }.to_owned()
+}
+
+fn reset_href(user: &UserId) -> String {
+    format!("/admin/users/reset?kind={}&email={}", user.kind().as_str(), user.id())
+}
+
+/// Whose MFA to reset.
+#[derive(Deserialize)]
+pub struct WhoQuery {
+    kind: String,
+    email: String,
+}
+
+fn portal_user(kind: &str, email: &str) -> Result<UserId, Failure> {
+    let area = match kind {
+        "customer" => Area::Customer,
+        "vendor" => Area::Vendor,
+        _ => {
+            return Err(Failure::new(StatusCode::BAD_REQUEST, "No such user", "Choose a customer or a vendor.")
+                .link("/admin/users", "Back to users"));
+        }
+    };
+    let email = normalise(email);
+    if email.is_empty() || !email.contains('@') {
+        return Err(Failure::new(StatusCode::BAD_REQUEST, "No such user", "Give the user's email.")
+            .link("/admin/users", "Back to users"));
+    }
+    Ok(area.user(&email))
+}
+
+/// `GET /admin/users/reset`: the Reset MFA form.
+pub async fn reset_form(State(app): State<Shared>, session: Session, Query(q): Query<WhoQuery>) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&session).await?;
+    let user = portal_user(&q.kind, &q.email)?;
+    let record = app.portal.record(&user).await?;
+    let known = app.accounts.get(if user.kind() == UserKind::Vendor { Area::Vendor } else { Area::Customer }, user.id()).is_some();
+    let body = html! {
+        p { strong { (user.id()) } " (" (user.kind().as_str()) ")"
+            @if !known { " — not in the portal's user directory" } }
+        p #user-mfa {
+            (record.authenticators().len()) " authenticators, "
+            (record.backup_codes().map_or(0, |b| b.remaining())) " unused backup codes"
+            @if record.must_enrol() { ", must set up again" }
+            @if let Some(until) = record.failures().active_lock(app.now()) {
+                ", locked " @match until { Some(t) => { "until " (views::when(t)) }, None => "until reset" }
+            }
+            "."
+        }
+        p { "Resetting removes their authenticators and backup codes. Their account, password and data stay as they are. They get an email saying who reset it and why." }
+        form method="post" action="/admin/users/reset" {
+            (csrf_field(&csrf))
+            input type="hidden" name="kind" value=(user.kind().as_str());
+            input type="hidden" name="email" value=(user.id());
+            fieldset {
+                legend { "Reason" }
+                @for (value, text) in [("lost_device", "Lost device"), ("new_device", "New device"), ("locked_out", "Locked out"), ("other", "Other")] {
+                    label.choice for=(format!("reason-{value}")) {
+                        input id=(format!("reason-{value}")) type="radio" name="reason" value=(value) required checked[value == "lost_device"];
+                        " " (text)
+                    }
+                }
+                label for="note" { "Note (required for Other; no secrets)" }
+                textarea #note name="note" maxlength="200" {}
+            }
+            fieldset {
+                legend { "What happens next" }
+                label.choice for="mode-force" {
+                    input #mode-force type="radio" name="mode" value="force" checked;
+                    " Force re-enrolment: they set up MFA again at their next sign-in"
+                }
+                label.choice for="mode-remove" {
+                    input #mode-remove type="radio" name="mode" value="remove";
+                    " Remove the device only: they set up again only if the portal enforces MFA"
+                }
+            }
+            h2 { "Confirm it is you" }
+            (code_field("admin-code", "Your own authenticator code"))
+            div { button.danger type="submit" { "Reset MFA" } }
+        }
+    };
+    Ok(views::page("Reset MFA", Some(&frame(&who, &csrf, None)), body).into_response())
+}
+
+/// The Reset MFA form.
+#[derive(Deserialize)]
+pub struct ResetForm {
+    kind: String,
+    email: String,
+    reason: String,
+    #[serde(default)]
+    note: String,
+    mode: String,
+    code: String,
+}
+
+/// `POST /admin/users/reset`: step up with the admin's own code, then reset.
+pub async fn reset(State(app): State<Shared>, session: Session, Posted(form): Posted<ResetForm>) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&session).await?;
+    let user = portal_user(&form.kind, &form.email)?;
+    let back = reset_href(&user);
+    let invalid = |message: &str| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Not reset", message).link(back.clone(), "Back");
+    let note = form.note.trim();
+    let reason = match form.reason.as_str() {
+        "lost_device" => ResetReason::LostDevice,
+        "new_device" => ResetReason::NewDevice,
+        "locked_out" => ResetReason::LockedOut,
+        "other" if !note.is_empty() => ResetReason::Other(note.into()),
+        "other" => return Err(invalid("Say why in the note when the reason is Other.")),
+        _ => return Err(invalid("Choose a reason.")),
+    };
+    let mode = match form.mode.as_str() {
+        "force" => ResetMode::ForceReenrolment,
+        "remove" => ResetMode::RemoveOnly,
+        _ => return Err(invalid("Choose what happens next.")),
+    };
+    // Step-up: a fresh code from the admin's own authenticator, spent like a sign-in code.
+    app.staff
+        .verify_sign_in(&Area::Admin.user(&who.email), &form.code)
+        .await
+        .map_err(|e| Failure::mfa(e).link(back.clone(), "Back to the reset form"))?;
+    let summary = app
+        .portal
+        .admin_reset(&Admin::authorised(who.email.as_str()), &user, reason, mode)
+        .await?;
+    let body = html! {
+        p.flash role="status" #reset-summary {
+            "MFA was reset for " (user.id()) ": " (summary.authenticators_removed) " authenticators and "
+            (summary.backup_codes_removed) " backup codes removed. "
+            @if summary.must_enrol { "They will set up MFA again at their next sign-in." }
+            @else { "They sign in with their password only, unless the portal enforces MFA." }
+        }
+        p { "They were sent an email about it: see the " a href="/admin/outbox" { "Outbox" } "." }
+        p { a href="/admin/users" { "Back to users" } }
+    };
+    Ok(views::page("MFA reset", Some(&frame(&who, &csrf, None)), body).into_response())
+}
+
+// ----- Outbox -----
+
+/// `GET /admin/outbox`
+pub async fn outbox(State(app): State<Shared>, session: Session) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&session).await?;
+    let emails = app.outbox.newest_first();
+    let body = html! {
+        p { "The emails the portal sent, newest first (a stand-in for a mail server)." }
+        @if emails.is_empty() { p { "No emails yet." } }
+        @for email in &emails {
+            article.card.email {
+                p { strong { "To: " } (email.to) br; strong { "Subject: " } span.subject { (email.subject) } br;
+                    strong { "Sent: " } (views::when(email.at)) }
+                pre.mail { (email.body) }
+            }
+        }
+    };
+    Ok(views::page("Outbox", Some(&frame(&who, &csrf, None)), body).into_response())
+}
+
+// ----- Audit trail -----
+
+/// The audit page's filter and place.
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+impl AuditQuery {
+    fn user(&self) -> Result<Option<UserId>, Failure> {
+        match self.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            None => Ok(None),
+            Some(email) => portal_user(self.kind.as_deref().unwrap_or("customer"), email).map(Some),
+        }
+    }
+
+    fn filter(&self) -> String {
+        match (&self.email, &self.kind) {
+            (Some(email), kind) if !email.trim().is_empty() => {
+                format!("email={}&kind={}", normalise(email), kind.as_deref().unwrap_or("customer"))
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn events(&self, app: &Shared) -> Result<EventQuery, Failure> {
+        let mut query = EventQuery::portal(app.portal.id()).newest_first();
+        if let Some(user) = self.user()? {
+            query = query.user(&user);
+        }
+        Ok(query)
+    }
+}
+
+/// `GET /admin/audit`
+pub async fn audit(State(app): State<Shared>, session: Session, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&session).await?;
+    let mut query = q.events(&app)?.limit(app.page_size);
+    if let Some(after) = q.after.as_deref() {
+        query = query.after(after.parse::<Cursor>().map_err(Failure::mfa)?);
+    }
+    let page = app.portal.audit_events(query).await?;
+    let filter = q.filter();
+    let kind = q.kind.clone().unwrap_or_else(|| "customer".to_owned());
+    let body = html! {
+        form method="get" action="/admin/audit" {
+            label for="audit-email" { "User's email (empty for everyone)" }
+            input #audit-email type="email" name="email" value=(q.email.clone().unwrap_or_default());
+            label for="audit-kind" { "Who" }
+            select #audit-kind name="kind" {
+                option value="customer" selected[kind == "customer"] { "Customer" }
+                option value="vendor" selected[kind == "vendor"] { "Vendor" }
+            }
+            div { button type="submit" { "Filter" } }
+        }
+        p {
+            "Download: " a #download-csv href=(format!("/admin/audit.csv?{filter}")) { "CSV" } " · "
+            a #download-jsonl href=(format!("/admin/audit.jsonl?{filter}")) { "JSON Lines" }
+        }
+        (events_table(&page.items))
+        div.pager {
+            @if q.after.is_some() { a href=(format!("/admin/audit?{filter}")) { "Newest" } }
+            @if let Some(next) = &page.next { a #next-page href=(format!("/admin/audit?{filter}&after={}", next.as_str())) { "Older" } }
+        }
+    };
+    Ok(views::page("Audit trail", Some(&frame(&who, &csrf, None)), body).into_response())
+}
+
+fn events_table(events: &[AuditEvent]) -> Markup {
+    html! {
+        @if events.is_empty() { p { "No events." } }
+        @else {
+            table #events {
+                thead { tr { th { "When" } th { "User" } th { "By" } th { "Event" } th { "Details" } } }
+                tbody {
+                    @for event in events {
+                        tr {
+                            td { (views::when(event.at)) }
+                            td { (event.user.as_ref().map(ToString::to_string).unwrap_or_default()) }
+                            td { (actor(&event.actor)) }
+                            td.event { (event.kind.name()) }
+                            td { code { (details(event)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn actor(actor: &Actor) -> String {
+    match actor {
+        Actor::User => "the user".to_owned(),
+        Actor::Admin(name) => format!("admin {name}"),
+        Actor::System => "the system".to_owned(),
+        _ => "someone else".to_owned(),
+    }
+}
+
+/// The event's fields besides its kind, as compact JSON.
+fn details(event: &AuditEvent) -> String {
+    match serde_json::to_value(&event.kind) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.remove("kind");
+            if fields.is_empty() { String::new() } else { serde_json::Value::Object(fields).to_string() }
+        }
+        _ => String::new(),
+    }
+}
+
+/// `GET /admin/audit.csv`: every matching event, oldest first.
+pub async fn audit_csv(State(app): State<Shared>, session: Session, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
+    admin(&session).await?;
+    let mut query = q.events(&app)?;
+    query.newest_first = false;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let csv_failed = |_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "Export failed", "The CSV could not be written.");
+    out.write_record(["time_utc", "unix_time", "user", "actor", "event", "details"]).map_err(csv_failed)?;
+    let mut next = Some(query.limit(portal_mfa::MAX_PAGE));
+    while let Some(query) = next.take() {
+        let page = app.portal.audit_events(query.clone()).await?;
+        for event in &page.items {
+            let user = event.user.as_ref().map(ToString::to_string).unwrap_or_default();
+            out.write_record([
+                views::when(event.at),
+                event.at.to_string(),
+                spreadsheet_safe(&user),
+                spreadsheet_safe(&actor(&event.actor)),
+                event.kind.name().to_owned(),
+                spreadsheet_safe(&details(event)),
+            ])
+            .map_err(csv_failed)?;
+        }
+        next = page.next.map(|cursor| query.after(cursor));
+    }
+    let bytes = out.into_inner().map_err(|_| csv_failed(csv::Error::from(std::io::Error::other("flush"))))?;
+    Ok(download(bytes, "text/csv; charset=utf-8", "audit-trail.csv"))
+}
+
+/// A cell a spreadsheet would read as a formula, made plain text (CSV injection).
+fn spreadsheet_safe(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell.to_owned() }
+}
+
+/// `GET /admin/audit.jsonl`: every matching event as JSON Lines, oldest first.
+pub async fn audit_jsonl(State(app): State<Shared>, session: Session, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
+    admin(&session).await?;
+    let mut query = q.events(&app)?;
+    query.newest_first = false;
+    let mut out = Vec::new();
+    app.portal.export_events(query, &mut out).await?;
+    Ok(download(out, "application/jsonl; charset=utf-8", "audit-trail.jsonl"))
+}
+
+pub(crate) fn download(bytes: Vec<u8>, content_type: &'static str, name: &str) -> Response {
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}

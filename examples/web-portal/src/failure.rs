@@ -1,0 +1,286 @@
+//! Every refusal a person can meet, as a page with the right status code:
+//! bad input is a 4xx with words that say what to do next, never a 500.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use portal_mfa::{Error, ErrorKind, PolicyRefusal, StorageErrorKind};
+
+use crate::accounts::Area;
+use crate::views;
+
+/// The seeds' words for enforcing MFA on a SAML portal.
+pub const SAML_REFUSAL: &str = "You won't be able to enable MFA if you've configured SAML for your portal.";
+/// The seeds' words for deleting the last authenticator under enforcement.
+pub const DELETE_REFUSAL: &str =
+    "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin.";
+
+/// A refusal, shown as a page (or, for "sign in first", a redirect).
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    title: String,
+    message: String,
+    link: Option<(String, String)>,
+    redirect: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl Failure {
+    /// A page with `status`, a title and a sentence.
+    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            title: title.into(),
+            message: message.into(),
+            link: None,
+            redirect: None,
+            retry_after: None,
+        }
+    }
+
+    /// With a link to go on from (usually back to the form).
+    #[must_use]
+    pub fn link(mut self, href: impl Into<String>, text: impl Into<String>) -> Self {
+        self.link = Some((href.into(), text.into()));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The sentence shown.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The session store failed (the in-memory store does not; a networked one could).
+    pub fn session(_: tower_sessions::session::Error) -> Self {
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again",
+            "Your session could not be read or saved. Please try again in a moment.",
+        )
+    }
+
+    /// A form without this session's CSRF token.
+    pub fn csrf() -> Self {
+        Failure::new(
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "The form was not sent from this site, or your session ended. Go back, reload the page and try again.",
+        )
+        .link("/", "Start page")
+    }
+
+    /// The sign-in in progress timed out.
+    pub fn sign_in_expired(area: Area) -> Self {
+        Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "Your sign-in expired",
+            "You took too long between the password and the code. Please sign in again.",
+        )
+        .link(sign_in_href(area), "Sign in again")
+    }
+
+    /// A step of a sign-in that is not in progress: a form sent twice, or a
+    /// page opened out of order.
+    pub fn no_sign_in(area: Area) -> Self {
+        Failure::new(
+            StatusCode::CONFLICT,
+            "Nothing to continue",
+            "This sign-in step is already done or was never started (was the form sent twice?). Please sign in again.",
+        )
+        .link(sign_in_href(area), "Sign in")
+    }
+
+    /// A page that needs a signed-in user: off to the sign-in page.
+    pub fn sign_in_first(area: Area) -> Self {
+        let mut failure = Failure::new(StatusCode::SEE_OTHER, "Sign in", "Please sign in first.");
+        failure.redirect = Some(sign_in_href(area));
+        failure
+    }
+
+    /// Too many password attempts.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut failure = Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            format!(
+                "Too many sign-in attempts. Please wait {} before trying again.",
+                views::duration(retry_after)
+            ),
+        );
+        failure.retry_after = Some(retry_after);
+        failure
+    }
+
+    /// MFA is locked for this user.
+    pub fn locked(until: Option<u64>) -> Self {
+        let message = match until {
+            Some(t) => format!(
+                "Too many wrong codes. Two-factor sign-in is locked until {}; try again then, or ask your administrator to reset your MFA.",
+                views::when(t)
+            ),
+            None => "Too many wrong codes. Two-factor sign-in is locked until your administrator resets your MFA."
+                .to_owned(),
+        };
+        Failure::new(StatusCode::LOCKED, "Account locked", message)
+    }
+
+    /// What portal-mfa refused, in words for the person who caused it.
+    pub fn mfa(error: Error) -> Self {
+        use StatusCode as S;
+        let (status, title, message) = match error {
+            Error::WrongCode { attempts_left } => (
+                S::UNAUTHORIZED,
+                "Wrong code",
+                format!("That code is not right.{}", attempts_text(attempts_left)),
+            ),
+            Error::ReplayedCode => (
+                S::UNAUTHORIZED,
+                "Code already used",
+                "That code was already used. Wait for the next code in your app and type it.".to_owned(),
+            ),
+            Error::MalformedCode(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "Not a code",
+                "Type the digits your app shows (or one of your backup codes), without anything else.".to_owned(),
+            ),
+            Error::LockedOut { until } => return Failure::locked(until),
+            Error::EnrolmentExpired => (
+                S::GONE,
+                "Setup expired",
+                "The setup took too long and expired. Start again to get a new QR code.".to_owned(),
+            ),
+            Error::EnrolmentCancelled => (
+                S::GONE,
+                "Setup cancelled",
+                "Too many wrong codes: that setup was cancelled. Start again to get a new QR code.".to_owned(),
+            ),
+            Error::NoPendingEnrolment => (
+                S::CONFLICT,
+                "No setup in progress",
+                "There is no authenticator setup waiting to be confirmed (was the form sent twice?).".to_owned(),
+            ),
+            Error::ProofRequired => (
+                S::UNPROCESSABLE_ENTITY,
+                "Code needed",
+                "Type a current code from your authenticator app (or a backup code) to make this change.".to_owned(),
+            ),
+            Error::NotEnrolled => (
+                S::CONFLICT,
+                "No authenticator",
+                "You have no authenticator set up.".to_owned(),
+            ),
+            Error::UnknownAuthenticator => (
+                S::NOT_FOUND,
+                "No such authenticator",
+                "That authenticator is not on your account (any more).".to_owned(),
+            ),
+            Error::TooManyAuthenticators => (
+                S::CONFLICT,
+                "Too many authenticators",
+                "You have as many authenticators as allowed. Delete one first.".to_owned(),
+            ),
+            Error::InvalidLabel => (
+                S::UNPROCESSABLE_ENTITY,
+                "Name not allowed",
+                "Give the authenticator a name of 1 to 64 ordinary characters.".to_owned(),
+            ),
+            Error::NotAllowed(PolicyRefusal::EnforcementWithSaml) => {
+                (S::CONFLICT, "MFA cannot be enforced", SAML_REFUSAL.to_owned())
+            }
+            Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced) => {
+                (S::CONFLICT, "Authenticator cannot be deleted", DELETE_REFUSAL.to_owned())
+            }
+            Error::NotAllowed(refusal) => (S::FORBIDDEN, "Not allowed", format!("Not allowed: {refusal}.")),
+            Error::InvalidPolicy { field, reason } => (
+                S::UNPROCESSABLE_ENTITY,
+                "Setting not allowed",
+                format!("The setting {field} is not allowed: {reason}."),
+            ),
+            Error::InvalidCursor(_) | Error::InvalidPageSize => (
+                S::BAD_REQUEST,
+                "Page not found",
+                "That page of the list no longer matches its filters. Start from the first page.".to_owned(),
+            ),
+            Error::Conflict { .. } => (
+                S::SERVICE_UNAVAILABLE,
+                "Busy",
+                "The account is busy with another change. Please try again.".to_owned(),
+            ),
+            Error::Storage(ref e)
+                if matches!(
+                    e.kind(),
+                    StorageErrorKind::Unavailable | StorageErrorKind::Busy | StorageErrorKind::Timeout
+                ) =>
+            {
+                (
+                    S::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "The database did not answer in time. Nothing was changed; please try again.".to_owned(),
+                )
+            }
+            other if other.kind() == ErrorKind::InvalidInput => (
+                S::UNPROCESSABLE_ENTITY,
+                "Not accepted",
+                format!("That was not accepted: {other}."),
+            ),
+            // Faults of the server, not of what the person typed: say so, and
+            // log what kind (portal-mfa's errors never hold a secret or a code).
+            other => {
+                eprintln!("web-portal: internal error: {other}");
+                (
+                    S::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Something went wrong on our side. Nothing was half-done; please try again later.".to_owned(),
+                )
+            }
+        };
+        Failure::new(status, title, message)
+    }
+}
+
+/// " 3 attempts left." after a wrong code, when the count is known.
+pub fn attempts_text(attempts_left: Option<u32>) -> String {
+    match attempts_left {
+        Some(1) => " 1 attempt left before two-factor sign-in locks.".to_owned(),
+        Some(n) => format!(" {n} attempts left before two-factor sign-in locks."),
+        None => String::new(),
+    }
+}
+
+/// The sign-in page of `area`.
+pub fn sign_in_href(area: Area) -> String {
+    format!("/{}/sign-in", area.segment())
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::mfa(error)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        if let Some(to) = self.redirect {
+            return Redirect::to(&to).into_response();
+        }
+        let body = html! {
+            p.error role="alert" { (self.message) }
+            @if let Some((href, text)) = &self.link {
+                p { a href=(href) { (text) } }
+            }
+        };
+        let mut response = (self.status, views::page(&self.title, None, body)).into_response();
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

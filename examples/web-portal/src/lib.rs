@@ -1,0 +1,281 @@
+//! A reference web portal for portal-mfa, to run and to copy: axum on tokio,
+//! server-side sessions, maud templates, no JavaScript needed.
+//!
+//! - [`sign_in`]: the password, then portal-mfa's next step (a code, setting
+//!   up an authenticator, the backup codes), with the state between requests
+//!   kept server-side ([`session`]).
+//! - [`account`]: My account · Two-factor authentication.
+//! - [`admin`]: Portal settings, Users with Reset MFA, Outbox, Audit trail.
+//! - [`store`]: SQLite or PostgreSQL behind one async store.
+//!
+//! One `portal_mfa::Portal` serves the customer and the vendor portal (one
+//! MFA setting for both, as the seeds describe); a second one, always
+//! enforced, serves the admins.
+
+pub mod accounts;
+pub mod account;
+pub mod admin;
+pub mod failure;
+pub mod limits;
+pub mod outbox;
+pub mod session;
+pub mod sign_in;
+pub mod store;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::html;
+use portal_mfa::store::AsyncMfaStore;
+use portal_mfa::{Clock, Enforcement, Keyring, Portal, PortalId, PortalPolicy};
+use serde::de::DeserializeOwned;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
+
+use crate::accounts::{Account, Accounts, Area};
+use crate::failure::Failure;
+use crate::outbox::Outbox;
+use crate::store::{Database, StartError};
+
+/// A portal's MFA on whichever store was opened, with the portal's clock.
+pub type MfaPortal = Portal<Arc<dyn AsyncMfaStore>, Arc<dyn Clock>>;
+
+/// The name authenticator apps show for the customer and vendor portals.
+pub const PORTAL_NAME: &str = "Acme Portal";
+
+/// How the server is set up.
+pub struct Config {
+    /// Where MFA records live.
+    pub database: Database,
+    /// The key that seals TOTP secrets at rest.
+    pub keyring: Keyring,
+    /// Whether cookies are `Secure` (on behind HTTPS; off for plain-HTTP loopback).
+    pub secure_cookies: bool,
+    /// The clock for MFA, lockouts and expiries (the system clock, or a test's).
+    pub clock: Arc<dyn Clock>,
+    /// Rows per page on the admin's lists.
+    pub page_size: usize,
+    /// Seconds a sign-in may wait between the password and the second factor.
+    pub pending_ttl: u64,
+    /// Where each request's one log line goes (method, path, status: never a
+    /// query string, form field, code or secret).
+    pub log: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Config {
+    /// The defaults: system clock, 20 rows a page, 10 minutes for the second
+    /// factor, log lines to stderr, cookies not `Secure`.
+    pub fn new(database: Database, keyring: Keyring) -> Self {
+        Config {
+            database,
+            keyring,
+            secure_cookies: false,
+            clock: Arc::new(portal_mfa::SystemClock),
+            page_size: 20,
+            pending_ttl: 600,
+            log: Arc::new(|line| eprintln!("{line}")),
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct App {
+    /// MFA for the customer and vendor portals (one setting).
+    pub portal: MfaPortal,
+    /// MFA for the admin console (always enforced).
+    pub staff: MfaPortal,
+    /// Who may sign in.
+    pub accounts: Accounts,
+    /// The emails sent.
+    pub outbox: Outbox,
+    clock: Arc<dyn Clock>,
+    account_limits: limits::Limiter,
+    address_limits: limits::Limiter,
+    page_size: usize,
+    pending_ttl: u64,
+}
+
+/// The state handlers receive.
+pub type Shared = Arc<App>;
+
+impl App {
+    /// Unix time now, by the portal's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The MFA portal of `area`.
+    pub fn portal(&self, area: Area) -> &MfaPortal {
+        match area {
+            Area::Admin => &self.staff,
+            Area::Customer | Area::Vendor => &self.portal,
+        }
+    }
+
+    fn account(&self, area: Area, email: &str) -> Result<Account, Failure> {
+        self.accounts.get(area, email).cloned().ok_or_else(|| Failure::no_sign_in(area))
+    }
+}
+
+/// Opens the store and builds the app and its routes.
+pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared), StartError> {
+    let store = store::open(&config.database).await?;
+    let keyring = Arc::new(config.keyring);
+    let outbox = Outbox::default();
+    let mfa = |id: &str, name: &'static str| -> Result<MfaPortal, StartError> {
+        Ok(Portal::new(PortalId::new(id), name, store.clone())?
+            .with_clock(config.clock.clone())
+            .with_keyring(keyring.clone())
+            .with_notifier(outbox.notifier(name))
+            .with_async_sleep(tokio::time::sleep))
+    };
+    let staff_policy = PortalPolicy::new().with_enforcement(Enforcement::Enforced { grace: None })?;
+    let app = Arc::new(App {
+        portal: mfa("acme", PORTAL_NAME)?,
+        staff: mfa("acme-admin", "Acme Admin Console")?.with_default_policy(staff_policy),
+        accounts,
+        outbox,
+        clock: config.clock.clone(),
+        // 5 wrong passwords per account, 20 per address, in 15 minutes.
+        account_limits: limits::Limiter::new(5, 900),
+        address_limits: limits::Limiter::new(20, 900),
+        page_size: config.page_size.max(1),
+        pending_ttl: config.pending_ttl,
+    });
+    let sessions = SessionManagerLayer::new(MemoryStore::default())
+        .with_name("acme_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(30)));
+    let log = config.log.clone();
+    let router = Router::new()
+        .route("/", get(start_page))
+        .route("/static/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], views::STYLE) }))
+        .route("/static/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], views::SCRIPT) }))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/backup-codes.txt", post(account::download_codes))
+        .route("/backup-codes/print", post(account::print_codes))
+        .route("/{area}/sign-in", get(sign_in::form).post(sign_in::password))
+        .route("/{area}/sign-in/code", get(sign_in::code_form).post(sign_in::code))
+        .route("/{area}/sign-in/enrol", get(sign_in::enrol_form).post(sign_in::enrol_start))
+        .route("/{area}/sign-in/enrol/confirm", post(sign_in::enrol_confirm))
+        .route("/{area}/sign-in/finish", post(sign_in::finish))
+        .route("/{area}/account", get(account::security))
+        .route("/{area}/account/enrol", post(account::enrol))
+        .route("/{area}/account/confirm", post(account::confirm))
+        .route("/{area}/account/saved", post(account::saved))
+        .route("/{area}/account/cancel", post(account::cancel))
+        .route("/{area}/account/delete", post(account::delete))
+        .route("/{area}/account/backup-codes", post(account::regenerate))
+        .route("/admin/settings", get(admin::settings).post(admin::save_settings))
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/reset", get(admin::reset_form).post(admin::reset))
+        .route("/admin/outbox", get(admin::outbox))
+        .route("/admin/audit", get(admin::audit))
+        .route("/admin/audit.csv", get(admin::audit_csv))
+        .route("/admin/audit.jsonl", get(admin::audit_jsonl))
+        .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "Not found", "There is no page here.").link("/", "Start page") })
+        .layer(sessions)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let log = log.clone();
+            async move {
+                let line = format!("{} {}", request.method(), request.uri().path());
+                let response = harden(next.run(request).await);
+                log(&format!("{line} {}", response.status().as_u16()));
+                response
+            }
+        }))
+        .with_state(app.clone());
+    Ok((router, app))
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+}
+
+/// Headers every response gets: nothing cached (pages show keys and backup
+/// codes), no framing, no sniffing, no referrer, scripts and styles only
+/// from this site.
+fn harden(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn start_page(session: Session) -> Result<Response, Failure> {
+    let csrf = session::csrf_token(&session).await?;
+    let body = html! {
+        p { "A demo of portal-mfa. The customer and vendor portals share one MFA setting, which the admin sets." }
+        ul {
+            @for area in Area::ALL {
+                li { a href=(failure::sign_in_href(area)) { (area.title()) } }
+            }
+        }
+    };
+    let frame = views::Frame { who: None, csrf: &csrf, flash: None };
+    Ok(views::page("Welcome", Some(&frame), body).into_response())
+}
+
+/// The area a page belongs to, from the first path segment; an unknown one is a 404.
+pub struct At(pub Area);
+
+impl<S: Send + Sync> FromRequestParts<S> for At {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Failure> {
+        parts
+            .uri
+            .path()
+            .split('/')
+            .nth(1)
+            .and_then(Area::from_segment)
+            .map(At)
+            .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "Not found", "There is no such portal.").link("/", "Start page"))
+    }
+}
+
+/// A posted form whose CSRF token was checked against the session's.
+pub struct Posted<T>(pub T);
+
+#[derive(serde::Deserialize)]
+struct CsrfField {
+    csrf: Option<String>,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Posted<T> {
+    type Rejection = Failure;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Failure> {
+        let session = request
+            .extensions()
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(Failure::csrf)?;
+        let bad_form = || Failure::new(StatusCode::BAD_REQUEST, "Form not understood", "The form could not be read. Go back and try again.");
+        let body = axum::body::Bytes::from_request(request, state).await.map_err(|_| bad_form())?;
+        let token = serde_urlencoded::from_bytes::<CsrfField>(&body).ok().and_then(|f| f.csrf);
+        session::check_csrf(&session, token.as_deref()).await?;
+        serde_urlencoded::from_bytes(&body).map(Posted).map_err(|_| bad_form())
+    }
+}

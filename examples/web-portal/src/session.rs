@@ -1,0 +1,134 @@
+//! What the server keeps between requests, in a server-side session (the
+//! cookie holds only a random id): the CSRF token, the sign-in in progress
+//! and, once it is done, who is signed in.
+//!
+//! The id is rotated after the password and again after the second factor,
+//! so an id planted or seen before sign-in is worth nothing after it.
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tower_sessions::Session;
+
+use crate::accounts::{Account, Area};
+use crate::failure::Failure;
+
+const CSRF: &str = "csrf";
+const PENDING: &str = "pending";
+const SIGNED_IN: &str = "signed_in";
+const FLASH: &str = "flash";
+
+/// A sign-in between the password and the second factor. It lives only
+/// here, server-side, and expires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    /// Where they are signing in.
+    pub area: Area,
+    /// Who (the password was right).
+    pub email: String,
+    /// What is asked of them now.
+    pub stage: Stage,
+    /// Unix time after which they must start again.
+    pub expires_at: u64,
+}
+
+/// The step of a sign-in in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Type a code (or a backup code).
+    Code,
+    /// Set up an authenticator first.
+    Enrol,
+    /// MFA was just turned on: the backup codes are on screen until they say
+    /// they saved them.
+    SaveCodes,
+}
+
+/// Who is signed in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedIn {
+    /// Where.
+    pub area: Area,
+    /// Who.
+    pub email: String,
+    /// Their display name.
+    pub name: String,
+}
+
+/// The session's CSRF token, made on first use (32 random bytes, hex).
+pub async fn csrf_token(session: &Session) -> Result<String, Failure> {
+    if let Some(token) = session.get::<String>(CSRF).await.map_err(Failure::session)? {
+        return Ok(token);
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    session.insert(CSRF, &token).await.map_err(Failure::session)?;
+    Ok(token)
+}
+
+/// Refuses a form whose token is missing or is not this session's.
+pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<(), Failure> {
+    let expected = session.get::<String>(CSRF).await.map_err(Failure::session)?;
+    match (expected, submitted) {
+        (Some(expected), Some(submitted)) if bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) => Ok(()),
+        _ => Err(Failure::csrf()),
+    }
+}
+
+/// Starts a fresh session id for the next step, keeping the CSRF token.
+pub async fn rotate(session: &Session) -> Result<(), Failure> {
+    session.cycle_id().await.map_err(Failure::session)
+}
+
+/// The sign-in in progress in `area`, if it has not expired. An expired one is
+/// forgotten and refused with its own page.
+pub async fn pending(session: &Session, area: Area, now: u64) -> Result<Pending, Failure> {
+    match session.get::<Pending>(PENDING).await.map_err(Failure::session)? {
+        Some(p) if p.area == area && now < p.expires_at => Ok(p),
+        Some(p) if p.area == area => {
+            session.remove_value(PENDING).await.map_err(Failure::session)?;
+            Err(Failure::sign_in_expired(area))
+        }
+        _ => Err(Failure::no_sign_in(area)),
+    }
+}
+
+/// Records the sign-in in progress (after the password, or a step on).
+pub async fn set_pending(session: &Session, pending: &Pending) -> Result<(), Failure> {
+    session.insert(PENDING, pending).await.map_err(Failure::session)
+}
+
+/// Ends the sign-in: a new session id, then the user is signed in.
+pub async fn sign_in(session: &Session, account: &Account) -> Result<(), Failure> {
+    session.remove_value(PENDING).await.map_err(Failure::session)?;
+    rotate(session).await?;
+    let who = SignedIn {
+        area: account.area,
+        email: account.email.clone(),
+        name: account.name.clone(),
+    };
+    session.insert(SIGNED_IN, who).await.map_err(Failure::session)
+}
+
+/// Who is signed in to `area`, or a redirect to its sign-in page.
+pub async fn signed_in(session: &Session, area: Area) -> Result<SignedIn, Failure> {
+    match session.get::<SignedIn>(SIGNED_IN).await.map_err(Failure::session)? {
+        Some(who) if who.area == area => Ok(who),
+        _ => Err(Failure::sign_in_first(area)),
+    }
+}
+
+/// Forgets everything, cookie included.
+pub async fn sign_out(session: &Session) -> Result<(), Failure> {
+    session.flush().await.map_err(Failure::session)
+}
+
+/// A one-time message for the next page ("Authenticator added").
+pub async fn flash(session: &Session, message: impl Into<String>) -> Result<(), Failure> {
+    session.insert(FLASH, message.into()).await.map_err(Failure::session)
+}
+
+/// The message left by [`flash`], once.
+pub async fn take_flash(session: &Session) -> Result<Option<String>, Failure> {
+    session.remove::<String>(FLASH).await.map_err(Failure::session)
+}

@@ -1,0 +1,494 @@
+//! Sign-in: the password, then what portal-mfa says comes next (nothing, a
+//! grace sign-in, setting up an authenticator, or a code), then a new
+//! session id. Between the steps the state is server-side and expires.
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, PreEscaped, html};
+use portal_mfa::{EnrolReason, EnrolmentOptions, Error, IssuedBackupCodes, SignInStep, StartedEnrolment};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::accounts::{Account, Area, normalise};
+use crate::failure::{Failure, attempts_text};
+use crate::session::{self, Pending, Stage};
+use crate::views::{self, Frame, code_field, csrf_field};
+use crate::{At, Posted, Shared};
+
+/// The password form.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    email: String,
+    password: String,
+}
+
+/// `GET /{area}/sign-in`
+pub async fn form(State(app): State<Shared>, At(area): At, session: Session) -> Result<Response, Failure> {
+    if session::signed_in(&session, area).await.is_ok() {
+        return Ok(Redirect::to(&format!("/{}/account", area.segment())).into_response());
+    }
+    let csrf = session::csrf_token(&session).await?;
+    let flash = session::take_flash(&session).await?;
+    let _ = &app;
+    Ok(password_page(area, &csrf, flash.as_deref(), None, "").into_response())
+}
+
+/// `POST /{area}/sign-in`: the password step.
+pub async fn password(
+    State(app): State<Shared>,
+    At(area): At,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    session: Session,
+    Posted(form): Posted<PasswordForm>,
+) -> Result<Response, Failure> {
+    let now = app.now();
+    let email = normalise(&form.email);
+    let account_key = format!("{}:{email}", area.segment());
+    let address_key = peer.ip().to_string();
+    let wait = [app.account_limits.wait(&account_key, now), app.address_limits.wait(&address_key, now)]
+        .into_iter()
+        .flatten()
+        .max();
+    if let Some(seconds) = wait {
+        return Err(Failure::rate_limited(seconds));
+    }
+    let Some(account) = app.accounts.check(area, &email, &form.password).await else {
+        app.account_limits.fail(&account_key, now);
+        app.address_limits.fail(&address_key, now);
+        let csrf = session::csrf_token(&session).await?;
+        let page = password_page(area, &csrf, None, Some("Wrong email or password."), &email);
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    };
+    app.account_limits.clear(&account_key);
+    // The password is right: a new session id before anything else is kept.
+    session::rotate(&session).await?;
+    let step = app.portal(area).begin_sign_in(&area.user(&account.email)).await?;
+    next_step(&app, &session, &account, step).await
+}
+
+/// Where portal-mfa's answer after the password sends the user.
+async fn next_step(app: &Shared, session: &Session, account: &Account, step: SignInStep) -> Result<Response, Failure> {
+    let area = account.area;
+    let user = area.user(&account.email);
+    let pending = |stage| Pending {
+        area,
+        email: account.email.clone(),
+        stage,
+        expires_at: app.now() + app.pending_ttl,
+    };
+    match step {
+        SignInStep::NoMfaNeeded => {
+            session::sign_in(session, account).await?;
+            Ok(Redirect::to(&home(area)).into_response())
+        }
+        SignInStep::GraceSignIn { .. } => match app.portal(area).complete_grace_sign_in(&user).await {
+            Ok(SignInStep::GraceSignIn { remaining, until }) => {
+                session::sign_in(session, account).await?;
+                session::flash(session, grace_text(remaining, until)).await?;
+                Ok(Redirect::to(&home(area)).into_response())
+            }
+            // The grace ran out in between: ask again what comes next.
+            Ok(_) | Err(Error::NotAllowed(_)) => {
+                let step = app.portal(area).begin_sign_in(&user).await?;
+                Box::pin(next_step(app, session, account, step)).await
+            }
+            Err(e) => Err(e.into()),
+        },
+        SignInStep::MustEnrol { .. } => {
+            session::set_pending(session, &pending(Stage::Enrol)).await?;
+            Ok(Redirect::to(&format!("/{}/sign-in/enrol", area.segment())).into_response())
+        }
+        SignInStep::EnterCode { .. } => {
+            session::set_pending(session, &pending(Stage::Code)).await?;
+            Ok(Redirect::to(&format!("/{}/sign-in/code", area.segment())).into_response())
+        }
+        SignInStep::LockedOut { until } => Err(Failure::locked(until)),
+        _ => Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unknown step",
+            "This version of the portal does not know the next sign-in step.",
+        )),
+    }
+}
+
+/// Which form the code page shows.
+#[derive(Deserialize)]
+pub struct CodeQuery {
+    #[serde(default)]
+    backup: Option<String>,
+}
+
+/// `GET /{area}/sign-in/code`
+pub async fn code_form(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Query(query): Query<CodeQuery>,
+) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Code {
+        return Err(Failure::no_sign_in(area));
+    }
+    let csrf = session::csrf_token(&session).await?;
+    let backup = query.backup.is_some();
+    let user = area.user(&pending.email);
+    let status = app.portal(area).begin_sign_in(&user).await?;
+    let record = app.portal(area).record(&user).await?;
+    let policy = app.portal(area).policy().await?;
+    let used = record.failures().consecutive();
+    let left = u32::from(policy.lockout().max_failures()).saturating_sub(used);
+    let note = match status {
+        SignInStep::LockedOut { until } => return Err(Failure::locked(until)),
+        _ if used > 0 => Some(format!("{left} attempts left before two-factor sign-in locks.")),
+        _ => None,
+    };
+    Ok(code_page(area, &csrf, backup, note.as_deref(), None).into_response())
+}
+
+/// A typed code.
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+    #[serde(default)]
+    backup: Option<String>,
+}
+
+/// `POST /{area}/sign-in/code`: the second factor.
+pub async fn code(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<CodeForm>,
+) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Code {
+        return Err(Failure::no_sign_in(area));
+    }
+    let account = app.account(area, &pending.email)?;
+    let user = area.user(&account.email);
+    let backup = form.backup.is_some();
+    match app.portal(area).verify_sign_in(&user, &form.code).await {
+        Ok(verified) => {
+            session::sign_in(&session, &account).await?;
+            if verified.low_on_backup_codes {
+                session::flash(
+                    &session,
+                    format!(
+                        "You have {} backup codes left. Generate new ones under Two-factor authentication.",
+                        verified.backup_codes_remaining
+                    ),
+                )
+                .await?;
+            }
+            Ok(Redirect::to(&home(area)).into_response())
+        }
+        Err(Error::NotEnrolled) => {
+            // An admin reset the user meanwhile: what now?
+            let step = app.portal(area).begin_sign_in(&user).await?;
+            next_step(&app, &session, &account, step).await
+        }
+        Err(e @ (Error::WrongCode { .. } | Error::ReplayedCode | Error::MalformedCode(_))) => {
+            let message = match &e {
+                Error::WrongCode { attempts_left } => format!("That code is not right.{}", attempts_text(*attempts_left)),
+                Error::ReplayedCode => "That code was already used. Wait for the next code in your app.".to_owned(),
+                _ => "Type the digits your app shows, or one of your backup codes.".to_owned(),
+            };
+            let status = Failure::mfa(e).status();
+            let csrf = session::csrf_token(&session).await?;
+            Ok((status, code_page(area, &csrf, backup, None, Some(&message))).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /{area}/sign-in/enrol`: "Set up two-factor authentication".
+pub async fn enrol_form(State(app): State<Shared>, At(area): At, session: Session) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Enrol {
+        return Err(Failure::no_sign_in(area));
+    }
+    let csrf = session::csrf_token(&session).await?;
+    let reason = match app.portal(area).begin_sign_in(&area.user(&pending.email)).await? {
+        SignInStep::MustEnrol {
+            reason: EnrolReason::AdminReset,
+        } => "Your administrator reset your two-factor authentication. Set up your authenticator app again to sign in.",
+        _ => "Your administrator requires two-factor authentication. Set up an authenticator app to sign in.",
+    };
+    let action = format!("/{}/sign-in/enrol", area.segment());
+    let body = html! {
+        p { (reason) }
+        p { "You need an authenticator app on your phone, such as OneAuth, Google Authenticator or Microsoft Authenticator." }
+        (label_form(&action, &csrf, None, None))
+    };
+    let frame = Frame { who: None, csrf: &csrf, flash: None };
+    Ok(views::page("Set up two-factor authentication", Some(&frame), body).into_response())
+}
+
+/// The name for a new authenticator.
+#[derive(Deserialize)]
+pub struct LabelForm {
+    label: String,
+}
+
+/// `POST /{area}/sign-in/enrol`: a new secret, shown once as a QR code and a key.
+pub async fn enrol_start(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<LabelForm>,
+) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Enrol {
+        return Err(Failure::no_sign_in(area));
+    }
+    let user = area.user(&pending.email);
+    let started = app
+        .portal(area)
+        .start_enrolment(&user, &pending.email, &form.label, EnrolmentOptions::default())
+        .await?;
+    let csrf = session::csrf_token(&session).await?;
+    let action = format!("/{}/sign-in/enrol/confirm", area.segment());
+    let restart = format!("/{}/sign-in/enrol", area.segment());
+    Ok(enrolment_page(&started, &form.label, &action, &restart, &csrf, None)?.into_response())
+}
+
+/// `POST /{area}/sign-in/enrol/confirm`: the first code from the new app.
+pub async fn enrol_confirm(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<CodeForm>,
+) -> Result<Response, Failure> {
+    let mut pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Enrol {
+        return Err(Failure::no_sign_in(area));
+    }
+    let account = app.account(area, &pending.email)?;
+    let user = area.user(&account.email);
+    let csrf = session::csrf_token(&session).await?;
+    let retry = format!("/{}/sign-in/enrol/confirm", area.segment());
+    let restart = format!("/{}/sign-in/enrol", area.segment());
+    match app.portal(area).confirm_enrolment(&user, &form.code).await {
+        Ok(confirmed) => match confirmed.backup_codes {
+            Some(codes) => {
+                pending.stage = Stage::SaveCodes;
+                session::set_pending(&session, &pending).await?;
+                let finish = format!("/{}/sign-in/finish", area.segment());
+                Ok(backup_codes_page(&codes, &finish, "Continue to sign in", &csrf).into_response())
+            }
+            None => {
+                session::sign_in(&session, &account).await?;
+                Ok(Redirect::to(&home(area)).into_response())
+            }
+        },
+        Err(e @ (Error::WrongCode { .. } | Error::ReplayedCode | Error::MalformedCode(_))) => {
+            let failure = Failure::mfa(e);
+            let status = failure.status();
+            Ok((status, retry_confirm_page(failure.message(), &retry, &restart, &csrf)).into_response())
+        }
+        Err(e) => Err(Failure::mfa(e).link(restart, "Start the setup again")),
+    }
+}
+
+/// The "I have saved them" box.
+#[derive(Deserialize)]
+pub struct SavedForm {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+/// `POST /{area}/sign-in/finish`: after the backup codes were saved.
+pub async fn finish(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(form): Posted<SavedForm>,
+) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::SaveCodes {
+        return Err(Failure::no_sign_in(area));
+    }
+    if form.saved.is_none() {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Save your backup codes",
+            "Tick \"I have saved my backup codes\" once they are somewhere safe. If you lost them, generate new ones under My account after signing in.",
+        ));
+    }
+    let account = app.account(area, &pending.email)?;
+    session::sign_in(&session, &account).await?;
+    session::flash(&session, "Two-factor authentication is on.").await?;
+    Ok(Redirect::to(&home(area)).into_response())
+}
+
+/// `POST /sign-out`
+pub async fn sign_out(session: Session, Posted(_): Posted<SavedForm>) -> Result<Response, Failure> {
+    session::sign_out(&session).await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+fn home(area: Area) -> String {
+    format!("/{}/account", area.segment())
+}
+
+fn grace_text(remaining: Option<u32>, until: Option<u64>) -> String {
+    let mut text = "Your administrator requires two-factor authentication. Set it up now".to_owned();
+    match (remaining, until) {
+        (Some(n), _) => text.push_str(&format!(": {n} more sign-ins without it are allowed.")),
+        (None, Some(t)) => text.push_str(&format!(": it is required from {}.", views::when(t))),
+        (None, None) => text.push('.'),
+    }
+    text
+}
+
+fn password_page(area: Area, csrf: &str, flash: Option<&str>, error: Option<&str>, email: &str) -> Markup {
+    let body = html! {
+        @if let Some(error) = error { p.error role="alert" { (error) } }
+        form method="post" action=(format!("/{}/sign-in", area.segment())) {
+            (csrf_field(csrf))
+            label for="email" { "Email" }
+            input #email type="email" name="email" autocomplete="username" required value=(email);
+            label for="password" { "Password" }
+            input #password type="password" name="password" autocomplete="current-password" required;
+            div { button type="submit" { "Sign in" } }
+        }
+    };
+    let frame = Frame { who: None, csrf, flash };
+    views::page(&format!("Sign in to the {}", area.title()), Some(&frame), body)
+}
+
+fn code_page(area: Area, csrf: &str, backup: bool, note: Option<&str>, error: Option<&str>) -> Markup {
+    let action = format!("/{}/sign-in/code", area.segment());
+    let body = html! {
+        @if let Some(error) = error { p.error role="alert" { (error) } }
+        @if let Some(note) = note { p.warning { (note) } }
+        form method="post" action=(action) {
+            (csrf_field(csrf))
+            @if backup {
+                p { "Type one of the backup codes you saved when you set up two-factor authentication. Each works once." }
+                input type="hidden" name="backup" value="1";
+                label for="backup-code" { "Backup code" }
+                input #backup-code type="text" name="code" autocomplete="off" autocapitalize="none" spellcheck="false" required;
+            } @else {
+                p { "Open your authenticator app and type the code it shows for Acme." }
+                (code_field("code", "Verification code"))
+            }
+            div { button type="submit" { "Verify" } }
+        }
+        p {
+            @if backup {
+                a href=(action) { "Use your authenticator app instead" }
+            } @else {
+                a href=(format!("{action}?backup=1")) { "Use a backup code instead" }
+            }
+        }
+    };
+    let frame = Frame { who: None, csrf, flash: None };
+    views::page("Two-factor authentication", Some(&frame), body)
+}
+
+/// The form that names a new authenticator (and, for a user who already has
+/// MFA, asks for a fresh code).
+pub fn label_form(action: &str, csrf: &str, proof: Option<&str>, replaces: Option<u32>) -> Markup {
+    let id = replaces.map_or_else(|| "new".to_owned(), |r| r.to_string());
+    html! {
+        form method="post" action=(action) {
+            (csrf_field(csrf))
+            @if let Some(replaces) = replaces { input type="hidden" name="replaces" value=(replaces); }
+            label for=(format!("label-{id}")) { "Name for this authenticator" }
+            input id=(format!("label-{id}")) type="text" name="label" maxlength="64" required value="Authenticator app";
+            @if let Some(proof_label) = proof {
+                (code_field(&format!("proof-{id}"), proof_label))
+            }
+            div { button type="submit" { "Configure" } }
+        }
+    }
+}
+
+/// The QR code, the key for typing, and the confirm-code form.
+pub fn enrolment_page(
+    started: &StartedEnrolment,
+    label: &str,
+    action: &str,
+    restart: &str,
+    csrf: &str,
+    who: Option<&crate::session::SignedIn>,
+) -> Result<Markup, Failure> {
+    let svg = started.uri.qr_svg()?;
+    let svg = svg.find("<svg").and_then(|start| svg.get(start..)).unwrap_or_default();
+    let key = started.uri.secret().to_grouped_base32();
+    let body = html! {
+        ol {
+            li { "Open your authenticator app and add an account." }
+            li { "Scan this QR code:" }
+        }
+        figure.qr aria-label="QR code to scan with your authenticator app" { (PreEscaped(svg)) }
+        p { "Or type this key into the app (time-based, 6 digits):" }
+        p { code #secret-key .key { (key.as_str()) } }
+        p { "It will appear in the app as " strong { "Acme Portal" } " · " (label) "." }
+        form method="post" action=(action) {
+            (csrf_field(csrf))
+            (code_field("code", "Code from the app"))
+            div { button type="submit" { "Verify" } }
+        }
+        p { "This setup expires at " (views::when(started.expires_at)) ". "
+            a href=(restart) { "Start again" } " for a new key." }
+    };
+    let frame = Frame { who, csrf, flash: None };
+    Ok(views::page("Set up two-factor authentication", Some(&frame), body))
+}
+
+/// After a wrong confirm code: the app is already set up, so only the code
+/// is asked again (the key is never shown twice).
+pub fn retry_confirm_page(message: &str, action: &str, restart: &str, csrf: &str) -> Markup {
+    let body = html! {
+        p.error role="alert" { (message) }
+        form method="post" action=(action) {
+            (csrf_field(csrf))
+            (code_field("code", "Code from the app"))
+            div { button type="submit" { "Verify" } }
+        }
+        p { "Lost the QR code? " a href=(restart) { "Start again" } " for a new one." }
+    };
+    let frame = Frame { who: None, csrf, flash: None };
+    views::page("Set up two-factor authentication", Some(&frame), body)
+}
+
+/// The backup codes, shown once: copy, download, print, then "I have saved them".
+pub fn backup_codes_page(codes: &IssuedBackupCodes, finish: &str, finish_text: &str, csrf: &str) -> Markup {
+    let all: Vec<&str> = codes.expose().collect();
+    let joined = all.join("\n");
+    let body = html! {
+        p { "Keep these " (all.len()) " backup codes somewhere safe. Each one signs you in once if you lose your phone. "
+            strong { "They are shown only now." } }
+        ul.codes #backup-codes { @for code in &all { li { (code) } } }
+        label for="codes-copy" { "Your backup codes, to select and copy" }
+        textarea.codes-copy #codes-copy readonly { (joined) }
+        div.no-print {
+            button.secondary type="button" data-copy="codes-copy" hidden { "Copy" }
+            form.inline method="post" action="/backup-codes.txt" {
+                (csrf_field(csrf))
+                input type="hidden" name="codes" value=(joined);
+                button.secondary type="submit" { "Download as .txt" }
+            }
+            " "
+            form.inline method="post" action="/backup-codes/print" target="_blank" {
+                (csrf_field(csrf))
+                input type="hidden" name="codes" value=(joined);
+                button.secondary type="submit" { "Print" }
+            }
+        }
+        form method="post" action=(finish) {
+            (csrf_field(csrf))
+            label.choice for="saved" {
+                input #saved type="checkbox" name="saved" value="yes" required;
+                " I have saved my backup codes"
+            }
+            button type="submit" { (finish_text) }
+        }
+        script src="/static/app.js" {}
+    };
+    let frame = Frame { who: None, csrf, flash: None };
+    views::page("Your backup codes", Some(&frame), body)
+}
