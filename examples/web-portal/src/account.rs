@@ -81,6 +81,11 @@ pub async fn security(State(app): State<Shared>, At(area): At, session: Session)
             div.card {
                 p { "A setup of " strong { (pending.label()) } " is waiting for its first code (until "
                     (views::when(pending.expires_at())) ")." }
+                form method="post" action=(format!("{base}/confirm")) {
+                    (csrf_field(&csrf))
+                    (code_field("finish-code", "Code from the new app"))
+                    div { button type="submit" { "Finish that setup" } }
+                }
                 form method="post" action=(format!("{base}/cancel")) {
                     (csrf_field(&csrf))
                     button.secondary type="submit" { "Cancel that setup" }

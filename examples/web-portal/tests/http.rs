@@ -1,0 +1,580 @@
+//! The portal over HTTP, without a browser: the security properties a
+//! browser cannot show (cookie flags, headers, session ids, status codes),
+//! every kind of bad input, and the downloads.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use portal_mfa::{Enforcement, StatusFilter, UserId, UserQuery};
+use support::{Phone, Server, between};
+use tower::ServiceExt;
+
+/// One answer.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// A browser reduced to what the tests need: one session cookie, the last
+/// CSRF token seen, and a client address.
+struct Agent<'a> {
+    server: &'a Server,
+    cookie: Option<String>,
+    csrf: Option<String>,
+    address: SocketAddr,
+    cookies_seen: Vec<String>,
+}
+
+impl<'a> Agent<'a> {
+    fn new(server: &'a Server) -> Self {
+        Self::from(server, [127, 0, 0, 1])
+    }
+
+    fn from(server: &'a Server, ip: [u8; 4]) -> Self {
+        Agent {
+            server,
+            cookie: None,
+            csrf: None,
+            address: SocketAddr::from((ip, 40_000)),
+            cookies_seen: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, mut request: Request<Body>) -> Reply {
+        request.extensions_mut().insert(ConnectInfo(self.address));
+        if let Some(cookie) = &self.cookie {
+            request
+                .headers_mut()
+                .insert(header::COOKIE, format!("acme_session={cookie}").parse().unwrap());
+        }
+        let response = self.server.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        for set in headers.get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap().to_owned();
+            let value = between(&set, "acme_session=", ";").unwrap_or_default().to_owned();
+            self.cookie = (!value.is_empty() && !set.contains("Max-Age=0")).then(|| value.clone());
+            self.cookies_seen.push(set);
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await.unwrap();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(token) = between(&body, "name=\"csrf\" value=\"", "\"") {
+            self.csrf = Some(token.to_owned());
+        }
+        Reply { status, headers, body }
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    /// Posts `fields` with the session's CSRF token.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        if self.csrf.is_none() {
+            self.get("/").await;
+        }
+        let mut all = vec![("csrf", self.csrf.clone().unwrap())];
+        all.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        self.post_raw(path, serde_urlencoded::to_string(&all).unwrap()).await
+    }
+
+    async fn post_raw(&mut self, path: &str, body: String) -> Reply {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// The password step.
+    async fn password(&mut self, email: &str) -> Reply {
+        let (area, password) = self.server.account(email);
+        let path = format!("/{}/sign-in", area.segment());
+        self.get(&path).await;
+        self.post(&path, &[("email", email), ("password", &password)]).await
+    }
+
+    /// Sets up an authenticator on the sign-in's enrolment page; answers the
+    /// phone and the backup codes, leaving the codes page on screen.
+    async fn enrol_at_sign_in(&mut self, area: &str) -> (Phone, Vec<String>) {
+        assert_eq!(self.get(&format!("/{area}/sign-in/enrol")).await.status, StatusCode::OK);
+        let qr = self.post(&format!("/{area}/sign-in/enrol"), &[("label", "Test phone")]).await;
+        assert_eq!(qr.status, StatusCode::OK, "{}", qr.body);
+        let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").expect("the key is shown"));
+        let code = phone.code(&self.server.clock);
+        let codes = self.post(&format!("/{area}/sign-in/enrol/confirm"), &[("code", &code)]).await;
+        assert_eq!(codes.status, StatusCode::OK, "{}", codes.body);
+        (phone, backup_codes(&codes.body))
+    }
+
+    /// A whole first sign-in with enrolment, ending signed in.
+    async fn enrol_and_sign_in(&mut self, email: &str) -> (Phone, Vec<String>) {
+        let area = self.server.account(email).0.segment();
+        let reply = self.password(email).await;
+        assert_eq!(reply.location(), format!("/{area}/sign-in/enrol"));
+        let enrolled = self.enrol_at_sign_in(area).await;
+        let done = self.post(&format!("/{area}/sign-in/finish"), &[("saved", "yes")]).await;
+        assert_eq!(done.location(), format!("/{area}/account"));
+        enrolled
+    }
+
+    /// A sign-in with a code, ending signed in.
+    async fn sign_in_with(&mut self, email: &str, phone: &mut Phone) {
+        let area = self.server.account(email).0.segment();
+        let reply = self.password(email).await;
+        assert_eq!(reply.location(), format!("/{area}/sign-in/code"), "{}", reply.body);
+        let code = phone.code(&self.server.clock);
+        let reply = self.post(&format!("/{area}/sign-in/code"), &[("code", &code)]).await;
+        assert_eq!(reply.location(), format!("/{area}/account"), "{}", reply.body);
+    }
+}
+
+fn backup_codes(html: &str) -> Vec<String> {
+    let list = between(html, "id=\"backup-codes\">", "</ul>").expect("the backup codes are shown");
+    list.split("<li>").filter_map(|item| item.split("</li>").next()).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+}
+
+/// The admin, enrolled and signed in, and the portal set to `enforcement`.
+async fn admin_setting<'a>(server: &'a Server, settings: &[(&str, &str)]) -> (Agent<'a>, Phone) {
+    let mut admin = Agent::from(server, [127, 0, 0, 9]);
+    let (phone, _) = admin.enrol_and_sign_in("admin@acme.example").await;
+    if !settings.is_empty() {
+        let saved = admin.post("/admin/settings", settings).await;
+        assert_eq!(saved.location(), "/admin/settings", "{}", saved.body);
+    }
+    (admin, phone)
+}
+
+const ENFORCED: &[(&str, &str)] = &[("enforcement", "enforced"), ("grace", "none"), ("sign_in", "password")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_http_only_and_same_site_strict_and_every_page_is_no_store() {
+    let server = Server::start("cookies", 20).await;
+    let mut agent = Agent::new(&server);
+    let page = agent.get("/customer/sign-in").await;
+    let cookie = agent.cookies_seen.last().expect("a session cookie").clone();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain-HTTP loopback by default: {cookie}");
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+    assert!(page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+
+    // The enrolment page (a key) and the backup codes page: never cached.
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    agent.password("alice@customer.example").await;
+    let qr = agent.post("/customer/sign-in/enrol", &[("label", "Phone")]).await;
+    assert!(qr.body.contains("id=\"secret-key\""));
+    assert_eq!(qr.headers[header::CACHE_CONTROL], "no-store");
+    let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
+    let code = phone.code(&server.clock);
+    let codes = agent.post("/customer/sign-in/enrol/confirm", &[("code", &code)]).await;
+    assert_eq!(backup_codes(&codes.body).len(), 10);
+    assert_eq!(codes.headers[header::CACHE_CONTROL], "no-store");
+
+    let secure_server = Server::start_with("cookies-secure", 20, |config| config.secure_cookies = true).await;
+    let mut agent = Agent::new(&secure_server);
+    agent.get("/").await;
+    let secure = agent.cookies_seen.last().unwrap();
+    assert!(secure.contains("; Secure"), "{secure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_without_this_sessions_csrf_token_is_refused_and_changes_nothing() {
+    let server = Server::start("csrf", 20).await;
+    let (mut admin, _) = admin_setting(&server, &[]).await;
+    let before = server.app.portal.policy().await.unwrap();
+    // No token, another session's token, an empty one.
+    let mut other = Agent::new(&server);
+    other.get("/customer/sign-in").await;
+    let foreign = other.csrf.clone().unwrap();
+    for body in [
+        "enforcement=enforced&grace=none&sign_in=password".to_owned(),
+        format!("csrf={foreign}&enforcement=enforced&grace=none&sign_in=password"),
+        "csrf=&enforcement=enforced&grace=none&sign_in=password".to_owned(),
+    ] {
+        let reply = admin.post_raw("/admin/settings", body).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+        assert!(reply.body.contains("This form has expired"));
+    }
+    assert_eq!(server.app.portal.policy().await.unwrap(), before, "nothing was applied");
+    // The sign-in form too.
+    let (_, password) = server.account("alice@customer.example");
+    let reply = other
+        .post_raw("/customer/sign-in", format!("email=alice%40customer.example&password={password}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_id_changes_after_the_password_and_again_after_the_code() {
+    let server = Server::start("rotate", 20).await;
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut agent = Agent::new(&server);
+    let (mut phone, _) = agent.enrol_and_sign_in("alice@customer.example").await;
+    agent.post("/sign-out", &[]).await;
+
+    agent.get("/customer/sign-in").await;
+    let anonymous = agent.cookie.clone().expect("a session before sign-in");
+    agent.password("alice@customer.example").await;
+    let after_password = agent.cookie.clone().unwrap();
+    let code = phone.code(&server.clock);
+    let reply = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(reply.location(), "/customer/account");
+    let after_code = agent.cookie.clone().unwrap();
+    assert_ne!(anonymous, after_password);
+    assert_ne!(after_password, after_code);
+    assert_ne!(anonymous, after_code);
+
+    // The old ids are dead: a browser holding the pre-sign-in id is not signed in.
+    let mut stale = Agent::new(&server);
+    stale.cookie = Some(after_password);
+    assert_eq!(stale.get("/customer/account").await.location(), "/customer/sign-in");
+    let mut fresh = Agent::new(&server);
+    fresh.cookie = Some(after_code);
+    assert_eq!(fresh.get("/customer/account").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_are_limited_per_account_and_per_address() {
+    let server = Server::start("limits", 20).await;
+    let mut agent = Agent::from(&server, [10, 0, 0, 1]);
+    agent.get("/customer/sign-in").await;
+    for _ in 0..5 {
+        let reply = agent
+            .post("/customer/sign-in", &[("email", "alice@customer.example"), ("password", "wrong")])
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert!(reply.body.contains("Wrong email or password."));
+    }
+    // Now even the right password waits, from any address.
+    let (_, password) = server.account("alice@customer.example");
+    let mut elsewhere = Agent::from(&server, [10, 0, 0, 2]);
+    elsewhere.get("/customer/sign-in").await;
+    let reply = elsewhere
+        .post("/customer/sign-in", &[("email", "alice@customer.example"), ("password", &password)])
+        .await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.body);
+    assert!(reply.headers.contains_key(header::RETRY_AFTER));
+    // Another account from the first address is still let in.
+    let reply = agent.password("carol@customer.example").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+
+    // One address spraying many accounts is stopped too.
+    let mut sprayer = Agent::from(&server, [10, 0, 0, 3]);
+    sprayer.get("/vendor/sign-in").await;
+    for n in 0..20 {
+        let email = format!("nobody{n}@vendor.example");
+        let reply = sprayer.post("/vendor/sign-in", &[("email", &email), ("password", "x")]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let (_, vera) = server.account("vera@vendor.example");
+    let reply = sprayer.post("/vendor/sign-in", &[("email", "vera@vendor.example"), ("password", &vera)]).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // After the window, the right password works again.
+    server.clock.advance(901);
+    let reply = elsewhere
+        .post("/customer/sign-in", &[("email", "alice@customer.example"), ("password", &password)])
+        .await;
+    assert_eq!(reply.location(), "/customer/account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_sign_ins_replayed_forms_replayed_codes_and_lockouts_get_their_own_status() {
+    let server = Server::start("statuses", 20).await;
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut agent = Agent::new(&server);
+    let (mut phone, _) = agent.enrol_and_sign_in("alice@customer.example").await;
+    agent.post("/sign-out", &[]).await;
+
+    // An expired pending sign-in: 401, and it is forgotten.
+    agent.password("alice@customer.example").await;
+    server.clock.advance(601);
+    let code = phone.code(&server.clock);
+    let reply = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.body.contains("Your sign-in expired"));
+    let reply = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "nothing to continue any more");
+
+    // A replayed code: 401 with words; a replayed form after success: 409.
+    agent.sign_in_with("alice@customer.example", &mut phone).await;
+    agent.post("/sign-out", &[]).await;
+    agent.password("alice@customer.example").await;
+    let reply = agent.post("/customer/sign-in/code", &[("code", &phone.last_code())]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.body.contains("already used"), "{}", reply.body);
+    let code = phone.code(&server.clock);
+    assert_eq!(agent.post("/customer/sign-in/code", &[("code", &code)]).await.location(), "/customer/account");
+    let replayed = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(replayed.status, StatusCode::CONFLICT);
+
+    // Malformed: 422. Wrong codes count down, then 423 with the time the lock ends.
+    agent.post("/sign-out", &[]).await;
+    agent.password("alice@customer.example").await;
+    let reply = agent.post("/customer/sign-in/code", &[("code", "12ab")]).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let wrong = phone.wrong_code(&server.clock);
+    let reply = agent.post("/customer/sign-in/code", &[("code", &wrong)]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.body.contains("4 attempts left"), "{}", reply.body);
+    let page = agent.get("/customer/sign-in/code").await;
+    assert!(page.body.contains("4 attempts left"), "the code page says so too");
+    let mut last = reply;
+    for _ in 0..4 {
+        last = agent.post("/customer/sign-in/code", &[("code", &wrong)]).await;
+    }
+    assert_eq!(last.status, StatusCode::LOCKED, "{}", last.body);
+    assert!(last.body.contains("locked until"), "{}", last.body);
+    let code = phone.code(&server.clock);
+    let reply = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(reply.status, StatusCode::LOCKED, "even the right code waits");
+    // A new password step meets the lock at once.
+    agent.get("/customer/sign-in").await;
+    let reply = agent.password("alice@customer.example").await;
+    assert_eq!(reply.status, StatusCode::LOCKED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_mid_flow_half_applies_nothing() {
+    let server = Server::start("mid-flow", 20).await;
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    let user = UserId::customer("alice@customer.example");
+
+    // Gone after seeing the QR code: still no MFA, still must enrol; that key never confirms.
+    let mut first = Agent::new(&server);
+    first.password("alice@customer.example").await;
+    let qr = first.post("/customer/sign-in/enrol", &[("label", "Lost tab")]).await;
+    let mut abandoned = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
+    assert!(!server.app.portal.record(&user).await.unwrap().mfa_enabled());
+    let mut second = Agent::new(&server);
+    assert_eq!(second.password("alice@customer.example").await.location(), "/customer/sign-in/enrol");
+    second.post("/customer/sign-in/enrol", &[("label", "Phone")]).await;
+    let code = abandoned.code(&server.clock);
+    let reply = second.post("/customer/sign-in/enrol/confirm", &[("code", &code)]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "the abandoned key is not the one waiting");
+
+    // Gone after the backup codes, before "I have saved them": MFA is on and whole.
+    let mut third = Agent::new(&server);
+    third.password("alice@customer.example").await;
+    let (mut phone, codes) = third.enrol_at_sign_in("customer").await;
+    let record = server.app.portal.record(&user).await.unwrap();
+    assert!(record.mfa_enabled());
+    assert_eq!(record.backup_codes().unwrap().remaining(), 10);
+    let mut fourth = Agent::new(&server);
+    assert_eq!(fourth.password("alice@customer.example").await.location(), "/customer/sign-in/code");
+    let reply = fourth.post("/customer/sign-in/code", &[("code", &codes[0]), ("backup", "1")]).await;
+    assert_eq!(reply.location(), "/customer/account");
+    // The tab that saw the codes proved the code: its "I have saved them"
+    // still finishes its own sign-in, once; sent again it is a replayed form.
+    let reply = third.post("/customer/sign-in/finish", &[("saved", "yes")]).await;
+    assert_eq!(reply.location(), "/customer/account");
+    let reply = third.post("/customer/sign-in/finish", &[("saved", "yes")]).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    let code = phone.code(&server.clock);
+    fourth.post("/sign-out", &[]).await;
+    fourth.password("alice@customer.example").await;
+    assert_eq!(fourth.post("/customer/sign-in/code", &[("code", &code)]).await.location(), "/customer/account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_enrolment_is_gone_and_a_new_one_works() {
+    let server = Server::start("expired-enrolment", 20).await;
+    let mut agent = Agent::new(&server);
+    // Self-configured (the default): Dan signs in with the password alone.
+    assert_eq!(agent.password("dan@customer.example").await.location(), "/customer/account");
+    let qr = agent.post("/customer/account/enrol", &[("label", "Phone")]).await;
+    let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
+    server.clock.advance(601);
+    let code = phone.code(&server.clock);
+    let reply = agent.post("/customer/account/confirm", &[("code", &code)]).await;
+    assert_eq!(reply.status, StatusCode::GONE, "{}", reply.body);
+    let qr = agent.post("/customer/account/enrol", &[("label", "Phone")]).await;
+    let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
+    let code = phone.code(&server.clock);
+    let codes = agent.post("/customer/account/confirm", &[("code", &code)]).await;
+    assert_eq!(backup_codes(&codes.body).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_by_date_and_by_count_and_saml_refused() {
+    let server = Server::start("grace", 20).await;
+    let (mut admin, _) = admin_setting(&server, &[]).await;
+    // Enforcing with SAML: the seeds' words, 409, nothing saved.
+    let reply = admin
+        .post("/admin/settings", &[("enforcement", "enforced"), ("grace", "none"), ("sign_in", "saml")])
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(reply.body.contains("You won't be able to enable MFA if you've configured SAML for your portal."));
+    assert_eq!(server.app.portal.policy().await.unwrap().enforcement(), Enforcement::SelfConfigured);
+
+    let reply = admin
+        .post(
+            "/admin/settings",
+            &[("enforcement", "enforced"), ("grace", "count"), ("grace_sign_ins", "2"), ("sign_in", "password")],
+        )
+        .await;
+    assert_eq!(reply.location(), "/admin/settings");
+    let mut victor = Agent::new(&server);
+    for left in [1, 0] {
+        assert_eq!(victor.password("victor@vendor.example").await.location(), "/vendor/account");
+        let page = victor.get("/vendor/account").await;
+        assert!(page.body.contains(&format!("{left} more sign-ins without it")), "{}", page.body);
+        victor.post("/sign-out", &[]).await;
+    }
+    assert_eq!(victor.password("victor@vendor.example").await.location(), "/vendor/sign-in/enrol");
+
+    let reply = admin
+        .post(
+            "/admin/settings",
+            &[("enforcement", "enforced"), ("grace", "date"), ("grace_until", "2099-12-31"), ("sign_in", "password")],
+        )
+        .await;
+    assert_eq!(reply.location(), "/admin/settings");
+    let mut vera = Agent::new(&server);
+    assert_eq!(vera.password("vera@vendor.example").await.location(), "/vendor/account");
+    assert!(vera.get("/vendor/account").await.body.contains("required from 2099-12-31"));
+    let page = admin.get("/admin/settings").await;
+    assert!(page.body.contains("value=\"2099-12-31\""));
+
+    for bad in [
+        vec![("enforcement", "enforced"), ("grace", "date"), ("grace_until", "31/12/2099"), ("sign_in", "password")],
+        vec![("enforcement", "enforced"), ("grace", "count"), ("grace_sign_ins", "0"), ("sign_in", "password")],
+        vec![("enforcement", "sometimes"), ("sign_in", "password")],
+    ] {
+        assert_eq!(admin.post("/admin/settings", &bad).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_needs_the_admins_fresh_code_and_remove_only_lets_a_self_configured_user_in() {
+    let server = Server::start("reset", 2).await;
+    let (mut admin, mut admin_phone) = admin_setting(&server, &[]).await;
+    let mut dan = Agent::new(&server);
+    dan.password("dan@customer.example").await;
+    let qr = dan.post("/customer/account/enrol", &[("label", "Phone")]).await;
+    let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
+    let code = phone.code(&server.clock);
+    dan.post("/customer/account/confirm", &[("code", &code)]).await;
+    let user = UserId::customer("dan@customer.example");
+
+    let form = admin.get("/admin/users/reset?kind=customer&email=dan@customer.example").await;
+    assert!(form.body.contains("1 authenticators"), "{}", form.body);
+    let mut fields = vec![
+        ("kind", "customer"),
+        ("email", "dan@customer.example"),
+        ("reason", "other"),
+        ("note", ""),
+        ("mode", "remove"),
+        ("code", ""),
+    ];
+    // Other without a note; then a wrong admin code: nothing is reset.
+    assert_eq!(admin.post("/admin/users/reset", &fields).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    fields[3] = ("note", "Phone replaced by IT");
+    let wrong = admin_phone.wrong_code(&server.clock);
+    fields[5] = ("code", &wrong);
+    assert_eq!(admin.post("/admin/users/reset", &fields).await.status, StatusCode::UNAUTHORIZED);
+    assert!(server.app.portal.record(&user).await.unwrap().mfa_enabled());
+
+    let code = admin_phone.code(&server.clock);
+    fields[5] = ("code", &code);
+    let done = admin.post("/admin/users/reset", &fields).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("1 authenticators and 10 backup codes removed"), "{}", done.body);
+    // The same step-up code again is a replay.
+    assert_eq!(admin.post("/admin/users/reset", &fields).await.status, StatusCode::UNAUTHORIZED);
+    // Remove only, self-configured portal: the password alone signs Dan in.
+    dan.post("/sign-out", &[]).await;
+    assert_eq!(dan.password("dan@customer.example").await.location(), "/customer/account");
+    let outbox = admin.get("/admin/outbox").await;
+    assert!(outbox.body.contains("dan@customer.example") && outbox.body.contains("Phone replaced by IT"));
+
+    // The users list: MFA off now, paged two at a time.
+    let page = server.app.portal.users(UserQuery::new().status(StatusFilter::MfaOff)).await.unwrap();
+    assert!(page.items.iter().any(|u| u.user == user));
+    let listed = admin.get("/admin/users?status=mfa_off").await;
+    assert!(listed.body.contains("dan@customer.example"));
+    assert_eq!(admin.get("/admin/users?after=garbage").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(admin.get("/admin/users/reset?kind=robot&email=x@y").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_downloads_as_csv_and_json_lines_for_admins_only() {
+    let server = Server::start("audit", 20).await;
+    let (mut admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut alice = Agent::new(&server);
+    alice.enrol_and_sign_in("alice@customer.example").await;
+    let mut carol = Agent::new(&server);
+    carol.enrol_and_sign_in("carol@customer.example").await;
+
+    let csv = admin.get("/admin/audit.csv?email=alice@customer.example&kind=customer").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains("audit-trail.csv"));
+    let mut rows = csv::Reader::from_reader(csv.body.as_bytes());
+    let events: Vec<String> = rows.records().map(|r| r.unwrap()[4].to_owned()).collect();
+    assert!(events.contains(&"authenticator_added".to_owned()), "{events:?}");
+    assert!(events.contains(&"enrolment_started".to_owned()));
+    assert!(rows.records().all(|r| !r.unwrap()[2].contains("carol")), "filtered to Alice");
+
+    let jsonl = admin.get("/admin/audit.jsonl").await;
+    assert_eq!(jsonl.status, StatusCode::OK);
+    let lines: Vec<serde_json::Value> = jsonl.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|e| e["user"]["id"] == "carol@customer.example"), "{lines:?}");
+    assert!(lines.iter().any(|e| e["kind"] == "enforcement_changed"));
+
+    // Not for customers, nor for nobody.
+    assert_eq!(alice.get("/admin/audit.csv").await.location(), "/admin/sign-in");
+    assert_eq!(Agent::new(&server).get("/admin/audit.jsonl").await.location(), "/admin/sign-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_page_with_a_4xx_never_a_500_and_no_secret_reaches_a_log_line() {
+    let server = Server::start("bad-input", 20).await;
+    let (mut admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut alice = Agent::new(&server);
+    let (mut phone, codes) = alice.enrol_and_sign_in("alice@customer.example").await;
+    let cases: Vec<(&str, String, StatusCode)> = vec![
+        ("/nowhere/sign-in", String::new(), StatusCode::NOT_FOUND),
+        ("/customer/sign-in", "%%%".to_owned(), StatusCode::BAD_REQUEST),
+        ("/customer/account/delete", "authenticator=abc&code=1".to_owned(), StatusCode::BAD_REQUEST),
+        ("/customer/account/delete", "authenticator=9&code=".to_owned(), StatusCode::NOT_FOUND),
+        ("/customer/account/enrol", "label=&code=".to_owned(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/customer/account/backup-codes", "code=999999999999".to_owned(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/customer/account/confirm", "code=123456".to_owned(), StatusCode::CONFLICT),
+    ];
+    for (path, body, status) in cases {
+        let csrf = alice.csrf.clone().unwrap();
+        let body = if body.is_empty() { format!("csrf={csrf}") } else { format!("csrf={csrf}&{body}") };
+        let reply = alice.post_raw(path, body).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        assert!(reply.body.contains("<main>"), "{path}: a page, not a bare error");
+    }
+    assert_eq!(admin.get("/admin/audit?after=nonsense").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(alice.get("/admin/users").await.location(), "/admin/sign-in");
+
+    // Deleting the last authenticator under enforcement: the seeds' words.
+    let code = phone.code(&server.clock);
+    let reply = alice.post("/customer/account/delete", &[("authenticator", "1"), ("code", &code)]).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(reply.body.contains(
+        "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin."
+    ));
+
+    let log = server.log_lines().join("\n");
+    let (_, password) = server.account("alice@customer.example");
+    assert!(log.contains("POST /customer/sign-in/code") || log.contains("POST /customer/sign-in/enrol/confirm"));
+    for secret in [password.as_str(), phone.key.replace(' ', "").as_str(), phone.key.as_str(), codes[0].as_str(), code.as_str()] {
+        assert!(!log.contains(secret), "a log line holds a secret");
+    }
+    assert!(!log.contains('?'), "no query string is logged");
+}
