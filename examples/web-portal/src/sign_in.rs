@@ -393,7 +393,7 @@ fn code_page(area: Area, csrf: &str, backup: bool, note: Option<&str>, error: Op
 pub fn label_form(action: &str, csrf: &str, proof: Option<&str>, replaces: Option<u32>) -> Markup {
     let id = replaces.map_or_else(|| "new".to_owned(), |r| r.to_string());
     html! {
-        form method="post" action=(action) {
+        form id=(format!("enrol-{id}")) method="post" action=(action) {
             (csrf_field(csrf))
             @if let Some(replaces) = replaces { input type="hidden" name="replaces" value=(replaces); }
             label for=(format!("label-{id}")) { "Name for this authenticator" }

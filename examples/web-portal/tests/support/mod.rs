@@ -154,3 +154,8 @@ pub fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let len = html.get(from..)?.find(end)?;
     html.get(from..from + len)
 }
+
+/// Today's date (UTC) as the pages show it.
+pub fn today() -> String {
+    web_portal::views::day(now())
+}
