@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use crate::failure::Failure;
 use crate::session;
-use crate::sign_in::{backup_codes_page, enrolment_page, label_form, retry_confirm_page};
+use crate::sign_in::{ask_again, backup_codes_page, enrolment_page, label_form, retry_confirm_page};
 use crate::views::{self, Frame, code_field, csrf_field};
 use crate::{At, Posted, Shared};
 
@@ -154,7 +154,15 @@ pub async fn enrol(
         .await
         .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
     let csrf = session::csrf_token(&session).await?;
-    Ok(enrolment_page(&started, &form.label, &format!("{base}/confirm"), &base, &csrf, Some(&who))?.into_response())
+    Ok(enrolment_page(
+        &started,
+        &form.label,
+        &format!("{base}/confirm"),
+        &base,
+        &csrf,
+        Some(&who),
+    )?
+    .into_response())
 }
 
 /// A code.
@@ -173,7 +181,11 @@ pub async fn confirm(
     let who = session::signed_in(&session, area).await?;
     let base = format!("/{}/account", area.segment());
     let csrf = session::csrf_token(&session).await?;
-    match app.portal(area).confirm_enrolment(&area.user(&who.email), &form.code).await {
+    match app
+        .portal(area)
+        .confirm_enrolment(&area.user(&who.email), &form.code)
+        .await
+    {
         Ok(confirmed) => match confirmed.backup_codes {
             Some(codes) => Ok(backup_codes_page(&codes, &format!("{base}/saved"), "Done", &csrf).into_response()),
             None => {
@@ -181,12 +193,10 @@ pub async fn confirm(
                 Ok(Redirect::to(&base).into_response())
             }
         },
-        Err(e @ (portal_mfa::Error::WrongCode { .. } | portal_mfa::Error::ReplayedCode | portal_mfa::Error::MalformedCode(_))) => {
-            let failure = Failure::mfa(e);
-            let status = failure.status();
-            Ok((status, retry_confirm_page(failure.message(), &format!("{base}/confirm"), &base, &csrf)).into_response())
-        }
-        Err(e) => Err(Failure::mfa(e).link(base, "Back to My account")),
+        Err(e) => ask_again(e, |why| {
+            retry_confirm_page(why, &format!("{base}/confirm"), &base, &csrf)
+        })
+        .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account")),
     }
 }
 
@@ -202,7 +212,12 @@ pub async fn saved(At(area): At, session: Session, Posted(_): Posted<Empty>) -> 
 pub struct Empty {}
 
 /// `POST /{area}/account/cancel`: drop a setup in progress.
-pub async fn cancel(State(app): State<Shared>, At(area): At, session: Session, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
+pub async fn cancel(
+    State(app): State<Shared>,
+    At(area): At,
+    session: Session,
+    Posted(_): Posted<Empty>,
+) -> Result<Response, Failure> {
     let who = session::signed_in(&session, area).await?;
     app.portal(area).cancel_enrolment(&area.user(&who.email)).await?;
     back(&session, area, "Setup cancelled.").await

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use portal_mfa::{UserId, UserKind};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};

@@ -47,7 +47,10 @@ pub async fn settings(State(app): State<Shared>, session: Session) -> Result<Res
     };
     let saml = policy.sign_in_method() == SignInMethod::Saml;
     let grace_until = grace.and_then(|g| g.until).map(views::day).unwrap_or_default();
-    let grace_count = grace.and_then(|g| g.sign_ins).map(|n| n.to_string()).unwrap_or_default();
+    let grace_count = grace
+        .and_then(|g| g.sign_ins)
+        .map(|n| n.to_string())
+        .unwrap_or_default();
     let body = html! {
         p { "One setting for the Customer Portal and the Vendor Portal: they share the portal name and URL, so MFA applies to every customer and vendor." }
         form method="post" action="/admin/settings" {
@@ -55,45 +58,24 @@ pub async fn settings(State(app): State<Shared>, session: Session) -> Result<Res
             h2 { "Multi-factor authentication (MFA)" }
             fieldset {
                 legend { "Enforce multi-factor authentication for portal users" }
-                label.choice for="mfa-off" {
-                    input #mfa-off type="radio" name="enforcement" value="off" checked[!enforced];
-                    " Off: users may set it up themselves (self-configured)"
-                }
-                label.choice for="mfa-enforced" {
-                    input #mfa-enforced type="radio" name="enforcement" value="enforced" checked[enforced];
-                    " Enforced: every customer and vendor signs in with a code"
-                }
+                (views::radio("mfa-off", "enforcement", "off", !enforced, "Off: users may set it up themselves (self-configured)"))
+                (views::radio("mfa-enforced", "enforcement", "enforced", enforced, "Enforced: every customer and vendor signs in with a code"))
             }
             fieldset {
                 legend { "Grace for users who have not set it up yet (when enforced)" }
-                label.choice for="grace-none" {
-                    input #grace-none type="radio" name="grace" value="none" checked[grace.is_none()];
-                    " None: set up at the next sign-in"
-                }
-                label.choice for="grace-date" {
-                    input #grace-date type="radio" name="grace" value="date" checked[grace.is_some_and(|g| g.until.is_some())];
-                    " Until a date"
-                }
+                (views::radio("grace-none", "grace", "none", grace.is_none(), "None: set up at the next sign-in"))
+                (views::radio("grace-date", "grace", "date", grace.is_some_and(|g| g.until.is_some()), "Until a date"))
                 label for="grace-until" { "Grace ends on (UTC)" }
                 input #grace-until type="date" name="grace_until" value=(grace_until);
-                label.choice for="grace-count" {
-                    input #grace-count type="radio" name="grace" value="count" checked[grace.is_some_and(|g| g.sign_ins.is_some())];
-                    " For a number of sign-ins"
-                }
+                (views::radio("grace-count", "grace", "count", grace.is_some_and(|g| g.sign_ins.is_some()), "For a number of sign-ins"))
                 label for="grace-sign-ins" { "Sign-ins allowed without MFA" }
                 input #grace-sign-ins type="number" name="grace_sign_ins" min="1" max="100" value=(grace_count);
             }
             h2 { "Sign-in method" }
             fieldset {
                 legend { "How portal users sign in" }
-                label.choice for="method-password" {
-                    input #method-password type="radio" name="sign_in" value="password" checked[!saml];
-                    " Email and password"
-                }
-                label.choice for="method-saml" {
-                    input #method-saml type="radio" name="sign_in" value="saml" checked[saml];
-                    " SAML single sign-on"
-                }
+                (views::radio("method-password", "sign_in", "password", !saml, "Email and password"))
+                (views::radio("method-saml", "sign_in", "saml", saml, "SAML single sign-on"))
                 p { "Note: " (crate::failure::SAML_REFUSAL) }
             }
             div { button type="submit" { "Save" } }
@@ -124,7 +106,8 @@ pub async fn save_settings(
 ) -> Result<Response, Failure> {
     let (who, _) = admin(&session).await?;
     let invalid = |message: &str| {
-        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Setting not saved", message).link("/admin/settings", "Back to settings")
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Setting not saved", message)
+            .link("/admin/settings", "Back to settings")
     };
     let method = match form.sign_in.as_str() {
         "password" => SignInMethod::Password,
@@ -137,7 +120,10 @@ pub async fn save_settings(
             grace: match form.grace.as_deref().unwrap_or("none") {
                 "none" => None,
                 "date" => Some(Grace::new(
-                    Some(parse_date(form.grace_until.as_deref().unwrap_or_default()).ok_or_else(|| invalid("Give the grace end as a date."))?),
+                    Some(
+                        parse_date(form.grace_until.as_deref().unwrap_or_default())
+                            .ok_or_else(|| invalid("Give the grace end as a date."))?,
+                    ),
                     None,
                 )),
                 "count" => Some(Grace::new(
@@ -201,9 +187,17 @@ const STATUSES: [(StatusFilter, &str); 7] = [
 ];
 
 /// `GET /admin/users`
-pub async fn users(State(app): State<Shared>, session: Session, Query(q): Query<UsersQuery>) -> Result<Response, Failure> {
+pub async fn users(
+    State(app): State<Shared>,
+    session: Session,
+    Query(q): Query<UsersQuery>,
+) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
-    let status = q.status.as_deref().and_then(StatusFilter::from_name).unwrap_or(StatusFilter::Any);
+    let status = q
+        .status
+        .as_deref()
+        .and_then(StatusFilter::from_name)
+        .unwrap_or(StatusFilter::Any);
     let kind = q.kind.as_deref().and_then(UserKind::from_name);
     let mut query = UserQuery::new().status(status).limit(app.page_size);
     if let Some(kind) = kind {
@@ -315,24 +309,44 @@ fn portal_user(kind: &str, email: &str) -> Result<UserId, Failure> {
         "customer" => Area::Customer,
         "vendor" => Area::Vendor,
         _ => {
-            return Err(Failure::new(StatusCode::BAD_REQUEST, "No such user", "Choose a customer or a vendor.")
-                .link("/admin/users", "Back to users"));
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "No such user",
+                "Choose a customer or a vendor.",
+            )
+            .link("/admin/users", "Back to users"));
         }
     };
     let email = normalise(email);
     if email.is_empty() || !email.contains('@') {
-        return Err(Failure::new(StatusCode::BAD_REQUEST, "No such user", "Give the user's email.")
-            .link("/admin/users", "Back to users"));
+        return Err(
+            Failure::new(StatusCode::BAD_REQUEST, "No such user", "Give the user's email.")
+                .link("/admin/users", "Back to users"),
+        );
     }
     Ok(area.user(&email))
 }
 
 /// `GET /admin/users/reset`: the Reset MFA form.
-pub async fn reset_form(State(app): State<Shared>, session: Session, Query(q): Query<WhoQuery>) -> Result<Response, Failure> {
+pub async fn reset_form(
+    State(app): State<Shared>,
+    session: Session,
+    Query(q): Query<WhoQuery>,
+) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let user = portal_user(&q.kind, &q.email)?;
     let record = app.portal.record(&user).await?;
-    let known = app.accounts.get(if user.kind() == UserKind::Vendor { Area::Vendor } else { Area::Customer }, user.id()).is_some();
+    let known = app
+        .accounts
+        .get(
+            if user.kind() == UserKind::Vendor {
+                Area::Vendor
+            } else {
+                Area::Customer
+            },
+            user.id(),
+        )
+        .is_some();
     let body = html! {
         p { strong { (user.id()) } " (" (user.kind().as_str()) ")"
             @if !known { " — not in the portal's user directory" } }
@@ -353,24 +367,15 @@ pub async fn reset_form(State(app): State<Shared>, session: Session, Query(q): Q
             fieldset {
                 legend { "Reason" }
                 @for (value, text) in [("lost_device", "Lost device"), ("new_device", "New device"), ("locked_out", "Locked out"), ("other", "Other")] {
-                    label.choice for=(format!("reason-{value}")) {
-                        input id=(format!("reason-{value}")) type="radio" name="reason" value=(value) required checked[value == "lost_device"];
-                        " " (text)
-                    }
+                    (views::radio(&format!("reason-{value}"), "reason", value, value == "lost_device", text))
                 }
                 label for="note" { "Note (required for Other; no secrets)" }
                 textarea #note name="note" maxlength="200" {}
             }
             fieldset {
                 legend { "What happens next" }
-                label.choice for="mode-force" {
-                    input #mode-force type="radio" name="mode" value="force" checked;
-                    " Force re-enrolment: they set up MFA again at their next sign-in"
-                }
-                label.choice for="mode-remove" {
-                    input #mode-remove type="radio" name="mode" value="remove";
-                    " Remove the device only: they set up again only if the portal enforces MFA"
-                }
+                (views::radio("mode-force", "mode", "force", true, "Force re-enrolment: they set up MFA again at their next sign-in"))
+                (views::radio("mode-remove", "mode", "remove", false, "Remove the device only: they set up again only if the portal enforces MFA"))
             }
             h2 { "Confirm it is you" }
             (code_field("admin-code", "Your own authenticator code"))
@@ -393,11 +398,16 @@ pub struct ResetForm {
 }
 
 /// `POST /admin/users/reset`: step up with the admin's own code, then reset.
-pub async fn reset(State(app): State<Shared>, session: Session, Posted(form): Posted<ResetForm>) -> Result<Response, Failure> {
+pub async fn reset(
+    State(app): State<Shared>,
+    session: Session,
+    Posted(form): Posted<ResetForm>,
+) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let user = portal_user(&form.kind, &form.email)?;
     let back = reset_href(&user);
-    let invalid = |message: &str| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Not reset", message).link(back.clone(), "Back");
+    let invalid =
+        |message: &str| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Not reset", message).link(back.clone(), "Back");
     let note = form.note.trim();
     let reason = match form.reason.as_str() {
         "lost_device" => ResetReason::LostDevice,
@@ -478,7 +488,11 @@ impl AuditQuery {
     fn filter(&self) -> String {
         match (&self.email, &self.kind) {
             (Some(email), kind) if !email.trim().is_empty() => {
-                format!("email={}&kind={}", normalise(email), kind.as_deref().unwrap_or("customer"))
+                format!(
+                    "email={}&kind={}",
+                    normalise(email),
+                    kind.as_deref().unwrap_or("customer")
+                )
             }
             _ => String::new(),
         }
@@ -494,7 +508,11 @@ impl AuditQuery {
 }
 
 /// `GET /admin/audit`
-pub async fn audit(State(app): State<Shared>, session: Session, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
+pub async fn audit(
+    State(app): State<Shared>,
+    session: Session,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let mut query = q.events(&app)?.limit(app.page_size);
     if let Some(after) = q.after.as_deref() {
@@ -563,20 +581,35 @@ fn details(event: &AuditEvent) -> String {
     match serde_json::to_value(&event.kind) {
         Ok(serde_json::Value::Object(mut fields)) => {
             fields.remove("kind");
-            if fields.is_empty() { String::new() } else { serde_json::Value::Object(fields).to_string() }
+            if fields.is_empty() {
+                String::new()
+            } else {
+                serde_json::Value::Object(fields).to_string()
+            }
         }
         _ => String::new(),
     }
 }
 
 /// `GET /admin/audit.csv`: every matching event, oldest first.
-pub async fn audit_csv(State(app): State<Shared>, session: Session, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
+pub async fn audit_csv(
+    State(app): State<Shared>,
+    session: Session,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, Failure> {
     admin(&session).await?;
     let mut query = q.events(&app)?;
     query.newest_first = false;
     let mut out = csv::Writer::from_writer(Vec::new());
-    let csv_failed = |_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "Export failed", "The CSV could not be written.");
-    out.write_record(["time_utc", "unix_time", "user", "actor", "event", "details"]).map_err(csv_failed)?;
+    let csv_failed = |_| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Export failed",
+            "The CSV could not be written.",
+        )
+    };
+    out.write_record(["time_utc", "unix_time", "user", "actor", "event", "details"])
+        .map_err(csv_failed)?;
     let mut next = Some(query.limit(portal_mfa::MAX_PAGE));
     while let Some(query) = next.take() {
         let page = app.portal.audit_events(query.clone()).await?;
@@ -594,17 +627,27 @@ pub async fn audit_csv(State(app): State<Shared>, session: Session, Query(q): Qu
         }
         next = page.next.map(|cursor| query.after(cursor));
     }
-    let bytes = out.into_inner().map_err(|_| csv_failed(csv::Error::from(std::io::Error::other("flush"))))?;
+    let bytes = out
+        .into_inner()
+        .map_err(|_| csv_failed(csv::Error::from(std::io::Error::other("flush"))))?;
     Ok(download(bytes, "text/csv; charset=utf-8", "audit-trail.csv"))
 }
 
 /// A cell a spreadsheet would read as a formula, made plain text (CSV injection).
 fn spreadsheet_safe(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell.to_owned() }
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
 }
 
 /// `GET /admin/audit.jsonl`: every matching event as JSON Lines, oldest first.
-pub async fn audit_jsonl(State(app): State<Shared>, session: Session, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
+pub async fn audit_jsonl(
+    State(app): State<Shared>,
+    session: Session,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, Failure> {
     admin(&session).await?;
     let mut query = q.events(&app)?;
     query.newest_first = false;

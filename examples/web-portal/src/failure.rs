@@ -12,12 +12,15 @@ use crate::views;
 /// The seeds' words for enforcing MFA on a SAML portal.
 pub const SAML_REFUSAL: &str = "You won't be able to enable MFA if you've configured SAML for your portal.";
 /// The seeds' words for deleting the last authenticator under enforcement.
-pub const DELETE_REFUSAL: &str =
-    "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin.";
+pub const DELETE_REFUSAL: &str = "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin.";
 
-/// A refusal, shown as a page (or, for "sign in first", a redirect).
+/// A refusal, shown as a page (or, for "sign in first", a redirect). Boxed:
+/// handlers return it on every path, and a small `Result` stays cheap.
 #[derive(Debug)]
-pub struct Failure {
+pub struct Failure(Box<Details>);
+
+#[derive(Debug)]
+struct Details {
     status: StatusCode,
     title: String,
     message: String,
@@ -29,31 +32,31 @@ pub struct Failure {
 impl Failure {
     /// A page with `status`, a title and a sentence.
     pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
-        Failure {
+        Failure(Box::new(Details {
             status,
             title: title.into(),
             message: message.into(),
             link: None,
             redirect: None,
             retry_after: None,
-        }
+        }))
     }
 
     /// With a link to go on from (usually back to the form).
     #[must_use]
     pub fn link(mut self, href: impl Into<String>, text: impl Into<String>) -> Self {
-        self.link = Some((href.into(), text.into()));
+        self.0.link = Some((href.into(), text.into()));
         self
     }
 
     /// The status code.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The sentence shown.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The session store failed (the in-memory store does not; a networked one could).
@@ -99,7 +102,7 @@ impl Failure {
     /// A page that needs a signed-in user: off to the sign-in page.
     pub fn sign_in_first(area: Area) -> Self {
         let mut failure = Failure::new(StatusCode::SEE_OTHER, "Sign in", "Please sign in first.");
-        failure.redirect = Some(sign_in_href(area));
+        failure.0.redirect = Some(sign_in_href(area));
         failure
     }
 
@@ -113,7 +116,7 @@ impl Failure {
                 views::duration(retry_after)
             ),
         );
-        failure.retry_after = Some(retry_after);
+        failure.0.retry_after = Some(retry_after);
         failure
     }
 
@@ -193,9 +196,11 @@ impl Failure {
             Error::NotAllowed(PolicyRefusal::EnforcementWithSaml) => {
                 (S::CONFLICT, "MFA cannot be enforced", SAML_REFUSAL.to_owned())
             }
-            Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced) => {
-                (S::CONFLICT, "Authenticator cannot be deleted", DELETE_REFUSAL.to_owned())
-            }
+            Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced) => (
+                S::CONFLICT,
+                "Authenticator cannot be deleted",
+                DELETE_REFUSAL.to_owned(),
+            ),
             Error::NotAllowed(refusal) => (S::FORBIDDEN, "Not allowed", format!("Not allowed: {refusal}.")),
             Error::InvalidPolicy { field, reason } => (
                 S::UNPROCESSABLE_ENTITY,
@@ -266,17 +271,18 @@ impl From<Error> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        if let Some(to) = self.redirect {
+        let failure = *self.0;
+        if let Some(to) = failure.redirect {
             return Redirect::to(&to).into_response();
         }
         let body = html! {
-            p.error role="alert" { (self.message) }
-            @if let Some((href, text)) = &self.link {
+            p.error role="alert" { (failure.message) }
+            @if let Some((href, text)) = &failure.link {
                 p { a href=(href) { (text) } }
             }
         };
-        let mut response = (self.status, views::page(&self.title, None, body)).into_response();
-        if let Some(seconds) = self.retry_after
+        let mut response = (failure.status, views::page(&failure.title, None, body)).into_response();
+        if let Some(seconds) = failure.retry_after
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

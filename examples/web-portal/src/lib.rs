@@ -12,8 +12,8 @@
 //! MFA setting for both, as the seeds describe); a second one, always
 //! enforced, serves the admins.
 
-pub mod accounts;
 pub mod account;
+pub mod accounts;
 pub mod admin;
 pub mod failure;
 pub mod limits;
@@ -26,13 +26,13 @@ pub mod views;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use maud::html;
 use portal_mfa::store::AsyncMfaStore;
 use portal_mfa::{Clock, Enforcement, Keyring, Portal, PortalId, PortalPolicy};
@@ -121,7 +121,10 @@ impl App {
     }
 
     fn account(&self, area: Area, email: &str) -> Result<Account, Failure> {
-        self.accounts.get(area, email).cloned().ok_or_else(|| Failure::no_sign_in(area))
+        self.accounts
+            .get(area, email)
+            .cloned()
+            .ok_or_else(|| Failure::no_sign_in(area))
     }
 }
 
@@ -155,18 +158,29 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
         .with_secure(config.secure_cookies)
-        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(30)));
+        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(
+            30,
+        )));
     let log = config.log.clone();
     let router = Router::new()
         .route("/", get(start_page))
-        .route("/static/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], views::STYLE) }))
-        .route("/static/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], views::SCRIPT) }))
+        .route(
+            "/static/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css")], views::STYLE) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], views::SCRIPT) }),
+        )
         .route("/sign-out", post(sign_in::sign_out))
         .route("/backup-codes.txt", post(account::download_codes))
         .route("/backup-codes/print", post(account::print_codes))
         .route("/{area}/sign-in", get(sign_in::form).post(sign_in::password))
         .route("/{area}/sign-in/code", get(sign_in::code_form).post(sign_in::code))
-        .route("/{area}/sign-in/enrol", get(sign_in::enrol_form).post(sign_in::enrol_start))
+        .route(
+            "/{area}/sign-in/enrol",
+            get(sign_in::enrol_form).post(sign_in::enrol_start),
+        )
         .route("/{area}/sign-in/enrol/confirm", post(sign_in::enrol_confirm))
         .route("/{area}/sign-in/finish", post(sign_in::finish))
         .route("/{area}/account", get(account::security))
@@ -183,7 +197,9 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit.csv", get(admin::audit_csv))
         .route("/admin/audit.jsonl", get(admin::audit_jsonl))
-        .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "Not found", "There is no page here.").link("/", "Start page") })
+        .fallback(|| async {
+            Failure::new(StatusCode::NOT_FOUND, "Not found", "There is no page here.").link("/", "Start page")
+        })
         .layer(sessions)
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let log = log.clone();
@@ -233,7 +249,11 @@ async fn start_page(session: Session) -> Result<Response, Failure> {
             }
         }
     };
-    let frame = views::Frame { who: None, csrf: &csrf, flash: None };
+    let frame = views::Frame {
+        who: None,
+        csrf: &csrf,
+        flash: None,
+    };
     Ok(views::page("Welcome", Some(&frame), body).into_response())
 }
 
@@ -251,7 +271,9 @@ impl<S: Send + Sync> FromRequestParts<S> for At {
             .nth(1)
             .and_then(Area::from_segment)
             .map(At)
-            .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "Not found", "There is no such portal.").link("/", "Start page"))
+            .ok_or_else(|| {
+                Failure::new(StatusCode::NOT_FOUND, "Not found", "There is no such portal.").link("/", "Start page")
+            })
     }
 }
 
@@ -272,9 +294,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Posted<T> {
             .get::<Session>()
             .cloned()
             .ok_or_else(Failure::csrf)?;
-        let bad_form = || Failure::new(StatusCode::BAD_REQUEST, "Form not understood", "The form could not be read. Go back and try again.");
-        let body = axum::body::Bytes::from_request(request, state).await.map_err(|_| bad_form())?;
-        let token = serde_urlencoded::from_bytes::<CsrfField>(&body).ok().and_then(|f| f.csrf);
+        let bad_form = || {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "Form not understood",
+                "The form could not be read. Go back and try again.",
+            )
+        };
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|_| bad_form())?;
+        let token = serde_urlencoded::from_bytes::<CsrfField>(&body)
+            .ok()
+            .and_then(|f| f.csrf);
         session::check_csrf(&session, token.as_deref()).await?;
         serde_urlencoded::from_bytes(&body).map(Posted).map_err(|_| bad_form())
     }

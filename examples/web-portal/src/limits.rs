@@ -29,7 +29,11 @@ impl Limiter {
         let mut failures = self.lock();
         let times = failures.get_mut(key)?;
         self.forget_old(times, now);
-        (times.len() >= self.max).then(|| times.front().map_or(1, |first| (first + self.window).saturating_sub(now).max(1)))
+        (times.len() >= self.max).then(|| {
+            times
+                .front()
+                .map_or(1, |first| (first + self.window).saturating_sub(now).max(1))
+        })
     }
 
     /// Counts a failure for `key`.
@@ -71,7 +75,11 @@ mod tests {
             assert_eq!(limiter.wait("a", 100 + t), None);
             limiter.fail("a", 100 + t);
         }
-        assert_eq!(limiter.wait("a", 103), Some(57), "the first failure leaves the window at 160");
+        assert_eq!(
+            limiter.wait("a", 103),
+            Some(57),
+            "the first failure leaves the window at 160"
+        );
         assert_eq!(limiter.wait("b", 103), None, "other keys are not affected");
         assert_eq!(limiter.wait("a", 160), None, "the window slid past the first failure");
         limiter.clear("a");

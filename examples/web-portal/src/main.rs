@@ -49,10 +49,18 @@ async fn run() -> Result<(), web_portal::store::StartError> {
         Database::Sqlite(path) => format!("SQLite file {}", path.display()),
         Database::Postgres(_) => "PostgreSQL".to_owned(),
     };
-    println!("Acme demo portal on http://{} (MFA records in {where_})", listener.local_addr()?);
+    println!(
+        "Acme demo portal on http://{} (MFA records in {where_})",
+        listener.local_addr()?
+    );
     println!("Demo accounts (new passwords at every start):");
     for account in &demo {
-        println!("  {:<14} {:<24} {}", account.area.title(), account.email, account.password.as_str());
+        println!(
+            "  {:<14} {:<24} {}",
+            account.area.title(),
+            account.email,
+            account.password.as_str()
+        );
     }
     serve(listener, router).await?;
     Ok(())

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::accounts::{Account, Area, normalise};
-use crate::failure::{Failure, attempts_text};
+use crate::failure::Failure;
 use crate::session::{self, Pending, Stage};
 use crate::views::{self, Frame, code_field, csrf_field};
 use crate::{At, Posted, Shared};
@@ -46,10 +46,13 @@ pub async fn password(
     let email = normalise(&form.email);
     let account_key = format!("{}:{email}", area.segment());
     let address_key = peer.ip().to_string();
-    let wait = [app.account_limits.wait(&account_key, now), app.address_limits.wait(&address_key, now)]
-        .into_iter()
-        .flatten()
-        .max();
+    let wait = [
+        app.account_limits.wait(&account_key, now),
+        app.address_limits.wait(&address_key, now),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
     if let Some(seconds) = wait {
         return Err(Failure::rate_limited(seconds));
     }
@@ -188,17 +191,10 @@ pub async fn code(
             let step = app.portal(area).begin_sign_in(&user).await?;
             next_step(&app, &session, &account, step).await
         }
-        Err(e @ (Error::WrongCode { .. } | Error::ReplayedCode | Error::MalformedCode(_))) => {
-            let message = match &e {
-                Error::WrongCode { attempts_left } => format!("That code is not right.{}", attempts_text(*attempts_left)),
-                Error::ReplayedCode => "That code was already used. Wait for the next code in your app.".to_owned(),
-                _ => "Type the digits your app shows, or one of your backup codes.".to_owned(),
-            };
-            let status = Failure::mfa(e).status();
+        Err(e) => {
             let csrf = session::csrf_token(&session).await?;
-            Ok((status, code_page(area, &csrf, backup, None, Some(&message))).into_response())
+            Ok(ask_again(e, |why| code_page(area, &csrf, backup, None, Some(why)))?)
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -221,7 +217,11 @@ pub async fn enrol_form(State(app): State<Shared>, At(area): At, session: Sessio
         p { "You need an authenticator app on your phone, such as OneAuth, Google Authenticator or Microsoft Authenticator." }
         (label_form(&action, &csrf, None, None))
     };
-    let frame = Frame { who: None, csrf: &csrf, flash: None };
+    let frame = Frame {
+        who: None,
+        csrf: &csrf,
+        flash: None,
+    };
     Ok(views::page("Set up two-factor authentication", Some(&frame), body).into_response())
 }
 
@@ -282,12 +282,8 @@ pub async fn enrol_confirm(
                 Ok(Redirect::to(&home(area)).into_response())
             }
         },
-        Err(e @ (Error::WrongCode { .. } | Error::ReplayedCode | Error::MalformedCode(_))) => {
-            let failure = Failure::mfa(e);
-            let status = failure.status();
-            Ok((status, retry_confirm_page(failure.message(), &retry, &restart, &csrf)).into_response())
-        }
-        Err(e) => Err(Failure::mfa(e).link(restart, "Start the setup again")),
+        Err(e) => ask_again(e, |why| retry_confirm_page(why, &retry, &restart, &csrf))
+            .map_err(|e| Failure::mfa(e).link(restart.clone(), "Start the setup again")),
     }
 }
 
@@ -326,6 +322,18 @@ pub async fn finish(
 pub async fn sign_out(session: Session, Posted(_): Posted<SavedForm>) -> Result<Response, Failure> {
     session::sign_out(&session).await?;
     Ok(Redirect::to("/").into_response())
+}
+
+/// After a wrong, replayed or malformed code: `form` again, saying why, with
+/// the refusal's status. Any other error is handed back.
+pub fn ask_again(error: Error, form: impl FnOnce(&str) -> Markup) -> Result<Response, Error> {
+    match error {
+        Error::WrongCode { .. } | Error::ReplayedCode | Error::MalformedCode(_) => {
+            let failure = Failure::mfa(error);
+            Ok((failure.status(), form(failure.message())).into_response())
+        }
+        other => Err(other),
+    }
 }
 
 fn home(area: Area) -> String {
@@ -384,7 +392,11 @@ fn code_page(area: Area, csrf: &str, backup: bool, note: Option<&str>, error: Op
             }
         }
     };
-    let frame = Frame { who: None, csrf, flash: None };
+    let frame = Frame {
+        who: None,
+        csrf,
+        flash: None,
+    };
     views::page("Two-factor authentication", Some(&frame), body)
 }
 
@@ -451,7 +463,11 @@ pub fn retry_confirm_page(message: &str, action: &str, restart: &str, csrf: &str
         }
         p { "Lost the QR code? " a href=(restart) { "Start again" } " for a new one." }
     };
-    let frame = Frame { who: None, csrf, flash: None };
+    let frame = Frame {
+        who: None,
+        csrf,
+        flash: None,
+    };
     views::page("Set up two-factor authentication", Some(&frame), body)
 }
 
@@ -489,6 +505,10 @@ pub fn backup_codes_page(codes: &IssuedBackupCodes, finish: &str, finish_text: &
         }
         script src="/static/app.js" {}
     };
-    let frame = Frame { who: None, csrf, flash: None };
+    let frame = Frame {
+        who: None,
+        csrf,
+        flash: None,
+    };
     views::page("Your backup codes", Some(&frame), body)
 }

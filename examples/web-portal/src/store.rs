@@ -7,11 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use portal_mfa::store::{
-    Applied, AsyncMfaStore, ChangeFn, Commit, EventPosition, MfaStore, RecordSummary, RecordWrite,
-    StoreFuture, Stored, StoredEvent, UserListing, Version,
+    Applied, AsyncMfaStore, ChangeFn, Commit, EventPosition, MfaStore, RecordSummary, RecordWrite, StoreFuture, Stored,
+    StoredEvent, UserListing, Version,
 };
 use portal_mfa::{
-    AsyncPostgresStore, EventQuery, Keyring, PortalId, PostgresOptions, SqliteOptions, SqliteStore, StorageError, UserId,
+    AsyncPostgresStore, EventQuery, Keyring, PortalId, PostgresOptions, SqliteOptions, SqliteStore, StorageError,
+    UserId,
 };
 
 /// A boxed error for start-up failures (printed, then the process exits).

@@ -79,6 +79,16 @@ pub fn code_field(id: &str, label: &str) -> Markup {
     }
 }
 
+/// One choice of a radio group, with its label.
+pub fn radio(id: &str, name: &str, value: &str, checked: bool, text: &str) -> Markup {
+    html! {
+        label.choice for=(id) {
+            input id=(id) type="radio" name=(name) value=(value) checked[checked];
+            " " (text)
+        }
+    }
+}
+
 /// A Unix time as people read it, in UTC.
 pub fn when(unix: u64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");

@@ -85,7 +85,10 @@ impl Browser {
             .expect("chromedriver starts");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not listen"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = TempDir::new("chromium-profile");
@@ -142,7 +145,11 @@ impl Browser {
     }
 
     async fn fill(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        let field = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
         field.clear().await.unwrap();
         field.send_keys(text).await.unwrap();
     }
@@ -164,7 +171,10 @@ impl Browser {
         self.click(css).await;
         let started = Instant::now();
         while old.tag_name().await.is_ok() {
-            assert!(started.elapsed() < Duration::from_secs(15), "{css} did not lead to a new page");
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{css} did not lead to a new page"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -207,8 +217,7 @@ impl Browser {
             .unwrap()
         {
             let id = field.attr("id").await.unwrap().unwrap_or_default();
-            let labelled = !id.is_empty()
-                && self.has(&format!("label[for='{id}']")).await
+            let labelled = !id.is_empty() && self.has(&format!("label[for='{id}']")).await
                 || field.find(Locator::XPath("ancestor::label")).await.is_ok();
             let name = field.attr("name").await.unwrap();
             assert!(labelled, "{name:?} on {} has no label", self.path().await);
@@ -236,13 +245,30 @@ impl Browser {
         assert_eq!(self.path().await, format!("/{area}/sign-in/code"));
         self.fill("#code", &phone.code(&server.clock)).await;
         self.submit("main button[type=submit]").await;
-        assert_eq!(self.path().await, format!("/{area}/account"), "{}", self.main_text().await);
+        assert_eq!(
+            self.path().await,
+            format!("/{area}/account"),
+            "{}",
+            self.main_text().await
+        );
     }
 
     /// The QR page on screen: the typed key, as a phone.
     async fn scan(&self) -> Phone {
         assert!(self.has(".qr svg").await, "the QR code is inline SVG");
         Phone::typed(&self.text("#secret-key").await)
+    }
+
+    /// The id of the first authenticator in My account's table.
+    async fn first_authenticator_id(&self) -> String {
+        let field = self
+            .client
+            .find(Locator::Css(
+                "#authenticators tr:nth-child(1) input[name=authenticator]",
+            ))
+            .await
+            .unwrap();
+        field.attr("value").await.unwrap().expect("an authenticator id")
     }
 
     /// The backup codes on screen.
@@ -258,7 +284,11 @@ impl Browser {
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -315,8 +345,14 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.submit("main form button[type=submit]").await;
     let admin_codes = b.backup_codes().await;
     assert_eq!(admin_codes.len(), 10);
-    assert!(b.text("#codes-copy").await.contains(&admin_codes[9]), "the codes are there to select and copy");
-    assert!(b.has("form[action='/backup-codes.txt'] button").await && b.has("form[action='/backup-codes/print'] button").await);
+    assert!(
+        b.text("#codes-copy").await.contains(&admin_codes[9]),
+        "the codes are there to select and copy"
+    );
+    assert!(
+        b.has("form[action='/backup-codes.txt'] button").await
+            && b.has("form[action='/backup-codes/print'] button").await
+    );
     b.shot("backup-codes", &[&admin_codes[0]]).await;
     b.click("#saved").await;
 
@@ -329,7 +365,11 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.click("#mfa-enforced").await;
     b.click("#method-saml").await;
     b.submit("main form button[type=submit]").await;
-    assert!(b.main_text().await.contains("You won't be able to enable MFA if you've configured SAML for your portal."));
+    assert!(
+        b.main_text()
+            .await
+            .contains("You won't be able to enable MFA if you've configured SAML for your portal.")
+    );
     b.shot("settings-saml-refused", &[]).await;
     b.go("/admin/settings").await;
     b.click("#mfa-enforced").await;
@@ -340,7 +380,8 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.sign_out().await;
 
     // --- Alice: a wrong password, then enrolment under enforcement.
-    b.sign_in("customer", "alice@customer.example", "not her password").await;
+    b.sign_in("customer", "alice@customer.example", "not her password")
+        .await;
     assert!(b.main_text().await.contains("Wrong email or password."));
     b.shot("wrong-password", &[]).await;
     b.sign_in("customer", "alice@customer.example", &alice_password).await;
@@ -355,16 +396,25 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.submit("form[action='/customer/sign-in/finish'] button").await;
     assert_eq!(b.path().await, "/customer/account");
     let table = b.text("#authenticators").await;
-    assert!(table.contains("Alice's phone") && table.contains(&support::today()), "{table}");
+    assert!(
+        table.contains("Alice's phone") && table.contains(&support::today()),
+        "{table}"
+    );
     b.shot("my-account", &[]).await;
 
     // --- The code page: a replayed code is refused, a fresh one signs in.
     b.sign_out().await;
     b.sign_in("customer", "alice@customer.example", &alice_password).await;
     let field = b.client.find(Locator::Css("#code")).await.unwrap();
-    assert_eq!(field.attr("autocomplete").await.unwrap().as_deref(), Some("one-time-code"));
+    assert_eq!(
+        field.attr("autocomplete").await.unwrap().as_deref(),
+        Some("one-time-code")
+    );
     assert_eq!(field.attr("inputmode").await.unwrap().as_deref(), Some("numeric"));
-    assert!(b.has("a[href='/customer/sign-in/code?backup=1']").await, "use a backup code instead");
+    assert!(
+        b.has("a[href='/customer/sign-in/code?backup=1']").await,
+        "use a backup code instead"
+    );
     b.shot("code-page", &[]).await;
     b.fill("#code", &phone.last_code()).await;
     b.submit("main button[type=submit]").await;
@@ -381,7 +431,8 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     assert!(b.main_text().await.contains("Authenticator confirmed."));
 
     // Change the phone: the old one keeps working until the new one is confirmed.
-    b.click("#authenticators tr:nth-child(1) details:nth-of-type(1) summary").await;
+    b.click("#authenticators tr:nth-child(1) details:nth-of-type(1) summary")
+        .await;
     b.fill("#label-1", "Alice's new phone").await;
     b.fill("#proof-1", &phone.code(&server.clock)).await;
     b.submit("#enrol-1 button").await;
@@ -391,43 +442,44 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.fill("#regenerate-code", &phone.code(&server.clock)).await;
     b.submit("form[action='/customer/account/backup-codes'] button").await;
     let alice_codes = b.backup_codes().await;
-    assert_eq!(alice_codes.len(), 10, "the old phone still works while the change waits");
+    assert_eq!(
+        alice_codes.len(),
+        10,
+        "the old phone still works while the change waits"
+    );
     b.click("#saved").await;
     b.submit("form[action='/customer/account/saved'] button").await;
     b.fill("#finish-code", &new_phone.code(&server.clock)).await;
     b.submit("form[action='/customer/account/confirm'] button").await;
     let table = b.text("#authenticators").await;
-    assert!(table.contains("Alice's new phone") && table.contains("Tablet") && !table.contains("Alice's phone"), "{table}");
+    assert!(
+        table.contains("Alice's new phone") && table.contains("Tablet") && !table.contains("Alice's phone"),
+        "{table}"
+    );
     b.shot("authenticators", &[]).await;
 
     // Delete the tablet; the last one is refused under enforcement.
-    b.click("#authenticators tr:nth-child(1) details:nth-of-type(2) summary").await;
+    b.click("#authenticators tr:nth-child(1) details:nth-of-type(2) summary")
+        .await;
     let row = b.text("#authenticators tr:nth-child(1) td:first-child").await;
-    let (first_phone, second_phone) = if row == "Tablet" { (&mut tablet, &mut new_phone) } else { (&mut new_phone, &mut tablet) };
-    let first_id = b
-        .client
-        .find(Locator::Css("#authenticators tr:nth-child(1) input[name=authenticator]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
-    b.fill(&format!("#delete-{first_id}"), &first_phone.code(&server.clock)).await;
-    b.submit("#authenticators tr:nth-child(1) details:nth-of-type(2) button").await;
+    let (first_phone, second_phone) = if row == "Tablet" {
+        (&mut tablet, &mut new_phone)
+    } else {
+        (&mut new_phone, &mut tablet)
+    };
+    let first_id = b.first_authenticator_id().await;
+    b.fill(&format!("#delete-{first_id}"), &first_phone.code(&server.clock))
+        .await;
+    b.submit("#authenticators tr:nth-child(1) details:nth-of-type(2) button")
+        .await;
     assert!(b.main_text().await.contains("Authenticator deleted."));
-    b.click("#authenticators tr:nth-child(1) details:nth-of-type(2) summary").await;
-    let last_id = b
-        .client
-        .find(Locator::Css("#authenticators tr:nth-child(1) input[name=authenticator]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
-    b.fill(&format!("#delete-{last_id}"), &second_phone.code(&server.clock)).await;
-    b.submit("#authenticators tr:nth-child(1) details:nth-of-type(2) button").await;
+    b.click("#authenticators tr:nth-child(1) details:nth-of-type(2) summary")
+        .await;
+    let last_id = b.first_authenticator_id().await;
+    b.fill(&format!("#delete-{last_id}"), &second_phone.code(&server.clock))
+        .await;
+    b.submit("#authenticators tr:nth-child(1) details:nth-of-type(2) button")
+        .await;
     assert!(b.main_text().await.contains(
         "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin."
     ));
@@ -480,7 +532,10 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     assert!(b.has("#users").await);
     b.go("/admin/users?status=locked_out").await;
     let users = b.text("#users").await;
-    assert!(users.contains("carol@customer.example") && !users.contains("alice@"), "{users}");
+    assert!(
+        users.contains("carol@customer.example") && !users.contains("alice@"),
+        "{users}"
+    );
     b.shot("users", &[]).await;
     b.submit("#users a").await;
     b.shot("reset-form", &[]).await;
@@ -488,27 +543,44 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.click("#mode-force").await;
     b.fill("#admin-code", &admin_phone.code(&server.clock)).await;
     b.submit("main form button[type=submit]").await;
-    assert!(b.text("#reset-summary").await.contains("1 authenticators and 10 backup codes removed"));
+    assert!(
+        b.text("#reset-summary")
+            .await
+            .contains("1 authenticators and 10 backup codes removed")
+    );
     b.shot("reset-done", &[]).await;
     b.go("/admin/outbox").await;
     let outbox = b.main_text().await;
-    assert!(outbox.contains("To: carol@customer.example") && outbox.contains("admin@acme.example"), "{outbox}");
+    assert!(
+        outbox.contains("To: carol@customer.example") && outbox.contains("admin@acme.example"),
+        "{outbox}"
+    );
     b.shot("outbox", &[]).await;
     b.go("/admin/audit").await;
     b.fill("#audit-email", "carol@customer.example").await;
     b.submit("main form button[type=submit]").await;
     let events = b.text("#events").await;
-    assert!(events.contains("mfa_reset") && events.contains("carol") && !events.contains("alice"), "{events}");
+    assert!(
+        events.contains("mfa_reset") && events.contains("carol") && !events.contains("alice"),
+        "{events}"
+    );
     assert!(b.has("#download-csv").await && b.has("#download-jsonl").await);
     b.shot("audit", &[]).await;
     b.submit("#next-page").await;
     let older = b.text("#events").await;
-    assert!(older.contains("carol") && !older.contains("mfa_reset"), "the trail is paged, newest first: {older}");
+    assert!(
+        older.contains("carol") && !older.contains("mfa_reset"),
+        "the trail is paged, newest first: {older}"
+    );
     b.sign_out().await;
 
     // --- Carol sets up her new phone and is back in, account untouched.
     b.sign_in("customer", "carol@customer.example", &carol_password).await;
-    assert!(b.main_text().await.contains("Your administrator reset your two-factor authentication"));
+    assert!(
+        b.main_text()
+            .await
+            .contains("Your administrator reset your two-factor authentication")
+    );
     b.fill("#label-new", "Carol's new phone").await;
     b.submit("main button[type=submit]").await;
     let mut carol_new = b.scan().await;

@@ -22,7 +22,10 @@ struct Reply {
 
 impl Reply {
     fn location(&self) -> &str {
-        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -109,11 +112,15 @@ impl<'a> Agent<'a> {
     /// phone and the backup codes, leaving the codes page on screen.
     async fn enrol_at_sign_in(&mut self, area: &str) -> (Phone, Vec<String>) {
         assert_eq!(self.get(&format!("/{area}/sign-in/enrol")).await.status, StatusCode::OK);
-        let qr = self.post(&format!("/{area}/sign-in/enrol"), &[("label", "Test phone")]).await;
+        let qr = self
+            .post(&format!("/{area}/sign-in/enrol"), &[("label", "Test phone")])
+            .await;
         assert_eq!(qr.status, StatusCode::OK, "{}", qr.body);
         let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").expect("the key is shown"));
         let code = phone.code(&self.server.clock);
-        let codes = self.post(&format!("/{area}/sign-in/enrol/confirm"), &[("code", &code)]).await;
+        let codes = self
+            .post(&format!("/{area}/sign-in/enrol/confirm"), &[("code", &code)])
+            .await;
         assert_eq!(codes.status, StatusCode::OK, "{}", codes.body);
         (phone, backup_codes(&codes.body))
     }
@@ -142,7 +149,11 @@ impl<'a> Agent<'a> {
 
 fn backup_codes(html: &str) -> Vec<String> {
     let list = between(html, "id=\"backup-codes\">", "</ul>").expect("the backup codes are shown");
-    list.split("<li>").filter_map(|item| item.split("</li>").next()).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    list.split("<li>")
+        .filter_map(|item| item.split("</li>").next())
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The admin, enrolled and signed in, and the portal set to `enforcement`.
@@ -164,10 +175,18 @@ async fn cookies_are_http_only_and_same_site_strict_and_every_page_is_no_store()
     let mut agent = Agent::new(&server);
     let page = agent.get("/customer/sign-in").await;
     let cookie = agent.cookies_seen.last().expect("a session cookie").clone();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("Secure"), "plain-HTTP loopback by default: {cookie}");
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
-    assert!(page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
 
     // The enrolment page (a key) and the backup codes page: never cached.
     let (_admin, _) = admin_setting(&server, ENFORCED).await;
@@ -210,7 +229,10 @@ async fn a_post_without_this_sessions_csrf_token_is_refused_and_changes_nothing(
     // The sign-in form too.
     let (_, password) = server.account("alice@customer.example");
     let reply = other
-        .post_raw("/customer/sign-in", format!("email=alice%40customer.example&password={password}"))
+        .post_raw(
+            "/customer/sign-in",
+            format!("email=alice%40customer.example&password={password}"),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
@@ -251,7 +273,10 @@ async fn wrong_passwords_are_limited_per_account_and_per_address() {
     agent.get("/customer/sign-in").await;
     for _ in 0..5 {
         let reply = agent
-            .post("/customer/sign-in", &[("email", "alice@customer.example"), ("password", "wrong")])
+            .post(
+                "/customer/sign-in",
+                &[("email", "alice@customer.example"), ("password", "wrong")],
+            )
             .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.body.contains("Wrong email or password."));
@@ -261,7 +286,10 @@ async fn wrong_passwords_are_limited_per_account_and_per_address() {
     let mut elsewhere = Agent::from(&server, [10, 0, 0, 2]);
     elsewhere.get("/customer/sign-in").await;
     let reply = elsewhere
-        .post("/customer/sign-in", &[("email", "alice@customer.example"), ("password", &password)])
+        .post(
+            "/customer/sign-in",
+            &[("email", "alice@customer.example"), ("password", &password)],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.body);
     assert!(reply.headers.contains_key(header::RETRY_AFTER));
@@ -274,17 +302,27 @@ async fn wrong_passwords_are_limited_per_account_and_per_address() {
     sprayer.get("/vendor/sign-in").await;
     for n in 0..20 {
         let email = format!("nobody{n}@vendor.example");
-        let reply = sprayer.post("/vendor/sign-in", &[("email", &email), ("password", "x")]).await;
+        let reply = sprayer
+            .post("/vendor/sign-in", &[("email", &email), ("password", "x")])
+            .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
     let (_, vera) = server.account("vera@vendor.example");
-    let reply = sprayer.post("/vendor/sign-in", &[("email", "vera@vendor.example"), ("password", &vera)]).await;
+    let reply = sprayer
+        .post(
+            "/vendor/sign-in",
+            &[("email", "vera@vendor.example"), ("password", &vera)],
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
 
     // After the window, the right password works again.
     server.clock.advance(901);
     let reply = elsewhere
-        .post("/customer/sign-in", &[("email", "alice@customer.example"), ("password", &password)])
+        .post(
+            "/customer/sign-in",
+            &[("email", "alice@customer.example"), ("password", &password)],
+        )
         .await;
     assert_eq!(reply.location(), "/customer/account");
 }
@@ -311,11 +349,19 @@ async fn expired_sign_ins_replayed_forms_replayed_codes_and_lockouts_get_their_o
     agent.sign_in_with("alice@customer.example", &mut phone).await;
     agent.post("/sign-out", &[]).await;
     agent.password("alice@customer.example").await;
-    let reply = agent.post("/customer/sign-in/code", &[("code", &phone.last_code())]).await;
+    let reply = agent
+        .post("/customer/sign-in/code", &[("code", &phone.last_code())])
+        .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.body.contains("already used"), "{}", reply.body);
     let code = phone.code(&server.clock);
-    assert_eq!(agent.post("/customer/sign-in/code", &[("code", &code)]).await.location(), "/customer/account");
+    assert_eq!(
+        agent
+            .post("/customer/sign-in/code", &[("code", &code)])
+            .await
+            .location(),
+        "/customer/account"
+    );
     let replayed = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
     assert_eq!(replayed.status, StatusCode::CONFLICT);
 
@@ -358,11 +404,18 @@ async fn leaving_mid_flow_half_applies_nothing() {
     let mut abandoned = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
     assert!(!server.app.portal.record(&user).await.unwrap().mfa_enabled());
     let mut second = Agent::new(&server);
-    assert_eq!(second.password("alice@customer.example").await.location(), "/customer/sign-in/enrol");
+    assert_eq!(
+        second.password("alice@customer.example").await.location(),
+        "/customer/sign-in/enrol"
+    );
     second.post("/customer/sign-in/enrol", &[("label", "Phone")]).await;
     let code = abandoned.code(&server.clock);
     let reply = second.post("/customer/sign-in/enrol/confirm", &[("code", &code)]).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "the abandoned key is not the one waiting");
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "the abandoned key is not the one waiting"
+    );
 
     // Gone after the backup codes, before "I have saved them": MFA is on and whole.
     let mut third = Agent::new(&server);
@@ -372,8 +425,13 @@ async fn leaving_mid_flow_half_applies_nothing() {
     assert!(record.mfa_enabled());
     assert_eq!(record.backup_codes().unwrap().remaining(), 10);
     let mut fourth = Agent::new(&server);
-    assert_eq!(fourth.password("alice@customer.example").await.location(), "/customer/sign-in/code");
-    let reply = fourth.post("/customer/sign-in/code", &[("code", &codes[0]), ("backup", "1")]).await;
+    assert_eq!(
+        fourth.password("alice@customer.example").await.location(),
+        "/customer/sign-in/code"
+    );
+    let reply = fourth
+        .post("/customer/sign-in/code", &[("code", &codes[0]), ("backup", "1")])
+        .await;
     assert_eq!(reply.location(), "/customer/account");
     // The tab that saw the codes proved the code: its "I have saved them"
     // still finishes its own sign-in, once; sent again it is a replayed form.
@@ -384,7 +442,13 @@ async fn leaving_mid_flow_half_applies_nothing() {
     let code = phone.code(&server.clock);
     fourth.post("/sign-out", &[]).await;
     fourth.password("alice@customer.example").await;
-    assert_eq!(fourth.post("/customer/sign-in/code", &[("code", &code)]).await.location(), "/customer/account");
+    assert_eq!(
+        fourth
+            .post("/customer/sign-in/code", &[("code", &code)])
+            .await
+            .location(),
+        "/customer/account"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +456,10 @@ async fn an_expired_enrolment_is_gone_and_a_new_one_works() {
     let server = Server::start("expired-enrolment", 20).await;
     let mut agent = Agent::new(&server);
     // Self-configured (the default): Dan signs in with the password alone.
-    assert_eq!(agent.password("dan@customer.example").await.location(), "/customer/account");
+    assert_eq!(
+        agent.password("dan@customer.example").await.location(),
+        "/customer/account"
+    );
     let qr = agent.post("/customer/account/enrol", &[("label", "Phone")]).await;
     let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
     server.clock.advance(601);
@@ -412,47 +479,95 @@ async fn grace_by_date_and_by_count_and_saml_refused() {
     let (mut admin, _) = admin_setting(&server, &[]).await;
     // Enforcing with SAML: the seeds' words, 409, nothing saved.
     let reply = admin
-        .post("/admin/settings", &[("enforcement", "enforced"), ("grace", "none"), ("sign_in", "saml")])
+        .post(
+            "/admin/settings",
+            &[("enforcement", "enforced"), ("grace", "none"), ("sign_in", "saml")],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
-    assert!(reply.body.contains("You won't be able to enable MFA if you've configured SAML for your portal."));
-    assert_eq!(server.app.portal.policy().await.unwrap().enforcement(), Enforcement::SelfConfigured);
+    assert!(
+        reply
+            .body
+            .contains("You won't be able to enable MFA if you've configured SAML for your portal.")
+    );
+    assert_eq!(
+        server.app.portal.policy().await.unwrap().enforcement(),
+        Enforcement::SelfConfigured
+    );
 
     let reply = admin
         .post(
             "/admin/settings",
-            &[("enforcement", "enforced"), ("grace", "count"), ("grace_sign_ins", "2"), ("sign_in", "password")],
+            &[
+                ("enforcement", "enforced"),
+                ("grace", "count"),
+                ("grace_sign_ins", "2"),
+                ("sign_in", "password"),
+            ],
         )
         .await;
     assert_eq!(reply.location(), "/admin/settings");
     let mut victor = Agent::new(&server);
     for left in [1, 0] {
-        assert_eq!(victor.password("victor@vendor.example").await.location(), "/vendor/account");
+        assert_eq!(
+            victor.password("victor@vendor.example").await.location(),
+            "/vendor/account"
+        );
         let page = victor.get("/vendor/account").await;
-        assert!(page.body.contains(&format!("{left} more sign-ins without it")), "{}", page.body);
+        assert!(
+            page.body.contains(&format!("{left} more sign-ins without it")),
+            "{}",
+            page.body
+        );
         victor.post("/sign-out", &[]).await;
     }
-    assert_eq!(victor.password("victor@vendor.example").await.location(), "/vendor/sign-in/enrol");
+    assert_eq!(
+        victor.password("victor@vendor.example").await.location(),
+        "/vendor/sign-in/enrol"
+    );
 
     let reply = admin
         .post(
             "/admin/settings",
-            &[("enforcement", "enforced"), ("grace", "date"), ("grace_until", "2099-12-31"), ("sign_in", "password")],
+            &[
+                ("enforcement", "enforced"),
+                ("grace", "date"),
+                ("grace_until", "2099-12-31"),
+                ("sign_in", "password"),
+            ],
         )
         .await;
     assert_eq!(reply.location(), "/admin/settings");
     let mut vera = Agent::new(&server);
     assert_eq!(vera.password("vera@vendor.example").await.location(), "/vendor/account");
-    assert!(vera.get("/vendor/account").await.body.contains("required from 2099-12-31"));
+    assert!(
+        vera.get("/vendor/account")
+            .await
+            .body
+            .contains("required from 2099-12-31")
+    );
     let page = admin.get("/admin/settings").await;
     assert!(page.body.contains("value=\"2099-12-31\""));
 
     for bad in [
-        vec![("enforcement", "enforced"), ("grace", "date"), ("grace_until", "31/12/2099"), ("sign_in", "password")],
-        vec![("enforcement", "enforced"), ("grace", "count"), ("grace_sign_ins", "0"), ("sign_in", "password")],
+        vec![
+            ("enforcement", "enforced"),
+            ("grace", "date"),
+            ("grace_until", "31/12/2099"),
+            ("sign_in", "password"),
+        ],
+        vec![
+            ("enforcement", "enforced"),
+            ("grace", "count"),
+            ("grace_sign_ins", "0"),
+            ("sign_in", "password"),
+        ],
         vec![("enforcement", "sometimes"), ("sign_in", "password")],
     ] {
-        assert_eq!(admin.post("/admin/settings", &bad).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            admin.post("/admin/settings", &bad).await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 }
 
@@ -468,7 +583,9 @@ async fn reset_needs_the_admins_fresh_code_and_remove_only_lets_a_self_configure
     dan.post("/customer/account/confirm", &[("code", &code)]).await;
     let user = UserId::customer("dan@customer.example");
 
-    let form = admin.get("/admin/users/reset?kind=customer&email=dan@customer.example").await;
+    let form = admin
+        .get("/admin/users/reset?kind=customer&email=dan@customer.example")
+        .await;
     assert!(form.body.contains("1 authenticators"), "{}", form.body);
     let mut fields = vec![
         ("kind", "customer"),
@@ -479,33 +596,60 @@ async fn reset_needs_the_admins_fresh_code_and_remove_only_lets_a_self_configure
         ("code", ""),
     ];
     // Other without a note; then a wrong admin code: nothing is reset.
-    assert_eq!(admin.post("/admin/users/reset", &fields).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        admin.post("/admin/users/reset", &fields).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     fields[3] = ("note", "Phone replaced by IT");
     let wrong = admin_phone.wrong_code(&server.clock);
     fields[5] = ("code", &wrong);
-    assert_eq!(admin.post("/admin/users/reset", &fields).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        admin.post("/admin/users/reset", &fields).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(server.app.portal.record(&user).await.unwrap().mfa_enabled());
 
     let code = admin_phone.code(&server.clock);
     fields[5] = ("code", &code);
     let done = admin.post("/admin/users/reset", &fields).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
-    assert!(done.body.contains("1 authenticators and 10 backup codes removed"), "{}", done.body);
+    assert!(
+        done.body.contains("1 authenticators and 10 backup codes removed"),
+        "{}",
+        done.body
+    );
     // The same step-up code again is a replay.
-    assert_eq!(admin.post("/admin/users/reset", &fields).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        admin.post("/admin/users/reset", &fields).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // Remove only, self-configured portal: the password alone signs Dan in.
     dan.post("/sign-out", &[]).await;
-    assert_eq!(dan.password("dan@customer.example").await.location(), "/customer/account");
+    assert_eq!(
+        dan.password("dan@customer.example").await.location(),
+        "/customer/account"
+    );
     let outbox = admin.get("/admin/outbox").await;
     assert!(outbox.body.contains("dan@customer.example") && outbox.body.contains("Phone replaced by IT"));
 
     // The users list: MFA off now, paged two at a time.
-    let page = server.app.portal.users(UserQuery::new().status(StatusFilter::MfaOff)).await.unwrap();
+    let page = server
+        .app
+        .portal
+        .users(UserQuery::new().status(StatusFilter::MfaOff))
+        .await
+        .unwrap();
     assert!(page.items.iter().any(|u| u.user == user));
     let listed = admin.get("/admin/users?status=mfa_off").await;
     assert!(listed.body.contains("dan@customer.example"));
-    assert_eq!(admin.get("/admin/users?after=garbage").await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(admin.get("/admin/users/reset?kind=robot&email=x@y").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        admin.get("/admin/users?after=garbage").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        admin.get("/admin/users/reset?kind=robot&email=x@y").await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,24 +661,40 @@ async fn the_audit_trail_downloads_as_csv_and_json_lines_for_admins_only() {
     let mut carol = Agent::new(&server);
     carol.enrol_and_sign_in("carol@customer.example").await;
 
-    let csv = admin.get("/admin/audit.csv?email=alice@customer.example&kind=customer").await;
+    let csv = admin
+        .get("/admin/audit.csv?email=alice@customer.example&kind=customer")
+        .await;
     assert_eq!(csv.status, StatusCode::OK);
-    assert!(csv.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains("audit-trail.csv"));
+    assert!(
+        csv.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("audit-trail.csv")
+    );
     let mut rows = csv::Reader::from_reader(csv.body.as_bytes());
     let events: Vec<String> = rows.records().map(|r| r.unwrap()[4].to_owned()).collect();
     assert!(events.contains(&"authenticator_added".to_owned()), "{events:?}");
     assert!(events.contains(&"enrolment_started".to_owned()));
-    assert!(rows.records().all(|r| !r.unwrap()[2].contains("carol")), "filtered to Alice");
+    assert!(
+        rows.records().all(|r| !r.unwrap()[2].contains("carol")),
+        "filtered to Alice"
+    );
 
     let jsonl = admin.get("/admin/audit.jsonl").await;
     assert_eq!(jsonl.status, StatusCode::OK);
     let lines: Vec<serde_json::Value> = jsonl.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines.iter().any(|e| e["user"]["id"] == "carol@customer.example"), "{lines:?}");
+    assert!(
+        lines.iter().any(|e| e["user"]["id"] == "carol@customer.example"),
+        "{lines:?}"
+    );
     assert!(lines.iter().any(|e| e["kind"] == "enforcement_changed"));
 
     // Not for customers, nor for nobody.
     assert_eq!(alice.get("/admin/audit.csv").await.location(), "/admin/sign-in");
-    assert_eq!(Agent::new(&server).get("/admin/audit.jsonl").await.location(), "/admin/sign-in");
+    assert_eq!(
+        Agent::new(&server).get("/admin/audit.jsonl").await.location(),
+        "/admin/sign-in"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,25 +706,54 @@ async fn bad_input_gets_a_page_with_a_4xx_never_a_500_and_no_secret_reaches_a_lo
     let cases: Vec<(&str, String, StatusCode)> = vec![
         ("/nowhere/sign-in", String::new(), StatusCode::NOT_FOUND),
         ("/customer/sign-in", "%%%".to_owned(), StatusCode::BAD_REQUEST),
-        ("/customer/account/delete", "authenticator=abc&code=1".to_owned(), StatusCode::BAD_REQUEST),
-        ("/customer/account/delete", "authenticator=9&code=".to_owned(), StatusCode::NOT_FOUND),
-        ("/customer/account/enrol", "label=&code=".to_owned(), StatusCode::UNPROCESSABLE_ENTITY),
-        ("/customer/account/backup-codes", "code=999999999999".to_owned(), StatusCode::UNPROCESSABLE_ENTITY),
-        ("/customer/account/confirm", "code=123456".to_owned(), StatusCode::CONFLICT),
+        (
+            "/customer/account/delete",
+            "authenticator=abc&code=1".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/customer/account/delete",
+            "authenticator=9&code=".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/customer/account/enrol",
+            "label=&code=".to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/customer/account/backup-codes",
+            "code=999999999999".to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/customer/account/confirm",
+            "code=123456".to_owned(),
+            StatusCode::CONFLICT,
+        ),
     ];
     for (path, body, status) in cases {
         let csrf = alice.csrf.clone().unwrap();
-        let body = if body.is_empty() { format!("csrf={csrf}") } else { format!("csrf={csrf}&{body}") };
+        let body = if body.is_empty() {
+            format!("csrf={csrf}")
+        } else {
+            format!("csrf={csrf}&{body}")
+        };
         let reply = alice.post_raw(path, body).await;
         assert_eq!(reply.status, status, "{path}: {}", reply.body);
         assert!(reply.body.contains("<main>"), "{path}: a page, not a bare error");
     }
-    assert_eq!(admin.get("/admin/audit?after=nonsense").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        admin.get("/admin/audit?after=nonsense").await.status,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(alice.get("/admin/users").await.location(), "/admin/sign-in");
 
     // Deleting the last authenticator under enforcement: the seeds' words.
     let code = phone.code(&server.clock);
-    let reply = alice.post("/customer/account/delete", &[("authenticator", "1"), ("code", &code)]).await;
+    let reply = alice
+        .post("/customer/account/delete", &[("authenticator", "1"), ("code", &code)])
+        .await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(reply.body.contains(
         "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin."
@@ -573,7 +762,13 @@ async fn bad_input_gets_a_page_with_a_4xx_never_a_500_and_no_secret_reaches_a_lo
     let log = server.log_lines().join("\n");
     let (_, password) = server.account("alice@customer.example");
     assert!(log.contains("POST /customer/sign-in/code") || log.contains("POST /customer/sign-in/enrol/confirm"));
-    for secret in [password.as_str(), phone.key.replace(' ', "").as_str(), phone.key.as_str(), codes[0].as_str(), code.as_str()] {
+    for secret in [
+        password.as_str(),
+        phone.key.replace(' ', "").as_str(),
+        phone.key.as_str(),
+        codes[0].as_str(),
+        code.as_str(),
+    ] {
         assert!(!log.contains(secret), "a log line holds a secret");
     }
     assert!(!log.contains('?'), "no query string is logged");
