@@ -67,7 +67,7 @@ pub async fn security(State(app): State<Shared>, At(area): At, session: Session)
                                     form method="post" action=(format!("{base}/delete")) {
                                         (csrf_field(&csrf))
                                         input type="hidden" name="authenticator" value=(a.id().0);
-                                        (code_field(&format!("delete-{}", a.id().0), "A current code (or a backup code)"))
+                                        (views::proof_field(&format!("delete-{}", a.id().0), "A current code (or a backup code)"))
                                         div { button.danger type="submit" { "Delete " (a.label()) } }
                                     }
                                 }

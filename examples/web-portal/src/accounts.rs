@@ -182,7 +182,7 @@ fn hash(password: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Four groups of four from an alphabet without look-alikes: 80 bits.
+/// Four groups of four from 31 characters without look-alikes: about 79 bits.
 fn random_password() -> Zeroizing<String> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut rng = rand::rng();

@@ -24,13 +24,12 @@ pub struct PasswordForm {
 }
 
 /// `GET /{area}/sign-in`
-pub async fn form(State(app): State<Shared>, At(area): At, session: Session) -> Result<Response, Failure> {
+pub async fn form(At(area): At, session: Session) -> Result<Response, Failure> {
     if session::signed_in(&session, area).await.is_ok() {
         return Ok(Redirect::to(&format!("/{}/account", area.segment())).into_response());
     }
     let csrf = session::csrf_token(&session).await?;
     let flash = session::take_flash(&session).await?;
-    let _ = &app;
     Ok(password_page(area, &csrf, flash.as_deref(), None, "").into_response())
 }
 
@@ -411,7 +410,7 @@ pub fn label_form(action: &str, csrf: &str, proof: Option<&str>, replaces: Optio
             label for=(format!("label-{id}")) { "Name for this authenticator" }
             input id=(format!("label-{id}")) type="text" name="label" maxlength="64" required value="Authenticator app";
             @if let Some(proof_label) = proof {
-                (code_field(&format!("proof-{id}"), proof_label))
+                (views::proof_field(&format!("proof-{id}"), proof_label))
             }
             div { button type="submit" { "Configure" } }
         }

@@ -70,12 +70,21 @@ pub fn csrf_field(token: &str) -> Markup {
 }
 
 /// A field for a TOTP code: what phones fill in from an SMS or an app's
-/// suggestion, with the digit keyboard.
+/// suggestion, with the digit keyboard. The server checks the code; no
+/// `pattern`, so a code typed with a space is not refused by the browser.
 pub fn code_field(id: &str, label: &str) -> Markup {
     html! {
         label for=(id) { (label) }
-        input #(id) type="text" name="code" autocomplete="one-time-code" inputmode="numeric"
-            pattern="[0-9 ]{6,10}" maxlength="10" required;
+        input #(id) type="text" name="code" autocomplete="one-time-code" inputmode="numeric" maxlength="10" required;
+    }
+}
+
+/// A field for a fresh code that may also be a backup code (letters too).
+pub fn proof_field(id: &str, label: &str) -> Markup {
+    html! {
+        label for=(id) { (label) }
+        input #(id) type="text" name="code" autocomplete="one-time-code" autocapitalize="none" spellcheck="false"
+            maxlength="20" required;
     }
 }
 
