@@ -423,50 +423,8 @@ impl RowLock {
 }
 
 impl AsyncMfaStore for RowLock {
-    fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
-        self.store.load(p, u)
-    }
-    fn commit<'a>(
-        &'a self,
-        p: &'a PortalId,
-        u: &'a UserId,
-        v: Option<Version>,
-        w: &'a RecordWrite,
-    ) -> StoreFuture<'a, Commit> {
-        self.store.commit(p, u, v, w)
-    }
-    fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
-        self.store.load_policy(p)
-    }
-    fn commit_policy<'a>(
-        &'a self,
-        p: &'a PortalId,
-        v: Option<Version>,
-        b: &'a [u8],
-        e: &'a [StoredEvent],
-    ) -> StoreFuture<'a, Commit> {
-        self.store.commit_policy(p, v, b, e)
-    }
-    fn events<'a>(&'a self, q: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
-        self.store.events(q)
-    }
-    fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
-        self.store.prune_events(p, before, max)
-    }
-    fn count_events<'a>(&'a self, p: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
-        self.store.count_events(p, from, until)
-    }
-    fn users<'a>(&'a self, l: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> {
-        self.store.users(l)
-    }
-    fn records<'a>(
-        &'a self,
-        p: &'a PortalId,
-        a: Option<&'a UserId>,
-        l: usize,
-    ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
-        self.store.records(p, a, l)
-    }
+    pg::forward_async_store!(store);
+
     fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> {
         Box::pin(self.apply_locked(p, u, c))
     }

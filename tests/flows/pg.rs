@@ -320,51 +320,63 @@ impl MfaStore for PgPair {
     }
 }
 
+/// The body of an `AsyncMfaStore` impl that hands every read and write but
+/// `apply` to `self.$inner`: the wrappers (the pair here, the bench's
+/// row-lock store) differ only in how they apply.
+macro_rules! forward_async_store {
+    ($inner:ident) => {
+        fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
+            self.$inner.load(p, u)
+        }
+        fn commit<'a>(
+            &'a self,
+            p: &'a PortalId,
+            u: &'a UserId,
+            v: Option<Version>,
+            w: &'a RecordWrite,
+        ) -> StoreFuture<'a, Commit> {
+            self.$inner.commit(p, u, v, w)
+        }
+        fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
+            self.$inner.load_policy(p)
+        }
+        fn commit_policy<'a>(
+            &'a self,
+            p: &'a PortalId,
+            v: Option<Version>,
+            b: &'a [u8],
+            e: &'a [StoredEvent],
+        ) -> StoreFuture<'a, Commit> {
+            self.$inner.commit_policy(p, v, b, e)
+        }
+        fn events<'a>(&'a self, q: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
+            self.$inner.events(q)
+        }
+        fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
+            self.$inner.prune_events(p, before, max)
+        }
+        fn count_events<'a>(&'a self, p: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
+            self.$inner.count_events(p, from, until)
+        }
+        fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> {
+            self.$inner.users(listing)
+        }
+        fn records<'a>(
+            &'a self,
+            p: &'a PortalId,
+            a: Option<&'a UserId>,
+            l: usize,
+        ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
+            self.$inner.records(p, a, l)
+        }
+    };
+}
+#[allow(unused_imports)] // used by benches/postgres.rs, which includes this file
+pub(crate) use forward_async_store;
+
 impl AsyncMfaStore for PgPair {
-    fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
-        self.nonblocking.load(p, u)
-    }
-    fn commit<'a>(
-        &'a self,
-        p: &'a PortalId,
-        u: &'a UserId,
-        v: Option<Version>,
-        w: &'a RecordWrite,
-    ) -> StoreFuture<'a, Commit> {
-        self.nonblocking.commit(p, u, v, w)
-    }
-    fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
-        self.nonblocking.load_policy(p)
-    }
-    fn commit_policy<'a>(
-        &'a self,
-        p: &'a PortalId,
-        v: Option<Version>,
-        b: &'a [u8],
-        e: &'a [StoredEvent],
-    ) -> StoreFuture<'a, Commit> {
-        self.nonblocking.commit_policy(p, v, b, e)
-    }
-    fn events<'a>(&'a self, q: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
-        self.nonblocking.events(q)
-    }
-    fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
-        self.nonblocking.prune_events(p, before, max)
-    }
-    fn count_events<'a>(&'a self, p: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
-        self.nonblocking.count_events(p, from, until)
-    }
-    fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> {
-        self.nonblocking.users(listing)
-    }
-    fn records<'a>(
-        &'a self,
-        p: &'a PortalId,
-        a: Option<&'a UserId>,
-        l: usize,
-    ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
-        self.nonblocking.records(p, a, l)
-    }
+    forward_async_store!(nonblocking);
+
     fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> {
         self.nonblocking.apply(p, u, c)
     }

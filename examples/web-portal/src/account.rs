@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use crate::failure::Failure;
 use crate::session;
-use crate::sign_in::{ask_again, backup_codes_page, enrolment_page, label_form, retry_confirm_page};
+use crate::sign_in::{CodeForm, ask_again, backup_codes_page, enrolment_page, label_form, retry_confirm_page};
 use crate::views::{self, Frame, code_field, csrf_field};
 use crate::{At, Posted, Shared};
 
@@ -163,12 +163,6 @@ pub async fn enrol(
         Some(&who),
     )?
     .into_response())
-}
-
-/// A code.
-#[derive(Deserialize)]
-pub struct CodeForm {
-    code: String,
 }
 
 /// `POST /{area}/account/confirm`: the new app's first code.

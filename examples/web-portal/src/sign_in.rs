@@ -135,23 +135,22 @@ pub async fn code_form(
     let csrf = session::csrf_token(&session).await?;
     let backup = query.backup.is_some();
     let user = area.user(&pending.email);
-    let status = app.portal(area).begin_sign_in(&user).await?;
+    // The record and the policy tell both the lock and the attempts left.
     let record = app.portal(area).record(&user).await?;
+    if let Some(until) = record.failures().active_lock(app.now()) {
+        return Err(Failure::locked(until));
+    }
     let policy = app.portal(area).policy().await?;
     let used = record.failures().consecutive();
     let left = u32::from(policy.lockout().max_failures()).saturating_sub(used);
-    let note = match status {
-        SignInStep::LockedOut { until } => return Err(Failure::locked(until)),
-        _ if used > 0 => Some(format!("{left} attempts left before two-factor sign-in locks.")),
-        _ => None,
-    };
+    let note = (used > 0).then(|| format!("{left} attempts left before two-factor sign-in locks."));
     Ok(code_page(area, &csrf, backup, note.as_deref(), None).into_response())
 }
 
-/// A typed code.
+/// A typed code (`backup` is set by the backup-code form).
 #[derive(Deserialize)]
 pub struct CodeForm {
-    code: String,
+    pub(crate) code: String,
     #[serde(default)]
     backup: Option<String>,
 }
@@ -318,7 +317,7 @@ pub async fn finish(
 }
 
 /// `POST /sign-out`
-pub async fn sign_out(session: Session, Posted(_): Posted<SavedForm>) -> Result<Response, Failure> {
+pub async fn sign_out(session: Session, Posted(_): Posted<crate::account::Empty>) -> Result<Response, Failure> {
     session::sign_out(&session).await?;
     Ok(Redirect::to("/").into_response())
 }
