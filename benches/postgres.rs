@@ -81,13 +81,16 @@ fn enrol<S: BlockingStore>(portal: &BenchPortal<S>, user: &UserId, clock: &Manua
     totp
 }
 
-/// The next step's code: every iteration signs in with a fresh one.
+/// The next step's code: every iteration signs in with a fresh one. Where the
+/// app shows the previous step's digits again, a person waits for the next
+/// code (the portal would refuse the repeat as already used).
 fn next_code(clock: &ManualClock, totp: &Totp) -> String {
+    let code_at = |t: u64| totp.generate(t).unwrap().expose().to_string();
     clock.advance(30);
-    totp.generate(portal_mfa::Clock::now(clock))
-        .unwrap()
-        .expose()
-        .to_string()
+    while code_at(portal_mfa::Clock::now(clock)) == code_at(portal_mfa::Clock::now(clock) - 30) {
+        clock.advance(30);
+    }
+    code_at(portal_mfa::Clock::now(clock))
 }
 
 fn main() {

@@ -7,6 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// The last second an operation's clock may show (`i64::MAX`): past it the
+/// driver answers [`Error::ClockOutOfRange`](crate::Error::ClockOutOfRange),
+/// so every time a store keeps fits a signed 64-bit column. A lock that would
+/// end at or after it never ends by time: it lasts until an admin reset.
+pub(crate) const END_OF_TIME: u64 = i64::MAX as u64;
+
 /// A source of Unix time in seconds.
 pub trait Clock: Send + Sync {
     /// Seconds since 1970-01-01T00:00:00Z.

@@ -232,6 +232,13 @@ pub enum Error {
     },
     /// The code was right but its time step was already used (or is older than
     /// one that was): a replay. Ask for the next code.
+    ///
+    /// A person can meet this without any attack: about once in a million
+    /// steps an app shows the same digits two steps running. The newest step
+    /// that matches is the one recorded, so typing those digits again in the
+    /// next step matches nothing newer and is refused: the portal cannot tell
+    /// a second typing from a replay of the first. Tell the user to wait until
+    /// the app shows a new code and type that one.
     #[error("this code was already used; wait for the next one")]
     ReplayedCode,
     /// Too many wrong codes: MFA is locked for this user.
@@ -284,6 +291,14 @@ pub enum Error {
     /// listing again from its first page.
     #[error("invalid page cursor: {0}")]
     InvalidCursor(&'static str),
+    /// A user id longer than [`UserId::MAX_LEN`](crate::UserId::MAX_LEN)
+    /// bytes: refused before the store is asked. Ids keep page cursors short
+    /// enough for a link, so the limit holds on every path.
+    #[error("a user id is at most {max} bytes; this one has {len}", max = crate::UserId::MAX_LEN)]
+    UserIdTooLong {
+        /// The length of the id given, in bytes.
+        len: usize,
+    },
     /// A page size of 0 was asked for. (A size above the maximum is capped, not refused.)
     #[error("a page must hold at least one item")]
     InvalidPageSize,
@@ -380,6 +395,7 @@ impl Error {
             | Self::InvalidLabel
             | Self::InvalidPolicy { .. }
             | Self::InvalidCursor(_)
+            | Self::UserIdTooLong { .. }
             | Self::InvalidPageSize => ErrorKind::InvalidInput,
             Self::WrongCode { .. } | Self::ReplayedCode => ErrorKind::WrongCode,
             Self::LockedOut { .. } => ErrorKind::Locked,

@@ -352,6 +352,9 @@ impl EventQuery {
     /// foreign or malformed cursor and a page size of 0.
     pub(crate) fn resolve(mut self, portal: &PortalId) -> crate::error::Result<(Self, usize)> {
         self.portal = portal.clone();
+        if let Some(user) = &self.user {
+            user.check_len()?;
+        }
         let size = page_size(self.limit)?;
         self.after = match &self.cursor {
             None => None,

@@ -78,9 +78,42 @@ pub struct UserId {
 }
 
 impl UserId {
+    /// The longest id, in bytes, any operation accepts: room for any email
+    /// address (254) or opaque key, while a page cursor that names the id
+    /// stays short enough for a link. Every [`Portal`](crate::Portal)
+    /// operation refuses a longer one with [`Error::UserIdTooLong`](crate::Error::UserIdTooLong)
+    /// before its store is asked, and a listing refuses one read back from a store.
+    pub const MAX_LEN: usize = 512;
+
     /// A user of `kind` with the host's identifier `id`.
+    ///
+    /// ⚠️ Any length is held here; operations refuse ids over
+    /// [`UserId::MAX_LEN`] bytes. Use [`UserId::checked`] to refuse them where
+    /// the id enters the host.
     pub fn new(kind: UserKind, id: impl Into<Arc<str>>) -> Self {
         Self { kind, id: id.into() }
+    }
+
+    /// [`UserId::new`], refusing an id over [`UserId::MAX_LEN`] bytes.
+    ///
+    /// ```
+    /// use portal_mfa::{Error, UserId, UserKind};
+    /// assert!(UserId::checked(UserKind::Customer, "alice@example.com").is_ok());
+    /// let long = "a".repeat(UserId::MAX_LEN + 1);
+    /// assert!(matches!(UserId::checked(UserKind::Customer, long), Err(Error::UserIdTooLong { len: 513 })));
+    /// ```
+    pub fn checked(kind: UserKind, id: impl Into<Arc<str>>) -> crate::error::Result<Self> {
+        let user = Self::new(kind, id);
+        user.check_len()?;
+        Ok(user)
+    }
+
+    /// Errors with [`Error::UserIdTooLong`](crate::Error::UserIdTooLong) past [`UserId::MAX_LEN`].
+    pub(crate) fn check_len(&self) -> crate::error::Result<()> {
+        match self.id.len() {
+            len if len > Self::MAX_LEN => Err(crate::error::Error::UserIdTooLong { len }),
+            _ => Ok(()),
+        }
     }
 
     /// A customer.

@@ -20,8 +20,10 @@ pub const MAX_PAGE: usize = 1000;
 #[cfg_attr(feature = "serde", serde(try_from = "String", into = "String"))]
 pub struct Cursor(Box<str>);
 
-/// The longest cursor text accepted: a user id of up to 512 bytes, in hex, and the rest.
-const MAX_CURSOR: usize = 1100;
+/// The longest cursor text accepted: a user id of up to [`UserId::MAX_LEN`](crate::UserId::MAX_LEN)
+/// bytes in hex, a kind, a fingerprint and a listing name. A test checks a
+/// cursor after the longest id with the longest kind parses.
+pub(crate) const MAX_CURSOR: usize = 2 * crate::ids::UserId::MAX_LEN + 64;
 
 impl Cursor {
     /// Reads a cursor from text (a query parameter, say). Errors:

@@ -56,6 +56,43 @@ fn replay_inside_the_drift_window_is_refused() {
     ));
 }
 
+/// An app can show the same six digits two steps running (one step in a
+/// million). The portal cannot tell which step they were typed for and
+/// records the newest, so the second time they are refused as already used;
+/// the person waits for the next code. The scenarios' phone does the same,
+/// so a run of sign-ins of any length never meets the refusal by chance
+/// (a test whose loop ran until a prune ended met it at its 60 935th step).
+#[test]
+fn the_same_digits_two_steps_running_are_refused_the_second_time_and_the_next_code_works() {
+    // RFC 6238's SHA-1 key shows 963181 at this step and at the one before.
+    const REPEAT_AT: u64 = 1_771_837_230;
+    let secret = Secret::from_bytes(b"12345678901234567890", 128).unwrap();
+    let totp = Totp::new(&secret, TotpParams::standard());
+    let repeated = totp.generate(REPEAT_AT).unwrap().expose().to_string();
+    assert_eq!(repeated, "963181");
+    assert_eq!(totp.generate(REPEAT_AT - 30).unwrap().expose().to_string(), repeated);
+
+    let clock = ManualClock::at(REPEAT_AT - 30);
+    let portal = portal_on(flows::memory(), &clock);
+    let user = UserId::customer("c1");
+    portal
+        .import_authenticator(&flows::ADMIN, &user, "phone", secret.clone(), TotpParams::standard())
+        .run()
+        .unwrap();
+    portal.verify_sign_in(&user, &repeated).run().unwrap();
+    clock.advance(30);
+    assert!(matches!(
+        portal.verify_sign_in(&user, &repeated).run(),
+        Err(Error::ReplayedCode)
+    ));
+    // The phone of the scenarios waits for the next code instead of typing the repeat.
+    let phone = Phone::with_secret(&secret);
+    let next = phone.code(&clock);
+    assert_eq!(portal_mfa::Clock::now(&clock), REPEAT_AT + 30);
+    assert_ne!(next, repeated);
+    portal.verify_sign_in(&user, &next).run().unwrap();
+}
+
 /// The code that confirmed an enrolment must not also sign the user in.
 #[test]
 fn the_confirming_enrolment_code_cannot_sign_in() {

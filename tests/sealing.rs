@@ -159,6 +159,8 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
     let done = AtomicBool::new(false);
     let sign_ins = AtomicUsize::new(0);
     let round = Barrier::new(SIGNERS + 1);
+    // Lockstep: each round the signers sign in at the round's step while this
+    // thread runs one batch of the sweep, so the rounds are counted, not timed.
     let (resealed, rounds) = std::thread::scope(|s| {
         for t in 0..SIGNERS {
             let (signing, phones, done, sign_ins, round, clock) = (&signing, &phones, &done, &sign_ins, &round, &clock);
@@ -184,39 +186,33 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
                 }
             });
         }
-        let sweeper = s.spawn(|| {
-            // A sweep that "crashes" half-way (its cursor is lost), then starts over.
-            let mut resealed = 0;
-            let mut after: Option<UserId> = None;
-            for _ in 0..10 {
-                let progress = sweeping.reseal(after.as_ref(), 500).run().unwrap();
-                assert!(progress.failed.is_empty(), "{:?}", progress.failed);
-                resealed += progress.resealed;
-                after = progress.next;
-            }
-            assert!(after.is_some(), "half-way");
-            let mut after: Option<UserId> = None;
-            loop {
-                let progress = sweeping.reseal(after.as_ref(), 500).run().unwrap();
-                assert!(progress.failed.is_empty(), "{:?}", progress.failed);
-                resealed += progress.resealed;
-                after = progress.next;
-                if after.is_none() {
-                    break resealed;
-                }
-            }
-        });
+        // A sweep that "crashes" after 10 batches (its cursor is lost), then starts over.
+        let mut resealed = 0;
         let mut rounds = 0;
-        while !sweeper.is_finished() || rounds < 2 {
+        let mut after: Option<UserId> = None;
+        let mut restarted = false;
+        loop {
             round.wait(); // signers sign in at this step
+            let progress = sweeping.reseal(after.as_ref(), 500).run().unwrap();
             round.wait(); // and are done with it
+            assert!(progress.failed.is_empty(), "{:?}", progress.failed);
+            resealed += progress.resealed;
+            after = progress.next;
             clock.advance(30);
             rounds += 1;
+            if rounds == 10 && !restarted {
+                assert!(after.is_some(), "half-way");
+                after = None;
+                restarted = true;
+            } else if after.is_none() {
+                break;
+            }
         }
         done.store(true, Ordering::SeqCst);
         round.wait();
-        (sweeper.join().unwrap(), rounds)
+        (resealed, rounds)
     });
+    assert_eq!(sign_ins.load(Ordering::SeqCst), rounds * SIGNERS * 25);
     assert!(rounds >= 2, "sign-ins ran throughout the sweep");
     // Signed-in users were re-sealed by their own sign-in; the sweep did the rest.
     assert!(resealed <= USERS && resealed > 0, "{resealed}");

@@ -35,7 +35,7 @@ fn a_blocking_sign_in_on_the_blocking_pool_leaves_the_runtime_free() {
     // Another process holds the database, so the sign-in waits inside SQLite's busy handler.
     let holder = rusqlite::Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let (verified, ticks_while_waiting) = runtime.block_on(async {
+    let verified = runtime.block_on(async {
         let heartbeat = {
             let ticks = ticks.clone();
             tokio::spawn(async move {
@@ -49,17 +49,15 @@ fn a_blocking_sign_in_on_the_blocking_pool_leaves_the_runtime_free() {
             let (portal, user, code) = (portal.clone(), user.clone(), code.clone());
             tokio::task::spawn_blocking(move || portal.verify_sign_in(&user, &code).run())
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let ticks_while_waiting = ticks.load(Ordering::SeqCst);
+        // Ten heartbeats, however long they take here: counted, not timed.
+        while ticks.load(Ordering::SeqCst) < 10 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(!sign_in.is_finished(), "the sign-in is still waiting for the lock");
         holder.execute_batch("COMMIT").unwrap();
         let verified = sign_in.await.unwrap();
         heartbeat.abort();
-        (verified, ticks_while_waiting)
+        verified
     });
     assert!(verified.is_ok(), "{verified:?}");
-    assert!(
-        ticks_while_waiting >= 10,
-        "the runtime kept running other tasks: {ticks_while_waiting} ticks"
-    );
 }

@@ -35,6 +35,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         actor: &Actor,
         mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
     ) -> Result<T> {
+        user.check_len()?;
         for attempt in 0..self.max_attempts {
             let mut step = Attempt {
                 portal: self,
@@ -147,7 +148,7 @@ impl<S, C: Clock, R> Portal<S, C, R> {
     /// the crate stores, so SQL stores (signed 64-bit) order them as the memory store does.
     pub(super) fn now(&self) -> Result<u64> {
         let now = self.clock.now();
-        if now > i64::MAX as u64 {
+        if now > crate::clock::END_OF_TIME {
             return Err(Error::ClockOutOfRange);
         }
         Ok(now)

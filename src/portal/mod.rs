@@ -255,7 +255,9 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// It lists users the store has a record for; a user who never touched
     /// MFA has none (and MFA off). Errors: [`Error::InvalidCursor`] for a
-    /// cursor of other filters, [`Error::InvalidPageSize`] for a limit of 0.
+    /// cursor of other filters, [`Error::InvalidPageSize`] for a limit of 0,
+    /// [`Error::CorruptRecord`] for a stored id over [`UserId::MAX_LEN`] (which
+    /// no operation writes). Every cursor fits a link: at most 1 088 characters.
     pub fn users(&self, query: UserQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<UserStatus>>> {
         self.op("users", None, move |d| async move {
             let policy = d
@@ -269,6 +271,10 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 Some(listing) => d.backend.users(&listing).await?,
                 None => Vec::new(),
             };
+            // No operation writes such an id, and its cursor would not fit a link.
+            if rows.iter().any(|(user, _)| user.check_len().is_err()) {
+                return Err(Error::CorruptRecord("a stored user id is longer than UserId::MAX_LEN"));
+            }
             Page::of(rows, size, |(user, _)| query.cursor_at(&self.id, user))
                 .try_map(|(user, summary)| Ok(UserStatus::of(user, &summary, &policy, now)))
         })

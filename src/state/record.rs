@@ -191,12 +191,16 @@ impl Failures {
         self.locked_until
     }
 
-    /// `Some(until)` while locked at `now`; `Some(None)` when locked until an admin reset.
+    /// `Some(until)` while locked at `now`; `Some(None)` when locked until an
+    /// admin reset (after [`LockoutRule::HARD_LIMIT`] failures, or a lock that
+    /// would end past the last second a clock may show).
     pub fn active_lock(&self, now: u64) -> Option<Option<u64>> {
         if self.consecutive >= LockoutRule::HARD_LIMIT {
             return Some(None);
         }
-        self.locked_until.filter(|&until| now < until).map(Some)
+        self.locked_until
+            .filter(|&until| now < until)
+            .map(|until| (until < crate::clock::END_OF_TIME).then_some(until))
     }
 }
 

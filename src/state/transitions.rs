@@ -314,8 +314,10 @@ impl Draft<'_> {
             failures.locks = failures.locks.saturating_add(1);
             let until = now.saturating_add(rule.lock_duration(failures.locks));
             failures.locked_until = Some(until);
-            self.emit(EventKind::LockedOut { until: Some(until) });
-            return Error::LockedOut { until: Some(until) };
+            // A lock no clock can see end holds until an admin reset, and says so.
+            let until = (until < crate::clock::END_OF_TIME).then_some(until);
+            self.emit(EventKind::LockedOut { until });
+            return Error::LockedOut { until };
         }
         if replay {
             Error::ReplayedCode

@@ -14,6 +14,20 @@ pub(crate) fn time(value: u64) -> i64 {
     int(value)
 }
 
+/// A query's time range `[from, until)` as SQL binds it: `None` when it
+/// selects nothing, else the lower bound and the upper one (`None`: unbounded,
+/// bound as NULL in `(until IS NULL OR at < until)`). Stored times never pass
+/// `i64::MAX` (the driver refuses such a clock), so a lower bound past it
+/// selects nothing and an upper bound past it bounds nothing, as the memory
+/// store's plain range does.
+pub(crate) fn time_range(from: Option<u64>, until: Option<u64>) -> Option<(i64, Option<i64>)> {
+    let from = match from {
+        None => 0,
+        Some(from) => i64::try_from(from).ok()?,
+    };
+    Some((from, until.and_then(|until| i64::try_from(until).ok())))
+}
+
 /// The statement listing a page of users, and the value of its sixth
 /// parameter. Every filter, the kind and the cursor are each an indexable
 /// predicate, so each combination is its own statement; all bind the same six
@@ -30,9 +44,11 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
         SummaryFilter::Enrolled => ("AND authenticators > 0".to_owned(), None),
         SummaryFilter::PendingEnrolment => ("AND pending_enrolment".to_owned(), None),
         SummaryFilter::MustEnrol => ("AND must_enrol".to_owned(), None),
+        // A column of i64::MAX is a lock until an admin reset (u64::MAX read back),
+        // locked even at the last second a clock may show: compare below it.
         SummaryFilter::LockedAt(now) => (
             format!("AND locked_until IS NOT NULL AND locked_until > {bound}"),
-            Some(time(now)),
+            Some(time(now).min(i64::MAX - 1)),
         ),
         SummaryFilter::GraceUsedBelow(None) => ("AND authenticators = 0 AND NOT must_enrol".to_owned(), None),
         SummaryFilter::GraceUsedBelow(Some(n)) => (

@@ -116,6 +116,7 @@ impl RecordSummary {
     /// The summary of `record`.
     pub fn of(record: &MfaRecord) -> Self {
         let failures = record.failures();
+        // Locked until an admin reset: after the hard limit, or past the end of time.
         let hard_locked = failures.active_lock(0) == Some(None);
         Self {
             authenticators: record.authenticators().len() as u8,

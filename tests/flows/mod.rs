@@ -305,8 +305,25 @@ impl Phone {
         Self(Totp::new(scanned.secret(), *scanned.params()))
     }
 
+    /// The code the app shows now. When it shows the same digits as one step
+    /// earlier, the person waits for the next code (the clock moves on): the
+    /// portal would refuse the repeat as already used, whichever step it was
+    /// typed at, so a long run of sign-ins would hit that at some step.
+    /// The app holding `secret` with the standard parameters (for an imported authenticator).
+    pub fn with_secret(secret: &Secret) -> Self {
+        Self(Totp::new(secret, portal_mfa::TotpParams::standard()))
+    }
+
     pub fn code(&self, clock: &ManualClock) -> String {
+        while portal_mfa::Clock::now(clock) >= 30 && self.shows_last_steps_digits(portal_mfa::Clock::now(clock)) {
+            clock.advance(30);
+        }
         self.code_at(portal_mfa::Clock::now(clock))
+    }
+
+    fn shows_last_steps_digits(&self, unix_time: u64) -> bool {
+        let (now, before) = (self.0.generate(unix_time), self.0.generate(unix_time - 30));
+        matches!((now, before), (Ok(now), Ok(before)) if *now.expose() == *before.expose())
     }
 
     pub fn code_at(&self, unix_time: u64) -> String {

@@ -145,7 +145,7 @@ impl Failure {
             Error::ReplayedCode => (
                 S::UNAUTHORIZED,
                 "Code already used",
-                "That code was already used. Wait for the next code in your app and type it.".to_owned(),
+                "That code was already used. Your app can show the same digits twice in a row: wait until it shows a new code, then type that one.".to_owned(),
             ),
             Error::MalformedCode(_) => (
                 S::UNPROCESSABLE_ENTITY,

@@ -354,6 +354,11 @@ async fn expired_sign_ins_replayed_forms_replayed_codes_and_lockouts_get_their_o
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.body.contains("already used"), "{}", reply.body);
+    assert!(
+        reply.body.contains("wait until it shows a new code"),
+        "what to do: {}",
+        reply.body
+    );
     let code = phone.code(&server.clock);
     assert_eq!(
         agent

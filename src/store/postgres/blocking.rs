@@ -361,7 +361,9 @@ impl MfaStore for PostgresStore {
     }
 
     fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
-        let (from, until) = (super::time(from), super::time(until));
+        let Some((from, until)) = super::time_range(Some(from), Some(until)) else {
+            return Ok(Vec::new());
+        };
         self.run(|conn| {
             count_rows(
                 conn.query(&self.sql.count, &[&portal.as_str(), &from, &until])

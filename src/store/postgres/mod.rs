@@ -53,7 +53,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::columns::{SummaryColumns, int, time, users_sql};
+use super::columns::{SummaryColumns, int, time, time_range, users_sql};
 use super::{
     EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
     UserListing, Version,
@@ -451,7 +451,7 @@ struct EventPageArgs<'a> {
     id: Option<&'a str>,
     after: Option<i64>,
     from: i64,
-    until: i64,
+    until: Option<i64>,
     limit: i64,
     /// For a portal-wide page: the horizon ([`Sql::HORIZON`]), read first.
     horizon: Option<String>,
@@ -459,18 +459,14 @@ struct EventPageArgs<'a> {
 
 impl<'a> EventPageArgs<'a> {
     fn new(query: &'a EventQuery) -> Option<Self> {
-        // Stored times never pass i64::MAX (the driver refuses such a clock): a lower
-        // bound past it selects nothing, an upper bound past it bounds nothing.
-        if query.from.is_some_and(|from| from > i64::MAX as u64) {
-            return None;
-        }
+        let (from, until) = time_range(query.from, query.until)?;
         Some(Self {
             portal: query.portal.as_str(),
             kind: query.user.as_ref().map(|u| u.kind().as_str()),
             id: query.user.as_ref().map(|u| u.id()),
             after: query.position().map(int),
-            from: query.from.map_or(0, time),
-            until: query.until.map_or(i64::MAX, time),
+            from,
+            until,
             limit: int(query.limit as u64),
             horizon: None,
         })

@@ -259,7 +259,9 @@ impl AsyncMfaStore for AsyncPostgresStore {
 
     fn count_events<'a>(&'a self, portal: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
         Box::pin(async move {
-            let (from, until) = (super::time(from), super::time(until));
+            let Some((from, until)) = super::time_range(Some(from), Some(until)) else {
+                return Ok(Vec::new());
+            };
             count_rows(self.query(&self.sql.count, &[&portal.as_str(), &from, &until]).await?)
         })
     }

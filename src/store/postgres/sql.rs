@@ -147,7 +147,7 @@ impl Sql {
                  SELECT e.seq, e.event FROM {{s}}portal_mfa_events e
                  WHERE e.portal = $1::text AND {whose}
                    AND (e.writer, e.seq) {after} ((SELECT writer FROM c), (SELECT seq FROM c))
-                   AND e.at >= $5::bigint AND e.at < $6::bigint {horizon}
+                   AND e.at >= $5::bigint AND ($6::bigint IS NULL OR e.at < $6::bigint) {horizon}
                  ORDER BY e.writer {order}, e.seq {order} LIMIT $7::bigint"
             ))
         };
@@ -212,7 +212,7 @@ impl Sql {
                  )
                  SELECT count(*) FROM gone"),
             count: q("SELECT kind, count(*) FROM {s}portal_mfa_events
-                 WHERE portal = $1::text AND at >= $2::bigint AND at < $3::bigint
+                 WHERE portal = $1::text AND at >= $2::bigint AND ($3::bigint IS NULL OR at < $3::bigint)
                  GROUP BY kind ORDER BY kind"),
             records: [
                 q("SELECT user_kind, user_id, version, record FROM {s}portal_mfa_records

@@ -32,7 +32,7 @@ pub use options::SqliteOptions;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
-use super::columns::{SummaryColumns, int, time, users_sql};
+use super::columns::{SummaryColumns, int, time, time_range, users_sql};
 use super::{
     Applied, ChangeFn, Commit, EventPosition, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError,
     StorageErrorKind, Stored, StoredEvent, UserListing, Version,
@@ -527,19 +527,15 @@ impl MfaStore for SqliteStore {
             let last = read_record(&conn, &query.portal, user)?.and_then(|row| row.last_event);
             return user_page(&conn, last, query);
         }
-        // Stored times never pass i64::MAX (the driver refuses such a clock): a lower
-        // bound past it selects nothing, an upper bound past it bounds nothing.
-        let limit = i64::MAX as u64;
-        if query.from.is_some_and(|from| from > limit) {
+        let Some((from, until)) = time_range(query.from, query.until) else {
             return Ok(Vec::new());
-        }
-        let until = query.until.filter(|&until| until <= limit).map(time);
+        };
         let sql = if query.newest_first {
             "SELECT seq, event FROM portal_mfa_events WHERE portal = ?1 AND seq < coalesce(?2, 9223372036854775807)
-             AND at >= coalesce(?3, 0) AND (?4 IS NULL OR at < ?4) ORDER BY seq DESC LIMIT ?5"
+             AND at >= ?3 AND (?4 IS NULL OR at < ?4) ORDER BY seq DESC LIMIT ?5"
         } else {
             "SELECT seq, event FROM portal_mfa_events WHERE portal = ?1 AND seq > coalesce(?2, 0)
-             AND at >= coalesce(?3, 0) AND (?4 IS NULL OR at < ?4) ORDER BY seq LIMIT ?5"
+             AND at >= ?3 AND (?4 IS NULL OR at < ?4) ORDER BY seq LIMIT ?5"
         };
         let mut statement = conn.prepare_cached(sql).map_err(storage)?;
         let rows = statement
@@ -547,7 +543,7 @@ impl MfaStore for SqliteStore {
                 params![
                     query.portal.as_str(),
                     query.position().map(int),
-                    query.from.map(time),
+                    from,
                     until,
                     int(query.limit as u64)
                 ],
@@ -601,15 +597,18 @@ impl MfaStore for SqliteStore {
     /// A scan of the portal's events (the table has no index on time, so
     /// sign-ins append without one): a dashboard query, not a hot path.
     fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+        let Some((from, until)) = time_range(Some(from), Some(until)) else {
+            return Ok(Vec::new());
+        };
         let conn = self.conn()?;
         let mut statement = conn
             .prepare_cached(
-                "SELECT kind, count(*) FROM portal_mfa_events WHERE portal = ?1 AND at >= ?2 AND at < ?3
+                "SELECT kind, count(*) FROM portal_mfa_events WHERE portal = ?1 AND at >= ?2 AND (?3 IS NULL OR at < ?3)
                  GROUP BY kind ORDER BY kind",
             )
             .map_err(storage)?;
         let rows = statement
-            .query_map(params![portal.as_str(), time(from), time(until)], |r| {
+            .query_map(params![portal.as_str(), from, until], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
             })
             .map_err(storage)?;

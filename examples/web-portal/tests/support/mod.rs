@@ -114,14 +114,19 @@ impl Phone {
     }
 
     /// A code for a step not used before: the current step, or the next one
-    /// where the current one was spent (moving the clock on when even that
-    /// is beyond the one step ahead the portal accepts).
+    /// where the current one was spent or shows the digits of the step before
+    /// (moving the clock on when that is beyond the one step ahead the portal accepts).
     pub fn code(&mut self, clock: &ManualClock) -> String {
         let current = clock.now() / 30;
-        let step = match self.last_step {
+        let mut step = match self.last_step {
             Some(last) if last >= current => last + 1,
             _ => current,
         };
+        // The same digits as the step before: a person waits for the next
+        // code, since the portal would refuse the repeat as already used.
+        while self.totp.generate_at_step(step).expose() == self.totp.generate_at_step(step - 1).expose() {
+            step += 1;
+        }
         if step > current + 1 {
             clock.advance((step - current - 1) * 30);
         }
