@@ -73,3 +73,137 @@ fn no_module_uses_a_layer_above_it() {
     assert!(checked > 30, "every module file was read ({checked})");
     assert!(upward.is_empty(), "imports from a higher layer: {upward:#?}");
 }
+
+/// The module path of a file under `src/` (`state/draft.rs` → `state::draft`,
+/// `store/mod.rs` → `store`, `lib.rs` → ``).
+fn module_of(file: &Path) -> String {
+    let relative = file.strip_prefix("src").unwrap().with_extension("");
+    let mut parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// Every module a file's code names through `crate::`, `super::` or `self::`
+/// paths (in `use` lists too), resolved to the longest module that exists.
+fn file_uses(file: &Path, module: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let is_dir_module = file.file_name().is_some_and(|n| n == "mod.rs" || n == "lib.rs");
+    let parent = |m: &str| m.rsplit_once("::").map_or(String::new(), |(p, _)| p.to_owned());
+    let resolve = |path: &str| -> Option<String> {
+        let mut parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
+        while !parts.is_empty() {
+            let candidate = parts.join("::");
+            if modules.contains(&candidate) {
+                return Some(candidate);
+            }
+            parts.pop();
+        }
+        None
+    };
+    let mut found = BTreeSet::new();
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+    for (prefix, base) in [
+        ("crate::", String::new()),
+        ("super::", parent(module)),
+        (
+            "self::",
+            if is_dir_module {
+                module.to_owned()
+            } else {
+                parent(module)
+            },
+        ),
+    ] {
+        for (at, _) in code.match_indices(prefix) {
+            if at > 0 && code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue; // `super::super::`, or part of another path
+            }
+            let mut rest = &code[at + prefix.len()..];
+            let mut base = base.clone();
+            while let Some(more) = rest.strip_prefix("super::") {
+                base = parent(&base);
+                rest = more;
+            }
+            // One path, or each path of a `{…}` list.
+            let heads: Vec<String> = match rest.strip_prefix('{') {
+                Some(list) => list[..list.find('}').unwrap_or(list.len())]
+                    .split(',')
+                    .map(|item| item.trim().chars().take_while(|&c| word(c)).collect())
+                    .collect(),
+                None => vec![rest.chars().take_while(|&c| word(c)).collect()],
+            };
+            for head in heads {
+                let path = if base.is_empty() {
+                    head
+                } else {
+                    format!("{base}::{head}")
+                };
+                if let Some(used) = resolve(&path) {
+                    found.insert(used);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// No file imports one that imports it back, directly or through others. A
+/// module's own submodules are its to declare and re-export, so edges from a
+/// module into its descendants are not imports here; every other path counts.
+#[test]
+fn no_file_imports_a_file_that_imports_it_back() {
+    let mut files = Vec::new();
+    rust_files(Path::new("src"), &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
+    let mut edges: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for file in &files {
+        let module = module_of(file);
+        let descendant = |m: &String| module.is_empty() || m.starts_with(&format!("{module}::"));
+        let uses: BTreeSet<String> = file_uses(file, &module, &modules)
+            .into_iter()
+            .filter(|m| *m != module && !descendant(m))
+            .collect();
+        edges.insert(module, uses);
+    }
+    assert!(
+        edges.values().map(BTreeSet::len).sum::<usize>() > 100,
+        "the imports were read: {edges:#?}"
+    );
+    // Depth-first search for a back edge; report the cycle it closes.
+    fn visit(
+        m: &str,
+        edges: &std::collections::BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            cycles.push(format!("{} → {m}", path[at..].join(" → ")));
+            return;
+        }
+        if !done.insert(m.to_owned()) {
+            return;
+        }
+        path.push(m.to_owned());
+        for next in edges.get(m).into_iter().flatten() {
+            visit(next, edges, path, done, cycles);
+        }
+        path.pop();
+    }
+    let mut cycles = Vec::new();
+    let mut done = BTreeSet::new();
+    for m in edges.keys() {
+        visit(m, &edges, &mut Vec::new(), &mut done, &mut cycles);
+    }
+    assert!(cycles.is_empty(), "file-level import cycles: {cycles:#?}");
+}

@@ -1,12 +1,20 @@
-//! A record being changed, with the events the change emits. Whether it
-//! changed is derived from the change itself: any mutable access to the record
-//! marks it changed (as does any event), so a transition cannot alter a field
-//! and have the store skip the write.
+//! A record being changed, with the events the change emits, and the steps
+//! transitions share on it (proving a code, counting a failure, numbering an
+//! authenticator). Whether it changed is derived from the change itself: any
+//! mutable access to the record marks it changed (as does any event), so a
+//! transition cannot alter a field and have the store skip the write.
 
-use super::record::MfaRecord;
-use super::transitions::{Context, Outcome};
-use crate::error::Result;
-use crate::event::{AuditEvent, EventKind};
+use std::sync::Arc;
+
+use super::answers::SignInVerified;
+use super::context::{Context, Outcome};
+use super::record::{MfaRecord, PendingEnrolment};
+use crate::backup::{BackupCodes, TypedBackupCode};
+use crate::error::{Error, PolicyRefusal, Result};
+use crate::event::{AuditEvent, EventKind, Factor};
+use crate::ids::{Actor, AuthenticatorId};
+use crate::otp::Code;
+use crate::policy::LockoutRule;
 
 pub(super) struct Draft<'c> {
     record: MfaRecord,
@@ -54,6 +62,199 @@ impl<'c> Draft<'c> {
             events: self.events,
             result,
         }
+    }
+}
+
+impl Draft<'_> {
+    pub(super) fn refuse_if_locked(&self) -> Result<()> {
+        match self.record().failures.active_lock(self.ctx.now) {
+            Some(until) => Err(Error::LockedOut { until }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a TOTP or backup code against the user's factors, consuming what
+    /// it matches; failures count toward lockout. Shared by sign-in and by every
+    /// change that needs a fresh code.
+    pub(super) fn prove(&mut self, input: &str) -> Result<Factor> {
+        self.refuse_if_locked()?;
+        if self.record().authenticators.is_empty() {
+            return Err(Error::NotEnrolled);
+        }
+        if looks_like_totp(input) {
+            self.prove_totp(input)
+        } else {
+            let typed = TypedBackupCode::parse(input)?;
+            self.prove_backup(&typed)
+        }
+    }
+
+    pub(super) fn prove_totp(&mut self, input: &str) -> Result<Factor> {
+        let window = self.ctx.policy.window();
+        let mut format_error = None;
+        let mut readable = false;
+        let mut fresh = None;
+        let mut replayed = None;
+        // Every authenticator is checked, whatever matched before it.
+        for (index, authenticator) in self.record().authenticators.iter().enumerate() {
+            let code = match Code::parse(input, authenticator.params().digits()) {
+                Ok(code) => code,
+                Err(e) => {
+                    format_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            readable = true;
+            if let Some(step) = authenticator.key.totp().verify(&code, self.ctx.now, window)? {
+                if authenticator.last_used_step.is_none_or(|last| step > last) {
+                    fresh.get_or_insert((index, step));
+                } else {
+                    replayed.get_or_insert(authenticator.id);
+                }
+            }
+        }
+        if let Some((index, step)) = fresh {
+            let authenticator = &mut self.record_mut().authenticators[index];
+            authenticator.last_used_step = Some(step);
+            let id = authenticator.id;
+            return Ok(self.succeed(Factor::Totp(id)));
+        }
+        if let Some(id) = replayed {
+            self.emit(EventKind::ReplayRejected { authenticator: id });
+            return Err(self.fail(true));
+        }
+        match format_error {
+            // No authenticator could even read it: a typo, not a guess; not counted.
+            Some(e) if !readable => Err(e),
+            _ => Err(self.fail(false)),
+        }
+    }
+
+    pub(super) fn prove_backup(&mut self, typed: &TypedBackupCode) -> Result<Factor> {
+        let found = self
+            .record()
+            .backup_codes
+            .as_ref()
+            .and_then(|codes| codes.find_unused(typed));
+        match (found, self.record_mut().backup_codes.as_mut()) {
+            (Some(index), Some(codes)) => {
+                codes.mark_used(index);
+                let remaining = codes.remaining();
+                self.emit(EventKind::BackupCodeUsed { remaining });
+                Ok(self.succeed(Factor::BackupCode))
+            }
+            _ => Err(self.fail(false)),
+        }
+    }
+
+    pub(super) fn succeed(&mut self, factor: Factor) -> Factor {
+        self.record_mut().failures = Default::default();
+        self.record_mut().last_verified_at = Some(self.ctx.now);
+        self.emit(EventKind::Verified { factor });
+        factor
+    }
+
+    /// Counts a failure (a wrong code, or a replay when `replay`); the answer
+    /// says how many tries are left, or that this failure locked MFA.
+    pub(super) fn fail(&mut self, replay: bool) -> Error {
+        let rule = self.ctx.policy.lockout();
+        let now = self.ctx.now;
+        let max = u32::from(rule.max_failures());
+        let failures = &mut self.record_mut().failures;
+        failures.consecutive = failures.consecutive.saturating_add(1);
+        let consecutive = failures.consecutive;
+        self.emit(EventKind::VerificationFailed {
+            consecutive_failures: consecutive,
+        });
+        let failures = &mut self.record_mut().failures;
+        if consecutive >= LockoutRule::HARD_LIMIT {
+            failures.locked_until = None;
+            self.emit(EventKind::LockedOut { until: None });
+            return Error::LockedOut { until: None };
+        }
+        if consecutive.is_multiple_of(max) {
+            failures.locks = failures.locks.saturating_add(1);
+            let until = now.saturating_add(rule.lock_duration(failures.locks));
+            failures.locked_until = Some(until);
+            // A lock no clock can see end holds until an admin reset, and says so.
+            let until = (until < crate::clock::END_OF_TIME).then_some(until);
+            self.emit(EventKind::LockedOut { until });
+            return Error::LockedOut { until };
+        }
+        if replay {
+            Error::ReplayedCode
+        } else {
+            Error::WrongCode {
+                attempts_left: Some(max - consecutive % max),
+            }
+        }
+    }
+
+    pub(super) fn sign_in_verified(&self, factor: Factor) -> SignInVerified {
+        let remaining = self.record().backup_codes.as_ref().map_or(0, BackupCodes::remaining);
+        SignInVerified {
+            factor,
+            backup_codes_remaining: remaining,
+            low_on_backup_codes: remaining <= u32::from(self.ctx.policy.backup_codes_low_at()),
+        }
+    }
+
+    pub(super) fn require_admin(&self) -> Result<Arc<str>> {
+        match self.ctx.actor {
+            Actor::Admin(name) => Ok(name.clone()),
+            _ => Err(Error::NotAllowed(PolicyRefusal::AdminOnly)),
+        }
+    }
+
+    pub(super) fn next_id(&mut self) -> Result<AuthenticatorId> {
+        let next = self
+            .record()
+            .next_authenticator_id
+            .checked_add(1)
+            .ok_or(Error::TooManyAuthenticators)?;
+        self.record_mut().next_authenticator_id = next;
+        Ok(AuthenticatorId(next))
+    }
+
+    /// Counts a wrong code against the pending enrolment: after
+    /// [`PendingEnrolment::MAX_WRONG_CODES`] it is cancelled, so its secret
+    /// cannot be guessed in its lifetime.
+    pub(super) fn wrong_confirmation_code(&mut self) -> Error {
+        let Some(pending) = self.record_mut().pending.as_mut() else {
+            return Error::NoPendingEnrolment;
+        };
+        pending.wrong_codes = pending.wrong_codes.saturating_add(1);
+        let wrong_codes = pending.wrong_codes;
+        if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
+            self.record_mut().pending = None;
+            self.emit(EventKind::EnrolmentFailed { wrong_codes });
+            return Error::EnrolmentCancelled;
+        }
+        Error::WrongCode {
+            attempts_left: Some(u32::from(PendingEnrolment::MAX_WRONG_CODES - wrong_codes)),
+        }
+    }
+
+    pub(super) fn cancel_pending(&mut self) {
+        // Only a pending enrolment that is there is a change.
+        if self.record().pending.is_some() {
+            self.record_mut().pending = None;
+            self.emit(EventKind::EnrolmentCancelled);
+        }
+    }
+}
+
+/// Meant as a TOTP code: at most ten letters and digits (a backup code has 16),
+/// so a short code with a typo is told about in terms of the app's codes.
+pub(super) fn looks_like_totp(input: &str) -> bool {
+    let trimmed = input.trim();
+    trimmed.len() <= Code::MAX_INPUT_LEN && trimmed.chars().filter(char::is_ascii_alphanumeric).count() <= 10
+}
+
+pub(super) fn check_label(label: &str) -> Result<Arc<str>> {
+    match crate::otp::text::printable_name(label) {
+        Some(label) if label.chars().count() <= 64 => Ok(label.into()),
+        _ => Err(Error::InvalidLabel),
     }
 }
 

@@ -2,13 +2,13 @@
 //! `(record, context, input) -> (next record, events, answer)`. No I/O, no
 //! clock, no RNG of its own: the [`crate::portal`] driver passes those in.
 
+mod answers;
+mod context;
 mod draft;
 mod record;
 mod transitions;
 
+pub use answers::{EnrolReason, EnrolmentConfirmed, ResetSummary, SignInStep, SignInVerified, StartedEnrolment};
+pub use context::{Context, EnrolmentRequest, Outcome};
 pub use record::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
 pub(crate) use record::{Key, SealedForm};
-pub use transitions::{
-    Context, EnrolReason, EnrolmentConfirmed, EnrolmentRequest, Outcome, ResetSummary, SignInStep, SignInVerified,
-    StartedEnrolment,
-};

@@ -1,0 +1,100 @@
+//! The answers transitions give the host: the sign-in step, a started or
+//! confirmed enrolment, a verified second factor, what a reset removed.
+
+use crate::backup::IssuedBackupCodes;
+use crate::event::Factor;
+use crate::ids::AuthenticatorId;
+use crate::otp::OtpAuthUri;
+
+/// What the host does after the password step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "step", rename_all = "snake_case"))]
+pub enum SignInStep {
+    /// No second factor: sign the user in.
+    NoMfaNeeded,
+    /// Enforcement is on but the user is in the grace period: sign them in
+    /// (then call `complete_grace_sign_in`, which spends one) and invite them
+    /// to enrol.
+    GraceSignIn {
+        /// Grace sign-ins left after this one, if counted.
+        remaining: Option<u32>,
+        /// When the grace ends, if dated.
+        until: Option<u64>,
+    },
+    /// The user must enrol an authenticator before signing in.
+    MustEnrol {
+        /// Why.
+        reason: EnrolReason,
+    },
+    /// Ask for a TOTP code or a backup code.
+    EnterCode {
+        /// Unused backup codes the user has.
+        backup_codes_remaining: u32,
+    },
+    /// Too many wrong codes: do not ask for one now.
+    LockedOut {
+        /// Until when; `None` until an admin resets the user.
+        until: Option<u64>,
+    },
+}
+
+/// Why a user must enrol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum EnrolReason {
+    /// The portal enforces MFA.
+    PolicyEnforced,
+    /// An admin reset the user's MFA and required re-enrolment.
+    AdminReset,
+}
+
+/// A started enrolment, to show the user.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StartedEnrolment {
+    /// The id the authenticator will have.
+    pub authenticator: AuthenticatorId,
+    /// The enrolment URI: render with [`OtpAuthUri::qr_svg`] or
+    /// [`OtpAuthUri::qr_terminal`], or show `secret().to_grouped_base32()` for typing.
+    pub uri: OtpAuthUri,
+    /// Unix time from which it can no longer be confirmed.
+    pub expires_at: u64,
+}
+
+/// A confirmed enrolment.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct EnrolmentConfirmed {
+    /// The new authenticator.
+    pub authenticator: AuthenticatorId,
+    /// Backup codes, when this enrolment turned MFA on: show them once.
+    pub backup_codes: Option<IssuedBackupCodes>,
+}
+
+/// A successful second-factor check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignInVerified {
+    /// How it was proven.
+    pub factor: Factor,
+    /// Unused backup codes left.
+    pub backup_codes_remaining: u32,
+    /// Whether to urge the user to regenerate backup codes.
+    pub low_on_backup_codes: bool,
+}
+
+/// What an admin reset removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResetSummary {
+    /// Authenticators removed.
+    pub authenticators_removed: u32,
+    /// Unused backup codes invalidated.
+    pub backup_codes_removed: u32,
+    /// Whether the user must enrol at the next sign-in.
+    pub must_enrol: bool,
+}

@@ -1,0 +1,99 @@
+//! What a transition is given besides the record: the [`Context`] (portal,
+//! user, policy, time, actor) and, to start an enrolment, its request; and
+//! what every transition gives back, the [`Outcome`].
+
+use super::record::MfaRecord;
+use crate::error::Result;
+use crate::event::AuditEvent;
+use crate::ids::{Actor, AuthenticatorId, PortalId, UserId};
+use crate::policy::PortalPolicy;
+
+/// What a transition needs to know besides the record and its input.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Context<'a> {
+    /// The portal.
+    pub portal: &'a PortalId,
+    /// The user whose record this is.
+    pub user: &'a UserId,
+    /// The portal's policy now.
+    pub policy: &'a PortalPolicy,
+    /// Unix time now.
+    pub now: u64,
+    /// Who is acting.
+    pub actor: &'a Actor,
+}
+
+impl<'a> Context<'a> {
+    /// The context of one transition: on `user` of `portal` under `policy`,
+    /// at `now` (Unix time), by `actor`.
+    pub fn new(portal: &'a PortalId, user: &'a UserId, policy: &'a PortalPolicy, now: u64, actor: &'a Actor) -> Self {
+        Self {
+            portal,
+            user,
+            policy,
+            now,
+            actor,
+        }
+    }
+}
+
+/// The result of a transition.
+#[derive(Debug)]
+#[non_exhaustive]
+#[must_use = "a changed record must be committed with its events"]
+pub struct Outcome<T> {
+    /// The record after the transition.
+    pub record: MfaRecord,
+    /// Whether the record or the trail changed: if so, commit `record` with `events`.
+    pub changed: bool,
+    /// Audit events, to be committed with the record.
+    pub events: Vec<AuditEvent>,
+    /// The answer for the host.
+    pub result: Result<T>,
+}
+
+/// What starting an enrolment needs from the host.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct EnrolmentRequest<'a> {
+    /// The name the user gives the authenticator ("Work phone"); 1–64 printable characters.
+    pub label: &'a str,
+    /// The account name the app shows (usually the user's email).
+    pub account: &'a str,
+    /// The issuer the app shows (the portal's name).
+    pub issuer: &'a str,
+    /// The authenticator to replace once this one is confirmed ("change authenticator").
+    pub replaces: Option<AuthenticatorId>,
+    /// A fresh TOTP or backup code: required when the user already has MFA, so
+    /// a password alone can never add or swap a factor.
+    pub proof: Option<&'a str>,
+}
+
+impl<'a> EnrolmentRequest<'a> {
+    /// A first enrolment of an authenticator named `label`, shown in the app
+    /// as `account` under `issuer`.
+    pub fn new(label: &'a str, account: &'a str, issuer: &'a str) -> Self {
+        Self {
+            label,
+            account,
+            issuer,
+            replaces: None,
+            proof: None,
+        }
+    }
+
+    /// Replaces `authenticator` once the new one is confirmed.
+    #[must_use]
+    pub fn replacing(mut self, authenticator: Option<AuthenticatorId>) -> Self {
+        self.replaces = authenticator;
+        self
+    }
+
+    /// With a fresh code, as a user who already has MFA must give.
+    #[must_use]
+    pub fn with_proof(mut self, proof: Option<&'a str>) -> Self {
+        self.proof = proof;
+        self
+    }
+}
