@@ -1,4 +1,4 @@
-//! One test per flow the product documents describe (shared/seeds), on the
+//! One test per flow the product documents describe (customer-portal MFA help pages and two Reset MFA requests), on the
 //! in-memory store, through both executors (`blocking::*` runs each operation
 //! with `Op::run`, `nonblocking::*` awaits it). The scenarios live in
 //! `tests/flows/mod.rs` so that every store runs exactly the same ones.

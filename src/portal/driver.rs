@@ -195,13 +195,17 @@ impl<S, C: Clock, R> Portal<S, C, R> {
         if let Some(notifier) = &self.notifier {
             answer.notices.iter().for_each(|e| notifier.notify(e));
         }
-        answer
-            .result
-            .unwrap_or_else(|| Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))))
+        // Only a store that reports a commit without running the change leaves no answer.
+        answer.result.unwrap_or_else(|| {
+            Err(Error::Storage(
+                StorageError::of_kind(StorageErrorKind::Other)
+                    .because("the store reported a commit without running the change"),
+            ))
+        })
     }
 
-    /// The policy write shared by the sync and async drivers: the new policy,
-    /// its events, and whether there is anything to write at all.
+    /// A policy write: the new policy, its events, and whether there is
+    /// anything to write at all.
     fn policy_change(
         &self,
         actor: &Actor,

@@ -685,7 +685,7 @@ impl<S, C, R> Portal<S, C, R> {
 }
 
 impl<S, C, R: CryptoRng> Portal<S, C, R> {
-    /// A fresh secret and the request to enrol it (shared by the sync and async drivers).
+    /// A fresh secret and the request to enrol it.
     fn enrolment<'a>(
         &'a self,
         account: &'a str,

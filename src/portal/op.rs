@@ -10,8 +10,8 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::task::{Context, Poll, Waker};
 
-use crate::error::{Error, Result};
-use crate::store::{AsyncStore, Backend, BlockingStore, StorageError, StorageErrorKind};
+use crate::error::Result;
+use crate::store::{AsyncStore, Backend, BlockingStore};
 
 /// A portal operation, ready to run: [`.run()`](Op::run) it on a blocking
 /// store, or `.await` it on an async one (the [`MemoryStore`](crate::MemoryStore)
@@ -146,8 +146,10 @@ where
         let mut body = std::pin::pin!(self.work.start(driver));
         match body.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(answer) => answer,
-            // Not reached: on a blocking store every call completes before it returns.
-            Poll::Pending => Err(Error::Storage(StorageError::of_kind(StorageErrorKind::Other))),
+            Poll::Pending => unreachable!(
+                "a blocking store's calls complete before they return, and its back-off sleeps the thread, \
+                 so the body is ready at its first poll"
+            ),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Every flow the product documents in shared/seeds describe, written once and
+//! Every flow the product documents describe (customer-portal MFA help pages and two Reset MFA requests), written once and
 //! run over each store (`seed_flow_tests!` instantiates them per store).
 
 #![allow(dead_code, unreachable_pub)]

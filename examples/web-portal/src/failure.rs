@@ -9,9 +9,9 @@ use portal_mfa::{Error, ErrorKind, PolicyRefusal, StorageErrorKind};
 use crate::accounts::Area;
 use crate::views;
 
-/// The seeds' words for enforcing MFA on a SAML portal.
+/// The refusal, in the product documentation's words, to enforce MFA on a SAML portal.
 pub const SAML_REFUSAL: &str = "You won't be able to enable MFA if you've configured SAML for your portal.";
-/// The seeds' words for deleting the last authenticator under enforcement.
+/// The refusal, in the product documentation's words, to delete the last authenticator under enforcement.
 pub const DELETE_REFUSAL: &str = "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin.";
 
 /// A refusal, shown as a page (or, for "sign in first", a redirect). Boxed:

@@ -5,8 +5,9 @@
 //!   form beside the columns a query filters on. It never maps a record's fields.
 //! - The schema is created and migrated by the store (table `portal_mfa_schema`
 //!   holds its version); a file written by a newer version is refused. A file
-//!   from 0.1 (schema 1, plaintext secrets) is upgraded in one transaction when
-//!   opened with a keyring ([`SqliteOptions::upgrade_with`]).
+//!   at schema 1 (one column per field, plaintext secrets) is upgraded to the
+//!   sealed stored form in one transaction when opened with a keyring
+//!   ([`SqliteOptions::upgrade_with`]).
 //! - WAL journal; `synchronous=NORMAL` by default: a committed sign-in survives
 //!   a crash of the process, and a power cut may lose the last few commits
 //!   ([`SqliteOptions::full_sync`] fsyncs every commit).
@@ -55,7 +56,7 @@ impl SqliteStore {
     ///
     /// Errors: [`StorageErrorKind::Corrupt`] for a damaged or non-SQLite file,
     /// [`StorageErrorKind::IncompatibleSchema`] for a file from a newer version
-    /// (or from 0.1, without [`SqliteOptions::upgrade_with`]),
+    /// (or at schema 1, without [`SqliteOptions::upgrade_with`]),
     /// [`StorageErrorKind::ReadOnly`] when the file cannot be written,
     /// [`StorageErrorKind::Busy`] when another writer holds it too long.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {

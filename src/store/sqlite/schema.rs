@@ -1,4 +1,4 @@
-//! The SQLite schema, its migrations, and the upgrade from 0.1's schema 1.
+//! The SQLite schema, its migrations, and the upgrade from schema 1 (plaintext columns).
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -164,7 +164,7 @@ fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), Stora
             progress(done + 1, total);
         }
     }
-    // Each user's (and each portal's) chain runs through its events in 0.1's order.
+    // Each user's (and each portal's) chain runs through its events in schema 1's order.
     let mut last: std::collections::HashMap<(PortalId, Option<UserId>), i64> = Default::default();
     v1::events(tx, |event| {
         let owner = (event.portal.clone(), event.user.clone());

@@ -1,7 +1,6 @@
-//! Reads a schema-1 database (0.1: one column per field, secrets in
-//! plaintext) for the upgrade to the stored form. Nothing writes this layout
-//! any more; this is its only reader, and it lives only as long as upgrades
-//! from 0.1 are supported.
+//! Reads a schema-1 database (one column per field, secrets in plaintext)
+//! for the upgrade to the sealed stored form. Nothing writes this layout;
+//! this is its only reader, kept while upgrades from schema 1 are supported.
 
 use std::sync::Arc;
 
