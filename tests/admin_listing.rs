@@ -446,8 +446,8 @@ fn sign_ins_go_on_while_a_prune_runs() {
     let (phone, _) = enrol(&portal, &clock, &user);
 
     // A fixed number of sign-ins, begun with the prune: the outcome is the same
-    // on any machine; how they interleave with the batches is the machine's
-    // (benches/admin.rs measures their latency during a prune).
+    // on any machine; how they interleave with the batches is the machine's,
+    // so their latency is printed, never asserted.
     let start = Barrier::new(2);
     let (pruned, took, sign_ins) = std::thread::scope(|s| {
         let pruner = s.spawn(|| {
