@@ -23,7 +23,7 @@ pub struct Cursor(Box<str>);
 /// The longest cursor text accepted: a user id of up to [`UserId::MAX_LEN`](crate::UserId::MAX_LEN)
 /// bytes in hex, a kind, a fingerprint and a listing name. A test checks a
 /// cursor after the longest id with the longest kind parses.
-pub(crate) const MAX_CURSOR: usize = 2 * crate::ids::UserId::MAX_LEN + 64;
+const MAX_CURSOR: usize = 2 * crate::ids::UserId::MAX_LEN + 64;
 
 impl Cursor {
     /// Reads a cursor from text (a query parameter, say). Errors:
