@@ -13,7 +13,7 @@ pub mod guide;
 mod ids;
 mod keyring;
 mod notice;
-mod otp;
+pub mod otp;
 mod page;
 mod policy;
 mod portal;
@@ -22,37 +22,47 @@ pub mod store;
 mod stored;
 mod users;
 
-// What a host needs, at one path each.
-pub use backup::{BackupCodes, IssuedBackupCodes};
+// What every host needs, at the root; the rest by what a host does with it,
+// one path each.
 pub use clock::{AsyncSleep, Clock, ManualClock, SystemClock};
-pub use error::{
-    CodeFormatError, CodeKind, Error, ErrorKind, PolicyRefusal, Result, SecretError, StorageError, StorageErrorKind,
-    UriError,
-};
-pub use event::{AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCause, ResetMode, ResetReason};
-pub use ids::{Actor, Admin, AuthenticatorId, PortalId, UserId, UserKind};
-pub use keyring::{KeyId, Keyring};
-pub use notice::Notice;
-pub use otp::{Algorithm, Code, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams, Window};
+pub use error::{Error, ErrorKind, PolicyRefusal, Result, StorageError, StorageErrorKind};
+pub use ids::{Admin, AuthenticatorId, PortalId, UserId, UserKind};
+pub use keyring::Keyring;
 pub use page::{Cursor, MAX_PAGE, Page};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
-pub use portal::{EnrolmentOptions, Op, Portal, ResealProgress, Work};
-pub use state::{
-    Authenticator, EnrolReason, EnrolmentConfirmed, Failures, MfaRecord, PendingEnrolment, ResetRecord, ResetSummary,
-    SignInStep, SignInVerified, StartedEnrolment,
-};
-pub use store::memory::MemoryStore;
-#[cfg(feature = "postgres")]
-pub use store::postgres::{AsyncPostgresStore, POSTGRES_SCHEMA_VERSION, PostgresOptions, PostgresStore};
-#[cfg(feature = "sqlite")]
-pub use store::sqlite::{SqliteOptions, SqliteStore};
-pub use users::{GraceLeft, Lock, StatusFilter, UserQuery, UserStatus};
+pub use portal::{EnrolmentOptions, Op, Portal};
+pub use state::{EnrolReason, EnrolmentConfirmed, SignInStep, SignInVerified, StartedEnrolment};
+pub use backup::IssuedBackupCodes;
+
+/// The audit trail: what happened, who did it, who must hear of it.
+pub mod audit {
+    pub use crate::event::{AuditEvent, EventKind, EventQuery, Factor, Notifier, RemovalCause};
+    pub use crate::ids::Actor;
+    pub use crate::notice::Notice;
+}
+
+/// What an admin does beyond the policy: list users by MFA status, reset a
+/// user's MFA, re-seal records under a new key.
+pub mod admin {
+    pub use crate::event::{ResetMode, ResetReason};
+    pub use crate::keyring::KeyId;
+    pub use crate::policy::Lock;
+    pub use crate::portal::ResealProgress;
+    pub use crate::state::ResetSummary;
+    pub use crate::users::{GraceLeft, StatusFilter, UserQuery, UserStatus};
+}
+
+/// One user's MFA record, as [`Portal::record`] answers it.
+pub mod record {
+    pub use crate::backup::BackupCodes;
+    pub use crate::state::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
+}
 
 /// The pure state machine, for experts: what the [`Portal`] driver runs
-/// inside each store call. Each transition on [`MfaRecord`] takes the record
-/// by value and a [`Context`](core::Context) (time, policy, actor, ids) and
-/// returns an [`Outcome`](core::Outcome): the next record, its audit events,
-/// and the answer.
+/// inside each store call. Each transition on [`MfaRecord`](record::MfaRecord)
+/// takes the record by value and a [`Context`](core::Context) (time, policy,
+/// actor, ids) and returns an [`Outcome`](core::Outcome): the next record, its
+/// audit events, and the answer.
 ///
 /// ⚠️ Nothing here touches a store: a host that runs transitions itself must
 /// persist the next record and its events atomically, with compare-and-swap,

@@ -402,3 +402,19 @@ mod json {
         }
     }
 }
+
+/// A lock on a user's MFA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Lock {
+    /// When it ends (Unix time); `None`: when an admin resets the user's MFA.
+    pub until: Option<u64>,
+}
+
+impl Lock {
+    /// Whether the lock still holds at `now` (Unix time).
+    pub fn holds_at(&self, now: u64) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
+}

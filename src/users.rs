@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::page::{Cursor, Fingerprint, page_size};
-use crate::policy::{Enforcement, Grace, PortalPolicy};
+use crate::policy::{Enforcement, Grace, Lock, PortalPolicy};
 use crate::store::{RecordSummary, SummaryFilter, UserListing};
 
 /// Which users [`Portal::users`](crate::Portal::users) lists.
@@ -212,14 +212,6 @@ fn active_grace(policy: &PortalPolicy, now: u64) -> Option<Grace> {
     }
 }
 
-/// A lock on a user's MFA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Lock {
-    /// When it ends (Unix time); `None`: when an admin resets the user's MFA.
-    pub until: Option<u64>,
-}
 
 /// What is left of a user's grace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -257,9 +249,7 @@ pub struct UserStatus {
 
 impl UserStatus {
     pub(crate) fn of(user: UserId, summary: &RecordSummary, policy: &PortalPolicy, now: u64) -> Self {
-        let locked = summary.locked_until.filter(|&until| until > now).map(|until| Lock {
-            until: (until != u64::MAX).then_some(until),
-        });
+        let locked = summary.locked.filter(|lock| lock.holds_at(now));
         let grace = active_grace(policy, now)
             .filter(|_| SummaryFilter::GraceUsedBelow(None).matches(summary))
             .and_then(|grace| {

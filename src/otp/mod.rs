@@ -12,6 +12,7 @@ mod secret;
 pub(crate) mod text;
 mod uri;
 
+pub use crate::error::{CodeFormatError, CodeKind, SecretError, UriError};
 pub use code::Code;
 pub use generator::{Hotp, Totp};
 pub use params::{Algorithm, Digits, TotpParams, Window};

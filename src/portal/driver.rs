@@ -12,6 +12,7 @@ use rand::CryptoRng;
 
 use super::Portal;
 use super::op::{Driver, Pause};
+use crate::store::Backend;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::event::{AuditEvent, EventKind};
@@ -20,14 +21,14 @@ use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
 use crate::state::{Context, MfaRecord, Outcome};
 use crate::store::{
-    Applied, Commit, LiveChange, RecordSummary, RecordWrite, Step, StorageError, StorageErrorKind, Stored, StoredEvent,
-    Version,
+    Applied, Commit, LiveChange, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
 };
 use crate::stored::{decode_policy, decode_record, encode_record};
 
 impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Runs `transition` on the user's stored record in one atomic store call
-    /// (check-and-record), re-running it on a conflict.
+    /// (check-and-record), re-running it on a conflict. The answer and the
+    /// notices leave only once the store has committed.
     pub(super) async fn on_record<T: Send>(
         &self,
         driver: Driver<'_>,
@@ -43,16 +44,28 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 actor,
                 now: self.now()?,
                 transition: &mut transition,
-                answer: Answer::default(),
+                result: None,
+                notices: Vec::new(),
             };
-            let applied = match driver.backend.run_step_now(&self.id, user, &mut step) {
-                Ok(applied) => applied?,
-                Err(pending) => pending.run(&self.id, user, &mut step).await?,
+            let id = &self.id;
+            let applied = match driver.backend {
+                Backend::Blocking(s) => s.apply(id, user, &mut |record, policy| step.on_bytes(record, policy))?,
+                Backend::Async(s) => s.apply(id, user, &mut |record, policy| step.on_bytes(record, policy)).await?,
+                Backend::Memory(m) => m.run_step(id, user, &mut |record, policy| step.on_live(record, policy))?,
             };
-            match applied {
-                Applied::Done => return self.settle(step.answer),
-                Applied::Conflict => self.back_off(driver.pause, attempt).await,
+            if applied == Applied::Conflict {
+                self.back_off(driver.pause, attempt).await;
+                continue;
             }
+            if let Some(notifier) = &self.notifier {
+                step.notices.iter().for_each(|e| notifier.notify(e));
+            }
+            return step.result.unwrap_or_else(|| {
+                Err(Error::Storage(
+                    StorageError::of_kind(StorageErrorKind::Other)
+                        .because("the store reported a commit without running the change"),
+                ))
+            });
         }
         Err(Error::Conflict {
             attempts: self.max_attempts,
@@ -67,16 +80,15 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync,
     ) -> Result<PortalPolicy> {
         for attempt in 0..self.max_attempts {
-            let planned = self.policy_change(actor, driver.backend.read_policy(&self.id).await?, &change)?;
-            if planned.unchanged {
-                return Ok(planned.new);
+            let stored = driver.backend.read_policy(&self.id).await?;
+            let (old, expected) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
+            let new = change(old)?;
+            let events = policy_events(&self.id, actor, self.now()?, &old, &new);
+            if events.is_empty() && expected.is_some() {
+                return Ok(new);
             }
-            match driver
-                .backend
-                .write_policy(&self.id, planned.expected, &planned.new, &planned.events)
-                .await?
-            {
-                Commit::Committed(_) => return Ok(planned.new),
+            match driver.backend.write_policy(&self.id, expected, &new, &events).await? {
+                Commit::Committed(_) => return Ok(new),
                 Commit::Conflict => self.back_off(driver.pause, attempt).await,
             }
         }
@@ -153,30 +165,38 @@ impl<S, C: Clock, R> Portal<S, C, R> {
         }
         Ok(now)
     }
+}
 
-    /// The part of an attempt that runs inside the store's atomic call: the
-    /// pure transition on what the store read (the policy from the same read).
-    #[allow(clippy::too_many_arguments)]
-    fn step<T>(
-        &self,
-        user: &UserId,
-        actor: &Actor,
-        now: u64,
-        transition: &mut impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
-        answer: &mut Answer<T>,
-        record: MfaRecord,
-        policy: Option<&PortalPolicy>,
-    ) -> LiveChange {
+/// One attempt of an operation, as the store runs it inside its atomic call;
+/// what it produced for the caller waits here until the store commits.
+struct Attempt<'a, S, C, R, T, F> {
+    portal: &'a Portal<S, C, R>,
+    user: &'a UserId,
+    actor: &'a Actor,
+    now: u64,
+    transition: &'a mut F,
+    result: Option<Result<T>>,
+    notices: Vec<AuditEvent>,
+}
+
+impl<S, C, R, T, F> Attempt<'_, S, C, R, T, F>
+where
+    R: CryptoRng,
+    F: FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
+{
+    /// The pure transition on what the store read (the policy from the same read).
+    fn on_live(&mut self, record: MfaRecord, policy: Option<&PortalPolicy>) -> LiveChange {
+        let portal = self.portal;
         let ctx = Context {
-            portal: &self.id,
-            user,
-            policy: policy.unwrap_or(&self.default_policy),
-            now,
-            actor,
+            portal: &portal.id,
+            user: self.user,
+            policy: policy.unwrap_or(&portal.default_policy),
+            now: self.now,
+            actor: self.actor,
         };
-        let outcome = transition(record, &ctx);
-        answer.result = Some(outcome.result);
-        answer.notices = outcome
+        let outcome = (self.transition)(record, &ctx);
+        self.result = Some(outcome.result);
+        self.notices = outcome
             .events
             .iter()
             .filter(|e| e.kind.user_must_hear())
@@ -187,71 +207,6 @@ impl<S, C: Clock, R> Portal<S, C, R> {
             changed: outcome.changed,
             events: outcome.events,
         }
-    }
-
-    /// After a committed attempt: tell the notifier, hand back the answer.
-    #[inline]
-    fn settle<T>(&self, answer: Answer<T>) -> Result<T> {
-        if let Some(notifier) = &self.notifier {
-            answer.notices.iter().for_each(|e| notifier.notify(e));
-        }
-        // Only a store that reports a commit without running the change leaves no answer.
-        answer.result.unwrap_or_else(|| {
-            Err(Error::Storage(
-                StorageError::of_kind(StorageErrorKind::Other)
-                    .because("the store reported a commit without running the change"),
-            ))
-        })
-    }
-
-    /// A policy write: the new policy, its events, and whether there is
-    /// anything to write at all.
-    fn policy_change(
-        &self,
-        actor: &Actor,
-        stored: Option<(PortalPolicy, Version)>,
-        change: &impl Fn(PortalPolicy) -> Result<PortalPolicy>,
-    ) -> Result<PolicyChange> {
-        let (old, expected) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
-        let new = change(old)?;
-        let events = policy_events(&self.id, actor, self.now()?, &old, &new);
-        Ok(PolicyChange {
-            unchanged: events.is_empty() && expected.is_some(),
-            new,
-            expected,
-            events,
-        })
-    }
-}
-
-/// One attempt of an operation, as the store runs it inside its atomic call.
-struct Attempt<'a, S, C, R, T, F> {
-    portal: &'a Portal<S, C, R>,
-    user: &'a UserId,
-    actor: &'a Actor,
-    now: u64,
-    transition: &'a mut F,
-    answer: Answer<T>,
-}
-
-impl<S, C, R, T, F> Step for Attempt<'_, S, C, R, T, F>
-where
-    S: Sync,
-    C: Clock,
-    R: CryptoRng + Send,
-    T: Send,
-    F: FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
-{
-    fn on_live(&mut self, record: MfaRecord, policy: Option<&PortalPolicy>) -> LiveChange {
-        self.portal.step(
-            self.user,
-            self.actor,
-            self.now,
-            self.transition,
-            &mut self.answer,
-            record,
-            policy,
-        )
     }
 
     /// Opens the stored record, runs the transition, and seals the result.
@@ -268,10 +223,7 @@ where
         })();
         let (record, policy) = match opened {
             Ok(opened) => opened,
-            Err(e) => {
-                self.answer.fail(e);
-                return None;
-            }
+            Err(e) => return self.fail(e),
         };
         let change = self.on_live(record, policy.as_ref());
         if !change.changed {
@@ -286,43 +238,16 @@ where
                 summary: RecordSummary::of(&change.record),
                 events: change.events.iter().map(StoredEvent::of).collect(),
             }),
-            Err(e) => {
-                self.answer.fail(e);
-                None
-            }
+            Err(e) => self.fail(e),
         }
     }
-}
 
-/// What one attempt produced for the caller, kept aside until the store commits.
-struct Answer<T> {
-    result: Option<Result<T>>,
-    notices: Vec<AuditEvent>,
-}
-
-impl<T> Answer<T> {
     /// The attempt could not run: this error is the answer, and nothing is written or notified.
-    fn fail(&mut self, error: Error) {
+    fn fail(&mut self, error: Error) -> Option<RecordWrite> {
         self.result = Some(Err(error));
         self.notices.clear();
+        None
     }
-}
-
-impl<T> Default for Answer<T> {
-    fn default() -> Self {
-        Self {
-            result: None,
-            notices: Vec::new(),
-        }
-    }
-}
-
-/// A planned policy write.
-struct PolicyChange {
-    unchanged: bool,
-    new: PortalPolicy,
-    expected: Option<Version>,
-    events: Vec<AuditEvent>,
 }
 
 /// The events a policy change emits.

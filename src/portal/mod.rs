@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use rand::CryptoRng;
 use rand::rngs::StdRng;
 
-use self::op::{Driver, Job};
-pub use self::op::{Op, Work};
+use self::op::Driver;
+pub use self::op::Op;
 use crate::backup::IssuedBackupCodes;
 use crate::clock::{AsyncSleep, Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -141,7 +141,7 @@ impl<S> Portal<S> {
 /// it on an async store. Each is written once, below, for both.
 impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// The portal's policy now.
-    pub fn policy(&self) -> Op<'_, impl Work<'_, Store = S, Output = PortalPolicy>> {
+    pub fn policy(&self) -> Op<'_, S, PortalPolicy> {
         self.op("policy", None, move |d| async move {
             Ok(d.backend
                 .read_policy(&self.id)
@@ -151,7 +151,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// A user's record (a fresh one if they never had one). Secrets stay redacted in `Debug`.
-    pub fn record<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = MfaRecord>> {
+    pub fn record<'a>(&'a self, user: &'a UserId) -> Op<'a, S, MfaRecord> {
         self.on_user("record", user, &USER, |record, _| Outcome {
             result: Ok(record.clone()),
             record,
@@ -166,7 +166,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// Errors: [`Error::InvalidCursor`] for a cursor of another query,
     /// [`Error::InvalidPageSize`] for a limit of 0.
-    pub fn audit_events(&self, query: EventQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<AuditEvent>>> {
+    pub fn audit_events(&self, query: EventQuery) -> Op<'_, S, Page<AuditEvent>> {
         self.op("audit_events", None, move |d| self.event_page(d, query))
     }
 
@@ -190,7 +190,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         query: EventQuery,
         out: &'a mut (dyn std::io::Write + Send),
-    ) -> Op<'a, impl Work<'a, Store = S, Output = u64>> {
+    ) -> Op<'a, S, u64> {
         self.op("export_events", None, move |d| async move {
             let mut written = 0u64;
             let mut next = Some(query.limit(crate::page::MAX_PAGE));
@@ -217,7 +217,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// It deletes in batches of [`Portal::PRUNE_BATCH`], each its own short
     /// store call, and rests as long as each batch took before the next, so
     /// sign-ins are never held up for longer than one batch. Run it from a scheduled job; it is safe to stop and run again.
-    pub fn prune_events(&self, before: u64) -> Op<'_, impl Work<'_, Store = S, Output = u64>> {
+    pub fn prune_events(&self, before: u64) -> Op<'_, S, u64> {
         self.op("prune_events", None, move |d| async move {
             let mut total = 0u64;
             loop {
@@ -242,7 +242,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &self,
         from: u64,
         until: u64,
-    ) -> Op<'_, impl Work<'_, Store = S, Output = BTreeMap<String, u64>>> {
+    ) -> Op<'_, S, BTreeMap<String, u64>> {
         self.op("event_counts", None, move |d| async move {
             let counts = d.backend.count_events(&self.id, from, until).await?;
             Ok(counts.into_iter().collect())
@@ -258,7 +258,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// cursor of other filters, [`Error::InvalidPageSize`] for a limit of 0,
     /// [`Error::CorruptRecord`] for a stored id over [`UserId::MAX_LEN`] (which
     /// no operation writes). Every cursor fits a link: at most 1 088 characters.
-    pub fn users(&self, query: UserQuery) -> Op<'_, impl Work<'_, Store = S, Output = Page<UserStatus>>> {
+    pub fn users(&self, query: UserQuery) -> Op<'_, S, Page<UserStatus>> {
         self.op("users", None, move |d| async move {
             let policy = d
                 .backend
@@ -295,7 +295,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         after: Option<&'a UserId>,
         batch: usize,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = ResealProgress>> {
+    ) -> Op<'a, S, ResealProgress> {
         self.op("reseal", None, move |d| async move {
             let keyring = self.keyring()?;
             let batch = batch.max(1);
@@ -354,7 +354,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         admin: &'a Admin,
         enforcement: Enforcement,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
+    ) -> Op<'a, S, PortalPolicy> {
         self.change_policy("set_enforcement", admin, move |p| p.with_enforcement(enforcement))
     }
 
@@ -363,7 +363,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         admin: &'a Admin,
         method: SignInMethod,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
+    ) -> Op<'a, S, PortalPolicy> {
         self.change_policy("set_sign_in_method", admin, move |p| p.with_sign_in_method(method))
     }
 
@@ -373,7 +373,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         admin: &'a Admin,
         change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync + 'a,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
+    ) -> Op<'a, S, PortalPolicy> {
         self.change_policy("update_policy", admin, change)
     }
 
@@ -382,7 +382,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// After the password step: what to ask for next. A pure read: a page
     /// reload that asks again changes nothing. Keep the answer in the host's
     /// server-side session between the password page and the code page.
-    pub fn begin_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = SignInStep>> {
+    pub fn begin_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, S, SignInStep> {
         self.on_user("begin_sign_in", user, &USER, |record, ctx| record.sign_in_step(ctx))
     }
 
@@ -394,7 +394,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     pub fn complete_grace_sign_in<'a>(
         &'a self,
         user: &'a UserId,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = SignInStep>> {
+    ) -> Op<'a, S, SignInStep> {
         self.on_user("complete_grace_sign_in", user, &USER, |record, ctx| {
             record.complete_grace_sign_in(ctx)
         })
@@ -421,7 +421,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         user: &'a UserId,
         input: &'a str,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = SignInVerified>> {
+    ) -> Op<'a, S, SignInVerified> {
         self.on_user("verify_sign_in", user, &USER, move |record, ctx| {
             record.verify(ctx, input)
         })
@@ -447,7 +447,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         account: &'a str,
         label: &'a str,
         options: EnrolmentOptions<'a>,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = StartedEnrolment>> {
+    ) -> Op<'a, S, StartedEnrolment> {
         let (secret, request) = self.enrolment(account, label, options);
         self.on_user("start_enrolment", user, &USER, move |record, ctx| {
             record.start_enrolment(ctx, request, secret.clone())
@@ -459,14 +459,14 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         user: &'a UserId,
         code: &'a str,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = EnrolmentConfirmed>> {
+    ) -> Op<'a, S, EnrolmentConfirmed> {
         self.on_user("confirm_enrolment", user, &USER, move |record, ctx| {
             record.confirm_enrolment(ctx, code, &mut *self.rng())
         })
     }
 
     /// Abandons the pending enrolment.
-    pub fn cancel_enrolment<'a>(&'a self, user: &'a UserId) -> Op<'a, impl Work<'a, Store = S, Output = ()>> {
+    pub fn cancel_enrolment<'a>(&'a self, user: &'a UserId) -> Op<'a, S, ()> {
         self.on_user("cancel_enrolment", user, &USER, |record, ctx| {
             record.cancel_enrolment(ctx)
         })
@@ -478,7 +478,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         authenticator: AuthenticatorId,
         proof: &'a str,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = ()>> {
+    ) -> Op<'a, S, ()> {
         self.on_user("delete_authenticator", user, &USER, move |record, ctx| {
             record.delete_authenticator(ctx, authenticator, proof)
         })
@@ -489,7 +489,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         &'a self,
         user: &'a UserId,
         proof: &'a str,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = IssuedBackupCodes>> {
+    ) -> Op<'a, S, IssuedBackupCodes> {
         self.on_user("regenerate_backup_codes", user, &USER, move |record, ctx| {
             record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
         })
@@ -516,7 +516,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         reason: ResetReason,
         mode: ResetMode,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = ResetSummary>> {
+    ) -> Op<'a, S, ResetSummary> {
         self.on_user("admin_reset", user, admin.actor(), move |record, ctx| {
             record.admin_reset(ctx, reason.clone(), mode)
         })
@@ -530,7 +530,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         label: &'a str,
         secret: Secret,
         params: TotpParams,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = AuthenticatorId>> {
+    ) -> Op<'a, S, AuthenticatorId> {
         self.on_user("import_authenticator", user, admin.actor(), move |record, ctx| {
             record.import_authenticator(ctx, label, secret.clone(), params)
         })
@@ -544,15 +544,17 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         name: &'static str,
         user: Option<&'a UserId>,
         body: impl FnOnce(Driver<'a>) -> Fut + Send + 'a,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = T>>
+    ) -> Op<'a, S, T>
     where
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
         #[cfg(feature = "tracing")]
-        let body = move |d| trace::traced(&self.id, name, user, body(d));
+        return Op::new(&self.store, move |d| Box::pin(trace::traced(&self.id, name, user, body(d))));
         #[cfg(not(feature = "tracing"))]
-        let _ = (name, user);
-        Job::op(&self.store, body)
+        {
+            let _ = (name, user);
+            Op::new(&self.store, move |d| Box::pin(body(d)))
+        }
     }
 
     /// An operation that runs `transition` on one user's record.
@@ -562,7 +564,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         user: &'a UserId,
         actor: &'a Actor,
         transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send + 'a,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = T>> {
+    ) -> Op<'a, S, T> {
         self.op(name, Some(user), move |d| self.on_record(d, user, actor, transition))
     }
 
@@ -572,7 +574,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         name: &'static str,
         admin: &'a Admin,
         change: impl Fn(PortalPolicy) -> Result<PortalPolicy> + Send + Sync + 'a,
-    ) -> Op<'a, impl Work<'a, Store = S, Output = PortalPolicy>> {
+    ) -> Op<'a, S, PortalPolicy> {
         self.op(name, None, move |d| self.on_policy(d, admin.actor(), change))
     }
 }

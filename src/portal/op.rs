@@ -1,24 +1,37 @@
-//! An operation as a value, and the two executors that run it.
+//! An operation as a value, the two executors that run it, and the store
+//! calls its body makes.
 //!
 //! Every [`Portal`](crate::Portal) method returns an [`Op`]: the operation
 //! written once, as an `async` body that awaits its store calls. The blocking
 //! executor, [`Op::run`], polls it once on the calling thread (on a blocking
 //! store every call is ready at once); the async executor is `.await` (the
-//! body itself, on an async store). Both go through the one retry loop.
+//! body itself, on an async store). Both go through the one retry loop in
+//! `driver.rs`.
 
 use std::future::{Future, IntoFuture};
-use std::marker::PhantomData;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use crate::error::Result;
-use crate::store::{AsyncStore, Backend, BlockingStore};
+use crate::error::{Result, StorageError};
+use crate::event::AuditEvent;
+use crate::ids::{PortalId, UserId};
+use crate::policy::PortalPolicy;
+use crate::store::{
+    AsyncStore, Backend, BlockingStore, Commit, EventPosition, EventQuery, RecordSummary, Stored, StoredEvent,
+    UserListing, Version,
+};
+use crate::stored::{decode_event, decode_policy, encode_policy};
 
-/// A portal operation, ready to run: [`.run()`](Op::run) it on a blocking
-/// store, or `.await` it on an async one (the [`MemoryStore`](crate::MemoryStore)
-/// does both).
+/// An operation's body: what either executor runs.
+pub(super) type Body<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A portal operation on a store `S`, answering `T`, ready to run:
+/// [`.run()`](Op::run) it on a blocking store, or `.await` it on an async one
+/// (the [`MemoryStore`](crate::store::MemoryStore) does both).
 ///
 /// ```
 /// # use portal_mfa::*;
+/// # use portal_mfa::store::MemoryStore;
 /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
 /// let user = UserId::customer("c-1");
 /// // A blocking host:
@@ -28,8 +41,9 @@ use crate::store::{AsyncStore, Backend, BlockingStore};
 /// # Ok::<(), portal_mfa::Error>(())
 /// ```
 ///
-/// An operation on a blocking store runs with `.run()` (in an async host, on
-/// the runtime's blocking pool); awaiting it does not compile:
+/// An operation on a blocking store runs with `.run()` (in an async host,
+/// serve the store through [`OffRuntime`](crate::store::OffRuntime) instead);
+/// awaiting it does not compile:
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -47,103 +61,56 @@ use crate::store::{AsyncStore, Backend, BlockingStore};
 /// }
 /// ```
 #[must_use = "an operation does nothing until it is run: call `.run()` or `.await` it"]
-pub struct Op<'a, W> {
-    work: W,
-    lifetime: PhantomData<&'a ()>,
+pub struct Op<'a, S: ?Sized, T> {
+    store: &'a S,
+    body: Box<dyn FnOnce(Driver<'a>) -> Body<'a, T> + Send + 'a>,
 }
 
-impl<W> core::fmt::Debug for Op<'_, W> {
+impl<S: ?Sized, T> core::fmt::Debug for Op<'_, S, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Op")
     }
 }
 
-/// What an [`Op`] does: its store and its answer. Only the crate implements it.
-pub trait Work<'a>: Send {
-    /// The store the operation runs on.
-    type Store: ?Sized + 'a;
-    /// What the operation answers.
-    type Output;
-    /// The operation's body, as the async executor awaits it.
-    type Future: Future<Output = Result<Self::Output>> + Send + 'a;
-
-    #[doc(hidden)]
-    fn store(&self) -> &'a Self::Store;
-
-    #[doc(hidden)]
-    fn start(self, driver: Driver<'a>) -> Self::Future;
-}
-
 /// The store and the way to wait that an executor hands an operation's body.
-/// `pub` but never exported: that it cannot be named outside the crate is what
-/// keeps [`Work`] implemented by the crate alone.
-#[allow(unreachable_pub)]
 #[derive(Clone, Copy)]
-pub struct Driver<'a> {
-    pub(crate) backend: Backend<'a>,
-    pub(crate) pause: Pause,
+pub(super) struct Driver<'a> {
+    pub(super) backend: Backend<'a>,
+    pub(super) pause: Pause,
 }
 
 /// How the retry loop waits between attempts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Pause {
+pub(super) enum Pause {
     /// Sleep the thread (the blocking executor owns it).
     Thread,
     /// Let the task yield (the async executor must not block its runtime).
     Task,
 }
 
-/// The one [`Work`]: a store and the body to run on it.
-pub(crate) struct Job<'a, S: ?Sized, F> {
-    store: &'a S,
-    body: F,
-}
-
-impl<'a, S, F, Fut, T> Work<'a> for Job<'a, S, F>
-where
-    S: ?Sized + Sync + 'a,
-    F: FnOnce(Driver<'a>) -> Fut + Send,
-    Fut: Future<Output = Result<T>> + Send + 'a,
-{
-    type Store = S;
-    type Output = T;
-    type Future = Fut;
-
-    fn store(&self) -> &'a S {
-        self.store
-    }
-
-    fn start(self, driver: Driver<'a>) -> Fut {
-        (self.body)(driver)
-    }
-}
-
-impl<'a, S: ?Sized, F> Job<'a, S, F> {
-    pub(crate) fn op(store: &'a S, body: F) -> Op<'a, Self> {
+impl<'a, S: ?Sized, T> Op<'a, S, T> {
+    pub(super) fn new(store: &'a S, body: impl FnOnce(Driver<'a>) -> Body<'a, T> + Send + 'a) -> Self {
         Op {
-            work: Job { store, body },
-            lifetime: PhantomData,
+            store,
+            body: Box::new(body),
         }
     }
 }
 
-impl<'a, W: Work<'a>> Op<'a, W>
-where
-    W::Store: BlockingStore,
-{
+impl<S: BlockingStore + ?Sized, T> Op<'_, S, T> {
     /// Runs the operation on the calling thread, blocking it while the store
     /// works and while it backs off from a conflict.
     ///
     /// ⚠️ In an async host, a blocking store (such as
-    /// [`SqliteStore`](crate::SqliteStore)) must be run off the runtime's
-    /// worker threads, e.g. inside `tokio::task::spawn_blocking`; see the
-    /// README's "Async hosts".
-    pub fn run(self) -> Result<W::Output> {
+    /// [`SqliteStore`](crate::store::SqliteStore)) must not run on the
+    /// runtime's worker threads: serve it through
+    /// [`OffRuntime`](crate::store::OffRuntime) and `.await` the operation.
+    pub fn run(self) -> Result<T> {
         let driver = Driver {
-            backend: self.work.store().blocking(),
+            backend: self.store.blocking(),
             pause: Pause::Thread,
         };
-        let mut body = std::pin::pin!(self.work.start(driver));
+        let mut body = (self.body)(driver);
         match body.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(answer) => answer,
             Poll::Pending => unreachable!(
@@ -154,20 +121,98 @@ where
     }
 }
 
-impl<'a, W: Work<'a>> IntoFuture for Op<'a, W>
-where
-    W::Store: AsyncStore,
-{
-    type Output = Result<W::Output>;
-    type IntoFuture = W::Future;
+impl<'a, S: AsyncStore + ?Sized, T> IntoFuture for Op<'a, S, T> {
+    type Output = Result<T>;
+    type IntoFuture = Body<'a, T>;
 
     /// The operation on an async store, waiting by yielding to the runtime
     /// (or through [`Portal::with_async_sleep`](crate::Portal::with_async_sleep)).
-    fn into_future(self) -> W::Future {
-        let driver = Driver {
-            backend: self.work.store().nonblocking(),
+    fn into_future(self) -> Body<'a, T> {
+        (self.body)(Driver {
+            backend: self.store.nonblocking(),
             pause: Pause::Task,
+        })
+    }
+}
+
+/// The store calls an operation's body makes, one arm per kind of store, and
+/// their byte conversions (policy, events), once. On a blocking store or the
+/// memory store every call is ready at its first poll. (A record's attempt is
+/// the retry loop's, in `driver.rs`.)
+impl Backend<'_> {
+    pub(super) async fn read_policy(self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
+        let stored = match self {
+            Backend::Blocking(s) => s.load_policy(portal)?,
+            Backend::Async(s) => s.load_policy(portal).await?,
+            Backend::Memory(m) => return m.read_policy(portal),
         };
-        self.work.start(driver)
+        stored.map(|s| Ok((decode_policy(&s.bytes)?, s.version))).transpose()
+    }
+
+    pub(super) async fn write_policy(
+        self,
+        portal: &PortalId,
+        expected: Option<Version>,
+        policy: &PortalPolicy,
+        events: &[AuditEvent],
+    ) -> Result<Commit> {
+        let bytes = || encode_policy(policy);
+        let stored = || events.iter().map(StoredEvent::of).collect::<Vec<_>>();
+        Ok(match self {
+            Backend::Blocking(s) => s.commit_policy(portal, expected, &bytes(), &stored())?,
+            Backend::Async(s) => s.commit_policy(portal, expected, &bytes(), &stored()).await?,
+            Backend::Memory(m) => m.write_policy(portal, expected, policy, events)?,
+        })
+    }
+
+    /// One page of events (the query's limit already includes the look-ahead one).
+    pub(super) async fn read_events(self, query: &EventQuery) -> Result<Vec<(EventPosition, AuditEvent)>> {
+        let stored = match self {
+            Backend::Blocking(s) => s.events(query)?,
+            Backend::Async(s) => s.events(query).await?,
+            Backend::Memory(m) => return Ok(m.read_events(query)?),
+        };
+        stored
+            .iter()
+            .map(|(position, bytes)| Ok((*position, decode_event(bytes)?)))
+            .collect()
+    }
+
+    pub(super) async fn prune_events(self, portal: &PortalId, before: u64, max: usize) -> Result<usize> {
+        Ok(match self {
+            Backend::Blocking(s) => s.prune_events(portal, before, max)?,
+            Backend::Async(s) => s.prune_events(portal, before, max).await?,
+            Backend::Memory(m) => m.prune_events(portal, before, max)?,
+        })
+    }
+
+    pub(super) async fn count_events(self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>> {
+        Ok(match self {
+            Backend::Blocking(s) => s.count_events(portal, from, until)?,
+            Backend::Async(s) => s.count_events(portal, from, until).await?,
+            Backend::Memory(m) => m.count_events(portal, from, until)?,
+        })
+    }
+
+    pub(super) async fn users(self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>> {
+        Ok(match self {
+            Backend::Blocking(s) => s.users(listing)?,
+            Backend::Async(s) => s.users(listing).await?,
+            Backend::Memory(m) => m.users(listing)?,
+        })
+    }
+
+    /// Records in their stored form, for sweeps; the memory store keeps none.
+    pub(super) async fn stored_records(
+        self,
+        portal: &PortalId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        match self {
+            Backend::Blocking(s) => s.records(portal, after, limit),
+            Backend::Async(s) => s.records(portal, after, limit).await,
+            Backend::Memory(_) => Ok(Vec::new()),
+        }
     }
 }

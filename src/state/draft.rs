@@ -68,7 +68,7 @@ impl<'c> Draft<'c> {
 impl Draft<'_> {
     pub(super) fn refuse_if_locked(&self) -> Result<()> {
         match self.record().failures.active_lock(self.ctx.now) {
-            Some(until) => Err(Error::LockedOut { until }),
+            Some(lock) => Err(Error::LockedOut { until: lock.until }),
             None => Ok(()),
         }
     }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::event::ResetReason;
 use crate::ids::AuthenticatorId;
 use crate::otp::{Secret, Totp, TotpParams};
-use crate::policy::LockoutRule;
+use crate::policy::{Lock, LockoutRule};
 
 /// A secret with its verifier. The verifier (the HMAC pad states) is kept
 /// inline so a sign-in touches no memory beyond the record itself; the secret,
@@ -191,16 +191,21 @@ impl Failures {
         self.locked_until
     }
 
-    /// `Some(until)` while locked at `now`; `Some(None)` when locked until an
-    /// admin reset (after [`LockoutRule::HARD_LIMIT`] failures, or a lock that
-    /// would end past the last second a clock may show).
-    pub fn active_lock(&self, now: u64) -> Option<Option<u64>> {
+    /// The lock that holds at `now`, if any.
+    pub fn active_lock(&self, now: u64) -> Option<Lock> {
+        self.last_lock().filter(|lock| lock.holds_at(now))
+    }
+
+    /// The current or last lock: one until an admin reset after
+    /// [`LockoutRule::HARD_LIMIT`] failures, or for a lock that would end past
+    /// the last second a clock may show; else the last timed one.
+    pub fn last_lock(&self) -> Option<Lock> {
         if self.consecutive >= LockoutRule::HARD_LIMIT {
-            return Some(None);
+            return Some(Lock { until: None });
         }
-        self.locked_until
-            .filter(|&until| now < until)
-            .map(|until| (until < crate::clock::END_OF_TIME).then_some(until))
+        self.locked_until.map(|until| Lock {
+            until: (until < crate::clock::END_OF_TIME).then_some(until),
+        })
     }
 }
 

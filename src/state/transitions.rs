@@ -45,8 +45,8 @@ impl MfaRecord {
 
     /// The step that applies now, with nothing spent.
     fn next_step(&self, ctx: &Context<'_>) -> SignInStep {
-        if let Some(until) = self.failures.active_lock(ctx.now) {
-            return SignInStep::LockedOut { until };
+        if let Some(lock) = self.failures.active_lock(ctx.now) {
+            return SignInStep::LockedOut { until: lock.until };
         }
         if self.mfa_enabled() {
             return SignInStep::EnterCode {

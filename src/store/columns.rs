@@ -1,6 +1,8 @@
 //! What the SQL stores share about the summary columns: the listing query over
 //! them, and reading a summary back. Each store keeps its own placeholders.
 
+use crate::policy::Lock;
+
 use super::{RecordSummary, StorageError, StorageErrorKind, SummaryFilter, UserListing};
 
 /// Counts and versions in signed 64-bit columns; no real store passes `i64::MAX`.
@@ -12,6 +14,12 @@ pub(crate) fn int(value: u64) -> i64 {
 /// 292 billion): the clamp keeps their order, and such a time means "never".
 pub(crate) fn time(value: u64) -> i64 {
     int(value)
+}
+
+/// A lock as its column holds it: its end, or `i64::MAX` for a lock until an
+/// admin reset (which a clock never reaches: the driver refuses times past it).
+pub(crate) fn lock_column(lock: Lock) -> i64 {
+    lock.until.map_or(i64::MAX, time)
 }
 
 /// A query's time range `[from, until)` as SQL binds it: `None` when it
@@ -44,8 +52,8 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
         SummaryFilter::Enrolled => ("AND authenticators > 0".to_owned(), None),
         SummaryFilter::PendingEnrolment => ("AND pending_enrolment".to_owned(), None),
         SummaryFilter::MustEnrol => ("AND must_enrol".to_owned(), None),
-        // A column of i64::MAX is a lock until an admin reset (u64::MAX read back),
-        // locked even at the last second a clock may show: compare below it.
+        // A column of i64::MAX is a lock until an admin reset, locked even at
+        // the last second a clock may show: compare below it.
         SummaryFilter::LockedAt(now) => (
             format!("AND locked_until IS NOT NULL AND locked_until > {bound}"),
             Some(time(now).min(i64::MAX - 1)),
@@ -99,8 +107,9 @@ impl SummaryColumns {
             authenticators: small(self.authenticators)?,
             pending_enrolment: self.pending_enrolment,
             must_enrol: self.must_enrol,
-            // Written as i64::MAX: locked until an admin resets.
-            locked_until: time(self.locked_until)?.map(|t| if t == i64::MAX as u64 { u64::MAX } else { t }),
+            locked: time(self.locked_until)?.map(|t| Lock {
+                until: (t != i64::MAX as u64).then_some(t),
+            }),
             backup_codes_left: small(self.backup_codes_left)?,
             last_verified_at: time(self.last_verified_at)?,
             grace_sign_ins_used: u32::try_from(self.grace_sign_ins_used).map_err(|_| corrupt())?,

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use super::{
-    Applied, Commit, EventPosition, EventQuery, RecordSummary, Step, StorageError, StorageErrorKind, UserListing,
+    Applied, Commit, LiveFn, EventPosition, EventQuery, RecordSummary, StorageError, StorageErrorKind, UserListing,
     Version,
 };
 use crate::event::AuditEvent;
@@ -144,7 +144,7 @@ impl MemoryStore {
     }
 }
 
-/// What the driver's [`Backend`](super::Backend) calls.
+/// What the driver calls (see `portal/op.rs`).
 impl MemoryStore {
     /// Runs the step under the write lock on the record itself: no copy of the
     /// record is made and no other writer can interleave, so it never conflicts.
@@ -152,7 +152,7 @@ impl MemoryStore {
         &self,
         portal: &PortalId,
         user: &UserId,
-        step: &mut dyn Step,
+        change: &mut LiveFn<'_>,
     ) -> Result<Applied, StorageError> {
         let mut guard = self.state.write().map_err(poisoned)?;
         let state = &mut *guard;
@@ -164,7 +164,7 @@ impl MemoryStore {
         let policy = portal_state.policy.as_ref().map(|(p, _)| p);
         let events = match portal_state.records.get_mut(&key) {
             Some((stored, version)) => {
-                let outcome = step.on_live(std::mem::take(stored), policy);
+                let outcome = change(std::mem::take(stored), policy);
                 *stored = outcome.record;
                 if outcome.changed {
                     *version += 1;
@@ -172,7 +172,7 @@ impl MemoryStore {
                 outcome.events
             }
             None => {
-                let outcome = step.on_live(MfaRecord::default(), policy);
+                let outcome = change(MfaRecord::default(), policy);
                 if outcome.changed {
                     portal_state.records.insert(key, (outcome.record, 1));
                 }

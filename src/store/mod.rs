@@ -15,21 +15,24 @@
 //! driver re-runs its transition on the fresh record (where the step is now used).
 
 mod asynchronous;
-mod backend;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod columns;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "tokio")]
+mod off_runtime;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
 pub use asynchronous::{AsyncMfaStore, StoreFuture};
-pub use backend::{AsyncStore, BlockingStore};
-pub(crate) use backend::{Backend, LiveChange, Step};
-pub(crate) use memory::MemoryStore;
+pub use memory::MemoryStore;
+#[cfg(feature = "tokio")]
+pub use off_runtime::OffRuntime;
+#[cfg(feature = "postgres")]
+pub use postgres::{AsyncPostgresStore, POSTGRES_SCHEMA_VERSION, PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SCHEMA_VERSION;
+pub use sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
 
 // Where the store layer's own code finds them; hosts find them at the root.
 pub(crate) use crate::error::{StorageError, StorageErrorKind};
@@ -37,10 +40,23 @@ use crate::event::AuditEvent;
 pub use crate::event::EventPosition;
 pub(crate) use crate::event::EventQuery;
 use crate::ids::{PortalId, UserId, UserKind};
+use crate::policy::{Lock, PortalPolicy};
 use crate::state::MfaRecord;
 
 /// A record's version: changes on every commit.
 pub type Version = u64;
+
+/// What the memory store's `apply` runs on the record itself: the change,
+/// and the next record.
+pub(crate) type LiveFn<'a> = dyn FnMut(MfaRecord, Option<&PortalPolicy>) -> LiveChange + Send + 'a;
+
+/// What a [`LiveFn`] leaves.
+#[derive(Debug)]
+pub(crate) struct LiveChange {
+    pub(crate) record: MfaRecord,
+    pub(crate) changed: bool,
+    pub(crate) events: Vec<AuditEvent>,
+}
 
 /// The change [`MfaStore::apply`] runs: given the stored record and the stored
 /// policy (if any), the write to make (`None`: nothing to write).
@@ -101,9 +117,8 @@ pub struct RecordSummary {
     pub pending_enrolment: bool,
     /// Whether an admin reset requires enrolment at the next sign-in.
     pub must_enrol: bool,
-    /// The end of the last lock (Unix time; the lock holds while `now < locked_until`).
-    /// `u64::MAX` when MFA is locked until an admin resets it.
-    pub locked_until: Option<u64>,
+    /// The current or last lock ([`Lock::holds_at`] says whether it still holds).
+    pub locked: Option<Lock>,
     /// Unused backup codes.
     pub backup_codes_left: u8,
     /// When the second factor was last proven (Unix time).
@@ -115,18 +130,11 @@ pub struct RecordSummary {
 impl RecordSummary {
     /// The summary of `record`.
     pub fn of(record: &MfaRecord) -> Self {
-        let failures = record.failures();
-        // Locked until an admin reset: after the hard limit, or past the end of time.
-        let hard_locked = failures.active_lock(0) == Some(None);
         Self {
             authenticators: record.authenticators().len() as u8,
             pending_enrolment: record.pending().is_some(),
             must_enrol: record.must_enrol(),
-            locked_until: if hard_locked {
-                Some(u64::MAX)
-            } else {
-                failures.locked_until()
-            },
+            locked: record.failures().last_lock(),
             backup_codes_left: record.backup_codes().map_or(0, |c| c.remaining() as u8),
             last_verified_at: record.last_verified_at(),
             grace_sign_ins_used: record.grace_sign_ins_used(),
@@ -203,7 +211,7 @@ pub enum SummaryFilter {
     PendingEnrolment,
     /// An admin reset requires enrolment at the next sign-in.
     MustEnrol,
-    /// Locked at this Unix time (`locked_until` after it).
+    /// Locked at this Unix time ([`Lock::holds_at`] it).
     LockedAt(u64),
     /// No authenticator, no re-enrolment required, and fewer grace sign-ins
     /// used than this (any number when `None`).
@@ -221,7 +229,7 @@ impl SummaryFilter {
             Self::Enrolled => s.authenticators > 0,
             Self::PendingEnrolment => s.pending_enrolment,
             Self::MustEnrol => s.must_enrol,
-            Self::LockedAt(now) => s.locked_until.is_some_and(|until| until > now),
+            Self::LockedAt(now) => s.locked.is_some_and(|lock| lock.holds_at(now)),
             Self::GraceUsedBelow(limit) => {
                 s.authenticators == 0 && !s.must_enrol && limit.is_none_or(|n| s.grace_sign_ins_used < n)
             }
@@ -344,5 +352,76 @@ pub trait MfaStore: Send + Sync {
             return Ok(Applied::Done);
         };
         Ok(self.commit(portal, user, current.map(|c| c.version), &write)?.into())
+    }
+}
+
+/// A borrowed store, as the driver calls it (its calls are in `portal/op.rs`).
+/// `pub` but never exported: that it cannot be named outside the crate is
+/// what seals [`BlockingStore`] and [`AsyncStore`].
+#[allow(unreachable_pub)]
+#[derive(Clone, Copy)]
+pub enum Backend<'s> {
+    /// A blocking byte store.
+    Blocking(&'s dyn MfaStore),
+    /// An async byte store.
+    Async(&'s dyn AsyncMfaStore),
+    /// The memory store.
+    Memory(&'s MemoryStore),
+}
+
+/// A store an [`Op`](crate::Op) can [`run`](crate::Op::run) on, blocking the
+/// calling thread: every [`MfaStore`], the [`MemoryStore`], [`OffRuntime`]
+/// (feature `tokio`), and an `Arc` of any. Sealed: implement [`MfaStore`] instead.
+pub trait BlockingStore: Send + Sync {
+    #[doc(hidden)]
+    fn blocking(&self) -> Backend<'_>;
+}
+
+/// A store an [`Op`](crate::Op) can be `.await`ed on: every
+/// [`AsyncMfaStore`], the [`MemoryStore`] (which never waits), and an `Arc` of
+/// either. Sealed: implement [`AsyncMfaStore`] instead.
+pub trait AsyncStore: Send + Sync {
+    #[doc(hidden)]
+    fn nonblocking(&self) -> Backend<'_>;
+}
+
+/// The two traits are the same four impls apart from the trait and the kind
+/// of byte store: a byte store of that kind, it as a trait object, the memory
+/// store, and an `Arc` of any of them.
+macro_rules! store_for_executor {
+    ($store_trait:ident :: $method:ident, $bytes:ident => $variant:ident) => {
+        impl<S: $bytes> $store_trait for S {
+            fn $method(&self) -> Backend<'_> {
+                Backend::$variant(self)
+            }
+        }
+
+        impl $store_trait for dyn $bytes {
+            fn $method(&self) -> Backend<'_> {
+                Backend::$variant(self)
+            }
+        }
+
+        impl $store_trait for MemoryStore {
+            fn $method(&self) -> Backend<'_> {
+                Backend::Memory(self)
+            }
+        }
+
+        impl<B: $store_trait + ?Sized> $store_trait for std::sync::Arc<B> {
+            fn $method(&self) -> Backend<'_> {
+                (**self).$method()
+            }
+        }
+    };
+}
+
+store_for_executor!(BlockingStore::blocking, MfaStore => Blocking);
+store_for_executor!(AsyncStore::nonblocking, AsyncMfaStore => Async);
+
+#[cfg(feature = "tokio")]
+impl<S: MfaStore> BlockingStore for OffRuntime<S> {
+    fn blocking(&self) -> Backend<'_> {
+        Backend::Blocking(self.get_ref())
     }
 }

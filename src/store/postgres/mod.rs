@@ -53,7 +53,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::columns::{SummaryColumns, int, time, time_range, users_sql};
+use super::columns::{SummaryColumns, int, lock_column, time, time_range, users_sql};
 use super::{
     EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
     UserListing, Version,
@@ -351,7 +351,7 @@ impl<'a> RecordArgs<'a> {
             authenticators: s.authenticators.into(),
             pending_enrolment: s.pending_enrolment,
             must_enrol: s.must_enrol,
-            locked_until: s.locked_until.map(time),
+            locked_until: s.locked.map(lock_column),
             backup_codes_left: s.backup_codes_left.into(),
             last_verified_at: s.last_verified_at.map(time),
             grace_sign_ins_used: s.grace_sign_ins_used.into(),

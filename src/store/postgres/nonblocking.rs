@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{NoTls, Row, Socket};
 
 use super::sql::Sql;
 use super::{
@@ -41,10 +42,22 @@ impl AsyncPostgresStore {
     /// without TLS, with a pool of its own, and creates or migrates the tables.
     /// Errors as for [`PostgresStore::connect`](super::PostgresStore::connect).
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StorageError> {
+        Self::connect_tls(url, NoTls, options).await
+    }
+
+    /// [`AsyncPostgresStore::connect`] with a TLS connector (from
+    /// `postgres-native-tls` or `postgres-openssl`).
+    pub async fn connect_tls<T>(url: &str, tls: T, options: PostgresOptions) -> Result<Self, StorageError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let config = options.config(url)?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -33,7 +33,7 @@ pub use options::SqliteOptions;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
-use super::columns::{SummaryColumns, int, time, time_range, users_sql};
+use super::columns::{SummaryColumns, int, lock_column, time, time_range, users_sql};
 use super::{
     Applied, ChangeFn, Commit, EventPosition, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError,
     StorageErrorKind, Stored, StoredEvent, UserListing, Version,
@@ -232,7 +232,7 @@ fn indexed(summary: &RecordSummary) -> Indexed {
         Some(summary.authenticators.into()),
         Some(summary.pending_enrolment.into()),
         Some(summary.must_enrol.into()),
-        summary.locked_until.map(time),
+        summary.locked.map(lock_column),
     ]
 }
 
@@ -321,7 +321,7 @@ fn put_record(
             s.authenticators,
             s.pending_enrolment,
             s.must_enrol,
-            s.locked_until.map(time),
+            s.locked.map(lock_column),
             s.backup_codes_left,
             s.last_verified_at.map(time),
             s.grace_sign_ins_used,
