@@ -23,8 +23,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portal_mfa::{
-    Cursor, EnrolmentOptions, EventQuery, Keyring, ManualClock, Portal, PortalId, SqliteStore, StatusFilter, Totp,
-    UserId, UserQuery,
+    Cursor, EnrolmentOptions, Keyring, ManualClock, Portal, PortalId, UserId,
+    admin::{StatusFilter, UserQuery},
+    audit::EventQuery,
+    otp::Totp,
+    store::SqliteStore,
 };
 use rusqlite::params;
 

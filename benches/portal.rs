@@ -29,8 +29,9 @@ use std::future::IntoFuture;
 
 use portal_mfa::store::{AsyncStore, BlockingStore};
 use portal_mfa::{
-    EnrolmentOptions, Keyring, ManualClock, MemoryStore, Portal, PortalId, Secret, SignInVerified, Totp, TotpParams,
-    UserId, Window,
+    EnrolmentOptions, Keyring, ManualClock, Portal, PortalId, SignInVerified, UserId,
+    otp::{Secret, Totp, TotpParams, Window},
+    store::MemoryStore,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -179,7 +180,7 @@ fn signin(c: &mut Criterion) {
 
     let dir = std::env::temp_dir().join(format!("portal-mfa-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let sqlite = portal_mfa::SqliteStore::open(dir.join("bench.db")).expect("open SQLite");
+    let sqlite = portal_mfa::store::SqliteStore::open(dir.join("bench.db")).expect("open SQLite");
     let clock_sqlite = ManualClock::at(T0);
     let (on_disk, disk_users) = populated(sqlite, 1_000, &clock_sqlite);
     bench_driver(

@@ -35,8 +35,10 @@ use portal_mfa::store::{
     StoreFuture, Stored, StoredEvent, UserListing, Version,
 };
 use portal_mfa::{
-    AsyncPostgresStore, EnrolmentOptions, EventQuery, Keyring, LockoutRule, ManualClock, Portal, PortalId,
-    PortalPolicy, PostgresOptions, PostgresStore, StorageError, Totp, UserId,
+    EnrolmentOptions, Keyring, LockoutRule, ManualClock, Portal, PortalId, PortalPolicy, StorageError, UserId,
+    audit::EventQuery,
+    otp::Totp,
+    store::{AsyncPostgresStore, PostgresOptions, PostgresStore},
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -147,7 +149,7 @@ fn single_client(c: &mut Criterion, server: &pg::PgServer) {
         // The floor: the same two round trips, written by hand, on another user's row.
         let other = UserId::customer("bob");
         enrol(&portal, &other, &clock);
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut client = pg::Client::connect(&url);
         let read = client
             .prepare(&format!(
                 "SELECT version, record FROM \"{schema}\".portal_mfa_records
@@ -401,7 +403,9 @@ impl RowLock {
             write.events.iter().map(|e| e.kind).collect(),
             write.events.iter().map(|e| e.bytes.as_slice()).collect(),
         );
-        let locked = summary.locked_until.map(|t| t.min(i64::MAX as u64) as i64);
+        let locked = summary
+            .locked
+            .map(|lock| lock.until.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64));
         let verified = summary.last_verified_at.map(|t| t as i64);
         let left = i16::from(summary.backup_codes_left);
         // The write and COMMIT, pipelined: one round trip.

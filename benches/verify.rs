@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portal_mfa::{Algorithm, Digits, Secret, Totp, TotpParams, Window};
+use portal_mfa::otp::{Algorithm, Digits, Secret, Totp, TotpParams, Window};
 
 const NOW: u64 = 1_763_800_000;
 

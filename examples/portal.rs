@@ -23,8 +23,12 @@ use std::sync::Arc;
 
 use portal_mfa::store::BlockingStore;
 use portal_mfa::{
-    Admin, AuditEvent, Clock, Enforcement, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MemoryStore,
-    OtpAuthUri, Portal, PortalId, ResetMode, ResetReason, SignInStep, SystemClock, Totp, UserId,
+    Admin, Clock, Enforcement, EnrolmentOptions, Error, Keyring, ManualClock, Portal, PortalId, SignInStep,
+    SystemClock, UserId,
+    admin::{ResetMode, ResetReason},
+    audit::{AuditEvent, EventQuery},
+    otp::{OtpAuthUri, Totp},
+    store::MemoryStore,
 };
 
 type DemoPortal = Portal<Arc<dyn BlockingStore>, ManualClock>;
@@ -129,7 +133,7 @@ fn open_store(db: Option<&str>) -> Result<(Arc<dyn BlockingStore>, Option<Keyrin
         #[cfg(feature = "postgres")]
         Some(url) if is_postgres(url) => {
             let keyring = load_or_create_keyring(&local_files(url))?;
-            let store = portal_mfa::PostgresStore::connect(url, portal_mfa::PostgresOptions::new())?;
+            let store = portal_mfa::store::PostgresStore::connect(url, portal_mfa::store::PostgresOptions::new())?;
             Ok((Arc::new(store), Some(keyring)))
         }
         #[cfg(not(feature = "postgres"))]
@@ -143,8 +147,8 @@ fn open_store(db: Option<&str>) -> Result<(Arc<dyn BlockingStore>, Option<Keyrin
         Some(path) => {
             let keyring = Arc::new(load_or_create_keyring(path)?);
             // `upgrade_with` seals the plaintext secrets of a file an older version wrote.
-            let options = portal_mfa::SqliteOptions::new().upgrade_with(keyring.clone());
-            let store = portal_mfa::SqliteStore::open_with(path, options)?;
+            let options = portal_mfa::store::SqliteOptions::new().upgrade_with(keyring.clone());
+            let store = portal_mfa::store::SqliteStore::open_with(path, options)?;
             Ok((
                 Arc::new(store),
                 Some(Arc::try_unwrap(keyring).map_err(|_| "keyring still shared")?),

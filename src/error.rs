@@ -137,7 +137,7 @@ pub enum UriError {
     /// Issuer or account contains a control or format character (a zero-width
     /// space, a bidirectional override) or a line or paragraph separator.
     UnprintableName,
-    /// `period=` is longer than [`TotpParams::MAX_PERIOD`](crate::TotpParams::MAX_PERIOD) (one day).
+    /// `period=` is longer than [`TotpParams::MAX_PERIOD`](crate::otp::TotpParams::MAX_PERIOD) (one day).
     PeriodTooLong,
 }
 

@@ -239,7 +239,7 @@ impl<F: Fn(&AuditEvent) + Send + Sync> Notifier for F {
 /// Which audit events to read, one page at a time.
 ///
 /// ```
-/// use portal_mfa::{EventQuery, PortalId, UserId};
+/// use portal_mfa::{PortalId, UserId, audit::EventQuery};
 /// let help_desk = EventQuery::portal(&PortalId::new("acme"))
 ///     .user(&UserId::customer("c-1"))
 ///     .newest_first()

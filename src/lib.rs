@@ -24,6 +24,7 @@ mod users;
 
 // What every host needs, at the root; the rest by what a host does with it,
 // one path each.
+pub use backup::IssuedBackupCodes;
 pub use clock::{AsyncSleep, Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, PolicyRefusal, Result, StorageError, StorageErrorKind};
 pub use ids::{Admin, AuthenticatorId, PortalId, UserId, UserKind};
@@ -32,7 +33,6 @@ pub use page::{Cursor, MAX_PAGE, Page};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Op, Portal};
 pub use state::{EnrolReason, EnrolmentConfirmed, SignInStep, SignInVerified, StartedEnrolment};
-pub use backup::IssuedBackupCodes;
 
 /// The audit trail: what happened, who did it, who must hear of it.
 pub mod audit {

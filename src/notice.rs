@@ -26,6 +26,7 @@ impl AuditEvent {
     ///
     /// ```
     /// # use portal_mfa::*;
+    /// # use portal_mfa::{admin::*, audit::*, otp::*, store::MemoryStore};
     /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// let admin = Admin::authorised("admin@acme.example");
     /// let user = UserId::customer("c-1");

@@ -68,7 +68,8 @@ impl StatusFilter {
 /// A page request for [`Portal::users`](crate::Portal::users).
 ///
 /// ```
-/// use portal_mfa::{StatusFilter, UserKind, UserQuery};
+/// use portal_mfa::UserKind;
+/// use portal_mfa::admin::{StatusFilter, UserQuery};
 /// let locked_vendors = UserQuery::new().status(StatusFilter::LockedOut).kind(UserKind::Vendor).limit(50);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +212,6 @@ fn active_grace(policy: &PortalPolicy, now: u64) -> Option<Grace> {
         _ => None,
     }
 }
-
 
 /// What is left of a user's grace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,10 +9,11 @@ mod flows;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use flows::{ADMIN, Go, TestPortal, TestStore, all_pages, each_store_and_executor, enrol, portal_on};
+use flows::{ADMIN, Executor, Go, TestPortal, TestStore, all_pages, each_store_and_executor, enrol, portal_on};
 use portal_mfa::{
-    Cursor, Enforcement, EnrolmentOptions, Error, EventKind, EventQuery, Grace, MAX_PAGE, ManualClock, Page, ResetMode,
-    ResetReason, StatusFilter, UserId, UserKind, UserQuery, UserStatus,
+    Cursor, Enforcement, EnrolmentOptions, Error, Grace, MAX_PAGE, ManualClock, Page, UserId, UserKind,
+    admin::{ResetMode, ResetReason, StatusFilter, UserQuery, UserStatus},
+    audit::{EventKind, EventQuery},
 };
 
 fn setup(store: Arc<dyn TestStore>) -> (TestPortal, ManualClock) {
@@ -21,11 +22,11 @@ fn setup(store: Arc<dyn TestStore>) -> (TestPortal, ManualClock) {
 }
 
 /// Every page of a user listing, in order.
-fn all_users(portal: &TestPortal, query: UserQuery) -> Vec<UserStatus> {
+fn all_users(ex: Executor, portal: &TestPortal, query: UserQuery) -> Vec<UserStatus> {
     let mut users = Vec::new();
     let mut next = Some(query);
     while let Some(query) = next.take() {
-        let page: Page<UserStatus> = portal.users(query.clone()).go().unwrap();
+        let page: Page<UserStatus> = portal.users(query.clone()).go(ex).unwrap();
         assert!(page.items.len() <= query.limit.min(MAX_PAGE));
         users.extend(page.items);
         next = page.next.map(|cursor| query.after(cursor));
@@ -37,9 +38,9 @@ fn ids(users: &[UserStatus]) -> Vec<String> {
     users.iter().map(|u| u.user.id().to_owned()).collect()
 }
 
-fn lock_out(portal: &TestPortal, user: &UserId) {
+fn lock_out(ex: Executor, portal: &TestPortal, user: &UserId) {
     for _ in 0..100 {
-        if let Err(Error::LockedOut { .. }) = portal.verify_sign_in(user, "000000").go() {
+        if let Err(Error::LockedOut { .. }) = portal.verify_sign_in(user, "000000").go(ex) {
             return;
         }
     }
@@ -48,12 +49,12 @@ fn lock_out(portal: &TestPortal, user: &UserId) {
 
 #[test]
 fn admins_list_users_by_mfa_status_kind_and_page() {
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let (portal, clock) = setup(store);
         let grace = Grace::new(None, Some(2));
         portal
             .set_enforcement(&ADMIN, Enforcement::Enforced { grace: Some(grace) })
-            .go()
+            .go(ex)
             .unwrap();
         let enrolled = UserId::customer("a-enrolled");
         let pending = UserId::customer("b-pending");
@@ -61,24 +62,24 @@ fn admins_list_users_by_mfa_status_kind_and_page() {
         let reset = UserId::customer("d-reset");
         let graced = UserId::customer("e-grace");
         let vendor = UserId::vendor("f-vendor");
-        let (phone, _) = enrol(&portal, &clock, &enrolled);
-        portal.verify_sign_in(&enrolled, &phone.code(&clock)).go().unwrap();
+        let (phone, _) = enrol(ex, &portal, &clock, &enrolled);
+        portal.verify_sign_in(&enrolled, &phone.code(&clock)).go(ex).unwrap();
         let verified_at = portal_mfa::Clock::now(&clock);
         portal
             .start_enrolment(&pending, "b", "phone", EnrolmentOptions::default())
-            .go()
+            .go(ex)
             .unwrap();
-        enrol(&portal, &clock, &locked);
-        enrol(&portal, &clock, &reset);
+        enrol(ex, &portal, &clock, &locked);
+        enrol(ex, &portal, &clock, &reset);
         portal
             .admin_reset(&ADMIN, &reset, ResetReason::LostDevice, ResetMode::ForceReenrolment)
-            .go()
+            .go(ex)
             .unwrap();
-        portal.complete_grace_sign_in(&graced).go().unwrap();
-        enrol(&portal, &clock, &vendor);
-        lock_out(&portal, &locked);
+        portal.complete_grace_sign_in(&graced).go(ex).unwrap();
+        enrol(ex, &portal, &clock, &vendor);
+        lock_out(ex, &portal, &locked);
 
-        let list = |status| ids(&all_users(&portal, UserQuery::new().status(status).limit(2)));
+        let list = |status| ids(&all_users(ex, &portal, UserQuery::new().status(status).limit(2)));
         let everyone = list(StatusFilter::Any);
         assert_eq!(
             everyone,
@@ -95,10 +96,10 @@ fn admins_list_users_by_mfa_status_kind_and_page() {
         assert_eq!(list(StatusFilter::MustReenrol), ["d-reset"], "{label}");
         assert_eq!(list(StatusFilter::MfaOff), ["e-grace"], "{label}");
         assert_eq!(list(StatusFilter::InGrace), ["b-pending", "e-grace"], "{label}");
-        let vendors = all_users(&portal, UserQuery::new().kind(UserKind::Vendor));
+        let vendors = all_users(ex, &portal, UserQuery::new().kind(UserKind::Vendor));
         assert_eq!(ids(&vendors), ["f-vendor"], "{label}");
 
-        let all = all_users(&portal, UserQuery::new());
+        let all = all_users(ex, &portal, UserQuery::new());
         let status = |id: &str| all.iter().find(|u| u.user.id() == id).unwrap().clone();
         let a = status("a-enrolled");
         assert!(
@@ -119,11 +120,11 @@ fn admins_list_users_by_mfa_status_kind_and_page() {
         clock.set(until);
         assert!(list(StatusFilter::LockedOut).is_empty(), "{label}");
         // A grace with nothing left is no grace; without enforcement there is none at all.
-        portal.complete_grace_sign_in(&graced).go().unwrap();
+        portal.complete_grace_sign_in(&graced).go(ex).unwrap();
         assert_eq!(list(StatusFilter::InGrace), ["b-pending"], "{label}");
         portal
             .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
-            .go()
+            .go(ex)
             .unwrap();
         assert!(list(StatusFilter::InGrace).is_empty(), "{label}");
     });
@@ -131,7 +132,7 @@ fn admins_list_users_by_mfa_status_kind_and_page() {
 
 #[test]
 fn user_pages_refuse_foreign_cursors_a_zero_limit_and_cap_a_huge_one() {
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let (portal, _clock) = setup(store);
         // More records than a page holds: admin resets make records without any crypto.
         for i in 0..MAX_PAGE + 5 {
@@ -145,14 +146,14 @@ fn user_pages_refuse_foreign_cursors_a_zero_limit_and_cap_a_huge_one() {
             );
             portal
                 .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::RemoveOnly)
-                .go()
+                .go(ex)
                 .unwrap();
         }
-        let huge = portal.users(UserQuery::new().limit(usize::MAX)).go().unwrap();
+        let huge = portal.users(UserQuery::new().limit(usize::MAX)).go(ex).unwrap();
         assert_eq!(huge.items.len(), MAX_PAGE, "{label}: capped");
         let rest = portal
             .users(UserQuery::new().limit(usize::MAX).after(huge.next.clone().unwrap()))
-            .go()
+            .go(ex)
             .unwrap();
         assert_eq!(rest.items.len(), 5, "{label}");
         assert!(rest.next.is_none(), "{label}");
@@ -167,7 +168,7 @@ fn user_pages_refuse_foreign_cursors_a_zero_limit_and_cap_a_huge_one() {
         assert_eq!(seen.len(), MAX_PAGE + 5, "{label}: no user twice");
 
         assert!(matches!(
-            portal.users(UserQuery::new().limit(0)).go(),
+            portal.users(UserQuery::new().limit(0)).go(ex),
             Err(Error::InvalidPageSize)
         ));
         let cursor = huge.next.unwrap();
@@ -175,16 +176,16 @@ fn user_pages_refuse_foreign_cursors_a_zero_limit_and_cap_a_huge_one() {
             UserQuery::new().status(StatusFilter::MustReenrol),
             UserQuery::new().kind(UserKind::Vendor),
         ] {
-            let refused = portal.users(other.after(cursor.clone())).go();
+            let refused = portal.users(other.after(cursor.clone())).go(ex);
             assert!(matches!(refused, Err(Error::InvalidCursor(_))), "{label}: {refused:?}");
         }
         let events_cursor = portal
             .audit_events(EventQuery::portal(portal.id()).limit(1))
-            .go()
+            .go(ex)
             .unwrap()
             .next
             .unwrap();
-        let refused = portal.users(UserQuery::new().after(events_cursor)).go();
+        let refused = portal.users(UserQuery::new().after(events_cursor)).go(ex);
         assert!(
             matches!(refused, Err(Error::InvalidCursor(_))),
             "{label}: an event cursor"
@@ -193,7 +194,7 @@ fn user_pages_refuse_foreign_cursors_a_zero_limit_and_cap_a_huge_one() {
         let text = cursor.as_str();
         let edited = format!("{}{}", &text[..text.len() - 2], "00");
         if let Ok(edited) = Cursor::parse(&edited) {
-            match portal.users(UserQuery::new().after(edited)).go() {
+            match portal.users(UserQuery::new().after(edited)).go(ex) {
                 Ok(page) => assert!(page.items.iter().all(|u| u.user.id().starts_with('u')), "{label}"),
                 Err(e) => assert!(matches!(e, Error::InvalidCursor(_)), "{label}: {e:?}"),
             }
@@ -203,26 +204,26 @@ fn user_pages_refuse_foreign_cursors_a_zero_limit_and_cap_a_huge_one() {
 
 #[test]
 fn the_audit_trail_pages_either_way_and_refuses_cursors_of_other_queries() {
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let (portal, clock) = setup(store);
         let alice = UserId::customer("alice");
         let bob = UserId::vendor("bob");
         for user in [&alice, &bob] {
-            let (phone, _) = enrol(&portal, &clock, user);
+            let (phone, _) = enrol(ex, &portal, &clock, user);
             for _ in 0..3 {
-                portal.verify_sign_in(user, &phone.code(&clock)).go().unwrap();
+                portal.verify_sign_in(user, &phone.code(&clock)).go(ex).unwrap();
                 clock.advance(30);
             }
         }
-        let everything = all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
+        let everything = all_pages(ex, &portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
         for limit in [1, 2, 5] {
             let query = EventQuery::portal(portal.id()).limit(limit);
             assert_eq!(
-                all_pages(&portal, query.clone()),
+                all_pages(ex, &portal, query.clone()),
                 everything,
                 "{label}: pages of {limit}"
             );
-            let mut newest = all_pages(&portal, query.newest_first());
+            let mut newest = all_pages(ex, &portal, query.newest_first());
             newest.reverse();
             assert_eq!(newest, everything, "{label}: newest first, pages of {limit}");
         }
@@ -232,7 +233,7 @@ fn the_audit_trail_pages_either_way_and_refuses_cursors_of_other_queries() {
             .cloned()
             .collect();
         let query = EventQuery::portal(portal.id()).user(&alice).limit(2);
-        assert_eq!(all_pages(&portal, query.clone()), alices, "{label}");
+        assert_eq!(all_pages(ex, &portal, query.clone()), alices, "{label}");
         let from = everything[3].at;
         let until = everything[everything.len() - 2].at;
         let window: Vec<_> = everything
@@ -241,23 +242,23 @@ fn the_audit_trail_pages_either_way_and_refuses_cursors_of_other_queries() {
             .cloned()
             .collect();
         let ranged = EventQuery::portal(portal.id()).between(from, until).limit(2);
-        assert_eq!(all_pages(&portal, ranged.clone()), window, "{label}");
+        assert_eq!(all_pages(ex, &portal, ranged.clone()), window, "{label}");
 
-        let cursor = portal.audit_events(query.clone()).go().unwrap().next.unwrap();
+        let cursor = portal.audit_events(query.clone()).go(ex).unwrap().next.unwrap();
         for other in [
             EventQuery::portal(portal.id()).user(&bob).limit(2),
             query.clone().newest_first(),
             EventQuery::portal(portal.id()).limit(2),
             ranged,
         ] {
-            let refused = portal.audit_events(other.after(cursor.clone())).go();
+            let refused = portal.audit_events(other.after(cursor.clone())).go(ex);
             assert!(matches!(refused, Err(Error::InvalidCursor(_))), "{label}: {refused:?}");
         }
         // The same query with another page size continues where it left off.
-        let rest = all_pages(&portal, query.clone().limit(100).after(cursor.clone()));
+        let rest = all_pages(ex, &portal, query.clone().limit(100).after(cursor.clone()));
         assert_eq!(rest, alices[2..], "{label}");
         assert!(matches!(
-            portal.audit_events(query.clone().limit(0)).go(),
+            portal.audit_events(query.clone().limit(0)).go(ex),
             Err(Error::InvalidPageSize)
         ));
         // A cursor edited to any position still answers only Alice's events, in order.
@@ -269,11 +270,11 @@ fn the_audit_trail_pages_either_way_and_refuses_cursors_of_other_queries() {
             } else {
                 query.clone()
             };
-            let cursor = portal.audit_events(q.clone()).go().unwrap().next.unwrap();
+            let cursor = portal.audit_events(q.clone()).go(ex).unwrap().next.unwrap();
             let stem_q = &cursor.as_str()[..cursor.as_str().rfind('.').unwrap() + 1];
             for position in 0..40 {
                 let edited = Cursor::parse(&format!("{stem_q}{position}")).unwrap();
-                let page = portal.audit_events(q.clone().limit(100).after(edited)).go().unwrap();
+                let page = portal.audit_events(q.clone().limit(100).after(edited)).go(ex).unwrap();
                 let mut expected: Vec<_> = page.items.clone();
                 assert!(
                     page.items.iter().all(|e| e.user.as_ref() == Some(&alice)),
@@ -289,7 +290,7 @@ fn the_audit_trail_pages_either_way_and_refuses_cursors_of_other_queries() {
             }
         }
         assert!(Cursor::parse(&format!("{stem}x")).is_ok_and(|c| matches!(
-            portal.audit_events(query.clone().after(c)).go(),
+            portal.audit_events(query.clone().after(c)).go(ex),
             Err(Error::InvalidCursor(_))
         )));
     });
@@ -297,10 +298,10 @@ fn the_audit_trail_pages_either_way_and_refuses_cursors_of_other_queries() {
 
 #[test]
 fn pruning_cuts_the_trail_from_its_start_in_batches() {
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let (portal, clock) = setup(store);
         let user = UserId::customer("old-timer");
-        let (phone, _) = enrol(&portal, &clock, &user);
+        let (phone, _) = enrol(ex, &portal, &clock, &user);
         // More old events than one batch: policy changes, one event each.
         let old = portal_mfa::Portal::<(), ManualClock>::PRUNE_BATCH + 7;
         for i in 0..old {
@@ -309,24 +310,24 @@ fn pruning_cuts_the_trail_from_its_start_in_batches() {
             } else {
                 Enforcement::SelfConfigured
             };
-            portal.set_enforcement(&ADMIN, enforcement).go().unwrap();
+            portal.set_enforcement(&ADMIN, enforcement).go(ex).unwrap();
         }
         clock.advance(3600);
         let cut = portal_mfa::Clock::now(&clock);
-        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
-        let before = all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
+        let before = all_pages(ex, &portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
         let older = before.iter().filter(|e| e.at < cut).count();
         assert!(older > old, "{label}");
-        assert_eq!(portal.prune_events(cut).go().unwrap(), older as u64, "{label}");
-        let after = all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
+        assert_eq!(portal.prune_events(cut).go(ex).unwrap(), older as u64, "{label}");
+        let after = all_pages(ex, &portal, EventQuery::portal(portal.id()).limit(MAX_PAGE));
         assert_eq!(after, before[older..], "{label}: exactly the older prefix is gone");
         // The user's trail is what is left of it, read either way, and grows on.
-        assert_eq!(flows::trail_of(&portal, &user).len(), 1, "{label}");
+        assert_eq!(flows::trail_of(ex, &portal, &user).len(), 1, "{label}");
         clock.advance(30);
-        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
-        assert_eq!(flows::trail_of(&portal, &user).len(), 2, "{label}");
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
+        assert_eq!(flows::trail_of(ex, &portal, &user).len(), 2, "{label}");
         assert_eq!(
-            portal.prune_events(cut).go().unwrap(),
+            portal.prune_events(cut).go(ex).unwrap(),
             0,
             "{label}: nothing more to prune"
         );
@@ -336,19 +337,19 @@ fn pruning_cuts_the_trail_from_its_start_in_batches() {
         let grace = Some(Grace::new(None, Some(1)));
         portal
             .set_enforcement(&ADMIN, Enforcement::Enforced { grace })
-            .go()
+            .go(ex)
             .unwrap();
         clock.set(cut + 10);
         portal
             .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
-            .go()
+            .go(ex)
             .unwrap();
-        let deleted = portal.prune_events(cut + 50).go().unwrap();
+        let deleted = portal.prune_events(cut + 50).go(ex).unwrap();
         assert_eq!(
             deleted, 2,
             "{label}: the two sign-ins before the cut; the trail keeps no holes"
         );
-        let left = all_pages(&portal, EventQuery::portal(portal.id()));
+        let left = all_pages(ex, &portal, EventQuery::portal(portal.id()));
         assert_eq!(left.len(), 2, "{label}");
         assert_eq!(
             left[1].at,
@@ -360,18 +361,18 @@ fn pruning_cuts_the_trail_from_its_start_in_batches() {
 
 #[test]
 fn counts_per_kind_over_a_time_range_feed_a_dashboard() {
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let (portal, clock) = setup(store);
         let user = UserId::customer("c");
-        let (phone, _) = enrol(&portal, &clock, &user);
+        let (phone, _) = enrol(ex, &portal, &clock, &user);
         let start = portal_mfa::Clock::now(&clock);
         for _ in 0..3 {
-            assert!(portal.verify_sign_in(&user, "000000").go().is_err());
+            assert!(portal.verify_sign_in(&user, "000000").go(ex).is_err());
         }
-        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
         clock.advance(86_400);
-        assert!(portal.verify_sign_in(&user, "000000").go().is_err());
-        let day = portal.event_counts(start, start + 86_400).go().unwrap();
+        assert!(portal.verify_sign_in(&user, "000000").go(ex).is_err());
+        let day = portal.event_counts(start, start + 86_400).go(ex).unwrap();
         let failed = EventKind::VerificationFailed {
             consecutive_failures: 0,
         }
@@ -382,9 +383,9 @@ fn counts_per_kind_over_a_time_range_feed_a_dashboard() {
             !day.contains_key("authenticator_added"),
             "{label}: enrolment was before the range"
         );
-        let all = portal.event_counts(0, u64::MAX).go().unwrap();
+        let all = portal.event_counts(0, u64::MAX).go(ex).unwrap();
         assert_eq!(all.get(failed), Some(&4), "{label}");
-        let trail = all_pages(&portal, EventQuery::portal(portal.id()));
+        let trail = all_pages(ex, &portal, EventQuery::portal(portal.id()));
         assert_eq!(all.values().sum::<u64>(), trail.len() as u64, "{label}");
         let kinds: BTreeSet<&str> = trail.iter().map(|e| e.kind.name()).collect();
         assert_eq!(
@@ -393,7 +394,7 @@ fn counts_per_kind_over_a_time_range_feed_a_dashboard() {
             "{label}"
         );
         assert!(
-            portal.event_counts(start, start).go().unwrap().is_empty(),
+            portal.event_counts(start, start).go(ex).unwrap().is_empty(),
             "{label}: an empty range"
         );
     });
@@ -409,20 +410,20 @@ fn sign_ins_go_on_while_a_prune_runs() {
 
     const OLD: usize = 200_000;
     const SIGN_INS: usize = 300;
-    flows::set_executor(flows::Executor::Blocking);
+    let ex = flows::Executor::Blocking;
     let dir = flows::TempDir::new("prune");
     let path = dir.file("mfa.db");
-    let store = portal_mfa::SqliteStore::open(&path).unwrap();
+    let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
     let clock = ManualClock::at(flows::T0);
     let portal = portal_on(flows::bytes(store), &clock);
     // Old history, written straight into the table (the bytes of one real event; pruning never reads them).
     portal
         .set_enforcement(&ADMIN, Enforcement::SelfConfigured)
-        .go()
+        .go(ex)
         .unwrap();
     portal
         .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
-        .go()
+        .go(ex)
         .unwrap();
     {
         let mut conn = rusqlite::Connection::open(&path).unwrap();
@@ -443,7 +444,7 @@ fn sign_ins_go_on_while_a_prune_runs() {
         tx.commit().unwrap();
     }
     let user = UserId::customer("busy");
-    let (phone, _) = enrol(&portal, &clock, &user);
+    let (phone, _) = enrol(ex, &portal, &clock, &user);
 
     // A fixed number of sign-ins, begun with the prune: the outcome is the same
     // on any machine; how they interleave with the batches is the machine's,
@@ -480,6 +481,7 @@ fn sign_ins_go_on_while_a_prune_runs() {
     // Every sign-in made during the prune is in the trail; the old history is gone.
     // (Newest first: one user's trail oldest first walks all of it per page on SQLite.)
     let trail = all_pages(
+        ex,
         &portal,
         EventQuery::portal(portal.id())
             .user(&user)
@@ -492,7 +494,7 @@ fn sign_ins_go_on_while_a_prune_runs() {
         .count();
     assert_eq!(verified, sign_ins.len());
     assert!(
-        all_pages(&portal, EventQuery::portal(portal.id()).limit(MAX_PAGE))
+        all_pages(ex, &portal, EventQuery::portal(portal.id()).limit(MAX_PAGE))
             .iter()
             .all(|e| e.at >= flows::T0)
     );
@@ -505,19 +507,18 @@ fn sign_ins_go_on_while_a_prune_runs() {
 fn the_json_lines_export_streams_page_by_page() {
     use std::sync::atomic::Ordering;
     const EVENTS: usize = 2 * MAX_PAGE + 500;
-    for executor in [flows::Executor::Blocking, flows::Executor::Async] {
-        flows::set_executor(executor);
-        let store = Arc::new(flows::Both::new(flows::kv::KvStore::default()));
+    for ex in [flows::Executor::Blocking, flows::Executor::Async] {
+        let store = flows::faulty_kv();
         let (portal, _clock) = setup(store.clone());
         for i in 0..EVENTS {
             let user = UserId::customer(format!("u{i}"));
             portal
                 .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::RemoveOnly)
-                .go()
+                .go(ex)
                 .unwrap();
         }
         /// Notes, for each line written, how many pages had been read by then.
-        struct Watch<'a>(&'a flows::Both<flows::kv::KvStore>, Vec<u32>);
+        struct Watch<'a>(&'a flows::Faulty<flows::kv::KvStore>, Vec<u32>);
         impl std::io::Write for Watch<'_> {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 for _ in buf.iter().filter(|&&b| b == b'\n') {
@@ -529,23 +530,23 @@ fn the_json_lines_export_streams_page_by_page() {
                 Ok(())
             }
         }
-        store.event_reads.store(0, Ordering::SeqCst);
-        let mut watch = Watch(&store, Vec::new());
+        store.get_ref().event_reads.store(0, Ordering::SeqCst);
+        let mut watch = Watch(store.get_ref(), Vec::new());
         let query = EventQuery::portal(portal.id());
-        let written = portal.export_events(query, &mut watch).go().unwrap();
+        let written = portal.export_events(query, &mut watch).go(ex).unwrap();
         assert_eq!(written, EVENTS as u64);
         let pages = watch.1;
         assert_eq!(pages.len(), EVENTS);
         assert_eq!(
             pages[0], 1,
-            "{executor:?}: the first page is written before the second is read"
+            "{ex:?}: the first page is written before the second is read"
         );
-        assert_eq!(pages[MAX_PAGE], 2, "{executor:?}");
-        assert_eq!(pages[EVENTS - 1], 3, "{executor:?}");
+        assert_eq!(pages[MAX_PAGE], 2, "{ex:?}");
+        assert_eq!(pages[EVENTS - 1], 3, "{ex:?}");
         assert_eq!(
-            store.event_reads.load(Ordering::SeqCst),
+            store.get_ref().event_reads.load(Ordering::SeqCst),
             3,
-            "{executor:?}: three pages in all"
+            "{ex:?}: three pages in all"
         );
 
         /// A writer that fails: the export answers a typed error.
@@ -558,7 +559,9 @@ fn the_json_lines_export_streams_page_by_page() {
                 Ok(())
             }
         }
-        let failed = portal.export_events(EventQuery::portal(portal.id()), &mut Broken).go();
+        let failed = portal
+            .export_events(EventQuery::portal(portal.id()), &mut Broken)
+            .go(ex);
         assert!(matches!(failed, Err(Error::Export(_))), "{failed:?}");
     }
 }

@@ -1,9 +1,9 @@
-//! The async executor in an async host: operations are `Send` futures, a store
+//! The async ex in an async host: operations are `Send` futures, a store
 //! held as `Arc<dyn AsyncMfaStore>` works, tasks racing on a multi-threaded
 //! runtime accept one code once, and the retry loop (shared with the blocking
-//! executor) backs off through the host's timer and gives up when told to.
+//! ex) backs off through the host's timer and gives up when told to.
 //!
-//! Every seed-flow scenario also runs on this executor: see `nonblocking::*`
+//! Every seed-flow scenario also runs on this ex: see `nonblocking::*`
 //! in `tests/seed_flows.rs` and `tests/sqlite_seed_flows.rs`.
 
 mod flows;
@@ -16,8 +16,10 @@ use std::time::Duration;
 use flows::{ADMIN, Executor, Go, Phone, T0, enrol, portal_on};
 use portal_mfa::store::AsyncMfaStore;
 use portal_mfa::{
-    Enforcement, EnrolmentOptions, Error, EventQuery, ManualClock, MemoryStore, Portal, PortalId, ResetMode,
-    ResetReason, UserId,
+    Enforcement, EnrolmentOptions, Error, ManualClock, Portal, PortalId, UserId,
+    admin::{ResetMode, ResetReason},
+    audit::EventQuery,
+    store::MemoryStore,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -25,7 +27,7 @@ use rand::rngs::StdRng;
 fn assert_send<T: Send>(_: &T) {}
 
 fn shared_store() -> Arc<dyn AsyncMfaStore> {
-    Arc::new(flows::Both::new(flows::kv::KvStore::default()))
+    flows::faulty_kv()
 }
 
 fn portal<S>(store: S, clock: &ManualClock) -> Portal<S, ManualClock, StdRng> {
@@ -129,10 +131,9 @@ fn tasks_racing_on_a_multithreaded_runtime_accept_one_code_once() {
 /// having written nothing.
 #[test]
 fn the_shared_retry_loop_backs_off_then_gives_up_on_both_executors() {
-    for executor in [Executor::Blocking, Executor::Async] {
-        flows::set_executor(executor);
+    for ex in [Executor::Blocking, Executor::Async] {
         let clock = ManualClock::at(T0);
-        let store = Arc::new(flows::Both::new(flows::kv::KvStore::default()));
+        let store = flows::faulty_kv();
         let sleeps = Arc::new(AtomicU32::new(0));
         let counted = {
             let sleeps = sleeps.clone();
@@ -145,28 +146,28 @@ fn the_shared_retry_loop_backs_off_then_gives_up_on_both_executors() {
             .with_max_attempts(6)
             .with_async_sleep(counted);
         let user = UserId::customer("c1");
-        let (phone, _) = enrol(&portal, &clock, &user);
+        let (phone, _) = enrol(ex, &portal, &clock, &user);
 
         // Five lost commits, then a win on the sixth and last attempt.
-        store.conflicts.store(5, Ordering::SeqCst);
-        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
-        assert_eq!(store.conflicts.load(Ordering::SeqCst), 0);
+        store.get_ref().conflicts.store(5, Ordering::SeqCst);
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
+        assert_eq!(store.get_ref().conflicts.load(Ordering::SeqCst), 0);
         // The first two retries only yield; the other three wait (on the host's timer when async).
-        let expected_sleeps = if executor == Executor::Async { 3 } else { 0 };
-        assert_eq!(sleeps.swap(0, Ordering::SeqCst), expected_sleeps, "{executor:?}");
+        let expected_sleeps = if ex == Executor::Async { 3 } else { 0 };
+        assert_eq!(sleeps.swap(0, Ordering::SeqCst), expected_sleeps, "{ex:?}");
 
         // Six lost commits: the budget is spent, nothing was written.
         clock.advance(30);
-        let before = flows::all_pages(&portal, EventQuery::portal(portal.id())).len();
-        store.conflicts.store(6, Ordering::SeqCst);
-        let answer = portal.verify_sign_in(&user, &phone.code(&clock)).go();
+        let before = flows::all_pages(ex, &portal, EventQuery::portal(portal.id())).len();
+        store.get_ref().conflicts.store(6, Ordering::SeqCst);
+        let answer = portal.verify_sign_in(&user, &phone.code(&clock)).go(ex);
         assert!(
             matches!(answer, Err(Error::Conflict { attempts: 6 })),
-            "{executor:?}: {answer:?}"
+            "{ex:?}: {answer:?}"
         );
-        let after = flows::all_pages(&portal, EventQuery::portal(portal.id())).len();
-        assert_eq!(before, after, "{executor:?}: a conflict wrote nothing");
+        let after = flows::all_pages(ex, &portal, EventQuery::portal(portal.id())).len();
+        assert_eq!(before, after, "{ex:?}: a conflict wrote nothing");
         // And the code was not spent: it still signs in.
-        portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
     }
 }

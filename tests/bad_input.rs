@@ -2,7 +2,8 @@
 //! with its typed error, never a panic, and never echoes the input back.
 
 use portal_mfa::{
-    Code, CodeFormatError, CodeKind, Digits, Error, OtpAuthUri, Secret, SecretError, TotpParams, UriError,
+    Error,
+    otp::{Code, CodeFormatError, CodeKind, Digits, OtpAuthUri, Secret, SecretError, TotpParams, UriError},
 };
 use proptest::prelude::*;
 
@@ -224,12 +225,12 @@ fn names_that_the_label_cannot_carry_are_refused() {
 #[test]
 fn parameters_out_of_range_are_refused() {
     assert!(matches!(
-        TotpParams::new(portal_mfa::Algorithm::Sha1, Digits::SIX, 0),
+        TotpParams::new(portal_mfa::otp::Algorithm::Sha1, Digits::SIX, 0),
         Err(Error::InvalidParameters(_))
     ));
     assert!(Digits::new(5).is_none() && Digits::new(9).is_none() && Digits::new(0).is_none());
     assert!(matches!(
-        portal_mfa::Window::new(11, 0),
+        portal_mfa::otp::Window::new(11, 0),
         Err(Error::InvalidParameters(_))
     ));
 }

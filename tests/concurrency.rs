@@ -9,7 +9,7 @@ mod flows;
 
 use std::sync::{Arc, Barrier, Mutex};
 
-use flows::{Go, Phone, TestPortal, TestStore, each_store_and_executor, enrol, portal_on};
+use flows::{Executor, Go, Phone, TestPortal, TestStore, each_store_and_executor, enrol, portal_on};
 use portal_mfa::{Error, ManualClock, UserId};
 
 const THREADS: usize = 32;
@@ -19,11 +19,9 @@ const TRIALS: usize = 200;
 fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
     let results: Vec<Mutex<Vec<T>>> = (0..TRIALS).map(|_| Mutex::new(Vec::new())).collect();
     let barrier = Barrier::new(THREADS);
-    let executor = flows::executor();
     std::thread::scope(|s| {
         for _ in 0..THREADS {
             s.spawn(|| {
-                flows::set_executor(executor);
                 for (trial, slot) in results.iter().enumerate() {
                     barrier.wait();
                     let outcome = attempt(trial);
@@ -45,12 +43,12 @@ fn the_same_totp_code_is_accepted_exactly_once() {
     each_store_and_executor(same_totp_code);
 }
 
-fn same_totp_code(kind: &str, store: Arc<dyn TestStore>) {
+fn same_totp_code(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
     let (portal, clock) = setup(store);
     let enrolled: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::customer(format!("c{i}"));
-            let (phone, _) = enrol(&portal, &clock, &user);
+            let (phone, _) = enrol(ex, &portal, &clock, &user);
             (user, phone)
         })
         .collect();
@@ -58,7 +56,7 @@ fn same_totp_code(kind: &str, store: Arc<dyn TestStore>) {
     let users: Vec<(UserId, String)> = enrolled.into_iter().map(|(u, p)| (u, p.code(&clock))).collect();
     let results = race(|trial| {
         let (user, code) = &users[trial];
-        portal.verify_sign_in(user, code).go()
+        portal.verify_sign_in(user, code).go(ex)
     });
     for (trial, outcomes) in results.iter().enumerate() {
         let accepted = outcomes.iter().filter(|r| r.is_ok()).count();
@@ -83,18 +81,18 @@ fn the_same_backup_code_is_accepted_exactly_once() {
     each_store_and_executor(same_backup_code);
 }
 
-fn same_backup_code(kind: &str, store: Arc<dyn TestStore>) {
+fn same_backup_code(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
     let (portal, clock) = setup(store);
     let users: Vec<(UserId, String)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::vendor(format!("v{i}"));
-            let (_, codes) = enrol(&portal, &clock, &user);
+            let (_, codes) = enrol(ex, &portal, &clock, &user);
             (user, codes[i % codes.len()].clone())
         })
         .collect();
     let results = race(|trial| {
         let (user, code) = &users[trial];
-        portal.verify_sign_in(user, code).go()
+        portal.verify_sign_in(user, code).go(ex)
     });
     for (trial, outcomes) in results.iter().enumerate() {
         assert_eq!(
@@ -104,7 +102,7 @@ fn same_backup_code(kind: &str, store: Arc<dyn TestStore>) {
         );
         let remaining = portal
             .record(&users[trial].0)
-            .go()
+            .go(ex)
             .unwrap()
             .backup_codes()
             .unwrap()
@@ -118,12 +116,12 @@ fn concurrent_wrong_codes_are_all_counted_and_lock_at_the_limit() {
     each_store_and_executor(wrong_codes);
 }
 
-fn wrong_codes(kind: &str, store: Arc<dyn TestStore>) {
+fn wrong_codes(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
     let (portal, clock) = setup(store);
     let users: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::contact(format!("h{i}"));
-            let (phone, _) = enrol(&portal, &clock, &user);
+            let (phone, _) = enrol(ex, &portal, &clock, &user);
             (user, phone)
         })
         .collect();
@@ -131,10 +129,10 @@ fn wrong_codes(kind: &str, store: Arc<dyn TestStore>) {
         let (user, phone) = &users[trial];
         let right = phone.code(&clock);
         let wrong = if right == "000000" { "111111" } else { "000000" };
-        portal.verify_sign_in(user, wrong).go()
+        portal.verify_sign_in(user, wrong).go(ex)
     });
     for (trial, outcomes) in results.iter().enumerate() {
-        let record = portal.record(&users[trial].0).go().unwrap();
+        let record = portal.record(&users[trial].0).go(ex).unwrap();
         // Five failures are committed, then the lock refuses everything else unread.
         assert_eq!(record.failures().consecutive(), 5, "{kind}, trial {trial}");
         assert!(record.failures().locked_until().is_some());

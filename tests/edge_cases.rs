@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use flows::TestStore;
 use flows::{ADMIN, Phone, T0, TempDir, enrol, portal_on};
 use portal_mfa::{
-    Clock, CodeFormatError, CodeKind, Enforcement, EnrolmentOptions, Error, EventKind, EventQuery, Grace, ManualClock,
-    MemoryStore, OtpAuthUri, Portal, PortalId, Secret, SignInStep, SqliteOptions, SqliteStore, StorageErrorKind,
-    TotpParams, UriError, UserId,
+    Clock, Enforcement, EnrolmentOptions, Error, Grace, ManualClock, Portal, PortalId, SignInStep, StorageErrorKind,
+    UserId,
+    audit::{EventKind, EventQuery},
+    otp::{CodeFormatError, CodeKind, OtpAuthUri, Secret, TotpParams, UriError},
+    store::{MemoryStore, SqliteOptions, SqliteStore},
 };
 
 /// Each store, fresh, with what keeps its files alive.
@@ -99,7 +101,7 @@ fn audit_answers_agree_on_every_store_near_both_ends_of_time() {
                 .run()
                 .map(|_| ())
         ));
-        let (phone, _) = enrol(&portal, &clock, &user);
+        let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
         transcript.push(format!(
             "{:?}",
             portal
@@ -197,7 +199,7 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
 
         // Lock expiry: locked at until - 1, free at until.
         let user = UserId::customer("locked");
-        let (phone, _) = enrol(&portal, &clock, &user);
+        let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
         let lock_end = (0..5)
             .filter_map(
                 |_| match portal.verify_sign_in(&user, &wrong_code(&phone, &clock)).run() {
@@ -297,7 +299,7 @@ fn mistyped_codes_are_described_in_the_terms_of_their_factor_and_never_counted()
         let clock = ManualClock::at(T0);
         let portal = portal_on(store, &clock);
         let user = UserId::customer("c1");
-        let (phone, codes) = enrol(&portal, &clock, &user);
+        let (phone, codes) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
         let backup = &codes[0];
         let malformed = |input: &str| match portal.verify_sign_in(&user, input).run() {
             Err(Error::MalformedCode(reason)) => reason,
@@ -425,11 +427,11 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
 
 #[test]
 fn periods_longer_than_a_day_are_refused() {
-    let alg = portal_mfa::Algorithm::Sha1;
-    assert!(TotpParams::new(alg, portal_mfa::Digits::SIX, TotpParams::MAX_PERIOD).is_ok());
+    let alg = portal_mfa::otp::Algorithm::Sha1;
+    assert!(TotpParams::new(alg, portal_mfa::otp::Digits::SIX, TotpParams::MAX_PERIOD).is_ok());
     for period in [TotpParams::MAX_PERIOD + 1, 1 << 40, u64::MAX] {
         assert!(matches!(
-            TotpParams::new(alg, portal_mfa::Digits::SIX, period),
+            TotpParams::new(alg, portal_mfa::otp::Digits::SIX, period),
             Err(Error::InvalidParameters(_))
         ));
         let uri = format!("otpauth://totp/Acme:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&period={period}");
@@ -477,7 +479,7 @@ fn a_damaged_record_answers_corrupt_record_on_every_store_that_keeps_bytes() {
         let clock = ManualClock::at(T0);
         let portal = portal_on(store, &clock);
         let user = UserId::customer("alice");
-        enrol(&portal, &clock, &user);
+        enrol(flows::Executor::Blocking, &portal, &clock, &user);
         for damage in [&b"\x01\x00"[..], b"", b"\x01garbage that is not a record", b"\x09newer"] {
             let stored = match name {
                 "sqlite" => {
@@ -567,7 +569,7 @@ fn audit_events_come_back_in_commit_order_on_every_store() {
                 .admin_reset(
                     &ADMIN,
                     user,
-                    portal_mfa::ResetReason::Other(format!("step {i}").into()),
+                    portal_mfa::admin::ResetReason::Other(format!("step {i}").into()),
                     Default::default(),
                 )
                 .run()

@@ -1,7 +1,7 @@
 //! Property tests: our engine against totp-rs (an implementation no one here wrote),
 //! and the window rules on random inputs.
 
-use portal_mfa::{Algorithm, Code, Digits, Hotp, Secret, Totp, TotpParams, Window};
+use portal_mfa::otp::{Algorithm, Code, Digits, Hotp, Secret, Totp, TotpParams, Window};
 use proptest::prelude::*;
 
 fn peer_algorithm(algorithm: Algorithm) -> totp_rs::Algorithm {

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use portal_mfa::{Algorithm, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams};
+use portal_mfa::otp::{Algorithm, Digits, Hotp, OtpAuthUri, Secret, Totp, TotpParams};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 

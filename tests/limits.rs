@@ -7,10 +7,11 @@
 
 mod flows;
 
-use flows::{ADMIN, Go, TestPortal, all_pages, each_store_and_executor, enrol, portal_on};
+use flows::{ADMIN, Executor, Go, TestPortal, all_pages, each_store_and_executor, enrol, portal_on};
 use portal_mfa::{
-    Cursor, Enforcement, Error, EventQuery, ManualClock, ResetMode, ResetReason, SignInStep, StatusFilter, UserId,
-    UserQuery,
+    Cursor, Enforcement, Error, ManualClock, SignInStep, UserId,
+    admin::{ResetMode, ResetReason, StatusFilter, UserQuery},
+    audit::EventQuery,
 };
 
 const END: u64 = i64::MAX as u64;
@@ -35,9 +36,9 @@ const BOUNDS: [u64; 13] = [
     1_000,
 ];
 
-fn lock_out(portal: &TestPortal, user: &UserId) -> Option<u64> {
+fn lock_out(ex: Executor, portal: &TestPortal, user: &UserId) -> Option<u64> {
     for _ in 0..100 {
-        if let Err(Error::LockedOut { until }) = portal.verify_sign_in(user, "000000").go() {
+        if let Err(Error::LockedOut { until }) = portal.verify_sign_in(user, "000000").go(ex) {
             return until;
         }
     }
@@ -51,7 +52,7 @@ fn lock_out(portal: &TestPortal, user: &UserId) -> Option<u64> {
 #[test]
 fn counts_and_pages_at_both_ends_of_time_agree_on_every_store() {
     let transcripts: std::cell::RefCell<Vec<(String, String)>> = Default::default();
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let clock = ManualClock::at(0);
         let portal = portal_on(store, &clock);
         let user = UserId::customer("u");
@@ -60,16 +61,16 @@ fn counts_and_pages_at_both_ends_of_time_agree_on_every_store() {
             clock.set(at);
             portal
                 .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::RemoveOnly)
-                .go()
+                .go(ex)
                 .unwrap();
             let enforcement = if i % 2 == 0 {
                 Enforcement::Enforced { grace: None }
             } else {
                 Enforcement::SelfConfigured
             };
-            portal.set_enforcement(&ADMIN, enforcement).go().unwrap();
+            portal.set_enforcement(&ADMIN, enforcement).go(ex).unwrap();
         }
-        let every = all_pages(&portal, EventQuery::portal(portal.id()).limit(5));
+        let every = all_pages(ex, &portal, EventQuery::portal(portal.id()).limit(5));
         let user_times: Vec<u64> = every.iter().filter(|e| e.user.is_some()).map(|e| e.at).collect();
         let all_times: Vec<u64> = every.iter().map(|e| e.at).collect();
         assert_eq!(user_times, EVENT_TIMES, "{label}: one user event at each time");
@@ -79,20 +80,23 @@ fn counts_and_pages_at_both_ends_of_time_agree_on_every_store() {
             for until in BOUNDS {
                 let want =
                     |times: &[u64]| -> Vec<u64> { times.iter().copied().filter(|&t| from <= t && t < until).collect() };
-                let counted: u64 = portal.event_counts(from, until).go().unwrap().values().sum();
+                let counted: u64 = portal.event_counts(from, until).go(ex).unwrap().values().sum();
                 assert_eq!(
                     counted,
                     want(&all_times).len() as u64,
                     "{label}: event_counts({from}, {until})"
                 );
                 let query = EventQuery::portal(portal.id()).between(from, until).limit(2);
-                let oldest_first: Vec<u64> = all_pages(&portal, query.clone()).iter().map(|e| e.at).collect();
+                let oldest_first: Vec<u64> = all_pages(ex, &portal, query.clone()).iter().map(|e| e.at).collect();
                 assert_eq!(oldest_first, want(&all_times), "{label}: pages in [{from}, {until})");
-                let mut newest_first: Vec<u64> =
-                    all_pages(&portal, query.newest_first()).iter().map(|e| e.at).collect();
+                let mut newest_first: Vec<u64> = all_pages(ex, &portal, query.newest_first())
+                    .iter()
+                    .map(|e| e.at)
+                    .collect();
                 newest_first.reverse();
                 assert_eq!(newest_first, oldest_first, "{label}: newest first in [{from}, {until})");
                 let users: Vec<u64> = all_pages(
+                    ex,
                     &portal,
                     EventQuery::portal(portal.id())
                         .user(&user)
@@ -125,22 +129,26 @@ fn counts_and_pages_at_both_ends_of_time_agree_on_every_store() {
 /// ends before it reads the same everywhere, and ends everywhere at once.
 #[test]
 fn locks_at_the_end_of_time_read_the_same_in_sign_in_listing_and_filter() {
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let clock = ManualClock::at(END - 10_000);
         let portal = portal_on(store, &clock);
         let (far, near) = (UserId::customer("far"), UserId::customer("near"));
-        enrol(&portal, &clock, &far);
-        enrol(&portal, &clock, &near);
-        let near_until = lock_out(&portal, &near).expect("a timed lock");
+        enrol(ex, &portal, &clock, &far);
+        enrol(ex, &portal, &clock, &near);
+        let near_until = lock_out(ex, &portal, &near).expect("a timed lock");
         assert!(near_until < END - 30, "{label}");
         clock.set(END - 30);
-        assert_eq!(lock_out(&portal, &far), None, "{label}: a lock past the end of time");
+        assert_eq!(
+            lock_out(ex, &portal, &far),
+            None,
+            "{label}: a lock past the end of time"
+        );
 
         let status = |user: &UserId| {
-            let any = portal.users(UserQuery::new()).go().unwrap();
+            let any = portal.users(UserQuery::new()).go(ex).unwrap();
             let locked = portal
                 .users(UserQuery::new().status(StatusFilter::LockedOut))
-                .go()
+                .go(ex)
                 .unwrap();
             let listed = any
                 .items
@@ -150,7 +158,7 @@ fn locks_at_the_end_of_time_read_the_same_in_sign_in_listing_and_filter() {
                 .locked
                 .map(|lock| lock.until);
             let filtered = locked.items.iter().any(|s| s.user == *user);
-            let step = match portal.begin_sign_in(user).go().unwrap() {
+            let step = match portal.begin_sign_in(user).go(ex).unwrap() {
                 SignInStep::LockedOut { until } => Some(until),
                 _ => None,
             };
@@ -169,7 +177,7 @@ fn locks_at_the_end_of_time_read_the_same_in_sign_in_listing_and_filter() {
         // The admin reset ends the lock no clock would.
         portal
             .admin_reset(&ADMIN, &far, ResetReason::LockedOut, ResetMode::ForceReenrolment)
-            .go()
+            .go(ex)
             .unwrap();
         assert_eq!(status(&far), (None, None, false), "{label}: reset");
     });
@@ -180,7 +188,7 @@ fn locks_at_the_end_of_time_read_the_same_in_sign_in_listing_and_filter() {
 /// is refused by every operation before the store is asked.
 #[test]
 fn the_longest_ids_page_through_text_cursors_and_longer_ones_are_refused() {
-    each_store_and_executor(|label, store| {
+    each_store_and_executor(|label, ex, store| {
         let clock = ManualClock::at(flows::T0);
         let portal = portal_on(store, &clock);
         let longest: Vec<UserId> = ["a", "b", "é"]
@@ -191,11 +199,11 @@ fn the_longest_ids_page_through_text_cursors_and_longer_ones_are_refused() {
             assert_eq!(user.id().len(), UserId::MAX_LEN);
             portal
                 .admin_reset(&ADMIN, user, ResetReason::LostDevice, ResetMode::ForceReenrolment)
-                .go()
+                .go(ex)
                 .unwrap();
             portal
                 .admin_reset(&ADMIN, user, ResetReason::NewDevice, ResetMode::ForceReenrolment)
-                .go()
+                .go(ex)
                 .unwrap();
         }
         // User listing, a page of one at a time, each cursor through its text.
@@ -203,7 +211,7 @@ fn the_longest_ids_page_through_text_cursors_and_longer_ones_are_refused() {
         let mut listed = Vec::new();
         let mut next = Some(query.clone());
         while let Some(q) = next.take() {
-            let page = portal.users(q).go().unwrap();
+            let page = portal.users(q).go(ex).unwrap();
             listed.extend(page.items.into_iter().map(|s| s.user));
             next = page.next.map(|cursor| {
                 assert!(
@@ -226,7 +234,7 @@ fn the_longest_ids_page_through_text_cursors_and_longer_ones_are_refused() {
                 let mut seen = 0;
                 let mut next = Some(query.clone());
                 while let Some(q) = next.take() {
-                    let page = portal.audit_events(q).go().unwrap();
+                    let page = portal.audit_events(q).go(ex).unwrap();
                     seen += page.items.len();
                     next = page
                         .next
@@ -239,28 +247,28 @@ fn the_longest_ids_page_through_text_cursors_and_longer_ones_are_refused() {
             let user = UserId::customer("x".repeat(len));
             let too_long =
                 |result: Result<(), Error>| matches!(result, Err(Error::UserIdTooLong { len: l }) if l == len);
-            assert!(too_long(portal.begin_sign_in(&user).go().map(drop)), "{label}");
+            assert!(too_long(portal.begin_sign_in(&user).go(ex).map(drop)), "{label}");
             assert!(
                 too_long(
                     portal
                         .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::ForceReenrolment)
-                        .go()
+                        .go(ex)
                         .map(drop)
                 ),
                 "{label}"
             );
-            assert!(too_long(portal.record(&user).go().map(drop)), "{label}");
+            assert!(too_long(portal.record(&user).go(ex).map(drop)), "{label}");
             assert!(
                 too_long(
                     portal
                         .audit_events(EventQuery::portal(portal.id()).user(&user))
-                        .go()
+                        .go(ex)
                         .map(drop)
                 ),
                 "{label}"
             );
         }
-        let everyone = portal.users(UserQuery::new()).go().unwrap();
+        let everyone = portal.users(UserQuery::new()).go(ex).unwrap();
         assert_eq!(
             everyone.items.len(),
             longest.len(),
@@ -274,16 +282,16 @@ fn the_longest_ids_page_through_text_cursors_and_longer_ones_are_refused() {
 /// cursor too long to parse.
 #[test]
 fn a_stored_id_over_the_limit_is_refused_when_read_back() {
-    let store = std::sync::Arc::new(flows::Both::new(flows::kv::KvStore::default()));
+    let store = flows::faulty_kv();
     let clock = ManualClock::at(flows::T0);
     let portal = portal_on(store.clone() as std::sync::Arc<dyn flows::TestStore>, &clock);
     let ok = UserId::customer("ok");
     portal
         .admin_reset(&ADMIN, &ok, ResetReason::LostDevice, ResetMode::ForceReenrolment)
-        .go()
+        .run()
         .unwrap();
     {
-        let mut kv = store.store.kv();
+        let mut kv = store.get_ref().store.kv();
         let (key, stored) = kv.records.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
         let summary = kv.summaries[&key];
         let long = (key.0.clone(), UserId::customer("y".repeat(UserId::MAX_LEN + 1)));
@@ -291,7 +299,7 @@ fn a_stored_id_over_the_limit_is_refused_when_read_back() {
         kv.summaries.insert(long, summary);
     }
     assert!(matches!(
-        portal.users(UserQuery::new().limit(1)).go(),
+        portal.users(UserQuery::new().limit(1)).run(),
         Err(Error::CorruptRecord(_))
     ));
 }

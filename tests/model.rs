@@ -20,8 +20,11 @@ use flows::{ADMIN, Executor, Go, TestPortal, TestStore};
 
 use portal_mfa::core::{Context, EnrolmentRequest, Outcome};
 use portal_mfa::{
-    Actor, AuthenticatorId, Enforcement, EnrolmentOptions, Error, Factor, LockoutRule, ManualClock, MfaRecord,
-    OtpAuthUri, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, Totp, TotpParams, UserId,
+    AuthenticatorId, Enforcement, EnrolmentOptions, Error, LockoutRule, ManualClock, PortalId, PortalPolicy, UserId,
+    admin::{ResetMode, ResetReason},
+    audit::{Actor, Factor},
+    otp::{OtpAuthUri, Secret, Totp, TotpParams},
+    record::MfaRecord,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -65,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
 enum Engine {
     Pure,
     Driven {
+        ex: Executor,
         portal: Box<TestPortal>,
         clock: ManualClock,
     },
@@ -96,12 +100,13 @@ impl World {
     }
 
     /// The world through the driver on `store`.
-    fn driven(store: Arc<dyn TestStore>) -> Self {
+    fn driven(store: Arc<dyn TestStore>, ex: Executor) -> Self {
         let mut world = Self::on(Engine::Pure);
         let clock = ManualClock::at(world.now);
         let portal = flows::portal_on(store, &clock).with_default_policy(world.policy);
         world.portal = portal.id().clone();
         world.engine = Engine::Driven {
+            ex,
             portal: Box::new(portal),
             clock,
         };
@@ -151,14 +156,15 @@ impl World {
         &mut self,
         actor: Actor,
         pure: impl FnOnce(MfaRecord, &Context<'_>, &mut StdRng) -> Outcome<T>,
-        driven: impl FnOnce(&TestPortal, &UserId) -> Result<T, Error>,
+        driven: impl FnOnce(&TestPortal, &UserId, Executor) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let Engine::Driven { portal, clock } = &self.engine else {
+        let Engine::Driven { ex, portal, clock } = &self.engine else {
             return self.apply(actor, pure);
         };
+        let ex = *ex;
         clock.set(self.now);
-        let result = driven(portal, &self.user);
-        self.record = portal.record(&self.user).go().unwrap();
+        let result = driven(portal, &self.user, ex);
+        self.record = portal.record(&self.user).go(ex).unwrap();
         result
     }
 
@@ -166,7 +172,7 @@ impl World {
         self.run(
             Actor::User,
             |r, c, _| r.verify(c, code),
-            |p, u| p.verify_sign_in(u, code).go(),
+            |p, u, ex| p.verify_sign_in(u, code).go(ex),
         )
     }
 
@@ -241,7 +247,7 @@ impl World {
                 let result = self.run(
                     Actor::User,
                     |r, c, _| r.start_enrolment(c, request, secret),
-                    |p, u| p.start_enrolment(u, "u@example.com", "phone", options).go(),
+                    |p, u, ex| p.start_enrolment(u, "u@example.com", "phone", options).go(ex),
                 );
                 match result {
                     Ok(started) => {
@@ -272,7 +278,7 @@ impl World {
                 let result = self.run(
                     Actor::User,
                     |r, c, rng| r.confirm_enrolment(c, &code, rng),
-                    |p, u| p.confirm_enrolment(u, &code).go(),
+                    |p, u, ex| p.confirm_enrolment(u, &code).go(ex),
                 );
                 match result {
                     Ok(confirmed) => {
@@ -374,7 +380,7 @@ impl World {
                 let result = self.run(
                     Actor::User,
                     |r, c, _| r.delete_authenticator(c, id, &proof),
-                    |p, u| p.delete_authenticator(u, id, &proof).go(),
+                    |p, u, ex| p.delete_authenticator(u, id, &proof).go(ex),
                 );
                 if result.is_ok() {
                     assert!(!(self.policy.is_enforced() && self.active.len() == 1));
@@ -393,7 +399,7 @@ impl World {
                 let result = self.run(
                     Actor::User,
                     |r, c, rng| r.regenerate_backup_codes(c, &proof, rng),
-                    |p, u| p.regenerate_backup_codes(u, &proof).go(),
+                    |p, u, ex| p.regenerate_backup_codes(u, &proof).go(ex),
                 );
                 if let Ok(codes) = result {
                     self.note_success(Factor::Totp(self.active[0]), Some(&proof));
@@ -411,7 +417,7 @@ impl World {
                     .run(
                         Actor::Admin("admin".into()),
                         |r, c, _| r.admin_reset(c, ResetReason::LostDevice, mode),
-                        |p, u| p.admin_reset(&ADMIN, u, ResetReason::LostDevice, mode).go(),
+                        |p, u, ex| p.admin_reset(&ADMIN, u, ResetReason::LostDevice, mode).go(ex),
                     )
                     .unwrap();
                 assert_eq!(summary.authenticators_removed as usize, self.active.len());
@@ -433,9 +439,9 @@ impl World {
                     Enforcement::Enforced { grace: None }
                 };
                 self.policy = self.policy.with_enforcement(next).unwrap();
-                if let Engine::Driven { portal, clock } = &self.engine {
+                if let Engine::Driven { ex, portal, clock } = &self.engine {
                     clock.set(self.now);
-                    assert_eq!(portal.set_enforcement(&ADMIN, next).go().unwrap(), self.policy);
+                    assert_eq!(portal.set_enforcement(&ADMIN, next).go(*ex).unwrap(), self.policy);
                 }
             }
         }
@@ -486,10 +492,9 @@ mod driven {
         fn the_same_sequences_through_the_driver_on_every_store_and_executor(
             ops in prop::collection::vec(op(), 1..60)
         ) {
-            for executor in [Executor::Blocking, Executor::Async] {
-                flows::set_executor(executor);
+            for ex in [Executor::Blocking, Executor::Async] {
                 let dir = flows::TempDir::new("model");
-                let sqlite = portal_mfa::SqliteStore::open(dir.file("mfa.db")).unwrap();
+                let sqlite = portal_mfa::store::SqliteStore::open(dir.file("mfa.db")).unwrap();
                 #[allow(unused_mut)]
                 let mut stores: Vec<Arc<dyn TestStore>> = vec![
                     flows::memory(),
@@ -499,7 +504,7 @@ mod driven {
                 #[cfg(feature = "postgres")]
                 stores.extend(flows::pg::pair().map(|pair| pair as Arc<dyn TestStore>));
                 for store in stores {
-                    let mut world = World::driven(store);
+                    let mut world = World::driven(store, ex);
                     for op in &ops {
                         world.step(op);
                     }

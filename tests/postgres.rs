@@ -19,8 +19,9 @@ use flows::pg::{self, PgPair, PgServer};
 use flows::{Executor, Go, Phone, T0, TempDir, TestPortal, TestStore, enrol, portal_on};
 use portal_mfa::store::MfaStore;
 use portal_mfa::{
-    AsyncPostgresStore, Clock, Error, EventKind, EventQuery, LockoutRule, ManualClock, PortalPolicy, PostgresOptions,
-    PostgresStore, StorageError, StorageErrorKind, UserId,
+    Clock, Error, LockoutRule, ManualClock, PortalPolicy, StorageError, StorageErrorKind, UserId,
+    audit::{EventKind, EventQuery},
+    store::{AsyncPostgresStore, PostgresOptions, PostgresStore},
 };
 
 const TRIALS: usize = 200;
@@ -52,7 +53,7 @@ fn worker() {
     let url = env("PORTAL_MFA_PG_URL");
     let schema = env("PORTAL_MFA_PG_SCHEMA");
     let start: u64 = env("PORTAL_MFA_START").parse().unwrap();
-    let executor = if env("PORTAL_MFA_EXECUTOR") == "async" {
+    let ex = if env("PORTAL_MFA_EXECUTOR") == "async" {
         Executor::Async
     } else {
         Executor::Blocking
@@ -77,11 +78,10 @@ fn worker() {
             std::thread::scope(|s| {
                 for _ in 0..CONNECTIONS {
                     s.spawn(|| {
-                        flows::set_executor(executor);
                         for (trial, (user, code)) in jobs.iter().enumerate() {
                             let at = start + trial as u64 * 20;
                             std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
-                            let verdict = match portal.verify_sign_in(user, code).go() {
+                            let verdict = match portal.verify_sign_in(user, code).go(ex) {
                                 Ok(_) => "ok".to_owned(),
                                 Err(e) => format!("err {e:?}"),
                             };
@@ -134,6 +134,7 @@ fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<us
 #[test]
 fn four_processes_with_eight_connections_each_accept_one_totp_code_once() {
     let Some(server) = pg::shared() else { return };
+    let ex = Executor::Blocking;
     let pair = PgPair::new(server, PostgresOptions::new());
     let schema = pair.schema.clone();
     let clock = ManualClock::at(T0);
@@ -141,7 +142,7 @@ fn four_processes_with_eight_connections_each_accept_one_totp_code_once() {
     let phones: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::customer(format!("c{i}"));
-            let (phone, _) = enrol(&portal, &clock, &user);
+            let (phone, _) = enrol(ex, &portal, &clock, &user);
             (user, phone)
         })
         .collect();
@@ -151,7 +152,7 @@ fn four_processes_with_eight_connections_each_accept_one_totp_code_once() {
     for (user, _) in &jobs {
         let trail = portal
             .audit_events(EventQuery::portal(portal.id()).user(user))
-            .go()
+            .go(ex)
             .unwrap()
             .items;
         let verified = trail.iter().filter(|e| matches!(e.kind, EventKind::Verified { .. }));
@@ -162,6 +163,7 @@ fn four_processes_with_eight_connections_each_accept_one_totp_code_once() {
 #[test]
 fn four_processes_with_eight_connections_each_accept_one_backup_code_once() {
     let Some(server) = pg::shared() else { return };
+    let ex = Executor::Blocking;
     let pair = PgPair::new(server, PostgresOptions::new());
     let schema = pair.schema.clone();
     let clock = ManualClock::at(T0);
@@ -169,14 +171,14 @@ fn four_processes_with_eight_connections_each_accept_one_backup_code_once() {
     let jobs: Vec<(UserId, String)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::customer(format!("b{i}"));
-            let (_, codes) = enrol(&portal, &clock, &user);
+            let (_, codes) = enrol(ex, &portal, &clock, &user);
             (user, codes[i % codes.len()].clone())
         })
         .collect();
     let accepted = race(server.url(), &schema, clock.now(), &jobs);
     assert!(accepted.iter().all(|&n| n == 1), "per trial, acceptances: {accepted:?}");
     for (user, _) in &jobs {
-        let remaining = portal.record(user).go().unwrap().backup_codes().unwrap().remaining();
+        let remaining = portal.record(user).go(ex).unwrap().backup_codes().unwrap().remaining();
         assert_eq!(remaining, 9, "{user:?}: exactly one code consumed");
     }
 }
@@ -213,7 +215,7 @@ fn four_processes_starting_at_once_migrate_an_empty_schema_once() {
         )
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    let expected: Vec<i32> = (1..=portal_mfa::POSTGRES_SCHEMA_VERSION).collect();
+    let expected: Vec<i32> = (1..=portal_mfa::store::POSTGRES_SCHEMA_VERSION).collect();
     assert_eq!(versions, expected, "each migration recorded once");
 }
 
@@ -223,8 +225,7 @@ fn four_processes_starting_at_once_migrate_an_empty_schema_once() {
 #[test]
 fn sixty_four_concurrent_wrong_codes_are_counted_exactly_up_to_the_lock() {
     let Some(server) = pg::shared() else { return };
-    for executor in [Executor::Blocking, Executor::Async] {
-        flows::set_executor(executor);
+    for ex in [Executor::Blocking, Executor::Async] {
         for (max_failures, wrong, locked) in [(100u8, 64, 0), (10, 9, 55)] {
             let clock = ManualClock::at(T0);
             let policy = PortalPolicy::default().with_lockout(LockoutRule::new(max_failures, 60, 3600).unwrap());
@@ -233,7 +234,7 @@ fn sixty_four_concurrent_wrong_codes_are_counted_exactly_up_to_the_lock() {
                 .with_default_policy(policy)
                 .with_max_attempts(200);
             let user = UserId::customer("target");
-            let (phone, _) = enrol(&portal, &clock, &user);
+            let (phone, _) = enrol(ex, &portal, &clock, &user);
             let right = phone.code(&clock);
             let bad = if right == "000000" { "111111" } else { "000000" };
             let barrier = Barrier::new(64);
@@ -241,16 +242,15 @@ fn sixty_four_concurrent_wrong_codes_are_counted_exactly_up_to_the_lock() {
                 let handles: Vec<_> = (0..64)
                     .map(|_| {
                         s.spawn(|| {
-                            flows::set_executor(executor);
                             barrier.wait();
-                            portal.verify_sign_in(&user, bad).go()
+                            portal.verify_sign_in(&user, bad).go(ex)
                         })
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
-            let record = portal.record(&user).go().unwrap();
-            let label = format!("{executor:?}, lock after {max_failures}");
+            let record = portal.record(&user).go(ex).unwrap();
+            let label = format!("{ex:?}, lock after {max_failures}");
             assert_eq!(
                 record.failures().consecutive(),
                 u32::from(max_failures).min(64),
@@ -261,7 +261,7 @@ fn sixty_four_concurrent_wrong_codes_are_counted_exactly_up_to_the_lock() {
             assert_eq!(count(|r| matches!(r, Err(Error::LockedOut { .. }))), locked, "{label}");
             let trail = portal
                 .audit_events(EventQuery::portal(portal.id()).user(&user).limit(1000))
-                .go()
+                .go(ex)
                 .unwrap()
                 .items;
             let failed = trail
@@ -293,7 +293,7 @@ struct Burst {
 
 /// THREADS users sign in one after another (each on its own clock, 30 s a
 /// step) until `stop`; `fault` runs meanwhile and sets `over` when done.
-fn sign_in_burst(store: Arc<dyn TestStore>, executor: Executor, fault: impl FnOnce(&AtomicBool) + Send) -> Vec<Burst> {
+fn sign_in_burst(store: Arc<dyn TestStore>, ex: Executor, fault: impl FnOnce(&AtomicBool) + Send) -> Vec<Burst> {
     // Enough that some call is always mid-write when the fault strikes (reads are retried unseen).
     const THREADS: usize = 16;
     let setup_clock = ManualClock::at(T0);
@@ -301,7 +301,7 @@ fn sign_in_burst(store: Arc<dyn TestStore>, executor: Executor, fault: impl FnOn
     let users: Vec<(UserId, Phone)> = (0..THREADS)
         .map(|i| {
             let user = UserId::customer(format!("burst-{i}"));
-            let (phone, _) = enrol(&setup, &setup_clock, &user);
+            let (phone, _) = enrol(ex, &setup, &setup_clock, &user);
             (user, phone)
         })
         .collect();
@@ -316,7 +316,6 @@ fn sign_in_burst(store: Arc<dyn TestStore>, executor: Executor, fault: impl FnOn
                 let store = store.clone();
                 let (stop, over, signed_in, recovered) = (&stop, &over, &signed_in, &recovered);
                 s.spawn(move || {
-                    flows::set_executor(executor);
                     let clock = ManualClock::at(start_at);
                     let portal = portal_on(store, &clock);
                     let mut burst = Burst {
@@ -328,7 +327,7 @@ fn sign_in_burst(store: Arc<dyn TestStore>, executor: Executor, fault: impl FnOn
                     };
                     while !stop.load(Ordering::SeqCst) {
                         let code = phone.code(&clock);
-                        match portal.verify_sign_in(&burst.user, &code).go() {
+                        match portal.verify_sign_in(&burst.user, &code).go(ex) {
                             Ok(_) => {
                                 burst.committed.push(clock.now());
                                 signed_in.fetch_add(1, Ordering::SeqCst);
@@ -393,10 +392,10 @@ fn wait_until(done: impl Fn() -> bool, what: &str) {
 
 /// Every sign-in reported committed has its event; one whose call failed has
 /// its event exactly when the record moved on for it; record and trail agree.
-fn nothing_half_applied(portal: &TestPortal, bursts: &[Burst]) {
+fn nothing_half_applied(ex: Executor, portal: &TestPortal, bursts: &[Burst]) {
     for burst in bursts {
-        let record = portal.record(&burst.user).go().unwrap();
-        let trail = flows::all_pages(portal, EventQuery::portal(portal.id()).user(&burst.user).limit(500));
+        let record = portal.record(&burst.user).go(ex).unwrap();
+        let trail = flows::all_pages(ex, portal, EventQuery::portal(portal.id()).user(&burst.user).limit(500));
         let verified: Vec<u64> = trail
             .iter()
             .filter(|e| matches!(e.kind, EventKind::Verified { .. }))
@@ -431,43 +430,40 @@ fn a_server_restart_mid_burst_answers_unavailable_and_the_pools_recover_by_thems
     let Some(server) = pg::own(&["-c fsync=off"]) else {
         return;
     };
-    for executor in [Executor::Blocking, Executor::Async] {
+    for ex in [Executor::Blocking, Executor::Async] {
         let pair = PgPair::new(&server, PostgresOptions::new().connect_timeout(Duration::from_secs(10)));
         let store = store(pair);
-        let bursts = sign_in_burst(store.clone(), executor, |over| {
+        let bursts = sign_in_burst(store.clone(), ex, |over| {
             assert!(server.pg_ctl(&["restart", "-m", "fast", "-w"]), "pg_ctl restart");
             over.store(true, Ordering::SeqCst);
         });
         let errors: Vec<&StorageError> = bursts.iter().flat_map(|b| &b.errors).collect();
-        assert!(
-            !errors.is_empty(),
-            "{executor:?}: some call was in flight during the restart"
-        );
+        assert!(!errors.is_empty(), "{ex:?}: some call was in flight during the restart");
         for e in &errors {
-            assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{executor:?}: {e:?}");
+            assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{ex:?}: {e:?}");
         }
         for burst in &bursts {
             assert!(
                 burst.committed_after > 0,
-                "{executor:?}: {:?} signed in after the restart",
+                "{ex:?}: {:?} signed in after the restart",
                 burst.user
             );
         }
         let clock = ManualClock::at(T0);
-        nothing_half_applied(&portal_on(store, &clock), &bursts);
+        nothing_half_applied(ex, &portal_on(store, &clock), &bursts);
     }
 }
 
 #[test]
 fn connections_terminated_mid_commit_leave_nothing_half_applied() {
     let Some(server) = pg::shared() else { return };
-    for executor in [Executor::Blocking, Executor::Async] {
+    for ex in [Executor::Blocking, Executor::Async] {
         let name = format!("victim-{}", pg::unique_name("app"));
         let url = format!("{} application_name={name}", server.url());
         let schema = pg::unique_name("kill");
         let store = store(PgPair::open(&url, &schema, PostgresOptions::new()));
         let mut admin = server.admin();
-        let bursts = sign_in_burst(store.clone(), executor, |over| {
+        let bursts = sign_in_burst(store.clone(), ex, |over| {
             // Terminate writers until a few were caught mid-commit (counted, not
             // timed: a slow machine takes more tries), within a bound of tries.
             let mut killed = 0u64;
@@ -489,16 +485,16 @@ fn connections_terminated_mid_commit_leave_nothing_half_applied() {
             over.store(true, Ordering::SeqCst);
         });
         let errors: Vec<&StorageError> = bursts.iter().flat_map(|b| &b.errors).collect();
-        assert!(!errors.is_empty(), "{executor:?}: some call lost its connection");
+        assert!(!errors.is_empty(), "{ex:?}: some call lost its connection");
         for e in &errors {
-            assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{executor:?}: {e:?}");
-            assert!(e.is_connection_lost(), "{executor:?}: {e:?}");
+            assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{ex:?}: {e:?}");
+            assert!(e.is_connection_lost(), "{ex:?}: {e:?}");
         }
         for burst in &bursts {
-            assert!(burst.committed_after > 0, "{executor:?}: {:?} went on", burst.user);
+            assert!(burst.committed_after > 0, "{ex:?}: {:?} went on", burst.user);
         }
         let clock = ManualClock::at(T0);
-        nothing_half_applied(&portal_on(store, &clock), &bursts);
+        nothing_half_applied(ex, &portal_on(store, &clock), &bursts);
     }
 }
 
@@ -526,9 +522,9 @@ fn a_read_only_role_answers_read_only_and_a_role_without_grants_access_denied() 
     let schema = pair.schema.clone();
     let user = UserId::customer("reader");
     {
-        flows::set_executor(Executor::Blocking);
+        let ex = Executor::Blocking;
         let portal = portal_on(store(pair), &clock);
-        enrol(&portal, &clock, &user);
+        enrol(ex, &portal, &clock, &user);
     }
     let cases = [
         (
@@ -544,15 +540,14 @@ fn a_read_only_role_answers_read_only_and_a_role_without_grants_access_denied() 
     for (setup, expected) in cases {
         let role = role(server, &schema, setup);
         let url = server.socket_url(&role).unwrap();
-        for executor in [Executor::Blocking, Executor::Async] {
-            flows::set_executor(executor);
+        for ex in [Executor::Blocking, Executor::Async] {
             let portal = portal_on(store(PgPair::open(&url, &schema, PostgresOptions::new())), &clock);
             // Reading works; writing answers the typed refusal.
-            assert!(portal.record(&user).go().unwrap().mfa_enabled());
+            assert!(portal.record(&user).go(ex).unwrap().mfa_enabled());
             clock.advance(30);
-            match portal.verify_sign_in(&user, "000000").go() {
-                Err(Error::Storage(e)) => assert_eq!(e.kind(), expected, "{executor:?}: {e}"),
-                other => panic!("{executor:?}: {other:?}"),
+            match portal.verify_sign_in(&user, "000000").go(ex) {
+                Err(Error::Storage(e)) => assert_eq!(e.kind(), expected, "{ex:?}: {e}"),
+                other => panic!("{ex:?}: {other:?}"),
             }
         }
     }
@@ -567,11 +562,11 @@ fn a_statement_past_statement_timeout_answers_a_typed_timeout_and_writes_nothing
         PostgresOptions::new().statement_timeout(Duration::from_millis(300)),
     );
     let schema = pair.schema.clone();
-    flows::set_executor(Executor::Blocking);
+    let ex = Executor::Blocking;
     let portal = portal_on(store(pair), &clock);
     let user = UserId::customer("slow");
-    let (phone, _) = enrol(&portal, &clock, &user);
-    let before = portal.record(&user).go().unwrap();
+    let (phone, _) = enrol(ex, &portal, &clock, &user);
+    let before = portal.record(&user).go(ex).unwrap();
     // Another session holds the user's row: the sign-in's write waits for it past the timeout.
     let mut admin = server.admin();
     let mut holder = admin.transaction().unwrap();
@@ -581,26 +576,25 @@ fn a_statement_past_statement_timeout_answers_a_typed_timeout_and_writes_nothing
             &[],
         )
         .unwrap();
-    for executor in [Executor::Blocking, Executor::Async] {
-        flows::set_executor(executor);
+    for ex in [Executor::Blocking, Executor::Async] {
         clock.advance(30);
         let started = Instant::now();
-        match portal.verify_sign_in(&user, &phone.code(&clock)).go() {
+        match portal.verify_sign_in(&user, &phone.code(&clock)).go(ex) {
             Err(Error::Storage(e)) => {
-                assert_eq!(e.kind(), StorageErrorKind::Timeout, "{executor:?}: {e}");
+                assert_eq!(e.kind(), StorageErrorKind::Timeout, "{ex:?}: {e}");
                 assert!(!e.is_connection_lost());
             }
-            other => panic!("{executor:?}: {other:?}"),
+            other => panic!("{ex:?}: {other:?}"),
         }
         assert!(started.elapsed() >= Duration::from_millis(300));
     }
     holder.rollback().unwrap();
     assert_eq!(
-        portal.record(&user).go().unwrap().last_verified_at(),
+        portal.record(&user).go(ex).unwrap().last_verified_at(),
         before.last_verified_at()
     );
     clock.advance(30);
-    portal.verify_sign_in(&user, &phone.code(&clock)).go().unwrap();
+    portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -668,11 +662,11 @@ fn a_portal_wide_page_never_skips_an_event_that_commits_later() {
     let clock = ManualClock::at(T0);
     let pair = PgPair::new(server, PostgresOptions::new());
     let schema = pair.schema.clone();
-    flows::set_executor(Executor::Blocking);
+    let ex = Executor::Blocking;
     let portal = portal_on(store(pair), &clock);
     let alice = UserId::customer("alice");
-    enrol(&portal, &clock, &alice);
-    let all = |portal: &TestPortal| flows::all_pages(portal, EventQuery::portal(portal.id()).limit(2));
+    enrol(ex, &portal, &clock, &alice);
+    let all = |portal: &TestPortal| flows::all_pages(ex, portal, EventQuery::portal(portal.id()).limit(2));
     let before = all(&portal).len();
     // An older transaction writes an event (a copy of the newest) and stays open…
     let mut admin = server.admin();
@@ -686,10 +680,10 @@ fn a_portal_wide_page_never_skips_an_event_that_commits_later() {
         .unwrap();
     // …while a newer one commits a sign-in.
     let bob = UserId::vendor("bob");
-    enrol(&portal, &clock, &bob);
+    enrol(ex, &portal, &clock, &bob);
     let bobs = portal
         .audit_events(EventQuery::portal(portal.id()).user(&bob))
-        .go()
+        .go(ex)
         .unwrap()
         .items
         .len();
@@ -793,13 +787,12 @@ fn a_connection_dropped_mid_call_says_so() {
     let clock = ManualClock::at(T0);
     let pair = PgPair::open(&url, &pg::unique_name("drop"), PostgresOptions::new());
     let schema = pair.schema.clone();
-    flows::set_executor(Executor::Blocking);
+    let ex = Executor::Blocking;
     let portal = portal_on(store(pair), &clock);
     let user = UserId::customer("dropped");
-    let (phone, _) = enrol(&portal, &clock, &user);
+    let (phone, _) = enrol(ex, &portal, &clock, &user);
     let mut admin = server.admin();
-    for executor in [Executor::Blocking, Executor::Async] {
-        flows::set_executor(executor);
+    for ex in [Executor::Blocking, Executor::Async] {
         // Hold the row so the sign-in's write waits, then end its session.
         let mut holder = admin.transaction().unwrap();
         holder
@@ -812,8 +805,7 @@ fn a_connection_dropped_mid_call_says_so() {
         let code = phone.code(&clock);
         let outcome = std::thread::scope(|s| {
             let call = s.spawn(|| {
-                flows::set_executor(executor);
-                portal.verify_sign_in(&user, &code).go()
+                portal.verify_sign_in(&user, &code).go(ex)
             });
             let mut killer = server.admin();
             loop {
@@ -834,14 +826,14 @@ fn a_connection_dropped_mid_call_says_so() {
         holder.rollback().unwrap();
         match outcome {
             Err(Error::Storage(e)) => {
-                assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{executor:?}: {e}");
-                assert!(e.is_connection_lost(), "{executor:?}: {e:?}");
+                assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{ex:?}: {e}");
+                assert!(e.is_connection_lost(), "{ex:?}: {e:?}");
             }
-            other => panic!("{executor:?}: {other:?}"),
+            other => panic!("{ex:?}: {other:?}"),
         }
         // Nothing of it was written, and the next call gets a fresh connection by itself.
-        assert!(portal.record(&user).go().unwrap().last_verified_at() < Some(clock.now()));
-        portal.verify_sign_in(&user, &code).go().unwrap();
+        assert!(portal.record(&user).go(ex).unwrap().last_verified_at() < Some(clock.now()));
+        portal.verify_sign_in(&user, &code).go(ex).unwrap();
     }
 }
 
@@ -905,7 +897,7 @@ fn the_main_example_runs_on_postgres_and_finds_its_state_on_the_second_run() {
     assert!(second.contains("signed in with Totp(AuthenticatorId(2))"), "{second}");
     assert!(dir.file("portal-mfa-postgres.key").exists());
     // The records hold the secrets sealed: none of the keys printed for typing is in them.
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut client = pg::Client::connect(&url);
     let stored: Vec<Vec<u8>> = client
         .query("SELECT record FROM portal_mfa_records", &[])
         .unwrap()
@@ -931,8 +923,7 @@ fn serialization_failures_under_serializable_are_retried_as_lost_races() {
         "{} options='-c default_transaction_isolation=serializable'",
         server.url()
     );
-    for executor in [Executor::Blocking, Executor::Async] {
-        flows::set_executor(executor);
+    for ex in [Executor::Blocking, Executor::Async] {
         let clock = ManualClock::at(T0);
         let lenient = PortalPolicy::default().with_lockout(LockoutRule::new(100, 1, 1).unwrap());
         let portal = portal_on(
@@ -942,7 +933,7 @@ fn serialization_failures_under_serializable_are_retried_as_lost_races() {
         .with_default_policy(lenient)
         .with_max_attempts(200);
         let user = UserId::customer("serial");
-        let (phone, _) = enrol(&portal, &clock, &user);
+        let (phone, _) = enrol(ex, &portal, &clock, &user);
         for _ in 0..20 {
             clock.advance(30);
             let code = phone.code(&clock);
@@ -951,23 +942,18 @@ fn serialization_failures_under_serializable_are_retried_as_lost_races() {
                 let handles: Vec<_> = (0..16)
                     .map(|_| {
                         s.spawn(|| {
-                            flows::set_executor(executor);
                             barrier.wait();
-                            portal.verify_sign_in(&user, &code).go()
+                            portal.verify_sign_in(&user, &code).go(ex)
                         })
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
-            assert_eq!(
-                outcomes.iter().filter(|r| r.is_ok()).count(),
-                1,
-                "{executor:?}: {outcomes:?}"
-            );
+            assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{ex:?}: {outcomes:?}");
             for r in outcomes.iter().filter(|r| r.is_err()) {
                 assert!(
                     matches!(r, Err(Error::ReplayedCode | Error::Conflict { .. })),
-                    "{executor:?}: {r:?}"
+                    "{ex:?}: {r:?}"
                 );
             }
         }
@@ -1004,9 +990,8 @@ fn the_async_store_runs_on_a_pool_the_host_built() {
         .unwrap();
     assert_eq!(
         flows::runtime().block_on(store.schema_version()).unwrap(),
-        portal_mfa::POSTGRES_SCHEMA_VERSION
+        portal_mfa::store::POSTGRES_SCHEMA_VERSION
     );
-    flows::set_executor(Executor::Async);
     let clock = ManualClock::at(T0);
     let portal = portal_mfa::Portal::new(portal_mfa::PortalId::new("acme"), "Acme", store)
         .unwrap()

@@ -1,7 +1,7 @@
 //! Every product-document scenario of `tests/seed_flows.rs`, run unchanged on
 //! PostgreSQL (a fresh schema of a throwaway server for each store): through
-//! `Op::run` on [`PostgresStore`](portal_mfa::PostgresStore), and through
-//! `.await` on [`AsyncPostgresStore`](portal_mfa::AsyncPostgresStore).
+//! `Op::run` on [`PostgresStore`](portal_mfa::store::PostgresStore), and through
+//! `.await` on [`AsyncPostgresStore`](portal_mfa::store::AsyncPostgresStore).
 
 #![cfg(feature = "postgres")]
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Barrier};
 use flows::TestStore;
 use flows::{ADMIN, Phone, T0, enrol, portal_on};
 use portal_mfa::{
-    EnrolmentOptions, Error, ManualClock, ResetMode, ResetReason, Secret, Totp, TotpParams, UserId, Window,
+    EnrolmentOptions, Error, ManualClock, UserId,
+    admin::{ResetMode, ResetReason},
+    otp::{Secret, Totp, TotpParams, Window},
 };
 
 fn setup() -> (flows::TestPortal, ManualClock) {
@@ -32,7 +34,7 @@ fn wrong_code_for(phone: &Phone, clock: &ManualClock) -> String {
 fn replay_inside_the_drift_window_is_refused() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
-    let (phone, _) = enrol(&portal, &clock, &user);
+    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
     let earlier = phone.code(&clock);
     clock.advance(30);
     let code = phone.code(&clock);
@@ -117,7 +119,7 @@ fn the_confirming_enrolment_code_cannot_sign_in() {
 fn parallel_wrong_codes_cannot_race_past_the_failure_limit() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
-    let (phone, _) = enrol(&portal, &clock, &user);
+    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
     let guesses: Vec<String> = (0..64)
         .map(|i| format!("{:06}", (i * 15_485_863 + 7) % 1_000_000))
         .collect();
@@ -158,7 +160,12 @@ fn a_new_session_does_not_reset_the_failure_count() {
     let clock = ManualClock::at(T0);
     let store: Arc<dyn TestStore> = flows::memory();
     let user = UserId::customer("c1");
-    let (phone, _) = enrol(&portal_on(store.clone(), &clock), &clock, &user);
+    let (phone, _) = enrol(
+        flows::Executor::Blocking,
+        &portal_on(store.clone(), &clock),
+        &clock,
+        &user,
+    );
     let wrong = wrong_code_for(&phone, &clock);
     // Every attempt from a brand-new driver (a new session, a new app instance).
     for attempt in 1..=4 {
@@ -186,7 +193,7 @@ fn a_backup_code_used_twice_in_parallel_is_accepted_once() {
     for n in 0..10 {
         // A fresh user each round: the losing duplicates count as failures and would lock the next round.
         let user = UserId::customer(format!("c{n}"));
-        let (_, codes) = enrol(&portal, &clock, &user);
+        let (_, codes) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
         let barrier = Barrier::new(16);
         let accepted = std::thread::scope(|s| {
             let handles: Vec<_> = (0..16)
@@ -218,8 +225,8 @@ fn one_users_backup_code_is_refused_for_another_user() {
     let (portal, clock) = setup();
     let alice = UserId::customer("alice");
     let mallory = UserId::customer("mallory");
-    let (_, alice_codes) = enrol(&portal, &clock, &alice);
-    enrol(&portal, &clock, &mallory);
+    let (_, alice_codes) = enrol(flows::Executor::Blocking, &portal, &clock, &alice);
+    enrol(flows::Executor::Blocking, &portal, &clock, &mallory);
     for code in &alice_codes {
         assert!(matches!(
             portal.verify_sign_in(&mallory, code).run(),
@@ -260,7 +267,10 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         format!("{:?}", portal.record(&user).run().unwrap()),
         format!("{:?}", portal.record(&user).run().unwrap().authenticators()),
         format!("{:?}", Totp::new(&secret, TotpParams::standard())),
-        format!("{:?}", portal_mfa::Code::parse(&code, portal_mfa::Digits::SIX).unwrap()),
+        format!(
+            "{:?}",
+            portal_mfa::otp::Code::parse(&code, portal_mfa::otp::Digits::SIX).unwrap()
+        ),
     ];
     // Every error path a code or secret passes through.
     let errors = [
@@ -268,8 +278,8 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         portal.verify_sign_in(&user, &codes[0][..10]).run().unwrap_err(),
         portal.confirm_enrolment(&user, &code).run().unwrap_err(),
         Secret::from_base32(&format!("{}!", secret.to_base32().as_str())).unwrap_err(),
-        portal_mfa::OtpAuthUri::parse(&started.uri.to_uri().replace("issuer=", "issuer=x")).unwrap_err(),
-        portal_mfa::Code::parse(&format!("{code}0"), portal_mfa::Digits::SIX).unwrap_err(),
+        portal_mfa::otp::OtpAuthUri::parse(&started.uri.to_uri().replace("issuer=", "issuer=x")).unwrap_err(),
+        portal_mfa::otp::Code::parse(&format!("{code}0"), portal_mfa::otp::Digits::SIX).unwrap_err(),
     ];
     shown.extend(errors.iter().map(|e| format!("{e} {e:?}")));
     portal.verify_sign_in(&user, &codes[1]).run().unwrap();
@@ -278,7 +288,7 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         .run()
         .unwrap();
     for event in portal
-        .audit_events(portal_mfa::EventQuery::portal(portal.id()))
+        .audit_events(portal_mfa::audit::EventQuery::portal(portal.id()))
         .run()
         .unwrap()
         .items
@@ -383,7 +393,7 @@ fn timing_worker() {
 fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
-    let (old_phone, old_codes) = enrol(&portal, &clock, &user);
+    let (old_phone, old_codes) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
     portal.verify_sign_in(&user, &old_phone.code(&clock)).run().unwrap();
     portal
         .start_enrolment(
@@ -406,7 +416,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
     let record = portal.record(&user).run().unwrap();
     assert!(record.authenticators().is_empty() && record.pending().is_none() && record.backup_codes().is_none());
     assert_eq!(portal_mfa::store::RecordSummary::of(&record).authenticators, 0);
-    let (new_phone, new_codes) = enrol(&portal, &clock, &user);
+    let (new_phone, new_codes) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
     clock.advance(30);
     for code in &old_codes {
         assert!(
@@ -422,7 +432,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
         .admin_reset(&ADMIN, &user, ResetReason::LockedOut, ResetMode::ForceReenrolment)
         .run()
         .unwrap();
-    let (newest, _) = enrol(&portal, &clock, &user);
+    let (newest, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
     // The new authenticator's history starts at its own confirmation.
     portal.verify_sign_in(&user, &newest.code(&clock)).run().unwrap();
     let _ = (new_phone, new_codes);
@@ -435,7 +445,7 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
 fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
-    let (phone, _) = enrol(&portal, &clock, &user);
+    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
     assert!(matches!(
         portal.begin_sign_in(&user).run().unwrap(),
         portal_mfa::SignInStep::EnterCode { .. }

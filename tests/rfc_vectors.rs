@@ -1,6 +1,6 @@
 //! Known answers from the RFCs themselves: RFC 4226 Appendix D and RFC 6238 Appendix B.
 
-use portal_mfa::{Algorithm, Code, Digits, Hotp, Secret, Totp, TotpParams, Window};
+use portal_mfa::otp::{Algorithm, Code, Digits, Hotp, Secret, Totp, TotpParams, Window};
 
 const SEED_SHA1: &[u8] = b"12345678901234567890";
 const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";

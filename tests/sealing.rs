@@ -13,8 +13,11 @@ use flows::{ADMIN, T0, TempDir};
 use portal_mfa::store::BlockingStore;
 use portal_mfa::store::MfaStore;
 use portal_mfa::{
-    Clock, EnrolmentOptions, EventKind, EventQuery, Keyring, ManualClock, MfaRecord, Portal, PortalId, Secret,
-    SqliteStore, Totp, TotpParams, UserId,
+    Clock, EnrolmentOptions, Keyring, ManualClock, Portal, PortalId, UserId,
+    audit::{EventKind, EventQuery},
+    otp::{Secret, Totp, TotpParams},
+    record::MfaRecord,
+    store::SqliteStore,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -8,9 +8,12 @@
 #![cfg(feature = "serde")]
 
 use portal_mfa::{
-    Admin, AuditEvent, Cursor, Enforcement, EnrolmentOptions, Error, EventQuery, Grace, ManualClock, MemoryStore, Page,
-    Portal, PortalId, PortalPolicy, ResetMode, ResetReason, SignInMethod, SignInStep, StatusFilter, Totp, UserId,
-    UserQuery, UserStatus,
+    Admin, Cursor, Enforcement, EnrolmentOptions, Error, Grace, ManualClock, Page, Portal, PortalId, PortalPolicy,
+    SignInMethod, SignInStep, UserId,
+    admin::{ResetMode, ResetReason, StatusFilter, UserQuery, UserStatus},
+    audit::{AuditEvent, EventQuery},
+    otp::Totp,
+    store::MemoryStore,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -8,7 +8,12 @@ mod flows;
 use std::sync::Arc;
 
 use flows::{ADMIN, T0, TempDir, TestStore, enrol, portal_on};
-use portal_mfa::{EventQuery, ManualClock, ResetMode, ResetReason, SqliteStore, UserId};
+use portal_mfa::{
+    ManualClock, UserId,
+    admin::{ResetMode, ResetReason},
+    audit::EventQuery,
+    store::SqliteStore,
+};
 
 fn story(store: Arc<dyn TestStore>) -> Vec<(String, Vec<String>)> {
     let clock = ManualClock::at(T0);
@@ -19,7 +24,7 @@ fn story(store: Arc<dyn TestStore>) -> Vec<(String, Vec<String>)> {
         .run()
         .unwrap();
     for (i, user) in users.iter().enumerate() {
-        let (phone, codes) = enrol(&portal, &clock, user);
+        let (phone, codes) = enrol(flows::Executor::Blocking, &portal, &clock, user);
         portal.verify_sign_in(user, &phone.code(&clock)).run().unwrap();
         let _ = portal.verify_sign_in(user, "000000").run();
         portal.verify_sign_in(user, &codes[i]).run().unwrap();

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use flows::{T0, TempDir, enrol, portal_on};
 use portal_mfa::store::MfaStore;
-use portal_mfa::{Error, ManualClock, SqliteOptions, SqliteStore, StorageErrorKind, UserId};
+use portal_mfa::{
+    Error, ManualClock, StorageErrorKind, UserId,
+    store::{SqliteOptions, SqliteStore},
+};
 
 fn kind_of<T: std::fmt::Debug>(result: Result<T, portal_mfa::StorageError>) -> StorageErrorKind {
     result.expect_err("expected a storage error").kind()
@@ -21,7 +24,7 @@ fn populated(dir: &TempDir) -> std::path::PathBuf {
     let path = dir.file("mfa.db");
     let clock = ManualClock::at(T0);
     let portal = portal_on(flows::bytes(SqliteStore::open(&path).unwrap()), &clock);
-    enrol(&portal, &clock, &UserId::customer("alice"));
+    enrol(flows::Executor::Blocking, &portal, &clock, &UserId::customer("alice"));
     path
 }
 
@@ -246,7 +249,7 @@ fn a_stale_writer_loses_the_compare_and_swap() {
     let portal_id = portal_mfa::PortalId::new("acme-portal");
     let alice = UserId::customer("alice");
     let loaded = store.load(&portal_id, &alice).unwrap().unwrap();
-    let record = portal_mfa::MfaRecord::decode(&loaded.bytes, &portal_id, &alice, &flows::keyring()).unwrap();
+    let record = portal_mfa::record::MfaRecord::decode(&loaded.bytes, &portal_id, &alice, &flows::keyring()).unwrap();
     let resealed = record
         .encode(&portal_id, &alice, &flows::keyring(), &mut rand::rng())
         .unwrap();
@@ -284,7 +287,7 @@ fn summary_columns_and_their_indexes_follow_every_change() {
     let users: Vec<UserId> = (0..4).map(|i| UserId::customer(format!("u{i}"))).collect();
     let mut phones = Vec::new();
     for user in &users {
-        phones.push(enrol(&portal, &clock, user).0);
+        phones.push(enrol(flows::Executor::Blocking, &portal, &clock, user).0);
     }
     portal.verify_sign_in(&users[0], &phones[0].code(&clock)).run().unwrap();
     for locked in [&users[1], &users[3]] {
@@ -296,8 +299,8 @@ fn summary_columns_and_their_indexes_follow_every_change() {
         .admin_reset(
             &flows::ADMIN,
             &users[2],
-            portal_mfa::ResetReason::LostDevice,
-            portal_mfa::ResetMode::default(),
+            portal_mfa::admin::ResetReason::LostDevice,
+            portal_mfa::admin::ResetMode::default(),
         )
         .run()
         .unwrap();
@@ -335,7 +338,8 @@ fn summary_columns_and_their_indexes_follow_every_change() {
             (summary.pending_enrolment, summary.must_enrol),
             "{user}"
         );
-        assert_eq!(locked_until, summary.locked_until.map(|t| t as i64), "{user}");
+        let column = summary.locked.map(|lock| lock.until.map_or(i64::MAX, |t| t as i64));
+        assert_eq!(locked_until, column, "{user}");
         assert_eq!(left, i64::from(summary.backup_codes_left), "{user}");
         assert_eq!(verified, summary.last_verified_at.map(|t| t as i64), "{user}");
         let _ = &portal_id;

@@ -11,7 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flows::{Phone, T0, TempDir, TestStore, enrol, portal_on};
-use portal_mfa::{EventKind, EventQuery, ManualClock, SqliteStore, UserId};
+use portal_mfa::{
+    ManualClock, UserId,
+    audit::{EventKind, EventQuery},
+    store::SqliteStore,
+};
 
 const TRIALS: usize = 100;
 
@@ -50,7 +54,7 @@ fn worker() {
         "burst" => {
             for i in 0.. {
                 let user = UserId::customer(format!("burst-{i}"));
-                enrol(&portal, &clock, &user);
+                enrol(flows::Executor::Blocking, &portal, &clock, &user);
                 writeln!(out, "\n@@ committed {i}").unwrap();
                 out.flush().unwrap();
             }
@@ -83,7 +87,7 @@ fn two_processes_accept_one_totp_code_once() {
     let phones: Vec<(UserId, Phone)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::customer(format!("c{i}"));
-            let (phone, _) = enrol(&portal, &clock, &user);
+            let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
             (user, phone)
         })
         .collect();
@@ -103,7 +107,7 @@ fn two_processes_accept_one_backup_code_once() {
     let jobs: Vec<(UserId, String)> = (0..TRIALS)
         .map(|i| {
             let user = UserId::customer(format!("b{i}"));
-            let (_, codes) = enrol(&portal, &clock, &user);
+            let (_, codes) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
             (user, codes[i % codes.len()].clone())
         })
         .collect();

@@ -9,7 +9,7 @@ mod flows;
 use std::sync::Arc;
 
 use flows::TestStore;
-use portal_mfa::SqliteStore;
+use portal_mfa::store::SqliteStore;
 
 fn sqlite_store() -> Arc<dyn TestStore> {
     let dir = flows::TempDir::new("flows");

@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use flows::TempDir;
 use portal_mfa::{
-    Clock, EventQuery, Factor, ManualClock, Portal, PortalId, Secret, SignInStep, SqliteOptions, SqliteStore,
-    StorageErrorKind, Totp, TotpParams, UserId, UserKind,
+    Clock, ManualClock, Portal, PortalId, SignInStep, StorageErrorKind, UserId, UserKind,
+    audit::{EventQuery, Factor},
+    otp::{Secret, Totp, TotpParams},
+    store::{SqliteOptions, SqliteStore},
 };
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1/mfa-v1");
@@ -46,8 +48,8 @@ fn sidecar() -> (u64, Vec<FixtureUser>) {
                 backup: Vec::new(),
             }),
             "totp" => {
-                let algorithm = portal_mfa::Algorithm::from_uri_name(fields[3]).unwrap();
-                let digits = portal_mfa::Digits::new(fields[4].parse().unwrap()).unwrap();
+                let algorithm = portal_mfa::otp::Algorithm::from_uri_name(fields[3]).unwrap();
+                let digits = portal_mfa::otp::Digits::new(fields[4].parse().unwrap()).unwrap();
                 let params = TotpParams::new(algorithm, digits, fields[5].parse().unwrap()).unwrap();
                 let id = fields[1].parse().unwrap();
                 users
@@ -276,15 +278,14 @@ fn upgrader() {
 /// and nothing else changes.
 #[test]
 fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
-    use flows::Go;
     let dir = TempDir::new("v2");
     let path = dir.file("mfa.db");
     let clock = portal_mfa::ManualClock::at(flows::T0);
     let user = portal_mfa::UserId::customer("c");
     {
-        let store = portal_mfa::SqliteStore::open(&path).unwrap();
+        let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
         let portal = flows::portal_on(flows::bytes(store), &clock);
-        let (phone, _) = flows::enrol(&portal, &clock, &user);
+        let (phone, _) = flows::enrol(flows::Executor::Blocking, &portal, &clock, &user);
         portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap();
     }
     // Back to schema 2's layout.
@@ -297,14 +298,14 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     )
     .unwrap();
     drop(conn);
-    let store = portal_mfa::SqliteStore::open(&path).unwrap();
+    let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
     let portal = flows::portal_on(flows::bytes(store), &clock);
-    let listed = portal.users(portal_mfa::UserQuery::new()).go().unwrap();
+    let listed = portal.users(portal_mfa::admin::UserQuery::new()).run().unwrap();
     assert_eq!(listed.items.len(), 1);
     assert!(listed.items[0].mfa_on());
     clock.advance(3600);
-    let pruned = portal.prune_events(portal_mfa::Clock::now(&clock)).go().unwrap();
+    let pruned = portal.prune_events(portal_mfa::Clock::now(&clock)).run().unwrap();
     assert!(pruned >= 3, "enrolment and sign-in events: {pruned}");
     let conn = rusqlite::Connection::open(&path).unwrap();
     let columns: Vec<String> = conn

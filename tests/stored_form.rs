@@ -6,8 +6,10 @@ mod flows;
 
 use flows::{ADMIN, T0, enrol, keyring, portal_on};
 use portal_mfa::{
-    AuditEvent, EnrolmentOptions, Error, EventQuery, Keyring, ManualClock, MfaRecord, PortalId, PortalPolicy,
-    ResetMode, ResetReason, UserId,
+    EnrolmentOptions, Error, Keyring, ManualClock, PortalId, PortalPolicy, UserId,
+    admin::{ResetMode, ResetReason},
+    audit::{AuditEvent, EventQuery},
+    record::MfaRecord,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -23,11 +25,11 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     let portal = portal_on(flows::memory(), &clock);
     let mut out = vec![(UserId::customer("nobody"), MfaRecord::default())];
     let enrolled = UserId::customer("enrolled");
-    let (phone, codes) = enrol(&portal, &clock, &enrolled);
+    let (phone, codes) = enrol(flows::Executor::Blocking, &portal, &clock, &enrolled);
     portal.verify_sign_in(&enrolled, &codes[0]).run().unwrap();
     out.push((enrolled.clone(), portal.record(&enrolled).run().unwrap()));
     let swapping = UserId::vendor("swapping");
-    let (swap_phone, _) = enrol(&portal, &clock, &swapping);
+    let (swap_phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &swapping);
     let swap_code = swap_phone.code(&clock);
     let options = EnrolmentOptions::default()
         .replacing(portal.record(&swapping).run().unwrap().authenticators()[0].id())
@@ -38,13 +40,13 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
         .unwrap();
     out.push((swapping.clone(), portal.record(&swapping).run().unwrap()));
     let locked = UserId::contact("locked");
-    enrol(&portal, &clock, &locked);
+    enrol(flows::Executor::Blocking, &portal, &clock, &locked);
     for _ in 0..5 {
         let _ = portal.verify_sign_in(&locked, "000000").run();
     }
     out.push((locked.clone(), portal.record(&locked).run().unwrap()));
     let reset = UserId::customer("reset");
-    enrol(&portal, &clock, &reset);
+    enrol(flows::Executor::Blocking, &portal, &clock, &reset);
     portal
         .admin_reset(
             &ADMIN,

@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use flows::{T0, TempDir, enrol, portal_on};
-use portal_mfa::{ManualClock, SqliteOptions, SqliteStore, UserId};
+use portal_mfa::{
+    ManualClock, UserId,
+    store::{SqliteOptions, SqliteStore},
+};
 
 #[test]
 fn a_blocking_sign_in_on_the_blocking_pool_leaves_the_runtime_free() {
@@ -23,7 +26,7 @@ fn a_blocking_sign_in_on_the_blocking_pool_leaves_the_runtime_free() {
     let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_secs(10))).unwrap();
     let portal = Arc::new(portal_on(flows::bytes(store), &clock));
     let user = UserId::customer("alice");
-    let (phone, _) = enrol(&portal, &clock, &user);
+    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
     let code = phone.code(&clock);
 
     // One runtime thread: if the sign-in blocked it, nothing else could run.

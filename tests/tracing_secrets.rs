@@ -18,7 +18,7 @@ fn memory_store() -> Arc<dyn TestStore> {
 
 fn sqlite_store() -> Arc<dyn TestStore> {
     let dir = flows::TempDir::new("traced");
-    let store = portal_mfa::SqliteStore::open(dir.file("mfa.db")).unwrap();
+    let store = portal_mfa::store::SqliteStore::open(dir.file("mfa.db")).unwrap();
     flows::bytes_in(store, dir)
 }
 
@@ -34,9 +34,8 @@ fn spans_carry_what_happened_and_never_a_secret_or_code() {
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         for executor in [flows::Executor::Blocking, flows::Executor::Async] {
-            flows::set_executor(executor);
-            seed_flow_tests!(@run_all memory_store);
-            seed_flow_tests!(@run_all sqlite_store);
+            seed_flow_tests!(@run_all memory_store, executor);
+            seed_flow_tests!(@run_all sqlite_store, executor);
         }
     });
     let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

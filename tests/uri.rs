@@ -1,6 +1,6 @@
 //! otpauth:// URIs as authenticator apps expect them, and the QR codes that carry them.
 
-use portal_mfa::{Algorithm, Digits, OtpAuthUri, Secret, TotpParams};
+use portal_mfa::otp::{Algorithm, Digits, OtpAuthUri, Secret, TotpParams};
 
 fn secret() -> Secret {
     Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap()
@@ -126,7 +126,7 @@ fn names_with_colons_survive_parse_build_parse() {
         ),
         Err(e) => assert!(matches!(
             e,
-            portal_mfa::Error::InvalidUri(portal_mfa::UriError::UnprintableName)
+            portal_mfa::Error::InvalidUri(portal_mfa::otp::UriError::UnprintableName)
         )),
     }
 }

@@ -9,8 +9,11 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use portal_mfa::core::{Context, EnrolmentRequest};
 use portal_mfa::{
-    Actor, Enforcement, Factor, LockoutRule, MfaRecord, OtpAuthUri, PortalId, PortalPolicy, ResetMode, ResetReason,
-    Secret, Totp,
+    Enforcement, LockoutRule, PortalId, PortalPolicy,
+    admin::{ResetMode, ResetReason},
+    audit::{Actor, Factor},
+    otp::{OtpAuthUri, Secret, Totp},
+    record::MfaRecord,
 };
 use rand::SeedableRng;
 
@@ -46,7 +49,10 @@ fuzz_target!(|ops: Vec<Op>| {
         let ctx = Context::new(&portal, &user, &policy, now, &user_actor);
         let current = |record: &MfaRecord, phones: &[(u32, Totp)]| {
             record.authenticators().first().and_then(|a| {
-                phones.iter().find(|(id, _)| *id == a.id().0).map(|(_, t)| t.generate(now).unwrap().expose().to_string())
+                phones
+                    .iter()
+                    .find(|(id, _)| *id == a.id().0)
+                    .map(|(_, t)| t.generate(now).unwrap().expose().to_string())
             })
         };
         let outcome_record;
@@ -57,8 +63,14 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Start { replace, prove } => {
                 let proof = if *prove { current(&record, &phones) } else { None };
-                let replaces = if *replace { record.authenticators().first().map(|a| a.id()) } else { None };
-                let request = EnrolmentRequest::new("phone", "u", "P").replacing(replaces).with_proof(proof.as_deref());
+                let replaces = if *replace {
+                    record.authenticators().first().map(|a| a.id())
+                } else {
+                    None
+                };
+                let request = EnrolmentRequest::new("phone", "u", "P")
+                    .replacing(replaces)
+                    .with_proof(proof.as_deref());
                 let o = record.start_enrolment(&ctx, request, Secret::generate(&mut rng));
                 if let Ok(started) = &o.result {
                     let scanned = OtpAuthUri::parse(&started.uri.to_uri()).unwrap();
@@ -68,7 +80,10 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Confirm { right } => {
                 let code = match (right, record.pending()) {
-                    (true, Some(p)) => phones.iter().find(|(id, _)| *id == p.id().0).map(|(_, t)| t.generate(now).unwrap().expose().to_string()),
+                    (true, Some(p)) => phones
+                        .iter()
+                        .find(|(id, _)| *id == p.id().0)
+                        .map(|(_, t)| t.generate(now).unwrap().expose().to_string()),
                     _ => None,
                 };
                 let o = record.confirm_enrolment(&ctx, code.as_deref().unwrap_or("000000"), &mut rng);
@@ -84,7 +99,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 let input = match op {
                     Op::SignInCurrent => current(&record, &phones).unwrap_or_default(),
                     Op::SignInText(t) => t.clone(),
-                    Op::SignInBackup(i) => backup.get(usize::from(*i) % backup.len().max(1)).cloned().unwrap_or_default(),
+                    Op::SignInBackup(i) => backup
+                        .get(usize::from(*i) % backup.len().max(1))
+                        .cloned()
+                        .unwrap_or_default(),
                     _ => unreachable!(),
                 };
                 let locked = record.failures().active_lock(now).is_some();
@@ -93,14 +111,23 @@ fuzz_target!(|ops: Vec<Op>| {
                     assert!(!locked, "signed in while locked");
                     if let Factor::Totp(id) = v.factor {
                         let a = o.record.authenticators().iter().find(|a| a.id() == id).unwrap();
-                        assert!(accepted.insert((id.0, a.last_used_step().unwrap())), "a step was accepted twice");
+                        assert!(
+                            accepted.insert((id.0, a.last_used_step().unwrap())),
+                            "a step was accepted twice"
+                        );
                     }
                 }
                 outcome_record = o.record;
             }
             Op::Delete { prove } => {
-                let Some(id) = record.authenticators().first().map(|a| a.id()) else { continue };
-                let proof = if *prove { current(&record, &phones).unwrap_or_default() } else { "000000".into() };
+                let Some(id) = record.authenticators().first().map(|a| a.id()) else {
+                    continue;
+                };
+                let proof = if *prove {
+                    current(&record, &phones).unwrap_or_default()
+                } else {
+                    "000000".into()
+                };
                 outcome_record = record.delete_authenticator(&ctx, id, &proof).record;
             }
             Op::Regenerate => {
@@ -113,14 +140,26 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Reset { force } => {
                 let ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin);
-                let mode = if *force { ResetMode::ForceReenrolment } else { ResetMode::RemoveOnly };
+                let mode = if *force {
+                    ResetMode::ForceReenrolment
+                } else {
+                    ResetMode::RemoveOnly
+                };
                 let o = record.admin_reset(&ctx, ResetReason::LostDevice, mode);
                 assert!(o.result.is_ok());
-                assert!(o.record.authenticators().is_empty() && o.record.backup_codes().is_none() && o.record.pending().is_none());
+                assert!(
+                    o.record.authenticators().is_empty()
+                        && o.record.backup_codes().is_none()
+                        && o.record.pending().is_none()
+                );
                 outcome_record = o.record;
             }
             Op::Enforce(on) => {
-                let e = if *on { Enforcement::Enforced { grace: None } } else { Enforcement::SelfConfigured };
+                let e = if *on {
+                    Enforcement::Enforced { grace: None }
+                } else {
+                    Enforcement::SelfConfigured
+                };
                 policy = policy.with_enforcement(e).unwrap();
                 continue;
             }
@@ -128,7 +167,9 @@ fuzz_target!(|ops: Vec<Op>| {
         record = outcome_record;
         assert!(record.failures().consecutive() <= LockoutRule::HARD_LIMIT);
         // Every record survives the trip through its stored form (what stores write).
-        let bytes = record.encode(&portal, &user, &keyring, &mut rng).expect("a record encodes");
+        let bytes = record
+            .encode(&portal, &user, &keyring, &mut rng)
+            .expect("a record encodes");
         let again = MfaRecord::decode(&bytes, &portal, &user, &keyring).expect("a record's own stored form decodes");
         assert_eq!(format!("{again:?}"), format!("{record:?}"));
     }

@@ -12,8 +12,11 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use portal_mfa::core::{Context, EnrolmentRequest};
 use portal_mfa::{
-    Actor, AuditEvent, Error, Keyring, MfaRecord, PortalId, PortalPolicy, ResetMode, ResetReason, Secret, Totp,
-    TotpParams, UserId,
+    Error, Keyring, PortalId, PortalPolicy, UserId,
+    admin::{ResetMode, ResetReason},
+    audit::{Actor, AuditEvent},
+    otp::{Secret, Totp, TotpParams},
+    record::MfaRecord,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -43,9 +46,19 @@ fn seeds() -> &'static [Vec<u8>] {
         let totp = Totp::new(&secret, TotpParams::standard());
         let request = EnrolmentRequest::new("phone", "u", "P");
         let pending = MfaRecord::default().start_enrolment(&ctx, request, secret).record;
-        let enrolled = pending.clone().confirm_enrolment(&ctx, &totp.generate(NOW).unwrap().expose(), &mut rng).record;
+        let enrolled = pending
+            .clone()
+            .confirm_enrolment(&ctx, &totp.generate(NOW).unwrap().expose(), &mut rng)
+            .record;
         let admin_ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin);
-        let reset = enrolled.clone().admin_reset(&admin_ctx, ResetReason::Other("note".into()), ResetMode::ForceReenrolment).record;
+        let reset = enrolled
+            .clone()
+            .admin_reset(
+                &admin_ctx,
+                ResetReason::Other("note".into()),
+                ResetMode::ForceReenrolment,
+            )
+            .record;
         [MfaRecord::default(), pending, enrolled, reset]
             .iter()
             .map(|r| r.encode(&portal, &user, keyring(), &mut rng).unwrap())
@@ -66,13 +79,22 @@ fuzz_target!(|data: &[u8]| {
     };
     match MfaRecord::decode(&bytes, &portal, &user, keyring()) {
         Ok(record) => {
-            let again = record.encode(&portal, &user, keyring(), &mut StdRng::seed_from_u64(2)).unwrap();
+            let again = record
+                .encode(&portal, &user, keyring(), &mut StdRng::seed_from_u64(2))
+                .unwrap();
             let back = MfaRecord::decode(&again, &portal, &user, keyring()).expect("its own stored form decodes");
-            let third = back.encode(&portal, &user, keyring(), &mut StdRng::seed_from_u64(2)).unwrap();
+            let third = back
+                .encode(&portal, &user, keyring(), &mut StdRng::seed_from_u64(2))
+                .unwrap();
             assert_eq!(again, third, "encode → decode → encode is stable");
             assert_eq!(format!("{back:?}"), format!("{record:?}"));
         }
-        Err(Error::CorruptRecord(_) | Error::IncompatibleFormat { .. } | Error::KeyUnavailable { .. } | Error::WrongKey { .. }) => {}
+        Err(
+            Error::CorruptRecord(_)
+            | Error::IncompatibleFormat { .. }
+            | Error::KeyUnavailable { .. }
+            | Error::WrongKey { .. },
+        ) => {}
         Err(other) => panic!("untyped answer to stored bytes: {other:?}"),
     }
     if let Ok(policy) = PortalPolicy::decode(&bytes) {

@@ -6,7 +6,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use portal_mfa::core::{Context, EnrolmentRequest};
-use portal_mfa::{Actor, Code, Digits, MfaRecord, PortalId, PortalPolicy, Secret, TotpParams, UserId};
+use portal_mfa::{
+    PortalId, PortalPolicy, UserId,
+    audit::Actor,
+    otp::{Code, Digits, Secret, TotpParams},
+    record::MfaRecord,
+};
 use rand::SeedableRng;
 
 const NOW: u64 = 1_763_800_000;
@@ -22,8 +27,13 @@ fn fixture() -> &'static Fixture {
         // Enrolled through the transitions themselves: one app, ten backup codes.
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let secret = Secret::generate(&mut rng);
-        let totp = portal_mfa::Totp::new(&secret, TotpParams::standard());
-        let (portal, user, policy, actor) = (PortalId::new("p"), UserId::customer("u"), PortalPolicy::default(), Actor::User);
+        let totp = portal_mfa::otp::Totp::new(&secret, TotpParams::standard());
+        let (portal, user, policy, actor) = (
+            PortalId::new("p"),
+            UserId::customer("u"),
+            PortalPolicy::default(),
+            Actor::User,
+        );
         let ctx = Context::new(&portal, &user, &policy, NOW - 60, &actor);
         let request = EnrolmentRequest::new("phone", "u", "P");
         let started = MfaRecord::default().start_enrolment(&ctx, request, secret);
@@ -32,12 +42,20 @@ fn fixture() -> &'static Fixture {
         let issued = confirmed.result.unwrap().backup_codes.unwrap();
         let mut accepted: Vec<String> = issued.expose().map(str::to_owned).collect();
         accepted.extend((0..3).map(|i| totp.generate(NOW - 30 + i * 30).unwrap().expose().to_string()));
-        Fixture { record: confirmed.record, accepted }
+        Fixture {
+            record: confirmed.record,
+            accepted,
+        }
     })
 }
 
 fn normalise(text: &str) -> String {
-    text.chars().filter(|c| !matches!(c, ' ' | '-' | '\t')).collect::<String>().to_uppercase().replace('O', "0").replace(['I', 'L'], "1")
+    text.chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '\t'))
+        .collect::<String>()
+        .to_uppercase()
+        .replace('O', "0")
+        .replace(['I', 'L'], "1")
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -48,7 +66,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let fixture = fixture();
-    let (portal, user, policy, actor) = (PortalId::new("p"), UserId::customer("u"), PortalPolicy::default(), Actor::User);
+    let (portal, user, policy, actor) = (
+        PortalId::new("p"),
+        UserId::customer("u"),
+        PortalPolicy::default(),
+        Actor::User,
+    );
     let ctx = Context::new(&portal, &user, &policy, NOW, &actor);
     let outcome = fixture.record.clone().verify(&ctx, text);
     if outcome.result.is_ok() {

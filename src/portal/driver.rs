@@ -12,7 +12,6 @@ use rand::CryptoRng;
 
 use super::Portal;
 use super::op::{Driver, Pause};
-use crate::store::Backend;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::event::{AuditEvent, EventKind};
@@ -20,6 +19,7 @@ use crate::ids::Actor;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
 use crate::state::{Context, MfaRecord, Outcome};
+use crate::store::Backend;
 use crate::store::{
     Applied, Commit, LiveChange, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
 };
@@ -50,7 +50,10 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             let id = &self.id;
             let applied = match driver.backend {
                 Backend::Blocking(s) => s.apply(id, user, &mut |record, policy| step.on_bytes(record, policy))?,
-                Backend::Async(s) => s.apply(id, user, &mut |record, policy| step.on_bytes(record, policy)).await?,
+                Backend::Async(s) => {
+                    s.apply(id, user, &mut |record, policy| step.on_bytes(record, policy))
+                        .await?
+                }
                 Backend::Memory(m) => m.run_step(id, user, &mut |record, policy| step.on_live(record, policy))?,
             };
             if applied == Applied::Conflict {

@@ -102,13 +102,13 @@ impl<S> Portal<S> {
     ///
     /// The name is checked once, here: not empty, no `:` (the separator of an
     /// app's label), printable text, at most 256 bytes. Errors:
-    /// [`Error::InvalidUri`] with [`UriError::ColonInName`](crate::UriError::ColonInName),
-    /// [`UriError::UnprintableName`](crate::UriError::UnprintableName),
-    /// [`UriError::MissingLabel`](crate::UriError::MissingLabel) or
-    /// [`UriError::TooLong`](crate::UriError::TooLong).
+    /// [`Error::InvalidUri`] with [`UriError::ColonInName`](crate::otp::UriError::ColonInName),
+    /// [`UriError::UnprintableName`](crate::otp::UriError::UnprintableName),
+    /// [`UriError::MissingLabel`](crate::otp::UriError::MissingLabel) or
+    /// [`UriError::TooLong`](crate::otp::UriError::TooLong).
     ///
     /// ```
-    /// use portal_mfa::{MemoryStore, Portal, PortalId, SignInStep, UserId};
+    /// use portal_mfa::{Portal, PortalId, SignInStep, UserId, store::MemoryStore};
     ///
     /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// // MFA is off by default: a user with nothing configured just signs in.
@@ -186,11 +186,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// Errors: [`Error::Export`] when `out` fails; what was written before stays written.
     #[cfg(feature = "serde")]
-    pub fn export_events<'a>(
-        &'a self,
-        query: EventQuery,
-        out: &'a mut (dyn std::io::Write + Send),
-    ) -> Op<'a, S, u64> {
+    pub fn export_events<'a>(&'a self, query: EventQuery, out: &'a mut (dyn std::io::Write + Send)) -> Op<'a, S, u64> {
         self.op("export_events", None, move |d| async move {
             let mut written = 0u64;
             let mut next = Some(query.limit(crate::page::MAX_PAGE));
@@ -236,13 +232,9 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// How many of this portal's events of each kind happened in `[from, until)`,
-    /// by [`EventKind::name`](crate::EventKind::name): for a dashboard ("wrong
+    /// by [`EventKind::name`](crate::audit::EventKind::name): for a dashboard ("wrong
     /// codes in the last 24 h" is `"verification_failed"`). Kinds with none are absent.
-    pub fn event_counts(
-        &self,
-        from: u64,
-        until: u64,
-    ) -> Op<'_, S, BTreeMap<String, u64>> {
+    pub fn event_counts(&self, from: u64, until: u64) -> Op<'_, S, BTreeMap<String, u64>> {
         self.op("event_counts", None, move |d| async move {
             let counts = d.backend.count_events(&self.id, from, until).await?;
             Ok(counts.into_iter().collect())
@@ -291,11 +283,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// never lost. After a crash, start again from the last `next` you kept (or
     /// from the start: records already re-sealed are only read).
     /// The memory store keeps nothing sealed, so there it finds nothing to do.
-    pub fn reseal<'a>(
-        &'a self,
-        after: Option<&'a UserId>,
-        batch: usize,
-    ) -> Op<'a, S, ResealProgress> {
+    pub fn reseal<'a>(&'a self, after: Option<&'a UserId>, batch: usize) -> Op<'a, S, ResealProgress> {
         self.op("reseal", None, move |d| async move {
             let keyring = self.keyring()?;
             let batch = batch.max(1);
@@ -341,7 +329,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Turning it off does not remove anyone's configured MFA.
     ///
     /// ```
-    /// use portal_mfa::{Admin, Enforcement, Error, MemoryStore, PolicyRefusal, Portal, PortalId, SignInMethod};
+    /// use portal_mfa::{Admin, Enforcement, Error, PolicyRefusal, Portal, PortalId, SignInMethod, store::MemoryStore};
     ///
     /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// let admin = Admin::authorised("admin@acme.example");
@@ -350,20 +338,12 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// assert!(matches!(refused, Err(Error::NotAllowed(PolicyRefusal::EnforcementWithSaml))));
     /// # Ok::<(), portal_mfa::Error>(())
     /// ```
-    pub fn set_enforcement<'a>(
-        &'a self,
-        admin: &'a Admin,
-        enforcement: Enforcement,
-    ) -> Op<'a, S, PortalPolicy> {
+    pub fn set_enforcement<'a>(&'a self, admin: &'a Admin, enforcement: Enforcement) -> Op<'a, S, PortalPolicy> {
         self.change_policy("set_enforcement", admin, move |p| p.with_enforcement(enforcement))
     }
 
     /// Admin: changes the sign-in method. Switching an enforced portal to SAML is refused.
-    pub fn set_sign_in_method<'a>(
-        &'a self,
-        admin: &'a Admin,
-        method: SignInMethod,
-    ) -> Op<'a, S, PortalPolicy> {
+    pub fn set_sign_in_method<'a>(&'a self, admin: &'a Admin, method: SignInMethod) -> Op<'a, S, PortalPolicy> {
         self.change_policy("set_sign_in_method", admin, move |p| p.with_sign_in_method(method))
     }
 
@@ -391,10 +371,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// the sign-ins left, or refuses with
     /// [`PolicyRefusal::NoGraceLeft`](crate::PolicyRefusal::NoGraceLeft) if the
     /// grace has run out since.
-    pub fn complete_grace_sign_in<'a>(
-        &'a self,
-        user: &'a UserId,
-    ) -> Op<'a, S, SignInStep> {
+    pub fn complete_grace_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, S, SignInStep> {
         self.on_user("complete_grace_sign_in", user, &USER, |record, ctx| {
             record.complete_grace_sign_in(ctx)
         })
@@ -404,6 +381,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// ```
     /// # use portal_mfa::*;
+    /// # use portal_mfa::{admin::*, audit::*, otp::*, store::MemoryStore};
     /// # let clock = ManualClock::at(1_763_800_000);
     /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new())?.with_clock(clock.clone());
     /// # let user = UserId::vendor("v-1");
@@ -417,11 +395,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// assert!(matches!(portal.verify_sign_in(&user, &code).run(), Err(Error::ReplayedCode)));
     /// # Ok::<(), portal_mfa::Error>(())
     /// ```
-    pub fn verify_sign_in<'a>(
-        &'a self,
-        user: &'a UserId,
-        input: &'a str,
-    ) -> Op<'a, S, SignInVerified> {
+    pub fn verify_sign_in<'a>(&'a self, user: &'a UserId, input: &'a str) -> Op<'a, S, SignInVerified> {
         self.on_user("verify_sign_in", user, &USER, move |record, ctx| {
             record.verify(ctx, input)
         })
@@ -432,6 +406,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// ```
     /// # use portal_mfa::*;
+    /// # use portal_mfa::{admin::*, audit::*, otp::*, store::MemoryStore};
     /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// let user = UserId::contact("help-center-42");
     /// let options = EnrolmentOptions::default();
@@ -455,11 +430,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// Confirms the pending enrolment with the first code from the app.
-    pub fn confirm_enrolment<'a>(
-        &'a self,
-        user: &'a UserId,
-        code: &'a str,
-    ) -> Op<'a, S, EnrolmentConfirmed> {
+    pub fn confirm_enrolment<'a>(&'a self, user: &'a UserId, code: &'a str) -> Op<'a, S, EnrolmentConfirmed> {
         self.on_user("confirm_enrolment", user, &USER, move |record, ctx| {
             record.confirm_enrolment(ctx, code, &mut *self.rng())
         })
@@ -485,11 +456,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// Replaces the backup codes with a new batch, after a fresh code.
-    pub fn regenerate_backup_codes<'a>(
-        &'a self,
-        user: &'a UserId,
-        proof: &'a str,
-    ) -> Op<'a, S, IssuedBackupCodes> {
+    pub fn regenerate_backup_codes<'a>(&'a self, user: &'a UserId, proof: &'a str) -> Op<'a, S, IssuedBackupCodes> {
         self.on_user("regenerate_backup_codes", user, &USER, move |record, ctx| {
             record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
         })
@@ -501,6 +468,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// ```
     /// # use portal_mfa::*;
+    /// # use portal_mfa::{admin::*, audit::*, otp::*, store::MemoryStore};
     /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new())?;
     /// # let user = UserId::customer("c-7");
     /// let admin = Admin::authorised("admin@acme.example");
@@ -549,7 +517,9 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
         #[cfg(feature = "tracing")]
-        return Op::new(&self.store, move |d| Box::pin(trace::traced(&self.id, name, user, body(d))));
+        return Op::new(&self.store, move |d| {
+            Box::pin(trace::traced(&self.id, name, user, body(d)))
+        });
         #[cfg(not(feature = "tracing"))]
         {
             let _ = (name, user);
@@ -598,7 +568,7 @@ impl<S, C, R> Portal<S, C, R> {
 
     /// Seals and opens TOTP secrets with `keyring`. Every store that keeps
     /// bytes (any [`MfaStore`](crate::store::MfaStore), such as
-    /// [`SqliteStore`](crate::SqliteStore)) needs one; the [`MemoryStore`](crate::MemoryStore) does not.
+    /// [`SqliteStore`](crate::store::SqliteStore)) needs one; the [`MemoryStore`](crate::store::MemoryStore) does not.
     ///
     /// ⚠️ Keep the keys in the host's secret store, never beside the database
     /// they protect, and keep every key that sealed a record in the keyring
@@ -656,6 +626,7 @@ impl<S, C, R> Portal<S, C, R> {
     ///
     /// ```
     /// # use portal_mfa::*;
+    /// # use portal_mfa::{admin::*, audit::*, otp::*, store::MemoryStore};
     /// let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new())?
     ///     .with_async_sleep(tokio::time::sleep);
     /// # Ok::<(), portal_mfa::Error>(())

@@ -116,7 +116,7 @@ pub struct PendingEnrolment {
 
 impl PendingEnrolment {
     /// Wrong codes after which a pending enrolment is cancelled (with an
-    /// [`EventKind::EnrolmentFailed`](crate::EventKind::EnrolmentFailed) event).
+    /// [`EventKind::EnrolmentFailed`](crate::audit::EventKind::EnrolmentFailed) event).
     pub const MAX_WRONG_CODES: u8 = 5;
 
     /// Wrong codes entered to confirm it so far.

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use super::{
-    Applied, Commit, LiveFn, EventPosition, EventQuery, RecordSummary, StorageError, StorageErrorKind, UserListing,
+    Applied, Commit, EventPosition, EventQuery, LiveFn, RecordSummary, StorageError, StorageErrorKind, UserListing,
     Version,
 };
 use crate::event::AuditEvent;

@@ -18,10 +18,10 @@ mod asynchronous;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod columns;
 pub(crate) mod memory;
-#[cfg(feature = "postgres")]
-pub(crate) mod postgres;
 #[cfg(feature = "tokio")]
 mod off_runtime;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
@@ -151,7 +151,7 @@ pub struct StoredEvent {
     pub at: u64,
     /// The user it concerns; `None` for portal-wide events (policy changes).
     pub user: Option<UserId>,
-    /// Its kind's stable name ([`EventKind::name`](crate::EventKind::name)), for counting by kind.
+    /// Its kind's stable name ([`EventKind::name`](crate::audit::EventKind::name)), for counting by kind.
     pub kind: &'static str,
     /// The whole event in its stored form. Opaque: keep it byte for byte.
     pub bytes: Vec<u8>,
@@ -316,7 +316,7 @@ pub trait MfaStore: Send + Sync {
     fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError>;
 
     /// How many of the portal's events of each kind (by
-    /// [`EventKind::name`](crate::EventKind::name)) are in `[from, until)`.
+    /// [`EventKind::name`](crate::audit::EventKind::name)) are in `[from, until)`.
     fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError>;
 
     /// One page of users with their record summaries: up to `listing.limit`

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::ids::{PortalId, UserId};
 
-/// A blocking store (such as [`SqliteStore`](crate::SqliteStore), or your
+/// A blocking store (such as [`SqliteStore`](crate::store::SqliteStore), or your
 /// own [`MfaStore`]) for async hosts on tokio: each call leaves the runtime's
 /// worker thread for the blocking pool while it runs
 /// (`tokio::task::block_in_place`), so the worker's other tasks move on
@@ -14,7 +14,7 @@ use crate::ids::{PortalId, UserId};
 ///
 /// ```
 /// # #[cfg(feature = "sqlite")] {
-/// use portal_mfa::{Portal, PortalId, SignInStep, SqliteStore, UserId, store::OffRuntime};
+/// use portal_mfa::{Portal, PortalId, SignInStep, UserId, store::{OffRuntime, SqliteStore}};
 ///
 /// # fn main() -> Result<(), portal_mfa::Error> {
 /// # let dir = std::env::temp_dir().join(format!("portal-mfa-doc-off-runtime-{}", std::process::id()));

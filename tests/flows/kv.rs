@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use portal_mfa::store::{
     Commit, EventPosition, MfaStore, RecordSummary, RecordWrite, Stored, StoredEvent, UserListing, Version,
 };
-use portal_mfa::{EventQuery, PortalId, StorageError, UserId};
+use portal_mfa::{PortalId, StorageError, UserId, audit::EventQuery};
 
 /// Records (with their summaries), policies and audit events in maps behind one lock.
 #[derive(Default)]

@@ -22,7 +22,11 @@ use portal_mfa::store::{
     Applied, AsyncMfaStore, ChangeFn, Commit, EventPosition, MfaStore, RecordSummary, RecordWrite, StoreFuture, Stored,
     StoredEvent, UserListing, Version,
 };
-use portal_mfa::{AsyncPostgresStore, EventQuery, PortalId, PostgresOptions, PostgresStore, StorageError, UserId};
+use portal_mfa::{
+    PortalId, StorageError, UserId,
+    audit::EventQuery,
+    store::{AsyncPostgresStore, PostgresOptions, PostgresStore},
+};
 
 /// A running server the tests may use.
 pub struct PgServer {
@@ -211,8 +215,8 @@ impl PgServer {
     }
 
     /// A superuser connection for the test's own SQL.
-    pub fn admin(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect as the superuser")
+    pub fn admin(&self) -> Client {
+        Client::connect(&self.url)
     }
 
     /// Runs `pg_ctl` with `args` on a server this process started; false if it failed or is not ours.
@@ -238,6 +242,110 @@ impl PgServer {
     /// The directory of a server this process started.
     pub fn dir(&self) -> Option<&Path> {
         self.own.as_ref().map(|o| o.dir.as_path())
+    }
+}
+
+/// A blocking client for a test's own SQL: `tokio-postgres` on a runtime of
+/// its own, driven on the calling thread (what the `postgres` crate is).
+pub struct Client {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Client {
+    /// Connects to `url` without TLS, or panics.
+    pub fn connect(url: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let client = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client
+        });
+        Self { runtime, client }
+    }
+
+    pub fn query(
+        &mut self,
+        sql: &(impl tokio_postgres::ToStatement + ?Sized),
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.runtime.block_on(self.client.query(sql, params))
+    }
+
+    pub fn query_one(
+        &mut self,
+        sql: &(impl tokio_postgres::ToStatement + ?Sized),
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        self.runtime.block_on(self.client.query_one(sql, params))
+    }
+
+    pub fn batch_execute(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.runtime.block_on(self.client.batch_execute(sql))
+    }
+
+    pub fn prepare(&mut self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        self.runtime.block_on(self.client.prepare(sql))
+    }
+
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.runtime.block_on(self.client.execute(sql, params))
+    }
+
+    /// Begins a transaction, rolled back unless committed.
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, tokio_postgres::Error> {
+        self.batch_execute("BEGIN")?;
+        Ok(Transaction {
+            client: self,
+            open: true,
+        })
+    }
+}
+
+/// A transaction of a [`Client`].
+pub struct Transaction<'c> {
+    client: &'c mut Client,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.client.execute(sql, params)
+    }
+
+    pub fn batch_execute(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.client.batch_execute(sql)
+    }
+
+    pub fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        self.open = false;
+        self.client.batch_execute("COMMIT")
+    }
+
+    pub fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        self.open = false;
+        self.client.batch_execute("ROLLBACK")
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
     }
 }
 

@@ -8,8 +8,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use portal_mfa::{
-    Actor, Admin, AuditEvent, Cursor, Enforcement, EventQuery, Grace, ResetMode, ResetReason, SignInMethod,
-    StatusFilter, UserId, UserKind, UserQuery, UserStatus,
+    Admin, Cursor, Enforcement, Grace, SignInMethod, UserId, UserKind,
+    admin::{ResetMode, ResetReason, StatusFilter, UserQuery, UserStatus},
+    audit::{Actor, AuditEvent, EventQuery},
 };
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -354,8 +355,8 @@ pub async fn reset_form(
             (record.authenticators().len()) " authenticators, "
             (record.backup_codes().map_or(0, |b| b.remaining())) " unused backup codes"
             @if record.must_enrol() { ", must set up again" }
-            @if let Some(until) = record.failures().active_lock(app.now()) {
-                ", locked " @match until { Some(t) => { "until " (views::when(t)) }, None => "until reset" }
+            @if let Some(lock) = record.failures().active_lock(app.now()) {
+                ", locked " @match lock.until { Some(t) => { "until " (views::when(t)) }, None => "until reset" }
             }
             "."
         }

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use portal_mfa::AuditEvent;
+use portal_mfa::audit::AuditEvent;
 
 /// One email.
 #[derive(Debug, Clone)]

@@ -137,8 +137,8 @@ pub async fn code_form(
     let user = area.user(&pending.email);
     // The record and the policy tell both the lock and the attempts left.
     let record = app.portal(area).record(&user).await?;
-    if let Some(until) = record.failures().active_lock(app.now()) {
-        return Err(Failure::locked(until));
+    if let Some(lock) = record.failures().active_lock(app.now()) {
+        return Err(Failure::locked(lock.until));
     }
     let policy = app.portal(area).policy().await?;
     let used = record.failures().consecutive();

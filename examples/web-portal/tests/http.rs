@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use portal_mfa::{Enforcement, StatusFilter, UserId, UserQuery};
+use portal_mfa::{
+    Enforcement, UserId,
+    admin::{StatusFilter, UserQuery},
+};
 use support::{Phone, Server, between};
 use tower::ServiceExt;
 

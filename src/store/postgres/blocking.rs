@@ -58,7 +58,9 @@ impl PostgresStore {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StorageError::new(StorageErrorKind::Other, e).because("the store's runtime could not start"))?;
+            .map_err(|e| {
+                StorageError::new(StorageErrorKind::Other, e).because("the store's runtime could not start")
+            })?;
         let store = on(&runtime, AsyncPostgresStore::connect_tls(url, tls, options))?;
         Ok(Self {
             store,
@@ -71,10 +73,7 @@ impl PostgresStore {
         self.block_on(self.store.schema_version())
     }
 
-    fn block_on<T: Send>(
-        &self,
-        call: impl Future<Output = Result<T, StorageError>> + Send,
-    ) -> Result<T, StorageError> {
+    fn block_on<T: Send>(&self, call: impl Future<Output = Result<T, StorageError>> + Send) -> Result<T, StorageError> {
         match &self.runtime {
             Some(runtime) => on(runtime, call),
             None => unreachable!("the runtime is taken only when the store is dropped"),

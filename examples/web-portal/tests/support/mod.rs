@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use portal_mfa::{Clock, Keyring, ManualClock, Secret, Totp, TotpParams};
+use portal_mfa::{
+    Clock, Keyring, ManualClock,
+    otp::{Secret, Totp, TotpParams},
+};
 use web_portal::accounts::{Accounts, Area, DemoAccount};
 use web_portal::store::Database;
 use web_portal::{Config, Shared};
