@@ -39,9 +39,10 @@ pub(crate) use crate::error::{StorageError, StorageErrorKind};
 use crate::event::AuditEvent;
 pub use crate::event::EventPosition;
 pub(crate) use crate::event::EventQuery;
-use crate::ids::{PortalId, UserId, UserKind};
-use crate::policy::{Lock, PortalPolicy};
+use crate::ids::{PortalId, UserId};
+use crate::policy::PortalPolicy;
 use crate::state::MfaRecord;
+pub use crate::users::{RecordSummary, SummaryFilter, UserListing};
 
 /// A record's version: changes on every commit.
 pub type Version = u64;
@@ -104,44 +105,6 @@ impl core::fmt::Debug for Stored {
     }
 }
 
-/// A plain summary of a record, written beside its bytes so a database can
-/// answer admin questions ("who is locked out?") from indexed columns.
-///
-/// It holds no secret and nothing a sign-in depends on: the bytes are the truth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-#[non_exhaustive]
-pub struct RecordSummary {
-    /// Confirmed authenticators.
-    pub authenticators: u8,
-    /// Whether an enrolment awaits its first code.
-    pub pending_enrolment: bool,
-    /// Whether an admin reset requires enrolment at the next sign-in.
-    pub must_enrol: bool,
-    /// The current or last lock ([`Lock::holds_at`] says whether it still holds).
-    pub locked: Option<Lock>,
-    /// Unused backup codes.
-    pub backup_codes_left: u8,
-    /// When the second factor was last proven (Unix time).
-    pub last_verified_at: Option<u64>,
-    /// Grace sign-ins used since enforcement.
-    pub grace_sign_ins_used: u32,
-}
-
-impl RecordSummary {
-    /// The summary of `record`.
-    pub fn of(record: &MfaRecord) -> Self {
-        Self {
-            authenticators: record.authenticators().len() as u8,
-            pending_enrolment: record.pending().is_some(),
-            must_enrol: record.must_enrol(),
-            locked: record.failures().last_lock(),
-            backup_codes_left: record.backup_codes().map_or(0, |c| c.remaining() as u8),
-            last_verified_at: record.last_verified_at(),
-            grace_sign_ins_used: record.grace_sign_ins_used(),
-        }
-    }
-}
-
 /// An audit event as a store keeps it: the columns a query filters on, and
 /// the event's stored form.
 #[derive(Clone, PartialEq, Eq)]
@@ -175,74 +138,6 @@ impl core::fmt::Debug for StoredEvent {
             .field("user", &self.user)
             .field("kind", &self.kind)
             .finish_non_exhaustive()
-    }
-}
-
-/// Which records [`MfaStore::users`] lists: a portal's, in a filter over their
-/// [`RecordSummary`], optionally of one kind of user, in user order (kind
-/// name, then id, as [`UserId`]'s `Ord` compares them), after `after`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UserListing {
-    /// The portal.
-    pub portal: PortalId,
-    /// Only users of this kind.
-    pub kind: Option<UserKind>,
-    /// Only records whose summary passes.
-    pub filter: SummaryFilter,
-    /// Only users after this one (the last of the previous page).
-    pub after: Option<UserId>,
-    /// At most this many.
-    pub limit: usize,
-}
-
-/// A filter on [`RecordSummary`] columns: each is one indexed predicate in SQL
-/// (see [`SummaryFilter::matches`] for the exact rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SummaryFilter {
-    /// Every record.
-    Any,
-    /// No authenticator, nothing pending, no re-enrolment required.
-    MfaOff,
-    /// At least one authenticator.
-    Enrolled,
-    /// An enrolment awaits its first code.
-    PendingEnrolment,
-    /// An admin reset requires enrolment at the next sign-in.
-    MustEnrol,
-    /// Locked at this Unix time ([`Lock::holds_at`] it).
-    LockedAt(u64),
-    /// No authenticator, no re-enrolment required, and fewer grace sign-ins
-    /// used than this (any number when `None`).
-    GraceUsedBelow(Option<u32>),
-}
-
-impl SummaryFilter {
-    /// Whether a record with `summary` passes: the filter a store without
-    /// indexes applies in code.
-    pub fn matches(&self, summary: &RecordSummary) -> bool {
-        let s = summary;
-        match *self {
-            Self::Any => true,
-            Self::MfaOff => s.authenticators == 0 && !s.pending_enrolment && !s.must_enrol,
-            Self::Enrolled => s.authenticators > 0,
-            Self::PendingEnrolment => s.pending_enrolment,
-            Self::MustEnrol => s.must_enrol,
-            Self::LockedAt(now) => s.locked.is_some_and(|lock| lock.holds_at(now)),
-            Self::GraceUsedBelow(limit) => {
-                s.authenticators == 0 && !s.must_enrol && limit.is_none_or(|n| s.grace_sign_ins_used < n)
-            }
-        }
-    }
-}
-
-impl UserListing {
-    /// Whether `user`, with `summary`, is on this listing's page range and passes its filters.
-    pub fn selects(&self, user: &UserId, summary: &RecordSummary) -> bool {
-        self.kind.is_none_or(|k| user.kind() == k)
-            && self.after.as_ref().is_none_or(|a| user > a)
-            && self.filter.matches(summary)
     }
 }
 

@@ -9,11 +9,12 @@ use tokio_postgres::{NoTls, Row, Socket};
 
 use super::sql::Sql;
 use super::{
-    EventPageArgs, PolicyArgs, PostgresOptions, RecordArgs, RecordPageArgs, UserListingArgs, check_server,
-    check_tables, commit_outcome, count_of, count_rows, event_rows, foreign_schema_table, get, horizon_of,
-    migrations_from, record_rows, storage, stored_at, user_rows,
+    PostgresOptions, check_server, check_tables, corrupt, foreign_schema_table, is_retryable, migrations_from, storage,
+    unsigned,
 };
+use crate::ids::UserKind;
 use crate::ids::{PortalId, UserId};
+use crate::store::columns::{SummaryColumns, int, lock_column, time, time_range, users_sql};
 use crate::store::{
     Applied, AsyncMfaStore, ChangeFn, Commit, EventPosition, EventQuery, RecordSummary, RecordWrite, StorageError,
     StorageErrorKind, StoreFuture, Stored, StoredEvent, UserListing, Version,
@@ -89,7 +90,7 @@ impl AsyncPostgresStore {
     /// The schema version the tables are at.
     pub async fn schema_version(&self) -> Result<i32, StorageError> {
         let rows = self.query(&self.sql.schema_version(), &[]).await?;
-        get(rows.first().ok_or_else(|| super::corrupt("no schema version"))?, 0)
+        get(rows.first().ok_or_else(|| corrupt("no schema version"))?, 0)
     }
 
     /// The pool the store draws from.
@@ -123,7 +124,12 @@ impl AsyncPostgresStore {
 
     /// The horizon of portal-wide reads, read by a statement of its own before the read.
     async fn horizon(&self) -> Result<String, StorageError> {
-        horizon_of(&self.query(Sql::HORIZON, &[&self.sql.events_table]).await?)
+        let rows = self.query(Sql::HORIZON, &[&self.sql.events_table]).await?;
+        get(
+            rows.first()
+                .ok_or_else(|| corrupt("the horizon query returned no row"))?,
+            0,
+        )
     }
 
     async fn commit_record(
@@ -134,8 +140,30 @@ impl AsyncPostgresStore {
         expected: Option<Version>,
         write: &RecordWrite,
     ) -> Result<Commit, StorageError> {
-        let args = RecordArgs::new(portal, user, expected, write);
-        commit_outcome(query(client, args.statement(&self.sql), &args.params()).await, expected)
+        let s = &write.summary;
+        let (at, kind, bytes) = event_columns(&write.events);
+        let statement = match expected {
+            Some(_) => &self.sql.update_record,
+            None => &self.sql.insert_record,
+        };
+        let params: [&(dyn ToSql + Sync); 15] = [
+            &portal.as_str(),
+            &user.kind().as_str(),
+            &user.id(),
+            &expected.map(int),
+            &write.bytes,
+            &i16::from(s.authenticators),
+            &s.pending_enrolment,
+            &s.must_enrol,
+            &s.locked.map(lock_column),
+            &i16::from(s.backup_codes_left),
+            &s.last_verified_at.map(time),
+            &i64::from(s.grace_sign_ins_used),
+            &at,
+            &kind,
+            &bytes,
+        ];
+        commit_outcome(query(client, statement, &params).await, expected)
     }
 }
 
@@ -173,7 +201,7 @@ async fn migrate(client: &mut Object, sql: &Sql) -> Result<(), StorageError> {
             .map_err(storage)?
             .into_iter()
             .next()
-            .ok_or_else(|| super::corrupt("a catalog query returned no row"))
+            .ok_or_else(|| corrupt("a catalog query returned no row"))
     };
     check_server(get(&one(Sql::SERVER_VERSION, &[]).await?, 0)?)?;
     one(Sql::LOCK_FOR_MIGRATION, &[&sql.schema]).await?;
@@ -197,12 +225,8 @@ async fn migrate(client: &mut Object, sql: &Sql) -> Result<(), StorageError> {
 impl AsyncMfaStore for AsyncPostgresStore {
     fn load<'a>(&'a self, portal: &'a PortalId, user: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
         Box::pin(async move {
-            let rows = self
-                .query(
-                    &self.sql.load_record,
-                    &[&portal.as_str(), &user.kind().as_str(), &user.id()],
-                )
-                .await?;
+            let key: [&(dyn ToSql + Sync); 3] = [&portal.as_str(), &user.kind().as_str(), &user.id()];
+            let rows = self.query(&self.sql.load_record, &key).await?;
             rows.first().map_or(Ok(None), |row| stored_at(row, 0))
         })
     }
@@ -235,33 +259,47 @@ impl AsyncMfaStore for AsyncPostgresStore {
         events: &'a [StoredEvent],
     ) -> StoreFuture<'a, Commit> {
         Box::pin(async move {
-            let args = PolicyArgs::new(portal, expected, bytes, events);
+            let (at, kind, event_bytes) = event_columns(events);
+            let statement = match expected {
+                Some(_) => &self.sql.update_policy,
+                None => &self.sql.insert_policy,
+            };
+            let params: [&(dyn ToSql + Sync); 6] =
+                [&portal.as_str(), &expected.map(int), &bytes, &at, &kind, &event_bytes];
             let client = self.client().await?;
-            commit_outcome(
-                query(&client, args.statement(&self.sql), &args.params()).await,
-                expected,
-            )
+            commit_outcome(query(&client, statement, &params).await, expected)
         })
     }
 
+    /// A portal-wide page first reads its horizon ([`Sql::HORIZON`]) with a statement of its own.
     fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
         Box::pin(async move {
-            let Some(mut args) = EventPageArgs::new(query) else {
+            let Some((from, until)) = time_range(query.from, query.until) else {
                 return Ok(Vec::new());
             };
-            if args.needs_horizon() {
-                args.horizon = Some(self.horizon().await?);
-            }
-            event_rows(
-                self.query(args.statement(&self.sql, query.newest_first), &args.params())
-                    .await?,
-            )
+            let user = query.user.as_ref();
+            let horizon = match user {
+                Some(_) => None,
+                None => Some(self.horizon().await?),
+            };
+            let statement = &self.sql.events[usize::from(user.is_some())][usize::from(query.newest_first)];
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &query.portal.as_str(),
+                &user.map(|u| u.kind().as_str()),
+                &user.map(|u| u.id()),
+                &query.position().map(int),
+                &from,
+                &until,
+                &int(query.limit as u64),
+                &horizon,
+            ];
+            event_rows(self.query(statement, &params).await?)
         })
     }
 
     fn prune_events<'a>(&'a self, portal: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
         Box::pin(async move {
-            let (before, max) = (super::time(before), super::int(max as u64));
+            let (before, max) = (time(before), int(max as u64));
             let horizon = self.horizon().await?;
             let rows = self
                 .query(&self.sql.prune, &[&portal.as_str(), &before, &max, &horizon])
@@ -272,17 +310,32 @@ impl AsyncMfaStore for AsyncPostgresStore {
 
     fn count_events<'a>(&'a self, portal: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
         Box::pin(async move {
-            let Some((from, until)) = super::time_range(Some(from), Some(until)) else {
+            let Some((from, until)) = time_range(Some(from), Some(until)) else {
                 return Ok(Vec::new());
             };
-            count_rows(self.query(&self.sql.count, &[&portal.as_str(), &from, &until]).await?)
+            let rows = self.query(&self.sql.count, &[&portal.as_str(), &from, &until]).await?;
+            rows.iter()
+                .map(|r| Ok((get(r, 0)?, unsigned(get(r, 1)?, "a negative count")?)))
+                .collect()
         })
     }
 
     fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> {
         Box::pin(async move {
-            let args = UserListingArgs::new(&self.sql, listing);
-            user_rows(self.query(&args.sql, &args.params()).await?)
+            let (sql, bound) = users_sql(&self.sql.records_table, listing, |n| match n {
+                1..=4 => format!("${n}::text"),
+                _ => format!("${n}::bigint"),
+            });
+            let after = listing.after.as_ref();
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &listing.portal.as_str(),
+                &listing.kind.map(UserKind::as_str),
+                &after.map(|u| u.kind().as_str()),
+                &after.map(|u| before_nul(u.id())),
+                &int(listing.limit as u64),
+                &bound,
+            ];
+            user_rows(self.query(&sql, &params).await?)
         })
     }
 
@@ -293,13 +346,27 @@ impl AsyncMfaStore for AsyncPostgresStore {
         limit: usize,
     ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
         Box::pin(async move {
-            let args = RecordPageArgs::new(portal, after, limit);
-            record_rows(self.query(args.statement(&self.sql), &args.params()).await?)
+            let params: [&(dyn ToSql + Sync); 4] = [
+                &portal.as_str(),
+                &after.map(|u| u.kind().as_str()),
+                &after.map(|u| before_nul(u.id())),
+                &int(limit as u64),
+            ];
+            let rows = self
+                .query(&self.sql.records[usize::from(after.is_some())], &params)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let stored = stored_at(r, 2)?.ok_or_else(|| corrupt("a record row without its record"))?;
+                    Ok((user_of(r)?, stored))
+                })
+                .collect()
         })
     }
 
-    /// As [`PostgresStore::apply`](super::PostgresStore): one read, `change`
-    /// with no lock held, one compare-and-swap statement.
+    /// One round trip reads the policy and the record, `change` runs with no
+    /// lock held, and one statement writes the record and its events if the
+    /// version is still the one read.
     fn apply<'a>(
         &'a self,
         portal: &'a PortalId,
@@ -307,13 +374,9 @@ impl AsyncMfaStore for AsyncPostgresStore {
         change: &'a mut ChangeFn<'_>,
     ) -> StoreFuture<'a, Applied> {
         Box::pin(async move {
-            let (client, rows) = self
-                .read(
-                    &self.sql.read_for_apply,
-                    &[&portal.as_str(), &user.kind().as_str(), &user.id()],
-                )
-                .await?;
-            let row = rows.first().ok_or_else(|| super::corrupt("the read returned no row"))?;
+            let key: [&(dyn ToSql + Sync); 3] = [&portal.as_str(), &user.kind().as_str(), &user.id()];
+            let (client, rows) = self.read(&self.sql.read_for_apply, &key).await?;
+            let row = rows.first().ok_or_else(|| corrupt("the read returned no row"))?;
             let (policy, current) = (stored_at(row, 0)?, stored_at(row, 2)?);
             let Some(write) = change(current.as_ref(), policy.as_ref()) else {
                 return Ok(Applied::Done);
@@ -324,5 +387,90 @@ impl AsyncMfaStore for AsyncPostgresStore {
                 .await?
                 .into())
         })
+    }
+}
+
+/// A commit's events as three arrays, one element per event, in order.
+fn event_columns(events: &[StoredEvent]) -> (Vec<i64>, Vec<&str>, Vec<&[u8]>) {
+    (
+        events.iter().map(|e| time(e.at)).collect(),
+        events.iter().map(|e| e.kind).collect(),
+        events.iter().map(|e| e.bytes.as_slice()).collect(),
+    )
+}
+
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, i: usize) -> Result<T, StorageError> {
+    row.try_get(i)
+        .map_err(|_| corrupt("a column holds a value of the wrong type"))
+}
+
+/// A `(version, bytes)` pair from columns `i` and `i + 1`, if the row has one.
+fn stored_at(row: &Row, i: usize) -> Result<Option<Stored>, StorageError> {
+    let version: Option<i64> = get(row, i)?;
+    let bytes: Option<Vec<u8>> = get(row, i + 1)?;
+    match (version, bytes) {
+        (Some(version), Some(bytes)) => Ok(Some(Stored {
+            bytes,
+            version: unsigned(version, "a negative version")?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn count_of(rows: &[Row]) -> Result<u64, StorageError> {
+    let row = rows.first().ok_or_else(|| corrupt("a count returned no row"))?;
+    unsigned(get(row, 0)?, "a negative count")
+}
+
+fn event_rows(rows: Vec<Row>) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
+    rows.iter()
+        .map(|r| Ok((unsigned(get(r, 0)?, "a negative event position")?, get(r, 1)?)))
+        .collect()
+}
+
+/// An id as an exclusive lower bound PostgreSQL text can hold. Stored ids
+/// never contain NUL (text cannot), so for each of them `id > "ab\0…"` exactly
+/// when `id > "ab"`: a bound cut at its first NUL selects the same rows.
+fn before_nul(id: &str) -> &str {
+    id.split('\0').next().unwrap_or(id)
+}
+
+fn user_rows(rows: Vec<Row>) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+    rows.iter()
+        .map(|r| {
+            let summary = SummaryColumns {
+                authenticators: get::<i16>(r, 2)?.into(),
+                pending_enrolment: get(r, 3)?,
+                must_enrol: get(r, 4)?,
+                locked_until: get(r, 5)?,
+                backup_codes_left: get::<i16>(r, 6)?.into(),
+                last_verified_at: get(r, 7)?,
+                grace_sign_ins_used: get(r, 8)?,
+            }
+            .summary()?;
+            Ok((user_of(r)?, summary))
+        })
+        .collect()
+}
+
+/// The user in columns 0 and 1.
+fn user_of(row: &Row) -> Result<UserId, StorageError> {
+    let kind: String = get(row, 0)?;
+    let kind = UserKind::from_name(&kind).ok_or_else(|| corrupt("an unknown user kind"))?;
+    Ok(UserId::new(kind, get::<String>(row, 1)?))
+}
+
+/// How a commit statement ended: one row written, none (another writer moved
+/// the version first), or a serialization failure or deadlock, which wrote
+/// nothing and is retried like a lost compare-and-swap.
+fn commit_outcome(
+    result: Result<Vec<Row>, tokio_postgres::Error>,
+    expected: Option<Version>,
+) -> Result<Commit, StorageError> {
+    match result {
+        Ok(rows) if count_of(&rows)? == 1 => Ok(Commit::Committed(expected.map_or(1, |v| v + 1))),
+        Ok(_) => Ok(Commit::Conflict),
+        Err(e) if is_retryable(&e) => Ok(Commit::Conflict),
+        Err(e) => Err(storage(e)),
     }
 }
