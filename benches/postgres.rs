@@ -35,7 +35,8 @@ use portal_mfa::store::{
     StoreFuture, Stored, StoredEvent, UserListing, Version,
 };
 use portal_mfa::{
-    EnrolmentOptions, Keyring, LockoutRule, ManualClock, Portal, PortalId, PortalPolicy, StorageError, UserId,
+    EnrolmentOptions, Keyring, LockoutRule, ManualClock, Portal, PortalId, PortalPolicy, StartedEnrolment,
+    StorageError, UserId,
     audit::EventQuery,
     otp::Totp,
     store::{AsyncPostgresStore, PostgresOptions, PostgresStore},
@@ -68,17 +69,23 @@ fn bench_portal<S>(store: S, clock: &ManualClock) -> BenchPortal<S> {
         .with_max_attempts(1_000)
 }
 
-fn enrol<S: BlockingStore>(portal: &BenchPortal<S>, user: &UserId, clock: &ManualClock) -> Totp {
-    let started = portal
-        .start_enrolment(user, "user@example.com", "phone", EnrolmentOptions::default())
-        .run()
-        .expect("start");
+/// The app the user set up from `started`, and the code it shows now.
+fn first_code(started: &StartedEnrolment, clock: &ManualClock) -> (Totp, String) {
     let totp = Totp::new(started.uri.secret(), *started.uri.params());
     let code = totp
         .generate(portal_mfa::Clock::now(clock))
         .unwrap()
         .expose()
         .to_string();
+    (totp, code)
+}
+
+fn enrol<S: BlockingStore>(portal: &BenchPortal<S>, user: &UserId, clock: &ManualClock) -> Totp {
+    let started = portal
+        .start_enrolment(user, "user@example.com", "phone", EnrolmentOptions::default())
+        .run()
+        .expect("start");
+    let (totp, code) = first_code(&started, clock);
     portal.confirm_enrolment(user, &code).run().expect("confirm");
     totp
 }
@@ -233,12 +240,7 @@ fn enrol_async<S: AsyncStore>(portal: &BenchPortal<S>, user: &UserId, clock: &Ma
                 .into_future(),
         )
         .expect("start");
-    let totp = Totp::new(started.uri.secret(), *started.uri.params());
-    let code = totp
-        .generate(portal_mfa::Clock::now(clock))
-        .unwrap()
-        .expose()
-        .to_string();
+    let (totp, code) = first_code(&started, clock);
     runtime()
         .block_on(portal.confirm_enrolment(user, &code).into_future())
         .expect("confirm");

@@ -102,23 +102,20 @@ fn audit_answers_agree_on_every_store_near_both_ends_of_time() {
                 .map(|_| ())
         ));
         let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
-        transcript.push(format!(
-            "{:?}",
-            portal
-                .verify_sign_in(&user, &phone.code(&clock))
-                .run()
-                .map(|v| v.factor)
-        ));
-        let max = i64::MAX as u64;
-        for now in [max - 400, max - 30, max] {
-            clock.set(now);
-            transcript.push(format!(
+        let sign_in = || {
+            format!(
                 "{:?}",
                 portal
                     .verify_sign_in(&user, &phone.code(&clock))
                     .run()
                     .map(|v| v.factor)
-            ));
+            )
+        };
+        transcript.push(sign_in());
+        let max = i64::MAX as u64;
+        for now in [max - 400, max - 30, max] {
+            clock.set(now);
+            transcript.push(sign_in());
             transcript.push(format!(
                 "{:?}",
                 portal.verify_sign_in(&user, &wrong_code(&phone, &clock)).run().err()

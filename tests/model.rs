@@ -502,7 +502,7 @@ mod driven {
                     flows::bytes_in(sqlite, dir),
                 ];
                 #[cfg(feature = "postgres")]
-                stores.extend(flows::pg::pair().map(|pair| pair as Arc<dyn TestStore>));
+                stores.extend(flows::pair().map(|pair| pair as Arc<dyn TestStore>));
                 for store in stores {
                     let mut world = World::driven(store, ex);
                     for op in &ops {

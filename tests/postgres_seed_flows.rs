@@ -12,7 +12,7 @@ use std::sync::Arc;
 use flows::TestStore;
 
 fn postgres_store() -> Arc<dyn TestStore> {
-    flows::pg::pair().expect("the server checked by `available`")
+    flows::pair().expect("the server checked by `available`")
 }
 
 seed_flow_tests!(postgres_store, when crate::flows::pg::available);

@@ -100,11 +100,7 @@ fn the_same_digits_two_steps_running_are_refused_the_second_time_and_the_next_co
 fn the_confirming_enrolment_code_cannot_sign_in() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
-    let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
-        .run()
-        .unwrap();
-    let phone = Phone::scan(&started.uri);
+    let phone = flows::start_enrolment(flows::Executor::Blocking, &portal, &user);
     let code = phone.code(&clock);
     portal.confirm_enrolment(&user, &code).run().unwrap();
     assert!(matches!(
@@ -464,25 +460,14 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
     assert!(record.pending().is_none());
     assert_eq!(record.authenticators().len(), 1);
     // A restarted enrolment replaces the pending secret: the first one stops working.
-    let first = portal
-        .start_enrolment(
-            &user,
-            "c1",
-            "new",
-            EnrolmentOptions::default().with_proof(&phone.code(&clock)),
-        )
-        .run()
-        .unwrap();
+    let restart = || {
+        let proof = phone.code(&clock);
+        let options = EnrolmentOptions::default().with_proof(&proof);
+        portal.start_enrolment(&user, "c1", "new", options).run().unwrap()
+    };
+    let first = restart();
     clock.advance(30);
-    let second = portal
-        .start_enrolment(
-            &user,
-            "c1",
-            "new",
-            EnrolmentOptions::default().with_proof(&phone.code(&clock)),
-        )
-        .run()
-        .unwrap();
+    let second = restart();
     let stale = Phone::scan(&first.uri).code(&clock);
     if stale != Phone::scan(&second.uri).code(&clock) {
         assert!(portal.confirm_enrolment(&user, &stale).run().is_err());

@@ -552,12 +552,21 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 impl<S, C, R> Portal<S, C, R> {
     /// Uses `clock` for time.
     pub fn with_clock<C2>(self, clock: C2) -> Portal<S, C2, R> {
+        self.with_parts(|_| clock, |rng| rng)
+    }
+
+    /// The portal with its clock and generator replaced, everything else kept.
+    fn with_parts<C2, R2>(
+        self,
+        clock: impl FnOnce(C) -> C2,
+        rng: impl FnOnce(Mutex<R>) -> Mutex<R2>,
+    ) -> Portal<S, C2, R2> {
         Portal {
             id: self.id,
             issuer: self.issuer,
             store: self.store,
-            clock,
-            rng: self.rng,
+            clock: clock(self.clock),
+            rng: rng(self.rng),
             default_policy: self.default_policy,
             notifier: self.notifier,
             max_attempts: self.max_attempts,
@@ -584,18 +593,7 @@ impl<S, C, R> Portal<S, C, R> {
     /// ⚠️ It must be a cryptographically secure generator seeded from real
     /// entropy; a seeded one is for tests only.
     pub fn with_rng<R2: CryptoRng + Send>(self, rng: R2) -> Portal<S, C, R2> {
-        Portal {
-            id: self.id,
-            issuer: self.issuer,
-            store: self.store,
-            clock: self.clock,
-            rng: Mutex::new(rng),
-            default_policy: self.default_policy,
-            notifier: self.notifier,
-            max_attempts: self.max_attempts,
-            keyring: self.keyring,
-            sleep: self.sleep,
-        }
+        self.with_parts(|clock| clock, |_| Mutex::new(rng))
     }
 
     /// The policy used until an admin saves one.

@@ -25,6 +25,62 @@ use rand::rngs::StdRng;
 
 pub use process::*;
 
+/// The body of an `MfaStore` impl that hands the named methods to
+/// `self.$inner` unchanged: the test stores below differ only in a few.
+macro_rules! forward_store {
+    ($inner:ident; $($method:ident),* $(,)?) => { $( forward_store!(@ $inner $method); )* };
+    (@ $inner:ident load) => {
+        fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
+            self.$inner.load(p, u)
+        }
+    };
+    (@ $inner:ident commit) => {
+        fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
+            self.$inner.commit(p, u, v, w)
+        }
+    };
+    (@ $inner:ident load_policy) => {
+        fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
+            self.$inner.load_policy(p)
+        }
+    };
+    (@ $inner:ident commit_policy) => {
+        fn commit_policy(&self, p: &PortalId, v: Option<Version>, b: &[u8], e: &[StoredEvent]) -> Result<Commit, StorageError> {
+            self.$inner.commit_policy(p, v, b, e)
+        }
+    };
+    (@ $inner:ident events) => {
+        fn events(&self, q: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
+            self.$inner.events(q)
+        }
+    };
+    (@ $inner:ident prune_events) => {
+        fn prune_events(&self, p: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
+            self.$inner.prune_events(p, before, max)
+        }
+    };
+    (@ $inner:ident count_events) => {
+        fn count_events(&self, p: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+            self.$inner.count_events(p, from, until)
+        }
+    };
+    (@ $inner:ident users) => {
+        fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+            self.$inner.users(listing)
+        }
+    };
+    (@ $inner:ident records) => {
+        fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
+            self.$inner.records(p, a, l)
+        }
+    };
+    (@ $inner:ident apply) => {
+        fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
+            self.$inner.apply(p, u, c)
+        }
+    };
+}
+
 /// A store both executors can run on: the memory store, or a byte store
 /// served to async code through [`OffRuntime`].
 pub trait TestStore: BlockingStore + AsyncStore {}
@@ -73,7 +129,7 @@ pub fn each_store_and_executor(run: impl Fn(&str, Executor, Arc<dyn TestStore>))
             ("sqlite", bytes_in(sqlite, dir)),
         ];
         #[cfg(feature = "postgres")]
-        if let Some(pair) = pg::pair() {
+        if let Some(pair) = pair() {
             stores.push(("postgres", pair));
         }
         for (kind, store) in stores {
@@ -154,48 +210,81 @@ impl<S: ?Sized> Faulty<S> {
 }
 
 impl<S: MfaStore + ?Sized> MfaStore for Faulty<S> {
-    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
-        self.store.load(p, u)
-    }
+    forward_store!(store; load, load_policy, commit_policy, prune_events, count_events, users, records);
+
     fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
         if self.loses() {
             return Ok(Commit::Conflict);
         }
         self.store.commit(p, u, v, w)
     }
-    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
-        self.store.load_policy(p)
-    }
-    fn commit_policy(
-        &self,
-        p: &PortalId,
-        v: Option<Version>,
-        b: &[u8],
-        e: &[StoredEvent],
-    ) -> Result<Commit, StorageError> {
-        self.store.commit_policy(p, v, b, e)
-    }
+
     fn events(&self, q: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
         self.event_reads.fetch_add(1, Ordering::SeqCst);
         self.store.events(q)
     }
-    fn prune_events(&self, p: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
-        self.store.prune_events(p, before, max)
-    }
-    fn count_events(&self, p: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
-        self.store.count_events(p, from, until)
-    }
-    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
-        self.store.users(listing)
-    }
-    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
-        self.store.records(p, a, l)
-    }
+
     fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
         if self.loses() {
             return Ok(Applied::Conflict);
         }
         self.store.apply(p, u, c)
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub use postgres_pair::{PgPair, pair};
+
+#[cfg(feature = "postgres")]
+mod postgres_pair {
+    use portal_mfa::store::{AsyncMfaStore, AsyncPostgresStore, PostgresOptions, PostgresStore, StoreFuture};
+
+    use super::*;
+
+    /// Both PostgreSQL stores on one fresh schema: the blocking executor runs on
+    /// [`PostgresStore`], the async one on [`AsyncPostgresStore`].
+    pub struct PgPair {
+        pub sync: PostgresStore,
+        pub nonblocking: AsyncPostgresStore,
+        pub schema: String,
+    }
+
+    impl PgPair {
+        /// Both stores on a fresh schema of `server`.
+        pub fn new(server: &pg::PgServer, options: PostgresOptions) -> Self {
+            Self::open(server.url(), &pg::unique_name("s"), options)
+        }
+
+        /// Both stores on `schema` at `url`.
+        pub fn open(url: &str, schema: &str, options: PostgresOptions) -> Self {
+            let options = options.schema(schema);
+            let sync = PostgresStore::connect(url, options.clone()).expect("connect the blocking store");
+            let nonblocking = runtime()
+                .block_on(AsyncPostgresStore::connect(url, options))
+                .expect("connect the async store");
+            Self {
+                sync,
+                nonblocking,
+                schema: schema.to_owned(),
+            }
+        }
+    }
+
+    /// Both stores on a fresh schema of the shared server, as a test store; `None` without a server.
+    pub fn pair() -> Option<Arc<PgPair>> {
+        pg::shared().map(|server| Arc::new(PgPair::new(server, PostgresOptions::new())))
+    }
+
+    impl MfaStore for PgPair {
+        forward_store!(sync; load, commit, load_policy, commit_policy, events, prune_events, count_events, users, records, apply);
+    }
+
+    impl AsyncMfaStore for PgPair {
+        pg::forward_async_store!(nonblocking);
+
+        fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> {
+            self.nonblocking.apply(p, u, c)
+        }
     }
 }
 
@@ -267,11 +356,7 @@ pub fn issued(secret: &str) {
 
 /// Enrols `user` from scratch; returns their phone and backup codes. Leaves the clock on the next step.
 pub fn enrol(ex: Executor, portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone, Vec<String>) {
-    let started = portal
-        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default())
-        .go(ex)
-        .unwrap();
-    let phone = Phone::scan(&started.uri);
+    let phone = start_enrolment(ex, portal, user);
     let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).go(ex).unwrap();
     let codes: Vec<String> = confirmed
         .backup_codes
@@ -280,6 +365,15 @@ pub fn enrol(ex: Executor, portal: &TestPortal, clock: &ManualClock, user: &User
     codes.iter().for_each(|c| issued(c));
     clock.advance(30);
     (phone, codes)
+}
+
+/// Starts `user`'s enrolment (label "phone"); answers the phone that scanned its QR code.
+pub fn start_enrolment(ex: Executor, portal: &TestPortal, user: &UserId) -> Phone {
+    let started = portal
+        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default())
+        .go(ex)
+        .unwrap();
+    Phone::scan(&started.uri)
 }
 
 /// One user's audit trail, oldest first.

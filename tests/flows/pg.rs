@@ -16,17 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-
-use portal_mfa::store::{
-    Applied, AsyncMfaStore, ChangeFn, Commit, EventPosition, MfaStore, RecordSummary, RecordWrite, StoreFuture, Stored,
-    StoredEvent, UserListing, Version,
-};
-use portal_mfa::{
-    PortalId, StorageError, UserId,
-    audit::EventQuery,
-    store::{AsyncPostgresStore, PostgresOptions, PostgresStore},
-};
+use std::sync::{Mutex, OnceLock};
 
 /// A running server the tests may use.
 pub struct PgServer {
@@ -355,79 +345,6 @@ pub fn unique_name(tag: &str) -> String {
     format!("t_{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
-/// Both PostgreSQL stores on one fresh schema: the blocking executor runs on
-/// [`PostgresStore`], the async one on [`AsyncPostgresStore`].
-pub struct PgPair {
-    pub sync: PostgresStore,
-    pub nonblocking: AsyncPostgresStore,
-    pub schema: String,
-}
-
-impl PgPair {
-    /// Both stores on a fresh schema of `server`.
-    pub fn new(server: &PgServer, options: PostgresOptions) -> Self {
-        Self::open(server.url(), &unique_name("s"), options)
-    }
-
-    /// Both stores on `schema` at `url`.
-    pub fn open(url: &str, schema: &str, options: PostgresOptions) -> Self {
-        let options = options.schema(schema);
-        let sync = PostgresStore::connect(url, options.clone()).expect("connect the blocking store");
-        let nonblocking = super::runtime()
-            .block_on(AsyncPostgresStore::connect(url, options))
-            .expect("connect the async store");
-        Self {
-            sync,
-            nonblocking,
-            schema: schema.to_owned(),
-        }
-    }
-}
-
-/// Both stores on a fresh schema of the shared server, as a test store; `None` without a server.
-pub fn pair() -> Option<Arc<PgPair>> {
-    shared().map(|server| Arc::new(PgPair::new(server, PostgresOptions::new())))
-}
-
-impl MfaStore for PgPair {
-    fn load(&self, p: &PortalId, u: &UserId) -> Result<Option<Stored>, StorageError> {
-        self.sync.load(p, u)
-    }
-    fn commit(&self, p: &PortalId, u: &UserId, v: Option<Version>, w: &RecordWrite) -> Result<Commit, StorageError> {
-        self.sync.commit(p, u, v, w)
-    }
-    fn load_policy(&self, p: &PortalId) -> Result<Option<Stored>, StorageError> {
-        self.sync.load_policy(p)
-    }
-    fn commit_policy(
-        &self,
-        p: &PortalId,
-        v: Option<Version>,
-        b: &[u8],
-        e: &[StoredEvent],
-    ) -> Result<Commit, StorageError> {
-        self.sync.commit_policy(p, v, b, e)
-    }
-    fn events(&self, q: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
-        self.sync.events(q)
-    }
-    fn prune_events(&self, p: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
-        self.sync.prune_events(p, before, max)
-    }
-    fn count_events(&self, p: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
-        self.sync.count_events(p, from, until)
-    }
-    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
-        self.sync.users(listing)
-    }
-    fn records(&self, p: &PortalId, a: Option<&UserId>, l: usize) -> Result<Vec<(UserId, Stored)>, StorageError> {
-        self.sync.records(p, a, l)
-    }
-    fn apply(&self, p: &PortalId, u: &UserId, c: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
-        self.sync.apply(p, u, c)
-    }
-}
-
 /// The body of an `AsyncMfaStore` impl that hands every read and write but
 /// `apply` to `self.$inner`: the wrappers (the pair here, the bench's
 /// row-lock store) differ only in how they apply.
@@ -481,14 +398,6 @@ macro_rules! forward_async_store {
 }
 #[allow(unused_imports)] // used by benches/postgres.rs, which includes this file
 pub(crate) use forward_async_store;
-
-impl AsyncMfaStore for PgPair {
-    forward_async_store!(nonblocking);
-
-    fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> {
-        self.nonblocking.apply(p, u, c)
-    }
-}
 
 /// Whether the shared server is there (says why not, or fails under `CI=true`).
 pub fn available() -> bool {

@@ -3,7 +3,6 @@
 //! Every change after the first needs a fresh code: a stolen session alone
 //! cannot add or remove a factor.
 
-use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use portal_mfa::{AuthenticatorId, EnrolmentOptions};
@@ -14,10 +13,10 @@ use crate::failure::Failure;
 use crate::session;
 use crate::sign_in::{CodeForm, ask_again, backup_codes_page, enrolment_page, label_form, retry_confirm_page};
 use crate::views::{self, Frame, code_field, csrf_field};
-use crate::{At, Posted, Shared};
+use crate::{At, Posted, Visit};
 
 /// `GET /{area}/account`
-pub async fn security(State(app): State<Shared>, At(area): At, session: Session) -> Result<Response, Failure> {
+pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
     let who = session::signed_in(&session, area).await?;
     let csrf = session::csrf_token(&session).await?;
     let flash = session::take_flash(&session).await?;
@@ -132,12 +131,7 @@ pub struct EnrolForm {
 
 /// `POST /{area}/account/enrol`: add one, or change one (it keeps working
 /// until the new one is confirmed).
-pub async fn enrol(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
-    Posted(form): Posted<EnrolForm>,
-) -> Result<Response, Failure> {
+pub async fn enrol(Visit { app, area, session }: Visit, Posted(form): Posted<EnrolForm>) -> Result<Response, Failure> {
     let who = session::signed_in(&session, area).await?;
     let user = area.user(&who.email);
     let mut options = EnrolmentOptions::default();
@@ -166,12 +160,7 @@ pub async fn enrol(
 }
 
 /// `POST /{area}/account/confirm`: the new app's first code.
-pub async fn confirm(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
-    Posted(form): Posted<CodeForm>,
-) -> Result<Response, Failure> {
+pub async fn confirm(Visit { app, area, session }: Visit, Posted(form): Posted<CodeForm>) -> Result<Response, Failure> {
     let who = session::signed_in(&session, area).await?;
     let base = format!("/{}/account", area.segment());
     let csrf = session::csrf_token(&session).await?;
@@ -206,12 +195,7 @@ pub async fn saved(At(area): At, session: Session, Posted(_): Posted<Empty>) -> 
 pub struct Empty {}
 
 /// `POST /{area}/account/cancel`: drop a setup in progress.
-pub async fn cancel(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
-    Posted(_): Posted<Empty>,
-) -> Result<Response, Failure> {
+pub async fn cancel(Visit { app, area, session }: Visit, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
     let who = session::signed_in(&session, area).await?;
     app.portal(area).cancel_enrolment(&area.user(&who.email)).await?;
     back(&session, area, "Setup cancelled.").await
@@ -226,9 +210,7 @@ pub struct DeleteForm {
 
 /// `POST /{area}/account/delete`: refused under enforcement for the last one.
 pub async fn delete(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
+    Visit { app, area, session }: Visit,
     Posted(form): Posted<DeleteForm>,
 ) -> Result<Response, Failure> {
     let who = session::signed_in(&session, area).await?;
@@ -242,9 +224,7 @@ pub async fn delete(
 
 /// `POST /{area}/account/backup-codes`: a new batch, shown once.
 pub async fn regenerate(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
+    Visit { app, area, session }: Visit,
     Posted(form): Posted<CodeForm>,
 ) -> Result<Response, Failure> {
     let who = session::signed_in(&session, area).await?;

@@ -3,7 +3,7 @@
 //! Every page needs an admin who signed in with their own second factor;
 //! a reset needs a fresh code on top (step-up).
 
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -19,7 +19,7 @@ use crate::accounts::{Area, normalise};
 use crate::failure::Failure;
 use crate::session::{self, SignedIn};
 use crate::views::{self, Frame, code_field, csrf_field};
-use crate::{Posted, Shared};
+use crate::{Desk, Posted, Shared};
 
 async fn admin(session: &Session) -> Result<(SignedIn, String), Failure> {
     let who = session::signed_in(session, Area::Admin).await?;
@@ -38,7 +38,7 @@ fn frame<'a>(who: &'a SignedIn, csrf: &'a str, flash: Option<&'a str>) -> Frame<
 // ----- Portal settings -----
 
 /// `GET /admin/settings`
-pub async fn settings(State(app): State<Shared>, session: Session) -> Result<Response, Failure> {
+pub async fn settings(Desk { app, session }: Desk) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let flash = session::take_flash(&session).await?;
     let policy = app.portal.policy().await?;
@@ -101,8 +101,7 @@ pub struct SettingsForm {
 
 /// `POST /admin/settings`
 pub async fn save_settings(
-    State(app): State<Shared>,
-    session: Session,
+    Desk { app, session }: Desk,
     Posted(form): Posted<SettingsForm>,
 ) -> Result<Response, Failure> {
     let (who, _) = admin(&session).await?;
@@ -188,11 +187,7 @@ const STATUSES: [(StatusFilter, &str); 7] = [
 ];
 
 /// `GET /admin/users`
-pub async fn users(
-    State(app): State<Shared>,
-    session: Session,
-    Query(q): Query<UsersQuery>,
-) -> Result<Response, Failure> {
+pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let status = q
         .status
@@ -329,11 +324,7 @@ fn portal_user(kind: &str, email: &str) -> Result<UserId, Failure> {
 }
 
 /// `GET /admin/users/reset`: the Reset MFA form.
-pub async fn reset_form(
-    State(app): State<Shared>,
-    session: Session,
-    Query(q): Query<WhoQuery>,
-) -> Result<Response, Failure> {
+pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let user = portal_user(&q.kind, &q.email)?;
     let record = app.portal.record(&user).await?;
@@ -399,11 +390,7 @@ pub struct ResetForm {
 }
 
 /// `POST /admin/users/reset`: step up with the admin's own code, then reset.
-pub async fn reset(
-    State(app): State<Shared>,
-    session: Session,
-    Posted(form): Posted<ResetForm>,
-) -> Result<Response, Failure> {
+pub async fn reset(Desk { app, session }: Desk, Posted(form): Posted<ResetForm>) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let user = portal_user(&form.kind, &form.email)?;
     let back = reset_href(&user);
@@ -448,7 +435,7 @@ pub async fn reset(
 // ----- Outbox -----
 
 /// `GET /admin/outbox`
-pub async fn outbox(State(app): State<Shared>, session: Session) -> Result<Response, Failure> {
+pub async fn outbox(Desk { app, session }: Desk) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let emails = app.outbox.newest_first();
     let body = html! {
@@ -509,11 +496,7 @@ impl AuditQuery {
 }
 
 /// `GET /admin/audit`
-pub async fn audit(
-    State(app): State<Shared>,
-    session: Session,
-    Query(q): Query<AuditQuery>,
-) -> Result<Response, Failure> {
+pub async fn audit(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
     let (who, csrf) = admin(&session).await?;
     let mut query = q.events(&app)?.limit(app.page_size);
     if let Some(after) = q.after.as_deref() {
@@ -593,11 +576,7 @@ fn details(event: &AuditEvent) -> String {
 }
 
 /// `GET /admin/audit.csv`: every matching event, oldest first.
-pub async fn audit_csv(
-    State(app): State<Shared>,
-    session: Session,
-    Query(q): Query<AuditQuery>,
-) -> Result<Response, Failure> {
+pub async fn audit_csv(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
     admin(&session).await?;
     let mut query = q.events(&app)?;
     query.newest_first = false;
@@ -644,11 +623,7 @@ fn spreadsheet_safe(cell: &str) -> String {
 }
 
 /// `GET /admin/audit.jsonl`: every matching event as JSON Lines, oldest first.
-pub async fn audit_jsonl(
-    State(app): State<Shared>,
-    session: Session,
-    Query(q): Query<AuditQuery>,
-) -> Result<Response, Failure> {
+pub async fn audit_jsonl(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
     admin(&session).await?;
     let mut query = q.events(&app)?;
     query.newest_first = false;

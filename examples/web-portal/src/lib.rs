@@ -257,6 +257,50 @@ async fn start_page(session: Session) -> Result<Response, Failure> {
     Ok(views::page("Welcome", Some(&frame), body).into_response())
 }
 
+/// What a handler of a portal area works with: the app, the area its path
+/// names (an unknown one is a 404), and the visitor's session.
+pub struct Visit {
+    /// The app.
+    pub app: Shared,
+    /// The portal area of the path.
+    pub area: Area,
+    /// The visitor's session.
+    pub session: Session,
+}
+
+impl FromRequestParts<Shared> for Visit {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Failure> {
+        let At(area) = At::from_request_parts(parts, app).await?;
+        let Desk { app, session } = Desk::from_request_parts(parts, app).await?;
+        Ok(Self { app, area, session })
+    }
+}
+
+/// What a handler outside the areas (the admin console) works with: the app
+/// and the visitor's session.
+pub struct Desk {
+    /// The app.
+    pub app: Shared,
+    /// The visitor's session.
+    pub session: Session,
+}
+
+impl FromRequestParts<Shared> for Desk {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Failure> {
+        let session = Session::from_request_parts(parts, app)
+            .await
+            .map_err(|(status, message)| Failure::new(status, "Session unavailable", message))?;
+        Ok(Self {
+            app: app.clone(),
+            session,
+        })
+    }
+}
+
 /// The area a page belongs to, from the first path segment; an unknown one is a 404.
 pub struct At(pub Area);
 

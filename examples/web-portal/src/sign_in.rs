@@ -2,7 +2,7 @@
 //! grace sign-in, setting up an authenticator, or a code), then a new
 //! session id. Between the steps the state is server-side and expires.
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
@@ -14,7 +14,7 @@ use crate::accounts::{Account, Area, normalise};
 use crate::failure::Failure;
 use crate::session::{self, Pending, Stage};
 use crate::views::{self, Frame, code_field, csrf_field};
-use crate::{At, Posted, Shared};
+use crate::{At, Posted, Shared, Visit};
 
 /// The password form.
 #[derive(Deserialize)]
@@ -35,10 +35,8 @@ pub async fn form(At(area): At, session: Session) -> Result<Response, Failure> {
 
 /// `POST /{area}/sign-in`: the password step.
 pub async fn password(
-    State(app): State<Shared>,
-    At(area): At,
+    Visit { app, area, session }: Visit,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    session: Session,
     Posted(form): Posted<PasswordForm>,
 ) -> Result<Response, Failure> {
     let now = app.now();
@@ -123,9 +121,7 @@ pub struct CodeQuery {
 
 /// `GET /{area}/sign-in/code`
 pub async fn code_form(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
+    Visit { app, area, session }: Visit,
     Query(query): Query<CodeQuery>,
 ) -> Result<Response, Failure> {
     let pending = session::pending(&session, area, app.now()).await?;
@@ -156,12 +152,7 @@ pub struct CodeForm {
 }
 
 /// `POST /{area}/sign-in/code`: the second factor.
-pub async fn code(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
-    Posted(form): Posted<CodeForm>,
-) -> Result<Response, Failure> {
+pub async fn code(Visit { app, area, session }: Visit, Posted(form): Posted<CodeForm>) -> Result<Response, Failure> {
     let pending = session::pending(&session, area, app.now()).await?;
     if pending.stage != Stage::Code {
         return Err(Failure::no_sign_in(area));
@@ -197,7 +188,7 @@ pub async fn code(
 }
 
 /// `GET /{area}/sign-in/enrol`: "Set up two-factor authentication".
-pub async fn enrol_form(State(app): State<Shared>, At(area): At, session: Session) -> Result<Response, Failure> {
+pub async fn enrol_form(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
     let pending = session::pending(&session, area, app.now()).await?;
     if pending.stage != Stage::Enrol {
         return Err(Failure::no_sign_in(area));
@@ -231,9 +222,7 @@ pub struct LabelForm {
 
 /// `POST /{area}/sign-in/enrol`: a new secret, shown once as a QR code and a key.
 pub async fn enrol_start(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
+    Visit { app, area, session }: Visit,
     Posted(form): Posted<LabelForm>,
 ) -> Result<Response, Failure> {
     let pending = session::pending(&session, area, app.now()).await?;
@@ -253,9 +242,7 @@ pub async fn enrol_start(
 
 /// `POST /{area}/sign-in/enrol/confirm`: the first code from the new app.
 pub async fn enrol_confirm(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
+    Visit { app, area, session }: Visit,
     Posted(form): Posted<CodeForm>,
 ) -> Result<Response, Failure> {
     let mut pending = session::pending(&session, area, app.now()).await?;
@@ -293,12 +280,7 @@ pub struct SavedForm {
 }
 
 /// `POST /{area}/sign-in/finish`: after the backup codes were saved.
-pub async fn finish(
-    State(app): State<Shared>,
-    At(area): At,
-    session: Session,
-    Posted(form): Posted<SavedForm>,
-) -> Result<Response, Failure> {
+pub async fn finish(Visit { app, area, session }: Visit, Posted(form): Posted<SavedForm>) -> Result<Response, Failure> {
     let pending = session::pending(&session, area, app.now()).await?;
     if pending.stage != Stage::SaveCodes {
         return Err(Failure::no_sign_in(area));
