@@ -45,8 +45,8 @@ impl SqliteOptions {
         self
     }
 
-    /// The keyring that seals the plaintext secrets of a file written by 0.1
-    /// (schema 1) while it is upgraded. Use the same keyring as the
+    /// The keyring that seals the plaintext secrets of a file at schema 1
+    /// while it is upgraded. Use the same keyring as the
     /// [`Portal`](crate::Portal). Without it such a file is refused, untouched.
     #[must_use]
     pub fn upgrade_with(mut self, keyring: impl Into<Arc<Keyring>>) -> Self {

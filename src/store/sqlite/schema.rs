@@ -128,7 +128,7 @@ fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), Stora
     let Some(keyring) = options.upgrade_keyring.as_deref() else {
         return Err(StorageError::new(
             StorageErrorKind::IncompatibleSchema,
-            "schema 1 (portal-mfa 0.1) keeps secrets in plaintext; open it with SqliteOptions::upgrade_with(keyring) to seal them",
+            "schema 1 keeps secrets in plaintext; open it with SqliteOptions::upgrade_with(keyring) to seal them",
         ));
     };
     tx.execute_batch(

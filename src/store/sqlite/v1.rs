@@ -244,7 +244,7 @@ fn reset_reason(name: &str, note: Option<String>) -> R<ResetReason> {
     })
 }
 
-/// Every event, in the order 0.1 answered portal-wide queries (time, then user and commit).
+/// Every event, in the order schema 1's store answered portal-wide queries (time, then user and commit).
 pub(super) fn events(tx: &Connection, mut each: impl FnMut(AuditEvent) -> R<()>) -> R<()> {
     let mut statement = tx
         .prepare(
