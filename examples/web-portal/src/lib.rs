@@ -9,7 +9,7 @@
 //! - [`store`]: SQLite or PostgreSQL behind one async store.
 //!
 //! One `portal_mfa::Portal` serves the customer and the vendor portal (one
-//! MFA setting for both, as the seeds describe); a second one, always
+//! MFA setting for both, as the product documents describe); a second one, always
 //! enforced, serves the admins.
 
 pub mod account;

@@ -359,7 +359,7 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.submit("form[action='/admin/sign-in/finish'] button").await;
     assert_eq!(b.path().await, "/admin/account");
 
-    // --- Portal settings: SAML refused with the seeds' words, then enforced.
+    // --- Portal settings: SAML refused in the product documents' words, then enforced.
     b.go("/admin/settings").await;
     b.shot("settings", &[]).await;
     b.click("#mfa-enforced").await;

@@ -485,7 +485,7 @@ async fn an_expired_enrolment_is_gone_and_a_new_one_works() {
 async fn grace_by_date_and_by_count_and_saml_refused() {
     let server = Server::start("grace", 20).await;
     let (mut admin, _) = admin_setting(&server, &[]).await;
-    // Enforcing with SAML: the seeds' words, 409, nothing saved.
+    // Enforcing with SAML: the product documents' words, 409, nothing saved.
     let reply = admin
         .post(
             "/admin/settings",
@@ -757,7 +757,7 @@ async fn bad_input_gets_a_page_with_a_4xx_never_a_500_and_no_secret_reaches_a_lo
     );
     assert_eq!(alice.get("/admin/users").await.location(), "/admin/sign-in");
 
-    // Deleting the last authenticator under enforcement: the seeds' words.
+    // Deleting the last authenticator under enforcement: the product documents' words.
     let code = phone.code(&server.clock);
     let reply = alice
         .post("/customer/account/delete", &[("authenticator", "1"), ("code", &code)])

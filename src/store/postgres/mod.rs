@@ -1,11 +1,11 @@
 //! PostgreSQL, for hosts that run many app instances on one database server.
 //!
-//! Two stores over one schema and one set of statements ([`sql`]):
-//! - [`PostgresStore`], blocking, over the `postgres` crate with an `r2d2` pool;
-//! - [`AsyncPostgresStore`], over `tokio-postgres` with a `deadpool-postgres`
-//!   pool (yours, if you pass one).
+//! One store, [`AsyncPostgresStore`], over `tokio-postgres` with a
+//! `deadpool-postgres` pool (yours, if you pass one), and the statements it
+//! sends ([`sql`]); [`PostgresStore`] is the same store driven by a runtime
+//! of its own, for blocking hosts.
 //!
-//! Both create and migrate their tables when built: versioned migrations,
+//! The store creates and migrates its tables when built: versioned migrations,
 //! recorded in `portal_mfa_schema`, run under an advisory lock, so app instances
 //! starting together on an empty database migrate it once. Tables are named
 //! `portal_mfa_…`, in the schema you name ([`PostgresOptions::schema`]) or the
