@@ -312,21 +312,7 @@ impl EventQuery {
         self
     }
 
-    /// At most `limit` events per page.
-    #[must_use]
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// The page after the one whose [`Page::next`](crate::Page::next) this
-    /// is. The rest of the query must be the one that made the cursor, or the
-    /// read answers [`Error::InvalidCursor`](crate::Error::InvalidCursor).
-    #[must_use]
-    pub fn after(mut self, cursor: Cursor) -> Self {
-        self.cursor = Some(cursor);
-        self
-    }
+    crate::page::paged_query_builders!("events");
 
     /// For stores: only events after this position in the query's order
     /// (greater oldest first, smaller newest first); `None` from the first.

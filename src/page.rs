@@ -183,6 +183,29 @@ impl<T> Page<T> {
     }
 }
 
+/// The two builder methods every paged query (a struct with `limit` and
+/// `cursor` fields) has, written once.
+macro_rules! paged_query_builders {
+    ($items:literal) => {
+        #[doc = concat!("At most `limit` ", $items, " per page.")]
+        #[must_use]
+        pub fn limit(mut self, limit: usize) -> Self {
+            self.limit = limit;
+            self
+        }
+
+        /// The page after the one whose [`Page::next`](crate::Page::next) this
+        /// is. The rest of the query must be the one that made the cursor, or
+        /// the read answers [`Error::InvalidCursor`](crate::Error::InvalidCursor).
+        #[must_use]
+        pub fn after(mut self, cursor: crate::page::Cursor) -> Self {
+            self.cursor = Some(cursor);
+            self
+        }
+    };
+}
+pub(crate) use paged_query_builders;
+
 #[cfg(test)]
 mod tests {
     use super::*;

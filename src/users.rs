@@ -225,21 +225,7 @@ impl UserQuery {
         self
     }
 
-    /// At most `limit` users per page.
-    #[must_use]
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// The page after the one whose [`Page::next`](crate::Page::next) this
-    /// is. The filters must be the ones that made it, or the listing answers
-    /// [`Error::InvalidCursor`].
-    #[must_use]
-    pub fn after(mut self, cursor: Cursor) -> Self {
-        self.cursor = Some(cursor);
-        self
-    }
+    crate::page::paged_query_builders!("users");
 
     const LISTING: &'static str = "us1";
 

@@ -12,11 +12,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use flows::{T0, TempDir, enrol, portal_on};
+use flows::{T0, TempDir, TestPortal, enrol, portal_on};
 use portal_mfa::{
     ManualClock, UserId,
     store::{SqliteOptions, SqliteStore},
 };
+
+/// An enrolled user on SQLite (their portal, id and a fresh code), and another
+/// connection holding the database, so that a sign-in waits inside SQLite's
+/// busy handler; the directory goes last.
+fn locked() -> (Arc<TestPortal>, UserId, String, rusqlite::Connection, TempDir) {
+    let dir = TempDir::new("async-host");
+    let path = dir.file("mfa.db");
+    let clock = ManualClock::at(T0);
+    let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_secs(10))).unwrap();
+    let portal = Arc::new(portal_on(flows::bytes(store), &clock));
+    let user = UserId::customer("alice");
+    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
+    let code = phone.code(&clock);
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    (portal, user, code, holder, dir)
+}
 
 /// Heartbeats every 5 ms on `runtime` while `sign_in` (spawned there) waits
 /// for the database `holder` has locked; after ten of them (counted, not
@@ -57,22 +74,13 @@ fn heartbeats_while_the_sign_in_waits<T: Send + 'static>(
 
 #[test]
 fn an_awaited_sign_in_on_off_runtime_leaves_the_runtime_free() {
-    let dir = TempDir::new("off-runtime");
-    let path = dir.file("mfa.db");
-    let clock = ManualClock::at(T0);
-    let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_secs(10))).unwrap();
-    let portal = Arc::new(portal_on(flows::bytes(store), &clock));
-    let user = UserId::customer("alice");
-    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
-    let code = phone.code(&clock);
+    let (portal, user, code, holder, _dir) = locked();
     // One worker thread: if the sign-in blocked it, the heartbeat could not run.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_time()
         .build()
         .unwrap();
-    let holder = rusqlite::Connection::open(&path).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let verified =
         heartbeats_while_the_sign_in_waits(
             &runtime,
@@ -84,23 +92,12 @@ fn an_awaited_sign_in_on_off_runtime_leaves_the_runtime_free() {
 
 #[test]
 fn a_blocking_sign_in_on_the_blocking_pool_leaves_the_runtime_free() {
-    let dir = TempDir::new("async-host");
-    let path = dir.file("mfa.db");
-    let clock = ManualClock::at(T0);
-    let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_secs(10))).unwrap();
-    let portal = Arc::new(portal_on(flows::bytes(store), &clock));
-    let user = UserId::customer("alice");
-    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
-    let code = phone.code(&clock);
-
+    let (portal, user, code, holder, _dir) = locked();
     // One runtime thread: if the sign-in blocked it, nothing else could run.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    // Another process holds the database, so the sign-in waits inside SQLite's busy handler.
-    let holder = rusqlite::Connection::open(&path).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let verified = heartbeats_while_the_sign_in_waits(&runtime, &holder, async move {
         tokio::task::spawn_blocking(move || portal.verify_sign_in(&user, &code).run())
             .await

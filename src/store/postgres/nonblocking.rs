@@ -271,7 +271,7 @@ impl AsyncMfaStore for AsyncPostgresStore {
         })
     }
 
-    /// A portal-wide page first reads its horizon ([`Sql::HORIZON`]) with a statement of its own.
+    /// A portal-wide page first reads its horizon (`Sql::HORIZON`) with a statement of its own.
     fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
         Box::pin(async move {
             let Some((from, until)) = time_range(query.from, query.until) else {
