@@ -3,7 +3,7 @@
 //! product documents' flows are in [`scenarios`], run on every store and
 //! executor; helpers for tests that run processes are in [`process`].
 
-#![allow(dead_code, unreachable_pub, unused_imports)]
+#![allow(dead_code, unreachable_pub)]
 
 pub mod kv;
 pub mod pg;
@@ -23,6 +23,8 @@ use portal_mfa::{Admin, EnrolmentOptions, Error, Keyring, ManualClock, Op, Porta
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+// Each test binary uses a part of the harness.
+#[allow(unused_imports)]
 pub use process::*;
 
 /// The body of an `MfaStore` impl that hands the named methods to
@@ -233,6 +235,7 @@ impl<S: MfaStore + ?Sized> MfaStore for Faulty<S> {
 }
 
 #[cfg(feature = "postgres")]
+#[allow(unused_imports)]
 pub use postgres_pair::{PgPair, pair};
 
 #[cfg(feature = "postgres")]

@@ -3,8 +3,8 @@
 //! run on each store and executor (`seed_flow_tests!` instantiates them).
 
 use portal_mfa::admin::{ResetMode, ResetReason};
-use portal_mfa::audit::{EventKind, EventQuery, Factor};
-use portal_mfa::otp::{OtpAuthUri, Secret, Totp};
+use portal_mfa::audit::{EventKind, Factor};
+use portal_mfa::otp::{Secret, Totp};
 use portal_mfa::{
     Enforcement, EnrolReason, EnrolmentOptions, Error, Grace, LockoutRule, PolicyRefusal, PortalPolicy, SignInMethod,
     SignInStep, UserId,
