@@ -19,9 +19,9 @@ use crate::ids::Actor;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
 use crate::state::{Context, MfaRecord, Outcome};
-use crate::store::Backend;
 use crate::store::{
-    Applied, Commit, LiveChange, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
+    Applied, Backend, Commit, LiveChange, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored,
+    StoredEvent,
 };
 use crate::stored::{decode_policy, decode_record, encode_record};
 

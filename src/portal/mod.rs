@@ -517,14 +517,10 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
         #[cfg(feature = "tracing")]
-        return Op::new(&self.store, move |d| {
-            Box::pin(trace::traced(&self.id, name, user, body(d)))
-        });
+        let body = move |d| trace::traced(&self.id, name, user, body(d));
         #[cfg(not(feature = "tracing"))]
-        {
-            let _ = (name, user);
-            Op::new(&self.store, move |d| Box::pin(body(d)))
-        }
+        let _ = (name, user);
+        Op::new(&self.store, move |d| Box::pin(body(d)))
     }
 
     /// An operation that runs `transition` on one user's record.
