@@ -178,6 +178,8 @@ pub enum PolicyRefusal {
     AdminOnly,
     /// No grace sign-in applies any more (the grace ended, or the last one was spent).
     NoGraceLeft,
+    /// The portal's policy trusts no browser (its lifetime is 0 days).
+    TrustedBrowsersOff,
 }
 
 impl core::fmt::Display for PolicyRefusal {
@@ -189,6 +191,7 @@ impl core::fmt::Display for PolicyRefusal {
             }
             Self::AdminOnly => "only an admin may do this",
             Self::NoGraceLeft => "no grace sign-in is left; MFA must be set up first",
+            Self::TrustedBrowsersOff => "this portal does not trust browsers",
         })
     }
 }
@@ -266,6 +269,26 @@ pub enum Error {
     /// No authenticator with that id.
     #[error("no such authenticator")]
     UnknownAuthenticator,
+    /// No trusted browser with that id.
+    #[error("no such trusted browser")]
+    UnknownBrowser,
+    /// The session's stamp is no longer good: a factor that could have granted
+    /// it was taken away (a reset, a removed authenticator, MFA turned off,
+    /// regenerated backup codes) or the host ended the user's sessions. End
+    /// the session and send the user to sign in.
+    #[error("the session has ended; sign in again")]
+    SessionEnded,
+    /// Not a session stamp this crate wrote.
+    #[error("not a session stamp")]
+    InvalidStamp,
+    /// The browser's token is not one this user trusts now (another user's,
+    /// expired, forgotten, or not a token at all): counted toward lockout like
+    /// a wrong code. Forget the token (clear the cookie) and ask for a code.
+    #[error("this browser is not trusted; enter a code")]
+    UntrustedBrowser {
+        /// Failures still allowed before MFA locks.
+        attempts_left: Option<u32>,
+    },
     /// The user has as many authenticators as allowed.
     #[error("too many authenticators")]
     TooManyAuthenticators,
@@ -374,6 +397,8 @@ pub enum ErrorKind {
     Storage,
     /// The host is set up wrong (a missing or wrong key, a broken clock).
     Misconfigured,
+    /// The session is no longer good: end it and send the user to sign in.
+    SessionEnded,
 }
 
 impl Error {
@@ -396,15 +421,18 @@ impl Error {
             | Self::InvalidPolicy { .. }
             | Self::InvalidCursor(_)
             | Self::UserIdTooLong { .. }
+            | Self::InvalidStamp
             | Self::InvalidPageSize => ErrorKind::InvalidInput,
-            Self::WrongCode { .. } | Self::ReplayedCode => ErrorKind::WrongCode,
+            Self::WrongCode { .. } | Self::ReplayedCode | Self::UntrustedBrowser { .. } => ErrorKind::WrongCode,
+            Self::SessionEnded => ErrorKind::SessionEnded,
             Self::LockedOut { .. } => ErrorKind::Locked,
             Self::NotAllowed(_) | Self::ProofRequired | Self::TooManyAuthenticators => ErrorKind::RefusedByPolicy,
             Self::NotEnrolled
             | Self::NoPendingEnrolment
             | Self::EnrolmentExpired
             | Self::EnrolmentCancelled
-            | Self::UnknownAuthenticator => ErrorKind::NotFound,
+            | Self::UnknownAuthenticator
+            | Self::UnknownBrowser => ErrorKind::NotFound,
             Self::Conflict { .. } => ErrorKind::Conflict,
             Self::Storage(_) | Self::CorruptRecord(_) | Self::IncompatibleFormat { .. } | Self::Export(_) => {
                 ErrorKind::Storage

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::ids::{Actor, AuthenticatorId, PortalId, UserId};
+use crate::ids::{Actor, AuthenticatorId, BrowserId, PortalId, UserId};
 use crate::page::{Cursor, Fingerprint, page_size};
 use crate::policy::{Enforcement, SignInMethod};
 
@@ -69,6 +69,42 @@ pub enum RemovalCause {
     Replaced,
     /// An admin reset removed it.
     AdminReset,
+}
+
+/// Why every session of a user ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum SessionEndCause {
+    /// An admin reset the user's MFA.
+    AdminReset,
+    /// The user deleted an authenticator (others remain).
+    AuthenticatorRemoved,
+    /// A newly confirmed authenticator replaced one.
+    AuthenticatorReplaced,
+    /// The user deleted their last authenticator.
+    MfaTurnedOff,
+    /// The user regenerated their backup codes.
+    BackupCodesRegenerated,
+    /// The host ended them ([`Portal::end_sessions`](crate::Portal::end_sessions)):
+    /// a password change, a disabled account.
+    Host,
+}
+
+/// Why trusted browsers were forgotten without the sessions ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum ForgetCause {
+    /// The user asked ("forget this browser", "forget all").
+    User,
+    /// A backup code was used: the user may have lost what they trusted.
+    BackupCodeUsed,
+    /// A new browser was trusted while the user had the most allowed: the
+    /// oldest made room.
+    Evicted,
 }
 
 /// What happened.
@@ -164,6 +200,34 @@ pub enum EventKind {
         /// Unused backup codes invalidated.
         backup_codes_removed: u32,
     },
+    /// Every session of the user ended, and every browser they trusted was forgotten.
+    SessionsEnded {
+        /// Why.
+        cause: SessionEndCause,
+        /// Trusted browsers forgotten with them.
+        browsers_forgotten: u32,
+    },
+    /// The user trusted a browser to skip the second factor.
+    BrowserTrusted {
+        /// Its id.
+        browser: BrowserId,
+        /// When it stops being trusted.
+        expires_at: u64,
+    },
+    /// A trusted browser signed the user in without a code.
+    TrustedBrowserUsed {
+        /// Which.
+        browser: BrowserId,
+    },
+    /// A browser presented a token this user does not trust (counted as a failure).
+    TrustedBrowserRefused,
+    /// Trusted browsers were forgotten, the sessions left as they were.
+    BrowsersForgotten {
+        /// How many.
+        count: u32,
+        /// Why.
+        cause: ForgetCause,
+    },
 }
 
 impl EventKind {
@@ -187,6 +251,11 @@ impl EventKind {
             Self::ReplayRejected { .. } => "replay_rejected",
             Self::LockedOut { .. } => "locked_out",
             Self::MfaReset { .. } => "mfa_reset",
+            Self::SessionsEnded { .. } => "sessions_ended",
+            Self::BrowserTrusted { .. } => "browser_trusted",
+            Self::TrustedBrowserUsed { .. } => "trusted_browser_used",
+            Self::TrustedBrowserRefused => "trusted_browser_refused",
+            Self::BrowsersForgotten { .. } => "browsers_forgotten",
         }
     }
 
@@ -202,6 +271,11 @@ impl EventKind {
                 | Self::LockedOut { .. }
                 | Self::EnrolmentFailed { .. }
                 | Self::MfaReset { .. }
+                | Self::BrowserTrusted { .. }
+                | Self::SessionsEnded {
+                    cause: SessionEndCause::Host,
+                    ..
+                }
         )
     }
 }

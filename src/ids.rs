@@ -160,6 +160,18 @@ impl core::fmt::Display for AuthenticatorId {
     }
 }
 
+/// One of a user's trusted browsers, numbered from 1 within the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct BrowserId(pub u32);
+
+impl core::fmt::Display for BrowserId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
 /// An administrator of a portal, as the host has authorised them.
 ///
 /// Every admin operation (policy changes, **Reset MFA**, imports) takes one, so

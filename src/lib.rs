@@ -32,7 +32,17 @@ pub use keyring::Keyring;
 pub use page::{Cursor, MAX_PAGE, Page};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Op, Portal};
-pub use state::{EnrolReason, EnrolmentConfirmed, SignInStep, SignInVerified, StartedEnrolment};
+pub use state::{EnrolReason, EnrolmentConfirmed, SessionStamp, SignInStep, SignInVerified, StartedEnrolment};
+
+/// What a sign-in grants past the code check: session stamps and trusted
+/// browsers (see [`Portal::check_session`] and [`Portal::trust_browser`]).
+pub mod session {
+    pub use crate::event::{ForgetCause, SessionEndCause};
+    pub use crate::ids::BrowserId;
+    pub use crate::state::{
+        BackupCodesRegenerated, BrowserToken, GraceSpent, SessionProof, TrustedBrowser, TrustedBrowserIssued,
+    };
+}
 
 /// The audit trail: what happened, who did it, who must hear of it.
 pub mod audit {

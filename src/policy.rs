@@ -139,6 +139,7 @@ pub struct PortalPolicy {
     enrolment_lifetime_secs: u64,
     backup_code_count: u8,
     backup_codes_low_at: u8,
+    trusted_browser_days: u8,
 }
 
 impl Default for PortalPolicy {
@@ -152,6 +153,7 @@ impl Default for PortalPolicy {
             enrolment_lifetime_secs: 600,
             backup_code_count: 10,
             backup_codes_low_at: 2,
+            trusted_browser_days: 0,
         }
     }
 }
@@ -161,6 +163,8 @@ impl PortalPolicy {
     pub const MIN_BACKUP_CODES: u8 = 5;
     /// Most backup codes a policy may hand out.
     pub const MAX_BACKUP_CODES: u8 = 20;
+    /// Longest a browser may be trusted, in days (Zoho Desk's longest "Lifetime of MFA").
+    pub const MAX_TRUSTED_BROWSER_DAYS: u8 = 180;
 
     /// The default policy.
     pub fn new() -> Self {
@@ -210,6 +214,31 @@ impl PortalPolicy {
     /// At or below this many unused backup codes, sign-in outcomes warn.
     pub fn backup_codes_low_at(&self) -> u8 {
         self.backup_codes_low_at
+    }
+
+    /// How many days a trusted browser may skip the second factor: 0 (never,
+    /// the default) to [`PortalPolicy::MAX_TRUSTED_BROWSER_DAYS`].
+    pub fn trusted_browser_days(&self) -> u8 {
+        self.trusted_browser_days
+    }
+
+    /// [`PortalPolicy::trusted_browser_days`] in seconds.
+    pub fn trusted_browser_lifetime_secs(&self) -> u64 {
+        u64::from(self.trusted_browser_days) * 86_400
+    }
+
+    /// Trusted browsers: 0 days (never, the default) to 180. Lowering it
+    /// shortens every trusted browser at once (each lasts at most this long from
+    /// when it was trusted); raising it never lengthens one already trusted.
+    pub fn with_trusted_browser_days(mut self, days: u8) -> Result<Self> {
+        if days > Self::MAX_TRUSTED_BROWSER_DAYS {
+            return Err(Error::InvalidPolicy {
+                field: "trusted_browser_days",
+                reason: "a browser can be trusted for at most 180 days",
+            });
+        }
+        self.trusted_browser_days = days;
+        Ok(self)
     }
 
     /// Enforcement changed, refused for a SAML portal (its identity provider owns MFA).
@@ -314,6 +343,8 @@ mod json {
         lockout: LockoutJson,
         enrolment_lifetime_secs: u64,
         backup_codes: BackupJson,
+        #[serde(default)]
+        trusted_browser_days: u8,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -374,6 +405,7 @@ mod json {
                     count: p.backup_code_count(),
                     low_at: p.backup_codes_low_at(),
                 },
+                trusted_browser_days: p.trusted_browser_days(),
             }
         }
     }
@@ -398,7 +430,8 @@ mod json {
                 .with_window(Window::new(j.window.past, j.window.future)?)
                 .with_lockout(lockout)
                 .with_enrolment_lifetime(j.enrolment_lifetime_secs)?
-                .with_backup_codes(j.backup_codes.count, j.backup_codes.low_at)
+                .with_backup_codes(j.backup_codes.count, j.backup_codes.low_at)?
+                .with_trusted_browser_days(j.trusted_browser_days)
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct RecordSummary {
     pub last_verified_at: Option<u64>,
     /// Grace sign-ins used since enforcement.
     pub grace_sign_ins_used: u32,
+    /// Browsers the user trusts (expired ones until the record's next write).
+    pub trusted_browsers: u8,
 }
 
 impl RecordSummary {
@@ -46,6 +48,7 @@ impl RecordSummary {
             backup_codes_left: record.backup_codes().map_or(0, |c| c.remaining() as u8),
             last_verified_at: record.last_verified_at(),
             grace_sign_ins_used: record.grace_sign_ins_used(),
+            trusted_browsers: record.trusted_browsers().len() as u8,
         }
     }
 }
@@ -337,6 +340,8 @@ pub struct UserStatus {
     pub backup_codes_left: u8,
     /// When the user last proved their second factor (Unix time).
     pub last_verified_at: Option<u64>,
+    /// Browsers the user trusts to skip the second factor (0 while the policy trusts none).
+    pub trusted_browsers: u8,
 }
 
 impl UserStatus {
@@ -360,6 +365,11 @@ impl UserStatus {
             grace,
             backup_codes_left: summary.backup_codes_left,
             last_verified_at: summary.last_verified_at,
+            trusted_browsers: if policy.trusted_browser_lifetime_secs() == 0 {
+                0
+            } else {
+                summary.trusted_browsers
+            },
         }
     }
 

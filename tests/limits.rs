@@ -11,7 +11,7 @@ use flows::{ADMIN, Executor, Go, TestPortal, all_pages, each_store_and_executor,
 use portal_mfa::{
     Cursor, Enforcement, Error, ManualClock, SignInStep, UserId,
     admin::{ResetMode, ResetReason, StatusFilter, UserQuery},
-    audit::EventQuery,
+    audit::{EventKind, EventQuery},
 };
 
 const END: u64 = i64::MAX as u64;
@@ -71,9 +71,15 @@ fn counts_and_pages_at_both_ends_of_time_agree_on_every_store() {
             portal.set_enforcement(&ADMIN, enforcement).go(ex).unwrap();
         }
         let every = all_pages(ex, &portal, EventQuery::portal(portal.id()).limit(5));
+        let reset_times: Vec<u64> = every
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::MfaReset { .. }))
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(reset_times, EVENT_TIMES, "{label}: one reset at each time");
+        // Each reset also ends the user's sessions: two user events at each time.
         let user_times: Vec<u64> = every.iter().filter(|e| e.user.is_some()).map(|e| e.at).collect();
         let all_times: Vec<u64> = every.iter().map(|e| e.at).collect();
-        assert_eq!(user_times, EVENT_TIMES, "{label}: one user event at each time");
 
         let mut transcript = String::new();
         for from in BOUNDS {
@@ -240,7 +246,8 @@ fn the_longest_ids_page_through_text_cursors_and_longer_ones_are_refused() {
                         .next
                         .map(|c| query.clone().after(Cursor::parse(c.as_str()).unwrap()));
                 }
-                assert_eq!(seen, 2, "{label}");
+                // Two resets, each with the end of the user's sessions.
+                assert_eq!(seen, 4, "{label}");
             }
         }
         for len in [UserId::MAX_LEN + 1, 600, 2_000] {

@@ -404,7 +404,7 @@ impl World {
                 if let Ok(codes) = result {
                     self.note_success(Factor::Totp(self.active[0]), Some(&proof));
                     self.old_backup.extend(self.backup.drain(..).map(|(c, _)| c));
-                    self.backup = codes.expose().map(|c| (c.to_owned(), false)).collect();
+                    self.backup = codes.codes.expose().map(|c| (c.to_owned(), false)).collect();
                 }
             }
             Op::Reset(force) => {

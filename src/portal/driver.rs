@@ -280,6 +280,7 @@ pub(crate) fn policy_events(
             p.enrolment_lifetime_secs(),
             p.backup_code_count(),
             p.backup_codes_low_at(),
+            p.trusted_browser_days(),
         )
     };
     if settings(old) != settings(new) {

@@ -19,18 +19,17 @@ use rand::rngs::StdRng;
 
 use self::op::Driver;
 pub use self::op::Op;
-use crate::backup::IssuedBackupCodes;
 use crate::clock::{AsyncSleep, Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{AuditEvent, Notifier, ResetMode, ResetReason};
-use crate::ids::{Actor, Admin, AuthenticatorId, PortalId, SYSTEM, USER, UserId};
+use crate::ids::{Actor, Admin, AuthenticatorId, BrowserId, PortalId, SYSTEM, USER, UserId};
 use crate::keyring::Keyring;
 use crate::otp::{Secret, TotpParams};
 use crate::page::Page;
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
-    Context, EnrolmentConfirmed, EnrolmentRequest, MfaRecord, Outcome, ResetSummary, SignInStep, SignInVerified,
-    StartedEnrolment,
+    BackupCodesRegenerated, Context, EnrolmentConfirmed, EnrolmentRequest, GraceSpent, MfaRecord, Outcome,
+    ResetSummary, SessionStamp, SignInStep, SignInVerified, StartedEnrolment, TrustedBrowser, TrustedBrowserIssued,
 };
 use crate::store::EventQuery;
 use crate::stored::decode_record;
@@ -112,7 +111,7 @@ impl<S> Portal<S> {
     ///
     /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// // MFA is off by default: a user with nothing configured just signs in.
-    /// assert_eq!(portal.begin_sign_in(&UserId::customer("c-1")).run()?, SignInStep::NoMfaNeeded);
+    /// assert!(matches!(portal.begin_sign_in(&UserId::customer("c-1")).run()?, SignInStep::NoMfaNeeded { .. }));
     /// assert!(Portal::new(PortalId::new("x"), "Acme: EU", MemoryStore::new()).is_err());
     /// # Ok::<(), portal_mfa::Error>(())
     /// ```
@@ -366,12 +365,113 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         self.on_user("begin_sign_in", user, &USER, |record, ctx| record.sign_in_step(ctx))
     }
 
+    /// [`Portal::begin_sign_in`] for a browser that presents a trusted-browser
+    /// token (its cookie): [`SignInStep::TrustedBrowser`], with no code, when
+    /// the token is one this user trusts now. Where a code would be asked for,
+    /// any other token is counted like a wrong code:
+    /// [`Error::UntrustedBrowser`] or, when that locks MFA, [`Error::LockedOut`].
+    ///
+    /// ⚠️ On any error, clear the browser's cookie, then ask for a code
+    /// ([`Portal::begin_sign_in`] says what to show).
+    pub fn begin_sign_in_with_browser<'a>(&'a self, user: &'a UserId, token: &'a str) -> Op<'a, S, SignInStep> {
+        self.on_user("begin_sign_in_with_browser", user, &USER, move |record, ctx| {
+            record.sign_in_with_browser(ctx, token)
+        })
+    }
+
+    /// Whether a session's stamp is still good: `Ok(())`, or
+    /// [`Error::SessionEnded`] once anything that could have granted it was
+    /// taken away (a reset, a removed or replaced authenticator, MFA turned
+    /// off, regenerated backup codes, [`Portal::end_sessions`]). One read of
+    /// the record by its key; no secret is opened.
+    ///
+    /// ⚠️ Call it on every request of a signed-in session, before acting on
+    /// it, and end the session on any error: a store that cannot answer cannot
+    /// vouch for the session either.
+    pub fn check_session<'a>(&'a self, user: &'a UserId, stamp: &'a SessionStamp) -> Op<'a, S, ()> {
+        self.op("check_session", Some(user), move |d| async move {
+            user.check_len()?;
+            if d.backend.session_generation(&self.id, user).await? == stamp.generation {
+                Ok(())
+            } else {
+                Err(Error::SessionEnded)
+            }
+        })
+    }
+
+    /// Ends every session of the user and forgets every browser they trust,
+    /// for what only the host knows: a password change, a disabled account.
+    /// With `keep` (the stamp of the session that changed the password), that
+    /// session stays signed in: the answer is its new stamp.
+    pub fn end_sessions<'a>(&'a self, user: &'a UserId, keep: Option<SessionStamp>) -> Op<'a, S, Option<SessionStamp>> {
+        self.on_user("end_sessions", user, &USER, move |record, ctx| {
+            record.end_sessions(ctx, keep)
+        })
+    }
+
+    /// Trusts the browser of the session `stamp` belongs to, so its next
+    /// sign-ins skip the code until the policy's lifetime has passed. Allowed
+    /// right after a code only (see [`MfaRecord::trust_browser`]). `label`
+    /// names it in lists (the user agent).
+    ///
+    /// ⚠️ Ask the user first ("Remember this browser for N days"), and put
+    /// the token only in a `__Host-` cookie that is `HttpOnly`, `Secure` and
+    /// `SameSite=Strict`.
+    pub fn trust_browser<'a>(
+        &'a self,
+        user: &'a UserId,
+        stamp: SessionStamp,
+        label: &'a str,
+    ) -> Op<'a, S, TrustedBrowserIssued> {
+        self.on_user("trust_browser", user, &USER, move |record, ctx| {
+            record.trust_browser(ctx, stamp, label, &mut *self.rng())
+        })
+    }
+
+    /// The browsers the user trusts now, each with when it stops under
+    /// today's policy ([`TrustedBrowser::expires_at`] is that time here).
+    pub fn trusted_browsers<'a>(&'a self, user: &'a UserId) -> Op<'a, S, Vec<TrustedBrowser>> {
+        self.on_user("trusted_browsers", user, &USER, |record, ctx| {
+            let lifetime = ctx.policy.trusted_browser_lifetime_secs();
+            let browsers = record
+                .trusted_browsers()
+                .iter()
+                .filter(|b| ctx.now < b.expires_under(lifetime))
+                .map(|b| TrustedBrowser {
+                    expires_at: b.expires_under(lifetime),
+                    ..b.clone()
+                })
+                .collect();
+            Outcome {
+                result: Ok(browsers),
+                record,
+                changed: false,
+                events: Vec::new(),
+            }
+        })
+    }
+
+    /// Forgets one trusted browser ("forget this browser"); answers 1, or
+    /// [`Error::UnknownBrowser`].
+    pub fn forget_browser<'a>(&'a self, user: &'a UserId, browser: BrowserId) -> Op<'a, S, u32> {
+        self.on_user("forget_browser", user, &USER, move |record, ctx| {
+            record.forget_browsers(ctx, Some(browser))
+        })
+    }
+
+    /// Forgets every browser the user trusts ("forget all"); answers how many.
+    pub fn forget_browsers<'a>(&'a self, user: &'a UserId) -> Op<'a, S, u32> {
+        self.on_user("forget_browsers", user, &USER, |record, ctx| {
+            record.forget_browsers(ctx, None)
+        })
+    }
+
     /// Spends a grace sign-in: call it when the host signs the user in under
     /// [`SignInStep::GraceSignIn`] (not when it only shows the page). Answers
-    /// the sign-ins left, or refuses with
+    /// the sign-ins left and the session's stamp, or refuses with
     /// [`PolicyRefusal::NoGraceLeft`](crate::PolicyRefusal::NoGraceLeft) if the
     /// grace has run out since.
-    pub fn complete_grace_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, S, SignInStep> {
+    pub fn complete_grace_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, S, GraceSpent> {
         self.on_user("complete_grace_sign_in", user, &USER, |record, ctx| {
             record.complete_grace_sign_in(ctx)
         })
@@ -443,20 +543,27 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         })
     }
 
-    /// Deletes an authenticator, after a fresh code.
+    /// Deletes an authenticator, after a fresh code. Every other session of
+    /// the user ends; the answer is the new stamp for the session that asked.
     pub fn delete_authenticator<'a>(
         &'a self,
         user: &'a UserId,
         authenticator: AuthenticatorId,
         proof: &'a str,
-    ) -> Op<'a, S, ()> {
+    ) -> Op<'a, S, SessionStamp> {
         self.on_user("delete_authenticator", user, &USER, move |record, ctx| {
             record.delete_authenticator(ctx, authenticator, proof)
         })
     }
 
-    /// Replaces the backup codes with a new batch, after a fresh code.
-    pub fn regenerate_backup_codes<'a>(&'a self, user: &'a UserId, proof: &'a str) -> Op<'a, S, IssuedBackupCodes> {
+    /// Replaces the backup codes with a new batch, after a fresh code. Every
+    /// other session of the user ends; the answer carries the new stamp for
+    /// the session that asked.
+    pub fn regenerate_backup_codes<'a>(
+        &'a self,
+        user: &'a UserId,
+        proof: &'a str,
+    ) -> Op<'a, S, BackupCodesRegenerated> {
         self.on_user("regenerate_backup_codes", user, &USER, move |record, ctx| {
             record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
         })

@@ -64,5 +64,6 @@ fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Conflict => "conflict",
         ErrorKind::Storage => "storage",
         ErrorKind::Misconfigured => "misconfigured",
+        ErrorKind::SessionEnded => "session_ended",
     }
 }

@@ -1,9 +1,11 @@
 //! The answers transitions give the host: the sign-in step, a started or
 //! confirmed enrolment, a verified second factor, what a reset removed.
 
+use super::session::SessionStamp;
 use crate::backup::IssuedBackupCodes;
 use crate::event::Factor;
 use crate::ids::AuthenticatorId;
+use crate::ids::BrowserId;
 use crate::otp::OtpAuthUri;
 
 /// What the host does after the password step.
@@ -12,8 +14,11 @@ use crate::otp::OtpAuthUri;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "step", rename_all = "snake_case"))]
 pub enum SignInStep {
-    /// No second factor: sign the user in.
-    NoMfaNeeded,
+    /// No second factor: sign the user in, keeping `session` in the session.
+    NoMfaNeeded {
+        /// The session's stamp.
+        session: SessionStamp,
+    },
     /// Enforcement is on but the user is in the grace period: sign them in
     /// (then call `complete_grace_sign_in`, which spends one) and invite them
     /// to enrol.
@@ -38,6 +43,35 @@ pub enum SignInStep {
         /// Until when; `None` until an admin resets the user.
         until: Option<u64>,
     },
+    /// The browser's token is good: sign the user in without a code.
+    TrustedBrowser {
+        /// The browser.
+        browser: BrowserId,
+        /// The session's stamp.
+        session: SessionStamp,
+    },
+}
+
+/// A grace sign-in, spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GraceSpent {
+    /// Grace sign-ins left after this one, if counted.
+    pub remaining: Option<u32>,
+    /// When the grace ends, if dated.
+    pub until: Option<u64>,
+    /// The session's stamp.
+    pub session: SessionStamp,
+}
+
+/// Backup codes regenerated.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BackupCodesRegenerated {
+    /// The new codes: show them once.
+    pub codes: IssuedBackupCodes,
+    /// The stamp for the session that asked: every other session has ended.
+    pub session: SessionStamp,
 }
 
 /// Why a user must enrol.
@@ -73,6 +107,9 @@ pub struct EnrolmentConfirmed {
     pub authenticator: AuthenticatorId,
     /// Backup codes, when this enrolment turned MFA on: show them once.
     pub backup_codes: Option<IssuedBackupCodes>,
+    /// The stamp for this session (a code from the new app proved the second
+    /// factor). Confirming a replacement ended every other session.
+    pub session: SessionStamp,
 }
 
 /// A successful second-factor check.
@@ -85,6 +122,8 @@ pub struct SignInVerified {
     pub backup_codes_remaining: u32,
     /// Whether to urge the user to regenerate backup codes.
     pub low_on_backup_codes: bool,
+    /// The session's stamp: keep it in the session and check it on each request.
+    pub session: SessionStamp,
 }
 
 /// What an admin reset removed.

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use super::answers::SignInVerified;
 use super::context::{Context, Outcome};
 use super::record::{MfaRecord, PendingEnrolment};
+use super::session::{SessionProof, SessionStamp};
 use crate::backup::{BackupCodes, TypedBackupCode};
 use crate::error::{Error, PolicyRefusal, Result};
 use crate::event::{AuditEvent, EventKind, Factor};
+use crate::event::{ForgetCause, SessionEndCause};
 use crate::ids::{Actor, AuthenticatorId};
 use crate::otp::Code;
 use crate::policy::LockoutRule;
@@ -141,6 +143,9 @@ impl Draft<'_> {
                 codes.mark_used(index);
                 let remaining = codes.remaining();
                 self.emit(EventKind::BackupCodeUsed { remaining });
+                // A backup code is what a user reaches for when their phone is gone:
+                // what they trusted may be gone with it.
+                self.forget_browsers(None, ForgetCause::BackupCodeUsed);
                 Ok(self.succeed(Factor::BackupCode))
             }
             _ => Err(self.fail(false)),
@@ -196,7 +201,50 @@ impl Draft<'_> {
             factor,
             backup_codes_remaining: remaining,
             low_on_backup_codes: remaining <= u32::from(self.ctx.policy.backup_codes_low_at()),
+            session: self.stamp(SessionProof::Code),
         }
+    }
+
+    /// A stamp of the record's current generation, proven now by `proof`.
+    pub(super) fn stamp(&self, proof: SessionProof) -> SessionStamp {
+        SessionStamp {
+            generation: self.record().sessions,
+            proof,
+            at: self.ctx.now,
+        }
+    }
+
+    /// Ends every session of the user and forgets every browser they
+    /// trusted: the record moves to the next generation.
+    pub(super) fn end_sessions(&mut self, cause: SessionEndCause) {
+        let record = self.record_mut();
+        record.sessions += 1;
+        let browsers_forgotten = record.trusted.take().map_or(0, |t| t.browsers.len() as u32);
+        self.emit(EventKind::SessionsEnded {
+            cause,
+            browsers_forgotten,
+        });
+    }
+
+    /// Forgets one trusted browser (`Some`) or all; answers how many went.
+    pub(super) fn forget_browsers(&mut self, only: Option<usize>, cause: ForgetCause) -> u32 {
+        let Some(trusted) = self.record().trusted.as_ref() else {
+            return 0;
+        };
+        let count = match only {
+            Some(index) if index < trusted.browsers.len() => 1,
+            Some(_) => return 0,
+            None => trusted.browsers.len() as u32,
+        };
+        let record = self.record_mut();
+        match (only, record.trusted.as_mut()) {
+            (Some(index), Some(trusted)) if trusted.browsers.len() > 1 => {
+                trusted.browsers.remove(index);
+            }
+            _ => record.trusted = None,
+        }
+        self.emit(EventKind::BrowsersForgotten { count, cause });
+        count
     }
 
     pub(super) fn require_admin(&self) -> Result<Arc<str>> {

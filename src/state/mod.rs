@@ -6,9 +6,16 @@ mod answers;
 mod context;
 mod draft;
 mod record;
+mod session;
+mod sessions;
 mod transitions;
 
-pub use answers::{EnrolReason, EnrolmentConfirmed, ResetSummary, SignInStep, SignInVerified, StartedEnrolment};
+pub use answers::{
+    BackupCodesRegenerated, EnrolReason, EnrolmentConfirmed, GraceSpent, ResetSummary, SignInStep, SignInVerified,
+    StartedEnrolment,
+};
 pub use context::{Context, EnrolmentRequest, Outcome};
 pub use record::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
 pub(crate) use record::{Key, SealedForm};
+pub use session::{BrowserToken, SessionProof, SessionStamp, TrustedBrowser, TrustedBrowserIssued};
+pub(crate) use session::{TokenHash, TrustedBrowsers};

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::session::{SessionStamp, TrustedBrowser, TrustedBrowsers};
 use crate::backup::BackupCodes;
 use crate::error::{Error, Result};
 use crate::event::ResetReason;
@@ -237,6 +238,11 @@ pub struct MfaRecord {
     pub(crate) next_authenticator_id: u32,
     pub(crate) last_reset: Option<Box<ResetRecord>>,
     pub(crate) last_verified_at: Option<u64>,
+    /// The session generation: stamps of any other are no longer good.
+    pub(crate) sessions: u64,
+    // Boxed: most users trust no browser.
+    pub(crate) trusted: Option<Box<TrustedBrowsers>>,
+    pub(crate) next_browser_id: u32,
 }
 
 impl MfaRecord {
@@ -293,6 +299,24 @@ impl MfaRecord {
         self.last_verified_at
     }
 
+    /// The session generation: how many times every session of this user was
+    /// ended. A [`SessionStamp`] of any other generation is no longer good.
+    pub fn session_generation(&self) -> u64 {
+        self.sessions
+    }
+
+    /// Whether `stamp` is still good: nothing that could have granted it was
+    /// taken away since it was issued.
+    pub fn session_is_current(&self, stamp: &SessionStamp) -> bool {
+        stamp.generation == self.sessions
+    }
+
+    /// The browsers the user trusts, expired ones included until the record's
+    /// next change (see [`TrustedBrowser::expires_under`]).
+    pub fn trusted_browsers(&self) -> &[TrustedBrowser] {
+        self.trusted.as_ref().map_or(&[], |t| &t.browsers)
+    }
+
     /// Checks what no transition can produce: a decoded record that fails
     /// this is [`Error::CorruptRecord`], not a record.
     pub(crate) fn check_consistent(&self) -> Result<()> {
@@ -310,6 +334,20 @@ impl MfaRecord {
         }
         if ids.iter().any(|&id| id == 0 || id > self.next_authenticator_id) {
             return corrupt("authenticator id out of sequence");
+        }
+        // No history ends a user's sessions four billion times.
+        if self.sessions > u64::from(u32::MAX) {
+            return corrupt("a session generation past any history");
+        }
+        let browsers = self.trusted_browsers();
+        if browsers.len() > TrustedBrowsers::MAX {
+            return corrupt("more trusted browsers than allowed");
+        }
+        let mut ids: Vec<u32> = browsers.iter().map(|b| b.id.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != browsers.len() || ids.iter().any(|&id| id == 0 || id > self.next_browser_id) {
+            return corrupt("trusted browser ids out of sequence");
         }
         if let Some(p) = &self.pending {
             if p.expires_at < p.started_at {

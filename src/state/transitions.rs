@@ -8,13 +8,17 @@
 
 use rand::CryptoRng;
 
-use super::answers::{EnrolReason, EnrolmentConfirmed, ResetSummary, SignInStep, SignInVerified, StartedEnrolment};
+use super::answers::{
+    BackupCodesRegenerated, EnrolReason, EnrolmentConfirmed, GraceSpent, ResetSummary, SignInStep, SignInVerified,
+    StartedEnrolment,
+};
 use super::context::{Context, EnrolmentRequest, Outcome};
 use super::draft::{Draft, check_label};
 use super::record::{Authenticator, Key, MfaRecord, PendingEnrolment, ResetRecord};
-use crate::backup::{BackupCodes, IssuedBackupCodes};
+use super::session::{SessionProof, SessionStamp};
+use crate::backup::BackupCodes;
 use crate::error::{Error, PolicyRefusal};
-use crate::event::{EventKind, RemovalCause, ResetMode, ResetReason};
+use crate::event::{EventKind, RemovalCause, ResetMode, ResetReason, SessionEndCause};
 use crate::ids::AuthenticatorId;
 use crate::otp::{Code, OtpAuthUri, Secret, TotpParams};
 use crate::policy::Enforcement;
@@ -32,7 +36,7 @@ impl MfaRecord {
     /// [`SignInStep::GraceSignIn`]; answers the step with the sign-ins left.
     /// Refused with [`PolicyRefusal::NoGraceLeft`] when the grace no longer
     /// applies (it ended, or another request spent the last one).
-    pub fn complete_grace_sign_in(self, ctx: &Context<'_>) -> Outcome<SignInStep> {
+    pub fn complete_grace_sign_in(self, ctx: &Context<'_>) -> Outcome<GraceSpent> {
         let step = self.next_step(ctx);
         let mut draft = Draft::new(self, ctx);
         let SignInStep::GraceSignIn { remaining, until } = step else {
@@ -40,11 +44,16 @@ impl MfaRecord {
         };
         draft.record_mut().grace_sign_ins_used = draft.record().grace_sign_ins_used.saturating_add(1);
         draft.emit(EventKind::GraceSignIn { remaining });
-        draft.done(Ok(SignInStep::GraceSignIn { remaining, until }))
+        let session = draft.stamp(SessionProof::NoSecondFactor);
+        draft.done(Ok(GraceSpent {
+            remaining,
+            until,
+            session,
+        }))
     }
 
     /// The step that applies now, with nothing spent.
-    fn next_step(&self, ctx: &Context<'_>) -> SignInStep {
+    pub(super) fn next_step(&self, ctx: &Context<'_>) -> SignInStep {
         if let Some(lock) = self.failures.active_lock(ctx.now) {
             return SignInStep::LockedOut { until: lock.until };
         }
@@ -59,7 +68,13 @@ impl MfaRecord {
             };
         }
         match ctx.policy.enforcement() {
-            Enforcement::SelfConfigured => SignInStep::NoMfaNeeded,
+            Enforcement::SelfConfigured => SignInStep::NoMfaNeeded {
+                session: SessionStamp {
+                    generation: self.sessions,
+                    proof: SessionProof::NoSecondFactor,
+                    at: ctx.now,
+                },
+            },
             Enforcement::Enforced { grace: Some(grace) }
                 if grace.until.is_none_or(|until| ctx.now <= until)
                     && grace.sign_ins.is_none_or(|n| self.grace_sign_ins_used < n) =>
@@ -166,6 +181,7 @@ impl MfaRecord {
                         authenticator: old,
                         cause: RemovalCause::Replaced,
                     });
+                    draft.end_sessions(SessionEndCause::AuthenticatorReplaced);
                 }
             }
             // Exact: the default growth would reserve room for four.
@@ -197,6 +213,7 @@ impl MfaRecord {
             Ok(EnrolmentConfirmed {
                 authenticator: pending.id,
                 backup_codes,
+                session: draft.stamp(SessionProof::Code),
             })
         })();
         draft.done(result)
@@ -223,7 +240,8 @@ impl MfaRecord {
     /// Deletes an authenticator after a fresh code. Refused while the policy
     /// enforces MFA and it is the last one. Deleting the last turns MFA off for
     /// a self-configured user and drops the backup codes.
-    pub fn delete_authenticator(self, ctx: &Context<'_>, id: AuthenticatorId, proof: &str) -> Outcome<()> {
+    /// Every other session ends; the answer is this session's new stamp.
+    pub fn delete_authenticator(self, ctx: &Context<'_>, id: AuthenticatorId, proof: &str) -> Outcome<SessionStamp> {
         let mut draft = Draft::new(self, ctx);
         let result = (|| {
             if !draft.record().authenticators.iter().any(|a| a.id == id) {
@@ -241,21 +259,26 @@ impl MfaRecord {
                 authenticator: id,
                 cause: RemovalCause::Deleted,
             });
-            if !draft.record().mfa_enabled() {
+            let cause = if draft.record().mfa_enabled() {
+                SessionEndCause::AuthenticatorRemoved
+            } else {
                 draft.record_mut().backup_codes = None;
-            }
-            Ok(())
+                SessionEndCause::MfaTurnedOff
+            };
+            draft.end_sessions(cause);
+            Ok(draft.stamp(SessionProof::Code))
         })();
         draft.done(result)
     }
 
-    /// Replaces all backup codes with a new batch, after a fresh code.
+    /// Replaces all backup codes with a new batch, after a fresh code. Every
+    /// other session ends (the old codes may be what signed them in).
     pub fn regenerate_backup_codes<R: CryptoRng + ?Sized>(
         self,
         ctx: &Context<'_>,
         proof: &str,
         rng: &mut R,
-    ) -> Outcome<IssuedBackupCodes> {
+    ) -> Outcome<BackupCodesRegenerated> {
         let mut draft = Draft::new(self, ctx);
         let result = draft.prove(proof).map(|_| {
             let count = ctx.policy.backup_code_count();
@@ -265,7 +288,11 @@ impl MfaRecord {
                 count,
                 regenerated: true,
             });
-            issued
+            draft.end_sessions(SessionEndCause::BackupCodesRegenerated);
+            BackupCodesRegenerated {
+                codes: issued,
+                session: draft.stamp(SessionProof::Code),
+            }
         });
         draft.done(result)
     }
@@ -296,6 +323,7 @@ impl MfaRecord {
                 authenticators_removed,
                 backup_codes_removed,
             });
+            draft.end_sessions(SessionEndCause::AdminReset);
             ResetSummary {
                 authenticators_removed,
                 backup_codes_removed,

@@ -76,7 +76,7 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
     };
     let sql = format!(
         "SELECT user_kind, user_id, authenticators, pending_enrolment, must_enrol, locked_until,
-                backup_codes_left, last_verified_at, grace_sign_ins_used
+                backup_codes_left, last_verified_at, grace_sign_ins_used, trusted_browsers
          FROM {table} WHERE portal = {} {filter} {bound_used} {kind} {after}
          ORDER BY user_kind, user_id LIMIT {}",
         param(1),
@@ -85,7 +85,7 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
     (sql, value)
 }
 
-/// A record's summary columns as a SQL row holds them, columns 2 to 8 of
+/// A record's summary columns as a SQL row holds them, columns 2 to 9 of
 /// [`users_sql`]'s rows.
 pub(crate) struct SummaryColumns {
     pub(crate) authenticators: i64,
@@ -95,6 +95,7 @@ pub(crate) struct SummaryColumns {
     pub(crate) backup_codes_left: i64,
     pub(crate) last_verified_at: Option<i64>,
     pub(crate) grace_sign_ins_used: i64,
+    pub(crate) trusted_browsers: i64,
 }
 
 impl SummaryColumns {
@@ -113,6 +114,7 @@ impl SummaryColumns {
             backup_codes_left: small(self.backup_codes_left)?,
             last_verified_at: time(self.last_verified_at)?,
             grace_sign_ins_used: u32::try_from(self.grace_sign_ins_used).map_err(|_| corrupt())?,
+            trusted_browsers: small(self.trusted_browsers)?,
         })
     }
 }

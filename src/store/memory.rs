@@ -183,6 +183,17 @@ impl MemoryStore {
         Ok(Applied::Done)
     }
 
+    pub(crate) fn session_generation(&self, portal: &PortalId, user: &UserId) -> Result<u64, StorageError> {
+        Ok(self
+            .state
+            .read()
+            .map_err(poisoned)?
+            .portals
+            .get(portal)
+            .and_then(|p| p.records.get(&UserKey::of(user)))
+            .map_or(0, |(record, _)| record.session_generation()))
+    }
+
     pub(crate) fn read_policy(&self, portal: &PortalId) -> crate::error::Result<Option<(PortalPolicy, Version)>> {
         Ok(self
             .state

@@ -6,9 +6,9 @@ use super::policy::{enforcement, method_tag, read_enforcement, read_method};
 use super::record::{read_reason, reason};
 use super::{EVENT_FORMAT, Reader, Writer, corrupt, format_version};
 use crate::error::Result;
-use crate::event::{AuditEvent, EventKind, Factor, RemovalCause, ResetMode};
+use crate::event::{AuditEvent, EventKind, Factor, ForgetCause, RemovalCause, ResetMode, SessionEndCause};
 use crate::ids::Actor;
-use crate::ids::{AuthenticatorId, PortalId, UserId, UserKind};
+use crate::ids::{AuthenticatorId, BrowserId, PortalId, UserId, UserKind};
 
 pub(crate) fn encode_event(e: &AuditEvent) -> Vec<u8> {
     let mut w = Writer::new(EVENT_FORMAT);
@@ -162,6 +162,40 @@ fn kind(w: &mut Writer, kind: &EventKind) {
             w.uint((*authenticators_removed).into());
             w.uint((*backup_codes_removed).into());
         }
+        EventKind::SessionsEnded {
+            cause,
+            browsers_forgotten,
+        } => {
+            w.u8(17);
+            w.u8(match cause {
+                SessionEndCause::AdminReset => 1,
+                SessionEndCause::AuthenticatorRemoved => 2,
+                SessionEndCause::AuthenticatorReplaced => 3,
+                SessionEndCause::MfaTurnedOff => 4,
+                SessionEndCause::BackupCodesRegenerated => 5,
+                SessionEndCause::Host => 6,
+            });
+            w.uint((*browsers_forgotten).into());
+        }
+        EventKind::BrowserTrusted { browser, expires_at } => {
+            w.u8(18);
+            w.uint(browser.0.into());
+            w.uint(*expires_at);
+        }
+        EventKind::TrustedBrowserUsed { browser } => {
+            w.u8(19);
+            w.uint(browser.0.into());
+        }
+        EventKind::TrustedBrowserRefused => w.u8(20),
+        EventKind::BrowsersForgotten { count, cause } => {
+            w.u8(21);
+            w.uint((*count).into());
+            w.u8(match cause {
+                ForgetCause::User => 1,
+                ForgetCause::BackupCodeUsed => 2,
+                ForgetCause::Evicted => 3,
+            });
+        }
     }
 }
 
@@ -225,6 +259,35 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
             backup_codes_removed: r.uint_as()?,
         },
         16 => EventKind::EnrolmentFailed { wrong_codes: r.u8()? },
+        17 => EventKind::SessionsEnded {
+            cause: match r.u8()? {
+                1 => SessionEndCause::AdminReset,
+                2 => SessionEndCause::AuthenticatorRemoved,
+                3 => SessionEndCause::AuthenticatorReplaced,
+                4 => SessionEndCause::MfaTurnedOff,
+                5 => SessionEndCause::BackupCodesRegenerated,
+                6 => SessionEndCause::Host,
+                _ => return corrupt("unknown session end cause"),
+            },
+            browsers_forgotten: r.uint_as()?,
+        },
+        18 => EventKind::BrowserTrusted {
+            browser: BrowserId(r.uint_as()?),
+            expires_at: r.uint()?,
+        },
+        19 => EventKind::TrustedBrowserUsed {
+            browser: BrowserId(r.uint_as()?),
+        },
+        20 => EventKind::TrustedBrowserRefused,
+        21 => EventKind::BrowsersForgotten {
+            count: r.uint_as()?,
+            cause: match r.u8()? {
+                1 => ForgetCause::User,
+                2 => ForgetCause::BackupCodeUsed,
+                3 => ForgetCause::Evicted,
+                _ => return corrupt("unknown forget cause"),
+            },
+        },
         _ => return corrupt("unknown event kind"),
     })
 }

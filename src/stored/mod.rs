@@ -18,14 +18,14 @@ mod record;
 
 pub(crate) use event::{decode_event, encode_event};
 pub(crate) use policy::{decode_policy, encode_policy};
-pub(crate) use record::{decode_record, encode_record};
+pub(crate) use record::{decode_record, encode_record, record_sessions};
 
 use crate::error::{Error, Result};
 
 /// The format version this build writes, for each kind of stored value.
-pub(crate) const RECORD_FORMAT: u8 = 1;
-pub(crate) const POLICY_FORMAT: u8 = 1;
-pub(crate) const EVENT_FORMAT: u8 = 1;
+pub(crate) const RECORD_FORMAT: u8 = 2;
+pub(crate) const POLICY_FORMAT: u8 = 2;
+pub(crate) const EVENT_FORMAT: u8 = 2;
 
 /// The first byte of a stored value: its format version, checked against what this build reads.
 pub(crate) fn format_version(bytes: &[u8], supported: u8) -> Result<u8> {

@@ -20,12 +20,13 @@ pub(crate) fn encode_policy(p: &PortalPolicy) -> Vec<u8> {
     w.uint(p.enrolment_lifetime_secs());
     w.u8(p.backup_code_count());
     w.u8(p.backup_codes_low_at());
+    w.u8(p.trusted_browser_days());
     w.0
 }
 
 /// Decodes a stored policy through the same checks an admin's change passes.
 pub(crate) fn decode_policy(bytes: &[u8]) -> Result<PortalPolicy> {
-    format_version(bytes, POLICY_FORMAT)?;
+    let format = format_version(bytes, POLICY_FORMAT)?;
     let mut r = Reader::after_format(bytes);
     let enforcement = read_enforcement(&mut r)?;
     let method = read_method(r.u8()?)?;
@@ -34,6 +35,8 @@ pub(crate) fn decode_policy(bytes: &[u8]) -> Result<PortalPolicy> {
     let lockout = LockoutRule::new(r.u8()?, r.uint()?, r.uint()?);
     let lifetime = r.uint()?;
     let (count, low_at) = (r.u8()?, r.u8()?);
+    // Format 1 had no trusted browsers: never.
+    let trusted_days = if format >= 2 { r.u8()? } else { 0 };
     r.finish()?;
     let invalid = |_| Error::CorruptRecord("a stored policy setting is out of range");
     PortalPolicy::new()
@@ -42,6 +45,7 @@ pub(crate) fn decode_policy(bytes: &[u8]) -> Result<PortalPolicy> {
         .and_then(|p| Ok(p.with_otp(otp).with_window(window?).with_lockout(lockout?)))
         .and_then(|p| p.with_enrolment_lifetime(lifetime))
         .and_then(|p| p.with_backup_codes(count, low_at))
+        .and_then(|p| p.with_trusted_browser_days(trusted_days))
         .map_err(invalid)
 }
 

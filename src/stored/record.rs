@@ -6,19 +6,24 @@ use super::{RECORD_FORMAT, Reader, Writer, corrupt, format_version};
 use crate::backup::BackupCodes;
 use crate::error::{Error, Result};
 use crate::event::ResetReason;
-use crate::ids::{AuthenticatorId, PortalId, UserId};
+use crate::ids::{AuthenticatorId, BrowserId, PortalId, UserId};
 use crate::keyring::{Field, KEY_CHECK_LEN, Keyring, NONCE_LEN, associated_data};
 use crate::otp::{Algorithm, Digits, Secret, TotpParams};
 use std::sync::Arc;
 
-use crate::state::{Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord, SealedForm};
+use crate::state::{
+    Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord, SealedForm, TokenHash, TrustedBrowser,
+    TrustedBrowsers,
+};
 
 // Flag bits of a record.
 const MUST_ENROL: u64 = 1;
 const HAS_PENDING: u64 = 1 << 1;
 const HAS_BACKUP: u64 = 1 << 2;
 const HAS_RESET: u64 = 1 << 3;
-const ALL_FLAGS: u64 = MUST_ENROL | HAS_PENDING | HAS_BACKUP | HAS_RESET;
+/// Format 2 on.
+const HAS_TRUSTED: u64 = 1 << 4;
+const ALL_FLAGS: u64 = MUST_ENROL | HAS_PENDING | HAS_BACKUP | HAS_RESET | HAS_TRUSTED;
 
 /// Who a record belongs to: bound into every sealed value's associated data.
 #[derive(Clone, Copy)]
@@ -41,6 +46,18 @@ impl Owner<'_> {
     }
 }
 
+/// The session generation of a stored record, read without opening any
+/// secret: the one field a session check needs.
+pub(crate) fn record_sessions(bytes: &[u8]) -> Result<u64> {
+    let format = format_version(bytes, RECORD_FORMAT)?;
+    if format < 2 {
+        return Ok(0);
+    }
+    let mut r = Reader::after_format(bytes);
+    r.uint()?;
+    r.uint()
+}
+
 /// Encodes `record` for `user` of `portal`, sealing every secret under the
 /// keyring's current key with a fresh nonce from `rng`.
 pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
@@ -55,8 +72,15 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
     let flags = (if record.must_enrol { MUST_ENROL } else { 0 })
         | (if record.pending.is_some() { HAS_PENDING } else { 0 })
         | (if record.backup_codes.is_some() { HAS_BACKUP } else { 0 })
-        | (if record.last_reset.is_some() { HAS_RESET } else { 0 });
+        | (if record.last_reset.is_some() { HAS_RESET } else { 0 })
+        | (if record.trusted_browsers().is_empty() {
+            0
+        } else {
+            HAS_TRUSTED
+        });
     w.uint(flags);
+    // Second, so a session check reads it without opening anything (see `record_sessions`).
+    w.uint(record.sessions);
     w.uint(record.next_authenticator_id.into());
     w.uint(record.failures.consecutive.into());
     w.uint(record.failures.locks.into());
@@ -95,6 +119,19 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
         reason(&mut w, &reset.reason);
         w.uint(reset.at);
     }
+    w.uint(record.next_browser_id.into());
+    if let Some(trusted) = record.trusted.as_ref().filter(|t| !t.browsers.is_empty()) {
+        w.0.extend_from_slice(&trusted.salt);
+        w.uint(trusted.browsers.len() as u64);
+        for b in &trusted.browsers {
+            w.uint(b.id.0.into());
+            w.str(&b.label);
+            w.uint(b.created_at);
+            w.opt_uint(b.last_used_at);
+            w.uint(b.expires_at);
+            w.0.extend_from_slice(&b.hash);
+        }
+    }
     Ok(w.0)
 }
 
@@ -112,9 +149,11 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
     let mut stale_key = false;
     let mut r = Reader::after_format(bytes);
     let flags = r.uint()?;
-    if flags & !ALL_FLAGS != 0 {
+    if flags & !ALL_FLAGS != 0 || (format < 2 && flags & HAS_TRUSTED != 0) {
         return corrupt("unknown record flags");
     }
+    // Format 1 had no sessions: its records are at generation 0.
+    let sessions = if format >= 2 { r.uint()? } else { 0 };
     let next_authenticator_id = r.uint_as()?;
     let failures = Failures {
         consecutive: r.uint_as()?,
@@ -207,6 +246,28 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
     } else {
         None
     };
+    let next_browser_id = if format >= 2 { r.uint_as()? } else { 0 };
+    let trusted = if flags & HAS_TRUSTED != 0 {
+        let salt = r.array()?;
+        let count = r.uint_as::<usize>()?;
+        if count == 0 || count > TrustedBrowsers::MAX {
+            return corrupt("a trusted-browser count out of range");
+        }
+        let mut browsers = Vec::with_capacity(count);
+        for _ in 0..count {
+            browsers.push(TrustedBrowser {
+                id: BrowserId(r.uint_as()?),
+                label: r.str()?.into(),
+                created_at: r.uint()?,
+                last_used_at: r.opt_uint()?,
+                expires_at: r.uint()?,
+                hash: r.array::<32>()? as TokenHash,
+            });
+        }
+        Some(Box::new(TrustedBrowsers { salt, browsers }))
+    } else {
+        None
+    };
     r.finish()?;
     let record = MfaRecord {
         authenticators,
@@ -218,6 +279,9 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
         next_authenticator_id,
         last_reset,
         last_verified_at,
+        sessions,
+        trusted,
+        next_browser_id,
     };
     record.check_consistent()?;
     Ok(Decoded { record, stale_key })

@@ -146,7 +146,7 @@ impl AsyncPostgresStore {
             Some(_) => &self.sql.update_record,
             None => &self.sql.insert_record,
         };
-        let params: [&(dyn ToSql + Sync); 15] = [
+        let params: [&(dyn ToSql + Sync); 16] = [
             &portal.as_str(),
             &user.kind().as_str(),
             &user.id(),
@@ -162,6 +162,7 @@ impl AsyncPostgresStore {
             &at,
             &kind,
             &bytes,
+            &i16::from(s.trusted_browsers),
         ];
         commit_outcome(query(client, statement, &params).await, expected)
     }
@@ -446,6 +447,7 @@ fn user_rows(rows: Vec<Row>) -> Result<Vec<(UserId, RecordSummary)>, StorageErro
                 backup_codes_left: get::<i16>(r, 6)?.into(),
                 last_verified_at: get(r, 7)?,
                 grace_sign_ins_used: get(r, 8)?,
+                trusted_browsers: get::<i16>(r, 9)?.into(),
             }
             .summary()?;
             Ok((user_of(r)?, summary))

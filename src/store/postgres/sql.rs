@@ -25,11 +25,12 @@
 //!   [`UserId`](crate::UserId) compares in, on every server whatever its locale.
 
 /// The PostgreSQL schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The migrations, in order: `MIGRATIONS[n]` brings schema `n` to `n + 1`.
 /// `{s}` stands for the schema qualifier (`"name".` or nothing).
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE {s}portal_mfa_policies (
     portal text COLLATE "C" PRIMARY KEY,
     version bigint NOT NULL,
@@ -70,7 +71,12 @@ CREATE TABLE {s}portal_mfa_events (
 );
 CREATE INDEX portal_mfa_events_portal ON {s}portal_mfa_events (portal, writer, seq);
 CREATE INDEX portal_mfa_events_user ON {s}portal_mfa_events (portal, user_kind, user_id, writer, seq);
-"#];
+"#,
+    r#"
+-- How many browsers each user trusts, for the admin listing (0 until the record's next write).
+ALTER TABLE {s}portal_mfa_records ADD COLUMN trusted_browsers smallint NOT NULL DEFAULT 0;
+"#,
+];
 
 /// The events a commit writes, in order, from three arrays ($13–$15 for a
 /// record, $4–$6 for a policy), and only if the commit's first part wrote a row.
@@ -124,7 +130,7 @@ impl Sql {
         let policy_events = log("NULL, NULL", 4);
         let summary = "authenticators = $6::smallint, pending_enrolment = $7::boolean, must_enrol = $8::boolean,
             locked_until = $9::bigint, backup_codes_left = $10::smallint, last_verified_at = $11::bigint,
-            grace_sign_ins_used = $12::bigint";
+            grace_sign_ins_used = $12::bigint, trusted_browsers = $16::smallint";
         let events = |user: bool, newest: bool| {
             let cursor = if newest {
                 "SELECT writer, seq FROM {s}portal_mfa_events WHERE seq = $4::bigint
@@ -165,7 +171,7 @@ impl Sql {
                 "WITH written AS (
                     INSERT INTO {{s}}portal_mfa_records
                     VALUES ($1::text, $2::text, $3::text, coalesce($4::bigint, 0) + 1, $5::bytea, $6::smallint,
-                        $7::boolean, $8::boolean, $9::bigint, $10::smallint, $11::bigint, $12::bigint)
+                        $7::boolean, $8::boolean, $9::bigint, $10::smallint, $11::bigint, $12::bigint, $16::smallint)
                     ON CONFLICT DO NOTHING
                     RETURNING 1
                  ), {record_events}"

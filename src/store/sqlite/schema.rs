@@ -8,9 +8,9 @@ use crate::store::{RecordSummary, RecordWrite, StorageError, StorageErrorKind, S
 use crate::stored::{encode_policy, encode_record};
 
 /// The schema this version writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
-/// Schema 3: bytes, versions, summary columns (see `guide::stored_form`),
+/// Schema 4: bytes, versions, summary columns (see `guide::stored_form`),
 /// status indexes keyed by user, and where each portal's pruned history ends.
 const SCHEMA: &str = r#"
 CREATE TABLE portal_mfa_policies (
@@ -33,6 +33,7 @@ CREATE TABLE portal_mfa_records (
     last_verified_at INTEGER,
     grace_sign_ins_used INTEGER NOT NULL,
     last_event INTEGER,
+    trusted_browsers INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (portal, user_kind, user_id)
 ) STRICT, WITHOUT ROWID;
 -- Admin queries by status, each in user order (a WITHOUT ROWID index ends with the key), so
@@ -66,6 +67,12 @@ CREATE TABLE portal_mfa_pruned (
     portal TEXT PRIMARY KEY,
     below INTEGER NOT NULL
 ) STRICT;
+"#;
+
+/// Schema 3 → 4: how many browsers each user trusts, for the admin listing
+/// (0 until the record's next write; no record before it trusted one).
+const UPGRADE_FROM_V3: &str = r#"
+ALTER TABLE portal_mfa_records ADD COLUMN trusted_browsers INTEGER NOT NULL DEFAULT 0;
 "#;
 
 /// Brings the schema to [`SCHEMA_VERSION`]; answers the version it migrated from, if any.
@@ -105,7 +112,11 @@ pub(super) fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<
     match current {
         0 => tx.execute_batch(SCHEMA).map_err(storage)?,
         1 => upgrade_from_v1(&tx, options)?,
-        2 => tx.execute_batch(UPGRADE_FROM_V2).map_err(storage)?,
+        2 => tx
+            .execute_batch(UPGRADE_FROM_V2)
+            .and_then(|()| tx.execute_batch(UPGRADE_FROM_V3))
+            .map_err(storage)?,
+        3 => tx.execute_batch(UPGRADE_FROM_V3).map_err(storage)?,
         SCHEMA_VERSION => return tx.commit().map(|()| None).map_err(storage),
         v if v > SCHEMA_VERSION => {
             return Err(StorageError::new(
@@ -121,7 +132,7 @@ pub(super) fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<
     Ok(Some(current))
 }
 
-/// Schema 1 → 3 inside the caller's transaction: every record re-written in
+/// Schema 1 → 4 inside the caller's transaction: every record re-written in
 /// its stored form with its secrets sealed, every policy and event likewise.
 /// A crash before the commit leaves schema 1 as it was.
 fn upgrade_from_v1(tx: &Connection, options: &SqliteOptions) -> Result<(), StorageError> {

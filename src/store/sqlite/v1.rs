@@ -224,6 +224,7 @@ fn record(r: &Row<'_>) -> R<(PortalId, UserId, Version, MfaRecord)> {
         last_reset,
         // Schema 1 did not keep it.
         last_verified_at: None,
+        ..MfaRecord::default()
     };
     Ok((
         PortalId::new(r.get::<_, String>(0).map_err(storage)?),
