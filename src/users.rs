@@ -33,7 +33,8 @@ pub struct RecordSummary {
     pub last_verified_at: Option<u64>,
     /// Grace sign-ins used since enforcement.
     pub grace_sign_ins_used: u32,
-    /// Browsers the user trusts (expired ones until the record's next write).
+    /// Browsers the user trusts, as of the record's last write (one that has
+    /// expired since is counted until the user trusts another or forgets it).
     pub trusted_browsers: u8,
 }
 
@@ -340,7 +341,8 @@ pub struct UserStatus {
     pub backup_codes_left: u8,
     /// When the user last proved their second factor (Unix time).
     pub last_verified_at: Option<u64>,
-    /// Browsers the user trusts to skip the second factor (0 while the policy trusts none).
+    /// Browsers the user trusts to skip the second factor, as of the record's
+    /// last write (0 while the policy trusts none).
     pub trusted_browsers: u8,
 }
 

@@ -62,14 +62,11 @@ fn files(db: &std::path::Path) -> Vec<Vec<u8>> {
     out
 }
 
-#[test]
-fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
-    let dir = TempDir::new("scan");
-    let db = dir.file("mfa.db");
-    let clock = ManualClock::at(T0);
-    let portal = flows::portal_on(flows::bytes(SqliteStore::open(&db).unwrap()), &clock);
+/// A portal on a SQLite file at `db` with `users` users enrolled; their secrets.
+fn enrolled(db: &std::path::Path, clock: &ManualClock, users: usize) -> (flows::TestPortal, Vec<Secret>) {
+    let portal = flows::portal_on(flows::bytes(SqliteStore::open(db).unwrap()), clock);
     let mut secrets = Vec::new();
-    for i in 0..1_000 {
+    for i in 0..users {
         let user = UserId::customer(format!("user-{i:04}@example.com"));
         let started = portal
             .start_enrolment(&user, user.id(), "phone", EnrolmentOptions::default())
@@ -82,6 +79,15 @@ fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
             .unwrap();
         secrets.push(started.uri.secret().clone());
     }
+    (portal, secrets)
+}
+
+#[test]
+fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
+    let dir = TempDir::new("scan");
+    let db = dir.file("mfa.db");
+    let clock = ManualClock::at(T0);
+    let (portal, secrets) = enrolled(&db, &clock, 1_000);
     // Every user is live: a fresh code signs each one in.
     clock.advance(30);
     let user = UserId::customer("user-0999@example.com");
@@ -96,6 +102,48 @@ fn after_1000_enrolments_the_database_and_its_wal_hold_no_secret() {
         .flat_map(|s| [s.expose_bytes().to_vec(), s.to_base32().as_bytes().to_vec()].concat())
         .collect();
     assert_eq!(secrets_in(&[leaked], &secrets), 6);
+}
+
+#[test]
+fn trusted_browser_tokens_never_reach_the_database_or_its_wal() {
+    let dir = TempDir::new("tokens");
+    let db = dir.file("mfa.db");
+    let clock = ManualClock::at(T0);
+    let (portal, secrets) = enrolled(&db, &clock, 150);
+    portal
+        .update_policy(&ADMIN, |p| p.with_trusted_browser_days(30))
+        .run()
+        .unwrap();
+    clock.advance(30);
+    let mut tokens = Vec::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        let user = UserId::customer(format!("user-{i:04}@example.com"));
+        let code = Totp::new(secret, TotpParams::standard()).generate(clock.now()).unwrap();
+        let stamp = portal.verify_sign_in(&user, &code.expose()).run().unwrap().session;
+        let issued = portal.trust_browser(&user, stamp, "Firefox").run().unwrap();
+        // Each works: the scan below looks for live tokens.
+        let step = portal
+            .begin_sign_in_with_browser(&user, issued.token.expose())
+            .run()
+            .unwrap();
+        assert!(matches!(step, portal_mfa::SignInStep::TrustedBrowser { .. }));
+        tokens.push(issued.token.expose().to_owned());
+    }
+    let text: HashSet<Vec<u8>> = tokens.iter().map(|t| t.clone().into_bytes()).collect();
+    let raw: HashSet<Vec<u8>> = tokens
+        .iter()
+        .map(|t| base32::decode(base32::Alphabet::Rfc4648Lower { padding: false }, t).unwrap())
+        .collect();
+    let scan = |files: &[Vec<u8>]| -> usize {
+        files
+            .iter()
+            .map(|f| found(&f.to_ascii_lowercase(), &text) + found(f, &raw))
+            .sum()
+    };
+    assert_eq!(scan(&files(&db)), 0);
+    // The control: the scan finds a token written out either way.
+    let leaked = [tokens[0].as_bytes(), &raw.iter().next().unwrap()[..]].concat();
+    assert_eq!(scan(&[leaked]), 2);
 }
 
 const USERS: usize = 10_000;

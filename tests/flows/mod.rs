@@ -9,6 +9,7 @@ pub mod kv;
 pub mod pg;
 pub mod process;
 pub mod scenarios;
+pub mod sessions;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -349,6 +350,11 @@ impl Phone {
 /// Every secret, code and backup code the scenarios have issued or typed so
 /// far, for tests that search output for them.
 pub static ISSUED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Notes each of `codes` as issued.
+pub fn issued_all<'a>(codes: impl Iterator<Item = &'a str>) {
+    codes.for_each(issued);
+}
 
 pub fn issued(secret: &str) {
     ISSUED

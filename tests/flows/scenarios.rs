@@ -16,6 +16,9 @@ use portal_mfa::ManualClock;
 
 use super::{ADMIN, Executor, Go, Phone, StoreFactory, T0, TestPortal, enrol, issued, portal_on, setup, trail_of};
 
+// The scenarios past the code check live beside these, in one list below.
+pub use super::sessions::*;
+
 fn enforce(ex: Executor, portal: &TestPortal) {
     portal
         .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
@@ -833,6 +836,18 @@ macro_rules! seed_flow_tests {
             disabling_enforcement_keeps_enrolled_users_challenged,
             grace_period_lets_unenrolled_users_in_until_it_ends,
             users_hear_about_changes_to_their_factors,
+            a_stamp_holds_until_a_factor_is_taken_away_and_the_changing_session_keeps_going,
+            admin_reset_ends_every_session_in_either_mode,
+            replacing_the_authenticator_ends_the_other_sessions,
+            turning_mfa_off_and_regenerating_backup_codes_end_the_other_sessions,
+            the_host_ends_sessions_for_what_only_it_knows,
+            a_grace_sign_in_has_a_stamp_and_a_reset_ends_it,
+            a_trusted_browser_skips_the_code_until_a_fixed_expiry,
+            everything_that_ends_sessions_forgets_trusted_browsers,
+            a_lower_lifetime_shortens_trusted_browsers_and_a_higher_one_never_lengthens_them,
+            a_token_not_this_users_is_a_failed_factor_counted_toward_lockout,
+            only_a_fresh_code_may_trust_a_browser,
+            a_user_keeps_at_most_five_browsers_and_the_oldest_makes_room,
         );
     };
     (@each $make:ident, $executor:ident; $($name:ident),* $(,)?) => {
