@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use flows::TestStore;
 use flows::{ADMIN, Phone, T0, enrol, portal_on};
 use portal_mfa::{
-    EnrolmentOptions, Error, ManualClock, UserId,
+    EnrolmentOptions, Error, ManualClock, SignInStep, UserId,
     admin::{ResetMode, ResetReason},
     otp::{Secret, Totp, TotpParams, Window},
 };
@@ -278,6 +278,21 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         portal_mfa::otp::Code::parse(&format!("{code}0"), portal_mfa::otp::Digits::SIX).unwrap_err(),
     ];
     shown.extend(errors.iter().map(|e| format!("{e} {e:?}")));
+    // A trusted browser: its token in no answer, record, listing, error or event.
+    portal
+        .update_policy(&ADMIN, |p| p.with_trusted_browser_days(30))
+        .run()
+        .unwrap();
+    clock.advance(30);
+    let stamp = portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap().session;
+    let trusted = portal.trust_browser(&user, stamp, "Firefox").run().unwrap();
+    let token = trusted.token.expose().to_owned();
+    shown.push(format!("{trusted:?}"));
+    shown.push(format!("{:?}", portal.record(&user).run().unwrap()));
+    shown.push(format!("{:?}", portal.trusted_browsers(&user).run().unwrap()));
+    shown.push(format!("{:?}", portal.begin_sign_in_with_browser(&user, &token).run()));
+    let wrong = portal.begin_sign_in_with_browser(&user, &token[..51]).run().unwrap_err();
+    shown.push(format!("{wrong} {wrong:?}"));
     portal.verify_sign_in(&user, &codes[1]).run().unwrap();
     portal
         .admin_reset(&ADMIN, &user, ResetReason::LostDevice, ResetMode::default())
@@ -305,7 +320,122 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         for c in &codes {
             assert!(!text.contains(&c[..9]), "backup code in {text}");
         }
+        assert!(!text.contains(&token[..16]), "trusted-browser token in {text}");
     }
+}
+
+/// A portal trusting browsers for 30 days, with `user` enrolled and one
+/// browser trusted after a code; the phone, the backup codes and the token.
+fn trusting(portal: &flows::TestPortal, clock: &ManualClock, user: &UserId) -> (Phone, Vec<String>, String) {
+    portal
+        .update_policy(&ADMIN, |p| p.with_trusted_browser_days(30))
+        .run()
+        .unwrap();
+    let (phone, codes) = enrol(flows::Executor::Blocking, portal, clock, user);
+    let stamp = portal.verify_sign_in(user, &phone.code(clock)).run().unwrap().session;
+    let issued = portal.trust_browser(user, stamp, "Chrome").run().unwrap();
+    flows::issued(issued.token.expose());
+    clock.advance(30);
+    (phone, codes, issued.token.expose().to_owned())
+}
+
+fn skips_the_code(portal: &flows::TestPortal, user: &UserId, token: &str) -> bool {
+    matches!(
+        portal.begin_sign_in_with_browser(user, token).run(),
+        Ok(SignInStep::TrustedBrowser { .. })
+    )
+}
+
+/// Vaultwarden #6929: the remember token was refreshed on each use, so a
+/// browser used often enough was remembered forever.
+#[test]
+fn vaultwarden_6929_use_never_extends_a_trusted_browser() {
+    let (portal, clock) = setup();
+    let user = UserId::customer("c1");
+    let (_, _, token) = trusting(&portal, &clock, &user);
+    let expires = portal.trusted_browsers(&user).run().unwrap()[0].expires_at();
+    // Used every hour up to its last second, and nothing moves its end.
+    while portal_mfa::Clock::now(&clock) + 3_600 < expires {
+        clock.advance(3_600);
+        assert!(skips_the_code(&portal, &user, &token));
+        assert_eq!(portal.trusted_browsers(&user).run().unwrap()[0].expires_at(), expires);
+    }
+    clock.set(expires - 1);
+    assert!(skips_the_code(&portal, &user, &token));
+    clock.set(expires);
+    assert!(!skips_the_code(&portal, &user, &token));
+}
+
+/// Vaultwarden #7682: a remembered browser survived a password change, TOTP
+/// removal, re-enrolment, disabling 2FA and recovery-code use, for up to 30 days.
+#[test]
+fn vaultwarden_7682_a_trusted_browser_ends_with_every_change_to_the_factors() {
+    type Change = fn(&flows::TestPortal, &ManualClock, &UserId, &Phone, &[String]);
+    let changes: [(&str, Change); 5] = [
+        ("password change", |portal, _, user, _, _| {
+            portal.end_sessions(user, None).run().map(drop).unwrap()
+        }),
+        ("TOTP removal (a second one stays)", |portal, clock, user, phone, _| {
+            let proof = phone.code(clock);
+            let options = EnrolmentOptions::default().with_proof(&proof);
+            let started = portal.start_enrolment(user, "c1", "spare", options).run().unwrap();
+            let spare = Phone::scan(&started.uri);
+            let id = portal.confirm_enrolment(user, &spare.code(clock)).run().unwrap().authenticator;
+            clock.advance(30);
+            portal.delete_authenticator(user, id, &phone.code(clock)).run().map(drop).unwrap()
+        }),
+        ("re-enrolment after a reset", |portal, clock, user, _, _| {
+            portal
+                .admin_reset(&ADMIN, user, ResetReason::NewDevice, ResetMode::default())
+                .run()
+                .unwrap();
+            enrol(flows::Executor::Blocking, portal, clock, user);
+        }),
+        ("2FA disabled, then enabled again", |portal, clock, user, phone, _| {
+            let id = portal.record(user).run().unwrap().authenticators()[0].id();
+            portal.delete_authenticator(user, id, &phone.code(clock)).run().map(drop).unwrap();
+            enrol(flows::Executor::Blocking, portal, clock, user);
+        }),
+        ("a recovery code used", |portal, _, user, _, codes| {
+            portal.verify_sign_in(user, &codes[0]).run().map(drop).unwrap()
+        }),
+    ];
+    for (change, apply) in changes {
+        let (portal, clock) = setup();
+        let user = UserId::customer("c1");
+        let (phone, codes, token) = trusting(&portal, &clock, &user);
+        assert!(skips_the_code(&portal, &user, &token), "{change}");
+        apply(&portal, &clock, &user, &phone, &codes);
+        assert!(portal.record(&user).run().unwrap().mfa_enabled(), "{change}");
+        assert!(
+            matches!(
+                portal.begin_sign_in_with_browser(&user, &token).run(),
+                Err(Error::UntrustedBrowser { .. })
+            ),
+            "the browser was still trusted after {change}"
+        );
+    }
+}
+
+/// authentik #2828: once the real user signed in, any browser could skip MFA.
+/// Trust belongs to the one browser holding the token, never to the user.
+#[test]
+fn authentik_2828_another_browser_must_still_enter_a_code() {
+    let (portal, clock) = setup();
+    let user = UserId::customer("c1");
+    let (_, _, token) = trusting(&portal, &clock, &user);
+    assert!(skips_the_code(&portal, &user, &token));
+    // A browser with no token is asked for a code; one with a made-up token is refused.
+    assert!(matches!(
+        portal.begin_sign_in(&user).run().unwrap(),
+        SignInStep::EnterCode { .. }
+    ));
+    let made_up = "a".repeat(52);
+    assert!(!skips_the_code(&portal, &user, &made_up));
+    // Another user's sign-in gains nothing from this user's token.
+    let other = UserId::customer("c2");
+    trusting(&portal, &clock, &other);
+    assert!(!skips_the_code(&portal, &other, &token));
 }
 
 /// A comparison that stops at the first match tells an attacker, by timing,
