@@ -7,24 +7,34 @@
 
 mod flows;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use flows::{Executor, Go, Phone, TestPortal, TestStore, each_store_and_executor, enrol, portal_on};
-use portal_mfa::{Error, ManualClock, UserId};
+use portal_mfa::admin::{ResetMode, ResetReason};
+use portal_mfa::audit::EventKind;
+use portal_mfa::{Error, ManualClock, SessionStamp, SignInStep, UserId};
 
 const THREADS: usize = 32;
 const TRIALS: usize = 200;
 
 /// Runs `attempt(trial)` on THREADS threads at once, TRIALS times; returns each trial's results.
 fn race<T: Send>(attempt: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
-    let results: Vec<Mutex<Vec<T>>> = (0..TRIALS).map(|_| Mutex::new(Vec::new())).collect();
+    race_roles(TRIALS, |trial, _| attempt(trial))
+}
+
+/// Runs `attempt(trial, thread)` on THREADS threads at once, `trials` times;
+/// returns each trial's results (in no particular order).
+fn race_roles<T: Send>(trials: usize, attempt: impl Fn(usize, usize) -> T + Sync) -> Vec<Vec<T>> {
+    let results: Vec<Mutex<Vec<T>>> = (0..trials).map(|_| Mutex::new(Vec::new())).collect();
     let barrier = Barrier::new(THREADS);
     std::thread::scope(|s| {
-        for _ in 0..THREADS {
-            s.spawn(|| {
+        for thread in 0..THREADS {
+            let (results, barrier, attempt) = (&results, &barrier, &attempt);
+            s.spawn(move || {
                 for (trial, slot) in results.iter().enumerate() {
                     barrier.wait();
-                    let outcome = attempt(trial);
+                    let outcome = attempt(trial, thread);
                     slot.lock().unwrap().push(outcome);
                 }
             });
@@ -148,4 +158,127 @@ fn wrong_codes(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
         assert!(locked >= 1);
         assert!(outcomes.iter().all(|r| r.is_err()));
     }
+}
+
+#[test]
+fn a_reset_racing_trusted_browser_sign_ins_and_session_checks_has_one_order() {
+    each_store_and_executor(reset_race);
+}
+
+/// What a racing thread saw: whether the reset had returned before it asked,
+/// and the answer.
+enum Seen {
+    Reset,
+    Browser(bool, Result<SignInStep, Error>),
+    Check(bool, Result<(), Error>),
+}
+
+/// Per trial, one thread resets the user while the others, half and half,
+/// sign in with the user's trusted browser and check a session the user
+/// signed in with a code. A sign-in or a check that began after the reset
+/// returned must fail; one that succeeded was committed (its event is in the
+/// trail) before the reset; every stamp it answered has ended since.
+fn reset_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
+    const RESET_TRIALS: usize = 60;
+    let (portal, clock) = setup(store);
+    portal
+        .update_policy(&flows::ADMIN, |p| p.with_trusted_browser_days(30))
+        .go(ex)
+        .unwrap();
+    let users: Vec<(UserId, SessionStamp, String)> = (0..RESET_TRIALS)
+        .map(|i| {
+            let user = UserId::customer(format!("r{i}"));
+            let (phone, _) = enrol(ex, &portal, &clock, &user);
+            let session = portal
+                .verify_sign_in(&user, &phone.code(&clock))
+                .go(ex)
+                .unwrap()
+                .session;
+            let token = portal.trust_browser(&user, session, "race").go(ex).unwrap().token;
+            (user, session, token.expose().to_owned())
+        })
+        .collect();
+    let reset_done: Vec<AtomicBool> = (0..RESET_TRIALS).map(|_| AtomicBool::new(false)).collect();
+    let results = race_roles(RESET_TRIALS, |trial, thread| {
+        let (user, session, token) = &users[trial];
+        let before = reset_done[trial].load(Ordering::SeqCst);
+        match thread {
+            0 => {
+                portal
+                    .admin_reset(
+                        &flows::ADMIN,
+                        user,
+                        ResetReason::LostDevice,
+                        ResetMode::ForceReenrolment,
+                    )
+                    .go(ex)
+                    .unwrap();
+                reset_done[trial].store(true, Ordering::SeqCst);
+                Seen::Reset
+            }
+            t if t % 2 == 1 => Seen::Browser(before, portal.begin_sign_in_with_browser(user, token).go(ex)),
+            _ => Seen::Check(before, portal.check_session(user, session).go(ex)),
+        }
+    });
+    let (mut signed_in, mut refused, mut late) = (0, 0, 0);
+    for (trial, seen) in results.into_iter().enumerate() {
+        let (user, session, _) = &users[trial];
+        let mut granted = Vec::new();
+        for outcome in seen {
+            match outcome {
+                Seen::Reset => {}
+                Seen::Browser(after_reset, Ok(SignInStep::TrustedBrowser { session, .. })) => {
+                    assert!(
+                        !after_reset,
+                        "{kind}, trial {trial}: a trusted browser signed in after the reset"
+                    );
+                    granted.push(session);
+                }
+                Seen::Browser(after_reset, answer) => {
+                    late += usize::from(after_reset);
+                    refused += 1;
+                    assert!(
+                        matches!(answer, Ok(SignInStep::MustEnrol { .. }) | Err(Error::Conflict { .. })),
+                        "{kind}, trial {trial}: {answer:?}"
+                    );
+                }
+                Seen::Check(after_reset, answer) => {
+                    if after_reset {
+                        assert!(
+                            matches!(answer, Err(Error::SessionEnded)),
+                            "{kind}, trial {trial}: a session check after the reset said {answer:?}"
+                        );
+                    }
+                    assert!(matches!(answer, Ok(()) | Err(Error::SessionEnded)), "{answer:?}");
+                }
+            }
+        }
+        signed_in += granted.len();
+        // Every session granted, and the one signed in with a code, has ended.
+        for stamp in granted.iter().chain([session]) {
+            assert!(matches!(
+                portal.check_session(user, stamp).go(ex),
+                Err(Error::SessionEnded)
+            ));
+        }
+        // Each sign-in answered is in the trail, before the reset.
+        let trail = flows::trail_of(ex, &portal, user);
+        let reset_at = trail
+            .iter()
+            .position(|e| matches!(e.kind, EventKind::MfaReset { .. }))
+            .unwrap();
+        let used: Vec<usize> = trail
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e.kind, EventKind::TrustedBrowserUsed { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            used.len(),
+            granted.len(),
+            "{kind}, trial {trial}: answers and events agree"
+        );
+        assert!(used.iter().all(|&i| i < reset_at), "{kind}, trial {trial}: {trail:?}");
+    }
+    println!("{kind}: {signed_in} trusted sign-ins before the reset, {refused} refused ({late} begun after it)");
 }

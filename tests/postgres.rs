@@ -70,22 +70,15 @@ fn worker() {
             let clock = ManualClock::at(env("PORTAL_MFA_TIME").parse().unwrap());
             let portal = portal_on(store(PgPair::open(&url, &schema, options)), &clock).with_max_attempts(64);
             let jobs = std::fs::read_to_string(env("PORTAL_MFA_JOBS")).unwrap();
-            let jobs: Vec<(UserId, String)> = jobs
-                .lines()
-                .map(|l| l.split_once(' ').unwrap())
-                .map(|(u, c)| (UserId::customer(u), c.to_owned()))
-                .collect();
+            let role: usize = env("PORTAL_MFA_ROLE").parse().unwrap();
             let out = Mutex::new(std::io::stdout());
             std::thread::scope(|s| {
                 for _ in 0..CONNECTIONS {
                     s.spawn(|| {
-                        for (trial, (user, code)) in jobs.iter().enumerate() {
+                        for (trial, line) in jobs.lines().enumerate() {
                             let at = start + trial as u64 * 20;
                             std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
-                            let verdict = match portal.verify_sign_in(user, code).go(ex) {
-                                Ok(_) => "ok".to_owned(),
-                                Err(e) => format!("err {e:?}"),
-                            };
+                            let verdict = flows::process::run_job(&portal, ex, line, role);
                             writeln!(out.lock().unwrap(), "\n@@ {trial} {verdict}").unwrap();
                         }
                     });
@@ -99,28 +92,13 @@ fn worker() {
 /// PROCESSES processes (half blocking, half async), CONNECTIONS threads each,
 /// submit the same codes at the same instants; returns, per trial, how many accepted.
 fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
+    let lines: Vec<String> = jobs.iter().map(|(u, c)| format!("verify {} {c}", u.id())).collect();
     let dir = TempDir::new("pg-race");
-    let job_file = dir.file("jobs.txt");
-    let text: String = jobs.iter().map(|(u, c)| format!("{} {c}\n", u.id())).collect();
-    std::fs::write(&job_file, text).unwrap();
-    let start = flows::now_ms() + 4_000;
-    let children: Vec<_> = (0..PROCESSES)
-        .map(|i| {
-            flows::spawn_worker(&[
-                ("PORTAL_MFA_WORKER", "race".to_owned()),
-                ("PORTAL_MFA_PG_URL", url.to_owned()),
-                ("PORTAL_MFA_PG_SCHEMA", schema.to_owned()),
-                ("PORTAL_MFA_TIME", time.to_string()),
-                ("PORTAL_MFA_JOBS", job_file.display().to_string()),
-                ("PORTAL_MFA_START", start.to_string()),
-                (
-                    "PORTAL_MFA_EXECUTOR",
-                    if i % 2 == 0 { "blocking" } else { "async" }.to_owned(),
-                ),
-            ])
-        })
-        .collect();
-    let (accepted, losses) = flows::tally(children, jobs.len(), PROCESSES * CONNECTIONS);
+    let (accepted, losses) = flows::tally(
+        spawn_race(&dir, url, schema, time, &lines),
+        jobs.len(),
+        PROCESSES * CONNECTIONS,
+    );
     for (trial, verdict) in losses {
         assert!(
             ["ReplayedCode", "WrongCode", "LockedOut", "Conflict"]
@@ -130,6 +108,51 @@ fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<us
         );
     }
     accepted
+}
+
+/// PROCESSES processes (half blocking, half async; process `i` in role `i`,
+/// see `flows::process::run_job`), CONNECTIONS threads each, run each job
+/// line at the same instant.
+fn spawn_race(dir: &TempDir, url: &str, schema: &str, time: u64, lines: &[String]) -> Vec<std::process::Child> {
+    let job_file = dir.file("jobs.txt");
+    std::fs::write(&job_file, lines.join("\n")).unwrap();
+    let start = flows::now_ms() + 4_000;
+    (0..PROCESSES)
+        .map(|i| {
+            flows::spawn_worker(&[
+                ("PORTAL_MFA_WORKER", "race".to_owned()),
+                ("PORTAL_MFA_PG_URL", url.to_owned()),
+                ("PORTAL_MFA_PG_SCHEMA", schema.to_owned()),
+                ("PORTAL_MFA_TIME", time.to_string()),
+                ("PORTAL_MFA_JOBS", job_file.display().to_string()),
+                ("PORTAL_MFA_START", start.to_string()),
+                ("PORTAL_MFA_ROLE", i.to_string()),
+                (
+                    "PORTAL_MFA_EXECUTOR",
+                    if i % 2 == 0 { "blocking" } else { "async" }.to_owned(),
+                ),
+            ])
+        })
+        .collect()
+}
+
+#[test]
+fn a_reset_in_one_process_races_trusted_browser_sign_ins_in_three_and_takes_one_order() {
+    let Some(server) = pg::shared() else {
+        return;
+    };
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(store(pair), &clock);
+    let jobs = flows::process::reset_race_jobs(Executor::Blocking, &portal, &clock, TRIALS);
+    let lines: Vec<String> = jobs.iter().map(|(_, line)| line.clone()).collect();
+    let dir = TempDir::new("pg-reset-race");
+    let children = spawn_race(&dir, server.url(), &schema, clock.now(), &lines);
+    let verdicts = flows::process::collect(children, TRIALS, PROCESSES * CONNECTIONS);
+    let (before, refused) = flows::process::assert_one_order(Executor::Blocking, &portal, &jobs, &verdicts);
+    println!("{before} trusted sign-ins before the reset, {refused} refused after it");
+    assert_eq!(before + refused, TRIALS * (PROCESSES - 1) * CONNECTIONS);
 }
 
 /// Enrols TRIALS users, takes one code from each (`code(i, phone, backup

@@ -291,7 +291,10 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
     shown.push(format!("{:?}", portal.record(&user).run().unwrap()));
     shown.push(format!("{:?}", portal.trusted_browsers(&user).run().unwrap()));
     shown.push(format!("{:?}", portal.begin_sign_in_with_browser(&user, &token).run()));
-    let wrong = portal.begin_sign_in_with_browser(&user, &token[..51]).run().unwrap_err();
+    let wrong = portal
+        .begin_sign_in_with_browser(&user, &token[..51])
+        .run()
+        .unwrap_err();
     shown.push(format!("{wrong} {wrong:?}"));
     portal.verify_sign_in(&user, &codes[1]).run().unwrap();
     portal
@@ -380,9 +383,17 @@ fn vaultwarden_7682_a_trusted_browser_ends_with_every_change_to_the_factors() {
             let options = EnrolmentOptions::default().with_proof(&proof);
             let started = portal.start_enrolment(user, "c1", "spare", options).run().unwrap();
             let spare = Phone::scan(&started.uri);
-            let id = portal.confirm_enrolment(user, &spare.code(clock)).run().unwrap().authenticator;
+            let id = portal
+                .confirm_enrolment(user, &spare.code(clock))
+                .run()
+                .unwrap()
+                .authenticator;
             clock.advance(30);
-            portal.delete_authenticator(user, id, &phone.code(clock)).run().map(drop).unwrap()
+            portal
+                .delete_authenticator(user, id, &phone.code(clock))
+                .run()
+                .map(drop)
+                .unwrap()
         }),
         ("re-enrolment after a reset", |portal, clock, user, _, _| {
             portal
@@ -393,7 +404,11 @@ fn vaultwarden_7682_a_trusted_browser_ends_with_every_change_to_the_factors() {
         }),
         ("2FA disabled, then enabled again", |portal, clock, user, phone, _| {
             let id = portal.record(user).run().unwrap().authenticators()[0].id();
-            portal.delete_authenticator(user, id, &phone.code(clock)).run().map(drop).unwrap();
+            portal
+                .delete_authenticator(user, id, &phone.code(clock))
+                .run()
+                .map(drop)
+                .unwrap();
             enrol(flows::Executor::Blocking, portal, clock, user);
         }),
         ("a recovery code used", |portal, _, user, _, codes| {

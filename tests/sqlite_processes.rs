@@ -40,14 +40,11 @@ fn worker() {
         "race" => {
             let jobs = std::fs::read_to_string(std::env::var("PORTAL_MFA_JOBS").unwrap()).unwrap();
             let start: u64 = std::env::var("PORTAL_MFA_START").unwrap().parse().unwrap();
+            let role: usize = std::env::var("PORTAL_MFA_ROLE").unwrap().parse().unwrap();
             for (trial, line) in jobs.lines().enumerate() {
-                let (user, code) = line.split_once(' ').unwrap();
                 let at = start + trial as u64 * 15;
                 std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
-                let verdict = match portal.verify_sign_in(&UserId::customer(user), code).run() {
-                    Ok(_) => "ok".to_owned(),
-                    Err(e) => format!("err {e:?}"),
-                };
+                let verdict = flows::process::run_job(&portal, flows::Executor::Blocking, line, role);
                 writeln!(out, "\n@@ {trial} {verdict}").unwrap();
             }
         }
@@ -65,18 +62,39 @@ fn worker() {
 
 /// Two processes submit the same codes at the same instants; returns, per trial, how many accepted.
 fn race(dir: &TempDir, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
+    let lines: Vec<String> = jobs.iter().map(|(u, c)| format!("verify {} {c}", u.id())).collect();
+    flows::tally(spawn_race(dir, time, &lines), jobs.len(), 2).0
+}
+
+/// Two processes, roles 0 and 1, run one job line each at the same instants
+/// (see `flows::process::run_job`).
+fn spawn_race(dir: &TempDir, time: u64, lines: &[String]) -> [std::process::Child; 2] {
     let job_file = dir.file("jobs.txt");
-    let text: String = jobs.iter().map(|(u, c)| format!("{} {c}\n", u.id())).collect();
-    std::fs::write(&job_file, text).unwrap();
-    let env = [
-        ("PORTAL_MFA_WORKER", "race".to_owned()),
-        ("PORTAL_MFA_DB", dir.file("mfa.db").display().to_string()),
-        ("PORTAL_MFA_TIME", time.to_string()),
-        ("PORTAL_MFA_JOBS", job_file.display().to_string()),
-        ("PORTAL_MFA_START", (flows::now_ms() + 1_500).to_string()),
-    ];
-    let children = [flows::spawn_worker(&env), flows::spawn_worker(&env)];
-    flows::tally(children, jobs.len(), 2).0
+    std::fs::write(&job_file, lines.join("\n")).unwrap();
+    let start = (flows::now_ms() + 1_500).to_string();
+    [0, 1].map(|role| {
+        flows::spawn_worker(&[
+            ("PORTAL_MFA_WORKER", "race".to_owned()),
+            ("PORTAL_MFA_DB", dir.file("mfa.db").display().to_string()),
+            ("PORTAL_MFA_TIME", time.to_string()),
+            ("PORTAL_MFA_JOBS", job_file.display().to_string()),
+            ("PORTAL_MFA_START", start.clone()),
+            ("PORTAL_MFA_ROLE", role.to_string()),
+        ])
+    })
+}
+
+#[test]
+fn a_reset_in_one_process_and_a_trusted_browser_sign_in_in_another_take_one_order() {
+    let dir = TempDir::new("race-reset");
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(open(&dir.file("mfa.db")), &clock);
+    let jobs = flows::process::reset_race_jobs(flows::Executor::Blocking, &portal, &clock, TRIALS);
+    let lines: Vec<String> = jobs.iter().map(|(_, line)| line.clone()).collect();
+    let verdicts = flows::process::collect(spawn_race(&dir, portal_mfa::Clock::now(&clock), &lines), TRIALS, 2);
+    let (before, refused) = flows::process::assert_one_order(flows::Executor::Blocking, &portal, &jobs, &verdicts);
+    println!("{before} trusted sign-ins before the reset, {refused} refused after it");
+    assert_eq!(before + refused, TRIALS);
 }
 
 #[test]

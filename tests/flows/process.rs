@@ -58,6 +58,44 @@ pub fn spawn_worker(env: &[(&str, String)]) -> std::process::Child {
         .expect("spawn worker")
 }
 
+/// Runs one race job as process `role` of the race: a job line holds one
+/// job per role, tab-separated (a line with fewer serves every role with its
+/// last), each `verify <user> <code>`, `reset <user>` or `browser <user> <token>`
+/// (customers all). Answers the verdict: `ok` (with the session's stamp after
+/// a trusted-browser sign-in), `reset`, `other <step>`, or `err <error>`.
+pub fn run_job(portal: &super::TestPortal, ex: super::Executor, line: &str, role: usize) -> String {
+    use super::Go;
+    let jobs: Vec<&str> = line.split('\t').collect();
+    let job = jobs[role.min(jobs.len() - 1)];
+    let mut words = job.split(' ');
+    let (op, user) = (
+        words.next().unwrap(),
+        portal_mfa::UserId::customer(words.next().unwrap()),
+    );
+    let arg = words.next().unwrap_or_default();
+    let verdict = match op {
+        "verify" => portal.verify_sign_in(&user, arg).go(ex).map(|_| "ok".to_owned()),
+        "reset" => portal
+            .admin_reset(
+                &super::ADMIN,
+                &user,
+                portal_mfa::admin::ResetReason::LostDevice,
+                portal_mfa::admin::ResetMode::ForceReenrolment,
+            )
+            .go(ex)
+            .map(|_| "reset".to_owned()),
+        "browser" => portal
+            .begin_sign_in_with_browser(&user, arg)
+            .go(ex)
+            .map(|step| match step {
+                portal_mfa::SignInStep::TrustedBrowser { session, .. } => format!("ok {session}"),
+                other => format!("other {other:?}"),
+            }),
+        other => panic!("unknown job {other}"),
+    };
+    verdict.unwrap_or_else(|e| format!("err {e:?}"))
+}
+
 /// A worker's `@@ <trial> <verdict>` lines, as (trial, verdict). The test
 /// harness writes its own text around them, which is skipped.
 pub fn verdicts(stdout: &[u8]) -> Vec<(usize, String)> {
@@ -70,22 +108,39 @@ pub fn verdicts(stdout: &[u8]) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// Waits for the race workers and counts their verdicts: per trial, how many
-/// accepted, and every refusal as (trial, verdict). Each worker must succeed,
-/// and every trial be answered `answers` times in all.
+/// Waits for the race workers and gathers their verdicts, per trial. Each
+/// worker must succeed, and every trial be answered `answers` times in all.
+pub fn collect(
+    children: impl IntoIterator<Item = std::process::Child>,
+    trials: usize,
+    answers: usize,
+) -> Vec<Vec<String>> {
+    let mut by_trial = vec![Vec::new(); trials];
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "worker failed");
+        for (trial, verdict) in verdicts(&output.stdout) {
+            by_trial[trial].push(verdict);
+        }
+    }
+    let answered: Vec<usize> = by_trial.iter().map(Vec::len).collect();
+    assert!(
+        answered.iter().all(|&n| n == answers),
+        "every trial answered {answers} times: {answered:?}"
+    );
+    by_trial
+}
+
+/// [`collect`], counted: per trial, how many accepted, and every refusal as (trial, verdict).
 pub fn tally(
     children: impl IntoIterator<Item = std::process::Child>,
     trials: usize,
     answers: usize,
 ) -> (Vec<usize>, Vec<(usize, String)>) {
     let mut accepted = vec![0usize; trials];
-    let mut answered = vec![0usize; trials];
     let mut refused = Vec::new();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "worker failed");
-        for (trial, verdict) in verdicts(&output.stdout) {
-            answered[trial] += 1;
+    for (trial, verdicts) in collect(children, trials, answers).into_iter().enumerate() {
+        for verdict in verdicts {
             if verdict == "ok" {
                 accepted[trial] += 1;
             } else {
@@ -93,9 +148,84 @@ pub fn tally(
             }
         }
     }
-    assert!(
-        answered.iter().all(|&n| n == answers),
-        "every trial answered {answers} times: {answered:?}"
-    );
     (accepted, refused)
+}
+
+/// Users, each enrolled with a trusted browser, as race jobs: process 0
+/// resets each user while the other processes sign in with the browser.
+pub fn reset_race_jobs(
+    ex: super::Executor,
+    portal: &super::TestPortal,
+    clock: &portal_mfa::ManualClock,
+    trials: usize,
+) -> Vec<(portal_mfa::UserId, String)> {
+    use super::Go;
+    portal
+        .update_policy(&super::ADMIN, |p| p.with_trusted_browser_days(30))
+        .go(ex)
+        .unwrap();
+    (0..trials)
+        .map(|i| {
+            let user = portal_mfa::UserId::customer(format!("reset-race-{i}"));
+            let (phone, _) = super::enrol(ex, portal, clock, &user);
+            let session = portal.verify_sign_in(&user, &phone.code(clock)).go(ex).unwrap().session;
+            let token = portal.trust_browser(&user, session, "race").go(ex).unwrap().token;
+            let job = format!("reset {id}\tbrowser {id} {}", token.expose(), id = user.id());
+            (user, job)
+        })
+        .collect()
+}
+
+/// What a reset race must show whatever order each trial took: a sign-in
+/// answered is in the trail before the reset, every session it granted has
+/// ended, and no browser is trusted afterwards. Answers (sign-ins before the
+/// reset, refused).
+pub fn assert_one_order(
+    ex: super::Executor,
+    portal: &super::TestPortal,
+    users: &[(portal_mfa::UserId, String)],
+    verdicts: &[Vec<String>],
+) -> (usize, usize) {
+    use super::Go;
+    let (mut signed_in, mut refused) = (0, 0);
+    for ((user, job), verdicts) in users.iter().zip(verdicts) {
+        let token = job.rsplit(' ').next().unwrap();
+        let mut granted = 0;
+        for verdict in verdicts {
+            if let Some(stamp) = verdict.strip_prefix("ok ") {
+                granted += 1;
+                let stamp: portal_mfa::SessionStamp = stamp.parse().unwrap();
+                assert!(matches!(
+                    portal.check_session(user, &stamp).go(ex),
+                    Err(portal_mfa::Error::SessionEnded)
+                ));
+            } else if verdict != "reset" {
+                refused += 1;
+                assert!(
+                    verdict.starts_with("other MustEnrol") || verdict.contains("Conflict"),
+                    "{user:?}: {verdict}"
+                );
+            }
+        }
+        signed_in += granted;
+        let trail = super::trail_of(ex, portal, user);
+        let first_reset = trail
+            .iter()
+            .position(|e| matches!(e.kind, portal_mfa::audit::EventKind::MfaReset { .. }))
+            .unwrap();
+        let used: Vec<usize> = trail
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e.kind, portal_mfa::audit::EventKind::TrustedBrowserUsed { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(used.len(), granted, "{user:?}: answers and events agree");
+        assert!(used.iter().all(|&i| i < first_reset), "{user:?}: {trail:?}");
+        assert!(portal.record(user).go(ex).unwrap().trusted_browsers().is_empty());
+        assert!(!matches!(
+            portal.begin_sign_in_with_browser(user, token).go(ex),
+            Ok(portal_mfa::SignInStep::TrustedBrowser { .. })
+        ));
+    }
+    (signed_in, refused)
 }
