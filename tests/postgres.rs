@@ -21,6 +21,7 @@ use flows::{Executor, Go, Phone, T0, TempDir, TestPortal, TestStore, enrol, port
 use portal_mfa::store::MfaStore;
 use portal_mfa::{
     Clock, Error, LockoutRule, ManualClock, PortalPolicy, StorageError, StorageErrorKind, UserId,
+    admin::UserQuery,
     audit::{EventKind, EventQuery},
     store::{AsyncPostgresStore, PostgresOptions, PostgresStore},
 };
@@ -637,6 +638,54 @@ fn a_statement_past_statement_timeout_answers_a_typed_timeout_and_writes_nothing
 
 // ---------------------------------------------------------------------------
 // Schema
+
+/// A schema at version 1 (0.2, before trusted browsers) migrates to 2 on
+/// open: the trusted-browser count is added (0 for every existing record),
+/// and its users sign in and trust browsers as before.
+#[test]
+fn a_version_1_schema_gains_the_trusted_browser_count() {
+    let Some(server) = pg::shared() else { return };
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    let clock = ManualClock::at(T0);
+    let user = UserId::customer("before");
+    let phone = {
+        let portal = portal_on(store(pair), &clock);
+        enrol(Executor::Blocking, &portal, &clock, &user).0
+    };
+    // Back to version 1's layout.
+    server
+        .admin()
+        .batch_execute(&format!(
+            "ALTER TABLE \"{schema}\".portal_mfa_records DROP COLUMN trusted_browsers;
+             DELETE FROM \"{schema}\".portal_mfa_schema WHERE version > 1;"
+        ))
+        .unwrap();
+    let portal = portal_on(
+        store(PgPair::open(server.url(), &schema, PostgresOptions::new())),
+        &clock,
+    );
+    let version = server
+        .admin()
+        .query(&format!("SELECT max(version) FROM \"{schema}\".portal_mfa_schema"), &[])
+        .unwrap()[0]
+        .get::<_, Option<i32>>(0);
+    assert_eq!(version, Some(portal_mfa::store::POSTGRES_SCHEMA_VERSION));
+    assert_eq!(
+        portal.users(UserQuery::new()).run().unwrap().items[0].trusted_browsers,
+        0
+    );
+    portal
+        .update_policy(&flows::ADMIN, |p| p.with_trusted_browser_days(7))
+        .run()
+        .unwrap();
+    let stamp = portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap().session;
+    portal.trust_browser(&user, stamp, "Safari").run().unwrap();
+    assert_eq!(
+        portal.users(UserQuery::new()).run().unwrap().items[0].trusted_browsers,
+        1
+    );
+}
 
 #[test]
 fn a_newer_schema_and_foreign_tables_with_our_names_are_refused() {

@@ -33,7 +33,12 @@ struct FixtureUser {
 
 /// The sidecar the 0.1 generator wrote: the clock it stopped at, and every user.
 fn sidecar() -> (u64, Vec<FixtureUser>) {
-    let text = std::fs::read_to_string(format!("{FIXTURE}.txt")).unwrap();
+    sidecar_of(FIXTURE)
+}
+
+/// A generator's sidecar beside `fixture` (its path without extension).
+fn sidecar_of(fixture: &str) -> (u64, Vec<FixtureUser>) {
+    let text = std::fs::read_to_string(format!("{fixture}.txt")).unwrap();
     let mut end = 0;
     let mut users: Vec<FixtureUser> = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -274,8 +279,8 @@ fn upgrader() {
 }
 
 /// A schema-2 file (this crate's unreleased main before user listings) opens
-/// as schema 3: the locked index in user order and the prune mark are added,
-/// and nothing else changes.
+/// as the current schema: the locked index in user order, the prune mark and
+/// the trusted-browser count are added, and nothing else changes.
 #[test]
 fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     let dir = TempDir::new("v2");
@@ -292,6 +297,7 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE portal_mfa_pruned;
+         ALTER TABLE portal_mfa_records DROP COLUMN trusted_browsers;
          DROP INDEX portal_mfa_records_locked;
          CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, locked_until) WHERE locked_until IS NOT NULL;
          UPDATE portal_mfa_schema SET version = 2;",
@@ -316,4 +322,113 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(columns, ["portal", "user_kind", "user_id", "locked_until"]);
+}
+
+const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v3/mfa-v3");
+
+/// The first byte of each stored record: its stored-form version.
+fn record_formats(db: &Path) -> Vec<(String, u8)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut statement = conn
+        .prepare("SELECT user_id, record FROM portal_mfa_records ORDER BY user_id")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?[0])))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A database 0.2 wrote (schema 3, records in stored form 1, from before
+/// sessions and trusted browsers) opens as schema 4; every record reads at
+/// session generation 0 with no trusted browser, every user signs in as
+/// before, and a record is written in stored form 2 at its next change.
+#[test]
+fn a_schema_3_database_of_stored_form_1_records_upgrades_and_every_user_signs_in() {
+    let dir = TempDir::new("upgrade-v3");
+    let db = dir.file("mfa.db");
+    std::fs::copy(format!("{FIXTURE_V3}.db"), &db).unwrap();
+    assert!(record_formats(&db).iter().all(|(_, format)| *format == 1));
+    let (end, users) = sidecar_of(FIXTURE_V3);
+    assert_eq!(users.len(), 6);
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    let clock = ManualClock::at(end + 3_600);
+    let portal = Portal::new(PortalId::new("customers"), "Acme Portal", flows::bytes(store))
+        .unwrap()
+        .with_keyring(flows::keyring())
+        .with_clock(clock.clone());
+    for u in &users {
+        let record = portal.record(&u.user).run().unwrap();
+        assert_eq!(record.session_generation(), 0, "{}", u.user);
+        assert!(record.trusted_browsers().is_empty());
+        match u.state.as_str() {
+            "reset: must re-enrol" => assert!(matches!(
+                portal.begin_sign_in(&u.user).run().unwrap(),
+                SignInStep::MustEnrol { .. }
+            )),
+            "first enrolment pending" => {
+                assert!(record.pending().is_some());
+                assert!(matches!(
+                    portal.begin_sign_in(&u.user).run().unwrap(),
+                    SignInStep::NoMfaNeeded { .. }
+                ));
+            }
+            "two failures" => assert_eq!(record.failures().consecutive(), 2),
+            _ => {}
+        }
+        for (id, secret, params) in &u.totp {
+            clock.advance(params.period());
+            let code = Totp::new(secret, *params)
+                .generate(clock.now())
+                .unwrap()
+                .expose()
+                .to_string();
+            let verified = portal.verify_sign_in(&u.user, &code).run().unwrap();
+            assert_eq!(verified.factor, Factor::Totp(portal_mfa::AuthenticatorId(*id)));
+            portal.check_session(&u.user, &verified.session).run().unwrap();
+        }
+        for code in &u.backup {
+            assert_eq!(
+                portal.verify_sign_in(&u.user, code).run().unwrap().factor,
+                Factor::BackupCode
+            );
+        }
+    }
+    // A browser trusted on an upgraded record: the record is now in stored form 2.
+    portal
+        .update_policy(&flows::ADMIN, |p| p.with_trusted_browser_days(30))
+        .run()
+        .unwrap();
+    let enrolled = &users[0];
+    assert_eq!(enrolled.user.id(), "enrolled");
+    let (_, secret, params) = &enrolled.totp[0];
+    clock.advance(30);
+    let code = Totp::new(secret, *params)
+        .generate(clock.now())
+        .unwrap()
+        .expose()
+        .to_string();
+    let stamp = portal.verify_sign_in(&enrolled.user, &code).run().unwrap().session;
+    let issued = portal.trust_browser(&enrolled.user, stamp, "Firefox").run().unwrap();
+    assert!(matches!(
+        portal
+            .begin_sign_in_with_browser(&enrolled.user, issued.token.expose())
+            .run()
+            .unwrap(),
+        SignInStep::TrustedBrowser { .. }
+    ));
+    let listed = portal.users(portal_mfa::admin::UserQuery::new()).run().unwrap().items;
+    let trusted: Vec<(&str, u8)> = listed.iter().map(|s| (s.user.id(), s.trusted_browsers)).collect();
+    assert!(trusted.contains(&("enrolled", 1)) && trusted.iter().filter(|(_, n)| *n > 0).count() == 1);
+    drop(portal);
+    // Records written since are in stored form 2; the others stay in form 1, still read.
+    let written: Vec<&str> = users
+        .iter()
+        .filter(|u| !u.totp.is_empty())
+        .map(|u| u.user.id())
+        .collect();
+    for (user, format) in record_formats(&db) {
+        assert_eq!(format, if written.contains(&user.as_str()) { 2 } else { 1 }, "{user}");
+    }
 }

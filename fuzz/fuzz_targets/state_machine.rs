@@ -1,6 +1,7 @@
 //! Arbitrary sequences of operations on one user's record: never a panic, a
-//! time step never accepted twice, failures never past the hard limit, and an
-//! admin reset leaves nothing usable.
+//! time step never accepted twice, failures never past the hard limit, an
+//! admin reset leaves nothing usable, and a trusted browser signs in only with
+//! a token issued since the sessions last ended.
 #![no_main]
 
 use std::collections::HashSet;
@@ -30,6 +31,11 @@ enum Op {
     Regenerate,
     Reset { force: bool },
     Enforce(bool),
+    TrustDays(u8),
+    Trust,
+    BrowserSignIn(u8),
+    EndSessions,
+    Forget(Option<u8>),
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -41,6 +47,9 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut phones: Vec<(u32, Totp)> = Vec::new();
     let mut backup: Vec<String> = Vec::new();
     let mut accepted: HashSet<(u32, u64)> = HashSet::new();
+    let mut stamp = None;
+    // Tokens issued, with the session generation each was issued in.
+    let mut tokens: Vec<(String, u64)> = Vec::new();
     let keyring = portal_mfa::Keyring::new("fuzz", &[3; 32]).unwrap();
 
     for op in ops.iter().take(64) {
@@ -56,6 +65,7 @@ fuzz_target!(|ops: Vec<Op>| {
             })
         };
         let outcome_record;
+        let generation = record.session_generation();
         match op {
             Op::Advance(s) => {
                 now += u64::from(*s);
@@ -109,6 +119,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 let o = record.verify(&ctx, &input);
                 if let Ok(v) = &o.result {
                     assert!(!locked, "signed in while locked");
+                    stamp = Some(v.session);
                     if let Factor::Totp(id) = v.factor {
                         let a = o.record.authenticators().iter().find(|a| a.id() == id).unwrap();
                         assert!(
@@ -134,7 +145,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 let proof = current(&record, &phones).unwrap_or_default();
                 let o = record.regenerate_backup_codes(&ctx, &proof, &mut rng);
                 if let Ok(codes) = &o.result {
-                    backup = codes.expose().map(str::to_owned).collect();
+                    backup = codes.codes.expose().map(str::to_owned).collect();
                 }
                 outcome_record = o.record;
             }
@@ -154,6 +165,35 @@ fuzz_target!(|ops: Vec<Op>| {
                 );
                 outcome_record = o.record;
             }
+            Op::TrustDays(days) => {
+                policy = policy.with_trusted_browser_days(days % 181).unwrap();
+                continue;
+            }
+            Op::Trust => {
+                let Some(s) = stamp else { continue };
+                let o = record.trust_browser(&ctx, s, "browser", &mut rng);
+                if let Ok(issued) = &o.result {
+                    tokens.push((issued.token.expose().to_owned(), generation));
+                }
+                outcome_record = o.record;
+            }
+            Op::BrowserSignIn(i) => {
+                let token = tokens.get(usize::from(*i)).cloned();
+                let locked = record.failures().active_lock(now).is_some();
+                let text = token.as_ref().map_or("not a token", |(t, _)| t.as_str());
+                let o = record.sign_in_with_browser(&ctx, text);
+                if let Ok(portal_mfa::SignInStep::TrustedBrowser { session, .. }) = &o.result {
+                    assert!(!locked, "a trusted browser signed in while locked");
+                    assert_eq!(token.map(|(_, g)| g), Some(generation), "a token outlived its sessions");
+                    stamp = Some(*session);
+                }
+                outcome_record = o.record;
+            }
+            Op::EndSessions => outcome_record = record.end_sessions(&ctx, stamp).record,
+            Op::Forget(which) => {
+                let id = which.and_then(|i| record.trusted_browsers().get(usize::from(i)).map(|b| b.id()));
+                outcome_record = record.forget_browsers(&ctx, id).record;
+            }
             Op::Enforce(on) => {
                 let e = if *on {
                     Enforcement::Enforced { grace: None }
@@ -166,6 +206,12 @@ fuzz_target!(|ops: Vec<Op>| {
         }
         record = outcome_record;
         assert!(record.failures().consecutive() <= LockoutRule::HARD_LIMIT);
+        assert!(record.trusted_browsers().len() <= 5);
+        // Ending sessions forgets every browser.
+        if record.session_generation() != generation {
+            assert_eq!(record.session_generation(), generation + 1);
+            assert!(record.trusted_browsers().is_empty());
+        }
         // Every record survives the trip through its stored form (what stores write).
         let bytes = record
             .encode(&portal, &user, &keyring, &mut rng)

@@ -59,7 +59,24 @@ fn seeds() -> &'static [Vec<u8>] {
                 ResetMode::ForceReenrolment,
             )
             .record;
-        [MfaRecord::default(), pending, enrolled, reset]
+        // Two trusted browsers, one used, after the sessions ended once.
+        let trusting = policy.with_trusted_browser_days(30).unwrap();
+        let trust_ctx = Context::new(ctx.portal, ctx.user, &trusting, NOW + 30, &me);
+        let signed_in = enrolled
+            .clone()
+            .verify(&trust_ctx, &totp.generate(NOW + 30).unwrap().expose());
+        let stamp = signed_in.result.unwrap().session;
+        let ended = signed_in.record.end_sessions(&trust_ctx, Some(stamp));
+        let stamp = ended.result.unwrap().unwrap();
+        let first = ended.record.trust_browser(&trust_ctx, stamp, "Firefox", &mut rng);
+        let token = first.result.unwrap().token;
+        let used = first
+            .record
+            .trust_browser(&trust_ctx, stamp, "Safari on iPhone", &mut rng)
+            .record
+            .sign_in_with_browser(&trust_ctx, token.expose())
+            .record;
+        [MfaRecord::default(), pending, enrolled, reset, used]
             .iter()
             .map(|r| r.encode(&portal, &user, keyring(), &mut rng).unwrap())
             .collect()

@@ -17,6 +17,7 @@ use portal_mfa::ManualClock;
 use super::{ADMIN, Executor, Go, Phone, StoreFactory, T0, TestPortal, enrol, issued, portal_on, setup, trail_of};
 
 // The scenarios past the code check live beside these, in one list below.
+#[allow(unused_imports)]
 pub use super::sessions::*;
 
 fn enforce(ex: Executor, portal: &TestPortal) {
