@@ -3,8 +3,10 @@
 //! Every change after the first needs a fresh code: a stolen session alone
 //! cannot add or remove a factor.
 
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
+use portal_mfa::session::BrowserId;
 use portal_mfa::{AuthenticatorId, EnrolmentOptions};
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -13,11 +15,11 @@ use crate::failure::Failure;
 use crate::session;
 use crate::sign_in::{CodeForm, ask_again, backup_codes_page, enrolment_page, label_form, retry_confirm_page};
 use crate::views::{self, Frame, code_field, csrf_field};
-use crate::{At, Posted, Visit};
+use crate::{Posted, Visit};
 
 /// `GET /{area}/account`
 pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
-    let who = session::signed_in(&session, area).await?;
+    let who = session::signed_in(&app, &session, area).await?;
     let csrf = session::csrf_token(&session).await?;
     let flash = session::take_flash(&session).await?;
     let portal = app.portal(area);
@@ -30,8 +32,10 @@ pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, F
     let backup_left = record.backup_codes().map_or(0, |b| b.remaining());
     let low = on && backup_left <= u32::from(policy.backup_codes_low_at());
     let period = policy.otp().period();
+    let browsers = portal.trusted_browsers(&user).await?;
     let body = html! {
-        p { "Signed in as " strong { (who.name) } " (" (who.email) ")." }
+        p { "Signed in as " strong { (who.name) } " (" (who.email) "). "
+            a href=(format!("{base}/password")) { "Change password" } }
         h2 { "Two-factor authentication" }
         @if low {
             p.warning role="status" #low-backup-codes {
@@ -100,6 +104,34 @@ pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, F
                 (label_form(&format!("{base}/enrol"), &csrf, None, None))
             }
         }
+        @if !browsers.is_empty() {
+            h2 { "Trusted browsers" }
+            p { "These browsers sign in without a code until they expire." }
+            table #trusted-browsers {
+                thead { tr { th { "Browser" } th { "Trusted" } th { "Last used" } th { "Expires" } th {} } }
+                tbody {
+                    @for b in &browsers {
+                        tr {
+                            td { (b.label()) @if who.browser == Some(b.id().0) { " (this browser)" } }
+                            td { (views::when(b.created_at())) }
+                            td { (b.last_used_at().map(views::when).unwrap_or_else(|| "Never".to_owned())) }
+                            td { (views::when(b.expires_at())) }
+                            td {
+                                form.inline method="post" action=(format!("{base}/browsers/forget")) {
+                                    (csrf_field(&csrf))
+                                    input type="hidden" name="browser" value=(b.id().0);
+                                    button.secondary type="submit" { "Forget" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action=(format!("{base}/browsers/forget")) {
+                (csrf_field(&csrf))
+                button.secondary #forget-all type="submit" { "Forget all browsers" }
+            }
+        }
         @if on {
             h2 { "Backup codes" }
             p #backup-status { (backup_left) " unused backup codes left." }
@@ -132,7 +164,7 @@ pub struct EnrolForm {
 /// `POST /{area}/account/enrol`: add one, or change one (it keeps working
 /// until the new one is confirmed).
 pub async fn enrol(Visit { app, area, session }: Visit, Posted(form): Posted<EnrolForm>) -> Result<Response, Failure> {
-    let who = session::signed_in(&session, area).await?;
+    let who = session::signed_in(&app, &session, area).await?;
     let user = area.user(&who.email);
     let mut options = EnrolmentOptions::default();
     if let Some(code) = form.code.as_deref().filter(|c| !c.trim().is_empty()) {
@@ -161,7 +193,7 @@ pub async fn enrol(Visit { app, area, session }: Visit, Posted(form): Posted<Enr
 
 /// `POST /{area}/account/confirm`: the new app's first code.
 pub async fn confirm(Visit { app, area, session }: Visit, Posted(form): Posted<CodeForm>) -> Result<Response, Failure> {
-    let who = session::signed_in(&session, area).await?;
+    let who = session::signed_in(&app, &session, area).await?;
     let base = format!("/{}/account", area.segment());
     let csrf = session::csrf_token(&session).await?;
     match app
@@ -169,7 +201,11 @@ pub async fn confirm(Visit { app, area, session }: Visit, Posted(form): Posted<C
         .confirm_enrolment(&area.user(&who.email), &form.code)
         .await
     {
-        Ok(confirmed) => match confirmed.backup_codes {
+        // A replacement ended every other session: this one goes on.
+        Ok(confirmed) => match session::renew(&session, who, confirmed.session)
+            .await
+            .map(|()| confirmed.backup_codes)?
+        {
             Some(codes) => Ok(backup_codes_page(&codes, &format!("{base}/saved"), "Done", &csrf).into_response()),
             None => {
                 session::flash(&session, "Authenticator confirmed.").await?;
@@ -184,8 +220,8 @@ pub async fn confirm(Visit { app, area, session }: Visit, Posted(form): Posted<C
 }
 
 /// `POST /{area}/account/saved`: the codes are saved; back to the account.
-pub async fn saved(At(area): At, session: Session, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
-    session::signed_in(&session, area).await?;
+pub async fn saved(Visit { app, area, session }: Visit, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
+    session::signed_in(&app, &session, area).await?;
     session::flash(&session, "Two-factor authentication is on.").await?;
     Ok(Redirect::to(&format!("/{}/account", area.segment())).into_response())
 }
@@ -196,7 +232,7 @@ pub struct Empty {}
 
 /// `POST /{area}/account/cancel`: drop a setup in progress.
 pub async fn cancel(Visit { app, area, session }: Visit, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
-    let who = session::signed_in(&session, area).await?;
+    let who = session::signed_in(&app, &session, area).await?;
     app.portal(area).cancel_enrolment(&area.user(&who.email)).await?;
     back(&session, area, "Setup cancelled.").await
 }
@@ -213,13 +249,25 @@ pub async fn delete(
     Visit { app, area, session }: Visit,
     Posted(form): Posted<DeleteForm>,
 ) -> Result<Response, Failure> {
-    let who = session::signed_in(&session, area).await?;
+    let who = session::signed_in(&app, &session, area).await?;
     let base = format!("/{}/account", area.segment());
-    app.portal(area)
+    let stamp = app
+        .portal(area)
         .delete_authenticator(&area.user(&who.email), AuthenticatorId(form.authenticator), &form.code)
         .await
         .map_err(|e| Failure::mfa(e).link(base, "Back to My account"))?;
-    back(&session, area, "Authenticator deleted.").await
+    // Every other session ended, and every trusted browser with them.
+    session::renew(&session, who, stamp).await?;
+    forgot_this_browser(
+        back(
+            &session,
+            area,
+            "Authenticator deleted. You were signed out everywhere else.",
+        )
+        .await?,
+        &app,
+        area,
+    )
 }
 
 /// `POST /{area}/account/backup-codes`: a new batch, shown once.
@@ -227,15 +275,119 @@ pub async fn regenerate(
     Visit { app, area, session }: Visit,
     Posted(form): Posted<CodeForm>,
 ) -> Result<Response, Failure> {
-    let who = session::signed_in(&session, area).await?;
+    let who = session::signed_in(&app, &session, area).await?;
     let base = format!("/{}/account", area.segment());
-    let codes = app
+    let regenerated = app
         .portal(area)
         .regenerate_backup_codes(&area.user(&who.email), &form.code)
         .await
         .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
+    session::renew(&session, who, regenerated.session).await?;
     let csrf = session::csrf_token(&session).await?;
-    Ok(backup_codes_page(&codes, &format!("{base}/saved"), "Done", &csrf).into_response())
+    let page = backup_codes_page(&regenerated.codes, &format!("{base}/saved"), "Done", &csrf).into_response();
+    forgot_this_browser(page, &app, area)
+}
+
+/// Which trusted browser to forget; none: all of them.
+#[derive(Deserialize)]
+pub struct ForgetForm {
+    #[serde(default)]
+    browser: Option<u32>,
+}
+
+/// `POST /{area}/account/browsers/forget`: "Forget" one browser, or all.
+pub async fn forget_browsers(
+    Visit { app, area, session }: Visit,
+    Posted(form): Posted<ForgetForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&app, &session, area).await?;
+    let user = area.user(&who.email);
+    let base = format!("/{}/account", area.segment());
+    let this_one = form.browser.is_none() || form.browser == who.browser;
+    match form.browser {
+        Some(id) => app.portal(area).forget_browser(&user, BrowserId(id)).await,
+        None => app.portal(area).forget_browsers(&user).await,
+    }
+    .map_err(|e| Failure::mfa(e).link(base, "Back to My account"))?;
+    let response = back(&session, area, "Forgotten: that browser will be asked for a code.").await?;
+    Ok(if this_one {
+        forgot_this_browser(response, &app, area)?
+    } else {
+        response
+    })
+}
+
+/// The new password, with the current one.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current: String,
+    new: String,
+}
+
+/// Shortest new password accepted.
+const MIN_PASSWORD: usize = 12;
+
+/// `GET /{area}/account/password`
+pub async fn password_form(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
+    let who = session::signed_in(&app, &session, area).await?;
+    let csrf = session::csrf_token(&session).await?;
+    let body = html! {
+        p { "Changing your password signs you out everywhere else and makes every trusted browser ask for a code again." }
+        form method="post" action=(format!("/{}/account/password", area.segment())) {
+            (csrf_field(&csrf))
+            label for="current" { "Current password" }
+            input #current type="password" name="current" autocomplete="current-password" required;
+            label for="new" { "New password (at least " (MIN_PASSWORD) " characters)" }
+            input #new type="password" name="new" autocomplete="new-password" minlength=(MIN_PASSWORD) maxlength="256" required;
+            div { button type="submit" { "Change password" } }
+        }
+    };
+    let frame = Frame {
+        who: Some(&who),
+        csrf: &csrf,
+        flash: None,
+    };
+    Ok(views::page("Change password", Some(&frame), body).into_response())
+}
+
+/// `POST /{area}/account/password`: a demo of what only the host knows: the
+/// password changed, so portal-mfa ends every other session and trusted browser.
+pub async fn change_password(
+    Visit { app, area, session }: Visit,
+    Posted(form): Posted<PasswordForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&app, &session, area).await?;
+    let again = format!("/{}/account/password", area.segment());
+    let refuse = |message: &str| {
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Password not changed", message).link(again.clone(), "Try again")
+    };
+    if !(MIN_PASSWORD..=256).contains(&form.new.chars().count()) {
+        return Err(refuse("The new password needs 12 to 256 characters."));
+    }
+    let Some(account) = app.accounts.check(area, &who.email, &form.current).await else {
+        return Err(refuse("The current password is wrong."));
+    };
+    app.accounts.set_password(&account, &form.new).await;
+    let stamp = app
+        .portal(area)
+        .end_sessions(&area.user(&who.email), Some(who.stamp))
+        .await?
+        .ok_or_else(|| refuse("Your session ended meanwhile. Sign in again."))?;
+    session::renew(&session, who, stamp).await?;
+    let done = back(&session, area, "Password changed. You were signed out everywhere else.").await?;
+    forgot_this_browser(done, &app, area)
+}
+
+/// `response`, clearing this browser's trusted-browser cookie (its trust is gone).
+fn forgot_this_browser(
+    mut response: Response,
+    app: &crate::App,
+    area: crate::accounts::Area,
+) -> Result<Response, Failure> {
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, crate::trust::clear(area, app.secure_cookies));
+    Ok(response)
 }
 
 async fn back(session: &Session, area: crate::accounts::Area, message: &str) -> Result<Response, Failure> {

@@ -101,7 +101,8 @@ impl std::fmt::Debug for DemoAccount {
 /// The directory: accounts by email.
 #[derive(Debug)]
 pub struct Accounts {
-    by_email: HashMap<String, Account>,
+    // Behind a lock: a user may change their password.
+    by_email: std::sync::RwLock<HashMap<String, Account>>,
     // Checked for unknown emails, so a wrong email costs what a wrong password does.
     decoy_hash: String,
 }
@@ -140,21 +141,34 @@ impl Accounts {
             })
             .collect();
         let accounts = Accounts {
-            by_email,
+            by_email: std::sync::RwLock::new(by_email),
             decoy_hash: hash(&random_password()),
         };
         (accounts, demo)
     }
 
     /// The account for `email` in `area`, if any.
-    pub fn get(&self, area: Area, email: &str) -> Option<&Account> {
-        self.by_email.get(&normalise(email)).filter(|a| a.area == area)
+    pub fn get(&self, area: Area, email: &str) -> Option<Account> {
+        let by_email = self.by_email.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_email.get(&normalise(email)).filter(|a| a.area == area).cloned()
+    }
+
+    /// Sets a new password for `account` (hashed on a blocking thread).
+    pub async fn set_password(&self, account: &Account, password: &str) {
+        let password = Zeroizing::new(password.to_owned());
+        let hashed = tokio::task::spawn_blocking(move || hash(&password))
+            .await
+            .unwrap_or_default();
+        let mut by_email = self.by_email.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(stored) = by_email.get_mut(&account.email) {
+            stored.password_hash = hashed;
+        }
     }
 
     /// The account if `password` is its password (argon2id, constant time).
     /// Runs the hash on a blocking thread: it takes tens of milliseconds.
     pub async fn check(&self, area: Area, email: &str, password: &str) -> Option<Account> {
-        let account = self.get(area, email).cloned();
+        let account = self.get(area, email);
         let hash = account
             .as_ref()
             .map_or_else(|| self.decoy_hash.clone(), |a| a.password_hash.clone());

@@ -21,8 +21,8 @@ use crate::session::{self, SignedIn};
 use crate::views::{self, Frame, code_field, csrf_field};
 use crate::{Desk, Posted, Shared};
 
-async fn admin(session: &Session) -> Result<(SignedIn, String), Failure> {
-    let who = session::signed_in(session, Area::Admin).await?;
+async fn admin(app: &Shared, session: &Session) -> Result<(SignedIn, String), Failure> {
+    let who = session::signed_in(app, session, Area::Admin).await?;
     let csrf = session::csrf_token(session).await?;
     Ok((who, csrf))
 }
@@ -39,7 +39,7 @@ fn frame<'a>(who: &'a SignedIn, csrf: &'a str, flash: Option<&'a str>) -> Frame<
 
 /// `GET /admin/settings`
 pub async fn settings(Desk { app, session }: Desk) -> Result<Response, Failure> {
-    let (who, csrf) = admin(&session).await?;
+    let (who, csrf) = admin(&app, &session).await?;
     let flash = session::take_flash(&session).await?;
     let policy = app.portal.policy().await?;
     let (enforced, grace) = match policy.enforcement() {
@@ -72,6 +72,10 @@ pub async fn settings(Desk { app, session }: Desk) -> Result<Response, Failure> 
                 label for="grace-sign-ins" { "Sign-ins allowed without MFA" }
                 input #grace-sign-ins type="number" name="grace_sign_ins" min="1" max="100" value=(grace_count);
             }
+            h2 { "Trusted browsers" }
+            label for="trusted-days" { "Days a browser may skip the code after \"Remember this browser\" (0: never, up to 180)" }
+            input #trusted-days type="number" name="trusted_browser_days" min="0" max="180" value=(policy.trusted_browser_days());
+            p { "Lowering it shortens every trusted browser at once; raising it never lengthens one already trusted." }
             h2 { "Sign-in method" }
             fieldset {
                 legend { "How portal users sign in" }
@@ -97,6 +101,8 @@ pub struct SettingsForm {
     #[serde(default)]
     grace_sign_ins: Option<String>,
     sign_in: String,
+    #[serde(default)]
+    trusted_browser_days: Option<String>,
 }
 
 /// `POST /admin/settings`
@@ -104,7 +110,7 @@ pub async fn save_settings(
     Desk { app, session }: Desk,
     Posted(form): Posted<SettingsForm>,
 ) -> Result<Response, Failure> {
-    let (who, _) = admin(&session).await?;
+    let (who, _) = admin(&app, &session).await?;
     let invalid = |message: &str| {
         Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Setting not saved", message)
             .link("/admin/settings", "Back to settings")
@@ -141,6 +147,14 @@ pub async fn save_settings(
         },
         _ => return Err(invalid("Choose whether MFA is enforced.")),
     };
+    let trusted_days: u8 = match form.trusted_browser_days.as_deref().map(str::trim) {
+        None | Some("") => 0,
+        Some(days) => days
+            .parse()
+            .ok()
+            .filter(|d| *d <= 180)
+            .ok_or_else(|| invalid("Give the days a browser may be trusted, 0 to 180."))?,
+    };
     let admin = Admin::authorised(who.email.as_str());
     // Enforcement off first, so a switch to SAML is judged against the new
     // setting, then the method, then the enforcement asked for.
@@ -148,7 +162,8 @@ pub async fn save_settings(
         .update_policy(&admin, move |p| {
             p.with_enforcement(Enforcement::SelfConfigured)?
                 .with_sign_in_method(method)?
-                .with_enforcement(enforcement)
+                .with_enforcement(enforcement)?
+                .with_trusted_browser_days(trusted_days)
         })
         .await
         .map_err(|e| Failure::mfa(e).link("/admin/settings", "Back to settings"))?;
@@ -188,7 +203,7 @@ const STATUSES: [(StatusFilter, &str); 7] = [
 
 /// `GET /admin/users`
 pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> Result<Response, Failure> {
-    let (who, csrf) = admin(&session).await?;
+    let (who, csrf) = admin(&app, &session).await?;
     let status = q
         .status
         .as_deref()
@@ -246,7 +261,7 @@ pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> 
             p #no-users { "No users match." }
         } @else {
             table #users {
-                thead { tr { th { "User" } th { "Kind" } th { "MFA status" } th { "Authenticators" } th { "Backup codes" } th { "Last verified" } th {} } }
+                thead { tr { th { "User" } th { "Kind" } th { "MFA status" } th { "Authenticators" } th { "Backup codes" } th { "Trusted browsers" } th { "Last verified" } th {} } }
                 tbody {
                     @for user in &page.items {
                         tr {
@@ -255,6 +270,7 @@ pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> 
                             td.status { (status_text(user, now)) }
                             td { (user.authenticators) }
                             td { (user.backup_codes_left) }
+                            td.trusted { (user.trusted_browsers) }
                             td { (user.last_verified_at.map(views::when).unwrap_or_else(|| "Never".to_owned())) }
                             td { a href=(reset_href(&user.user)) { "Reset MFA" } }
                         }
@@ -325,7 +341,7 @@ fn portal_user(kind: &str, email: &str) -> Result<UserId, Failure> {
 
 /// `GET /admin/users/reset`: the Reset MFA form.
 pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) -> Result<Response, Failure> {
-    let (who, csrf) = admin(&session).await?;
+    let (who, csrf) = admin(&app, &session).await?;
     let user = portal_user(&q.kind, &q.email)?;
     let record = app.portal.record(&user).await?;
     let known = app
@@ -391,7 +407,7 @@ pub struct ResetForm {
 
 /// `POST /admin/users/reset`: step up with the admin's own code, then reset.
 pub async fn reset(Desk { app, session }: Desk, Posted(form): Posted<ResetForm>) -> Result<Response, Failure> {
-    let (who, csrf) = admin(&session).await?;
+    let (who, csrf) = admin(&app, &session).await?;
     let user = portal_user(&form.kind, &form.email)?;
     let back = reset_href(&user);
     let invalid =
@@ -436,7 +452,7 @@ pub async fn reset(Desk { app, session }: Desk, Posted(form): Posted<ResetForm>)
 
 /// `GET /admin/outbox`
 pub async fn outbox(Desk { app, session }: Desk) -> Result<Response, Failure> {
-    let (who, csrf) = admin(&session).await?;
+    let (who, csrf) = admin(&app, &session).await?;
     let emails = app.outbox.newest_first();
     let body = html! {
         p { "The emails the portal sent, newest first (a stand-in for a mail server)." }
@@ -497,7 +513,7 @@ impl AuditQuery {
 
 /// `GET /admin/audit`
 pub async fn audit(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
-    let (who, csrf) = admin(&session).await?;
+    let (who, csrf) = admin(&app, &session).await?;
     let mut query = q.events(&app)?.limit(app.page_size);
     if let Some(after) = q.after.as_deref() {
         query = query.after(after.parse::<Cursor>().map_err(Failure::mfa)?);
@@ -577,7 +593,7 @@ fn details(event: &AuditEvent) -> String {
 
 /// `GET /admin/audit.csv`: every matching event, oldest first.
 pub async fn audit_csv(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
-    admin(&session).await?;
+    admin(&app, &session).await?;
     let mut query = q.events(&app)?;
     query.newest_first = false;
     let mut out = csv::Writer::from_writer(Vec::new());
@@ -624,7 +640,7 @@ fn spreadsheet_safe(cell: &str) -> String {
 
 /// `GET /admin/audit.jsonl`: every matching event as JSON Lines, oldest first.
 pub async fn audit_jsonl(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> Result<Response, Failure> {
-    admin(&session).await?;
+    admin(&app, &session).await?;
     let mut query = q.events(&app)?;
     query.newest_first = false;
     let mut out = Vec::new();

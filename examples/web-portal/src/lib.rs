@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod session;
 pub mod sign_in;
 pub mod store;
+pub mod trust;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -101,6 +102,8 @@ pub struct App {
     address_limits: limits::Limiter,
     page_size: usize,
     pending_ttl: u64,
+    /// Whether cookies are `Secure` (and the trusted-browser cookie `__Host-`).
+    pub secure_cookies: bool,
 }
 
 /// The state handlers receive.
@@ -121,10 +124,7 @@ impl App {
     }
 
     fn account(&self, area: Area, email: &str) -> Result<Account, Failure> {
-        self.accounts
-            .get(area, email)
-            .cloned()
-            .ok_or_else(|| Failure::no_sign_in(area))
+        self.accounts.get(area, email).ok_or_else(|| Failure::no_sign_in(area))
     }
 }
 
@@ -152,6 +152,7 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         address_limits: limits::Limiter::new(20, 900),
         page_size: config.page_size.max(1),
         pending_ttl: config.pending_ttl,
+        secure_cookies: config.secure_cookies,
     });
     let sessions = SessionManagerLayer::new(MemoryStore::default())
         .with_name("acme_session")
@@ -190,6 +191,11 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         .route("/{area}/account/cancel", post(account::cancel))
         .route("/{area}/account/delete", post(account::delete))
         .route("/{area}/account/backup-codes", post(account::regenerate))
+        .route("/{area}/account/browsers/forget", post(account::forget_browsers))
+        .route(
+            "/{area}/account/password",
+            get(account::password_form).post(account::change_password),
+        )
         .route("/admin/settings", get(admin::settings).post(admin::save_settings))
         .route("/admin/users", get(admin::users))
         .route("/admin/users/reset", get(admin::reset_form).post(admin::reset))

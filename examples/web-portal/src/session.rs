@@ -4,11 +4,19 @@
 //!
 //! The id is rotated after the password and again after the second factor,
 //! so an id planted or seen before sign-in is worth nothing after it.
+//!
+//! A signed-in session keeps the stamp portal-mfa answered for its sign-in
+//! and checks it on every request ([`signed_in`]): once a reset, a removed
+//! authenticator or a password change ends the user's sessions, the next
+//! request of this one is signed out. Nothing is cached, so a revoked session
+//! lives for no request after the revocation commits.
 
+use portal_mfa::{Error, SessionStamp};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
+use crate::App;
 use crate::accounts::{Account, Area};
 use crate::failure::Failure;
 
@@ -29,6 +37,10 @@ pub struct Pending {
     pub stage: Stage,
     /// Unix time after which they must start again.
     pub expires_at: u64,
+    /// The stamp of a second factor already proven (enrolment confirmed,
+    /// backup codes on screen), kept until the sign-in completes.
+    #[serde(default)]
+    pub stamp: Option<SessionStamp>,
 }
 
 /// The step of a sign-in in progress.
@@ -53,6 +65,11 @@ pub struct SignedIn {
     pub email: String,
     /// Their display name.
     pub name: String,
+    /// What the sign-in proved, checked on every request.
+    pub stamp: SessionStamp,
+    /// The trusted browser this session runs in, if the user trusted it.
+    #[serde(default)]
+    pub browser: Option<u32>,
 }
 
 /// The session's CSRF token, made on first use (32 random bytes, hex).
@@ -98,24 +115,62 @@ pub async fn set_pending(session: &Session, pending: &Pending) -> Result<(), Fai
     session.insert(PENDING, pending).await.map_err(Failure::session)
 }
 
-/// Ends the sign-in: a new session id, then the user is signed in.
-pub async fn sign_in(session: &Session, account: &Account) -> Result<(), Failure> {
+/// Ends the sign-in: a new session id, then the user is signed in with the
+/// stamp of what the sign-in proved.
+pub async fn sign_in(session: &Session, account: &Account, stamp: SessionStamp) -> Result<(), Failure> {
     session.remove_value(PENDING).await.map_err(Failure::session)?;
     rotate(session).await?;
     let who = SignedIn {
         area: account.area,
         email: account.email.clone(),
         name: account.name.clone(),
+        stamp,
+        browser: None,
     };
     session.insert(SIGNED_IN, who).await.map_err(Failure::session)
 }
 
-/// Who is signed in to `area`, or a redirect to its sign-in page.
-pub async fn signed_in(session: &Session, area: Area) -> Result<SignedIn, Failure> {
-    match session.get::<SignedIn>(SIGNED_IN).await.map_err(Failure::session)? {
-        Some(who) if who.area == area => Ok(who),
-        _ => Err(Failure::sign_in_first(area)),
+/// Who is signed in to `area` (their session's stamp still good), or a
+/// redirect to its sign-in page. A session whose stamp has ended is
+/// forgotten, and the sign-in page says why.
+pub async fn signed_in(app: &App, session: &Session, area: Area) -> Result<SignedIn, Failure> {
+    let who = match session.get::<SignedIn>(SIGNED_IN).await.map_err(Failure::session)? {
+        Some(who) if who.area == area => who,
+        _ => return Err(Failure::sign_in_first(area)),
+    };
+    match app.portal(area).check_session(&area.user(&who.email), &who.stamp).await {
+        Ok(()) => Ok(who),
+        Err(Error::SessionEnded) => {
+            session.flush().await.map_err(Failure::session)?;
+            flash(
+                session,
+                "You were signed out because your sign-in details changed. Please sign in again.",
+            )
+            .await?;
+            Err(Failure::sign_in_first(area))
+        }
+        // The store cannot vouch for the session now: refuse this request, keep the session.
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Notes that this session's browser is the trusted browser `browser`.
+pub async fn remember_browser(session: &Session, browser: portal_mfa::session::BrowserId) -> Result<(), Failure> {
+    let who = session.get::<SignedIn>(SIGNED_IN).await.map_err(Failure::session)?;
+    match who {
+        Some(mut who) => {
+            who.browser = Some(browser.0);
+            session.insert(SIGNED_IN, who).await.map_err(Failure::session)
+        }
+        None => Ok(()),
+    }
+}
+
+/// Keeps the session signed in under `stamp`, the one portal-mfa answered
+/// for a change this session made (every other session of the user ended).
+pub async fn renew(session: &Session, mut who: SignedIn, stamp: SessionStamp) -> Result<(), Failure> {
+    who.stamp = stamp;
+    session.insert(SIGNED_IN, who).await.map_err(Failure::session)
 }
 
 /// Forgets everything, cookie included.

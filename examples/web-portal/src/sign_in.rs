@@ -3,9 +3,10 @@
 //! session id. Between the steps the state is server-side and expires.
 
 use axum::extract::{ConnectInfo, Query};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
+use portal_mfa::session::GraceSpent;
 use portal_mfa::{EnrolReason, EnrolmentOptions, Error, IssuedBackupCodes, SignInStep, StartedEnrolment};
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -14,7 +15,7 @@ use crate::accounts::{Account, Area, normalise};
 use crate::failure::Failure;
 use crate::session::{self, Pending, Stage};
 use crate::views::{self, Frame, code_field, csrf_field};
-use crate::{At, Posted, Shared, Visit};
+use crate::{Posted, Shared, Visit};
 
 /// The password form.
 #[derive(Deserialize)]
@@ -24,8 +25,8 @@ pub struct PasswordForm {
 }
 
 /// `GET /{area}/sign-in`
-pub async fn form(At(area): At, session: Session) -> Result<Response, Failure> {
-    if session::signed_in(&session, area).await.is_ok() {
+pub async fn form(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
+    if session::signed_in(&app, &session, area).await.is_ok() {
         return Ok(Redirect::to(&format!("/{}/account", area.segment())).into_response());
     }
     let csrf = session::csrf_token(&session).await?;
@@ -37,6 +38,7 @@ pub async fn form(At(area): At, session: Session) -> Result<Response, Failure> {
 pub async fn password(
     Visit { app, area, session }: Visit,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     Posted(form): Posted<PasswordForm>,
 ) -> Result<Response, Failure> {
     let now = app.now();
@@ -63,8 +65,27 @@ pub async fn password(
     app.account_limits.clear(&account_key);
     // The password is right: a new session id before anything else is kept.
     session::rotate(&session).await?;
-    let step = app.portal(area).begin_sign_in(&area.user(&account.email)).await?;
-    next_step(&app, &session, &account, step).await
+    let user = area.user(&account.email);
+    let portal = app.portal(area);
+    // A remembered browser may skip the code; any other answer ends its cookie.
+    let Some(token) = crate::trust::token(&headers, area, app.secure_cookies) else {
+        let step = portal.begin_sign_in(&user).await?;
+        return next_step(&app, &session, &account, step).await;
+    };
+    let response = match portal.begin_sign_in_with_browser(&user, &token).await {
+        Ok(step @ SignInStep::TrustedBrowser { .. }) => return next_step(&app, &session, &account, step).await,
+        Ok(step) => next_step(&app, &session, &account, step).await,
+        Err(Error::UntrustedBrowser { .. }) => {
+            let step = portal.begin_sign_in(&user).await?;
+            next_step(&app, &session, &account, step).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    let mut response = response.unwrap_or_else(IntoResponse::into_response);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, crate::trust::clear(area, app.secure_cookies));
+    Ok(response)
 }
 
 /// Where portal-mfa's answer after the password sends the user.
@@ -76,20 +97,34 @@ async fn next_step(app: &Shared, session: &Session, account: &Account, step: Sig
         email: account.email.clone(),
         stage,
         expires_at: app.now() + app.pending_ttl,
+        stamp: None,
     };
     match step {
-        SignInStep::NoMfaNeeded => {
-            session::sign_in(session, account).await?;
+        SignInStep::NoMfaNeeded { session: stamp } => {
+            session::sign_in(session, account, stamp).await?;
+            Ok(Redirect::to(&home(area)).into_response())
+        }
+        SignInStep::TrustedBrowser {
+            browser,
+            session: stamp,
+        } => {
+            session::sign_in(session, account, stamp).await?;
+            session::remember_browser(session, browser).await?;
             Ok(Redirect::to(&home(area)).into_response())
         }
         SignInStep::GraceSignIn { .. } => match app.portal(area).complete_grace_sign_in(&user).await {
-            Ok(SignInStep::GraceSignIn { remaining, until }) => {
-                session::sign_in(session, account).await?;
+            Ok(GraceSpent {
+                remaining,
+                until,
+                session: stamp,
+                ..
+            }) => {
+                session::sign_in(session, account, stamp).await?;
                 session::flash(session, grace_text(remaining, until)).await?;
                 Ok(Redirect::to(&home(area)).into_response())
             }
             // The grace ran out in between: ask again what comes next.
-            Ok(_) | Err(Error::NotAllowed(_)) => {
+            Err(Error::NotAllowed(_)) => {
                 let step = app.portal(area).begin_sign_in(&user).await?;
                 Box::pin(next_step(app, session, account, step)).await
             }
@@ -140,19 +175,27 @@ pub async fn code_form(
     let used = record.failures().consecutive();
     let left = u32::from(policy.lockout().max_failures()).saturating_sub(used);
     let note = (used > 0).then(|| format!("{left} attempts left before two-factor sign-in locks."));
-    Ok(code_page(area, &csrf, backup, note.as_deref(), None).into_response())
+    let remember = policy.trusted_browser_days();
+    Ok(code_page(area, &csrf, backup, remember, note.as_deref(), None).into_response())
 }
 
-/// A typed code (`backup` is set by the backup-code form).
+/// A typed code (`backup` is set by the backup-code form, `remember` by
+/// "Remember this browser").
 #[derive(Deserialize)]
 pub struct CodeForm {
     pub(crate) code: String,
     #[serde(default)]
     backup: Option<String>,
+    #[serde(default)]
+    remember: Option<String>,
 }
 
 /// `POST /{area}/sign-in/code`: the second factor.
-pub async fn code(Visit { app, area, session }: Visit, Posted(form): Posted<CodeForm>) -> Result<Response, Failure> {
+pub async fn code(
+    Visit { app, area, session }: Visit,
+    headers: HeaderMap,
+    Posted(form): Posted<CodeForm>,
+) -> Result<Response, Failure> {
     let pending = session::pending(&session, area, app.now()).await?;
     if pending.stage != Stage::Code {
         return Err(Failure::no_sign_in(area));
@@ -162,7 +205,16 @@ pub async fn code(Visit { app, area, session }: Visit, Posted(form): Posted<Code
     let backup = form.backup.is_some();
     match app.portal(area).verify_sign_in(&user, &form.code).await {
         Ok(verified) => {
-            session::sign_in(&session, &account).await?;
+            session::sign_in(&session, &account, verified.session).await?;
+            let mut response = Redirect::to(&home(area)).into_response();
+            if form.remember.is_some() {
+                let label = crate::trust::label(&headers);
+                let trusted = app.portal(area).trust_browser(&user, verified.session, &label).await?;
+                let seconds = trusted.expires_at.saturating_sub(app.now());
+                let cookie = crate::trust::set(area, app.secure_cookies, trusted.token.expose(), seconds);
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+                session::remember_browser(&session, trusted.browser).await?;
+            }
             if verified.low_on_backup_codes {
                 session::flash(
                     &session,
@@ -173,7 +225,7 @@ pub async fn code(Visit { app, area, session }: Visit, Posted(form): Posted<Code
                 )
                 .await?;
             }
-            Ok(Redirect::to(&home(area)).into_response())
+            Ok(response)
         }
         Err(Error::NotEnrolled) => {
             // An admin reset the user meanwhile: what now?
@@ -182,7 +234,10 @@ pub async fn code(Visit { app, area, session }: Visit, Posted(form): Posted<Code
         }
         Err(e) => {
             let csrf = session::csrf_token(&session).await?;
-            Ok(ask_again(e, |why| code_page(area, &csrf, backup, None, Some(why)))?)
+            let remember = app.portal(area).policy().await?.trusted_browser_days();
+            Ok(ask_again(e, |why| {
+                code_page(area, &csrf, backup, remember, None, Some(why))
+            })?)
         }
     }
 }
@@ -258,12 +313,13 @@ pub async fn enrol_confirm(
         Ok(confirmed) => match confirmed.backup_codes {
             Some(codes) => {
                 pending.stage = Stage::SaveCodes;
+                pending.stamp = Some(confirmed.session);
                 session::set_pending(&session, &pending).await?;
                 let finish = format!("/{}/sign-in/finish", area.segment());
                 Ok(backup_codes_page(&codes, &finish, "Continue to sign in", &csrf).into_response())
             }
             None => {
-                session::sign_in(&session, &account).await?;
+                session::sign_in(&session, &account, confirmed.session).await?;
                 Ok(Redirect::to(&home(area)).into_response())
             }
         },
@@ -293,7 +349,8 @@ pub async fn finish(Visit { app, area, session }: Visit, Posted(form): Posted<Sa
         ));
     }
     let account = app.account(area, &pending.email)?;
-    session::sign_in(&session, &account).await?;
+    let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
+    session::sign_in(&session, &account, stamp).await?;
     session::flash(&session, "Two-factor authentication is on.").await?;
     Ok(Redirect::to(&home(area)).into_response())
 }
@@ -346,7 +403,14 @@ fn password_page(area: Area, csrf: &str, flash: Option<&str>, error: Option<&str
     views::page(&format!("Sign in to the {}", area.title()), Some(&frame), body)
 }
 
-fn code_page(area: Area, csrf: &str, backup: bool, note: Option<&str>, error: Option<&str>) -> Markup {
+fn code_page(
+    area: Area,
+    csrf: &str,
+    backup: bool,
+    remember_days: u8,
+    note: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
     let action = format!("/{}/sign-in/code", area.segment());
     let body = html! {
         @if let Some(error) = error { p.error role="alert" { (error) } }
@@ -361,6 +425,12 @@ fn code_page(area: Area, csrf: &str, backup: bool, note: Option<&str>, error: Op
             } @else {
                 p { "Open your authenticator app and type the code it shows for Acme." }
                 (code_field("code", "Verification code"))
+            }
+            @if remember_days > 0 {
+                label.choice for="remember" {
+                    input #remember type="checkbox" name="remember" value="yes";
+                    " Remember this browser for " (remember_days) @if remember_days == 1 { " day" } @else { " days" }
+                }
             }
             div { button type="submit" { "Verify" } }
         }

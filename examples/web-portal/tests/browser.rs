@@ -67,7 +67,8 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    async fn launch(base: String) -> Option<Browser> {
+    /// A fresh browser on `base`, its screenshots under `target/{shots}/`.
+    async fn launch(base: String, shots: &str) -> Option<Browser> {
         let Some(chromium) = installed(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]) else {
             skip("no chromium");
             return None;
@@ -123,7 +124,7 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a WebDriver session");
-        let shots = workspace().join("target/web-portal-screenshots");
+        let shots = workspace().join("target").join(shots);
         let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots).unwrap();
         Some(Browser {
@@ -315,13 +316,14 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(web_portal::serve(listener, server.router.clone()));
-    let Some(mut b) = Browser::launch(base).await else {
+    let Some(mut b) = Browser::launch(base.clone(), "web-portal-screenshots").await else {
         return;
     };
     let (_, admin_password) = server.account("admin@acme.example");
     let (_, alice_password) = server.account("alice@customer.example");
     let (_, carol_password) = server.account("carol@customer.example");
     let (_, victor_password) = server.account("victor@vendor.example");
+    let (_, dan_password) = server.account("dan@customer.example");
 
     b.go("/").await;
     b.shot("start", &[]).await;
@@ -559,9 +561,10 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.go("/admin/audit").await;
     b.fill("#audit-email", "carol@customer.example").await;
     b.submit("main form button[type=submit]").await;
+    // Newest first: the reset ended Carol's sessions, then (a page older) the reset itself.
     let events = b.text("#events").await;
     assert!(
-        events.contains("mfa_reset") && events.contains("carol") && !events.contains("alice"),
+        events.contains("sessions_ended") && events.contains("carol") && !events.contains("alice"),
         "{events}"
     );
     assert!(b.has("#download-csv").await && b.has("#download-jsonl").await);
@@ -569,7 +572,7 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.submit("#next-page").await;
     let older = b.text("#events").await;
     assert!(
-        older.contains("carol") && !older.contains("mfa_reset"),
+        older.contains("carol") && older.contains("mfa_reset") && !older.contains("sessions_ended"),
         "the trail is paged, newest first: {older}"
     );
     b.sign_out().await;
@@ -606,8 +609,77 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     b.shot("grace", &[]).await;
     b.sign_out().await;
 
-    // Alice's phone still signs her in at the end.
+    // Alice's phone still signs her in.
     b.sign_in("customer", "alice@customer.example", &alice_password).await;
     b.code(&mut phone, &server, "customer").await;
+    b.sign_out().await;
+
+    // --- Dan remembers this browser; an admin's reset, in another browser, ends
+    // his session on its next request and the trust with it.
+    let Some(desk) = Browser::launch(base, "web-portal-screenshots-admin-desk").await else {
+        return;
+    };
+    desk.sign_in("admin", "admin@acme.example", &admin_password).await;
+    desk.code(&mut admin_phone, &server, "admin").await;
+    desk.go("/admin/settings").await;
+    desk.fill("#trusted-days", "30").await;
+    desk.submit("main form button[type=submit]").await;
+    assert!(
+        desk.main_text().await.contains("Settings saved"),
+        "{}",
+        desk.main_text().await
+    );
+    // Dan's first sign-in is a grace one; he sets up MFA from My account.
+    b.sign_in("customer", "dan@customer.example", &dan_password).await;
+    assert_eq!(b.path().await, "/customer/account");
+    b.fill("#label-new", "Dan's phone").await;
+    b.submit("form#enrol-new button[type=submit]").await;
+    let mut dan_phone = b.scan().await;
+    b.fill("#code", &dan_phone.code(&server.clock)).await;
+    b.submit("main form button[type=submit]").await;
+    b.click("#saved").await;
+    b.submit("form[action='/customer/account/saved'] button").await;
+    b.sign_out().await;
+    b.sign_in("customer", "dan@customer.example", &dan_password).await;
+    assert!(b.main_text().await.contains("Remember this browser for 30 days"));
+    b.click("#remember").await;
+    b.shot("code-page-remember", &[]).await;
+    b.code(&mut dan_phone, &server, "customer").await;
+    assert!(b.text("#trusted-browsers").await.contains("(this browser)"));
+    b.shot("trusted-browsers", &[]).await;
+    let trusted = b.client.get_named_cookie("acme_trusted_customer").await.unwrap();
+    assert_eq!(trusted.http_only(), Some(true));
+    assert_eq!(format!("{:?}", trusted.same_site()), "Some(Strict)");
+    b.sign_out().await;
+    // The password alone signs him in now.
+    b.sign_in("customer", "dan@customer.example", &dan_password).await;
+    assert_eq!(b.path().await, "/customer/account", "{}", b.main_text().await);
+    // The admin resets Dan while he is signed in.
+    desk.go("/admin/users/reset?kind=customer&email=dan%40customer.example")
+        .await;
+    desk.click("#reason-lost_device").await;
+    desk.click("#mode-force").await;
+    desk.fill("#admin-code", &admin_phone.code(&server.clock)).await;
+    desk.submit("main form button[type=submit]").await;
+    assert!(desk.text("#reset-summary").await.contains("1 authenticators"));
+    drop(desk);
+    // His old session ends on its next request.
+    b.go("/customer/account").await;
+    assert_eq!(b.path().await, "/customer/sign-in");
+    assert!(
+        b.main_text().await.contains("You were signed out"),
+        "{}",
+        b.main_text().await
+    );
+    b.shot("session-ended", &[]).await;
+    // The remembered browser must set up MFA again, and forgets the token.
+    b.sign_in("customer", "dan@customer.example", &dan_password).await;
+    assert_eq!(b.path().await, "/customer/sign-in/enrol");
+    assert!(
+        b.main_text()
+            .await
+            .contains("Your administrator reset your two-factor authentication")
+    );
+    assert!(b.client.get_named_cookie("acme_trusted_customer").await.is_err());
     assert!(b.taken >= 20);
 }

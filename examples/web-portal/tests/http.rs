@@ -40,6 +40,8 @@ struct Agent<'a> {
     csrf: Option<String>,
     address: SocketAddr,
     cookies_seen: Vec<String>,
+    /// The trusted-browser cookie, `name=value`, while the server keeps it set.
+    trusted: Option<String>,
 }
 
 impl<'a> Agent<'a> {
@@ -54,21 +56,34 @@ impl<'a> Agent<'a> {
             csrf: None,
             address: SocketAddr::from((ip, 40_000)),
             cookies_seen: Vec::new(),
+            trusted: None,
         }
     }
 
     async fn send(&mut self, mut request: Request<Body>) -> Reply {
         request.extensions_mut().insert(ConnectInfo(self.address));
-        if let Some(cookie) = &self.cookie {
+        let cookies: Vec<String> = self
+            .cookie
+            .iter()
+            .map(|c| format!("acme_session={c}"))
+            .chain(self.trusted.clone())
+            .collect();
+        if !cookies.is_empty() {
             request
                 .headers_mut()
-                .insert(header::COOKIE, format!("acme_session={cookie}").parse().unwrap());
+                .insert(header::COOKIE, cookies.join("; ").parse().unwrap());
         }
         let response = self.server.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         for set in headers.get_all(header::SET_COOKIE) {
             let set = set.to_str().unwrap().to_owned();
+            if set.contains("acme_trusted_") {
+                let pair = set.split(';').next().unwrap().to_owned();
+                self.trusted = (!set.contains("Max-Age=0")).then_some(pair);
+                self.cookies_seen.push(set);
+                continue;
+            }
             let value = between(&set, "acme_session=", ";").unwrap_or_default().to_owned();
             self.cookie = (!value.is_empty() && !set.contains("Max-Age=0")).then(|| value.clone());
             self.cookies_seen.push(set);
@@ -780,4 +795,116 @@ async fn bad_input_gets_a_page_with_a_4xx_never_a_500_and_no_secret_reaches_a_lo
         assert!(!log.contains(secret), "a log line holds a secret");
     }
     assert!(!log.contains('?'), "no query string is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_or_a_reset_ends_the_other_sessions_on_their_next_request() {
+    let server = Server::start("sessions", 20).await;
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut laptop = Agent::new(&server);
+    let (mut phone, _) = laptop.enrol_and_sign_in("alice@customer.example").await;
+    let mut tablet = Agent::from(&server, [127, 0, 0, 2]);
+    tablet.sign_in_with("alice@customer.example", &mut phone).await;
+    assert_eq!(tablet.get("/customer/account").await.status, StatusCode::OK);
+    // The password changes on the laptop: the laptop stays, the tablet is out.
+    let (_, password) = server.account("alice@customer.example");
+    let changed = laptop
+        .post(
+            "/customer/account/password",
+            &[("current", &password), ("new", "correct horse battery staple")],
+        )
+        .await;
+    assert_eq!(changed.location(), "/customer/account", "{}", changed.body);
+    assert_eq!(laptop.get("/customer/account").await.status, StatusCode::OK);
+    let ended = tablet.get("/customer/account").await;
+    assert_eq!(
+        (ended.status, ended.location()),
+        (StatusCode::SEE_OTHER, "/customer/sign-in")
+    );
+    assert!(
+        tablet
+            .get("/customer/sign-in")
+            .await
+            .body
+            .contains("You were signed out")
+    );
+    // An admin reset ends the laptop's session too.
+    server
+        .app
+        .portal
+        .admin_reset(
+            &portal_mfa::Admin::authorised("admin@acme.example"),
+            &UserId::customer("alice@customer.example"),
+            portal_mfa::admin::ResetReason::LostDevice,
+            portal_mfa::admin::ResetMode::ForceReenrolment,
+        )
+        .await
+        .unwrap();
+    let ended = laptop.get("/customer/account").await;
+    assert_eq!(ended.location(), "/customer/sign-in");
+    // A stale session cannot change the password either.
+    let refused = laptop
+        .post(
+            "/customer/account/password",
+            &[
+                ("current", "correct horse battery staple"),
+                ("new", "x".repeat(20).as_str()),
+            ],
+        )
+        .await;
+    assert_ne!(refused.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_browser_skips_the_code_with_a_host_prefixed_http_only_strict_cookie() {
+    for secure in [false, true] {
+        let server = Server::start_with("trusted", 20, |config| config.secure_cookies = secure).await;
+        let mut settings = ENFORCED.to_vec();
+        settings.push(("trusted_browser_days", "7"));
+        let (_admin, _) = admin_setting(&server, &settings).await;
+        let mut agent = Agent::new(&server);
+        let (mut phone, _) = agent.enrol_and_sign_in("alice@customer.example").await;
+        agent.post("/sign-out", &[]).await;
+        agent.password("alice@customer.example").await;
+        let page = agent.get("/customer/sign-in/code").await;
+        assert!(page.body.contains("Remember this browser for 7 days"), "{}", page.body);
+        let code = phone.code(&server.clock);
+        let reply = agent
+            .post("/customer/sign-in/code", &[("code", &code), ("remember", "yes")])
+            .await;
+        assert_eq!(reply.location(), "/customer/account");
+        let cookie = agent
+            .cookies_seen
+            .iter()
+            .rfind(|c| c.contains("acme_trusted_"))
+            .unwrap()
+            .clone();
+        let name = if secure {
+            "__Host-acme_trusted_customer="
+        } else {
+            "acme_trusted_customer="
+        };
+        assert!(cookie.starts_with(name), "{cookie}");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"] {
+            assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+        }
+        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
+        let listed = agent.get("/customer/account").await;
+        assert!(listed.body.contains("(this browser)"), "{}", listed.body);
+        // Signed out, the password alone signs this browser in.
+        agent.post("/sign-out", &[]).await;
+        let reply = agent.password("alice@customer.example").await;
+        assert_eq!(reply.location(), "/customer/account", "{}", reply.body);
+        // A made-up token: the cookie is cleared, a code is asked, and the failure counts.
+        agent.post("/sign-out", &[]).await;
+        agent.trusted = Some(format!("{name}{}", "a".repeat(52)));
+        let reply = agent.password("alice@customer.example").await;
+        assert_eq!(reply.location(), "/customer/sign-in/code");
+        assert!(agent.trusted.is_none(), "the cookie was cleared");
+        let user = UserId::customer("alice@customer.example");
+        assert_eq!(
+            server.app.portal.record(&user).await.unwrap().failures().consecutive(),
+            1
+        );
+    }
 }
