@@ -1,7 +1,9 @@
-//! One test per flow the product documents describe (customer-portal MFA help pages and two Reset MFA requests), on the
-//! in-memory store, through both executors (`blocking::*` runs each operation
-//! with `Op::run`, `nonblocking::*` awaits it). The scenarios live in
-//! `tests/flows/mod.rs` so that every store runs exactly the same ones.
+//! One test per flow the product documents describe (customer-portal MFA help
+//! pages and two Reset MFA requests) and per thing a sign-in grants past the
+//! code check (session stamps, trusted browsers), on the in-memory store and
+//! the README's key-value store, through both executors (`blocking::*` runs
+//! each operation with `Op::run`, `nonblocking::*` awaits it). The scenarios
+//! live in `tests/flows/` so that every store runs exactly the same ones.
 
 mod flows;
 
@@ -14,3 +16,15 @@ fn memory_store() -> Arc<dyn TestStore> {
 }
 
 seed_flow_tests!(memory_store);
+
+/// The same scenarios on the README's compare-and-swap key-value store
+/// (`tests/flows/kv.rs`), which keeps nothing but bytes and versions.
+mod readme_store {
+    use super::*;
+
+    fn kv_store() -> Arc<dyn TestStore> {
+        flows::bytes(flows::kv::KvStore::default())
+    }
+
+    seed_flow_tests!(kv_store);
+}
