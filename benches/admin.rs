@@ -108,7 +108,7 @@ fn build(path: &PathBuf) {
         }
         let mut insert = tx
             .prepare(
-                "INSERT INTO portal_mfa_records VALUES ('bench', 'customer', ?1, 1, ?2, 1, 0, 0, ?3, 10, ?4, 0, ?5)",
+                "INSERT INTO portal_mfa_records VALUES ('bench', 'customer', ?1, 1, ?2, 1, 0, 0, ?3, 10, ?4, 0, ?5, 0)",
             )
             .expect("prepare");
         for (i, last_event) in last.iter().enumerate() {

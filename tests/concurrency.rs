@@ -261,7 +261,8 @@ fn reset_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
                 Err(Error::SessionEnded)
             ));
         }
-        // Each sign-in answered is in the trail, before the reset.
+        // A sign-in answered is in the trail, before the reset (the clock stands
+        // still, so the first use is recorded and the rest, within the hour, are reads).
         let trail = flows::trail_of(ex, &portal, user);
         let reset_at = trail
             .iter()
@@ -275,7 +276,7 @@ fn reset_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
             .collect();
         assert_eq!(
             used.len(),
-            granted.len(),
+            usize::from(!granted.is_empty()),
             "{kind}, trial {trial}: answers and events agree"
         );
         assert!(used.iter().all(|&i| i < reset_at), "{kind}, trial {trial}: {trail:?}");

@@ -165,7 +165,8 @@ impl TrustedBrowser {
         self.created_at
     }
 
-    /// When it last skipped the second factor.
+    /// When it last skipped the second factor, to the hour: a use within an
+    /// hour of the last one recorded is not written down.
     pub fn last_used_at(&self) -> Option<u64> {
         self.last_used_at
     }

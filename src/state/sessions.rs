@@ -16,6 +16,9 @@ use crate::ids::BrowserId;
 /// Longest label kept for a trusted browser, in characters.
 const LABEL_CHARS: usize = 64;
 
+/// How often a trusted browser's use is written down (its last use, an audit event): once an hour.
+pub(crate) const USE_RECORDED_EVERY_SECS: u64 = 3_600;
+
 impl MfaRecord {
     /// Ends every session of the user and forgets every browser they trust:
     /// what only the host knows changed (a password, a disabled account).
@@ -38,7 +41,9 @@ impl MfaRecord {
     /// The sign-in step for a browser presenting `token`. Where a code would
     /// be asked for ([`SignInStep::EnterCode`]) and the token is one of this
     /// user's, unexpired under today's policy: [`SignInStep::TrustedBrowser`],
-    /// with no code. Any other token where a code would be asked for is a
+    /// with no code. Its use is recorded (last use, an audit event, the
+    /// failure count cleared) at most once an hour per browser, so repeated
+    /// sign-ins within the hour are reads. Any other token where a code would be asked for is a
     /// failed factor, counted toward lockout: [`Error::UntrustedBrowser`] (or
     /// [`Error::LockedOut`] when it locks). Every other step is answered as
     /// [`MfaRecord::sign_in_step`] answers it, the token unread.
@@ -64,18 +69,23 @@ impl MfaRecord {
             return draft.done(Err(error));
         };
         let now = ctx.now;
-        let record = draft.record_mut();
-        record.failures = Default::default();
-        record.last_verified_at = Some(now);
-        let browser = match record.trusted.as_mut() {
-            Some(trusted) => {
+        let browser = draft.record().trusted_browsers()[index].clone();
+        // A use is recorded (last use, audit event) at most once an hour, so a
+        // trusted sign-in within the hour writes nothing and costs what the
+        // plain step does; a failure count to clear is always written.
+        let recorded = browser
+            .last_used_at
+            .is_some_and(|last| last <= now && now - last < USE_RECORDED_EVERY_SECS);
+        if !recorded || draft.record().failures != Default::default() {
+            let record = draft.record_mut();
+            record.failures = Default::default();
+            record.last_verified_at = Some(now);
+            if let Some(trusted) = record.trusted.as_mut() {
                 trusted.browsers[index].last_used_at = Some(now);
-                trusted.browsers[index].id
             }
-            None => return draft.done(Err(Error::UntrustedBrowser { attempts_left: None })),
-        };
-        draft.emit(EventKind::TrustedBrowserUsed { browser });
-        let session = draft.stamp(SessionProof::TrustedBrowser);
+            draft.emit(EventKind::TrustedBrowserUsed { browser: browser.id });
+        }
+        let (browser, session) = (browser.id, draft.stamp(SessionProof::TrustedBrowser));
         draft.done(Ok(SignInStep::TrustedBrowser { browser, session }))
     }
 

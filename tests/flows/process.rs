@@ -219,7 +219,12 @@ pub fn assert_one_order(
             .filter(|(_, e)| matches!(e.kind, portal_mfa::audit::EventKind::TrustedBrowserUsed { .. }))
             .map(|(i, _)| i)
             .collect();
-        assert_eq!(used.len(), granted, "{user:?}: answers and events agree");
+        // The clock stands still: the first use is recorded, the rest within the hour are reads.
+        assert_eq!(
+            used.len(),
+            usize::from(granted > 0),
+            "{user:?}: answers and events agree"
+        );
         assert!(used.iter().all(|&i| i < first_reset), "{user:?}: {trail:?}");
         assert!(portal.record(user).go(ex).unwrap().trusted_browsers().is_empty());
         assert!(!matches!(

@@ -256,6 +256,11 @@ pub fn a_trusted_browser_skips_the_code_until_a_fixed_expiry(make: &StoreFactory
             other => panic!("day {day}: {other:?}"),
         }
     }
+    // A use within the hour of the last one recorded is a read: nothing is written.
+    clock.set(trusted_at + 29 * DAY + 1_800);
+    let before = trail_of(ex, &portal, &user).len();
+    assert!(skips_the_code(ex, &portal, &user, issued.token.expose()));
+    assert_eq!(trail_of(ex, &portal, &user).len(), before);
     let listed = portal.trusted_browsers(&user).go(ex).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].label(), "Firefox on Linux");
