@@ -44,7 +44,7 @@ fn the_json_shapes_match_the_snapshot() {
     portal.set_sign_in_method(&admin, SignInMethod::Saml).run().unwrap();
     portal.set_sign_in_method(&admin, SignInMethod::Password).run().unwrap();
     portal
-        .update_policy(&admin, |p| p.with_backup_codes(8, 2))
+        .update_policy(&admin, |p| p.with_backup_codes(8, 2)?.with_trusted_browser_days(30))
         .run()
         .unwrap();
     let grace = Grace::new(Some(T0 + 86_400), Some(3));
@@ -88,7 +88,21 @@ fn the_json_shapes_match_the_snapshot() {
         .unwrap();
     let new_phone = Totp::new(replacing.uri.secret(), *replacing.uri.params());
     let new_code = new_phone.generate(T0 + 60).unwrap().expose().to_string();
-    portal.confirm_enrolment(&alice, &new_code).run().unwrap();
+    let replaced = portal.confirm_enrolment(&alice, &new_code).run().unwrap();
+    // Remember this browser; its next sign-in needs no code; a made-up token is refused; forget all.
+    let trusted = portal
+        .trust_browser(&alice, replaced.session, "Firefox on Linux")
+        .run()
+        .unwrap();
+    clock.advance(30);
+    steps.push(
+        portal
+            .begin_sign_in_with_browser(&alice, trusted.token.expose())
+            .run()
+            .unwrap(),
+    );
+    let _ = portal.begin_sign_in_with_browser(&alice, "not a token").run();
+    portal.forget_browsers(&alice).run().unwrap();
     while !matches!(
         portal.verify_sign_in(&alice, "000000").run(),
         Err(Error::LockedOut { .. })
@@ -141,10 +155,11 @@ fn the_json_shapes_match_the_snapshot() {
         kinds.insert(event.kind.name());
         line("event", json.to_owned());
     }
-    assert_eq!(kinds.len(), 16, "every event kind is in the snapshot: {kinds:?}");
+    assert_eq!(kinds.len(), 21, "every event kind is in the snapshot: {kinds:?}");
     // No secret, code or backup code in any of it.
     let secret = started.uri.secret().to_base32().to_string();
-    for needle in backup.iter().chain([&secret, &code(T0), &code(T0 + 30)]) {
+    let token = trusted.token.expose().to_owned();
+    for needle in backup.iter().chain([&secret, &code(T0), &code(T0 + 30), &token]) {
         assert!(!out.contains(needle.as_str()), "{needle} leaked into JSON");
     }
 

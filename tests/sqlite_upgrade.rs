@@ -70,6 +70,16 @@ fn sidecar_of(fixture: &str) -> (u64, Vec<FixtureUser>) {
     (end, users)
 }
 
+/// The app's code one period on (each sign-in a fresh step).
+fn next_code(clock: &ManualClock, secret: &Secret, params: &TotpParams) -> String {
+    clock.advance(params.period());
+    Totp::new(secret, *params)
+        .generate(clock.now())
+        .unwrap()
+        .expose()
+        .to_string()
+}
+
 fn copy_fixture(dir: &TempDir) -> PathBuf {
     let path = dir.file("mfa.db");
     std::fs::copy(format!("{FIXTURE}.db"), &path).unwrap();
@@ -145,12 +155,7 @@ fn everyone_signs_in(db: &Path, expected_events: &[EventRow]) {
             continue;
         }
         for (id, secret, params) in &u.totp {
-            clock.advance(params.period());
-            let code = Totp::new(secret, *params)
-                .generate(clock.now())
-                .unwrap()
-                .expose()
-                .to_string();
+            let code = next_code(&clock, secret, params);
             let verified = p
                 .verify_sign_in(&u.user, &code)
                 .run()
@@ -378,12 +383,7 @@ fn a_schema_3_database_of_stored_form_1_records_upgrades_and_every_user_signs_in
             _ => {}
         }
         for (id, secret, params) in &u.totp {
-            clock.advance(params.period());
-            let code = Totp::new(secret, *params)
-                .generate(clock.now())
-                .unwrap()
-                .expose()
-                .to_string();
+            let code = next_code(&clock, secret, params);
             let verified = portal.verify_sign_in(&u.user, &code).run().unwrap();
             assert_eq!(verified.factor, Factor::Totp(portal_mfa::AuthenticatorId(*id)));
             portal.check_session(&u.user, &verified.session).run().unwrap();

@@ -57,6 +57,31 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
         .run()
         .unwrap();
     out.push((reset.clone(), portal.record(&reset).run().unwrap()));
+    // Two trusted browsers, one used, after the sessions ended once.
+    portal
+        .update_policy(&ADMIN, |p| p.with_trusted_browser_days(30))
+        .run()
+        .unwrap();
+    let trusting = UserId::new(portal_mfa::UserKind::Member, "trusting");
+    let (trust_phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &trusting);
+    let stamp = portal
+        .verify_sign_in(&trusting, &trust_phone.code(&clock))
+        .run()
+        .unwrap()
+        .session;
+    let stamp = portal.end_sessions(&trusting, Some(stamp)).run().unwrap().unwrap();
+    let first = portal.trust_browser(&trusting, stamp, "Firefox").run().unwrap();
+    portal
+        .trust_browser(&trusting, stamp, "Safari on iPhone")
+        .run()
+        .unwrap();
+    portal
+        .begin_sign_in_with_browser(&trusting, first.token.expose())
+        .run()
+        .unwrap();
+    let record = portal.record(&trusting).run().unwrap();
+    assert_eq!((record.session_generation(), record.trusted_browsers().len()), (1, 2));
+    out.push((trusting, record));
     let _ = phone;
     let events = portal
         .audit_events(EventQuery::portal(&portal_id()).limit(portal_mfa::MAX_PAGE))
@@ -77,7 +102,7 @@ fn every_record_round_trips_byte_for_byte() {
     let ring = keyring();
     for (user, record) in records().0 {
         let bytes = encode(&record, &user, &ring, 1);
-        assert_eq!(bytes[0], 1, "starts with its format version");
+        assert_eq!(bytes[0], 2, "starts with its format version");
         let back = MfaRecord::decode(&bytes, &portal_id(), &user, &ring).unwrap();
         assert_eq!(encode(&back, &user, &ring, 1), bytes, "{user}");
         assert_eq!(
@@ -202,10 +227,10 @@ fn truncated_tampered_and_newer_bytes_each_have_their_error() {
             Err(Error::CorruptRecord(_))
         ));
         let mut newer = bytes.clone();
-        newer[0] = 2;
+        newer[0] = 3;
         assert!(matches!(
             MfaRecord::decode(&newer, &portal_id(), user, &ring),
-            Err(Error::IncompatibleFormat { found: 2, supported: 1 })
+            Err(Error::IncompatibleFormat { found: 3, supported: 2 })
         ));
     }
     // Every byte of a sealed value is covered: its key check, its nonce, its ciphertext and tag.

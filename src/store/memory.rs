@@ -183,25 +183,22 @@ impl MemoryStore {
         Ok(Applied::Done)
     }
 
+    /// `read` of the portal's state under the read lock (`None`: the store has nothing of the portal).
+    fn read_portal<T>(
+        &self,
+        portal: &PortalId,
+        read: impl FnOnce(&PortalState) -> T,
+    ) -> Result<Option<T>, StorageError> {
+        Ok(self.state.read().map_err(poisoned)?.portals.get(portal).map(read))
+    }
+
     pub(crate) fn session_generation(&self, portal: &PortalId, user: &UserId) -> Result<u64, StorageError> {
-        Ok(self
-            .state
-            .read()
-            .map_err(poisoned)?
-            .portals
-            .get(portal)
-            .and_then(|p| p.records.get(&UserKey::of(user)))
-            .map_or(0, |(record, _)| record.session_generation()))
+        let record = |p: &PortalState| p.records.get(&UserKey::of(user)).map(|(r, _)| r.session_generation());
+        Ok(self.read_portal(portal, record)?.flatten().unwrap_or(0))
     }
 
     pub(crate) fn read_policy(&self, portal: &PortalId) -> crate::error::Result<Option<(PortalPolicy, Version)>> {
-        Ok(self
-            .state
-            .read()
-            .map_err(poisoned)?
-            .portals
-            .get(portal)
-            .and_then(|p| p.policy))
+        Ok(self.read_portal(portal, |p| p.policy)?.flatten())
     }
 
     pub(crate) fn write_policy(

@@ -344,6 +344,7 @@ pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) 
     let (who, csrf) = admin(&app, &session).await?;
     let user = portal_user(&q.kind, &q.email)?;
     let record = app.portal.record(&user).await?;
+    let browsers = app.portal.trusted_browsers(&user).await?;
     let known = app
         .accounts
         .get(
@@ -367,7 +368,22 @@ pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) 
             }
             "."
         }
-        p { "Resetting removes their authenticators and backup codes. Their account, password and data stay as they are. They get an email saying who reset it and why." }
+        @if !browsers.is_empty() {
+            table #user-browsers {
+                thead { tr { th { "Trusted browser" } th { "Trusted" } th { "Last used" } th { "Expires" } } }
+                tbody {
+                    @for b in &browsers {
+                        tr {
+                            td { (b.label()) }
+                            td { (views::when(b.created_at())) }
+                            td { (b.last_used_at().map(views::when).unwrap_or_else(|| "Never".to_owned())) }
+                            td { (views::when(b.expires_at())) }
+                        }
+                    }
+                }
+            }
+        }
+        p { "Resetting removes their authenticators, backup codes and trusted browsers, and signs them out everywhere. Their account, password and data stay as they are. They get an email saying who reset it and why." }
         form method="post" action="/admin/users/reset" {
             (csrf_field(&csrf))
             input type="hidden" name="kind" value=(user.kind().as_str());

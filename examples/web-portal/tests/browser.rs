@@ -657,6 +657,10 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     // The admin resets Dan while he is signed in.
     desk.go("/admin/users/reset?kind=customer&email=dan%40customer.example")
         .await;
+    assert!(
+        desk.text("#user-browsers").await.contains("Chrome"),
+        "the admin sees Dan's trusted browser"
+    );
     desk.click("#reason-lost_device").await;
     desk.click("#mode-force").await;
     desk.fill("#admin-code", &admin_phone.code(&server.clock)).await;
