@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use hmac::{KeyInit, Mac};
 use rand::CryptoRng;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 use crate::ids::{BrowserId, PortalId, UserId};
@@ -296,14 +296,14 @@ impl TrustedBrowsers {
             return None;
         }
         let hash = self.hash(portal, user, &bytes);
-        let mut found = None;
+        // Every entry is compared, and the match is selected without a branch:
+        // neither the time nor the path says which entry, if any, matched.
+        let mut found = 0u32;
         for (index, browser) in self.browsers.iter().enumerate() {
-            let equal: Choice = browser.hash.ct_eq(&hash);
-            if bool::from(equal) && found.is_none() {
-                found = Some(index);
-            }
+            let first = browser.hash.ct_eq(&hash) & found.ct_eq(&0);
+            found.conditional_assign(&(index as u32 + 1), first);
         }
-        found
+        found.checked_sub(1).map(|index| index as usize)
     }
 
     /// HMAC-SHA-256 under the record's salt, over the owner and the token: a
@@ -380,6 +380,17 @@ mod tests {
             expires_at: 1,
             hash,
         });
+        assert_eq!(trusted.find(&portal, &user, token.expose()), Some(0));
+        let (second, hash) = trusted.issue(&mut rng, &portal, &user);
+        trusted.browsers.push(TrustedBrowser {
+            id: BrowserId(2),
+            label: "y".into(),
+            created_at: 0,
+            last_used_at: None,
+            expires_at: 1,
+            hash,
+        });
+        assert_eq!(trusted.find(&portal, &user, second.expose()), Some(1));
         assert_eq!(trusted.find(&portal, &user, token.expose()), Some(0));
         assert_eq!(trusted.find(&portal, &UserId::vendor("u"), token.expose()), None);
         assert_eq!(trusted.find(&PortalId::new("q"), &user, token.expose()), None);
