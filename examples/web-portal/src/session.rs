@@ -92,9 +92,13 @@ pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<()
     }
 }
 
-/// Starts a fresh session id for the next step, keeping the CSRF token.
+/// Starts a fresh session id and a fresh CSRF token for the next step: at
+/// every change of privilege (the password, the second factor), so neither an
+/// id nor a token planted or seen before it is worth anything after it.
 pub async fn rotate(session: &Session) -> Result<(), Failure> {
-    session.cycle_id().await.map_err(Failure::session)
+    session.cycle_id().await.map_err(Failure::session)?;
+    session.remove_value(CSRF).await.map_err(Failure::session)?;
+    Ok(())
 }
 
 /// The sign-in in progress in `area`, if it has not expired. An expired one is

@@ -42,6 +42,10 @@ struct Agent<'a> {
     cookies_seen: Vec<String>,
     /// The trusted-browser cookie, `name=value`, while the server keeps it set.
     trusted: Option<String>,
+    /// Whether the last answer was a redirect, so the token may have changed.
+    csrf_stale: bool,
+    /// Where the last redirect pointed, to be followed before the next post.
+    last_location: Option<String>,
 }
 
 impl<'a> Agent<'a> {
@@ -57,6 +61,8 @@ impl<'a> Agent<'a> {
             address: SocketAddr::from((ip, 40_000)),
             cookies_seen: Vec::new(),
             trusted: None,
+            csrf_stale: false,
+            last_location: None,
         }
     }
 
@@ -90,6 +96,11 @@ impl<'a> Agent<'a> {
         }
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await.unwrap();
         let body = String::from_utf8_lossy(&bytes).into_owned();
+        self.csrf_stale = status.is_redirection();
+        self.last_location = headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if let Some(token) = between(&body, "name=\"csrf\" value=\"", "\"") {
             self.csrf = Some(token.to_owned());
         }
@@ -100,8 +111,13 @@ impl<'a> Agent<'a> {
         self.send(Request::get(path).body(Body::empty()).unwrap()).await
     }
 
-    /// Posts `fields` with the session's CSRF token.
+    /// Posts `fields` with the session's CSRF token. After a redirect the
+    /// token is fetched again, as a browser reads it from the next page: the
+    /// portal issues a new one at every change of privilege.
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        if let Some(location) = self.last_location.take().filter(|_| self.csrf_stale) {
+            self.get(&location).await;
+        }
         if self.csrf.is_none() {
             self.get("/").await;
         }
@@ -285,6 +301,32 @@ async fn the_session_id_changes_after_the_password_and_again_after_the_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csrf_token_changes_after_the_password_and_again_after_the_code() {
+    let server = Server::start("csrf-rotate", 20).await;
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut agent = Agent::new(&server);
+    let (mut phone, _) = agent.enrol_and_sign_in("alice@customer.example").await;
+    agent.post("/sign-out", &[]).await;
+    agent.get("/customer/sign-in").await;
+    let before = agent.csrf.clone().unwrap();
+    agent.password("alice@customer.example").await;
+    agent.get("/customer/sign-in/code").await;
+    let after_password = agent.csrf.clone().unwrap();
+    let code = phone.code(&server.clock);
+    agent.post("/customer/sign-in/code", &[("code", &code)]).await;
+    agent.get("/customer/account").await;
+    let after_code = agent.csrf.clone().unwrap();
+    assert_ne!(before, after_password);
+    assert_ne!(after_password, after_code);
+    // A token planted or seen before the sign-in is refused after it.
+    for stale in [before, after_password] {
+        let body = format!("csrf={stale}&authenticator=1&code=000000");
+        let reply = agent.post_raw("/customer/account/delete", body).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_are_limited_per_account_and_per_address() {
     let server = Server::start("limits", 20).await;
     let mut agent = Agent::from(&server, [10, 0, 0, 1]);
@@ -355,6 +397,7 @@ async fn expired_sign_ins_replayed_forms_replayed_codes_and_lockouts_get_their_o
 
     // An expired pending sign-in: 401, and it is forgotten.
     agent.password("alice@customer.example").await;
+    agent.get("/customer/sign-in/code").await;
     server.clock.advance(601);
     let code = phone.code(&server.clock);
     let reply = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
@@ -726,6 +769,8 @@ async fn bad_input_gets_a_page_with_a_4xx_never_a_500_and_no_secret_reaches_a_lo
     let (mut admin, _) = admin_setting(&server, ENFORCED).await;
     let mut alice = Agent::new(&server);
     let (mut phone, codes) = alice.enrol_and_sign_in("alice@customer.example").await;
+    // The signed-in session's token, from the page the sign-in leads to.
+    alice.get("/customer/account").await;
     let cases: Vec<(&str, String, StatusCode)> = vec![
         ("/nowhere/sign-in", String::new(), StatusCode::NOT_FOUND),
         ("/customer/sign-in", "%%%".to_owned(), StatusCode::BAD_REQUEST),
