@@ -222,14 +222,10 @@ pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> 
     let page = app.portal.users(query).await?;
     let now = app.now();
     let filters = |after: Option<&str>| {
-        let mut href = format!("/admin/users?status={}", status.name());
-        if let Some(kind) = kind {
-            href.push_str(&format!("&kind={}", kind.as_str()));
-        }
-        if let Some(after) = after {
-            href.push_str(&format!("&after={after}"));
-        }
-        href
+        let mut pairs = vec![("status", status.name())];
+        pairs.extend(kind.map(|k| ("kind", k.as_str())));
+        pairs.extend(after.map(|a| ("after", a)));
+        format!("/admin/users?{}", query_string(&pairs))
     };
     let body = html! {
         form method="get" action="/admin/users" {
@@ -306,7 +302,24 @@ fn status_text(user: &UserStatus, now: u64) -> String {
 }
 
 fn reset_href(user: &UserId) -> String {
-    format!("/admin/users/reset?kind={}&email={}", user.kind().as_str(), user.id())
+    format!(
+        "/admin/users/reset?{}",
+        query_string(&[("kind", user.kind().as_str()), ("email", user.id())])
+    )
+}
+
+/// Two query strings as one (either may be empty).
+fn and(left: &str, right: &str) -> String {
+    match (left.is_empty(), right.is_empty()) {
+        (true, _) => right.to_owned(),
+        (_, true) => left.to_owned(),
+        _ => format!("{left}&{right}"),
+    }
+}
+
+/// `pairs` as a URL query, every name and value encoded (an email may hold `+`, `&` or `#`).
+pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
 /// Whose MFA to reset.
@@ -339,23 +352,22 @@ fn portal_user(kind: &str, email: &str) -> Result<UserId, Failure> {
     Ok(area.user(&email))
 }
 
+/// The portal area a customer or vendor signs in to.
+fn area_of(user: &UserId) -> Area {
+    if user.kind() == UserKind::Vendor {
+        Area::Vendor
+    } else {
+        Area::Customer
+    }
+}
+
 /// `GET /admin/users/reset`: the Reset MFA form.
 pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) -> Result<Response, Failure> {
     let (who, csrf) = admin(&app, &session).await?;
     let user = portal_user(&q.kind, &q.email)?;
     let record = app.portal.record(&user).await?;
     let browsers = app.portal.trusted_browsers(&user).await?;
-    let known = app
-        .accounts
-        .get(
-            if user.kind() == UserKind::Vendor {
-                Area::Vendor
-            } else {
-                Area::Customer
-            },
-            user.id(),
-        )
-        .is_some();
+    let known = app.accounts.get(area_of(&user), user.id()).is_some();
     let body = html! {
         p { strong { (user.id()) } " (" (user.kind().as_str()) ")"
             @if !known { " — not in the portal's user directory" } }
@@ -442,6 +454,15 @@ pub async fn reset(Desk { app, session }: Desk, Posted(form): Posted<ResetForm>)
         "remove" => ResetMode::RemoveOnly,
         _ => return Err(invalid("Choose what happens next.")),
     };
+    // Only a user the directory knows: a mistyped or mangled address resets nobody.
+    if app.accounts.get(area_of(&user), user.id()).is_none() {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "No such user",
+            "That user is not in the portal's user directory: nothing was reset.",
+        )
+        .link("/admin/users", "Back to users"));
+    }
     // Step-up: a fresh code from the admin's own authenticator, spent like a sign-in code.
     app.staff
         .verify_sign_in(&Area::Admin.user(&who.email), &form.code)
@@ -507,13 +528,10 @@ impl AuditQuery {
 
     fn filter(&self) -> String {
         match (&self.email, &self.kind) {
-            (Some(email), kind) if !email.trim().is_empty() => {
-                format!(
-                    "email={}&kind={}",
-                    normalise(email),
-                    kind.as_deref().unwrap_or("customer")
-                )
-            }
+            (Some(email), kind) if !email.trim().is_empty() => query_string(&[
+                ("email", &normalise(email)),
+                ("kind", kind.as_deref().unwrap_or("customer")),
+            ]),
             _ => String::new(),
         }
     }
@@ -555,7 +573,9 @@ pub async fn audit(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> 
         (events_table(&page.items))
         div.pager {
             @if q.after.is_some() { a href=(format!("/admin/audit?{filter}")) { "Newest" } }
-            @if let Some(next) = &page.next { a #next-page href=(format!("/admin/audit?{filter}&after={}", next.as_str())) { "Older" } }
+            @if let Some(next) = &page.next {
+                a #next-page href=(format!("/admin/audit?{}", and(&filter, &query_string(&[("after", next.as_str())])))) { "Older" }
+            }
         }
     };
     Ok(views::page("Audit trail", Some(&frame(&who, &csrf, None)), body).into_response())

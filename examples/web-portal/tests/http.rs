@@ -953,3 +953,51 @@ async fn a_remembered_browser_skips_the_code_with_a_host_prefixed_http_only_stri
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_links_encode_the_email_and_a_user_outside_the_directory_is_not_reset() {
+    let server = Server::start("encoded", 20).await;
+    let (mut admin, mut admin_phone) = admin_setting(&server, &[]).await;
+    // A user with MFA records whose address holds a `+` (not in the demo directory).
+    let bob = UserId::customer("bob+tag@customer.example");
+    server
+        .app
+        .portal
+        .start_enrolment(&bob, bob.id(), "phone", portal_mfa::EnrolmentOptions::default())
+        .await
+        .unwrap();
+    let users = admin.get("/admin/users").await;
+    let href = between(&users.body, "href=\"/admin/users/reset?", "\"")
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(href.contains("email=bob%2Btag%40customer.example"), "{href}");
+    let form = admin.get(&format!("/admin/users/reset?{href}")).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("bob+tag@customer.example"), "{}", form.body);
+    assert!(form.body.contains("not in the portal"));
+    // Submitted, it resets nobody: the directory does not know the address.
+    let code = admin_phone.code(&server.clock);
+    let reply = admin
+        .post(
+            "/admin/users/reset",
+            &[
+                ("kind", "customer"),
+                ("email", "bob+tag@customer.example"),
+                ("reason", "lost_device"),
+                ("mode", "force"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert!(server.app.portal.record(&bob).await.unwrap().pending().is_some());
+    // The audit filter and its pager keep the address whole too.
+    let audit = admin
+        .get("/admin/audit?email=bob%2Btag%40customer.example&kind=customer")
+        .await;
+    assert!(
+        audit.body.contains("email=bob%2Btag%40customer.example"),
+        "{}",
+        audit.body
+    );
+}
