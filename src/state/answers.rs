@@ -37,6 +37,9 @@ pub enum SignInStep {
     EnterCode {
         /// Unused backup codes the user has.
         backup_codes_remaining: u32,
+        /// Wrong codes still allowed before MFA locks (the lockout rule's own
+        /// count: show this, never derive it).
+        attempts_left: u32,
     },
     /// Too many wrong codes: do not ask for one now.
     LockedOut {

@@ -190,7 +190,7 @@ impl Draft<'_> {
             Error::ReplayedCode
         } else {
             Error::WrongCode {
-                attempts_left: Some(max - consecutive % max),
+                attempts_left: Some(self.record().failures.attempts_left(&rule)),
             }
         }
     }

@@ -192,6 +192,15 @@ impl Failures {
         self.locked_until
     }
 
+    /// Wrong codes still allowed under `rule` before MFA locks again: the
+    /// count resets only on a success, so after a lock ends the user has a
+    /// full round again (`max - consecutive % max`), until the hard limit.
+    pub fn attempts_left(&self, rule: &LockoutRule) -> u32 {
+        let max = u32::from(rule.max_failures()).max(1);
+        let round = max - self.consecutive % max;
+        round.min(LockoutRule::HARD_LIMIT.saturating_sub(self.consecutive))
+    }
+
     /// The lock that holds at `now`, if any.
     pub fn active_lock(&self, now: u64) -> Option<Lock> {
         self.last_lock().filter(|lock| lock.holds_at(now))

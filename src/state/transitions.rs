@@ -60,6 +60,7 @@ impl MfaRecord {
         if self.mfa_enabled() {
             return SignInStep::EnterCode {
                 backup_codes_remaining: self.backup_codes.as_ref().map_or(0, BackupCodes::remaining),
+                attempts_left: self.failures.attempts_left(&ctx.policy.lockout()),
             };
         }
         if self.must_enrol {

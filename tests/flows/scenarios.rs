@@ -134,7 +134,8 @@ pub fn self_configured_user_turns_mfa_on_from_my_account(make: &StoreFactory, ex
     assert_eq!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
         SignInStep::EnterCode {
-            backup_codes_remaining: 10
+            backup_codes_remaining: 10,
+            attempts_left: 5
         }
     );
     portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
@@ -358,7 +359,8 @@ pub fn sign_in_takes_a_totp_code_or_a_backup_code(make: &StoreFactory, ex: Execu
     assert!(matches!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
         SignInStep::EnterCode {
-            backup_codes_remaining: 10
+            backup_codes_remaining: 10,
+            attempts_left: 5
         }
     ));
     let code = phone.code(&clock);

@@ -27,6 +27,8 @@ struct Details {
     link: Option<(String, String)>,
     redirect: Option<String>,
     retry_after: Option<u64>,
+    /// When a lock ends (Unix time): `Retry-After` as that date.
+    retry_at: Option<u64>,
 }
 
 impl Failure {
@@ -39,6 +41,7 @@ impl Failure {
             link: None,
             redirect: None,
             retry_after: None,
+            retry_at: None,
         }))
     }
 
@@ -130,7 +133,9 @@ impl Failure {
             None => "Too many wrong codes. Two-factor sign-in is locked until your administrator resets your MFA."
                 .to_owned(),
         };
-        Failure::new(StatusCode::LOCKED, "Account locked", message)
+        let mut failure = Failure::new(StatusCode::LOCKED, "Account locked", message);
+        failure.0.retry_at = until;
+        failure
     }
 
     /// What portal-mfa refused, in words for the person who caused it.
@@ -282,11 +287,23 @@ impl IntoResponse for Failure {
             }
         };
         let mut response = (failure.status, views::page(&failure.title, None, body)).into_response();
-        if let Some(seconds) = failure.retry_after
-            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-        {
+        let retry = failure
+            .retry_after
+            .map(|seconds| seconds.to_string())
+            .or_else(|| failure.retry_at.and_then(http_date));
+        if let Some(value) = retry.and_then(|v| HeaderValue::from_str(&v).ok()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }
+}
+
+/// Unix time as an HTTP date (`Tue, 01 Dec 2026 22:14:00 GMT`), the absolute form
+/// of `Retry-After`: a lock's end needs no clock of the reader's.
+fn http_date(unix: u64) -> Option<String> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).ok()?).ok()?;
+    at.format(&format).ok()
 }

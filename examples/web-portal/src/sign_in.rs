@@ -166,16 +166,16 @@ pub async fn code_form(
     let csrf = session::csrf_token(&session).await?;
     let backup = query.backup.is_some();
     let user = area.user(&pending.email);
-    // The record and the policy tell both the lock and the attempts left.
-    let record = app.portal(area).record(&user).await?;
-    if let Some(lock) = record.failures().active_lock(app.now()) {
-        return Err(Failure::locked(lock.until));
-    }
-    let policy = app.portal(area).policy().await?;
-    let used = record.failures().consecutive();
-    let left = u32::from(policy.lockout().max_failures()).saturating_sub(used);
-    let note = (used > 0).then(|| format!("{left} attempts left before two-factor sign-in locks."));
-    let remember = policy.trusted_browser_days();
+    // portal-mfa's answer says the lock and the attempts left: the page shows
+    // exactly those, never a count of its own.
+    let attempts_left = match app.portal(area).begin_sign_in(&user).await? {
+        SignInStep::EnterCode { attempts_left, .. } => attempts_left,
+        SignInStep::LockedOut { until } => return Err(Failure::locked(until)),
+        _ => return Err(Failure::no_sign_in(area)),
+    };
+    let failed = app.portal(area).record(&user).await?.failures().consecutive() > 0;
+    let note = failed.then(|| format!("{attempts_left} attempts left before two-factor sign-in locks."));
+    let remember = app.portal(area).policy().await?.trusted_browser_days();
     Ok(code_page(area, &csrf, backup, remember, note.as_deref(), None).into_response())
 }
 

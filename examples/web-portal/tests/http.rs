@@ -451,10 +451,41 @@ async fn expired_sign_ins_replayed_forms_replayed_codes_and_lockouts_get_their_o
     let code = phone.code(&server.clock);
     let reply = agent.post("/customer/sign-in/code", &[("code", &code)]).await;
     assert_eq!(reply.status, StatusCode::LOCKED, "even the right code waits");
-    // A new password step meets the lock at once.
+    // A new password step meets the lock at once; every 423 says when to come back.
     agent.get("/customer/sign-in").await;
     let reply = agent.password("alice@customer.example").await;
     assert_eq!(reply.status, StatusCode::LOCKED);
+    let until = server
+        .app
+        .portal
+        .record(&UserId::customer("alice@customer.example"))
+        .await
+        .unwrap();
+    let until = until.failures().locked_until().unwrap();
+    let retry = reply.headers[header::RETRY_AFTER].to_str().unwrap().to_owned();
+    let expected = time::OffsetDateTime::from_unix_timestamp(until as i64).unwrap();
+    assert!(
+        retry.ends_with(" GMT") && retry.contains(&expected.year().to_string()),
+        "{retry}"
+    );
+    assert!(
+        retry.contains(&format!(
+            "{:02}:{:02}:{:02}",
+            expected.hour(),
+            expected.minute(),
+            expected.second()
+        )),
+        "{retry}"
+    );
+    // Once the lock has ended, a full round of attempts: the page shows the library's count.
+    server.clock.set(until);
+    agent.get("/customer/sign-in").await;
+    agent.password("alice@customer.example").await;
+    let page = agent.get("/customer/sign-in/code").await;
+    assert!(page.body.contains("5 attempts left"), "{}", page.body);
+    let wrong = phone.wrong_code(&server.clock);
+    let reply = agent.post("/customer/sign-in/code", &[("code", &wrong)]).await;
+    assert!(reply.body.contains("4 attempts left"), "{}", reply.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
