@@ -492,7 +492,10 @@ pub async fn outbox(Desk { app, session }: Desk) -> Result<Response, Failure> {
     let (who, csrf) = admin(&app, &session).await?;
     let emails = app.outbox.newest_first();
     let body = html! {
-        p { "The emails the portal sent, newest first (a stand-in for a mail server)." }
+        p { "The emails the portal sent, newest first (a stand-in for a mail server). A user gets at most "
+            (crate::outbox::Outbox::SAME_NOTICE_PER_HOUR) " notices with the same subject an hour; the newest "
+            (crate::outbox::Outbox::KEPT) " are kept." }
+        p #withheld { (app.outbox.withheld()) " repeated notices withheld." }
         @if emails.is_empty() { p { "No emails yet." } }
         @for email in &emails {
             article.card.email {

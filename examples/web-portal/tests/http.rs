@@ -1032,3 +1032,52 @@ async fn admin_links_encode_the_email_and_a_user_outside_the_directory_is_not_re
         audit.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_alone_cannot_flood_a_users_inbox_with_set_up_failures() {
+    let server = Server::start("outbox", 20).await;
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut attacker = Agent::from(&server, [127, 0, 0, 66]);
+    for _ in 0..8 {
+        let reply = attacker.password("alice@customer.example").await;
+        assert_eq!(reply.location(), "/customer/sign-in/enrol");
+        attacker.post("/customer/sign-in/enrol", &[("label", "x")]).await;
+        for _ in 0..5 {
+            attacker
+                .post("/customer/sign-in/enrol/confirm", &[("code", "000000")])
+                .await;
+        }
+        attacker.post("/sign-out", &[]).await;
+    }
+    let to_alice: Vec<_> = server
+        .app
+        .outbox
+        .newest_first()
+        .into_iter()
+        .filter(|e| e.to == "alice@customer.example")
+        .collect();
+    assert_eq!(to_alice.len(), 3, "{to_alice:?}");
+    assert_eq!(server.app.outbox.withheld(), 5);
+    // A different notice still goes: an admin reset.
+    server
+        .app
+        .portal
+        .admin_reset(
+            &portal_mfa::Admin::authorised("admin@acme.example"),
+            &UserId::customer("alice@customer.example"),
+            portal_mfa::admin::ResetReason::LockedOut,
+            portal_mfa::admin::ResetMode::ForceReenrolment,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        server
+            .app
+            .outbox
+            .newest_first()
+            .iter()
+            .filter(|e| e.to == "alice@customer.example")
+            .count(),
+        4
+    );
+}
