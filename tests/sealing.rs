@@ -324,3 +324,45 @@ fn rotation_while_signing_in<S: MfaStore + 'static>(store: Arc<S>) {
     let again = sweeping.reseal(None, USERS + 1).run().unwrap();
     assert_eq!((again.examined, again.resealed, again.next.is_none()), (USERS, 0, true));
 }
+
+/// With `SqliteOptions::secure_delete`, a record's old sealed secret is gone
+/// from the file once the record is rewritten without it; without it (the
+/// control), the sealed bytes linger in the page's free space.
+#[test]
+fn secure_delete_leaves_no_replaced_sealed_secret_in_the_file() {
+    let mut lingering = Vec::new();
+    for secure in [true, false] {
+        let dir = TempDir::new("secure-delete");
+        let db = dir.file("mfa.db");
+        let clock = ManualClock::at(T0);
+        let open =
+            || SqliteStore::open_with(&db, portal_mfa::store::SqliteOptions::new().secure_delete(secure)).unwrap();
+        let portal = flows::portal_on(flows::bytes(open()), &clock);
+        let user = UserId::customer("c");
+        flows::enrol(flows::Executor::Blocking, &portal, &clock, &user);
+        let sealed: Vec<u8> = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT record FROM portal_mfa_records", [], |r| r.get(0))
+            .unwrap();
+        // 32 bytes of the old record, from its sealed secret on.
+        let needle = sealed[sealed.len() / 3..sealed.len() / 3 + 32].to_vec();
+        portal
+            .admin_reset(
+                &ADMIN,
+                &user,
+                portal_mfa::admin::ResetReason::LostDevice,
+                Default::default(),
+            )
+            .run()
+            .unwrap();
+        drop(portal);
+        // Closing the last connection checkpoints the WAL into the file.
+        let file = std::fs::read(&db).unwrap();
+        lingering.push(file.windows(needle.len()).filter(|w| *w == needle.as_slice()).count());
+    }
+    assert_eq!(lingering[0], 0, "secure_delete: nothing of the old record is left");
+    assert!(
+        lingering[1] > 0,
+        "the control: without it the old bytes linger ({lingering:?})"
+    );
+}

@@ -58,7 +58,8 @@ pub struct Config {
     pub database: Database,
     /// The key that seals TOTP secrets at rest.
     pub keyring: Keyring,
-    /// Whether cookies are `Secure` (on behind HTTPS; off for plain-HTTP loopback).
+    /// Whether cookies are `Secure` and `__Host-` prefixed (the default; off
+    /// only for plain-HTTP development, `--insecure-dev-cookies`).
     pub secure_cookies: bool,
     /// The clock for MFA, lockouts and expiries (the system clock, or a test's).
     pub clock: Arc<dyn Clock>,
@@ -73,12 +74,13 @@ pub struct Config {
 
 impl Config {
     /// The defaults: system clock, 20 rows a page, 10 minutes for the second
-    /// factor, log lines to stderr, cookies not `Secure`.
+    /// factor, log lines to stderr, `Secure` `__Host-` cookies, sessions that
+    /// end after 30 idle minutes or 12 hours in all.
     pub fn new(database: Database, keyring: Keyring) -> Self {
         Config {
             database,
             keyring,
-            secure_cookies: false,
+            secure_cookies: true,
             clock: Arc::new(portal_mfa::SystemClock),
             page_size: 20,
             pending_ttl: 600,
@@ -155,7 +157,7 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         secure_cookies: config.secure_cookies,
     });
     let sessions = SessionManagerLayer::new(MemoryStore::default())
-        .with_name("acme_session")
+        .with_name(session_cookie_name(config.secure_cookies))
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
         .with_secure(config.secure_cookies)
@@ -219,6 +221,15 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         .with_state(app.clone());
     Ok((router, app))
 }
+
+/// The session cookie's name: `__Host-` prefixed when `Secure`, so no
+/// subdomain or plain-HTTP page can set or shadow it.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure { "__Host-acme_session" } else { "acme_session" }
+}
+
+/// The longest a signed-in session lasts, however active: 12 hours.
+pub const SESSION_ABSOLUTE_SECS: u64 = 12 * 3_600;
 
 /// Serves `router` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {

@@ -1,7 +1,9 @@
-//! `cargo run -p web-portal [-- --postgres URL] [--data DIR] [--listen ADDR] [--secure-cookies]`
+//! `cargo run -p web-portal [-- --postgres URL] [--data DIR] [--listen ADDR] [--insecure-dev-cookies]`
 //!
 //! Serves the demo portal on http://127.0.0.1:8080 and prints the demo
-//! accounts with their passwords (new ones at every start).
+//! accounts with their passwords (new ones at every start). Cookies are
+//! `Secure` and `__Host-` prefixed (browsers accept them on `localhost`);
+//! `--insecure-dev-cookies` drops both, for plain HTTP on another name.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ use web_portal::accounts::Accounts;
 use web_portal::store::{Database, load_or_create_keyring};
 use web_portal::{Config, build, serve};
 
-const USAGE: &str = "usage: web-portal [--postgres URL] [--data DIR] [--listen ADDR] [--secure-cookies]";
+const USAGE: &str = "usage: web-portal [--postgres URL] [--data DIR] [--listen ADDR] [--insecure-dev-cookies]";
 
 #[tokio::main]
 async fn main() {
@@ -23,14 +25,14 @@ async fn run() -> Result<(), web_portal::store::StartError> {
     let mut data = PathBuf::from("portal-data");
     let mut postgres = None;
     let mut listen = "127.0.0.1:8080".to_owned();
-    let mut secure_cookies = false;
+    let mut secure_cookies = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--postgres" => postgres = Some(args.next().ok_or(USAGE)?),
             "--data" => data = PathBuf::from(args.next().ok_or(USAGE)?),
             "--listen" => listen = args.next().ok_or(USAGE)?,
-            "--secure-cookies" => secure_cookies = true,
+            "--insecure-dev-cookies" => secure_cookies = false,
             _ => return Err(USAGE.into()),
         }
     }
@@ -49,10 +51,14 @@ async fn run() -> Result<(), web_portal::store::StartError> {
         Database::Sqlite(path) => format!("SQLite file {}", path.display()),
         Database::Postgres(_) => "PostgreSQL".to_owned(),
     };
-    println!(
-        "Acme demo portal on http://{} (MFA records in {where_})",
-        listener.local_addr()?
-    );
+    let address = listener.local_addr()?;
+    // `localhost` is a secure context to browsers, so its `Secure` cookies work over plain HTTP.
+    let url = if address.ip().is_loopback() && secure_cookies {
+        format!("http://localhost:{}", address.port())
+    } else {
+        format!("http://{address}")
+    };
+    println!("Acme demo portal on {url} (MFA records in {where_})");
     println!("Demo accounts (new passwords at every start):");
     for account in &demo {
         println!(

@@ -70,6 +70,10 @@ pub struct SignedIn {
     /// The trusted browser this session runs in, if the user trusted it.
     #[serde(default)]
     pub browser: Option<u32>,
+    /// When the sign-in completed (Unix time): the session ends
+    /// [`SESSION_ABSOLUTE_SECS`](crate::SESSION_ABSOLUTE_SECS) later, however active.
+    #[serde(default)]
+    pub since: u64,
 }
 
 /// The session's CSRF token, made on first use (32 random bytes, hex).
@@ -121,7 +125,7 @@ pub async fn set_pending(session: &Session, pending: &Pending) -> Result<(), Fai
 
 /// Ends the sign-in: a new session id, then the user is signed in with the
 /// stamp of what the sign-in proved.
-pub async fn sign_in(session: &Session, account: &Account, stamp: SessionStamp) -> Result<(), Failure> {
+pub async fn sign_in(session: &Session, account: &Account, stamp: SessionStamp, now: u64) -> Result<(), Failure> {
     session.remove_value(PENDING).await.map_err(Failure::session)?;
     rotate(session).await?;
     let who = SignedIn {
@@ -130,6 +134,7 @@ pub async fn sign_in(session: &Session, account: &Account, stamp: SessionStamp) 
         name: account.name.clone(),
         stamp,
         browser: None,
+        since: now,
     };
     session.insert(SIGNED_IN, who).await.map_err(Failure::session)
 }
@@ -142,6 +147,11 @@ pub async fn signed_in(app: &App, session: &Session, area: Area) -> Result<Signe
         Some(who) if who.area == area => who,
         _ => return Err(Failure::sign_in_first(area)),
     };
+    if app.now() >= who.since.saturating_add(crate::SESSION_ABSOLUTE_SECS) {
+        session.flush().await.map_err(Failure::session)?;
+        flash(session, "Your session reached its 12-hour limit. Please sign in again.").await?;
+        return Err(Failure::sign_in_first(area));
+    }
     match app.portal(area).check_session(&area.user(&who.email), &who.stamp).await {
         Ok(()) => Ok(who),
         Err(Error::SessionEnded) => {

@@ -101,14 +101,14 @@ async fn next_step(app: &Shared, session: &Session, account: &Account, step: Sig
     };
     match step {
         SignInStep::NoMfaNeeded { session: stamp } => {
-            session::sign_in(session, account, stamp).await?;
+            session::sign_in(session, account, stamp, app.now()).await?;
             Ok(Redirect::to(&home(area)).into_response())
         }
         SignInStep::TrustedBrowser {
             browser,
             session: stamp,
         } => {
-            session::sign_in(session, account, stamp).await?;
+            session::sign_in(session, account, stamp, app.now()).await?;
             session::remember_browser(session, browser).await?;
             Ok(Redirect::to(&home(area)).into_response())
         }
@@ -119,7 +119,7 @@ async fn next_step(app: &Shared, session: &Session, account: &Account, step: Sig
                 session: stamp,
                 ..
             }) => {
-                session::sign_in(session, account, stamp).await?;
+                session::sign_in(session, account, stamp, app.now()).await?;
                 session::flash(session, grace_text(remaining, until)).await?;
                 Ok(Redirect::to(&home(area)).into_response())
             }
@@ -205,7 +205,7 @@ pub async fn code(
     let backup = form.backup.is_some();
     match app.portal(area).verify_sign_in(&user, &form.code).await {
         Ok(verified) => {
-            session::sign_in(&session, &account, verified.session).await?;
+            session::sign_in(&session, &account, verified.session, app.now()).await?;
             let mut response = Redirect::to(&home(area)).into_response();
             if form.remember.is_some() {
                 let label = crate::trust::label(&headers);
@@ -319,7 +319,7 @@ pub async fn enrol_confirm(
                 Ok(backup_codes_page(&codes, &finish, "Continue to sign in", &csrf).into_response())
             }
             None => {
-                session::sign_in(&session, &account, confirmed.session).await?;
+                session::sign_in(&session, &account, confirmed.session, app.now()).await?;
                 Ok(Redirect::to(&home(area)).into_response())
             }
         },
@@ -350,7 +350,7 @@ pub async fn finish(Visit { app, area, session }: Visit, Posted(form): Posted<Sa
     }
     let account = app.account(area, &pending.email)?;
     let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
-    session::sign_in(&session, &account, stamp).await?;
+    session::sign_in(&session, &account, stamp, app.now()).await?;
     session::flash(&session, "Two-factor authentication is on.").await?;
     Ok(Redirect::to(&home(area)).into_response())
 }

@@ -24,7 +24,10 @@ pub enum Database {
 /// Opens the store, migrating its schema.
 pub async fn open(database: &Database) -> Result<Arc<dyn AsyncMfaStore>, StartError> {
     Ok(match database {
-        Database::Sqlite(path) => Arc::new(OffRuntime::new(SqliteStore::open_with(path, SqliteOptions::new())?)),
+        Database::Sqlite(path) => Arc::new(OffRuntime::new(SqliteStore::open_with(
+            path,
+            SqliteOptions::new().secure_delete(true),
+        )?)),
         Database::Postgres(url) => Arc::new(AsyncPostgresStore::connect(url, PostgresOptions::new()).await?),
     })
 }

@@ -44,6 +44,8 @@ struct Agent<'a> {
     trusted: Option<String>,
     /// Whether the last answer was a redirect, so the token may have changed.
     csrf_stale: bool,
+    /// The session cookie's name (`__Host-` prefixed on a server with `Secure` cookies).
+    session_name: String,
     /// Where the last redirect pointed, to be followed before the next post.
     last_location: Option<String>,
 }
@@ -63,6 +65,7 @@ impl<'a> Agent<'a> {
             trusted: None,
             csrf_stale: false,
             last_location: None,
+            session_name: "acme_session".to_owned(),
         }
     }
 
@@ -71,7 +74,7 @@ impl<'a> Agent<'a> {
         let cookies: Vec<String> = self
             .cookie
             .iter()
-            .map(|c| format!("acme_session={c}"))
+            .map(|c| format!("{}={c}", self.session_name))
             .chain(self.trusted.clone())
             .collect();
         if !cookies.is_empty() {
@@ -89,6 +92,9 @@ impl<'a> Agent<'a> {
                 self.trusted = (!set.contains("Max-Age=0")).then_some(pair);
                 self.cookies_seen.push(set);
                 continue;
+            }
+            if let Some((name, _)) = set.split_once('=').filter(|(name, _)| name.ends_with("acme_session")) {
+                self.session_name = name.to_owned();
             }
             let value = between(&set, "acme_session=", ";").unwrap_or_default().to_owned();
             self.cookie = (!value.is_empty() && !set.contains("Max-Age=0")).then(|| value.clone());
@@ -239,6 +245,15 @@ async fn cookies_are_http_only_and_same_site_strict_and_every_page_is_no_store()
     agent.get("/").await;
     let secure = agent.cookies_seen.last().unwrap();
     assert!(secure.contains("; Secure"), "{secure}");
+    assert!(secure.starts_with("__Host-acme_session="), "{secure}");
+    assert!(
+        web_portal::Config::new(
+            web_portal::store::Database::Sqlite("unused".into()),
+            portal_mfa::Keyring::new("k", &[1; 32]).unwrap()
+        )
+        .secure_cookies,
+        "Secure by default"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1080,4 +1095,21 @@ async fn a_password_alone_cannot_flood_a_users_inbox_with_set_up_failures() {
             .count(),
         4
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_after_twelve_hours_however_active() {
+    let server = Server::start("absolute", 20).await;
+    let (_admin, _) = admin_setting(&server, ENFORCED).await;
+    let mut agent = Agent::new(&server);
+    agent.enrol_and_sign_in("alice@customer.example").await;
+    // Active every 20 minutes (the idle limit is 30): still signed in until the 12th hour.
+    for _ in 0..35 {
+        server.clock.advance(20 * 60);
+        assert_eq!(agent.get("/customer/account").await.status, StatusCode::OK);
+    }
+    server.clock.advance(20 * 60);
+    let ended = agent.get("/customer/account").await;
+    assert_eq!(ended.location(), "/customer/sign-in");
+    assert!(agent.get("/customer/sign-in").await.body.contains("12-hour limit"));
 }

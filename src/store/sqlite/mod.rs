@@ -106,7 +106,9 @@ impl SqliteStore {
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(storage)?;
         }
-        conn.pragma_update(None, "secure_delete", "OFF").map_err(storage)?;
+        let secure_delete = if options.secure_delete { "ON" } else { "OFF" };
+        conn.pragma_update(None, "secure_delete", secure_delete)
+            .map_err(storage)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Self { conn: Mutex::new(conn) })
     }

@@ -10,6 +10,7 @@ use crate::keyring::Keyring;
 pub struct SqliteOptions {
     pub(super) busy_timeout: Option<Duration>,
     pub(super) full_sync: bool,
+    pub(super) secure_delete: bool,
     pub(super) upgrade_keyring: Option<Arc<Keyring>>,
     pub(super) progress: Option<Box<dyn Fn(usize, usize) + Send>>,
 }
@@ -19,6 +20,7 @@ impl core::fmt::Debug for SqliteOptions {
         f.debug_struct("SqliteOptions")
             .field("busy_timeout", &self.busy_timeout)
             .field("full_sync", &self.full_sync)
+            .field("secure_delete", &self.secure_delete)
             .field("upgrade_keyring", &self.upgrade_keyring)
             .finish_non_exhaustive()
     }
@@ -42,6 +44,16 @@ impl SqliteOptions {
     #[must_use]
     pub fn full_sync(mut self, on: bool) -> Self {
         self.full_sync = on;
+        self
+    }
+
+    /// Overwrite deleted content with zeros (SQLite's `secure_delete`): a
+    /// replaced record (a sealed secret, a backup-code hash) leaves nothing in
+    /// the file's free pages or its WAL. It costs writes where rows shrink or
+    /// move; the secrets are sealed either way, so it is off by default.
+    #[must_use]
+    pub fn secure_delete(mut self, on: bool) -> Self {
+        self.secure_delete = on;
         self
     }
 

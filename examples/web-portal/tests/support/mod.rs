@@ -63,6 +63,8 @@ impl Server {
         );
         config.clock = Arc::new(clock.clone());
         config.page_size = page_size;
+        // Plain HTTP on loopback: the tests that check `Secure` cookies turn it back on.
+        config.secure_cookies = false;
         let lines = log.clone();
         config.log = Arc::new(move |line| lines.lock().unwrap().push(line.to_owned()));
         adjust(&mut config);
