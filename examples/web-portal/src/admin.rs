@@ -83,6 +83,9 @@ pub async fn settings(Desk { app, session }: Desk) -> Result<Response, Failure> 
                 (views::radio("method-saml", "sign_in", "saml", saml, "SAML single sign-on"))
                 p { "Note: " (crate::failure::SAML_REFUSAL) }
             }
+            h2 { "Confirm it is you" }
+            p { "Needed for a change that weakens MFA: turning enforcement off, a longer grace, SAML, or trusting browsers for longer." }
+            (views::proof_field("settings-code", "Your own authenticator code"))
             div { button type="submit" { "Save" } }
         }
         p { "Turning enforcement off does not remove anyone's authenticator: users who set one up keep signing in with it until they delete it or you reset their MFA." }
@@ -103,6 +106,8 @@ pub struct SettingsForm {
     sign_in: String,
     #[serde(default)]
     trusted_browser_days: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
 }
 
 /// `POST /admin/settings`
@@ -158,17 +163,72 @@ pub async fn save_settings(
     let admin = Admin::authorised(who.email.as_str());
     // Enforcement off first, so a switch to SAML is judged against the new
     // setting, then the method, then the enforcement asked for.
+    let change = move |p: portal_mfa::PortalPolicy| {
+        p.with_enforcement(Enforcement::SelfConfigured)?
+            .with_sign_in_method(method)?
+            .with_enforcement(enforcement)?
+            .with_trusted_browser_days(trusted_days)
+    };
+    // A stolen admin session must not weaken MFA: that takes a fresh code,
+    // spent like a sign-in code (as a reset does).
+    let current = app.portal.policy().await?;
+    if let Ok(wanted) = change(current)
+        && weakens(&current, &wanted)
+    {
+        let code = form
+            .code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                Failure::new(
+                StatusCode::FORBIDDEN,
+                "Your code is needed",
+                "This change weakens MFA for every portal user: type a current code from your own authenticator app.",
+            )
+            .link("/admin/settings", "Back to settings")
+            })?;
+        app.staff
+            .verify_sign_in(&Area::Admin.user(&who.email), code)
+            .await
+            .map_err(|e| Failure::mfa(e).link("/admin/settings", "Back to settings"))?;
+    }
     app.portal
-        .update_policy(&admin, move |p| {
-            p.with_enforcement(Enforcement::SelfConfigured)?
-                .with_sign_in_method(method)?
-                .with_enforcement(enforcement)?
-                .with_trusted_browser_days(trusted_days)
-        })
+        .update_policy(&admin, change)
         .await
         .map_err(|e| Failure::mfa(e).link("/admin/settings", "Back to settings"))?;
     session::flash(&session, "Settings saved.").await?;
     Ok(Redirect::to("/admin/settings").into_response())
+}
+
+/// Whether going from `old` to `new` weakens MFA: enforcement off, a grace
+/// added or lengthened, SAML (the identity provider then owns MFA), or
+/// browsers trusted for longer.
+fn weakens(old: &portal_mfa::PortalPolicy, new: &portal_mfa::PortalPolicy) -> bool {
+    let grace_longer = match (old.enforcement(), new.enforcement()) {
+        (Enforcement::Enforced { grace: before }, Enforcement::Enforced { grace: after }) => match (before, after) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            // No limit (`None`) is the longest.
+            (Some(b), Some(a)) => {
+                longer(a.until, b.until) || longer(a.sign_ins.map(u64::from), b.sign_ins.map(u64::from))
+            }
+        },
+        (Enforcement::Enforced { .. }, _) => true,
+        _ => false,
+    };
+    grace_longer
+        || (new.sign_in_method() == SignInMethod::Saml && old.sign_in_method() != SignInMethod::Saml)
+        || new.trusted_browser_days() > old.trusted_browser_days()
+}
+
+/// Whether the limit `new` is longer than `old` (`None`: no limit).
+fn longer(new: Option<u64>, old: Option<u64>) -> bool {
+    match (new, old) {
+        (None, Some(_)) => true,
+        (Some(new), Some(old)) => new > old,
+        _ => false,
+    }
 }
 
 /// `YYYY-MM-DD` as the Unix time of that day's midnight, UTC.

@@ -199,9 +199,12 @@ fn backup_codes(html: &str) -> Vec<String> {
 /// The admin, enrolled and signed in, and the portal set to `enforcement`.
 async fn admin_setting<'a>(server: &'a Server, settings: &[(&str, &str)]) -> (Agent<'a>, Phone) {
     let mut admin = Agent::from(server, [127, 0, 0, 9]);
-    let (phone, _) = admin.enrol_and_sign_in("admin@acme.example").await;
+    let (mut phone, _) = admin.enrol_and_sign_in("admin@acme.example").await;
     if !settings.is_empty() {
-        let saved = admin.post("/admin/settings", settings).await;
+        // With a fresh code, in case the change weakens MFA.
+        let code = phone.code(&server.clock);
+        let settings = [settings, &[("code", code.as_str())]].concat();
+        let saved = admin.post("/admin/settings", &settings).await;
         assert_eq!(saved.location(), "/admin/settings", "{}", saved.body);
     }
     (admin, phone)
@@ -588,7 +591,7 @@ async fn an_expired_enrolment_is_gone_and_a_new_one_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grace_by_date_and_by_count_and_saml_refused() {
     let server = Server::start("grace", 20).await;
-    let (mut admin, _) = admin_setting(&server, &[]).await;
+    let (mut admin, mut admin_phone) = admin_setting(&server, &[]).await;
     // Enforcing with SAML: the product documents' words, 409, nothing saved.
     let reply = admin
         .post(
@@ -638,6 +641,8 @@ async fn grace_by_date_and_by_count_and_saml_refused() {
         "/vendor/sign-in/enrol"
     );
 
+    // No deadline of sign-ins any more: a longer grace, so the admin's code.
+    let code = admin_phone.code(&server.clock);
     let reply = admin
         .post(
             "/admin/settings",
@@ -646,6 +651,7 @@ async fn grace_by_date_and_by_count_and_saml_refused() {
                 ("grace", "date"),
                 ("grace_until", "2099-12-31"),
                 ("sign_in", "password"),
+                ("code", &code),
             ],
         )
         .await;
@@ -1112,4 +1118,40 @@ async fn a_session_ends_after_twelve_hours_however_active() {
     let ended = agent.get("/customer/account").await;
     assert_eq!(ended.location(), "/customer/sign-in");
     assert!(agent.get("/customer/sign-in").await.body.contains("12-hour limit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_change_that_weakens_mfa_needs_the_admins_fresh_code() {
+    let server = Server::start("weaken", 20).await;
+    let (mut admin, mut phone) = admin_setting(&server, ENFORCED).await;
+    let off = [("enforcement", "off"), ("grace", "none"), ("sign_in", "password")];
+    let before = server.app.portal.policy().await.unwrap();
+    // A stolen session alone: refused, nothing changed.
+    let refused = admin.post("/admin/settings", &off).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("type a current code"));
+    let longer_trust = [ENFORCED, &[("trusted_browser_days", "30")]].concat();
+    assert_eq!(
+        admin.post("/admin/settings", &longer_trust).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let wrong = [ENFORCED, &[("trusted_browser_days", "30"), ("code", "000000")]].concat();
+    assert_eq!(
+        admin.post("/admin/settings", &wrong).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(server.app.portal.policy().await.unwrap(), before);
+    // With a fresh code it is saved; a change that strengthens MFA needs none.
+    let code = phone.code(&server.clock);
+    let with_code = [&off[..], &[("code", code.as_str())]].concat();
+    assert_eq!(
+        admin.post("/admin/settings", &with_code).await.location(),
+        "/admin/settings"
+    );
+    assert!(!server.app.portal.policy().await.unwrap().is_enforced());
+    assert_eq!(
+        admin.post("/admin/settings", ENFORCED).await.location(),
+        "/admin/settings"
+    );
+    assert!(server.app.portal.policy().await.unwrap().is_enforced());
 }
