@@ -85,7 +85,9 @@ pub async fn settings(Desk { app, session }: Desk) -> Result<Response, Failure> 
             }
             h2 { "Confirm it is you" }
             p { "Needed for a change that weakens MFA: turning enforcement off, a longer grace, SAML, or trusting browsers for longer." }
-            (views::proof_field("settings-code", "Your own authenticator code"))
+            label for="settings-code" { "Your own authenticator code" }
+            input #settings-code type="text" name="code" autocomplete="one-time-code" autocapitalize="none"
+                spellcheck="false" inputmode="numeric" maxlength="20";
             div { button type="submit" { "Save" } }
         }
         p { "Turning enforcement off does not remove anyone's authenticator: users who set one up keep signing in with it until they delete it or you reset their MFA." }
