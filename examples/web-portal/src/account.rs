@@ -361,12 +361,21 @@ pub async fn change_password(
     let refuse = |message: &str| {
         Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Password not changed", message).link(again.clone(), "Try again")
     };
-    if !(MIN_PASSWORD..=256).contains(&form.new.chars().count()) {
+    if !(MIN_PASSWORD..=256).contains(&form.new.chars().count()) || form.new.len() > crate::sign_in::MAX_PASSWORD {
         return Err(refuse("The new password needs 12 to 256 characters."));
     }
+    if form.current.len() > crate::sign_in::MAX_PASSWORD {
+        return Err(refuse("The current password is wrong."));
+    }
+    // The same per-account limit as the sign-in: a stolen session cannot guess the password here.
+    let account_key = format!("{}:{}", area.segment(), who.email);
+    app.account_limits
+        .attempt(&account_key, app.now())
+        .map_err(Failure::rate_limited)?;
     let Some(account) = app.accounts.check(area, &who.email, &form.current).await else {
         return Err(refuse("The current password is wrong."));
     };
+    app.account_limits.clear(&account_key);
     app.accounts.set_password(&account, &form.new).await;
     let stamp = app
         .portal(area)

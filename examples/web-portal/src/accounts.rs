@@ -105,6 +105,8 @@ pub struct Accounts {
     by_email: std::sync::RwLock<HashMap<String, Account>>,
     // Checked for unknown emails, so a wrong email costs what a wrong password does.
     decoy_hash: String,
+    /// Passwords hashed so far (argon2 runs), for tests of the limits.
+    pub checks: std::sync::atomic::AtomicU64,
 }
 
 const DEMO: [(&str, &str, Area); 6] = [
@@ -143,6 +145,7 @@ impl Accounts {
         let accounts = Accounts {
             by_email: std::sync::RwLock::new(by_email),
             decoy_hash: hash(&random_password()),
+            checks: Default::default(),
         };
         (accounts, demo)
     }
@@ -173,6 +176,7 @@ impl Accounts {
             .as_ref()
             .map_or_else(|| self.decoy_hash.clone(), |a| a.password_hash.clone());
         let password = Zeroizing::new(password.to_owned());
+        self.checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let matches = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
                 .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())

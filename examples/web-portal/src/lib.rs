@@ -100,8 +100,10 @@ pub struct App {
     /// The emails sent.
     pub outbox: Outbox,
     clock: Arc<dyn Clock>,
-    account_limits: limits::Limiter,
-    address_limits: limits::Limiter,
+    /// Password attempts per account.
+    pub account_limits: limits::Limiter,
+    /// Password attempts per client address.
+    pub address_limits: limits::Limiter,
     page_size: usize,
     pending_ttl: u64,
     /// Whether cookies are `Secure` (and the trusted-browser cookie `__Host-`).
@@ -209,6 +211,8 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
             Failure::new(StatusCode::NOT_FOUND, "Not found", "There is no page here.").link("/", "Start page")
         })
         .layer(sessions)
+        // Every form fits in a few KB (the longest holds 20 backup codes): nothing bigger is read.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let log = log.clone();
             async move {
@@ -227,6 +231,9 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
 pub fn session_cookie_name(secure: bool) -> &'static str {
     if secure { "__Host-acme_session" } else { "acme_session" }
 }
+
+/// The largest request body read, in bytes.
+pub const MAX_BODY: usize = 16 * 1024;
 
 /// The longest a signed-in session lasts, however active: 12 hours.
 pub const SESSION_ABSOLUTE_SECS: u64 = 12 * 3_600;
@@ -362,9 +369,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Posted<T> {
                 "The form could not be read. Go back and try again.",
             )
         };
-        let body = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|_| bad_form())?;
+        let body = axum::body::Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Failure::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Form too large",
+                    "That form was far larger than any of this site's. Go back and try again.",
+                )
+            } else {
+                bad_form()
+            }
+        })?;
         let token = serde_urlencoded::from_bytes::<CsrfField>(&body)
             .ok()
             .and_then(|f| f.csrf);

@@ -17,6 +17,11 @@ use crate::session::{self, Pending, Stage};
 use crate::views::{self, Frame, code_field, csrf_field};
 use crate::{Posted, Shared, Visit};
 
+/// Longest email accepted (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+/// Longest password accepted, in bytes.
+pub const MAX_PASSWORD: usize = 1_024;
+
 /// The password form.
 #[derive(Deserialize)]
 pub struct PasswordForm {
@@ -42,27 +47,34 @@ pub async fn password(
     Posted(form): Posted<PasswordForm>,
 ) -> Result<Response, Failure> {
     let now = app.now();
+    // Sizes are checked before any work: nothing longer reaches the limiter or argon2.
+    if form.email.len() > MAX_EMAIL || form.password.len() > MAX_PASSWORD {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Too long",
+            "An email has at most 254 characters and a password at most 1 024.",
+        )
+        .link(crate::failure::sign_in_href(area), "Back to sign in"));
+    }
     let email = normalise(&form.email);
     let account_key = format!("{}:{email}", area.segment());
     let address_key = peer.ip().to_string();
-    let wait = [
-        app.account_limits.wait(&account_key, now),
-        app.address_limits.wait(&address_key, now),
-    ]
-    .into_iter()
-    .flatten()
-    .max();
-    if let Some(seconds) = wait {
+    // Counted before the hash, in the step that checks the limit: parallel
+    // requests cannot all pass the check before any failure is recorded.
+    app.account_limits
+        .attempt(&account_key, now)
+        .map_err(Failure::rate_limited)?;
+    if let Err(seconds) = app.address_limits.attempt(&address_key, now) {
+        app.account_limits.refund(&account_key);
         return Err(Failure::rate_limited(seconds));
     }
     let Some(account) = app.accounts.check(area, &email, &form.password).await else {
-        app.account_limits.fail(&account_key, now);
-        app.address_limits.fail(&address_key, now);
         let csrf = session::csrf_token(&session).await?;
         let page = password_page(area, &csrf, None, Some("Wrong email or password."), &email);
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     app.account_limits.clear(&account_key);
+    app.address_limits.refund(&address_key);
     // The password is right: a new session id before anything else is kept.
     session::rotate(&session).await?;
     let user = area.user(&account.email);
