@@ -587,8 +587,20 @@ impl AuditQuery {
     fn user(&self) -> Result<Option<UserId>, Failure> {
         match self.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
             None => Ok(None),
+            Some(email) if self.console() => Ok(Some(Area::Admin.user(&normalise(email)))),
             Some(email) => portal_user(self.kind.as_deref().unwrap_or("customer"), email).map(Some),
         }
+    }
+
+    /// Whether the admin console's own trail is asked for (its step-ups,
+    /// lockouts and enrolments), rather than the portal users'.
+    fn console(&self) -> bool {
+        self.kind.as_deref() == Some("admin")
+    }
+
+    /// The trail asked for: the admin console's or the portal users'.
+    fn trail<'a>(&self, app: &'a Shared) -> &'a crate::MfaPortal {
+        if self.console() { &app.staff } else { &app.portal }
     }
 
     fn filter(&self) -> String {
@@ -597,12 +609,13 @@ impl AuditQuery {
                 ("email", &normalise(email)),
                 ("kind", kind.as_deref().unwrap_or("customer")),
             ]),
+            _ if self.console() => query_string(&[("kind", "admin")]),
             _ => String::new(),
         }
     }
 
     fn events(&self, app: &Shared) -> Result<EventQuery, Failure> {
-        let mut query = EventQuery::portal(app.portal.id()).newest_first();
+        let mut query = EventQuery::portal(self.trail(app).id()).newest_first();
         if let Some(user) = self.user()? {
             query = query.user(&user);
         }
@@ -617,7 +630,7 @@ pub async fn audit(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> 
     if let Some(after) = q.after.as_deref() {
         query = query.after(after.parse::<Cursor>().map_err(Failure::mfa)?);
     }
-    let page = app.portal.audit_events(query).await?;
+    let page = q.trail(&app).audit_events(query).await?;
     let filter = q.filter();
     let kind = q.kind.clone().unwrap_or_else(|| "customer".to_owned());
     let body = html! {
@@ -628,6 +641,7 @@ pub async fn audit(Desk { app, session }: Desk, Query(q): Query<AuditQuery>) -> 
             select #audit-kind name="kind" {
                 option value="customer" selected[kind == "customer"] { "Customer" }
                 option value="vendor" selected[kind == "vendor"] { "Vendor" }
+                option value="admin" selected[kind == "admin"] { "Admin console (step-ups, lockouts, enrolments)" }
             }
             div { button type="submit" { "Filter" } }
         }
@@ -709,7 +723,7 @@ pub async fn audit_csv(Desk { app, session }: Desk, Query(q): Query<AuditQuery>)
         .map_err(csv_failed)?;
     let mut next = Some(query.limit(portal_mfa::MAX_PAGE));
     while let Some(query) = next.take() {
-        let page = app.portal.audit_events(query.clone()).await?;
+        let page = q.trail(&app).audit_events(query.clone()).await?;
         for event in &page.items {
             let user = event.user.as_ref().map(ToString::to_string).unwrap_or_default();
             out.write_record([
@@ -745,7 +759,7 @@ pub async fn audit_jsonl(Desk { app, session }: Desk, Query(q): Query<AuditQuery
     let mut query = q.events(&app)?;
     query.newest_first = false;
     let mut out = Vec::new();
-    app.portal.export_events(query, &mut out).await?;
+    q.trail(&app).export_events(query, &mut out).await?;
     Ok(download(out, "application/jsonl; charset=utf-8", "audit-trail.jsonl"))
 }
 

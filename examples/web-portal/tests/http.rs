@@ -1155,3 +1155,35 @@ async fn a_settings_change_that_weakens_mfa_needs_the_admins_fresh_code() {
     );
     assert!(server.app.portal.policy().await.unwrap().is_enforced());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_consoles_own_events_are_in_the_audit_trail() {
+    let server = Server::start("console-audit", 20).await;
+    let (mut admin, _) = admin_setting(&server, &[]).await;
+    // A failed step-up: a wrong code on a reset.
+    admin
+        .post(
+            "/admin/users/reset",
+            &[
+                ("kind", "customer"),
+                ("email", "alice@customer.example"),
+                ("reason", "lost_device"),
+                ("mode", "force"),
+                ("code", "000000"),
+            ],
+        )
+        .await;
+    let page = admin.get("/admin/audit?kind=admin").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for kind in ["authenticator_added", "verification_failed"] {
+        assert!(page.body.contains(kind), "{kind} in {}", page.body);
+    }
+    assert!(page.body.contains("member:admin@acme.example"), "{}", page.body);
+    let mine = admin.get("/admin/audit?kind=admin&email=admin%40acme.example").await;
+    assert!(mine.body.contains("verification_failed"));
+    let csv = admin.get("/admin/audit.csv?kind=admin").await;
+    assert!(csv.body.contains("verification_failed"), "{}", csv.body);
+    // The portal users' trail does not mix them in.
+    let users = admin.get("/admin/audit").await;
+    assert!(!users.body.contains("member:admin@acme.example"), "{}", users.body);
+}
