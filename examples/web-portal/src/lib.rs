@@ -19,6 +19,7 @@ pub mod failure;
 pub mod limits;
 pub mod outbox;
 pub mod session;
+pub mod session_store;
 pub mod sign_in;
 pub mod store;
 pub mod trust;
@@ -39,7 +40,7 @@ use portal_mfa::store::AsyncMfaStore;
 use portal_mfa::{Clock, Enforcement, Keyring, Portal, PortalId, PortalPolicy};
 use serde::de::DeserializeOwned;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 use crate::accounts::{Account, Accounts, Area};
 use crate::failure::Failure;
@@ -104,6 +105,8 @@ pub struct App {
     pub account_limits: limits::Limiter,
     /// Password attempts per client address.
     pub address_limits: limits::Limiter,
+    /// Where sessions are kept: the MFA records' database.
+    pub sessions: session_store::DbSessions,
     page_size: usize,
     pending_ttl: u64,
     /// Whether cookies are `Secure` (and the trusted-browser cookie `__Host-`).
@@ -144,6 +147,11 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
             .with_notifier(outbox.notifier(name))
             .with_async_sleep(tokio::time::sleep))
     };
+    let db_sessions = match &config.database {
+        Database::Sqlite(path) => session_store::DbSessions::sqlite(path)?,
+        Database::Postgres(url) => session_store::DbSessions::postgres(url).await?,
+    };
+    db_sessions.delete_expired_continuously();
     let staff_policy = PortalPolicy::new().with_enforcement(Enforcement::Enforced { grace: None })?;
     let app = Arc::new(App {
         portal: mfa("acme", PORTAL_NAME)?,
@@ -157,8 +165,9 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         page_size: config.page_size.max(1),
         pending_ttl: config.pending_ttl,
         secure_cookies: config.secure_cookies,
+        sessions: db_sessions.clone(),
     });
-    let sessions = SessionManagerLayer::new(MemoryStore::default())
+    let sessions = SessionManagerLayer::new(db_sessions.clone())
         .with_name(session_cookie_name(config.secure_cookies))
         .with_http_only(true)
         .with_same_site(SameSite::Strict)

@@ -1187,3 +1187,34 @@ async fn the_admin_consoles_own_events_are_in_the_audit_trail() {
     let users = admin.get("/admin/audit").await;
     assert!(!users.body.contains("member:admin@acme.example"), "{}", users.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_live_in_the_database_shared_by_instances_and_expired_ones_are_deleted() {
+    let server = Server::start("db-sessions", 20).await;
+    let mut agent = Agent::new(&server);
+    let reply = agent.password("dan@customer.example").await;
+    assert_eq!(reply.location(), "/customer/account", "MFA is off: signed in");
+    // Another instance on the same database (or this one after a restart) knows the session.
+    let other = server.another_instance().await;
+    let mut request = axum::http::Request::get("/customer/account")
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(agent.address));
+    request.headers_mut().insert(
+        header::COOKIE,
+        format!("acme_session={}", agent.cookie.clone().unwrap())
+            .parse()
+            .unwrap(),
+    );
+    let page = other.oneshot(request).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(page.into_body(), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("Dan Diaz"));
+    // Expired sessions go.
+    let kept = server.app.sessions.count().await.unwrap();
+    assert!(kept >= 1);
+    let far = portal_mfa::Clock::now(&server.clock) as i64 + 365 * 86_400;
+    assert_eq!(server.app.sessions.delete_expired(far).await.unwrap(), kept);
+    assert_eq!(server.app.sessions.count().await.unwrap(), 0);
+    assert_eq!(agent.get("/customer/account").await.location(), "/customer/sign-in");
+}

@@ -42,6 +42,8 @@ pub struct Server {
     pub clock: ManualClock,
     pub demo: Vec<DemoAccount>,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The sealing key, for another instance on the same database.
+    pub key: Vec<u8>,
     pub _dir: TempDir,
 }
 
@@ -76,8 +78,22 @@ impl Server {
             clock,
             demo,
             log,
+            key: key.to_vec(),
             _dir: dir,
         }
+    }
+
+    /// Another app instance on the same database and key (a restart, or a
+    /// second instance behind a load balancer), with the same demo directory.
+    pub async fn another_instance(&self) -> axum::Router {
+        let mut config = Config::new(
+            Database::Sqlite(self._dir.0.join("mfa.sqlite3")),
+            Keyring::new("test-1", &self.key).expect("keyring"),
+        );
+        config.clock = Arc::new(self.clock.clone());
+        config.secure_cookies = false;
+        let (accounts, _) = Accounts::seed();
+        web_portal::build(config, accounts).await.expect("the app starts").0
     }
 
     /// The demo account with this email.

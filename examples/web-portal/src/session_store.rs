@@ -1,0 +1,229 @@
+//! Sessions kept in the same database as the MFA records (the SQLite file, or
+//! PostgreSQL with `--postgres`), so they survive a restart and every
+//! instance behind a load balancer shares them. Each session is one row: its
+//! id, its record as JSON, and when it expires; an expired row is never read,
+//! and a task deletes expired rows every minute.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{Error, Result, SessionStore};
+
+/// A `tower_sessions` store on the portal's database.
+#[derive(Clone)]
+pub struct DbSessions(Backend);
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(deadpool_postgres::Pool),
+}
+
+impl std::fmt::Debug for DbSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbSessions")
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+impl DbSessions {
+    /// On the SQLite file at `path` (its own connection, beside the MFA store's).
+    pub fn sqlite(path: &std::path::Path) -> Result<Self> {
+        let conn = rusqlite::Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA secure_delete=ON;
+             CREATE TABLE IF NOT EXISTS portal_sessions (
+                 id TEXT PRIMARY KEY, record BLOB NOT NULL, expires_at INTEGER NOT NULL
+             ) STRICT;",
+        )
+        .map_err(backend)?;
+        Ok(Self(Backend::Sqlite(Arc::new(Mutex::new(conn)))))
+    }
+
+    /// On the PostgreSQL server at `url`.
+    pub async fn postgres(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(backend)?;
+        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(8)
+            .build()
+            .map_err(backend)?;
+        let client = pool.get().await.map_err(backend)?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS portal_sessions (
+                     id text PRIMARY KEY, record bytea NOT NULL, expires_at bigint NOT NULL
+                 )",
+            )
+            .await
+            .map_err(backend)?;
+        Ok(Self(Backend::Postgres(pool)))
+    }
+
+    /// Deletes every session expired at `now` (Unix time); answers how many.
+    pub async fn delete_expired(&self, now: i64) -> Result<u64> {
+        match &self.0 {
+            Backend::Sqlite(conn) => {
+                let conn = conn.clone();
+                blocking(move || {
+                    let conn = conn.lock().map_err(backend)?;
+                    let n = conn
+                        .execute("DELETE FROM portal_sessions WHERE expires_at <= ?1", [now])
+                        .map_err(backend)?;
+                    Ok(n as u64)
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await.map_err(backend)?;
+                client
+                    .execute("DELETE FROM portal_sessions WHERE expires_at <= $1", &[&now])
+                    .await
+                    .map_err(backend)
+            }
+        }
+    }
+
+    /// How many sessions are kept (expired ones until they are deleted).
+    pub async fn count(&self) -> Result<u64> {
+        match &self.0 {
+            Backend::Sqlite(conn) => {
+                let conn = conn.clone();
+                blocking(move || {
+                    let conn = conn.lock().map_err(backend)?;
+                    conn.query_row("SELECT count(*) FROM portal_sessions", [], |r| r.get::<_, i64>(0))
+                        .map(|n| n as u64)
+                        .map_err(backend)
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await.map_err(backend)?;
+                let row = client
+                    .query_one("SELECT count(*) FROM portal_sessions", &[])
+                    .await
+                    .map_err(backend)?;
+                Ok(row.get::<_, i64>(0) as u64)
+            }
+        }
+    }
+
+    /// Deletes expired sessions every minute, for as long as the process runs.
+    pub fn delete_expired_continuously(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let _ = store
+                    .delete_expired(time::OffsetDateTime::now_utc().unix_timestamp())
+                    .await;
+            }
+        });
+    }
+}
+
+/// Runs a SQLite call off the async worker.
+async fn blocking<T: Send + 'static>(call: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(call).await.map_err(backend)?
+}
+
+#[async_trait]
+impl SessionStore for DbSessions {
+    async fn save(&self, record: &Record) -> Result<()> {
+        let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
+        let (id, expires) = (record.id.to_string(), record.expiry_date.unix_timestamp());
+        match &self.0 {
+            Backend::Sqlite(conn) => {
+                let conn = conn.clone();
+                blocking(move || {
+                    let conn = conn.lock().map_err(backend)?;
+                    conn.execute(
+                        "INSERT INTO portal_sessions VALUES (?1, ?2, ?3)
+                         ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
+                        rusqlite::params![id, json, expires],
+                    )
+                    .map(drop)
+                    .map_err(backend)
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await.map_err(backend)?;
+                client
+                    .execute(
+                        "INSERT INTO portal_sessions VALUES ($1, $2, $3)
+                         ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
+                        &[&id, &json, &expires],
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(backend)
+            }
+        }
+    }
+
+    async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        let (id, now) = (id.to_string(), time::OffsetDateTime::now_utc().unix_timestamp());
+        let json: Option<Vec<u8>> = match &self.0 {
+            Backend::Sqlite(conn) => {
+                let conn = conn.clone();
+                blocking(move || {
+                    let conn = conn.lock().map_err(backend)?;
+                    let mut statement = conn
+                        .prepare_cached("SELECT record FROM portal_sessions WHERE id = ?1 AND expires_at > ?2")
+                        .map_err(backend)?;
+                    let mut rows = statement.query(rusqlite::params![id, now]).map_err(backend)?;
+                    rows.next()
+                        .map_err(backend)?
+                        .map(|r| r.get::<_, Vec<u8>>(0))
+                        .transpose()
+                        .map_err(backend)
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await.map_err(backend)?;
+                client
+                    .query_opt(
+                        "SELECT record FROM portal_sessions WHERE id = $1 AND expires_at > $2",
+                        &[&id, &now],
+                    )
+                    .await
+                    .map_err(backend)?
+                    .map(|row| row.get(0))
+            }
+        };
+        json.map(|json| serde_json::from_slice(&json).map_err(|e| Error::Decode(e.to_string())))
+            .transpose()
+    }
+
+    async fn delete(&self, id: &Id) -> Result<()> {
+        let id = id.to_string();
+        match &self.0 {
+            Backend::Sqlite(conn) => {
+                let conn = conn.clone();
+                blocking(move || {
+                    let conn = conn.lock().map_err(backend)?;
+                    conn.execute("DELETE FROM portal_sessions WHERE id = ?1", [id])
+                        .map(drop)
+                        .map_err(backend)
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await.map_err(backend)?;
+                client
+                    .execute("DELETE FROM portal_sessions WHERE id = $1", &[&id])
+                    .await
+                    .map(drop)
+                    .map_err(backend)
+            }
+        }
+    }
+}
