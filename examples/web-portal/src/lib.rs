@@ -273,7 +273,12 @@ fn harden(mut response: Response) -> Response {
 }
 
 async fn start_page(session: Session) -> Result<Response, Failure> {
-    let csrf = session::csrf_token(&session).await?;
+    // Its only form is a signed-in visitor's sign-out: a visitor without a session gets none.
+    let csrf = session
+        .get::<String>("csrf")
+        .await
+        .map_err(Failure::session)?
+        .unwrap_or_default();
     let body = html! {
         p { "A demo of portal-mfa. The customer and vendor portals share one MFA setting, which the admin sets." }
         ul {
@@ -362,15 +367,16 @@ struct CsrfField {
     csrf: Option<String>,
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Posted<T> {
+impl<T: DeserializeOwned> FromRequest<Shared> for Posted<T> {
     type Rejection = Failure;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Failure> {
+    async fn from_request(request: Request, app: &Shared) -> Result<Self, Failure> {
         let session = request
             .extensions()
             .get::<Session>()
             .cloned()
             .ok_or_else(Failure::csrf)?;
+        let headers = request.headers().clone();
         let bad_form = || {
             Failure::new(
                 StatusCode::BAD_REQUEST,
@@ -378,7 +384,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Posted<T> {
                 "The form could not be read. Go back and try again.",
             )
         };
-        let body = axum::body::Bytes::from_request(request, state).await.map_err(|e| {
+        let body = axum::body::Bytes::from_request(request, app).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Failure::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -392,7 +398,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Posted<T> {
         let token = serde_urlencoded::from_bytes::<CsrfField>(&body)
             .ok()
             .and_then(|f| f.csrf);
-        session::check_csrf(&session, token.as_deref()).await?;
+        session::check_csrf(&session, token.as_deref(), &headers, app.secure_cookies).await?;
         serde_urlencoded::from_bytes(&body).map(Posted).map_err(|_| bad_form())
     }
 }

@@ -81,15 +81,71 @@ pub async fn csrf_token(session: &Session) -> Result<String, Failure> {
     if let Some(token) = session.get::<String>(CSRF).await.map_err(Failure::session)? {
         return Ok(token);
     }
-    let bytes: [u8; 32] = rand::random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = new_token();
     session.insert(CSRF, &token).await.map_err(Failure::session)?;
     Ok(token)
 }
 
-/// Refuses a form whose token is missing or is not this session's.
-pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<(), Failure> {
-    let expected = session.get::<String>(CSRF).await.map_err(Failure::session)?;
+/// The CSRF token for a form a visitor without a session sees (the sign-in
+/// page): no session is created for it. The session's token once it has one;
+/// otherwise the token in the visitor's CSRF cookie (double submit: a page of
+/// another site can neither read nor send it, and with `__Host-` no other
+/// subdomain can set it), or a new one with the cookie to set.
+pub async fn form_token(
+    session: &Session,
+    headers: &axum::http::HeaderMap,
+    secure: bool,
+) -> Result<(String, Option<axum::http::HeaderValue>), Failure> {
+    if let Some(token) = session.get::<String>(CSRF).await.map_err(Failure::session)? {
+        return Ok((token, None));
+    }
+    if let Some(token) = cookie_token(headers, secure) {
+        return Ok((token, None));
+    }
+    let token = new_token();
+    let secure_attribute = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict{secure_attribute}",
+        csrf_cookie(secure)
+    );
+    Ok((token, axum::http::HeaderValue::from_str(&cookie).ok()))
+}
+
+fn csrf_cookie(secure: bool) -> &'static str {
+    if secure { "__Host-acme_csrf" } else { "acme_csrf" }
+}
+
+/// The token of the visitor's CSRF cookie, if it holds one of ours (64 hex digits).
+fn cookie_token(headers: &axum::http::HeaderMap, secure: bool) -> Option<String> {
+    let name = csrf_cookie(secure);
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses a form whose token is missing or is not this session's (or, for a
+/// visitor without a session, not the one in their CSRF cookie).
+pub async fn check_csrf(
+    session: &Session,
+    submitted: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    secure: bool,
+) -> Result<(), Failure> {
+    let expected = match session.get::<String>(CSRF).await.map_err(Failure::session)? {
+        Some(token) => Some(token),
+        None => cookie_token(headers, secure),
+    };
     match (expected, submitted) {
         (Some(expected), Some(submitted)) if bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) => Ok(()),
         _ => Err(Failure::csrf()),

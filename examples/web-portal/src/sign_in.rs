@@ -29,14 +29,25 @@ pub struct PasswordForm {
     password: String,
 }
 
-/// `GET /{area}/sign-in`
-pub async fn form(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
+/// `GET /{area}/sign-in`: no session is created for it (see [`session::form_token`]).
+pub async fn form(Visit { app, area, session }: Visit, headers: HeaderMap) -> Result<Response, Failure> {
     if session::signed_in(&app, &session, area).await.is_ok() {
         return Ok(Redirect::to(&format!("/{}/account", area.segment())).into_response());
     }
-    let csrf = session::csrf_token(&session).await?;
+    let (csrf, cookie) = session::form_token(&session, &headers, app.secure_cookies).await?;
     let flash = session::take_flash(&session).await?;
-    Ok(password_page(area, &csrf, flash.as_deref(), None, "").into_response())
+    Ok(with_cookie(
+        password_page(area, &csrf, flash.as_deref(), None, "").into_response(),
+        cookie,
+    ))
+}
+
+/// `response` with `cookie` set, if any.
+fn with_cookie(mut response: Response, cookie: Option<axum::http::HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// `POST /{area}/sign-in`: the password step.
@@ -69,9 +80,9 @@ pub async fn password(
         return Err(Failure::rate_limited(seconds));
     }
     let Some(account) = app.accounts.check(area, &email, &form.password).await else {
-        let csrf = session::csrf_token(&session).await?;
+        let (csrf, cookie) = session::form_token(&session, &headers, app.secure_cookies).await?;
         let page = password_page(area, &csrf, None, Some("Wrong email or password."), &email);
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        return Ok(with_cookie((StatusCode::UNAUTHORIZED, page).into_response(), cookie));
     };
     app.account_limits.clear(&account_key);
     app.address_limits.refund(&address_key);

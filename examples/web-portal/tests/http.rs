@@ -46,6 +46,8 @@ struct Agent<'a> {
     csrf_stale: bool,
     /// The session cookie's name (`__Host-` prefixed on a server with `Secure` cookies).
     session_name: String,
+    /// The CSRF cookie a visitor without a session gets, `name=value`.
+    csrf_cookie: Option<String>,
     /// Where the last redirect pointed, to be followed before the next post.
     last_location: Option<String>,
 }
@@ -66,6 +68,7 @@ impl<'a> Agent<'a> {
             csrf_stale: false,
             last_location: None,
             session_name: "acme_session".to_owned(),
+            csrf_cookie: None,
         }
     }
 
@@ -76,6 +79,7 @@ impl<'a> Agent<'a> {
             .iter()
             .map(|c| format!("{}={c}", self.session_name))
             .chain(self.trusted.clone())
+            .chain(self.csrf_cookie.clone())
             .collect();
         if !cookies.is_empty() {
             request
@@ -87,6 +91,11 @@ impl<'a> Agent<'a> {
         let headers = response.headers().clone();
         for set in headers.get_all(header::SET_COOKIE) {
             let set = set.to_str().unwrap().to_owned();
+            if set.contains("acme_csrf=") {
+                self.csrf_cookie = Some(set.split(';').next().unwrap().to_owned());
+                self.cookies_seen.push(set);
+                continue;
+            }
             if set.contains("acme_trusted_") {
                 let pair = set.split(';').next().unwrap().to_owned();
                 self.trusted = (!set.contains("Max-Age=0")).then_some(pair);
@@ -245,10 +254,11 @@ async fn cookies_are_http_only_and_same_site_strict_and_every_page_is_no_store()
 
     let secure_server = Server::start_with("cookies-secure", 20, |config| config.secure_cookies = true).await;
     let mut agent = Agent::new(&secure_server);
-    agent.get("/").await;
-    let secure = agent.cookies_seen.last().unwrap();
-    assert!(secure.contains("; Secure"), "{secure}");
-    assert!(secure.starts_with("__Host-acme_session="), "{secure}");
+    agent.password("dan@customer.example").await;
+    for name in ["__Host-acme_csrf=", "__Host-acme_session="] {
+        let cookie = agent.cookies_seen.iter().find(|c| c.starts_with(name)).expect(name);
+        assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    }
     assert!(
         web_portal::Config::new(
             web_portal::store::Database::Sqlite("unused".into()),
@@ -297,8 +307,13 @@ async fn the_session_id_changes_after_the_password_and_again_after_the_code() {
     let (mut phone, _) = agent.enrol_and_sign_in("alice@customer.example").await;
     agent.post("/sign-out", &[]).await;
 
+    // A visitor before sign-in has no session at all; one planted by an attacker is replaced.
     agent.get("/customer/sign-in").await;
-    let anonymous = agent.cookie.clone().expect("a session before sign-in");
+    assert_eq!(agent.cookie, None, "no session before sign-in");
+    let mut planter = Agent::new(&server);
+    planter.password("dan@customer.example").await;
+    let anonymous = planter.cookie.clone().unwrap();
+    agent.cookie = Some(anonymous.clone());
     agent.password("alice@customer.example").await;
     let after_password = agent.cookie.clone().unwrap();
     let code = phone.code(&server.clock);
@@ -1217,4 +1232,43 @@ async fn sessions_live_in_the_database_shared_by_instances_and_expired_ones_are_
     assert_eq!(server.app.sessions.delete_expired(far).await.unwrap(), kept);
     assert_eq!(server.app.sessions.count().await.unwrap(), 0);
     assert_eq!(agent.get("/customer/account").await.location(), "/customer/sign-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visitors_without_a_session_create_none_and_their_form_is_bound_to_their_browser() {
+    let server = Server::start("no-session", 20).await;
+    let before = server.app.sessions.count().await.unwrap();
+    // A flood of cookieless visits to the sign-in pages and the start page: no session is kept.
+    for i in 0..2_000 {
+        let mut visitor = Agent::new(&server);
+        let path = if i % 2 == 0 { "/customer/sign-in" } else { "/" };
+        assert_eq!(visitor.get(path).await.status, StatusCode::OK);
+    }
+    assert_eq!(server.app.sessions.count().await.unwrap(), before);
+    // The sign-in form's token is bound to the visitor's CSRF cookie.
+    let mut alice = Agent::new(&server);
+    alice.get("/customer/sign-in").await;
+    let cookie = alice
+        .cookies_seen
+        .iter()
+        .find(|c| c.starts_with("acme_csrf="))
+        .unwrap()
+        .clone();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let (_, password) = server.account("alice@customer.example");
+    let form = [("email", "alice@customer.example"), ("password", password.as_str())];
+    // Without the cookie (a page of another site posting it), refused.
+    let mut forger = Agent::new(&server);
+    forger.csrf = alice.csrf.clone();
+    assert_eq!(
+        forger.post("/customer/sign-in", &form).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // With it, signed in: only now is there a session.
+    let reply = alice.post("/customer/sign-in", &form).await;
+    assert_eq!(reply.location(), "/customer/account", "{}", reply.body);
+    assert_eq!(server.app.sessions.count().await.unwrap(), before + 1);
 }
