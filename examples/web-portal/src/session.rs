@@ -117,15 +117,7 @@ fn csrf_cookie(secure: bool) -> &'static str {
 
 /// The token of the visitor's CSRF cookie, if it holds one of ours (64 hex digits).
 fn cookie_token(headers: &axum::http::HeaderMap, secure: bool) -> Option<String> {
-    let name = csrf_cookie(secure);
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
+    crate::trust::request_cookie(headers, csrf_cookie(secure))
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 

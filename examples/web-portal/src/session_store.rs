@@ -69,13 +69,9 @@ impl DbSessions {
     pub async fn delete_expired(&self, now: i64) -> Result<u64> {
         match &self.0 {
             Backend::Sqlite(conn) => {
-                let conn = conn.clone();
-                blocking(move || {
-                    let conn = conn.lock().map_err(backend)?;
-                    let n = conn
-                        .execute("DELETE FROM portal_sessions WHERE expires_at <= ?1", [now])
-                        .map_err(backend)?;
-                    Ok(n as u64)
+                on_sqlite(conn, move |c| {
+                    c.execute("DELETE FROM portal_sessions WHERE expires_at <= ?1", [now])
+                        .map(|n| n as u64)
                 })
                 .await
             }
@@ -93,12 +89,9 @@ impl DbSessions {
     pub async fn count(&self) -> Result<u64> {
         match &self.0 {
             Backend::Sqlite(conn) => {
-                let conn = conn.clone();
-                blocking(move || {
-                    let conn = conn.lock().map_err(backend)?;
-                    conn.query_row("SELECT count(*) FROM portal_sessions", [], |r| r.get::<_, i64>(0))
+                on_sqlite(conn, |c| {
+                    c.query_row("SELECT count(*) FROM portal_sessions", [], |r| r.get::<_, i64>(0))
                         .map(|n| n as u64)
-                        .map_err(backend)
                 })
                 .await
             }
@@ -128,9 +121,15 @@ impl DbSessions {
     }
 }
 
-/// Runs a SQLite call off the async worker.
-async fn blocking<T: Send + 'static>(call: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(call).await.map_err(backend)?
+/// Runs `call` on the SQLite connection, off the async worker.
+async fn on_sqlite<T: Send + 'static>(
+    conn: &Arc<Mutex<rusqlite::Connection>>,
+    call: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || call(&*conn.lock().map_err(backend)?).map_err(backend))
+        .await
+        .map_err(backend)?
 }
 
 #[async_trait]
@@ -140,16 +139,13 @@ impl SessionStore for DbSessions {
         let (id, expires) = (record.id.to_string(), record.expiry_date.unix_timestamp());
         match &self.0 {
             Backend::Sqlite(conn) => {
-                let conn = conn.clone();
-                blocking(move || {
-                    let conn = conn.lock().map_err(backend)?;
-                    conn.execute(
+                on_sqlite(conn, move |c| {
+                    c.execute(
                         "INSERT INTO portal_sessions VALUES (?1, ?2, ?3)
                          ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
                         rusqlite::params![id, json, expires],
                     )
                     .map(drop)
-                    .map_err(backend)
                 })
                 .await
             }
@@ -172,18 +168,11 @@ impl SessionStore for DbSessions {
         let (id, now) = (id.to_string(), time::OffsetDateTime::now_utc().unix_timestamp());
         let json: Option<Vec<u8>> = match &self.0 {
             Backend::Sqlite(conn) => {
-                let conn = conn.clone();
-                blocking(move || {
-                    let conn = conn.lock().map_err(backend)?;
-                    let mut statement = conn
-                        .prepare_cached("SELECT record FROM portal_sessions WHERE id = ?1 AND expires_at > ?2")
-                        .map_err(backend)?;
-                    let mut rows = statement.query(rusqlite::params![id, now]).map_err(backend)?;
-                    rows.next()
-                        .map_err(backend)?
-                        .map(|r| r.get::<_, Vec<u8>>(0))
-                        .transpose()
-                        .map_err(backend)
+                on_sqlite(conn, move |c| {
+                    let mut statement =
+                        c.prepare_cached("SELECT record FROM portal_sessions WHERE id = ?1 AND expires_at > ?2")?;
+                    let mut rows = statement.query(rusqlite::params![id, now])?;
+                    rows.next()?.map(|r| r.get::<_, Vec<u8>>(0)).transpose()
                 })
                 .await?
             }
@@ -207,12 +196,8 @@ impl SessionStore for DbSessions {
         let id = id.to_string();
         match &self.0 {
             Backend::Sqlite(conn) => {
-                let conn = conn.clone();
-                blocking(move || {
-                    let conn = conn.lock().map_err(backend)?;
-                    conn.execute("DELETE FROM portal_sessions WHERE id = ?1", [id])
-                        .map(drop)
-                        .map_err(backend)
+                on_sqlite(conn, move |c| {
+                    c.execute("DELETE FROM portal_sessions WHERE id = ?1", [id]).map(drop)
                 })
                 .await
             }

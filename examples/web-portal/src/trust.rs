@@ -19,7 +19,12 @@ pub fn cookie_name(area: Area, secure: bool) -> String {
 
 /// The token this browser presents for `area`, if any.
 pub fn token(headers: &HeaderMap, area: Area, secure: bool) -> Option<String> {
-    let name = cookie_name(area, secure);
+    // A token is 52 characters: anything longer is not one, and is not read.
+    request_cookie(headers, &cookie_name(area, secure)).filter(|value| value.len() <= 64)
+}
+
+/// The value of the request's cookie `name`, if it sent one.
+pub fn request_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -28,8 +33,6 @@ pub fn token(headers: &HeaderMap, area: Area, secure: bool) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
-        // A token is 52 characters: anything longer is not one, and is not read.
-        .filter(|value| value.len() <= 64)
 }
 
 /// Sets the cookie to `token` for `seconds`.

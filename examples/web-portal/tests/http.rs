@@ -196,6 +196,21 @@ impl<'a> Agent<'a> {
     }
 }
 
+/// An admin resets Alice's MFA (forcing re-enrolment) through the library.
+async fn reset_alice(server: &Server, reason: portal_mfa::admin::ResetReason) {
+    server
+        .app
+        .portal
+        .admin_reset(
+            &portal_mfa::Admin::authorised("admin@acme.example"),
+            &UserId::customer("alice@customer.example"),
+            reason,
+            portal_mfa::admin::ResetMode::ForceReenrolment,
+        )
+        .await
+        .unwrap();
+}
+
 fn backup_codes(html: &str) -> Vec<String> {
     let list = between(html, "id=\"backup-codes\">", "</ul>").expect("the backup codes are shown");
     list.split("<li>")
@@ -941,17 +956,7 @@ async fn a_password_change_or_a_reset_ends_the_other_sessions_on_their_next_requ
             .contains("You were signed out")
     );
     // An admin reset ends the laptop's session too.
-    server
-        .app
-        .portal
-        .admin_reset(
-            &portal_mfa::Admin::authorised("admin@acme.example"),
-            &UserId::customer("alice@customer.example"),
-            portal_mfa::admin::ResetReason::LostDevice,
-            portal_mfa::admin::ResetMode::ForceReenrolment,
-        )
-        .await
-        .unwrap();
+    reset_alice(&server, portal_mfa::admin::ResetReason::LostDevice).await;
     let ended = laptop.get("/customer/account").await;
     assert_eq!(ended.location(), "/customer/sign-in");
     // A stale session cannot change the password either.
@@ -1095,17 +1100,7 @@ async fn a_password_alone_cannot_flood_a_users_inbox_with_set_up_failures() {
     assert_eq!(to_alice.len(), 3, "{to_alice:?}");
     assert_eq!(server.app.outbox.withheld(), 5);
     // A different notice still goes: an admin reset.
-    server
-        .app
-        .portal
-        .admin_reset(
-            &portal_mfa::Admin::authorised("admin@acme.example"),
-            &UserId::customer("alice@customer.example"),
-            portal_mfa::admin::ResetReason::LockedOut,
-            portal_mfa::admin::ResetMode::ForceReenrolment,
-        )
-        .await
-        .unwrap();
+    reset_alice(&server, portal_mfa::admin::ResetReason::LockedOut).await;
     assert_eq!(
         server
             .app
