@@ -179,7 +179,7 @@ enum Seen {
 /// returned must fail; one that succeeded was committed (its event is in the
 /// trail) before the reset; every stamp it answered has ended since.
 fn reset_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
-    const RESET_TRIALS: usize = 60;
+    const RESET_TRIALS: usize = 25;
     let (portal, clock) = setup(store);
     portal
         .update_policy(&flows::ADMIN, |p| p.with_trusted_browser_days(30))

@@ -109,7 +109,7 @@ fn trusted_browser_tokens_never_reach_the_database_or_its_wal() {
     let dir = TempDir::new("tokens");
     let db = dir.file("mfa.db");
     let clock = ManualClock::at(T0);
-    let (portal, secrets) = enrolled(&db, &clock, 150);
+    let (portal, secrets) = enrolled(&db, &clock, 60);
     portal
         .update_policy(&ADMIN, |p| p.with_trusted_browser_days(30))
         .run()
