@@ -69,13 +69,15 @@ impl MfaRecord {
             return draft.done(Err(error));
         };
         let now = ctx.now;
-        let browser = draft.record().trusted_browsers()[index].clone();
+        // Two plain fields, not a clone of the entry: this is the sign-in path.
+        let (browser, last_used_at) = {
+            let entry = &draft.record().trusted_browsers()[index];
+            (entry.id, entry.last_used_at)
+        };
         // A use is recorded (last use, audit event) at most once an hour, so a
         // trusted sign-in within the hour writes nothing and costs what the
         // plain step does; a failure count to clear is always written.
-        let recorded = browser
-            .last_used_at
-            .is_some_and(|last| last <= now && now - last < USE_RECORDED_EVERY_SECS);
+        let recorded = last_used_at.is_some_and(|last| last <= now && now - last < USE_RECORDED_EVERY_SECS);
         if !recorded || draft.record().failures != Default::default() {
             let record = draft.record_mut();
             record.failures = Default::default();
@@ -83,9 +85,9 @@ impl MfaRecord {
             if let Some(trusted) = record.trusted.as_mut() {
                 trusted.browsers[index].last_used_at = Some(now);
             }
-            draft.emit(EventKind::TrustedBrowserUsed { browser: browser.id });
+            draft.emit(EventKind::TrustedBrowserUsed { browser });
         }
-        let (browser, session) = (browser.id, draft.stamp(SessionProof::TrustedBrowser));
+        let session = draft.stamp(SessionProof::TrustedBrowser);
         draft.done(Ok(SignInStep::TrustedBrowser { browser, session }))
     }
 
