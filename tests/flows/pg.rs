@@ -403,3 +403,395 @@ pub(crate) use forward_async_store;
 pub fn available() -> bool {
     shared().is_some()
 }
+
+// ---------------------------------------------------------------------------
+// A primary and a streaming standby, for failover
+
+/// How the primary waits for its standby before it answers a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replication {
+    /// `synchronous_commit = on` with the standby in `synchronous_standby_names`:
+    /// a commit is answered once the standby has flushed it.
+    Sync,
+    /// `synchronous_commit = remote_apply`: once the standby has applied it.
+    SyncApply,
+    /// No synchronous standby: a commit is answered once the primary has it.
+    Async,
+}
+
+/// How the primary dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kill {
+    /// `pg_ctl stop -m immediate`: every server process quits at once, nothing flushed or sent.
+    Immediate,
+    /// SIGKILL of the postmaster alone: its backends and WAL senders find it gone and exit.
+    Postmaster,
+    /// SIGKILL of every server process at once: a machine that stopped.
+    Everything,
+}
+
+/// A primary and a streaming standby started by this process, both on
+/// loopback, listening on two fixed ports; after a failover the next standby
+/// takes the dead primary's port, so one multi-host URL finds the primary
+/// through every round. Both servers stop and the directory goes when this
+/// process ends, however it ends (a supervising shell, as for [`start`]).
+pub struct Cluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
+    ports: [u16; 2],
+    /// The data directory serving each port, if a server was started there.
+    data: [Option<PathBuf>; 2],
+    /// Which port is the primary's.
+    primary: usize,
+    nodes: u32,
+    pub replication: Replication,
+    _supervisor: Mutex<Child>,
+}
+
+/// A primary with a streaming standby replicating as `replication`, or
+/// `None` after saying why not (failing under `CI=true`).
+pub fn cluster(replication: Replication) -> Option<Cluster> {
+    Cluster::start(replication).map_err(|why| skip(&why)).ok()
+}
+
+impl Cluster {
+    fn start(replication: Replication) -> Result<Self, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let bin = server_binaries().ok_or("initdb and pg_ctl not found under /usr/lib/postgresql")?;
+        if !bin.join("pg_basebackup").exists() {
+            return Err("pg_basebackup not found beside initdb".into());
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "portal-mfa-cluster-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let owner = if std::fs::metadata("/proc/self").map_err(|e| e.to_string())?.uid() == 0 {
+            let owner = account("postgres")
+                .or_else(|| account("nobody"))
+                .ok_or("no unprivileged account")?;
+            std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).map_err(|e| e.to_string())?;
+            Some(owner)
+        } else {
+            None
+        };
+        let mut ports = [0; 2];
+        for port in &mut ports {
+            *port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())?
+                .port();
+        }
+        // Stops whatever still runs in the directory, then removes it, once this process's pipe closes.
+        let script = format!(
+            "read _; for d in '{dir}'/node-*; do '{ctl}' -D \"$d\" -m immediate -w stop >/dev/null 2>&1; done; rm -rf '{dir}'",
+            ctl = bin.join("pg_ctl").display(),
+            dir = dir.display(),
+        );
+        let supervisor = as_owner(Command::new("sh"), owner)
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("sh: {e}"))?;
+        let mut cluster = Self {
+            dir,
+            bin,
+            owner,
+            ports,
+            data: [None, None],
+            primary: 0,
+            nodes: 0,
+            replication,
+            _supervisor: Mutex::new(supervisor),
+        };
+        let data = cluster.next_node();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
+        )?;
+        let (standby_names, commit) = match replication {
+            Replication::Sync => ("*", "on"),
+            Replication::SyncApply => ("*", "remote_apply"),
+            Replication::Async => ("", "on"),
+        };
+        // The kills are process deaths, not power cuts: what a process wrote
+        // the kernel keeps, so fsync adds nothing to what the test shows.
+        cluster.configure(
+            &data,
+            &format!(
+                "listen_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\nmax_connections = 100\n\
+                 fsync = off\nsynchronous_standby_names = '{standby_names}'\nsynchronous_commit = {commit}\n\
+                 wal_sender_timeout = 5s\nwal_receiver_status_interval = 1s\n",
+                dir = cluster.dir.display()
+            ),
+        )?;
+        cluster.start_node(0, data)?;
+        cluster.add_standby()?;
+        Ok(cluster)
+    }
+
+    /// The multi-host URL an app gives the stores: both ports, read-write
+    /// sessions only, so a new connection finds whichever is the primary.
+    pub fn url(&self) -> String {
+        format!(
+            "host={d},{d} port={},{} user=postgres dbname=postgres target_session_attrs=read-write",
+            self.ports[0],
+            self.ports[1],
+            d = self.dir.display()
+        )
+    }
+
+    /// The primary alone, for the test's own SQL.
+    pub fn primary_url(&self) -> String {
+        self.node_url(self.primary)
+    }
+
+    /// The standby alone.
+    pub fn standby_url(&self) -> String {
+        self.node_url(1 - self.primary)
+    }
+
+    fn node_url(&self, slot: usize) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.ports[slot]
+        )
+    }
+
+    fn next_node(&mut self) -> PathBuf {
+        self.nodes += 1;
+        self.dir.join(format!("node-{}", self.nodes))
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let output = as_owner(Command::new(self.bin.join(program)), self.owner)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{program} failed: {}", String::from_utf8_lossy(&output.stderr)))
+        }
+    }
+
+    /// Appends `settings` to the node's `postgresql.conf` (the last setting wins).
+    fn configure(&self, data: &Path, settings: &str) -> Result<(), String> {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(settings.as_bytes()))
+            .map_err(|e| format!("postgresql.conf: {e}"))
+    }
+
+    fn start_node(&mut self, slot: usize, data: PathBuf) -> Result<(), String> {
+        let log = self
+            .dir
+            .join(format!("{}.log", data.file_name().unwrap().to_string_lossy()));
+        let port = format!("-p {}", self.ports[slot]);
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "-o",
+                &port,
+                "start",
+            ],
+        )?;
+        self.data[slot] = Some(data);
+        Ok(())
+    }
+
+    /// A new standby, copied from the primary by `pg_basebackup -R`, on the
+    /// other port; returns once the primary streams to it (as its synchronous
+    /// standby, when commits wait for one).
+    pub fn add_standby(&mut self) -> Result<(), String> {
+        let data = self.next_node();
+        let port = self.ports[self.primary].to_string();
+        let dir = self.dir.display().to_string();
+        self.run(
+            "pg_basebackup",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-h",
+                &dir,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ],
+        )?;
+        self.configure(&data, "cluster_name = 'standby'\n")?;
+        self.start_node(1 - self.primary, data)?;
+        let wanted = if self.replication == Replication::Async {
+            "async"
+        } else {
+            "sync"
+        };
+        let mut primary = Client::connect(&self.primary_url());
+        for _ in 0..6_000 {
+            let streaming = primary
+                .query(
+                    "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = $1",
+                    &[&wanted],
+                )
+                .map_err(|e| e.to_string())?;
+            if !streaming.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err("the standby did not stream within a minute".into())
+    }
+
+    /// The postmaster's pid, from the first line of `postmaster.pid`.
+    fn postmaster(&self, slot: usize) -> Option<u32> {
+        let data = self.data[slot].as_ref()?;
+        std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Stops the standby from receiving anything (SIGSTOP to the primary's WAL
+    /// senders): commits go on or wait, as the replication setting says.
+    pub fn pause_replication(&self) -> Vec<u32> {
+        let mut primary = Client::connect(&self.primary_url());
+        let pids: Vec<u32> = primary
+            .query("SELECT pid FROM pg_stat_replication", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i32>(0) as u32)
+            .collect();
+        signal("STOP", &pids);
+        pids
+    }
+
+    /// Kills the primary as `how` says; its data directory is never started again.
+    pub fn kill_primary(&mut self, how: Kill) {
+        let slot = self.primary;
+        let postmaster = self.postmaster(slot).expect("the primary's postmaster.pid");
+        let mut processes = children(postmaster);
+        processes.push(postmaster);
+        match how {
+            Kill::Immediate => {
+                let data = self.data[slot].as_ref().unwrap().display().to_string();
+                self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+                    .unwrap();
+            }
+            Kill::Postmaster => signal("KILL", &[postmaster]),
+            Kill::Everything => signal("KILL", &processes),
+        }
+        // Orphaned backends find their postmaster gone within moments (a
+        // paused WAL sender once it runs again): wait until none is left.
+        for _ in 0..1_000 {
+            let left: Vec<u32> = processes.iter().copied().filter(|&pid| alive(pid)).collect();
+            if left.is_empty() {
+                // A killed postmaster nobody reaps stays a zombie, which the
+                // next server on its port would take for a live owner of the socket's lock.
+                let socket = self.dir.join(format!(".s.PGSQL.{}", self.ports[slot]));
+                let _ = std::fs::remove_file(socket.with_extension(format!("{}.lock", self.ports[slot])));
+                let _ = std::fs::remove_file(socket);
+                return;
+            }
+            signal("CONT", &left);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the old primary's processes did not exit within 10 s");
+    }
+
+    /// Promotes the standby (`pg_ctl promote -w`); it is the primary from now on.
+    pub fn promote(&mut self) {
+        let standby = 1 - self.primary;
+        let data = self.data[standby].as_ref().unwrap().display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-w", "promote"]).unwrap();
+        if let Some(old) = self.data[self.primary].take() {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        self.primary = standby;
+    }
+
+    /// The server log of every node so far, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in 1..=self.nodes {
+            let log = std::fs::read_to_string(self.dir.join(format!("node-{n}.log"))).unwrap_or_default();
+            out.push_str(&format!(
+                "--- node-{n}\n{}\n",
+                log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+}
+
+/// Sends SIGsignal to each of `pids` (tests run as root, the servers as postgres).
+fn signal(signal: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+/// The live children of `parent`, from /proc.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid …: comm may hold spaces, so read after its last ')'.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = fields.next()?;
+            let ppid: u32 = fields.next()?.parse().ok()?;
+            (ppid == parent && state != "Z").then_some(pid)
+        })
+        .collect()
+}
