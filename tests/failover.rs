@@ -515,3 +515,114 @@ fn with_asynchronous_replication_a_lagging_standby_loses_acknowledged_codes() {
     assert!(report.lost_accepted_codes + report.lost_backup_codes > 0, "{report:#?}");
     assert!(report.replays_accepted > 0, "{report:#?}");
 }
+
+/// Waits until the standby has applied everything the primary wrote so far.
+fn caught_up(cluster: &Cluster) {
+    let mut primary = pg::Client::connect(&cluster.primary_url());
+    let lsn: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .unwrap()
+        .get(0);
+    let mut standby = pg::Client::connect(&cluster.standby_url());
+    wait_for(
+        || {
+            standby
+                .query_one("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", &[&lsn])
+                .unwrap()
+                .get(0)
+        },
+        "the standby caught up",
+    );
+}
+
+/// With `PostgresOptions::read_standby`, the admin's listing, audit pages and
+/// counts come from the standby, and nothing else does: with the standby's
+/// replay paused, enrolment, sign-in, wrong codes and a reset all see their
+/// own writes (each would fail on the standby's stale state) while the
+/// admin's reads still show the past; with the standby gone, sign-in goes on
+/// and only the admin's reads answer `Unavailable`.
+#[test]
+fn the_admins_reads_go_to_the_standby_and_sign_in_never_does() {
+    use portal_mfa::admin::{ResetMode, ResetReason, UserQuery};
+    use portal_mfa::audit::EventQuery;
+    use portal_mfa::{SignInStep, StorageErrorKind};
+    let Some(cluster) = pg::cluster(Replication::Sync) else {
+        return;
+    };
+    for ex in [Executor::Blocking, Executor::Async] {
+        let schema = pg::unique_name("standby_reads");
+        let options = PostgresOptions::new().read_standby(cluster.standby_url());
+        let store: std::sync::Arc<dyn flows::TestStore> =
+            std::sync::Arc::new(PgPair::open(&cluster.url(), &schema, options));
+        let clock = ManualClock::at(T0);
+        let portal = portal_on(store, &clock);
+        caught_up(&cluster);
+        let mut standby = pg::Client::connect(&cluster.standby_url());
+        standby.batch_execute("SELECT pg_wal_replay_pause()").unwrap();
+
+        let user = UserId::customer("sam@example.com");
+        let (phone, _) = flows::enrol(ex, &portal, &clock, &user);
+        portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
+        clock.advance(30);
+        for left in [4, 3] {
+            let wrong = wrong_code(&phone, portal_mfa::Clock::now(&clock));
+            assert!(matches!(
+                portal.verify_sign_in(&user, &wrong).go(ex),
+                Err(Error::WrongCode { attempts_left: Some(n) }) if n == left
+            ));
+        }
+        portal
+            .admin_reset(
+                &flows::ADMIN,
+                &user,
+                ResetReason::LostDevice,
+                ResetMode::ForceReenrolment,
+            )
+            .go(ex)
+            .unwrap();
+        assert!(matches!(
+            portal.begin_sign_in(&user).go(ex),
+            Ok(SignInStep::MustEnrol { .. })
+        ));
+        assert!(portal.record(&user).go(ex).unwrap().must_enrol());
+        // The admin's reads: the standby, paused before any of it.
+        let events = EventQuery::portal(portal.id()).user(&user);
+        assert!(portal.users(UserQuery::new()).go(ex).unwrap().items.is_empty());
+        assert!(portal.audit_events(events.clone()).go(ex).unwrap().items.is_empty());
+        assert!(portal.event_counts(0, u64::MAX).go(ex).unwrap().is_empty());
+
+        standby.batch_execute("SELECT pg_wal_replay_resume()").unwrap();
+        caught_up(&cluster);
+        assert_eq!(portal.users(UserQuery::new()).go(ex).unwrap().items.len(), 1);
+        let trail = portal.audit_events(events.limit(100)).go(ex).unwrap().items;
+        assert!(trail.iter().any(|e| matches!(e.kind, EventKind::MfaReset { .. })));
+        assert_eq!(
+            portal.event_counts(0, u64::MAX).go(ex).unwrap()["verification_failed"],
+            2
+        );
+
+        // A standby that is not there: sign-in goes on, the admin's reads say so.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = PostgresOptions::new().read_standby(format!("host=127.0.0.1 port={gone} user=postgres"));
+        let store: std::sync::Arc<dyn flows::TestStore> =
+            std::sync::Arc::new(PgPair::open(&cluster.url(), &schema, options));
+        let portal = portal_on(store, &clock);
+        let other = UserId::customer("ada@example.com");
+        let (phone, _) = flows::enrol(ex, &portal, &clock, &other);
+        portal.verify_sign_in(&other, &phone.code(&clock)).go(ex).unwrap();
+        for answer in [
+            portal.users(UserQuery::new()).go(ex).map(drop),
+            portal.audit_events(EventQuery::portal(portal.id())).go(ex).map(drop),
+            portal.event_counts(0, u64::MAX).go(ex).map(drop),
+        ] {
+            assert!(
+                matches!(&answer, Err(Error::Storage(e)) if e.kind() == StorageErrorKind::Unavailable),
+                "{answer:?}"
+            );
+        }
+    }
+}

@@ -62,6 +62,17 @@ pub struct PostgresOptions {
     max_connections: usize,
     connect_timeout: Duration,
     statement_timeout: Option<Duration>,
+    read_standby: Option<StandbyUrl>,
+}
+
+/// A standby's connection string, which may hold a password: never printed.
+#[derive(Clone)]
+struct StandbyUrl(String);
+
+impl core::fmt::Debug for StandbyUrl {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("StandbyUrl(..)")
+    }
 }
 
 impl Default for PostgresOptions {
@@ -80,6 +91,7 @@ impl PostgresOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: None,
+            read_standby: None,
         }
     }
 
@@ -109,6 +121,25 @@ impl PostgresOptions {
     /// row another transaction holds.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// Send the admin's reads, [`Portal::users`](crate::Portal::users),
+    /// [`Portal::audit_events`](crate::Portal::audit_events) and
+    /// [`Portal::event_counts`](crate::Portal::event_counts), to a read-only
+    /// standby at `url` (a pool of its own, as large as the primary's), so
+    /// that a busy admin console does not load the primary. Every other call
+    /// (each sign-in, enrolment, reset and policy read) stays on the primary.
+    ///
+    /// ⚠️ A standby shows the state as of the WAL it has applied: an admin
+    /// may not yet see a change that just committed (with `synchronous_commit
+    /// = remote_apply` on the primary, a change is applied there before its
+    /// commit returns). A portal-wide audit page on a standby holds back
+    /// events newer than the oldest transaction still open on the primary,
+    /// so it never skips one. If the standby is down, these reads answer
+    /// [`StorageErrorKind::Unavailable`]; sign-ins go on.
+    pub fn read_standby(mut self, url: impl Into<String>) -> Self {
+        self.read_standby = Some(StandbyUrl(url.into()));
         self
     }
 

@@ -27,6 +27,8 @@ use crate::store::{
 #[derive(Clone)]
 pub struct AsyncPostgresStore {
     pool: Pool,
+    /// Where the admin's reads go, if not to the primary ([`PostgresOptions::read_standby`]).
+    standby: Option<Pool>,
     sql: Arc<Sql>,
 }
 
@@ -55,31 +57,37 @@ impl AsyncPostgresStore {
         T::TlsConnect: Sync + Send,
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
-        let config = options.config(url)?;
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.connect_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|_| {
-                StorageError::of_kind(StorageErrorKind::InvalidConfig).because("the connection pool could not be built")
-            })?;
-        Self::with_pool(pool, options).await
+        let primary = pool(options.config(url)?, tls.clone(), &options)?;
+        let standby = match &options.read_standby {
+            Some(standby) => Some(pool(options.config(&standby.0)?, tls, &options)?),
+            None => None,
+        };
+        Self::open(primary, standby, options).await
     }
 
     /// Uses the host's own pool (its TLS, its sizes and timeouts), and creates
-    /// or migrates the tables. Of `options` only the schema applies.
+    /// or migrates the tables. Of `options` only the schema applies; a standby
+    /// for the admin's reads comes as a pool too
+    /// ([`AsyncPostgresStore::with_standby_pool`]).
     pub async fn with_pool(pool: Pool, options: PostgresOptions) -> Result<Self, StorageError> {
+        if options.read_standby.is_some() {
+            return Err(StorageError::of_kind(StorageErrorKind::InvalidConfig)
+                .because("with a pool of your own, give the standby's pool to with_standby_pool"));
+        }
+        Self::open(pool, None, options).await
+    }
+
+    /// Sends the admin's reads to this pool of a read-only standby, as
+    /// [`PostgresOptions::read_standby`] does (read its ⚠️).
+    pub fn with_standby_pool(mut self, pool: Pool) -> Self {
+        self.standby = Some(pool);
+        self
+    }
+
+    async fn open(pool: Pool, standby: Option<Pool>, options: PostgresOptions) -> Result<Self, StorageError> {
         let store = Self {
             pool,
+            standby,
             sql: Arc::new(options.sql()?),
         };
         let mut client = store.client().await?;
@@ -102,34 +110,32 @@ impl AsyncPostgresStore {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// A statement that only reads, on a pooled connection. A connection the
-    /// server closed while it sat in the pool fails here before anything was
-    /// written: the read runs again on another one, so it costs the caller nothing.
+    /// A statement that only reads, on a pooled connection of the primary. A
+    /// connection the server closed while it sat in the pool fails here before
+    /// anything was written: the read runs again on another one, so it costs
+    /// the caller nothing.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StorageError> {
-        Ok(self.read(sql, params).await?.1)
+        Ok(read(&self.pool, sql, params).await?.1)
     }
 
-    /// [`Self::query`], keeping the connection for a write that follows.
-    async fn read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(Object, Vec<Row>), StorageError> {
-        let mut stale = 0;
-        loop {
-            let client = self.client().await?;
-            match query(&client, sql, params).await.map_err(storage) {
-                Ok(rows) => return Ok((client, rows)),
-                Err(e) if e.is_connection_lost() && stale < self.pool.status().max_size => stale += 1,
-                Err(e) => return Err(e),
-            }
-        }
+    /// [`Self::query`] for the admin's reads: on the standby, if there is one.
+    async fn admin_query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StorageError> {
+        Ok(read(self.standby.as_ref().unwrap_or(&self.pool), sql, params).await?.1)
     }
 
     /// The horizon of portal-wide reads, read by a statement of its own before the read.
     async fn horizon(&self) -> Result<String, StorageError> {
-        let rows = self.query(Sql::HORIZON, &[&self.sql.events_table]).await?;
-        get(
-            rows.first()
-                .ok_or_else(|| corrupt("the horizon query returned no row"))?,
-            0,
-        )
+        horizon_of(self.query(Sql::HORIZON, &[&self.sql.events_table]).await?)
+    }
+
+    /// [`Self::horizon`] where the admin's reads go. A standby knows the
+    /// primary's open transactions but not their locks: there the horizon is
+    /// the oldest of them.
+    async fn admin_horizon(&self) -> Result<String, StorageError> {
+        match self.standby {
+            Some(_) => horizon_of(self.admin_query(Sql::STANDBY_HORIZON, &[]).await?),
+            None => self.horizon().await,
+        }
     }
 
     async fn commit_record(
@@ -166,6 +172,46 @@ impl AsyncPostgresStore {
         ];
         commit_outcome(query(client, statement, &params).await, expected)
     }
+}
+
+/// A read on a connection of `pool`, kept for a write that follows, past
+/// connections the server closed while they sat in the pool.
+async fn read(pool: &Pool, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(Object, Vec<Row>), StorageError> {
+    let mut stale = 0;
+    loop {
+        let client = pool.get().await.map_err(pool_error)?;
+        match query(&client, sql, params).await.map_err(storage) {
+            Ok(rows) => return Ok((client, rows)),
+            Err(e) if e.is_connection_lost() && stale < pool.status().max_size => stale += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A pool for the connection `config`, sized and timed by `options`.
+fn pool<T>(config: tokio_postgres::Config, tls: T, options: &PostgresOptions) -> Result<Pool, StorageError>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.max_connections)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(options.connect_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .build()
+        .map_err(|_| {
+            StorageError::of_kind(StorageErrorKind::InvalidConfig).because("the connection pool could not be built")
+        })
 }
 
 async fn query(client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
@@ -281,7 +327,7 @@ impl AsyncMfaStore for AsyncPostgresStore {
             let user = query.user.as_ref();
             let horizon = match user {
                 Some(_) => None,
-                None => Some(self.horizon().await?),
+                None => Some(self.admin_horizon().await?),
             };
             let statement = &self.sql.events[usize::from(user.is_some())][usize::from(query.newest_first)];
             let params: [&(dyn ToSql + Sync); 8] = [
@@ -294,7 +340,7 @@ impl AsyncMfaStore for AsyncPostgresStore {
                 &int(query.limit as u64),
                 &horizon,
             ];
-            event_rows(self.query(statement, &params).await?)
+            event_rows(self.admin_query(statement, &params).await?)
         })
     }
 
@@ -314,7 +360,9 @@ impl AsyncMfaStore for AsyncPostgresStore {
             let Some((from, until)) = time_range(Some(from), Some(until)) else {
                 return Ok(Vec::new());
             };
-            let rows = self.query(&self.sql.count, &[&portal.as_str(), &from, &until]).await?;
+            let rows = self
+                .admin_query(&self.sql.count, &[&portal.as_str(), &from, &until])
+                .await?;
             rows.iter()
                 .map(|r| Ok((get(r, 0)?, unsigned(get(r, 1)?, "a negative count")?)))
                 .collect()
@@ -336,7 +384,7 @@ impl AsyncMfaStore for AsyncPostgresStore {
                 &int(listing.limit as u64),
                 &bound,
             ];
-            user_rows(self.query(&sql, &params).await?)
+            user_rows(self.admin_query(&sql, &params).await?)
         })
     }
 
@@ -376,7 +424,7 @@ impl AsyncMfaStore for AsyncPostgresStore {
     ) -> StoreFuture<'a, Applied> {
         Box::pin(async move {
             let key: [&(dyn ToSql + Sync); 3] = [&portal.as_str(), &user.kind().as_str(), &user.id()];
-            let (client, rows) = self.read(&self.sql.read_for_apply, &key).await?;
+            let (client, rows) = read(&self.pool, &self.sql.read_for_apply, &key).await?;
             let row = rows.first().ok_or_else(|| corrupt("the read returned no row"))?;
             let (policy, current) = (stored_at(row, 0)?, stored_at(row, 2)?);
             let Some(write) = change(current.as_ref(), policy.as_ref()) else {
@@ -416,6 +464,14 @@ fn stored_at(row: &Row, i: usize) -> Result<Option<Stored>, StorageError> {
         })),
         _ => Ok(None),
     }
+}
+
+fn horizon_of(rows: Vec<Row>) -> Result<String, StorageError> {
+    get(
+        rows.first()
+            .ok_or_else(|| corrupt("the horizon query returned no row"))?,
+        0,
+    )
 }
 
 fn count_of(rows: &[Row]) -> Result<u64, StorageError> {

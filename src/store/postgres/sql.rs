@@ -249,6 +249,9 @@ impl Sql {
              ORDER BY x LIMIT 1),
             (SELECT pg_snapshot_xmax(s) FROM snap))::text";
 
+    /// The horizon on a standby: the oldest transaction the primary still has open.
+    pub(super) const STANDBY_HORIZON: &'static str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";
+
     /// Serializes migrations of this schema across every process: a lock on a
     /// key derived from the schema's name, held until the transaction ends.
     pub(super) const LOCK_FOR_MIGRATION: &'static str = "SELECT pg_advisory_xact_lock(hashtextextended('portal_mfa migrate ' || coalesce($1::text, current_schema()), 0))";
