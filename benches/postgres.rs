@@ -20,6 +20,10 @@
 //!
 //! Group `postgres_throughput`: sign-ins per second with 1, 8 and 32 clients
 //! (threads on the blocking store), each its own user.
+//!
+//! Group `postgres_standby`: the same sign-in, and 8 clients' throughput, on a
+//! primary with a synchronous standby, against the primary alone (see
+//! [`standby`]).
 
 #[path = "../tests/flows/pg.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -29,7 +33,8 @@ use std::future::IntoFuture;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput};
 use portal_mfa::store::{
     Applied, AsyncMfaStore, AsyncStore, BlockingStore, ChangeFn, Commit, EventPosition, RecordSummary, RecordWrite,
     StoreFuture, Stored, StoredEvent, UserListing, Version,
@@ -124,6 +129,7 @@ fn main() {
     single_client(&mut c, &server);
     contended(&mut c, &server);
     throughput(&mut c, &server);
+    standby(&mut c);
     c.final_summary();
 }
 
@@ -287,47 +293,91 @@ fn throughput(c: &mut Criterion, server: &pg::PgServer) {
     let mut g = c.benchmark_group("postgres_throughput");
     g.sample_size(10);
     for clients in [1usize, 8, 32] {
-        let schema = pg::unique_name("bench");
-        let (store, _) = blocking_store(server, &schema, "-c synchronous_commit=on");
-        let store = Arc::new(store);
-        let setup_clock = ManualClock::at(T0);
-        let setup = bench_portal(store.clone(), &setup_clock);
-        let users: Vec<(UserId, Totp)> = (0..clients)
-            .map(|i| {
-                let user = UserId::customer(format!("client-{i}"));
-                let totp = enrol(&setup, &user, &setup_clock);
-                (user, totp)
-            })
-            .collect();
-        let clocks: Vec<ManualClock> = (0..clients).map(|_| ManualClock::at(T0 + 60)).collect();
-        let portals: Vec<_> = clocks.iter().map(|clock| bench_portal(store.clone(), clock)).collect();
-        g.throughput(Throughput::Elements(clients as u64));
-        // One iteration: every client signs in once, all at once.
-        g.bench_function(format!("{clients}_clients"), |b| {
-            b.iter_custom(|iterations| {
-                let barrier = Barrier::new(clients);
-                let elapsed = Mutex::new(Duration::ZERO);
-                std::thread::scope(|s| {
-                    for i in 0..clients {
-                        let (portal, clock, (user, totp)) = (&portals[i], &clocks[i], &users[i]);
-                        let (barrier, elapsed) = (&barrier, &elapsed);
-                        s.spawn(move || {
-                            barrier.wait();
-                            let start = Instant::now();
-                            for _ in 0..iterations {
-                                // A code costs a microsecond; a sign-in, a commit.
-                                let code = next_code(clock, totp);
-                                portal.verify_sign_in(user, &code).run().expect("sign-in");
-                            }
-                            let took = start.elapsed();
-                            let mut longest = elapsed.lock().unwrap();
-                            *longest = (*longest).max(took);
-                        });
-                    }
-                });
-                elapsed.into_inner().unwrap()
-            })
+        let (store, _) = blocking_store(server, &pg::unique_name("bench"), "-c synchronous_commit=on");
+        at_once(&mut g, &format!("{clients}_clients"), store, clients);
+    }
+    g.finish();
+}
+
+/// Sign-ins per second with `clients` threads at once, each its own user, on `store`.
+fn at_once(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, store: PostgresStore, clients: usize) {
+    let store = Arc::new(store);
+    let setup_clock = ManualClock::at(T0);
+    let setup = bench_portal(store.clone(), &setup_clock);
+    let users: Vec<(UserId, Totp)> = (0..clients)
+        .map(|i| {
+            let user = UserId::customer(format!("client-{i}"));
+            let totp = enrol(&setup, &user, &setup_clock);
+            (user, totp)
+        })
+        .collect();
+    let clocks: Vec<ManualClock> = (0..clients).map(|_| ManualClock::at(T0 + 60)).collect();
+    let portals: Vec<_> = clocks.iter().map(|clock| bench_portal(store.clone(), clock)).collect();
+    g.throughput(Throughput::Elements(clients as u64));
+    // One iteration: every client signs in once, all at once.
+    g.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            let barrier = Barrier::new(clients);
+            let elapsed = Mutex::new(Duration::ZERO);
+            std::thread::scope(|s| {
+                for i in 0..clients {
+                    let (portal, clock, (user, totp)) = (&portals[i], &clocks[i], &users[i]);
+                    let (barrier, elapsed) = (&barrier, &elapsed);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let start = Instant::now();
+                        for _ in 0..iterations {
+                            // A code costs a microsecond; a sign-in, a commit.
+                            let code = next_code(clock, totp);
+                            portal.verify_sign_in(user, &code).run().expect("sign-in");
+                        }
+                        let took = start.elapsed();
+                        let mut longest = elapsed.lock().unwrap();
+                        *longest = (*longest).max(took);
+                    });
+                }
+            });
+            elapsed.into_inner().unwrap()
+        })
+    });
+}
+
+/// Group `postgres_standby`: a primary with a synchronous standby on the same
+/// machine, both `fsync=on`. The same servers, tables and driver, each store
+/// choosing its `synchronous_commit` for its own sessions: `local` (the
+/// primary's flush alone, as with no standby), `on` (the standby's flush too),
+/// `remote_apply` (the standby's replay too). One client's sign-in latency,
+/// then 8 clients' throughput, `local` against `on`.
+fn standby(c: &mut Criterion) {
+    let Some(cluster) = pg::durable_cluster(pg::Replication::Sync) else {
+        println!("postgres standby benchmark skipped: no primary and standby could be started");
+        return;
+    };
+    let store = |commit: &str| {
+        let url = format!("{} options='-c synchronous_commit={commit}'", cluster.url());
+        PostgresStore::connect(&url, PostgresOptions::new().schema(pg::unique_name("standby"))).expect("store")
+    };
+    let mut g = c.benchmark_group("postgres_standby");
+    for (name, commit) in [
+        ("sign_in_primary_alone", "local"),
+        ("sign_in_sync_standby", "on"),
+        ("sign_in_remote_apply", "remote_apply"),
+    ] {
+        let clock = ManualClock::at(T0);
+        let portal = bench_portal(store(commit), &clock);
+        let user = UserId::customer("erin");
+        let totp = enrol(&portal, &user, &clock);
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || next_code(&clock, &totp),
+                |code| portal.verify_sign_in(&user, &code).run().expect("sign-in"),
+                BatchSize::PerIteration,
+            )
         });
+    }
+    g.sample_size(10);
+    for (name, commit) in [("8_clients_primary_alone", "local"), ("8_clients_sync_standby", "on")] {
+        at_once(&mut g, name, store(commit), 8);
     }
     g.finish();
 }

@@ -562,7 +562,11 @@ fn the_admins_reads_go_to_the_standby_and_sign_in_never_does() {
 
         let user = UserId::customer("sam@example.com");
         let (phone, _) = flows::enrol(ex, &portal, &clock, &user);
-        portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
+        let session = portal
+            .verify_sign_in(&user, &phone.code(&clock))
+            .go(ex)
+            .unwrap()
+            .session;
         clock.advance(30);
         for left in [4, 3] {
             let wrong = wrong_code(&phone, portal_mfa::Clock::now(&clock));
@@ -585,6 +589,10 @@ fn the_admins_reads_go_to_the_standby_and_sign_in_never_does() {
             Ok(SignInStep::MustEnrol { .. })
         ));
         assert!(portal.record(&user).go(ex).unwrap().must_enrol());
+        assert!(matches!(
+            portal.check_session(&user, &session).go(ex),
+            Err(Error::SessionEnded)
+        ));
         // The admin's reads: the standby, paused before any of it.
         let events = EventQuery::portal(portal.id()).user(&user);
         assert!(portal.users(UserQuery::new()).go(ex).unwrap().items.is_empty());

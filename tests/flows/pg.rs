@@ -452,11 +452,17 @@ pub struct Cluster {
 /// A primary with a streaming standby replicating as `replication`, or
 /// `None` after saying why not (failing under `CI=true`).
 pub fn cluster(replication: Replication) -> Option<Cluster> {
-    Cluster::start(replication).map_err(|why| skip(&why)).ok()
+    Cluster::start(replication, false).map_err(|why| skip(&why)).ok()
+}
+
+/// [`cluster`] with the server's durable default, `fsync = on`, on both
+/// servers (for the benchmarks).
+pub fn durable_cluster(replication: Replication) -> Option<Cluster> {
+    Cluster::start(replication, true).map_err(|why| skip(&why)).ok()
 }
 
 impl Cluster {
-    fn start(replication: Replication) -> Result<Self, String> {
+    fn start(replication: Replication, fsync: bool) -> Result<Self, String> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let bin = server_binaries().ok_or("initdb and pg_ctl not found under /usr/lib/postgresql")?;
         if !bin.join("pg_basebackup").exists() {
@@ -531,13 +537,14 @@ impl Cluster {
             Replication::SyncApply => ("*", "remote_apply"),
             Replication::Async => ("", "on"),
         };
-        // The kills are process deaths, not power cuts: what a process wrote
-        // the kernel keeps, so fsync adds nothing to what the test shows.
+        // The tests' kills are process deaths, not power cuts: what a process
+        // wrote the kernel keeps, so fsync adds nothing to what they show.
+        let fsync = if fsync { "on" } else { "off" };
         cluster.configure(
             &data,
             &format!(
                 "listen_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\nmax_connections = 100\n\
-                 fsync = off\nsynchronous_standby_names = '{standby_names}'\nsynchronous_commit = {commit}\n\
+                 fsync = {fsync}\nsynchronous_standby_names = '{standby_names}'\nsynchronous_commit = {commit}\n\
                  wal_sender_timeout = 5s\nwal_receiver_status_interval = 1s\n",
                 dir = cluster.dir.display()
             ),
