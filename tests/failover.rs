@@ -321,13 +321,20 @@ fn round(cluster: &mut Cluster, n: usize, kill: Kill, lag: bool, kill_after: i64
     );
     if lag {
         cluster.pause_replication();
-        // Asynchronous commits go on while the standby hears nothing; synchronous ones wait.
+        // Counted, not timed: asynchronous commits go on while the standby
+        // hears nothing; synchronous ones pile up waiting for it.
         let paused_at = attempts(&mut primary);
-        for _ in 0..300 {
-            if attempts(&mut primary) >= paused_at + 8 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        if cluster.replication == Replication::Async {
+            wait_for(
+                || attempts(&mut primary) >= paused_at + 8,
+                "commits while the standby lags",
+            );
+        } else {
+            let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'";
+            wait_for(
+                || primary.query_one(waiting, &[]).unwrap().get::<_, i64>(0) >= (PROCESSES * THREADS / 2) as i64,
+                "commits waiting for the standby",
+            );
         }
     }
     drop(primary);
