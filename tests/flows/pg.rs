@@ -62,42 +62,9 @@ pub fn skip(why: &str) {
 }
 
 fn start(settings: &[&str]) -> Result<PgServer, String> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let bin = server_binaries().ok_or("initdb and pg_ctl not found under /usr/lib/postgresql")?;
-    let dir = std::env::temp_dir().join(format!(
-        "portal-mfa-pg-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    // initdb refuses to run as root: the server runs as the `postgres` user then.
-    let owner = if std::fs::metadata("/proc/self").map_err(|e| e.to_string())?.uid() == 0 {
-        let owner = account("postgres")
-            .or_else(|| account("nobody"))
-            .ok_or("no unprivileged account")?;
-        std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).map_err(|e| e.to_string())?;
-        Some(owner)
-    } else {
-        None
-    };
+    let (bin, dir, owner) = server_dir("pg")?;
     let data = dir.join("data");
-    let initdb = as_owner(Command::new(bin.join("initdb")), owner)
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--no-sync",
-        ])
-        .args(["-E", "UTF8", "--locale=C", "--no-instructions"])
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-    if !initdb.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
-    }
+    initdb(&bin, owner, &data)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -141,6 +108,56 @@ fn start(settings: &[&str]) -> Result<PgServer, String> {
             _supervisor: Mutex::new(supervisor),
         }),
     })
+}
+
+/// The unprivileged account (uid, gid) the servers run as, when the tests run as root.
+type Owner = Option<(u32, u32)>;
+
+/// The server programs, and a new temporary directory for a server's files
+/// (owned by the unprivileged account the server runs as, when we are root).
+fn server_dir(tag: &str) -> Result<(PathBuf, PathBuf, Owner), String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let bin = server_binaries().ok_or("initdb and pg_ctl not found under /usr/lib/postgresql")?;
+    let dir = std::env::temp_dir().join(format!(
+        "portal-mfa-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // initdb refuses to run as root: the server runs as the `postgres` user then.
+    let owner = if std::fs::metadata("/proc/self").map_err(|e| e.to_string())?.uid() == 0 {
+        let owner = account("postgres")
+            .or_else(|| account("nobody"))
+            .ok_or("no unprivileged account")?;
+        std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).map_err(|e| e.to_string())?;
+        Some(owner)
+    } else {
+        None
+    };
+    Ok((bin, dir, owner))
+}
+
+/// A new database cluster in `data`: trusted local connections (replication
+/// too), passwords over TCP.
+fn initdb(bin: &Path, owner: Owner, data: &Path) -> Result<(), String> {
+    let initdb = as_owner(Command::new(bin.join("initdb")), owner)
+        .arg("-D")
+        .arg(data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+        ])
+        .args(["-E", "UTF8", "--locale=C", "--no-instructions"])
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !initdb.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
+    }
+    Ok(())
 }
 
 /// The newest PostgreSQL's server programs.
@@ -463,27 +480,10 @@ pub fn durable_cluster(replication: Replication) -> Option<Cluster> {
 
 impl Cluster {
     fn start(replication: Replication, fsync: bool) -> Result<Self, String> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let bin = server_binaries().ok_or("initdb and pg_ctl not found under /usr/lib/postgresql")?;
+        let (bin, dir, owner) = server_dir("cluster")?;
         if !bin.join("pg_basebackup").exists() {
             return Err("pg_basebackup not found beside initdb".into());
         }
-        let dir = std::env::temp_dir().join(format!(
-            "portal-mfa-cluster-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let owner = if std::fs::metadata("/proc/self").map_err(|e| e.to_string())?.uid() == 0 {
-            let owner = account("postgres")
-                .or_else(|| account("nobody"))
-                .ok_or("no unprivileged account")?;
-            std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).map_err(|e| e.to_string())?;
-            Some(owner)
-        } else {
-            None
-        };
         let mut ports = [0; 2];
         for port in &mut ports {
             *port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -516,22 +516,7 @@ impl Cluster {
             _supervisor: Mutex::new(supervisor),
         };
         let data = cluster.next_node();
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                &data.display().to_string(),
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-instructions",
-            ],
-        )?;
+        initdb(&cluster.bin, owner, &data)?;
         let (standby_names, commit) = match replication {
             Replication::Sync => ("*", "on"),
             Replication::SyncApply => ("*", "remote_apply"),
