@@ -561,7 +561,11 @@ fn the_admins_reads_go_to_the_standby_and_sign_in_never_does() {
     };
     for ex in [Executor::Blocking, Executor::Async] {
         let schema = pg::unique_name("standby_reads");
-        let options = PostgresOptions::new().read_standby(cluster.standby_url());
+        let options = PostgresOptions::new().read_standby(format!("{} password=hunter2", cluster.standby_url()));
+        assert!(
+            !format!("{options:?}").contains("hunter2"),
+            "the standby's URL is never printed"
+        );
         let store: std::sync::Arc<dyn flows::TestStore> =
             std::sync::Arc::new(PgPair::open(&cluster.url(), &schema, options));
         let clock = ManualClock::at(T0);
