@@ -648,3 +648,60 @@ fn the_admins_reads_go_to_the_standby_and_sign_in_never_does() {
         }
     }
 }
+
+/// The README's warning, attacked. A commit that waits for its standby is not
+/// cut short by the store's `statement_timeout` (the call goes on waiting); a
+/// cancel (`pg_cancel_backend`) makes PostgreSQL report it committed though
+/// the standby never had it, so after a failover the same code is accepted
+/// again. Hosts must never cancel such a wait.
+#[test]
+fn a_commit_waiting_for_the_standby_outlasts_statement_timeout_and_a_cancel_loses_it() {
+    let Some(mut cluster) = pg::cluster(Replication::Sync) else {
+        return;
+    };
+    let ex = Executor::Blocking;
+    let schema = pg::unique_name("cancel");
+    let options = PostgresOptions::new().statement_timeout(Duration::from_millis(200));
+    let store: std::sync::Arc<dyn flows::TestStore> =
+        std::sync::Arc::new(PgPair::open(&cluster.url(), &schema, options));
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(store, &clock);
+    let user = UserId::customer("tim@example.com");
+    let (phone, _) = flows::enrol(ex, &portal, &clock, &user);
+    let code = phone.code(&clock);
+    let mut primary = pg::Client::connect(&cluster.primary_url());
+    let mut waiting = || -> Vec<i32> {
+        primary
+            .query("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    cluster.pause_replication();
+    std::thread::scope(|s| {
+        let signing_in = s.spawn(|| portal.verify_sign_in(&user, &code).go(ex));
+        wait_for(|| !waiting().is_empty(), "the commit waits for the standby");
+        // Five statement timeouts on, it still waits. (A slow machine can
+        // only make this more certain: the server's timer would have fired.)
+        std::thread::sleep(Duration::from_millis(1_000));
+        assert!(!signing_in.is_finished(), "statement_timeout ended the wait");
+        for pid in waiting() {
+            pg::Client::connect(&cluster.primary_url())
+                .query("SELECT pg_cancel_backend($1)", &[&pid])
+                .unwrap();
+        }
+        let answer = signing_in.join().unwrap();
+        assert!(answer.is_ok(), "a cancelled wait is reported committed: {answer:?}");
+    });
+    cluster.kill_primary(Kill::Everything);
+    cluster.promote();
+    cluster.add_standby().unwrap();
+    let store: std::sync::Arc<dyn flows::TestStore> =
+        std::sync::Arc::new(PgPair::open(&cluster.url(), &schema, PostgresOptions::new()));
+    let portal = portal_on(store, &clock);
+    assert!(
+        portal.verify_sign_in(&user, &code).go(ex).is_ok(),
+        "the promoted standby never had the sign-in: its code is accepted again"
+    );
+}
