@@ -163,21 +163,16 @@ fn enrol_until_done(
 ) -> (Phone, Vec<String>) {
     let mut last = None;
     for _ in 0..1_000 {
-        let started = portal
+        let attempt = portal
             .start_enrolment(user, user.id(), "phone", Default::default())
-            .go(ex);
-        let started = match started {
-            Ok(started) => started,
-            Err(e) => {
-                say(&enrol_failed(user, &e));
-                last = Some(e);
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let phone = Phone::scan(&started.uri);
-        match portal.confirm_enrolment(user, &phone.code(clock)).go(ex) {
-            Ok(confirmed) => {
+            .go(ex)
+            .and_then(|started| {
+                let phone = Phone::scan(&started.uri);
+                let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).go(ex)?;
+                Ok((phone, confirmed))
+            });
+        match attempt {
+            Ok((phone, confirmed)) => {
                 clock.advance(30);
                 let codes = confirmed.backup_codes.unwrap().expose().map(str::to_owned).collect();
                 return (phone, codes);

@@ -83,13 +83,7 @@ fn start(settings: &[&str]) -> Result<PgServer, String> {
         data = data.display(),
         dir = dir.display(),
     );
-    let mut supervisor = as_owner(Command::new("sh"), owner)
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("sh: {e}"))?;
+    let mut supervisor = supervise(&script, owner, Stdio::piped())?;
     let mut line = String::new();
     BufReader::new(supervisor.stdout.take().unwrap())
         .read_line(&mut line)
@@ -158,6 +152,18 @@ fn initdb(bin: &Path, owner: Owner, data: &Path) -> Result<(), String> {
         return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
     }
     Ok(())
+}
+
+/// A shell running `script` as the server's owner, its stdin our pipe: it
+/// reads EOF, and so cleans up, when this process ends however it ends.
+fn supervise(script: &str, owner: Owner, stdout: Stdio) -> Result<Child, String> {
+    as_owner(Command::new("sh"), owner)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("sh: {e}"))
 }
 
 /// The newest PostgreSQL's server programs.
@@ -497,13 +503,7 @@ impl Cluster {
             ctl = bin.join("pg_ctl").display(),
             dir = dir.display(),
         );
-        let supervisor = as_owner(Command::new("sh"), owner)
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("sh: {e}"))?;
+        let supervisor = supervise(&script, owner, Stdio::null())?;
         let mut cluster = Self {
             dir,
             bin,

@@ -26,6 +26,11 @@ impl std::fmt::Debug for DbSessions {
     }
 }
 
+/// A statement parameter either database can bind.
+trait Param: rusqlite::ToSql + tokio_postgres::types::ToSql + Send + Sync {}
+
+impl<T: rusqlite::ToSql + tokio_postgres::types::ToSql + Send + Sync> Param for T {}
+
 fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
@@ -67,20 +72,31 @@ impl DbSessions {
 
     /// Deletes every session expired at `now` (Unix time); answers how many.
     pub async fn delete_expired(&self, now: i64) -> Result<u64> {
+        self.execute(
+            "DELETE FROM portal_sessions WHERE expires_at <= $1",
+            vec![Box::new(now)],
+        )
+        .await
+    }
+
+    /// Runs a write on either database; answers the rows it changed. Both
+    /// take `$1`, `$2`, … (SQLite numbers them in order of appearance).
+    async fn execute(&self, sql: &'static str, params: Vec<Box<dyn Param>>) -> Result<u64> {
         match &self.0 {
             Backend::Sqlite(conn) => {
                 on_sqlite(conn, move |c| {
-                    c.execute("DELETE FROM portal_sessions WHERE expires_at <= ?1", [now])
-                        .map(|n| n as u64)
+                    let params = params.iter().map(|p| &**p as &dyn rusqlite::ToSql);
+                    c.execute(sql, rusqlite::params_from_iter(params)).map(|n| n as u64)
                 })
                 .await
             }
             Backend::Postgres(pool) => {
                 let client = pool.get().await.map_err(backend)?;
-                client
-                    .execute("DELETE FROM portal_sessions WHERE expires_at <= $1", &[&now])
-                    .await
-                    .map_err(backend)
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                client.execute(sql, &params).await.map_err(backend)
             }
         }
     }
@@ -137,31 +153,13 @@ impl SessionStore for DbSessions {
     async fn save(&self, record: &Record) -> Result<()> {
         let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
         let (id, expires) = (record.id.to_string(), record.expiry_date.unix_timestamp());
-        match &self.0 {
-            Backend::Sqlite(conn) => {
-                on_sqlite(conn, move |c| {
-                    c.execute(
-                        "INSERT INTO portal_sessions VALUES (?1, ?2, ?3)
-                         ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
-                        rusqlite::params![id, json, expires],
-                    )
-                    .map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(pool) => {
-                let client = pool.get().await.map_err(backend)?;
-                client
-                    .execute(
-                        "INSERT INTO portal_sessions VALUES ($1, $2, $3)
-                         ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
-                        &[&id, &json, &expires],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(backend)
-            }
-        }
+        self.execute(
+            "INSERT INTO portal_sessions VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
+            vec![Box::new(id), Box::new(json), Box::new(expires)],
+        )
+        .await
+        .map(drop)
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
@@ -193,22 +191,11 @@ impl SessionStore for DbSessions {
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        let id = id.to_string();
-        match &self.0 {
-            Backend::Sqlite(conn) => {
-                on_sqlite(conn, move |c| {
-                    c.execute("DELETE FROM portal_sessions WHERE id = ?1", [id]).map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(pool) => {
-                let client = pool.get().await.map_err(backend)?;
-                client
-                    .execute("DELETE FROM portal_sessions WHERE id = $1", &[&id])
-                    .await
-                    .map(drop)
-                    .map_err(backend)
-            }
-        }
+        self.execute(
+            "DELETE FROM portal_sessions WHERE id = $1",
+            vec![Box::new(id.to_string())],
+        )
+        .await
+        .map(drop)
     }
 }

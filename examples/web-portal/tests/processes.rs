@@ -72,6 +72,34 @@ async fn send(http: &Client<HttpConnector, Body>, request: Request<Body>) -> (St
     (status, cookie, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// GETs `url` with the session cookie, if any.
+async fn get(
+    http: &Client<HttpConnector, Body>,
+    url: String,
+    cookie: Option<&str>,
+) -> (StatusCode, Option<String>, String) {
+    let mut request = Request::get(url);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    send(http, request.body(Body::empty()).unwrap()).await
+}
+
+/// POSTs the form `body` to `url` with the session cookie.
+async fn post(
+    http: &Client<HttpConnector, Body>,
+    url: String,
+    cookie: &str,
+    body: String,
+) -> (StatusCode, Option<String>, String) {
+    let request = Request::post(url)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, cookie)
+        .body(Body::from(body))
+        .unwrap();
+    send(http, request).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_portal_processes_on_one_postgresql_share_sessions() {
     let Some(server) = pg::shared() else { return };
@@ -81,13 +109,7 @@ async fn two_portal_processes_on_one_postgresql_share_sessions() {
     // The second starts once the first has migrated and printed (same keyring file in `data`).
     let (_b, _) = portal(server.url(), &data, b_port, "dan@customer.example");
     let http = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let (_, cookie, form) = send(
-        &http,
-        Request::get(format!("http://127.0.0.1:{a_port}/customer/sign-in"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (_, cookie, form) = get(&http, format!("http://127.0.0.1:{a_port}/customer/sign-in"), None).await;
     let cookie = cookie.expect("a session for the form");
     let csrf = between(&form, "name=\"csrf\" value=\"", "\"").unwrap().to_owned();
     let body = serde_urlencoded::to_string([
@@ -96,45 +118,37 @@ async fn two_portal_processes_on_one_postgresql_share_sessions() {
         ("password", password.as_str()),
     ])
     .unwrap();
-    let (status, signed_in, _) = send(
+    let (status, signed_in, _) = post(
         &http,
-        Request::post(format!("http://127.0.0.1:{a_port}/customer/sign-in"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::COOKIE, &cookie)
-            .body(Body::from(body))
-            .unwrap(),
+        format!("http://127.0.0.1:{a_port}/customer/sign-in"),
+        &cookie,
+        body,
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "signed in on the first process");
     let signed_in = signed_in.expect("a new session id after the password");
     // The second process knows the session: it lives in PostgreSQL.
-    let (status, _, page) = send(
+    let (status, _, page) = get(
         &http,
-        Request::get(format!("http://127.0.0.1:{b_port}/customer/account"))
-            .header(header::COOKIE, &signed_in)
-            .body(Body::empty())
-            .unwrap(),
+        format!("http://127.0.0.1:{b_port}/customer/account"),
+        Some(&signed_in),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Dan Diaz"));
     // Signed out on the second, the first no longer knows it either.
     let csrf = between(&page, "name=\"csrf\" value=\"", "\"").unwrap().to_owned();
-    send(
+    post(
         &http,
-        Request::post(format!("http://127.0.0.1:{b_port}/sign-out"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::COOKIE, &signed_in)
-            .body(Body::from(format!("csrf={csrf}")))
-            .unwrap(),
+        format!("http://127.0.0.1:{b_port}/sign-out"),
+        &signed_in,
+        format!("csrf={csrf}"),
     )
     .await;
-    let (status, _, _) = send(
+    let (status, _, _) = get(
         &http,
-        Request::get(format!("http://127.0.0.1:{a_port}/customer/account"))
-            .header(header::COOKIE, &signed_in)
-            .body(Body::empty())
-            .unwrap(),
+        format!("http://127.0.0.1:{a_port}/customer/account"),
+        Some(&signed_in),
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
