@@ -51,6 +51,27 @@ impl Key {
     }
 }
 
+/// The accessors an authenticator and a pending enrolment share: its id, the
+/// label the user gave it, and its OTP parameters.
+macro_rules! key_accessors {
+    ($id_doc:literal) => {
+        #[doc = $id_doc]
+        pub fn id(&self) -> AuthenticatorId {
+            self.id
+        }
+
+        /// The name the user gave it ("Pixel 8").
+        pub fn label(&self) -> &str {
+            &self.label
+        }
+
+        /// Its OTP parameters.
+        pub fn params(&self) -> &TotpParams {
+            self.key.totp.params()
+        }
+    };
+}
+
 /// A confirmed authenticator app.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -63,20 +84,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Its id within the user's record.
-    pub fn id(&self) -> AuthenticatorId {
-        self.id
-    }
-
-    /// The name the user gave it ("Pixel 8").
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// Its OTP parameters.
-    pub fn params(&self) -> &TotpParams {
-        self.key.totp.params()
-    }
+    key_accessors!("Its id within the user's record.");
 
     /// When it was confirmed (Unix time).
     pub fn added_at(&self) -> u64 {
@@ -125,20 +133,7 @@ impl PendingEnrolment {
         self.wrong_codes
     }
 
-    /// The id the authenticator will have.
-    pub fn id(&self) -> AuthenticatorId {
-        self.id
-    }
-
-    /// Its label.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// Its OTP parameters.
-    pub fn params(&self) -> &TotpParams {
-        self.key.totp.params()
-    }
+    key_accessors!("The id the authenticator will have.");
 
     /// When it was started.
     pub fn started_at(&self) -> u64 {
