@@ -123,7 +123,8 @@ impl State {
     }
 
     fn hidden(&self) -> usize {
-        self.keep_at_most.map_or(0, |limit| self.events.len().saturating_sub(limit))
+        self.keep_at_most
+            .map_or(0, |limit| self.events.len().saturating_sub(limit))
     }
 
     fn drop_hidden(&mut self) {
@@ -244,20 +245,9 @@ impl MemoryStore {
         let selected =
             |(position, event): &&(EventPosition, AuditEvent)| query.follows(*position) && query.matches(event);
         let page: Vec<_> = if query.newest_first {
-            state
-                .kept()
-                .rev()
-                .filter(selected)
-                .take(query.limit)
-                .cloned()
-                .collect()
+            state.kept().rev().filter(selected).take(query.limit).cloned().collect()
         } else {
-            state
-                .kept()
-                .filter(selected)
-                .take(query.limit)
-                .cloned()
-                .collect()
+            state.kept().filter(selected).take(query.limit).cloned().collect()
         };
         Ok(page)
     }
