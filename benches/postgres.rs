@@ -27,6 +27,7 @@
 
 #[path = "../tests/flows/pg.rs"]
 #[allow(dead_code, unreachable_pub)]
+#[macro_use]
 mod pg;
 
 use std::future::IntoFuture;
@@ -482,7 +483,7 @@ impl RowLock {
 }
 
 impl AsyncMfaStore for RowLock {
-    pg::forward_async_store!(store);
+    forward_async_store!(store; load, commit, load_policy, commit_policy, events, prune_events, count_events, users, records);
 
     fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> {
         Box::pin(self.apply_locked(p, u, c))

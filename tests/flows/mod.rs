@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod kv;
+#[macro_use]
 pub mod pg;
 pub mod process;
 pub mod scenarios;
@@ -284,11 +285,7 @@ mod postgres_pair {
     }
 
     impl AsyncMfaStore for PgPair {
-        pg::forward_async_store!(nonblocking);
-
-        fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> {
-            self.nonblocking.apply(p, u, c)
-        }
+        forward_async_store!(nonblocking; load, commit, load_policy, commit_policy, events, prune_events, count_events, users, records, apply);
     }
 }
 

@@ -368,59 +368,42 @@ pub fn unique_name(tag: &str) -> String {
     format!("t_{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
-/// The body of an `AsyncMfaStore` impl that hands every read and write but
-/// `apply` to `self.$inner`: the wrappers (the pair here, the bench's
-/// row-lock store) differ only in how they apply.
+/// `AsyncMfaStore` methods that hand the call to `self.$inner`, named one by
+/// one as `forward_store!` names the blocking ones: the wrappers (the pair in
+/// `flows`, the bench's row-lock store) forward what they do not change.
 macro_rules! forward_async_store {
-    ($inner:ident) => {
-        fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> {
-            self.$inner.load(p, u)
-        }
-        fn commit<'a>(
-            &'a self,
-            p: &'a PortalId,
-            u: &'a UserId,
-            v: Option<Version>,
-            w: &'a RecordWrite,
-        ) -> StoreFuture<'a, Commit> {
-            self.$inner.commit(p, u, v, w)
-        }
-        fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> {
-            self.$inner.load_policy(p)
-        }
-        fn commit_policy<'a>(
-            &'a self,
-            p: &'a PortalId,
-            v: Option<Version>,
-            b: &'a [u8],
-            e: &'a [StoredEvent],
-        ) -> StoreFuture<'a, Commit> {
-            self.$inner.commit_policy(p, v, b, e)
-        }
-        fn events<'a>(&'a self, q: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> {
-            self.$inner.events(q)
-        }
-        fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> {
-            self.$inner.prune_events(p, before, max)
-        }
-        fn count_events<'a>(&'a self, p: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> {
-            self.$inner.count_events(p, from, until)
-        }
-        fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> {
-            self.$inner.users(listing)
-        }
-        fn records<'a>(
-            &'a self,
-            p: &'a PortalId,
-            a: Option<&'a UserId>,
-            l: usize,
-        ) -> StoreFuture<'a, Vec<(UserId, Stored)>> {
-            self.$inner.records(p, a, l)
-        }
+    ($inner:ident; $($method:ident),* $(,)?) => { $( forward_async_store!(@ $inner $method); )* };
+    (@ $inner:ident load) => {
+        fn load<'a>(&'a self, p: &'a PortalId, u: &'a UserId) -> StoreFuture<'a, Option<Stored>> { self.$inner.load(p, u) }
+    };
+    (@ $inner:ident commit) => {
+        fn commit<'a>(&'a self, p: &'a PortalId, u: &'a UserId, v: Option<Version>, w: &'a RecordWrite) -> StoreFuture<'a, Commit> { self.$inner.commit(p, u, v, w) }
+    };
+    (@ $inner:ident load_policy) => {
+        fn load_policy<'a>(&'a self, p: &'a PortalId) -> StoreFuture<'a, Option<Stored>> { self.$inner.load_policy(p) }
+    };
+    (@ $inner:ident commit_policy) => {
+        fn commit_policy<'a>(&'a self, p: &'a PortalId, v: Option<Version>, b: &'a [u8], e: &'a [StoredEvent]) -> StoreFuture<'a, Commit> { self.$inner.commit_policy(p, v, b, e) }
+    };
+    (@ $inner:ident events) => {
+        fn events<'a>(&'a self, q: &'a EventQuery) -> StoreFuture<'a, Vec<(EventPosition, Vec<u8>)>> { self.$inner.events(q) }
+    };
+    (@ $inner:ident prune_events) => {
+        fn prune_events<'a>(&'a self, p: &'a PortalId, before: u64, max: usize) -> StoreFuture<'a, usize> { self.$inner.prune_events(p, before, max) }
+    };
+    (@ $inner:ident count_events) => {
+        fn count_events<'a>(&'a self, p: &'a PortalId, from: u64, until: u64) -> StoreFuture<'a, Vec<(String, u64)>> { self.$inner.count_events(p, from, until) }
+    };
+    (@ $inner:ident users) => {
+        fn users<'a>(&'a self, listing: &'a UserListing) -> StoreFuture<'a, Vec<(UserId, RecordSummary)>> { self.$inner.users(listing) }
+    };
+    (@ $inner:ident records) => {
+        fn records<'a>(&'a self, p: &'a PortalId, a: Option<&'a UserId>, l: usize) -> StoreFuture<'a, Vec<(UserId, Stored)>> { self.$inner.records(p, a, l) }
+    };
+    (@ $inner:ident apply) => {
+        fn apply<'a>(&'a self, p: &'a PortalId, u: &'a UserId, c: &'a mut ChangeFn<'_>) -> StoreFuture<'a, Applied> { self.$inner.apply(p, u, c) }
     };
 }
-#[allow(unused_imports)] // used by benches/postgres.rs, which includes this file
-pub(crate) use forward_async_store;
 
 /// Whether the shared server is there (says why not, or fails under `CI=true`).
 pub fn available() -> bool {
