@@ -665,7 +665,7 @@ fn a_commit_waiting_for_the_standby_outlasts_statement_timeout_and_a_cancel_lose
     let (phone, _) = flows::enrol(ex, &portal, &clock, &user);
     let code = phone.code(&clock);
     let mut primary = pg::Client::connect(&cluster.primary_url());
-    let mut waiting = || -> Vec<i32> {
+    let waiting = |primary: &mut pg::Client| -> Vec<i32> {
         primary
             .query("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'", &[])
             .unwrap()
@@ -676,15 +676,13 @@ fn a_commit_waiting_for_the_standby_outlasts_statement_timeout_and_a_cancel_lose
     cluster.pause_replication();
     std::thread::scope(|s| {
         let signing_in = s.spawn(|| portal.verify_sign_in(&user, &code).go(ex));
-        wait_for(|| !waiting().is_empty(), "the commit waits for the standby");
+        wait_for(|| !waiting(&mut primary).is_empty(), "the commit waits for the standby");
         // Five statement timeouts on, it still waits. (A slow machine can
         // only make this more certain: the server's timer would have fired.)
         std::thread::sleep(Duration::from_millis(1_000));
         assert!(!signing_in.is_finished(), "statement_timeout ended the wait");
-        for pid in waiting() {
-            pg::Client::connect(&cluster.primary_url())
-                .query("SELECT pg_cancel_backend($1)", &[&pid])
-                .unwrap();
+        for pid in waiting(&mut primary) {
+            primary.query("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
         }
         let answer = signing_in.join().unwrap();
         assert!(answer.is_ok(), "a cancelled wait is reported committed: {answer:?}");
