@@ -232,7 +232,10 @@ pub struct ResetRecord {
 /// never shows secrets or backup-code hashes.
 #[derive(Clone, Debug, Default)]
 pub struct MfaRecord {
-    pub(crate) authenticators: Vec<Authenticator>,
+    // A boxed slice, not a `Vec`: records move by value through every
+    // transition, and this keeps a record within 128 bytes, which a move copies
+    // inline (past that, each move is a call to `memcpy`).
+    pub(crate) authenticators: Box<[Authenticator]>,
     // Boxed: rare, and records sit inline in stores' tables.
     pub(crate) pending: Option<Box<PendingEnrolment>>,
     pub(crate) backup_codes: Option<BackupCodes>,
@@ -249,6 +252,9 @@ pub struct MfaRecord {
     pub(crate) next_browser_id: u32,
 }
 
+// See `authenticators`: a field added here must keep a record within 128 bytes.
+const _: () = assert!(size_of::<MfaRecord>() <= 128);
+
 impl MfaRecord {
     /// Most authenticators one user may have.
     pub const MAX_AUTHENTICATORS: usize = 8;
@@ -256,6 +262,14 @@ impl MfaRecord {
     /// Active authenticators.
     pub fn authenticators(&self) -> &[Authenticator] {
         &self.authenticators
+    }
+
+    /// Adds or removes authenticators (rare: the list is rebuilt at its exact size).
+    pub(crate) fn edit_authenticators<T>(&mut self, edit: impl FnOnce(&mut Vec<Authenticator>) -> T) -> T {
+        let mut list = std::mem::take(&mut self.authenticators).into_vec();
+        let answer = edit(&mut list);
+        self.authenticators = list.into_boxed_slice();
+        answer
     }
 
     /// The enrolment waiting for confirmation, if any.

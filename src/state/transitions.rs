@@ -176,7 +176,9 @@ impl MfaRecord {
             let turning_on = !draft.record().mfa_enabled();
             if let Some(old) = pending.replaces {
                 let before = draft.record().authenticators.len();
-                draft.record_mut().authenticators.retain(|a| a.id != old);
+                draft
+                    .record_mut()
+                    .edit_authenticators(|list| list.retain(|a| a.id != old));
                 if draft.record().authenticators.len() < before {
                     draft.emit(EventKind::AuthenticatorRemoved {
                         authenticator: old,
@@ -185,19 +187,20 @@ impl MfaRecord {
                     draft.end_sessions(SessionEndCause::AuthenticatorReplaced);
                 }
             }
-            // Exact: the default growth would reserve room for four.
-            draft.record_mut().authenticators.reserve_exact(1);
-            draft.record_mut().authenticators.push(Authenticator {
-                id: pending.id,
-                label: pending.label.clone(),
-                key: pending.key,
-                added_at: ctx.now,
-                last_used_step: Some(step),
+            let PendingEnrolment { id, label, key, .. } = *pending;
+            draft.record_mut().edit_authenticators(|list| {
+                list.push(Authenticator {
+                    id,
+                    label: label.clone(),
+                    key,
+                    added_at: ctx.now,
+                    last_used_step: Some(step),
+                })
             });
             draft.record_mut().must_enrol = false;
             draft.emit(EventKind::AuthenticatorAdded {
-                authenticator: pending.id,
-                label: pending.label,
+                authenticator: id,
+                label,
             });
             let backup_codes = if turning_on {
                 let count = ctx.policy.backup_code_count();
@@ -212,7 +215,7 @@ impl MfaRecord {
                 None
             };
             Ok(EnrolmentConfirmed {
-                authenticator: pending.id,
+                authenticator: id,
                 backup_codes,
                 session: draft.stamp(SessionProof::Code),
             })
@@ -252,7 +255,9 @@ impl MfaRecord {
                 return Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced));
             }
             draft.prove(proof)?;
-            draft.record_mut().authenticators.retain(|a| a.id != id);
+            draft
+                .record_mut()
+                .edit_authenticators(|list| list.retain(|a| a.id != id));
             if draft.record().pending.as_ref().is_some_and(|p| p.replaces == Some(id)) {
                 draft.cancel_pending();
             }
@@ -307,7 +312,7 @@ impl MfaRecord {
             let record = draft.record_mut();
             let authenticators_removed = record.authenticators.len() as u32;
             let backup_codes_removed = record.backup_codes.as_ref().map_or(0, BackupCodes::remaining);
-            record.authenticators.clear();
+            record.authenticators = Box::default();
             record.pending = None;
             record.backup_codes = None;
             record.failures = Default::default();
@@ -353,13 +358,14 @@ impl MfaRecord {
                 return Err(Error::TooManyAuthenticators);
             }
             let id = draft.next_id()?;
-            draft.record_mut().authenticators.reserve_exact(1);
-            draft.record_mut().authenticators.push(Authenticator {
-                id,
-                label: label.clone(),
-                key: Key::new(secret, params),
-                added_at: ctx.now,
-                last_used_step: None,
+            draft.record_mut().edit_authenticators(|list| {
+                list.push(Authenticator {
+                    id,
+                    label: label.clone(),
+                    key: Key::new(secret, params),
+                    added_at: ctx.now,
+                    last_used_step: None,
+                })
             });
             draft.record_mut().must_enrol = false;
             draft.emit(EventKind::AuthenticatorAdded {

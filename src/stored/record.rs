@@ -270,7 +270,7 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
     };
     r.finish()?;
     let record = MfaRecord {
-        authenticators,
+        authenticators: authenticators.into(),
         pending,
         backup_codes,
         failures,

@@ -158,12 +158,14 @@ pub(super) fn records(tx: &Connection) -> R<Vec<(PortalId, UserId, Version, MfaR
             }));
         } else {
             let last: Option<i64> = r.get(12).map_err(storage)?;
-            record.authenticators.push(Authenticator {
-                id: AuthenticatorId(id),
-                label,
-                key,
-                added_at,
-                last_used_step: last.map(|s| s as u64),
+            record.edit_authenticators(|list| {
+                list.push(Authenticator {
+                    id: AuthenticatorId(id),
+                    label,
+                    key,
+                    added_at,
+                    last_used_step: last.map(|s| s as u64),
+                })
             });
         }
     }
@@ -210,7 +212,7 @@ fn record(r: &Row<'_>) -> R<(PortalId, UserId, Version, MfaRecord)> {
         _ => return Err(corrupt("incomplete reset record")),
     };
     let record = MfaRecord {
-        authenticators: Vec::new(),
+        authenticators: Box::default(),
         pending: None,
         backup_codes,
         failures: Failures {
