@@ -627,7 +627,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         let body = move |d| trace::traced(&self.id, name, user, body(d));
         #[cfg(not(feature = "tracing"))]
         let _ = (name, user);
-        Op::new(&self.store, move |d| Box::pin(body(d)))
+        Op::new(&self.store, body)
     }
 
     /// An operation that runs `transition` on one user's record.

@@ -22,8 +22,37 @@ use crate::store::{
 };
 use crate::stored::{decode_event, decode_policy, encode_policy, record_sessions};
 
-/// An operation's body: what either executor runs.
+/// An operation's body once started on an async store: the future `.await` polls.
 pub(super) type Body<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// An operation's body, not yet started: either executor can take it.
+trait Unstarted<'a, T>: Send {
+    /// Runs it on the calling thread, its future pinned on the stack (no allocation).
+    fn run(self: Box<Self>, driver: Driver<'a>) -> Result<T>;
+    /// Starts it as a future an async runtime polls.
+    fn start(self: Box<Self>, driver: Driver<'a>) -> Body<'a, T>;
+}
+
+impl<'a, T, F, Fut> Unstarted<'a, T> for F
+where
+    F: FnOnce(Driver<'a>) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<T>> + Send + 'a,
+{
+    fn run(self: Box<Self>, driver: Driver<'a>) -> Result<T> {
+        let body = std::pin::pin!((*self)(driver));
+        match body.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(answer) => answer,
+            Poll::Pending => unreachable!(
+                "a blocking store's calls complete before they return, and its back-off sleeps the thread, \
+                 so the body is ready at its first poll"
+            ),
+        }
+    }
+
+    fn start(self: Box<Self>, driver: Driver<'a>) -> Body<'a, T> {
+        Box::pin((*self)(driver))
+    }
+}
 
 /// A portal operation on a store `S`, answering `T`, ready to run:
 /// [`.run()`](Op::run) it on a blocking store, or `.await` it on an async one
@@ -63,7 +92,7 @@ pub(super) type Body<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a
 #[must_use = "an operation does nothing until it is run: call `.run()` or `.await` it"]
 pub struct Op<'a, S: ?Sized, T> {
     store: &'a S,
-    body: Box<dyn FnOnce(Driver<'a>) -> Body<'a, T> + Send + 'a>,
+    body: Box<dyn Unstarted<'a, T> + 'a>,
 }
 
 impl<S: ?Sized, T> core::fmt::Debug for Op<'_, S, T> {
@@ -89,7 +118,10 @@ pub(super) enum Pause {
 }
 
 impl<'a, S: ?Sized, T> Op<'a, S, T> {
-    pub(super) fn new(store: &'a S, body: impl FnOnce(Driver<'a>) -> Body<'a, T> + Send + 'a) -> Self {
+    pub(super) fn new<Fut>(store: &'a S, body: impl FnOnce(Driver<'a>) -> Fut + Send + 'a) -> Self
+    where
+        Fut: Future<Output = Result<T>> + Send + 'a,
+    {
         Op {
             store,
             body: Box::new(body),
@@ -106,18 +138,10 @@ impl<S: BlockingStore + ?Sized, T> Op<'_, S, T> {
     /// runtime's worker threads: serve it through
     /// [`OffRuntime`](crate::store::OffRuntime) and `.await` the operation.
     pub fn run(self) -> Result<T> {
-        let driver = Driver {
+        self.body.run(Driver {
             backend: self.store.blocking(),
             pause: Pause::Thread,
-        };
-        let mut body = (self.body)(driver);
-        match body.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(answer) => answer,
-            Poll::Pending => unreachable!(
-                "a blocking store's calls complete before they return, and its back-off sleeps the thread, \
-                 so the body is ready at its first poll"
-            ),
-        }
+        })
     }
 }
 
@@ -128,7 +152,7 @@ impl<'a, S: AsyncStore + ?Sized, T> IntoFuture for Op<'a, S, T> {
     /// The operation on an async store, waiting by yielding to the runtime
     /// (or through [`Portal::with_async_sleep`](crate::Portal::with_async_sleep)).
     fn into_future(self) -> Body<'a, T> {
-        (self.body)(Driver {
+        self.body.start(Driver {
             backend: self.store.nonblocking(),
             pause: Pause::Task,
         })
