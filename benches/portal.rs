@@ -9,6 +9,9 @@
 //!   successful sign-in each iteration);
 //! - `driver_memory_1k_async`: the same operation through the async executor
 //!   (`.await`), polled by `pollster` as a runtime would poll it;
+//! - `driver_memory_1k_one_user`: the blocking driver signing in one of those
+//!   users over and over, its record always in cache: what is left is the
+//!   driver's own work and the store's audit trail;
 //! - `driver_memory_1m_hot1k`: the million-user store, sign-ins spread over
 //!   1 000 of them;
 //! - `driver_sqlite_1k`: the same through `SqliteStore` on a file on disk (WAL),
@@ -164,6 +167,14 @@ fn signin(c: &mut Criterion) {
         &clock_small,
         &small_users,
         awaited,
+    );
+    bench_driver(
+        &mut g,
+        "driver_memory_1k_one_user",
+        &small,
+        &clock_small,
+        &small_users[..1],
+        blocking,
     );
     bench_driver(&mut g, "driver_memory_1m", &large, &clock_large, &large_users, blocking);
     // The same million users, sign-ins spread over 1 000 of them (a working set that stays
