@@ -11,6 +11,7 @@
 mod support;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,11 +57,18 @@ struct Browser {
     base: String,
     shots: PathBuf,
     taken: usize,
-    _profile: TempDir,
+    profile: TempDir,
 }
 
 impl Drop for Browser {
+    /// Chromium is chromedriver's child and outlives it: killing the driver alone
+    /// left browsers running after the test. Both sit in the driver's own process
+    /// group, so one signal to the group ends them, on a panic too.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -79,6 +87,7 @@ impl Browser {
         };
         let port = free_port();
         let driver = Command::new(chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -133,8 +142,25 @@ impl Browser {
             base,
             shots,
             taken: 0,
-            _profile: profile,
+            profile,
         })
+    }
+
+    /// Ends the WebDriver session, so Chromium quits as it would for a user
+    /// (the drop then finds nothing left to kill), and checks that no process
+    /// of this browser is left.
+    async fn close(self) {
+        self.client.clone().close().await.expect("the browser closes");
+        let profile = format!("--user-data-dir={}", self.profile.0.display());
+        drop(self);
+        let started = Instant::now();
+        while let Some(pid) = process_with_arg(&profile) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "Chromium process {pid} outlived its test"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn go(&self, path: &str) {
@@ -280,6 +306,15 @@ impl Browser {
         }
         codes
     }
+}
+
+/// A running process with `arg` on its command line, if any.
+fn process_with_arg(arg: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()).then_some(pid)
+    })
 }
 
 fn is_root() -> bool {
@@ -669,7 +704,7 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     desk.fill("#admin-code", &admin_phone.code(&server.clock)).await;
     desk.submit("main form button[type=submit]").await;
     assert!(desk.text("#reset-summary").await.contains("1 authenticators"));
-    drop(desk);
+    desk.close().await;
     // His old session ends on its next request.
     b.go("/customer/account").await;
     assert_eq!(b.path().await, "/customer/sign-in");
@@ -689,4 +724,5 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     );
     assert!(b.client.get_named_cookie("acme_trusted_customer").await.is_err());
     assert!(b.taken >= 20);
+    b.close().await;
 }
