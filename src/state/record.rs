@@ -264,12 +264,23 @@ impl MfaRecord {
         &self.authenticators
     }
 
-    /// Adds or removes authenticators (rare: the list is rebuilt at its exact size).
-    pub(crate) fn edit_authenticators<T>(&mut self, edit: impl FnOnce(&mut Vec<Authenticator>) -> T) -> T {
+    /// Adds an authenticator (rare: the list grows by exactly one).
+    pub(crate) fn add_authenticator(&mut self, authenticator: Authenticator) {
         let mut list = std::mem::take(&mut self.authenticators).into_vec();
-        let answer = edit(&mut list);
+        list.reserve_exact(1);
+        list.push(authenticator);
         self.authenticators = list.into_boxed_slice();
-        answer
+    }
+
+    /// Removes the authenticator `id`; whether there was one.
+    pub(crate) fn remove_authenticator(&mut self, id: AuthenticatorId) -> bool {
+        if !self.authenticators.iter().any(|a| a.id == id) {
+            return false;
+        }
+        let mut list = std::mem::take(&mut self.authenticators).into_vec();
+        list.retain(|a| a.id != id);
+        self.authenticators = list.into_boxed_slice();
+        true
     }
 
     /// The enrolment waiting for confirmation, if any.

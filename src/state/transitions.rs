@@ -174,28 +174,22 @@ impl MfaRecord {
             };
             // Decided before a replaced authenticator goes: a swap keeps MFA on.
             let turning_on = !draft.record().mfa_enabled();
-            if let Some(old) = pending.replaces {
-                let before = draft.record().authenticators.len();
-                draft
-                    .record_mut()
-                    .edit_authenticators(|list| list.retain(|a| a.id != old));
-                if draft.record().authenticators.len() < before {
-                    draft.emit(EventKind::AuthenticatorRemoved {
-                        authenticator: old,
-                        cause: RemovalCause::Replaced,
-                    });
-                    draft.end_sessions(SessionEndCause::AuthenticatorReplaced);
-                }
+            if let Some(old) = pending.replaces
+                && draft.record_mut().remove_authenticator(old)
+            {
+                draft.emit(EventKind::AuthenticatorRemoved {
+                    authenticator: old,
+                    cause: RemovalCause::Replaced,
+                });
+                draft.end_sessions(SessionEndCause::AuthenticatorReplaced);
             }
             let PendingEnrolment { id, label, key, .. } = *pending;
-            draft.record_mut().edit_authenticators(|list| {
-                list.push(Authenticator {
-                    id,
-                    label: label.clone(),
-                    key,
-                    added_at: ctx.now,
-                    last_used_step: Some(step),
-                })
+            draft.record_mut().add_authenticator(Authenticator {
+                id,
+                label: label.clone(),
+                key,
+                added_at: ctx.now,
+                last_used_step: Some(step),
             });
             draft.record_mut().must_enrol = false;
             draft.emit(EventKind::AuthenticatorAdded {
@@ -255,9 +249,7 @@ impl MfaRecord {
                 return Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced));
             }
             draft.prove(proof)?;
-            draft
-                .record_mut()
-                .edit_authenticators(|list| list.retain(|a| a.id != id));
+            draft.record_mut().remove_authenticator(id);
             if draft.record().pending.as_ref().is_some_and(|p| p.replaces == Some(id)) {
                 draft.cancel_pending();
             }
@@ -358,14 +350,12 @@ impl MfaRecord {
                 return Err(Error::TooManyAuthenticators);
             }
             let id = draft.next_id()?;
-            draft.record_mut().edit_authenticators(|list| {
-                list.push(Authenticator {
-                    id,
-                    label: label.clone(),
-                    key: Key::new(secret, params),
-                    added_at: ctx.now,
-                    last_used_step: None,
-                })
+            draft.record_mut().add_authenticator(Authenticator {
+                id,
+                label: label.clone(),
+                key: Key::new(secret, params),
+                added_at: ctx.now,
+                last_used_step: None,
             });
             draft.record_mut().must_enrol = false;
             draft.emit(EventKind::AuthenticatorAdded {

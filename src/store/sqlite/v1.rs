@@ -158,14 +158,12 @@ pub(super) fn records(tx: &Connection) -> R<Vec<(PortalId, UserId, Version, MfaR
             }));
         } else {
             let last: Option<i64> = r.get(12).map_err(storage)?;
-            record.edit_authenticators(|list| {
-                list.push(Authenticator {
-                    id: AuthenticatorId(id),
-                    label,
-                    key,
-                    added_at,
-                    last_used_step: last.map(|s| s as u64),
-                })
+            record.add_authenticator(Authenticator {
+                id: AuthenticatorId(id),
+                label,
+                key,
+                added_at,
+                last_used_step: last.map(|s| s as u64),
             });
         }
     }
