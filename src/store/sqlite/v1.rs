@@ -2,6 +2,7 @@
 //! for the upgrade to the sealed stored form. Nothing writes this layout;
 //! this is its only reader, kept while upgrades from schema 1 are supported.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::{Connection, Row};
@@ -122,13 +123,19 @@ pub(super) fn records(tx: &Connection) -> R<Vec<(PortalId, UserId, Version, MfaR
              FROM portal_mfa_v1_authenticators ORDER BY portal, user_kind, user_id, id",
         )
         .map_err(storage)?;
+    // By owner, not by a scan of `out`: an upgrade of a million users stays linear.
+    let index: HashMap<(PortalId, UserId), usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, (portal, user, ..))| ((portal.clone(), user.clone()), i))
+        .collect();
     let mut rows = statement.query([]).map_err(storage)?;
     while let Some(r) = rows.next().map_err(storage)? {
         let owner = (
             PortalId::new(r.get::<_, String>(0).map_err(storage)?),
             user(&r.get::<_, String>(1).map_err(storage)?, r.get(2).map_err(storage)?)?,
         );
-        let Some((_, _, _, record)) = out.iter_mut().find(|(p, u, ..)| (p, u) == (&owner.0, &owner.1)) else {
+        let Some((_, _, _, record)) = index.get(&owner).and_then(|&i| out.get_mut(i)) else {
             return Err(corrupt("an authenticator without a record"));
         };
         let get = |i| r.get::<_, i64>(i).map_err(storage);
