@@ -199,12 +199,15 @@ where
         };
         let outcome = (self.transition)(record, &ctx);
         self.result = Some(outcome.result);
-        self.notices = outcome
-            .events
-            .iter()
-            .filter(|e| e.kind.user_must_hear())
-            .cloned()
-            .collect();
+        // Without a notifier nobody hears them: not worth a pass over the events.
+        if portal.notifier.is_some() {
+            self.notices = outcome
+                .events
+                .iter()
+                .filter(|e| e.kind.user_must_hear())
+                .cloned()
+                .collect();
+        }
         LiveChange {
             record: outcome.record,
             changed: outcome.changed,
