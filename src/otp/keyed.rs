@@ -41,11 +41,18 @@ const SHA512_IV: [u64; 8] = [
 ];
 
 /// The inner and outer chaining states after the key's pad blocks.
+///
+/// One array for every hash: the inner state then the outer, in 32-bit words
+/// (SHA-1 fills 10, SHA-256 16, SHA-512 all 32, each 64-bit word as two).
+/// Every byte that holds key material is a byte of this array, written when
+/// the key is loaded and zeroized on drop. An enum with a variant per hash
+/// left the shorter variants' spare bytes undefined, and a move copied
+/// whatever stale stack bytes sat there (pad states included) into the heap,
+/// where no drop cleared them: see `tests/secret_residue.rs`.
 #[derive(Clone)]
-pub(crate) enum KeyedHmac {
-    Sha1 { inner: [u32; 5], outer: [u32; 5] },
-    Sha256 { inner: [u32; 8], outer: [u32; 8] },
-    Sha512 { inner: [u64; 8], outer: [u64; 8] },
+pub(crate) struct KeyedHmac {
+    words: [u32; 32],
+    algorithm: Algorithm,
 }
 
 /// RFC 4226 §5.3 dynamic truncation of an HMAC tag, then reduction to `modulus`.
@@ -58,23 +65,55 @@ fn truncate(tag: &[u8], modulus: u32) -> u32 {
 
 impl KeyedHmac {
     pub(crate) fn new(algorithm: Algorithm, key: &[u8]) -> Self {
+        let mut words = [0u32; 32];
         match algorithm {
             Algorithm::Sha1 => {
                 let mut block = key_block::<sha1::Sha1, 64>(key);
-                let (inner, outer) = pads(&mut block, SHA1_IV, sha1::block_api::compress);
-                Self::Sha1 { inner, outer }
+                let (mut inner, mut outer) = pads(&mut block, SHA1_IV, sha1::block_api::compress);
+                words[..5].copy_from_slice(&inner);
+                words[5..10].copy_from_slice(&outer);
+                inner.zeroize();
+                outer.zeroize();
             }
             Algorithm::Sha256 => {
                 let mut block = key_block::<sha2::Sha256, 64>(key);
-                let (inner, outer) = pads(&mut block, SHA256_IV, sha2::block_api::compress256);
-                Self::Sha256 { inner, outer }
+                let (mut inner, mut outer) = pads(&mut block, SHA256_IV, sha2::block_api::compress256);
+                words[..8].copy_from_slice(&inner);
+                words[8..16].copy_from_slice(&outer);
+                inner.zeroize();
+                outer.zeroize();
             }
             Algorithm::Sha512 => {
                 let mut block = key_block::<sha2::Sha512, 128>(key);
-                let (inner, outer) = pads(&mut block, SHA512_IV, sha2::block_api::compress512);
-                Self::Sha512 { inner, outer }
+                let (mut inner, mut outer) = pads(&mut block, SHA512_IV, sha2::block_api::compress512);
+                for (pair, word) in words.chunks_exact_mut(2).zip(inner.iter().chain(&outer)) {
+                    // Truncations on purpose: the low half, then the high.
+                    pair[0] = *word as u32;
+                    pair[1] = (*word >> 32) as u32;
+                }
+                inner.zeroize();
+                outer.zeroize();
             }
         }
+        Self { words, algorithm }
+    }
+
+    /// `N` 32-bit words of the state from word `at`.
+    #[inline(always)]
+    fn state<const N: usize>(&self, at: usize) -> [u32; N] {
+        let mut state = [0u32; N];
+        state.copy_from_slice(&self.words[at..at + N]);
+        state
+    }
+
+    /// A SHA-512 state (8 words of 64 bits) from 32-bit word `at`.
+    #[inline(always)]
+    fn state64(&self, at: usize) -> [u64; 8] {
+        let mut state = [0u64; 8];
+        for (word, pair) in state.iter_mut().zip(self.words[at..at + 16].chunks_exact(2)) {
+            *word = u64::from(pair[0]) | u64::from(pair[1]) << 32;
+        }
+        state
     }
 
     /// The HOTP value of `counter` before formatting: truncated HMAC mod `modulus`.
@@ -87,22 +126,28 @@ impl KeyedHmac {
     /// The HOTP values of counters `first, first + 1, …` into `out` (wrapping past `u64::MAX`).
     #[inline]
     pub(crate) fn codes(&self, first: u64, modulus: u32, out: &mut [u32]) {
-        match self {
-            Self::Sha1 { inner, outer } => {
-                batched::<_, 64, 20>(inner, outer, first, modulus, out, sha1::block_api::compress, words_be)
-            }
-            Self::Sha256 { inner, outer } => batched::<_, 64, 32>(
-                inner,
-                outer,
+        match self.algorithm {
+            Algorithm::Sha1 => batched::<_, 64, 20>(
+                &self.state::<5>(0),
+                &self.state::<5>(5),
+                first,
+                modulus,
+                out,
+                sha1::block_api::compress,
+                words_be,
+            ),
+            Algorithm::Sha256 => batched::<_, 64, 32>(
+                &self.state::<8>(0),
+                &self.state::<8>(8),
                 first,
                 modulus,
                 out,
                 sha2::block_api::compress256,
                 words_be,
             ),
-            Self::Sha512 { inner, outer } => batched::<_, 128, 64>(
-                inner,
-                outer,
+            Algorithm::Sha512 => batched::<_, 128, 64>(
+                &self.state64(0),
+                &self.state64(16),
                 first,
                 modulus,
                 out,
@@ -225,20 +270,7 @@ fn dwords_be(state: &[u64; 8]) -> [u8; 64] {
 
 impl Drop for KeyedHmac {
     fn drop(&mut self) {
-        match self {
-            Self::Sha1 { inner, outer } => {
-                inner.zeroize();
-                outer.zeroize();
-            }
-            Self::Sha256 { inner, outer } => {
-                inner.zeroize();
-                outer.zeroize();
-            }
-            Self::Sha512 { inner, outer } => {
-                inner.zeroize();
-                outer.zeroize();
-            }
-        }
+        self.words.zeroize();
     }
 }
 

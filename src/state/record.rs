@@ -266,21 +266,28 @@ impl MfaRecord {
 
     /// Adds an authenticator (rare: the list grows by exactly one).
     pub(crate) fn add_authenticator(&mut self, authenticator: Authenticator) {
-        let mut list = std::mem::take(&mut self.authenticators).into_vec();
-        list.reserve_exact(1);
-        list.push(authenticator);
-        self.authenticators = list.into_boxed_slice();
+        let list: Vec<Authenticator> = self.authenticators.iter().cloned().chain([authenticator]).collect();
+        self.replace_authenticators(list);
     }
 
     /// Removes the authenticator `id`; whether there was one.
     pub(crate) fn remove_authenticator(&mut self, id: AuthenticatorId) -> bool {
-        if !self.authenticators.iter().any(|a| a.id == id) {
+        let kept = self.authenticators.iter().filter(|a| a.id != id).count();
+        if kept == self.authenticators.len() {
             return false;
         }
-        let mut list = std::mem::take(&mut self.authenticators).into_vec();
-        list.retain(|a| a.id != id);
-        self.authenticators = list.into_boxed_slice();
+        let mut list = Vec::with_capacity(kept);
+        list.extend(self.authenticators.iter().filter(|a| a.id != id).cloned());
+        self.replace_authenticators(list);
         true
+    }
+
+    /// The list becomes `list` (exactly as long as its capacity). Copies,
+    /// never moves: the old list is dropped whole, so every key in it is
+    /// zeroized where it lies, and no pad state is left in freed memory.
+    fn replace_authenticators(&mut self, list: Vec<Authenticator>) {
+        debug_assert_eq!(list.len(), list.capacity());
+        self.authenticators = list.into_boxed_slice();
     }
 
     /// The enrolment waiting for confirmation, if any.

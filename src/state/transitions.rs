@@ -183,11 +183,12 @@ impl MfaRecord {
                 });
                 draft.end_sessions(SessionEndCause::AuthenticatorReplaced);
             }
-            let PendingEnrolment { id, label, key, .. } = *pending;
+            // A copy of the key, not a move out of its box: the box is dropped whole, key zeroized.
+            let (id, label) = (pending.id, pending.label.clone());
             draft.record_mut().add_authenticator(Authenticator {
                 id,
                 label: label.clone(),
-                key,
+                key: pending.key.clone(),
                 added_at: ctx.now,
                 last_used_step: Some(step),
             });

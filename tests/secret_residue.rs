@@ -1,0 +1,179 @@
+//! No copy of an authenticator's key outlives it in the heap.
+//!
+//! An authenticator keeps its HMAC pad states (as good as the key: they let
+//! anyone compute codes) inline, and zeroizes them when it is dropped. A copy
+//! that moved away without a drop (a list reallocated, a pending enrolment
+//! unboxed) would stay readable in freed memory. This reads the process's own
+//! heap through `/proc/self/mem` after each step of a user's life and counts
+//! the copies of each key's inner pad state: one while the key is live, none
+//! once it is gone.
+//!
+//! Its own binary (`harness = false`) so that everything runs on the main
+//! thread, whose allocations glibc keeps in `[heap]`, the one mapping scanned
+//! (the test's own copies live on the stack).
+
+use portal_mfa::admin::{ResetMode, ResetReason};
+use portal_mfa::otp::{Secret, Totp, TotpParams};
+use portal_mfa::store::{BlockingStore, MemoryStore};
+use portal_mfa::{Admin, EnrolmentOptions, Keyring, ManualClock, Portal, PortalId, UserId};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const T0: u64 = 1_763_800_000;
+const SHA1_IV: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+
+/// A SHA-1 key's inner pad state as an authenticator holds it: the chaining
+/// state after (key ⊕ ipad), words in memory order.
+fn inner_pad_state(secret: &[u8]) -> [u8; 20] {
+    let mut block = [0x36u8; 64];
+    block.iter_mut().zip(secret).for_each(|(b, k)| *b ^= k);
+    let mut state = SHA1_IV;
+    sha1::block_api::compress(&mut state, &[block]);
+    let mut bytes = [0u8; 20];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    bytes
+}
+
+/// The main thread's heap, as `/proc/self/maps` names it.
+fn heap_range() -> (u64, u64) {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let line = maps.lines().find(|l| l.ends_with("[heap]")).expect("a [heap] mapping");
+    let range = line.split_whitespace().next().expect("an address range");
+    let (start, end) = range.split_once('-').expect("start-end");
+    let hex = |s| u64::from_str_radix(s, 16).expect("a hex address");
+    (hex(start), hex(end))
+}
+
+/// How many times each needle occurs in the heap. Read in pieces through a
+/// buffer on the stack: a buffer in the heap would copy the heap into itself.
+fn copies_in_heap(needles: &[[u8; 20]]) -> Vec<usize> {
+    use std::os::unix::fs::FileExt;
+    const PIECE: usize = 64 * 1024;
+    const OVERLAP: usize = 19;
+    let mem = std::fs::File::open("/proc/self/mem").expect("/proc/self/mem");
+    let (start, end) = heap_range();
+    let mut counts = vec![0; needles.len()];
+    let mut buffer = [0u8; OVERLAP + PIECE];
+    let mut at = start;
+    let mut carried = 0;
+    while at < end {
+        let n = usize::try_from(end - at).map_or(PIECE, |left| left.min(PIECE));
+        mem.read_exact_at(&mut buffer[carried..carried + n], at)
+            .expect("read the heap");
+        let seen = &buffer[..carried + n];
+        for (count, needle) in counts.iter_mut().zip(needles) {
+            *count += seen.windows(needle.len()).filter(|w| w == needle).count();
+        }
+        // The last bytes again at the front, so a copy across two pieces is found once.
+        let keep = OVERLAP.min(seen.len());
+        buffer.copy_within(carried + n - keep..carried + n, 0);
+        carried = keep;
+        at += n as u64;
+    }
+    counts
+}
+
+fn code(secret: &Secret, at: u64) -> String {
+    let totp = Totp::new(secret, TotpParams::standard());
+    totp.generate(at).expect("code").expose().to_string()
+}
+
+fn main() {
+    if !std::path::Path::new("/proc/self/mem").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs /proc/self/mem");
+        println!("secret_residue: skipped (no /proc/self/mem)");
+        return;
+    }
+    // The memory store keeps each record decoded: a live key has its one copy.
+    life("MemoryStore", MemoryStore::new(), None, true);
+    // A byte store keeps keys sealed: none outlives the call that opened it.
+    #[cfg(feature = "sqlite")]
+    life(
+        "SqliteStore",
+        portal_mfa::store::SqliteStore::open_in_memory().expect("SQLite"),
+        Some(Keyring::new("k1", &[7; 32]).expect("keyring")),
+        false,
+    );
+    // In libtest's words, so the CI's count of passed tests includes this one.
+    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+}
+
+/// A user's authenticators from import to Reset MFA on `store`, counting
+/// each key's copies after every step: one while it is live if the store
+/// keeps records decoded (`resident`), else none.
+fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, resident: bool) {
+    let clock = ManualClock::at(T0);
+    let mut portal = Portal::new(PortalId::new("acme"), "Acme", store)
+        .expect("portal")
+        .with_clock(clock.clone())
+        .with_rng(StdRng::seed_from_u64(5));
+    if let Some(keyring) = keyring {
+        portal = portal.with_keyring(keyring);
+    }
+    let admin = Admin::authorised("admin@acme.example");
+    let user = UserId::customer("c-1");
+    let secret = |byte: u8| Secret::from_bytes(&[byte; 20], 128).expect("secret");
+    let (a, b) = (secret(0xa1), secret(0xb2));
+    // On the stack, so the needles are not in the heap they are looked for in.
+    let mut needles = [
+        inner_pad_state(a.expose_bytes()),
+        inner_pad_state(b.expose_bytes()),
+        [0; 20],
+    ];
+    let check = |step: &str, needles: &[[u8; 20]], live: &[bool]| {
+        let found = copies_in_heap(needles);
+        let expected: Vec<usize> = live.iter().map(|&l| usize::from(l && resident)).collect();
+        assert_eq!(
+            found, expected,
+            "{name}, after {step}: heap copies of each key's pad state (keys a, b, c in order)"
+        );
+        println!("{name}, after {step}: {found:?}");
+    };
+
+    let params = TotpParams::standard();
+    let id_a = portal
+        .import_authenticator(&admin, &user, "A", a.clone(), params)
+        .run()
+        .expect("import a");
+    check("importing a", &needles[..2], &[true, false]);
+    let id_b = portal
+        .import_authenticator(&admin, &user, "B", b.clone(), params)
+        .run()
+        .expect("import b");
+    check("importing b beside a", &needles[..2], &[true, true]);
+
+    // c replaces a: an enrolment waits in its own box, then joins the list as a leaves it.
+    clock.set(T0 + 30);
+    let proof = code(&a, T0 + 30);
+    let options = EnrolmentOptions::default().replacing(id_a).with_proof(&proof);
+    let started = portal
+        .start_enrolment(&user, "c-1@example.com", "C", options)
+        .run()
+        .expect("start c");
+    let c = started.uri.secret().clone();
+    needles[2] = inner_pad_state(c.expose_bytes());
+    check("starting c", &needles, &[true, true, true]);
+    clock.set(T0 + 60);
+    portal
+        .confirm_enrolment(&user, &code(&c, T0 + 60))
+        .run()
+        .expect("confirm c");
+    check("confirming c in a's place", &needles, &[false, true, true]);
+
+    clock.set(T0 + 90);
+    portal
+        .delete_authenticator(&user, id_b, &code(&c, T0 + 90))
+        .run()
+        .expect("delete b");
+    check("deleting b", &needles, &[false, false, true]);
+
+    portal
+        .admin_reset(&admin, &user, ResetReason::LostDevice, ResetMode::default())
+        .run()
+        .expect("reset");
+    check("Reset MFA", &needles, &[false, false, false]);
+    drop((portal, started));
+    check("dropping the portal", &needles, &[false, false, false]);
+}
