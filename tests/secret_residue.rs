@@ -15,7 +15,7 @@
 use portal_mfa::admin::{ResetMode, ResetReason};
 use portal_mfa::otp::{Secret, Totp, TotpParams};
 use portal_mfa::store::{BlockingStore, MemoryStore};
-use portal_mfa::{Admin, EnrolmentOptions, Keyring, ManualClock, Portal, PortalId, UserId};
+use portal_mfa::{Admin, EnrolmentOptions, Keyring, ManualClock, Portal, PortalId, PortalPolicy, UserId};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -48,10 +48,11 @@ fn heap_range() -> (u64, u64) {
 
 /// How many times each needle occurs in the heap. Read in pieces through a
 /// buffer on the stack: a buffer in the heap would copy the heap into itself.
-fn copies_in_heap(needles: &[[u8; 20]]) -> Vec<usize> {
+fn copies_in_heap(needles: &[&[u8]]) -> Vec<usize> {
     use std::os::unix::fs::FileExt;
     const PIECE: usize = 64 * 1024;
-    const OVERLAP: usize = 19;
+    // Longer than any needle, so a copy across two pieces is found in the second.
+    const OVERLAP: usize = 31;
     let mem = std::fs::File::open("/proc/self/mem").expect("/proc/self/mem");
     let (start, end) = heap_range();
     let mut counts = vec![0; needles.len()];
@@ -66,7 +67,7 @@ fn copies_in_heap(needles: &[[u8; 20]]) -> Vec<usize> {
         for (count, needle) in counts.iter_mut().zip(needles) {
             *count += seen.windows(needle.len()).filter(|w| w == needle).count();
         }
-        // The last bytes again at the front, so a copy across two pieces is found once.
+        // The last bytes again at the front: a copy across two pieces is found once (no needle fits in them).
         let keep = OVERLAP.min(seen.len());
         buffer.copy_within(carried + n - keep..carried + n, 0);
         carried = keep;
@@ -110,10 +111,13 @@ fn main() {
 /// (`resident`), else none.
 fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, resident: bool) {
     let clock = ManualClock::at(T0);
-    let mut portal = Portal::new(PortalId::new("acme"), "Acme", store)
+    // A long name too: it is the URI's issuer, written before the key and again after it.
+    let issuer = format!("Acme {}", "Portal ".repeat(30));
+    let mut portal = Portal::new(PortalId::new("acme"), &issuer, store)
         .expect("portal")
         .with_clock(clock.clone())
-        .with_rng(StdRng::seed_from_u64(5));
+        .with_rng(StdRng::seed_from_u64(5))
+        .with_default_policy(PortalPolicy::new().with_trusted_browser_days(30).expect("policy"));
     if let Some(keyring) = keyring {
         portal = portal.with_keyring(keyring);
     }
@@ -128,7 +132,8 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
     let check = |step: &str, needles: &[[u8; 20]; 6], live: [bool; 3]| {
         // Until c exists its places hold zeros, which the heap is full of: not compared.
         let known = if needles[2] == [0; 20] { 2 } else { 3 };
-        let found = copies_in_heap(needles);
+        let all: [&[u8]; 6] = needles.each_ref().map(|n| n.as_slice());
+        let found = copies_in_heap(&all);
         let found = [&found[..known], &found[3..3 + known]].concat();
         let one: Vec<usize> = live[..known].iter().map(|&l| usize::from(l && resident)).collect();
         let expected = [one.clone(), one].concat();
@@ -156,12 +161,33 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
     clock.set(T0 + 30);
     let proof = code(&a, T0 + 30);
     let options = EnrolmentOptions::default().replacing(id_a).with_proof(&proof);
+    // A long account name, so the URI text is longer than any first guess at its size.
+    let account = format!("{}@example.com", "c".repeat(200));
     let started = portal
-        .start_enrolment(&user, "c-1@example.com", "C", options)
+        .start_enrolment(&user, &account, "C", options)
         .run()
         .expect("start c");
     c.copy_from_slice(started.uri.secret().expose_bytes());
-    drop(started);
+    // What a host shows: the URI (as a QR code), the key to type. The base32 text and its tail.
+    let mut text = [0u8; 32];
+    text.copy_from_slice(started.uri.secret().to_base32().as_bytes());
+    let text_forms: [&[u8]; 2] = [&text, &text[16..]];
+    let shown = (
+        started.uri.to_uri(),
+        started.uri.secret().to_grouped_base32(),
+        started.uri.qr_svg().expect("QR"),
+    );
+    assert_eq!(
+        copies_in_heap(&text_forms),
+        [1, 1],
+        "{name}: the URI text holds the key once"
+    );
+    drop((shown, started));
+    assert_eq!(
+        copies_in_heap(&text_forms),
+        [0, 0],
+        "{name}: the key's base32 text outlived what showed it"
+    );
     needles[2] = c;
     needles[5] = inner_pad_state(&c);
     check("starting c", &needles, [true, true, true]);
@@ -178,6 +204,78 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
         .run()
         .expect("delete b");
     check("deleting b", &needles, [false, false, true]);
+
+    // Backup codes are kept only as hashes: once the host drops the batch it was shown, and
+    // after one of them signs in, no copy of any form of that code is left.
+    clock.set(T0 + 120);
+    let issued = portal
+        .regenerate_backup_codes(&user, &code(&c, T0 + 120))
+        .run()
+        .expect("regenerate backup codes");
+    let mut shown = [0u8; 19];
+    shown.copy_from_slice(issued.codes.expose().next().expect("a code").as_bytes());
+    let mut compact = [0u8; 16];
+    for (slot, byte) in compact.iter_mut().zip(shown.iter().filter(|&&b| b != b'-')) {
+        *slot = *byte;
+    }
+    let code_forms: [&[u8]; 2] = [&shown, &compact];
+    assert_eq!(
+        copies_in_heap(&code_forms),
+        [1, 0],
+        "{name}: the batch holds each code once"
+    );
+    drop(issued);
+    assert_eq!(
+        copies_in_heap(&code_forms),
+        [0, 0],
+        "{name}: a backup code outlived its batch"
+    );
+    let typed = std::str::from_utf8(&shown).expect("ASCII");
+    portal.verify_sign_in(&user, typed).run().expect("backup code signs in");
+    assert_eq!(
+        copies_in_heap(&code_forms),
+        [0, 0],
+        "{name}: a backup code outlived its use"
+    );
+    println!("{name}, after a backup code's batch and its use: none");
+
+    // A trusted browser's token likewise: kept only as a hash, gone once the host has set
+    // its cookie and dropped it, and gone again after the browser signs in with it.
+    clock.set(T0 + 150);
+    let signed_in = portal
+        .verify_sign_in(&user, &code(&c, T0 + 150))
+        .run()
+        .expect("sign in with c");
+    let trusted = portal
+        .trust_browser(&user, signed_in.session, "Firefox")
+        .run()
+        .expect("trust the browser");
+    let mut token = [0u8; 52];
+    token.copy_from_slice(trusted.token.expose().as_bytes());
+    // Its tail too: glibc writes its free-list links over the first 16 bytes of a freed block.
+    let token_form: [&[u8]; 2] = [&token, &token[20..]];
+    assert_eq!(
+        copies_in_heap(&token_form),
+        [1, 1],
+        "{name}: the answer holds the token once"
+    );
+    drop(trusted);
+    assert_eq!(
+        copies_in_heap(&token_form),
+        [0, 0],
+        "{name}: a browser token outlived its answer"
+    );
+    let presented = std::str::from_utf8(&token).expect("ASCII");
+    portal
+        .begin_sign_in_with_browser(&user, presented)
+        .run()
+        .expect("the browser signs in");
+    assert_eq!(
+        copies_in_heap(&token_form),
+        [0, 0],
+        "{name}: a browser token outlived its use"
+    );
+    println!("{name}, after a browser token's answer and its use: none");
 
     portal
         .admin_reset(&admin, &user, ResetReason::LostDevice, ResetMode::default())

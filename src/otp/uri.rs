@@ -158,34 +158,29 @@ impl OtpAuthUri {
     /// ⚠️ Contains the secret: hand it only to the QR encoder or the user's screen.
     pub fn to_uri(&self) -> Zeroizing<String> {
         let account = utf8_percent_encode(&self.account, COMPONENT);
-        let secret = self.secret.to_base32();
-        let mut uri = Zeroizing::new(String::with_capacity(128 + secret.len()));
-        uri.push_str("otpauth://totp/");
-        if let Some(issuer) = &self.issuer {
-            let issuer = utf8_percent_encode(issuer, COMPONENT).to_string();
-            uri.push_str(&issuer);
-            uri.push(':');
-            uri.push_str(&account.to_string());
-            uri.push_str("?secret=");
-            uri.push_str(&secret);
-            uri.push_str("&issuer=");
-            uri.push_str(&issuer);
-        } else {
+        let (label, issuer) = match &self.issuer {
+            Some(issuer) => {
+                let issuer = utf8_percent_encode(issuer, COMPONENT).to_string();
+                (format!("{issuer}:{account}"), format!("&issuer={issuer}"))
+            }
             // Without an issuer, an encoded colon in the account would read back as the
             // separator; an empty issuer prefix keeps the account whole.
-            if self.account.contains(':') {
-                uri.push(':');
-            }
-            uri.push_str(&account.to_string());
-            uri.push_str("?secret=");
-            uri.push_str(&secret);
-        }
-        uri.push_str("&algorithm=");
-        uri.push_str(self.params.algorithm().uri_name());
-        uri.push_str("&digits=");
-        uri.push_str(&self.params.digits().get().to_string());
-        uri.push_str("&period=");
-        uri.push_str(&self.params.period().to_string());
+            None if self.account.contains(':') => (format!(":{account}"), String::new()),
+            None => (account.to_string(), String::new()),
+        };
+        let after = format!(
+            "{issuer}&algorithm={}&digits={}&period={}",
+            self.params.algorithm().uri_name(),
+            self.params.digits().get(),
+            self.params.period()
+        );
+        let before = format!("otpauth://totp/{label}?secret=");
+        let secret = self.secret.to_base32();
+        // Sized before the key goes in: growing it afterwards would leave a copy in freed memory.
+        let mut uri = Zeroizing::new(String::with_capacity(before.len() + secret.len() + after.len()));
+        uri.push_str(&before);
+        uri.push_str(&secret);
+        uri.push_str(&after);
         uri
     }
 

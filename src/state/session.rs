@@ -292,7 +292,12 @@ impl TrustedBrowsers {
         let bytes = base32::decode(base32::Alphabet::Rfc4648Lower { padding: false }, presented).map(Zeroizing::new)?;
         let bytes: Zeroizing<[u8; TOKEN_BYTES]> = Zeroizing::new((*bytes).as_slice().try_into().ok()?);
         // Only the canonical spelling is a token (base32 has slack bits in its last character).
-        if base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &*bytes) != presented {
+        // That spelling is the token itself: zeroized like it.
+        let canonical = Zeroizing::new(base32::encode(
+            base32::Alphabet::Rfc4648Lower { padding: false },
+            &*bytes,
+        ));
+        if *canonical != presented {
             return None;
         }
         let hash = self.hash(portal, user, &bytes);
