@@ -1,16 +1,21 @@
-//! No copy of an authenticator's key outlives it in the heap.
+//! No secret outlives its use in the heap.
 //!
-//! An authenticator keeps its HMAC pad states (as good as the key: they let
-//! anyone compute codes) inline, and zeroizes them when it is dropped. A copy
-//! that moved away without a drop (a list reallocated, a pending enrolment
-//! unboxed) would stay readable in freed memory. This reads the process's own
-//! heap through `/proc/self/mem` after each step of a user's life and counts
-//! the copies of each key's inner pad state: one while the key is live, none
-//! once it is gone.
+//! Secrets are zeroized when dropped, but a copy that moved away without a
+//! drop (a list reallocated, a value moved out of its box, a string grown, a
+//! temporary that was not zeroizing) stays readable in freed memory. This
+//! reads the process's own heap through `/proc/self/mem` after each step of a
+//! user's life and counts the copies of each secret in each form:
+//! - each key's raw bytes and its inner HMAC pad state (as good as the key):
+//!   one of each while the memory store holds the key, none otherwise;
+//! - the key's base32 text, once the host has shown it (URI, QR code, typed key);
+//! - a backup code, once its batch is dropped and after it signs in;
+//! - a trusted browser's token, once its answer is dropped and after it signs in.
 //!
-//! Its own binary (`harness = false`) so that everything runs on the main
-//! thread, whose allocations glibc keeps in `[heap]`, the one mapping scanned
-//! (the test's own copies live on the stack).
+//! glibc writes its free-list links over the first 16 bytes of a freed block,
+//! so a long secret is also looked for by its tail. Its own binary
+//! (`harness = false`) so that everything runs on the main thread, whose
+//! allocations glibc keeps in `[heap]`, the one mapping scanned (the test's
+//! own copies live on the stack).
 
 use portal_mfa::admin::{ResetMode, ResetReason};
 use portal_mfa::otp::{Secret, Totp, TotpParams};
