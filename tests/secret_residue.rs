@@ -56,13 +56,14 @@ fn heap_range() -> (u64, u64) {
 fn copies_in_heap(needles: &[&[u8]]) -> Vec<usize> {
     use std::os::unix::fs::FileExt;
     const PIECE: usize = 64 * 1024;
-    // Longer than any needle, so a copy across two pieces is found in the second.
-    const OVERLAP: usize = 31;
+    const LONGEST: usize = 64;
+    assert!(needles.iter().all(|n| (1..=LONGEST).contains(&n.len())));
     let mem = std::fs::File::open("/proc/self/mem").expect("/proc/self/mem");
     let (start, end) = heap_range();
     let mut counts = vec![0; needles.len()];
-    let mut buffer = [0u8; OVERLAP + PIECE];
+    let mut buffer = [0u8; LONGEST - 1 + PIECE];
     let mut at = start;
+    // Bytes kept from the end of the previous piece, so a copy across two pieces is seen whole.
     let mut carried = 0;
     while at < end {
         let n = usize::try_from(end - at).map_or(PIECE, |left| left.min(PIECE));
@@ -70,11 +71,16 @@ fn copies_in_heap(needles: &[&[u8]]) -> Vec<usize> {
             .expect("read the heap");
         let seen = &buffer[..carried + n];
         for (count, needle) in counts.iter_mut().zip(needles) {
-            *count += seen.windows(needle.len()).filter(|w| w == needle).count();
+            // A match that ends inside the carried bytes was counted with the previous piece.
+            *count += seen
+                .windows(needle.len())
+                .enumerate()
+                .filter(|(i, w)| i + needle.len() > carried && w == needle)
+                .count();
         }
-        // The last bytes again at the front: a copy across two pieces is found once (no needle fits in them).
-        let keep = OVERLAP.min(seen.len());
-        buffer.copy_within(carried + n - keep..carried + n, 0);
+        let filled = seen.len();
+        let keep = (LONGEST - 1).min(filled);
+        buffer.copy_within(filled - keep..filled, 0);
         carried = keep;
         at += n as u64;
     }
