@@ -558,6 +558,20 @@ impl StorageError {
         self.detail
     }
 
+    /// Whether the same call may simply be made again: it failed before anything
+    /// it sent could have been written (the server could not be reached or
+    /// connected to within the connect timeout, every pooled connection stayed
+    /// busy, a lock or a statement timed out and wrote nothing). This is the
+    /// failure a busy or restarting machine gives; retry it after a short
+    /// pause. False for a connection lost mid-call (a write may have
+    /// committed: [`StorageError::is_connection_lost`]) and for every failure
+    /// a retry cannot mend (credentials, configuration, schema, a read-only
+    /// server, damaged data).
+    pub fn is_retryable(&self) -> bool {
+        use StorageErrorKind as K;
+        matches!(self.kind, K::Unavailable | K::Busy | K::Timeout) && !self.connection_lost
+    }
+
     /// Whether an established connection was lost while the call was under
     /// way (a server restart, a terminated backend, a network cut), as opposed
     /// to a server that could not be reached at all. ⚠️ A write in flight may

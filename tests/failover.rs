@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use flows::pg::{self, Cluster, Kill, Replication};
-use flows::{Executor, Go, PgPair, Phone, T0, TempDir, TestPortal, portal_on};
+use flows::{Executor, Go, PgPair, Phone, T0, TempDir, TestPortal, portal_on, wait_until};
 use portal_mfa::audit::{EventKind, Factor};
 use portal_mfa::store::PostgresOptions;
 use portal_mfa::{Error, ManualClock, UserId};
@@ -301,7 +301,7 @@ fn round(cluster: &mut Cluster, n: usize, kill: Kill, lag: bool, kill_after: i64
             ])
         })
         .collect();
-    wait_for(
+    wait_until(
         || (0..PROCESSES).all(|i| dir.0.join(format!("ready-{i}")).exists()),
         "the workers enrolled",
     );
@@ -310,7 +310,7 @@ fn round(cluster: &mut Cluster, n: usize, kill: Kill, lag: bool, kill_after: i64
         format!("SELECT count(*) FROM {SCHEMA}.portal_mfa_events WHERE kind IN ('verified', 'verification_failed')");
     let attempts = |primary: &mut pg::Client| primary.query_one(&count, &[]).unwrap().get::<_, i64>(0);
     let start = attempts(&mut primary);
-    wait_for(
+    wait_until(
         || attempts(&mut primary) >= start + kill_after,
         "the burst is under way",
     );
@@ -320,13 +320,13 @@ fn round(cluster: &mut Cluster, n: usize, kill: Kill, lag: bool, kill_after: i64
         // hears nothing; synchronous ones pile up waiting for it.
         let paused_at = attempts(&mut primary);
         if cluster.replication == Replication::Async {
-            wait_for(
+            wait_until(
                 || attempts(&mut primary) >= paused_at + 8,
                 "commits while the standby lags",
             );
         } else {
             let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'";
-            wait_for(
+            wait_until(
                 || primary.query_one(waiting, &[]).unwrap().get::<_, i64>(0) >= (PROCESSES * THREADS / 2) as i64,
                 "commits waiting for the standby",
             );
@@ -450,18 +450,6 @@ fn check(cluster: &Cluster, told: &[Told], report: &mut Report) {
     }
 }
 
-/// Waits for `done`, checking every 5 ms; two minutes without it fails the
-/// test (a bound against a hang, far beyond what any machine needs).
-fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
-    for _ in 0..24_000 {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("not within two minutes: {what}");
-}
-
 /// Runs `rounds` (each a kill and whether replication lags first) on a new
 /// cluster; the primary dies after a random number of attempts (seeded).
 fn failover(replication: Replication, rounds: &[(Kill, bool)]) -> Option<Report> {
@@ -529,7 +517,7 @@ fn caught_up(cluster: &Cluster) {
         .unwrap()
         .get(0);
     let mut standby = pg::Client::connect(&cluster.standby_url());
-    wait_for(
+    wait_until(
         || {
             standby
                 .query_one("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", &[&lsn])
@@ -676,7 +664,7 @@ fn a_commit_waiting_for_the_standby_outlasts_statement_timeout_and_a_cancel_lose
     cluster.pause_replication();
     std::thread::scope(|s| {
         let signing_in = s.spawn(|| portal.verify_sign_in(&user, &code).go(ex));
-        wait_for(|| !waiting(&mut primary).is_empty(), "the commit waits for the standby");
+        wait_until(|| !waiting(&mut primary).is_empty(), "the commit waits for the standby");
         // Five statement timeouts on, it still waits. (A slow machine can
         // only make this more certain: the server's timer would have fired.)
         std::thread::sleep(Duration::from_millis(1_000));

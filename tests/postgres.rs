@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use flows::PgPair;
 use flows::pg::{self, PgServer};
-use flows::{Executor, Go, Phone, T0, TempDir, TestPortal, TestStore, enrol, portal_on};
+use flows::{Executor, Go, wait_until, Phone, T0, TempDir, TestPortal, TestStore, enrol, portal_on};
 use portal_mfa::store::MfaStore;
 use portal_mfa::{
     Clock, Error, LockoutRule, ManualClock, PortalPolicy, StorageError, StorageErrorKind, UserId,
@@ -44,7 +44,9 @@ fn storage_error<T: std::fmt::Debug>(result: Result<T, StorageError>) -> Storage
 
 /// The child side. Modes: `race` (CONNECTIONS threads submit each job's code
 /// at its scheduled instant, printing `@@ <trial> ok|err …`) and `migrate`
-/// (open the stores on a schema at the scheduled instant, print `@@ migrated`).
+/// (open the stores on a schema at the race's start, print `@@ migrated`).
+/// Each says it is ready at the meeting ([`flows::Meeting`]) and starts when
+/// the parent says so; its connections wait up to [`flows::PATIENCE`].
 #[test]
 #[ignore = "run by the tests in this file as a separate process"]
 fn worker() {
@@ -54,15 +56,20 @@ fn worker() {
     let env = |name: &str| std::env::var(name).unwrap();
     let url = env("PORTAL_MFA_PG_URL");
     let schema = env("PORTAL_MFA_PG_SCHEMA");
-    let start: u64 = env("PORTAL_MFA_START").parse().unwrap();
+    let role: usize = env("PORTAL_MFA_ROLE").parse().unwrap();
+    let meeting = flows::Meeting::joined();
     let ex = if env("PORTAL_MFA_EXECUTOR") == "async" {
         Executor::Async
     } else {
         Executor::Blocking
     };
-    let options = PostgresOptions::new().max_connections(CONNECTIONS);
+    let options = PostgresOptions::new()
+        .max_connections(CONNECTIONS)
+        .connect_timeout(flows::PATIENCE);
     match mode.as_str() {
         "migrate" => {
+            meeting.ready(role);
+            let start = meeting.start();
             std::thread::sleep(Duration::from_millis(start.saturating_sub(flows::now_ms())));
             let _stores = PgPair::open(&url, &schema, options);
             println!("\n@@ migrated");
@@ -71,11 +78,15 @@ fn worker() {
             let clock = ManualClock::at(env("PORTAL_MFA_TIME").parse().unwrap());
             let portal = portal_on(store(PgPair::open(&url, &schema, options)), &clock).with_max_attempts(64);
             let jobs = std::fs::read_to_string(env("PORTAL_MFA_JOBS")).unwrap();
-            let role: usize = env("PORTAL_MFA_ROLE").parse().unwrap();
             let out = Mutex::new(std::io::stdout());
+            let connected = Barrier::new(CONNECTIONS + 1);
             std::thread::scope(|s| {
                 for _ in 0..CONNECTIONS {
                     s.spawn(|| {
+                        // A read each, all at once: the pool's connections are made before the start.
+                        portal.policy().go(ex).expect("the store answers before the race");
+                        connected.wait();
+                        let start = meeting.start();
                         for (trial, line) in jobs.lines().enumerate() {
                             let at = start + trial as u64 * 20;
                             std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
@@ -84,6 +95,8 @@ fn worker() {
                         }
                     });
                 }
+                connected.wait();
+                meeting.ready(role);
             });
         }
         other => panic!("unknown worker mode {other}"),
@@ -117,8 +130,8 @@ fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<us
 fn spawn_race(dir: &TempDir, url: &str, schema: &str, time: u64, lines: &[String]) -> Vec<std::process::Child> {
     let job_file = dir.file("jobs.txt");
     std::fs::write(&job_file, lines.join("\n")).unwrap();
-    let start = flows::now_ms() + 4_000;
-    (0..PROCESSES)
+    let meeting = flows::Meeting::new(dir);
+    let mut children: Vec<_> = (0..PROCESSES)
         .map(|i| {
             flows::spawn_worker(&[
                 ("PORTAL_MFA_WORKER", "race".to_owned()),
@@ -126,7 +139,7 @@ fn spawn_race(dir: &TempDir, url: &str, schema: &str, time: u64, lines: &[String
                 ("PORTAL_MFA_PG_SCHEMA", schema.to_owned()),
                 ("PORTAL_MFA_TIME", time.to_string()),
                 ("PORTAL_MFA_JOBS", job_file.display().to_string()),
-                ("PORTAL_MFA_START", start.to_string()),
+                meeting.env(),
                 ("PORTAL_MFA_ROLE", i.to_string()),
                 (
                     "PORTAL_MFA_EXECUTOR",
@@ -134,7 +147,9 @@ fn spawn_race(dir: &TempDir, url: &str, schema: &str, time: u64, lines: &[String
                 ),
             ])
         })
-        .collect()
+        .collect();
+    meeting.start_when_ready(&mut children);
+    children
 }
 
 #[test]
@@ -217,14 +232,16 @@ fn four_processes_with_eight_connections_each_accept_one_backup_code_once() {
 fn four_processes_starting_at_once_migrate_an_empty_schema_once() {
     let Some(server) = pg::shared() else { return };
     let schema = pg::unique_name("migrate");
-    let start = flows::now_ms() + 2_000;
-    let children: Vec<_> = (0..PROCESSES)
+    let dir = TempDir::new("pg-migrate");
+    let meeting = flows::Meeting::new(&dir);
+    let mut children: Vec<_> = (0..PROCESSES)
         .map(|i| {
             flows::spawn_worker(&[
                 ("PORTAL_MFA_WORKER", "migrate".to_owned()),
                 ("PORTAL_MFA_PG_URL", server.url().to_owned()),
                 ("PORTAL_MFA_PG_SCHEMA", schema.clone()),
-                ("PORTAL_MFA_START", start.to_string()),
+                meeting.env(),
+                ("PORTAL_MFA_ROLE", i.to_string()),
                 (
                     "PORTAL_MFA_EXECUTOR",
                     if i % 2 == 0 { "blocking" } else { "async" }.to_owned(),
@@ -232,6 +249,7 @@ fn four_processes_starting_at_once_migrate_an_empty_schema_once() {
             ])
         })
         .collect();
+    meeting.start_when_ready(&mut children);
     for child in children {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "a process failed to open the schema");
@@ -413,18 +431,6 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-/// Waits for `done`, checking every 10 ms; a minute without it fails the test
-/// (a bound against a hang, far beyond what any machine needs).
-fn wait_until(done: impl Fn() -> bool, what: &str) {
-    for _ in 0..6_000 {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("not within a minute: {what}");
 }
 
 /// Every sign-in reported committed has its event; one whose call failed has
@@ -808,8 +814,18 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
         .local_addr()
         .unwrap()
         .port();
-    let options = || PostgresOptions::new().connect_timeout(Duration::from_secs(3));
-    let cases: [(&str, String, StorageErrorKind); 5] = [
+    // Accepts connections (the kernel's backlog) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Every case but the silent server answers within PATIENCE on any machine; that one waits its timeout out.
+    let options = |case: &str| {
+        let timeout = if case == "a server that never answers" {
+            Duration::from_millis(500)
+        } else {
+            flows::PATIENCE
+        };
+        PostgresOptions::new().connect_timeout(timeout)
+    };
+    let cases: [(&str, String, StorageErrorKind); 6] = [
         (
             "malformed URL",
             format!("postgres://{role}:{PASSWORD}@[::1/x"),
@@ -831,6 +847,11 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
             StorageErrorKind::Unavailable,
         ),
         (
+            "a server that never answers",
+            format!("postgres://{role}:{PASSWORD}@127.0.0.1:{}/postgres", silent.local_addr().unwrap().port()),
+            StorageErrorKind::Unavailable,
+        ),
+        (
             "a good URL",
             server.tcp_url(&role, PASSWORD, "postgres").unwrap(),
             StorageErrorKind::Other,
@@ -838,10 +859,10 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
     ];
     let log = flows::capture_logs(|| {
         for (case, url, expected) in &cases {
-            let sync = PostgresStore::connect(url, options().schema(pg::unique_name("bad")));
+            let sync = PostgresStore::connect(url, options(case).schema(pg::unique_name("bad")));
             let nonblocking = flows::runtime().block_on(AsyncPostgresStore::connect(
                 url,
-                options().schema(pg::unique_name("bad")),
+                options(case).schema(pg::unique_name("bad")),
             ));
             if *case == "a good URL" {
                 // The role may not create a schema: that, too, is typed.
@@ -853,6 +874,8 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
             for e in [storage_error(sync), storage_error(nonblocking)] {
                 assert_eq!(e.kind(), *expected, "{case}: {e:?}");
                 assert!(!e.is_connection_lost(), "{case}");
+                // Nothing was sent: a server not there (yet) is worth another try, the rest are not.
+                assert_eq!(e.is_retryable(), *expected == StorageErrorKind::Unavailable, "{case}: {e:?}");
                 let shown = format!(
                     "{e} | {e:?} | {:?}",
                     std::error::Error::source(&e).map(|s| s.to_string())

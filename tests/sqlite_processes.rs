@@ -14,13 +14,15 @@ use flows::{Phone, T0, TempDir, TestStore, enrol, portal_on};
 use portal_mfa::{
     ManualClock, UserId,
     audit::{EventKind, EventQuery},
-    store::SqliteStore,
+    store::{SqliteOptions, SqliteStore},
 };
 
 const TRIALS: usize = 100;
 
+/// The shared file, opened to wait up to [`flows::PATIENCE`] for another process's lock.
 fn open(path: &std::path::Path) -> Arc<dyn TestStore> {
-    flows::bytes(SqliteStore::open(path).expect("open the shared database"))
+    let options = SqliteOptions::new().busy_timeout(flows::PATIENCE);
+    flows::bytes(SqliteStore::open_with(path, options).expect("open the shared database"))
 }
 
 /// The child side. Modes: `race` (submit each job's code at its scheduled instant,
@@ -39,8 +41,10 @@ fn worker() {
     match mode.as_str() {
         "race" => {
             let jobs = std::fs::read_to_string(std::env::var("PORTAL_MFA_JOBS").unwrap()).unwrap();
-            let start: u64 = std::env::var("PORTAL_MFA_START").unwrap().parse().unwrap();
             let role: usize = std::env::var("PORTAL_MFA_ROLE").unwrap().parse().unwrap();
+            let meeting = flows::Meeting::joined();
+            meeting.ready(role);
+            let start = meeting.start();
             for (trial, line) in jobs.lines().enumerate() {
                 let at = start + trial as u64 * 15;
                 std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
@@ -71,17 +75,19 @@ fn race(dir: &TempDir, time: u64, jobs: &[(UserId, String)]) -> Vec<usize> {
 fn spawn_race(dir: &TempDir, time: u64, lines: &[String]) -> [std::process::Child; 2] {
     let job_file = dir.file("jobs.txt");
     std::fs::write(&job_file, lines.join("\n")).unwrap();
-    let start = (flows::now_ms() + 1_500).to_string();
-    [0, 1].map(|role| {
+    let meeting = flows::Meeting::new(dir);
+    let mut children = [0, 1].map(|role| {
         flows::spawn_worker(&[
             ("PORTAL_MFA_WORKER", "race".to_owned()),
             ("PORTAL_MFA_DB", dir.file("mfa.db").display().to_string()),
             ("PORTAL_MFA_TIME", time.to_string()),
             ("PORTAL_MFA_JOBS", job_file.display().to_string()),
-            ("PORTAL_MFA_START", start.clone()),
+            meeting.env(),
             ("PORTAL_MFA_ROLE", role.to_string()),
         ])
-    })
+    });
+    meeting.start_when_ready(&mut children);
+    children
 }
 
 #[test]

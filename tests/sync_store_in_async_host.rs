@@ -25,7 +25,7 @@ fn locked() -> (Arc<TestPortal>, UserId, String, rusqlite::Connection, TempDir) 
     let dir = TempDir::new("async-host");
     let path = dir.file("mfa.db");
     let clock = ManualClock::at(T0);
-    let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(Duration::from_secs(10))).unwrap();
+    let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(flows::PATIENCE)).unwrap();
     let portal = Arc::new(portal_on(flows::bytes(store), &clock));
     let user = UserId::customer("alice");
     let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
@@ -61,7 +61,7 @@ fn heartbeats_while_the_sign_in_waits<T: Send + 'static>(
             }
         };
         // A bound so that a blocked runtime fails the test instead of hanging it.
-        tokio::time::timeout(Duration::from_secs(120), ten)
+        tokio::time::timeout(flows::PATIENCE, ten)
             .await
             .expect("the runtime went on serving other tasks");
         assert!(!sign_in.is_finished(), "the sign-in is still waiting for the lock");

@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod kv;
+pub mod patience;
 #[macro_use]
 pub mod pg;
 pub mod process;
@@ -28,6 +29,8 @@ use rand::rngs::StdRng;
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use patience::{PATIENCE, wait_for, wait_until};
 
 /// The body of an `MfaStore` impl that hands the named methods to
 /// `self.$inner` unchanged: the test stores below differ only in a few.
@@ -123,7 +126,7 @@ pub fn each_store_and_executor(run: impl Fn(&str, Executor, Arc<dyn TestStore>))
         let dir = TempDir::new("stores");
         let sqlite = portal_mfa::store::SqliteStore::open_with(
             dir.file("mfa.db"),
-            portal_mfa::store::SqliteOptions::new().busy_timeout(std::time::Duration::from_secs(30)),
+            portal_mfa::store::SqliteOptions::new().busy_timeout(PATIENCE),
         )
         .unwrap();
         #[allow(unused_mut)]

@@ -196,7 +196,8 @@ fn as_owner(mut command: Command, owner: Option<(u32, u32)>) -> Command {
     if let Some((uid, gid)) = owner {
         command.uid(uid).gid(gid).env("HOME", "/tmp");
     }
-    command.current_dir("/tmp");
+    // pg_ctl's `-w` waits this long for a start, stop or promotion (60 s of its own otherwise).
+    command.current_dir("/tmp").env("PGCTLTIMEOUT", super::PATIENCE.as_secs().to_string());
     command
 }
 
@@ -634,19 +635,12 @@ impl Cluster {
             "sync"
         };
         let mut primary = Client::connect(&self.primary_url());
-        for _ in 0..6_000 {
-            let streaming = primary
-                .query(
-                    "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = $1",
-                    &[&wanted],
-                )
-                .map_err(|e| e.to_string())?;
-            if !streaming.is_empty() {
-                return Ok(());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        Err("the standby did not stream within a minute".into())
+        let streaming = "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = $1";
+        super::wait_until(
+            || !primary.query(streaming, &[&wanted]).unwrap().is_empty(),
+            "the standby streams",
+        );
+        Ok(())
     }
 
     /// The postmaster's pid, from the first line of `postmaster.pid`.
@@ -692,20 +686,21 @@ impl Cluster {
         }
         // Orphaned backends find their postmaster gone within moments (a
         // paused WAL sender once it runs again): wait until none is left.
-        for _ in 0..1_000 {
-            let left: Vec<u32> = processes.iter().copied().filter(|&pid| alive(pid)).collect();
-            if left.is_empty() {
-                // A killed postmaster nobody reaps stays a zombie, which the
-                // next server on its port would take for a live owner of the socket's lock.
-                let socket = self.dir.join(format!(".s.PGSQL.{}", self.ports[slot]));
-                let _ = std::fs::remove_file(socket.with_extension(format!("{}.lock", self.ports[slot])));
-                let _ = std::fs::remove_file(socket);
-                return;
-            }
-            signal("CONT", &left);
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("the old primary's processes did not exit within 10 s");
+        super::wait_until(
+            || {
+                let left: Vec<u32> = processes.iter().copied().filter(|&pid| alive(pid)).collect();
+                if !left.is_empty() {
+                    signal("CONT", &left);
+                }
+                left.is_empty()
+            },
+            "the old primary's processes exit",
+        );
+        // A killed postmaster nobody reaps stays a zombie, which the
+        // next server on its port would take for a live owner of the socket's lock.
+        let socket = self.dir.join(format!(".s.PGSQL.{}", self.ports[slot]));
+        let _ = std::fs::remove_file(socket.with_extension(format!("{}.lock", self.ports[slot])));
+        let _ = std::fs::remove_file(socket);
     }
 
     /// Promotes the standby (`pg_ctl promote -w`); it is the primary from now on.

@@ -234,3 +234,69 @@ pub fn assert_one_order(
     }
     (signed_in, refused)
 }
+
+/// Where the processes of a race meet: each child says it is ready (its store
+/// open, its connections made), and once every one has, the parent names the
+/// instant they all start. A slow start delays the race; it never decides a
+/// verdict (see [`super::patience`]).
+pub struct Meeting {
+    dir: std::path::PathBuf,
+}
+
+impl Meeting {
+    const ENV: &'static str = "PORTAL_MFA_MEETING";
+
+    /// A meeting place in `dir`, for the parent.
+    pub fn new(dir: &super::TempDir) -> Self {
+        let dir = dir.file("meeting");
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    /// The variable that tells a child where to meet (pass it to [`spawn_worker`]).
+    pub fn env(&self) -> (&'static str, String) {
+        (Self::ENV, self.dir.display().to_string())
+    }
+
+    /// The meeting place a child was told of.
+    pub fn joined() -> Self {
+        Self {
+            dir: std::env::var(Self::ENV).expect("a race worker is told where to meet").into(),
+        }
+    }
+
+    /// The child side: says process `role` is ready.
+    pub fn ready(&self, role: usize) {
+        // Written then renamed, so the parent never reads half a file.
+        let part = self.dir.join(format!(".ready-{role}"));
+        std::fs::write(&part, b"").unwrap();
+        std::fs::rename(part, self.dir.join(format!("ready-{role}"))).unwrap();
+    }
+
+    /// The child side: waits for the instant the race starts (ms since the epoch).
+    pub fn start(&self) -> u64 {
+        super::wait_for(
+            || std::fs::read_to_string(self.dir.join("start")).ok()?.parse().ok(),
+            "the race's start",
+        )
+    }
+
+    /// The parent side: waits until every one of `children` is ready (failing
+    /// at once if one exits first), then sets the start a moment from now.
+    pub fn start_when_ready(&self, children: &mut [std::process::Child]) {
+        super::wait_until(
+            || {
+                for child in children.iter_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("a race process exited before it was ready: {status}");
+                    }
+                }
+                (0..children.len()).all(|role| self.dir.join(format!("ready-{role}")).exists())
+            },
+            "every race process ready",
+        );
+        let part = self.dir.join(".start");
+        std::fs::write(&part, (now_ms() + 250).to_string()).unwrap();
+        std::fs::rename(part, self.dir.join("start")).unwrap();
+    }
+}

@@ -8,6 +8,9 @@
 //! a code or key in its URL. With `PORTAL_SCREENSHOTS_TO_DOCS=1` the main
 //! pages are also copied to `docs/screenshots/` for the README.
 
+#[path = "../../../tests/flows/patience.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod patience;
 mod support;
 
 use std::net::TcpListener;
@@ -96,7 +99,7 @@ impl Browser {
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                started.elapsed() < patience::PATIENCE,
                 "chromedriver did not listen"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -156,7 +159,7 @@ impl Browser {
         let started = Instant::now();
         while let Some(pid) = process_with_arg(&profile) {
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                started.elapsed() < patience::PATIENCE,
                 "Chromium process {pid} outlived its test"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -199,7 +202,7 @@ impl Browser {
         let started = Instant::now();
         while old.tag_name().await.is_ok() {
             assert!(
-                started.elapsed() < Duration::from_secs(15),
+                started.elapsed() < patience::PATIENCE,
                 "{css} did not lead to a new page"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

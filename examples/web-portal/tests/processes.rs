@@ -7,7 +7,12 @@
 #[path = "../../../tests/flows/pg.rs"]
 #[allow(dead_code, unreachable_pub, missing_docs, unused_macros)]
 mod pg;
+#[path = "../../../tests/flows/patience.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod patience;
 mod support;
+
+use patience::{PATIENCE, wait_until};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

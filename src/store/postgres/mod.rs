@@ -110,6 +110,15 @@ impl PostgresOptions {
 
     /// How long to try to connect, and to wait for a free connection, before
     /// answering [`StorageErrorKind::Unavailable`] or [`StorageErrorKind::Busy`].
+    ///
+    /// Connections are made when a call first needs one, so on a busy machine
+    /// (many app instances starting at once, a loaded server, a starved CPU)
+    /// the first calls of a new store may spend most of this budget
+    /// connecting. A call that runs out of it sent nothing, so nothing can be
+    /// half-done: its error is [`StorageError::is_retryable`], and the host
+    /// may retry it after a short pause or answer "try again shortly". Raise
+    /// the timeout where a slow start is normal (a burst of processes on one
+    /// small machine); lower it where a fast "unavailable" matters more.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -296,8 +305,9 @@ fn storage(error: tokio_postgres::Error) -> StorageError {
         "error connecting to server" => {
             StorageError::new(K::Unavailable, error).because("the server could not be reached")
         }
+        // A connect that timed out is the pool's create timeout by another road: the same answer.
         "timeout waiting for server" => {
-            StorageError::new(K::Timeout, error).because("the server did not answer within connect_timeout")
+            StorageError::new(K::Unavailable, error).because("the server did not answer within connect_timeout")
         }
         "connection closed" | "error communicating with the server" => StorageError::new(K::Unavailable, error)
             .because("the connection to the server was lost")
