@@ -29,6 +29,11 @@
 #[allow(dead_code, unreachable_pub)]
 #[macro_use]
 mod pg;
+#[path = "../tests/flows/patience.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod patience;
+
+use patience::{PATIENCE, wait_until};
 
 use std::future::IntoFuture;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};

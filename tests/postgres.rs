@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use flows::PgPair;
 use flows::pg::{self, PgServer};
-use flows::{Executor, Go, wait_until, Phone, T0, TempDir, TestPortal, TestStore, enrol, portal_on};
+use flows::{Executor, Go, Phone, T0, TempDir, TestPortal, TestStore, enrol, portal_on, wait_until};
 use portal_mfa::store::MfaStore;
 use portal_mfa::{
     Clock, Error, LockoutRule, ManualClock, PortalPolicy, StorageError, StorageErrorKind, UserId,
@@ -848,7 +848,10 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
         ),
         (
             "a server that never answers",
-            format!("postgres://{role}:{PASSWORD}@127.0.0.1:{}/postgres", silent.local_addr().unwrap().port()),
+            format!(
+                "postgres://{role}:{PASSWORD}@127.0.0.1:{}/postgres",
+                silent.local_addr().unwrap().port()
+            ),
             StorageErrorKind::Unavailable,
         ),
         (
@@ -875,7 +878,11 @@ fn each_bad_connection_answers_its_own_typed_error_without_the_password() {
                 assert_eq!(e.kind(), *expected, "{case}: {e:?}");
                 assert!(!e.is_connection_lost(), "{case}");
                 // Nothing was sent: a server not there (yet) is worth another try, the rest are not.
-                assert_eq!(e.is_retryable(), *expected == StorageErrorKind::Unavailable, "{case}: {e:?}");
+                assert_eq!(
+                    e.is_retryable(),
+                    *expected == StorageErrorKind::Unavailable,
+                    "{case}: {e:?}"
+                );
                 let shown = format!(
                     "{e} | {e:?} | {:?}",
                     std::error::Error::source(&e).map(|s| s.to_string())

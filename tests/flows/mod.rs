@@ -28,9 +28,9 @@ use rand::rngs::StdRng;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
-pub use process::*;
-#[allow(unused_imports)]
 pub use patience::{PATIENCE, wait_for, wait_until};
+#[allow(unused_imports)]
+pub use process::*;
 
 /// The body of an `MfaStore` impl that hands the named methods to
 /// `self.$inner` unchanged: the test stores below differ only in a few.

@@ -197,7 +197,9 @@ fn as_owner(mut command: Command, owner: Option<(u32, u32)>) -> Command {
         command.uid(uid).gid(gid).env("HOME", "/tmp");
     }
     // pg_ctl's `-w` waits this long for a start, stop or promotion (60 s of its own otherwise).
-    command.current_dir("/tmp").env("PGCTLTIMEOUT", super::PATIENCE.as_secs().to_string());
+    command
+        .current_dir("/tmp")
+        .env("PGCTLTIMEOUT", super::PATIENCE.as_secs().to_string());
     command
 }
 

@@ -261,7 +261,9 @@ impl Meeting {
     /// The meeting place a child was told of.
     pub fn joined() -> Self {
         Self {
-            dir: std::env::var(Self::ENV).expect("a race worker is told where to meet").into(),
+            dir: std::env::var(Self::ENV)
+                .expect("a race worker is told where to meet")
+                .into(),
         }
     }
 

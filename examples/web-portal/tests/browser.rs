@@ -98,10 +98,7 @@ impl Browser {
             .expect("chromedriver starts");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < patience::PATIENCE,
-                "chromedriver did not listen"
-            );
+            assert!(started.elapsed() < patience::PATIENCE, "chromedriver did not listen");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = TempDir::new("chromium-profile");

@@ -4,12 +4,12 @@
 
 #![cfg(feature = "postgres")]
 
-#[path = "../../../tests/flows/pg.rs"]
-#[allow(dead_code, unreachable_pub, missing_docs, unused_macros)]
-mod pg;
 #[path = "../../../tests/flows/patience.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod patience;
+#[path = "../../../tests/flows/pg.rs"]
+#[allow(dead_code, unreachable_pub, missing_docs, unused_macros)]
+mod pg;
 mod support;
 
 use patience::{PATIENCE, wait_until};
