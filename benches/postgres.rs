@@ -33,7 +33,7 @@ mod pg;
 #[allow(dead_code, unreachable_pub)]
 mod patience;
 
-use patience::{PATIENCE, wait_until};
+use patience::{PATIENCE, wait_for, wait_until};
 
 use std::future::IntoFuture;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};

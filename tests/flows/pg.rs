@@ -638,11 +638,14 @@ impl Cluster {
         };
         let mut primary = Client::connect(&self.primary_url());
         let streaming = "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = $1";
-        super::wait_until(
-            || !primary.query(streaming, &[&wanted]).unwrap().is_empty(),
+        super::wait_for(
+            || match primary.query(streaming, &[&wanted]) {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(_) => Some(Ok(())),
+                Err(e) => Some(Err(e.to_string())),
+            },
             "the standby streams",
-        );
-        Ok(())
+        )
     }
 
     /// The postmaster's pid, from the first line of `postmaster.pid`.

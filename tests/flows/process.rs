@@ -267,12 +267,9 @@ impl Meeting {
         }
     }
 
-    /// The child side: says process `role` is ready.
+    /// The child side: says process `role` is ready (the file's existence is the message).
     pub fn ready(&self, role: usize) {
-        // Written then renamed, so the parent never reads half a file.
-        let part = self.dir.join(format!(".ready-{role}"));
-        std::fs::write(&part, b"").unwrap();
-        std::fs::rename(part, self.dir.join(format!("ready-{role}"))).unwrap();
+        std::fs::write(self.dir.join(format!("ready-{role}")), b"").unwrap();
     }
 
     /// The child side: waits for the instant the race starts (ms since the epoch).
@@ -297,6 +294,7 @@ impl Meeting {
             },
             "every race process ready",
         );
+        // Written then renamed, so a child never reads half the instant.
         let part = self.dir.join(".start");
         std::fs::write(&part, (now_ms() + 250).to_string()).unwrap();
         std::fs::rename(part, self.dir.join("start")).unwrap();

@@ -12,7 +12,7 @@ mod patience;
 mod pg;
 mod support;
 
-use patience::{PATIENCE, wait_until};
+use patience::{PATIENCE, wait_for, wait_until};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
