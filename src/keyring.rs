@@ -76,6 +76,11 @@ const TOTP_SECRET_PURPOSE: &[u8] = b"portal-mfa/v1/totp-secret";
 /// HKDF salt: fixed, so a key's derivation depends only on its bytes.
 const HKDF_SALT: &[u8] = b"portal-mfa keyring";
 
+/// HKDF `info` for the key that MACs session stamps.
+const SESSION_STAMP_PURPOSE: &[u8] = b"portal-mfa/v1/session-stamp";
+/// Bytes of a session stamp's tag: HMAC-SHA-256 truncated to 128 bits.
+pub(crate) const STAMP_TAG_LEN: usize = 16;
+
 /// HKDF `info` for a key's check value.
 const KEY_CHECK_PURPOSE: &[u8] = b"portal-mfa/v1/key-check";
 /// Size of a key's check value in the stored form.
@@ -92,6 +97,8 @@ struct RingKey {
     check: [u8; KEY_CHECK_LEN],
     // Zeroized on drop by chacha20poly1305's `zeroize` feature.
     totp_secrets: XChaCha20Poly1305,
+    /// The HMAC-SHA-256 key of session stamps.
+    session_stamps: Zeroizing<[u8; 32]>,
 }
 
 /// The host's sealing keys: one current, any number of older ones.
@@ -191,6 +198,24 @@ impl Keyring {
         self.keys.iter().map(|k| &k.id)
     }
 
+    /// The tag of a session stamp's `message` under the current key.
+    pub(crate) fn stamp_tag(&self, message: &[u8]) -> [u8; STAMP_TAG_LEN] {
+        stamp_tag(&self.keys[0].session_stamps, message)
+    }
+
+    /// Whether `tag` is `message`'s under any key of the ring: a stamp stays
+    /// good across a rotation while the key that signed it is kept. Every key
+    /// is tried and each comparison is constant-time, so the time says neither
+    /// whether nor under which key it matched.
+    pub(crate) fn stamp_tag_matches(&self, message: &[u8], tag: &[u8; STAMP_TAG_LEN]) -> bool {
+        use subtle::ConstantTimeEq;
+        let mut matched = subtle::Choice::from(0);
+        for key in &self.keys {
+            matched |= stamp_tag(&key.session_stamps, message).ct_eq(tag);
+        }
+        matched.into()
+    }
+
     /// Seals `plaintext` in place under the current key; returns the key id,
     /// and appends the tag. `aad` must come from [`associated_data`].
     pub(crate) fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buffer: &mut Vec<u8>, start: usize) -> Result<()> {
@@ -285,10 +310,15 @@ impl RingKey {
         Hkdf::<Sha256>::new(Some(HKDF_SALT), key)
             .expand(KEY_CHECK_PURPOSE, &mut check)
             .map_err(|_| Error::InvalidKey("key derivation failed"))?;
+        let mut session_stamps = Zeroizing::new([0u8; 32]);
+        Hkdf::<Sha256>::new(Some(HKDF_SALT), key)
+            .expand(SESSION_STAMP_PURPOSE, session_stamps.as_mut_slice())
+            .map_err(|_| Error::InvalidKey("key derivation failed"))?;
         Ok(Self {
             id,
             check,
             totp_secrets,
+            session_stamps,
         })
     }
 }
@@ -300,6 +330,18 @@ impl core::fmt::Debug for Keyring {
             .field("older", &self.keys[1..].iter().map(|k| &k.id).collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// HMAC-SHA-256 of `message` under `key`, truncated to [`STAMP_TAG_LEN`] bytes.
+fn stamp_tag(key: &[u8; 32], message: &[u8]) -> [u8; STAMP_TAG_LEN] {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(message);
+    let full = mac.finalize().into_bytes();
+    let mut tag = [0u8; STAMP_TAG_LEN];
+    tag.copy_from_slice(&full[..STAMP_TAG_LEN]);
+    tag
 }
 
 /// The associated data of a sealed value: everything it belongs to, each

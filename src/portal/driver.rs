@@ -196,6 +196,7 @@ where
             policy: policy.unwrap_or(&portal.default_policy),
             now: self.now,
             actor: self.actor,
+            keys: &portal.stamp_keys,
         };
         let outcome = (self.transition)(record, &ctx);
         self.result = Some(outcome.result);

@@ -73,6 +73,9 @@ pub struct Portal<S, C = SystemClock, R = StdRng> {
     notifier: Option<Arc<dyn Notifier>>,
     max_attempts: u32,
     keyring: Option<Arc<Keyring>>,
+    /// What session stamps are tagged with: the host's keyring, or a key of
+    /// this portal's own (stamps then end with the process).
+    stamp_keys: Arc<Keyring>,
     sleep: Option<Arc<dyn AsyncSleep>>,
 }
 
@@ -131,6 +134,7 @@ impl<S> Portal<S> {
             notifier: None,
             max_attempts: 32,
             keyring: None,
+            stamp_keys: Arc::new(own_stamp_keys()),
             sleep: None,
         })
     }
@@ -379,31 +383,39 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         })
     }
 
-    /// Whether a session's stamp is still good: `Ok(())`, or
+    /// Whether a session's stamp is still good: `Ok(())`;
+    /// [`Error::InvalidStamp`] for a stamp this portal did not issue to this
+    /// user (edited, forged, or another user's or portal's); or
     /// [`Error::SessionEnded`] once anything that could have granted it was
     /// taken away (a reset, a removed or replaced authenticator, MFA turned
-    /// off, regenerated backup codes, [`Portal::end_sessions`]). One read of
-    /// the record by its key; no secret is opened.
+    /// off, regenerated backup codes, the trusted browser that signed it in
+    /// forgotten, [`Portal::end_sessions`]). One read of the record by its
+    /// key; no secret is opened.
     ///
     /// ⚠️ Call it on every request of a signed-in session, before acting on
     /// it, and end the session on any error: a store that cannot answer cannot
-    /// vouch for the session either.
+    /// vouch for the session either. A stamp of
+    /// [`SessionProof::EnrolmentOnly`](crate::SessionProof::EnrolmentOnly) is
+    /// good for the enrolment pages only: never sign a user in on it.
     pub fn check_session<'a>(&'a self, user: &'a UserId, stamp: &'a SessionStamp) -> Op<'a, S, ()> {
         self.op("check_session", Some(user), move |d| async move {
             user.check_len()?;
-            if d.backend.session_generation(&self.id, user).await? == stamp.generation {
-                Ok(())
-            } else {
-                Err(Error::SessionEnded)
-            }
+            let state = d.backend.session_state(&self.id, user).await?;
+            stamp.check(&self.stamp_keys, &self.id, user, &state)
         })
     }
 
     /// Ends every session of the user and forgets every browser they trust,
     /// for what only the host knows: a password change, a disabled account.
     /// With `keep` (the stamp of the session that changed the password), that
-    /// session stays signed in: the answer is its new stamp.
-    pub fn end_sessions<'a>(&'a self, user: &'a UserId, keep: Option<SessionStamp>) -> Op<'a, S, Option<SessionStamp>> {
+    /// session stays signed in, checked in the same step: the answer is its
+    /// new stamp, or [`Error::SessionEnded`] (or [`Error::InvalidStamp`])
+    /// and nothing changed.
+    pub fn end_sessions<'a>(
+        &'a self,
+        user: &'a UserId,
+        keep: Option<&'a SessionStamp>,
+    ) -> Op<'a, S, Option<SessionStamp>> {
         self.on_user("end_sessions", user, &USER, move |record, ctx| {
             record.end_sessions(ctx, keep)
         })
@@ -420,7 +432,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     pub fn trust_browser<'a>(
         &'a self,
         user: &'a UserId,
-        stamp: SessionStamp,
+        stamp: &'a SessionStamp,
         label: &'a str,
     ) -> Op<'a, S, TrustedBrowserIssued> {
         self.on_user("trust_browser", user, &USER, move |record, ctx| {
@@ -451,18 +463,25 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         })
     }
 
-    /// Forgets one trusted browser ("forget this browser"); answers 1, or
-    /// [`Error::UnknownBrowser`].
-    pub fn forget_browser<'a>(&'a self, user: &'a UserId, browser: BrowserId) -> Op<'a, S, u32> {
+    /// Forgets one trusted browser ("forget this browser") for the signed-in
+    /// session `session`; answers 1, or [`Error::UnknownBrowser`]. The
+    /// sessions that browser signed in end with it.
+    pub fn forget_browser<'a>(
+        &'a self,
+        user: &'a UserId,
+        session: &'a SessionStamp,
+        browser: BrowserId,
+    ) -> Op<'a, S, u32> {
         self.on_user("forget_browser", user, &USER, move |record, ctx| {
-            record.forget_browsers(ctx, Some(browser))
+            record.forget_browsers(ctx, session, Some(browser))
         })
     }
 
-    /// Forgets every browser the user trusts ("forget all"); answers how many.
-    pub fn forget_browsers<'a>(&'a self, user: &'a UserId) -> Op<'a, S, u32> {
-        self.on_user("forget_browsers", user, &USER, |record, ctx| {
-            record.forget_browsers(ctx, None)
+    /// Forgets every browser the user trusts ("forget all"), for the signed-in
+    /// session `session`; answers how many. The sessions they signed in end with them.
+    pub fn forget_browsers<'a>(&'a self, user: &'a UserId, session: &'a SessionStamp) -> Op<'a, S, u32> {
+        self.on_user("forget_browsers", user, &USER, move |record, ctx| {
+            record.forget_browsers(ctx, session, None)
         })
     }
 
@@ -503,14 +522,18 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     /// Starts enrolling an authenticator: a new secret, its URI and QR code.
     /// `account` is what the app shows under the portal's name (the user's email).
+    /// `session` is the signed-in session's stamp (My account), or the one
+    /// [`SignInStep::MustEnrol`] gave at the password step; it is checked in
+    /// the same step as the change ([`Error::SessionEnded`], [`Error::InvalidStamp`]).
     ///
     /// ```
     /// # use portal_mfa::*;
     /// # use portal_mfa::{admin::*, audit::*, otp::*, store::MemoryStore};
     /// let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())?;
     /// let user = UserId::contact("help-center-42");
+    /// let SignInStep::NoMfaNeeded { session } = portal.begin_sign_in(&user).run()? else { unreachable!() };
     /// let options = EnrolmentOptions::default();
-    /// let started = portal.start_enrolment(&user, "contact@example.com", "Work phone", options).run()?;
+    /// let started = portal.start_enrolment(&user, &session, "contact@example.com", "Work phone", options).run()?;
     /// let svg = started.uri.qr_svg()?; // for the page
     /// let typed = started.uri.secret().to_grouped_base32(); // for typing by hand
     /// assert!(svg.contains("<svg") && typed.len() == 39);
@@ -519,53 +542,63 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     pub fn start_enrolment<'a>(
         &'a self,
         user: &'a UserId,
+        session: &'a SessionStamp,
         account: &'a str,
         label: &'a str,
         options: EnrolmentOptions<'a>,
     ) -> Op<'a, S, StartedEnrolment> {
         let (secret, request) = self.enrolment(account, label, options);
         self.on_user("start_enrolment", user, &USER, move |record, ctx| {
-            record.start_enrolment(ctx, request, secret.clone())
+            record.start_enrolment(ctx, session, request, secret.clone())
         })
     }
 
-    /// Confirms the pending enrolment with the first code from the app.
-    pub fn confirm_enrolment<'a>(&'a self, user: &'a UserId, code: &'a str) -> Op<'a, S, EnrolmentConfirmed> {
+    /// Confirms the pending enrolment with the first code from the app, for
+    /// the session that started it (checked in the same step).
+    pub fn confirm_enrolment<'a>(
+        &'a self,
+        user: &'a UserId,
+        session: &'a SessionStamp,
+        code: &'a str,
+    ) -> Op<'a, S, EnrolmentConfirmed> {
         self.on_user("confirm_enrolment", user, &USER, move |record, ctx| {
-            record.confirm_enrolment(ctx, code, &mut *self.rng())
+            record.confirm_enrolment(ctx, session, code, &mut *self.rng())
         })
     }
 
-    /// Abandons the pending enrolment.
-    pub fn cancel_enrolment<'a>(&'a self, user: &'a UserId) -> Op<'a, S, ()> {
-        self.on_user("cancel_enrolment", user, &USER, |record, ctx| {
-            record.cancel_enrolment(ctx)
+    /// Abandons the pending enrolment, for the session that started it.
+    pub fn cancel_enrolment<'a>(&'a self, user: &'a UserId, session: &'a SessionStamp) -> Op<'a, S, ()> {
+        self.on_user("cancel_enrolment", user, &USER, move |record, ctx| {
+            record.cancel_enrolment(ctx, session)
         })
     }
 
-    /// Deletes an authenticator, after a fresh code. Every other session of
-    /// the user ends; the answer is the new stamp for the session that asked.
+    /// Deletes an authenticator, for the signed-in session `session` and
+    /// after a fresh code. Every other session of the user ends; the answer
+    /// is the new stamp for the session that asked.
     pub fn delete_authenticator<'a>(
         &'a self,
         user: &'a UserId,
+        session: &'a SessionStamp,
         authenticator: AuthenticatorId,
         proof: &'a str,
     ) -> Op<'a, S, SessionStamp> {
         self.on_user("delete_authenticator", user, &USER, move |record, ctx| {
-            record.delete_authenticator(ctx, authenticator, proof)
+            record.delete_authenticator(ctx, session, authenticator, proof)
         })
     }
 
-    /// Replaces the backup codes with a new batch, after a fresh code. Every
-    /// other session of the user ends; the answer carries the new stamp for
-    /// the session that asked.
+    /// Replaces the backup codes with a new batch, for the signed-in session
+    /// `session` and after a fresh code. Every other session of the user
+    /// ends; the answer carries the new stamp for the session that asked.
     pub fn regenerate_backup_codes<'a>(
         &'a self,
         user: &'a UserId,
+        session: &'a SessionStamp,
         proof: &'a str,
     ) -> Op<'a, S, BackupCodesRegenerated> {
         self.on_user("regenerate_backup_codes", user, &USER, move |record, ctx| {
-            record.regenerate_backup_codes(ctx, proof, &mut *self.rng())
+            record.regenerate_backup_codes(ctx, session, proof, &mut *self.rng())
         })
     }
 
@@ -674,6 +707,7 @@ impl<S, C, R> Portal<S, C, R> {
             notifier: self.notifier,
             max_attempts: self.max_attempts,
             keyring: self.keyring,
+            stamp_keys: self.stamp_keys,
             sleep: self.sleep,
         }
     }
@@ -685,9 +719,14 @@ impl<S, C, R> Portal<S, C, R> {
     /// ⚠️ Keep the keys in the host's secret store, never beside the database
     /// they protect, and keep every key that sealed a record in the keyring
     /// until a [`Portal::reseal`] sweep has completed.
+    ///
+    /// The keyring also tags session stamps, so a stamp issued by one app
+    /// instance is good on every other instance and after a restart.
     #[must_use]
     pub fn with_keyring(mut self, keyring: impl Into<Arc<Keyring>>) -> Self {
-        self.keyring = Some(keyring.into());
+        let keyring = keyring.into();
+        self.stamp_keys = keyring.clone();
+        self.keyring = Some(keyring);
         self
     }
 
@@ -756,6 +795,13 @@ impl<S, C, R> Portal<S, C, R> {
     fn keyring(&self) -> Result<&Keyring> {
         self.keyring.as_deref().ok_or(Error::NoKeyring)
     }
+}
+
+/// A portal's own stamp key, for a portal given no keyring (the memory
+/// store's demos and tests): random, so its stamps end with the process.
+fn own_stamp_keys() -> Keyring {
+    let key = Keyring::generate_key(&mut rand::rng());
+    Keyring::new("portal", key.as_slice()).unwrap_or_else(|_| unreachable!("a 32-byte key under a valid id"))
 }
 
 impl<S, C, R: CryptoRng> Portal<S, C, R> {

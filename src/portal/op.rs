@@ -16,6 +16,7 @@ use crate::error::{Result, StorageError};
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId};
 use crate::policy::PortalPolicy;
+use crate::state::SessionState;
 use crate::store::{
     AsyncStore, Backend, BlockingStore, Commit, EventPosition, EventQuery, RecordSummary, Stored, StoredEvent,
     UserListing, Version,
@@ -226,15 +227,16 @@ impl Backend<'_> {
         })
     }
 
-    /// The user's session generation: one read of the record (by primary key
-    /// in the SQL stores), no secret opened, no lock taken beyond the read.
-    pub(super) async fn session_generation(self, portal: &PortalId, user: &UserId) -> Result<u64> {
+    /// What a session check reads of the user's record (its generation, the
+    /// browsers it trusts): one read of the record (by primary key in the SQL
+    /// stores), no secret opened, no lock taken beyond the read.
+    pub(super) async fn session_state(self, portal: &PortalId, user: &UserId) -> Result<SessionState> {
         let stored = match self {
             Backend::Blocking(s) => s.load(portal, user)?,
             Backend::Async(s) => s.load(portal, user).await?,
-            Backend::Memory(m) => return Ok(m.session_generation(portal, user)?),
+            Backend::Memory(m) => return Ok(m.session_state(portal, user)?),
         };
-        stored.map_or(Ok(0), |s| record_sessions(&s.bytes))
+        stored.map_or(Ok(SessionState::default()), |s| record_sessions(&s.bytes))
     }
 
     /// Records in their stored form, for sweeps; the memory store keeps none.

@@ -28,10 +28,15 @@ pub enum SignInStep {
         /// When the grace ends, if dated.
         until: Option<u64>,
     },
-    /// The user must enrol an authenticator before signing in.
+    /// The user must enrol an authenticator before signing in. `session`
+    /// lets this password step start and confirm that enrolment (it ends, like
+    /// any stamp, when an admin resets the user meanwhile); it is not a
+    /// signed-in session.
     MustEnrol {
         /// Why.
         reason: EnrolReason,
+        /// The stamp to enrol with ([`SessionProof::EnrolmentOnly`](crate::SessionProof::EnrolmentOnly)).
+        session: SessionStamp,
     },
     /// Ask for a TOTP code or a backup code.
     EnterCode {

@@ -5,7 +5,9 @@
 use super::record::MfaRecord;
 use crate::error::Result;
 use crate::event::AuditEvent;
+use super::session::{SessionProof, SessionState, SessionStamp};
 use crate::ids::{Actor, AuthenticatorId, PortalId, UserId};
+use crate::keyring::Keyring;
 use crate::policy::PortalPolicy;
 
 /// What a transition needs to know besides the record and its input.
@@ -22,19 +24,41 @@ pub struct Context<'a> {
     pub now: u64,
     /// Who is acting.
     pub actor: &'a Actor,
+    /// The keys session stamps are tagged and checked with.
+    pub keys: &'a Keyring,
 }
 
 impl<'a> Context<'a> {
     /// The context of one transition: on `user` of `portal` under `policy`,
-    /// at `now` (Unix time), by `actor`.
-    pub fn new(portal: &'a PortalId, user: &'a UserId, policy: &'a PortalPolicy, now: u64, actor: &'a Actor) -> Self {
+    /// at `now` (Unix time), by `actor`, with session stamps tagged under `keys`.
+    pub fn new(
+        portal: &'a PortalId,
+        user: &'a UserId,
+        policy: &'a PortalPolicy,
+        now: u64,
+        actor: &'a Actor,
+        keys: &'a Keyring,
+    ) -> Self {
         Self {
             portal,
             user,
             policy,
             now,
             actor,
+            keys,
         }
+    }
+
+    /// A stamp of `generation` proven now by `proof`, for this user.
+    pub(crate) fn stamp(&self, generation: u64, proof: SessionProof) -> SessionStamp {
+        SessionStamp::issue(self.keys, self.portal, self.user, generation, proof, self.now)
+    }
+
+    /// Whether `stamp` is good in `state`: genuine (tagged under these keys
+    /// for this user of this portal, else [`Error::InvalidStamp`](crate::Error::InvalidStamp))
+    /// and current (else [`Error::SessionEnded`](crate::Error::SessionEnded)).
+    pub(crate) fn check_stamp(&self, state: &SessionState, stamp: &SessionStamp) -> Result<()> {
+        stamp.check(self.keys, self.portal, self.user, state)
     }
 }
 

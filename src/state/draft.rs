@@ -14,7 +14,7 @@ use crate::backup::{BackupCodes, TypedBackupCode};
 use crate::error::{Error, PolicyRefusal, Result};
 use crate::event::{AuditEvent, EventKind, Factor};
 use crate::event::{ForgetCause, SessionEndCause};
-use crate::ids::{Actor, AuthenticatorId};
+use crate::ids::{Actor, AuthenticatorId, BrowserId};
 use crate::otp::Code;
 use crate::policy::LockoutRule;
 
@@ -207,23 +207,54 @@ impl Draft<'_> {
 
     /// A stamp of the record's current generation, proven now by `proof`.
     pub(super) fn stamp(&self, proof: SessionProof) -> SessionStamp {
-        SessionStamp {
-            generation: self.record().sessions,
-            proof,
-            at: self.ctx.now,
+        self.ctx.stamp(self.record().sessions, proof)
+    }
+
+    /// Refuses unless `stamp` is genuine and still good for this record
+    /// ([`Error::InvalidStamp`], [`Error::SessionEnded`]): checked in the
+    /// same atomic step as the change it guards, so a change never lands on
+    /// a record whose sessions ended after the request began.
+    pub(super) fn check_session(&self, stamp: &SessionStamp) -> Result<()> {
+        self.ctx.check_stamp(&self.record().session_state(), stamp)
+    }
+
+    /// [`Draft::check_session`] for a signed-in session's own changes: a
+    /// stamp that only lets a user enrol ([`SessionProof::EnrolmentOnly`])
+    /// is refused with [`Error::ProofRequired`].
+    pub(super) fn check_signed_in(&self, stamp: &SessionStamp) -> Result<()> {
+        self.check_session(stamp)?;
+        if stamp.proof() == SessionProof::EnrolmentOnly {
+            return Err(Error::ProofRequired);
         }
+        Ok(())
     }
 
     /// Ends every session of the user and forgets every browser they
-    /// trusted: the record moves to the next generation.
-    pub(super) fn end_sessions(&mut self, cause: SessionEndCause) {
+    /// trusted but `keep` (the browser of a session that stays): the record
+    /// moves to the next generation.
+    pub(super) fn end_sessions_but(&mut self, cause: SessionEndCause, keep: Option<BrowserId>) {
         let record = self.record_mut();
         record.sessions += 1;
-        let browsers_forgotten = record.trusted.take().map_or(0, |t| t.browsers.len() as u32);
+        let mut trusted = record.trusted.take();
+        let kept = keep.and_then(|id| {
+            let trusted = trusted.as_mut()?;
+            let index = trusted.browsers.iter().position(|b| b.id == id)?;
+            Some(trusted.browsers.remove(index))
+        });
+        let browsers_forgotten = trusted.as_ref().map_or(0, |t| t.browsers.len() as u32);
+        if let (Some(kept), Some(mut trusted)) = (kept, trusted) {
+            trusted.browsers = vec![kept];
+            record.trusted = Some(trusted);
+        }
         self.emit(EventKind::SessionsEnded {
             cause,
             browsers_forgotten,
         });
+    }
+
+    /// Ends every session of the user and forgets every browser they trusted.
+    pub(super) fn end_sessions(&mut self, cause: SessionEndCause) {
+        self.end_sessions_but(cause, None);
     }
 
     /// Forgets one trusted browser (`Some`) or all; answers how many went.

@@ -18,4 +18,4 @@ pub use context::{Context, EnrolmentRequest, Outcome};
 pub use record::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
 pub(crate) use record::{Key, SealedForm};
 pub use session::{BrowserToken, SessionProof, SessionStamp, TrustedBrowser, TrustedBrowserIssued};
-pub(crate) use session::{TokenHash, TrustedBrowsers};
+pub(crate) use session::{SessionState, TokenHash, TrustedBrowsers};

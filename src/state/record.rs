@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::session::{SessionStamp, TrustedBrowser, TrustedBrowsers};
+use super::session::{SessionState, SessionStamp, TrustedBrowser, TrustedBrowsers};
 use crate::backup::BackupCodes;
 use crate::error::{Error, Result};
 use crate::event::ResetReason;
@@ -341,10 +341,21 @@ impl MfaRecord {
         self.sessions
     }
 
-    /// Whether `stamp` is still good: nothing that could have granted it was
-    /// taken away since it was issued.
+    /// Whether `stamp` is still current here: nothing that could have granted
+    /// it was taken away since it was issued (the generation has not moved
+    /// on, and the browser that signed it in, if one did, is still trusted).
+    /// Whether it is genuine is the keyring's to say
+    /// ([`Portal::check_session`](crate::Portal::check_session) checks both).
     pub fn session_is_current(&self, stamp: &SessionStamp) -> bool {
-        stamp.generation == self.sessions
+        self.session_state().admits(stamp)
+    }
+
+    /// What a session check reads of the record.
+    pub(crate) fn session_state(&self) -> SessionState {
+        SessionState {
+            generation: self.sessions,
+            browsers: self.trusted_browsers().iter().map(|b| b.id).collect(),
+        }
     }
 
     /// The browsers the user trusts, expired ones included until the record's

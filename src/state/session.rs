@@ -17,26 +17,38 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 use crate::ids::{BrowserId, PortalId, UserId};
+use crate::keyring::{Keyring, STAMP_TAG_LEN};
 
-/// What a completed sign-in proved, for the host's session: the record's
-/// session generation when it was issued, how the second factor was proven,
-/// and when.
+/// What a completed sign-in proved, for the host's session: the user's
+/// session generation when it was issued, how the second factor was proven
+/// (and by which trusted browser), and when; MAC'd under the portal's
+/// [`Keyring`](crate::Keyring) over all of that and the portal and user it
+/// was issued for.
 ///
-/// Small (`Copy`, 24 bytes), serialisable (`Display`/`FromStr` as
-/// `s1.<generation>.<proof>.<at>`, and serde with that feature). Check it
-/// with [`Portal::check_session`](crate::Portal::check_session) on each
-/// request of the session.
+/// Its text form ([`Display`](core::fmt::Display)/[`FromStr`](core::str::FromStr),
+/// and serde with that feature) is
+/// `s2.<generation>.<proof>.<at>.<tag>`: `proof` is `n`, `c`, `e` or
+/// `t<browser>`, `tag` 26 characters of base32 (HMAC-SHA-256, 128 bits). It
+/// is 44 characters for a typical stamp and at most 83
+/// ([`SessionStamp::MAX_TEXT_LEN`]), so it fits a cookie.
+/// Reading text checks only its form: [`Portal::check_session`](crate::Portal::check_session)
+/// and every operation that takes a stamp check its tag, and a stamp
+/// edited, forged, truncated, or issued for another user or portal answers
+/// [`Error::InvalidStamp`](crate::Error::InvalidStamp). A stamp stays good
+/// across a key rotation while the key that signed it is in the keyring.
 ///
-/// ⚠️ Keep it where the user cannot edit it: the host's server-side session
-/// (or a cookie the host signs). It names a generation of this user's record,
-/// not the user: keep it beside the user id it was issued for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// ⚠️ A stamp proves what the second factor proved, to the host that keeps
+/// it; it is not a session id. Keep it in the host's server-side session,
+/// or in a cookie only beside a session id the host checks: a copied stamp
+/// is as good as its session until that session ends.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(into = "String", try_from = "String"))]
 pub struct SessionStamp {
     pub(crate) generation: u64,
     pub(crate) proof: SessionProof,
     pub(crate) at: u64,
+    pub(crate) tag: [u8; STAMP_TAG_LEN],
 }
 
 /// How the session's second factor was proven.
@@ -47,8 +59,12 @@ pub enum SessionProof {
     NoSecondFactor,
     /// A TOTP code or a backup code (at sign-in, enrolment, or a change that asked for one).
     Code,
-    /// A trusted browser's token.
-    TrustedBrowser,
+    /// A trusted browser's token: the session ends when that browser is forgotten.
+    TrustedBrowser(BrowserId),
+    /// Only the password, of a user who must enrol first
+    /// ([`SignInStep::MustEnrol`](crate::SignInStep::MustEnrol)): good for
+    /// starting and confirming that enrolment, never a signed-in session.
+    EnrolmentOnly,
 }
 
 impl SessionStamp {
@@ -57,6 +73,69 @@ impl SessionStamp {
     /// a session that a trusted browser itself signed in (that would let a token
     /// renew itself forever).
     pub const TRUST_AFTER_CODE_SECS: u64 = 600;
+
+    /// The longest text form, in characters.
+    pub const MAX_TEXT_LEN: usize = 83;
+
+    /// A stamp of `generation` for `proof` at `at`, tagged under `keys` for `user` of `portal`.
+    pub(crate) fn issue(
+        keys: &Keyring,
+        portal: &PortalId,
+        user: &UserId,
+        generation: u64,
+        proof: SessionProof,
+        at: u64,
+    ) -> Self {
+        let mut stamp = Self {
+            generation,
+            proof,
+            at,
+            tag: [0; STAMP_TAG_LEN],
+        };
+        stamp.tag = keys.stamp_tag(&stamp.message(portal, user));
+        stamp
+    }
+
+    /// Whether this stamp is good in `state`: genuine (tagged under `keys` for
+    /// `user` of `portal`, else [`Error::InvalidStamp`](crate::Error::InvalidStamp))
+    /// and current (else [`Error::SessionEnded`](crate::Error::SessionEnded)).
+    pub(crate) fn check(
+        &self,
+        keys: &Keyring,
+        portal: &PortalId,
+        user: &UserId,
+        state: &SessionState,
+    ) -> crate::error::Result<()> {
+        if !self.is_genuine(keys, portal, user) {
+            return Err(crate::error::Error::InvalidStamp);
+        }
+        if !state.admits(self) {
+            return Err(crate::error::Error::SessionEnded);
+        }
+        Ok(())
+    }
+
+    /// Whether `keys` tagged this stamp for `user` of `portal` (any key of the ring).
+    pub(crate) fn is_genuine(&self, keys: &Keyring, portal: &PortalId, user: &UserId) -> bool {
+        keys.stamp_tag_matches(&self.message(portal, user), &self.tag)
+    }
+
+    /// What the tag covers: every field, and whose stamp it is, each part
+    /// length-prefixed or fixed-size so no two stamps encode alike.
+    fn message(&self, portal: &PortalId, user: &UserId) -> Vec<u8> {
+        let mut m = Vec::with_capacity(64 + portal.as_str().len() + user.id().len());
+        m.extend_from_slice(b"portal-mfa session stamp 2");
+        for part in [portal.as_str(), user.kind().as_str(), user.id()] {
+            m.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            m.extend_from_slice(part.as_bytes());
+        }
+        m.extend_from_slice(&self.generation.to_be_bytes());
+        let (kind, browser) = self.proof.code();
+        m.push(kind);
+        m.extend_from_slice(&browser.to_be_bytes());
+        m.extend_from_slice(&self.at.to_be_bytes());
+        m
+    }
 
     /// How the second factor was proven.
     pub fn proof(&self) -> SessionProof {
@@ -68,19 +147,53 @@ impl SessionStamp {
         self.at
     }
 
+    /// The trusted browser that signed this session in, if one did.
+    pub fn browser(&self) -> Option<BrowserId> {
+        match self.proof {
+            SessionProof::TrustedBrowser(browser) => Some(browser),
+            _ => None,
+        }
+    }
+
     pub(crate) fn code_proven_within(&self, now: u64, secs: u64) -> bool {
         self.proof == SessionProof::Code && self.at <= now && now - self.at <= secs
     }
 }
 
+impl SessionProof {
+    /// Its letter in the text form and the browser id it names (0: none).
+    fn code(self) -> (u8, u32) {
+        match self {
+            Self::NoSecondFactor => (b'n', 0),
+            Self::Code => (b'c', 0),
+            Self::TrustedBrowser(browser) => (b't', browser.0),
+            Self::EnrolmentOnly => (b'e', 0),
+        }
+    }
+}
+
+impl core::fmt::Debug for SessionStamp {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SessionStamp")
+            .field("generation", &self.generation)
+            .field("proof", &self.proof)
+            .field("at", &self.at)
+            .field("tag", &"<redacted>")
+            .finish()
+    }
+}
+
 impl core::fmt::Display for SessionStamp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let proof = match self.proof {
-            SessionProof::NoSecondFactor => 'n',
-            SessionProof::Code => 'c',
-            SessionProof::TrustedBrowser => 't',
-        };
-        write!(f, "s1.{}.{proof}.{}", self.generation, self.at)
+        let tag = base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &self.tag);
+        write!(f, "s2.{}.", self.generation)?;
+        match self.proof {
+            SessionProof::NoSecondFactor => f.write_str("n")?,
+            SessionProof::Code => f.write_str("c")?,
+            SessionProof::TrustedBrowser(browser) => write!(f, "t{}", browser.0)?,
+            SessionProof::EnrolmentOnly => f.write_str("e")?,
+        }
+        write!(f, ".{}.{tag}", self.at)
     }
 }
 
@@ -88,35 +201,51 @@ impl core::str::FromStr for SessionStamp {
     type Err = crate::error::Error;
 
     /// Reads what [`Display`](core::fmt::Display) wrote; anything else is
-    /// [`Error::InvalidStamp`](crate::Error::InvalidStamp).
+    /// [`Error::InvalidStamp`](crate::Error::InvalidStamp). Only the form is
+    /// checked here: the tag is checked against the portal's keys, for the
+    /// user, wherever the stamp is used.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || crate::error::Error::InvalidStamp;
-        // Longest form: "s1." + 20 digits + ".c." + 20 digits.
-        if text.len() > 46 {
+        if text.len() > Self::MAX_TEXT_LEN {
             return Err(invalid());
         }
+        let number = |part: &str| {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && (part.len() == 1 || !part.starts_with('0')))
+                .then(|| part.parse::<u64>().ok())
+                .flatten()
+        };
         let mut parts = text.split('.');
-        let number = |part: Option<&str>| {
-            part.filter(|p| {
-                !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0'))
-            })
-            .and_then(|p| p.parse::<u64>().ok())
-        };
-        if parts.next() != Some("s1") {
+        if parts.next() != Some("s2") {
             return Err(invalid());
         }
-        let generation = number(parts.next()).ok_or_else(invalid)?;
-        let proof = match parts.next() {
-            Some("n") => SessionProof::NoSecondFactor,
-            Some("c") => SessionProof::Code,
-            Some("t") => SessionProof::TrustedBrowser,
-            _ => return Err(invalid()),
+        let generation = parts.next().and_then(number).ok_or_else(invalid)?;
+        let proof = match parts.next().ok_or_else(invalid)? {
+            "n" => SessionProof::NoSecondFactor,
+            "c" => SessionProof::Code,
+            "e" => SessionProof::EnrolmentOnly,
+            other => {
+                let id = other.strip_prefix('t').and_then(number).ok_or_else(invalid)?;
+                SessionProof::TrustedBrowser(BrowserId(u32::try_from(id).map_err(|_| invalid())?))
+            }
         };
-        let at = number(parts.next()).ok_or_else(invalid)?;
-        if parts.next().is_some() {
+        let at = parts.next().and_then(number).ok_or_else(invalid)?;
+        let tag_text = parts.next().ok_or_else(invalid)?;
+        if parts.next().is_some() || tag_text.len() != 26 {
             return Err(invalid());
         }
-        Ok(Self { generation, proof, at })
+        let tag: [u8; STAMP_TAG_LEN] = base32::decode(base32::Alphabet::Rfc4648Lower { padding: false }, tag_text)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(invalid)?;
+        // One spelling per stamp: base32's last character has slack bits.
+        if base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &tag) != tag_text {
+            return Err(invalid());
+        }
+        Ok(Self {
+            generation,
+            proof,
+            at,
+            tag,
+        })
     }
 }
 
@@ -131,6 +260,23 @@ impl TryFrom<String> for SessionStamp {
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
         text.parse()
+    }
+}
+
+/// What a session check needs of a record, read without opening a secret:
+/// its generation and the browsers it trusts now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SessionState {
+    pub(crate) generation: u64,
+    pub(crate) browsers: Vec<BrowserId>,
+}
+
+impl SessionState {
+    /// Whether a genuine `stamp` is still good here: nothing that could have
+    /// granted it was taken away since (the generation has not moved on, and
+    /// the browser that signed it in, if one did, is still trusted).
+    pub(crate) fn admits(&self, stamp: &SessionStamp) -> bool {
+        stamp.generation == self.generation && stamp.browser().is_none_or(|b| self.browsers.contains(&b))
     }
 }
 

@@ -22,18 +22,18 @@ pub(crate) const USE_RECORDED_EVERY_SECS: u64 = 3_600;
 impl MfaRecord {
     /// Ends every session of the user and forgets every browser they trust:
     /// what only the host knows changed (a password, a disabled account).
-    /// With `keep`, the session that asked stays signed in: the answer is its
-    /// new stamp ([`Error::SessionEnded`] if `keep` itself is no longer good,
-    /// and nothing changes).
-    pub fn end_sessions(self, ctx: &Context<'_>, keep: Option<SessionStamp>) -> Outcome<Option<SessionStamp>> {
+    /// With `keep`, the session that asked stays signed in (and, if a
+    /// trusted browser signed it in, that browser stays trusted): the answer
+    /// is its new stamp. A `keep` that is not genuine or no longer good
+    /// ([`Error::InvalidStamp`], [`Error::SessionEnded`]) changes nothing.
+    pub fn end_sessions(self, ctx: &Context<'_>, keep: Option<&SessionStamp>) -> Outcome<Option<SessionStamp>> {
         let mut draft = Draft::new(self, ctx);
-        if keep.is_some_and(|stamp| !draft.record().session_is_current(&stamp)) {
-            return draft.done(Err(Error::SessionEnded));
+        if let Some(Err(refused)) = keep.map(|stamp| draft.check_signed_in(stamp)) {
+            return draft.done(Err(refused));
         }
-        draft.end_sessions(SessionEndCause::Host);
-        let renewed = keep.map(|stamp| SessionStamp {
-            generation: draft.record().sessions,
-            ..stamp
+        draft.end_sessions_but(SessionEndCause::Host, keep.and_then(SessionStamp::browser));
+        let renewed = keep.map(|stamp| {
+            SessionStamp::issue(ctx.keys, ctx.portal, ctx.user, draft.record().sessions, stamp.proof(), stamp.proven_at())
         });
         draft.done(Ok(renewed))
     }
@@ -87,23 +87,25 @@ impl MfaRecord {
             }
             draft.emit(EventKind::TrustedBrowserUsed { browser });
         }
-        let session = draft.stamp(SessionProof::TrustedBrowser);
+        let session = draft.stamp(SessionProof::TrustedBrowser(browser));
         draft.done(Ok(SignInStep::TrustedBrowser { browser, session }))
     }
 
     /// Trusts the browser of the session `stamp` belongs to, for the policy's
     /// lifetime from now, labelled `label` (the user agent; shortened to 64
-    /// printable characters). Allowed only right after a code: the stamp must
-    /// be current, from a TOTP or backup code, at most
-    /// [`SessionStamp::TRUST_AFTER_CODE_SECS`] old. With the most browsers a
-    /// user may keep, the oldest is forgotten.
+    /// printable characters). Allowed only right after a code, once: the
+    /// stamp must be genuine and current, from a TOTP or backup code, at most
+    /// [`SessionStamp::TRUST_AFTER_CODE_SECS`] old, and no browser may have
+    /// been trusted since that code (one code trusts one browser). With the
+    /// most browsers a user may keep, the oldest is forgotten.
     ///
-    /// Errors: [`PolicyRefusal::TrustedBrowsersOff`], [`Error::SessionEnded`],
-    /// [`Error::ProofRequired`] (no fresh code behind the stamp), [`Error::NotEnrolled`].
+    /// Errors: [`PolicyRefusal::TrustedBrowsersOff`], [`Error::InvalidStamp`],
+    /// [`Error::SessionEnded`], [`Error::ProofRequired`] (no fresh code
+    /// behind the stamp, or that code already trusted a browser), [`Error::NotEnrolled`].
     pub fn trust_browser<R: CryptoRng + ?Sized>(
         self,
         ctx: &Context<'_>,
-        stamp: SessionStamp,
+        stamp: &SessionStamp,
         label: &str,
         rng: &mut R,
     ) -> Outcome<TrustedBrowserIssued> {
@@ -113,10 +115,12 @@ impl MfaRecord {
             if lifetime == 0 {
                 return Err(Error::NotAllowed(PolicyRefusal::TrustedBrowsersOff));
             }
-            if !draft.record().session_is_current(&stamp) {
-                return Err(Error::SessionEnded);
-            }
+            draft.check_session(stamp)?;
             if !stamp.code_proven_within(ctx.now, SessionStamp::TRUST_AFTER_CODE_SECS) {
+                return Err(Error::ProofRequired);
+            }
+            // One code, one browser: a stamp cannot trust a stream of browsers (pushing the user's own out).
+            if draft.record().trusted_browsers().iter().any(|b| b.created_at >= stamp.proven_at()) {
                 return Err(Error::ProofRequired);
             }
             if !draft.record().mfa_enabled() {
@@ -181,9 +185,18 @@ impl MfaRecord {
     }
 
     /// Forgets one trusted browser (`Some`; [`Error::UnknownBrowser`] if the
-    /// user has none by that id) or all of them; answers how many were forgotten.
-    pub fn forget_browsers(self, ctx: &Context<'_>, browser: Option<BrowserId>) -> Outcome<u32> {
+    /// user has none by that id) or all of them; answers how many were
+    /// forgotten. The sessions those browsers signed in end with them.
+    pub fn forget_browsers(
+        self,
+        ctx: &Context<'_>,
+        session: &SessionStamp,
+        browser: Option<BrowserId>,
+    ) -> Outcome<u32> {
         let mut draft = Draft::new(self, ctx);
+        if let Err(refused) = draft.check_signed_in(session) {
+            return draft.done(Err(refused));
+        }
         let result = match browser {
             None => Ok(draft.forget_browsers(None, ForgetCause::User)),
             Some(id) => match draft.record().trusted_browsers().iter().position(|b| b.id == id) {

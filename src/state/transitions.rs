@@ -66,15 +66,12 @@ impl MfaRecord {
         if self.must_enrol {
             return SignInStep::MustEnrol {
                 reason: EnrolReason::AdminReset,
+                session: ctx.stamp(self.sessions, SessionProof::EnrolmentOnly),
             };
         }
         match ctx.policy.enforcement() {
             Enforcement::SelfConfigured => SignInStep::NoMfaNeeded {
-                session: SessionStamp {
-                    generation: self.sessions,
-                    proof: SessionProof::NoSecondFactor,
-                    at: ctx.now,
-                },
+                session: ctx.stamp(self.sessions, SessionProof::NoSecondFactor),
             },
             Enforcement::Enforced { grace: Some(grace) }
                 if grace.until.is_none_or(|until| ctx.now <= until)
@@ -87,6 +84,7 @@ impl MfaRecord {
             }
             Enforcement::Enforced { .. } => SignInStep::MustEnrol {
                 reason: EnrolReason::PolicyEnforced,
+                session: ctx.stamp(self.sessions, SessionProof::EnrolmentOnly),
             },
         }
     }
@@ -97,11 +95,13 @@ impl MfaRecord {
     pub fn start_enrolment(
         self,
         ctx: &Context<'_>,
+        session: &SessionStamp,
         request: EnrolmentRequest<'_>,
         secret: Secret,
     ) -> Outcome<StartedEnrolment> {
         let mut draft = Draft::new(self, ctx);
         let result = (|| {
+            draft.check_session(session)?;
             let label = check_label(request.label)?;
             let params = ctx.policy.otp();
             let uri = OtpAuthUri::new(request.issuer, request.account, secret.clone(), params)?;
@@ -147,11 +147,13 @@ impl MfaRecord {
     pub fn confirm_enrolment<R: CryptoRng + ?Sized>(
         self,
         ctx: &Context<'_>,
+        session: &SessionStamp,
         input: &str,
         rng: &mut R,
     ) -> Outcome<EnrolmentConfirmed> {
         let mut draft = Draft::new(self, ctx);
         let result = (|| {
+            draft.check_session(session)?;
             draft.refuse_if_locked()?;
             let expires_at = draft
                 .record()
@@ -219,10 +221,10 @@ impl MfaRecord {
     }
 
     /// Abandons the pending enrolment, if any ("delete configuration" before enabling).
-    pub fn cancel_enrolment(self, ctx: &Context<'_>) -> Outcome<()> {
+    pub fn cancel_enrolment(self, ctx: &Context<'_>, session: &SessionStamp) -> Outcome<()> {
         let mut draft = Draft::new(self, ctx);
-        draft.cancel_pending();
-        draft.done(Ok(()))
+        let result = draft.check_session(session).map(|()| draft.cancel_pending());
+        draft.done(result)
     }
 
     /// The second step of sign-in: a TOTP code from any authenticator, or a backup code.
@@ -240,9 +242,16 @@ impl MfaRecord {
     /// enforces MFA and it is the last one. Deleting the last turns MFA off for
     /// a self-configured user and drops the backup codes.
     /// Every other session ends; the answer is this session's new stamp.
-    pub fn delete_authenticator(self, ctx: &Context<'_>, id: AuthenticatorId, proof: &str) -> Outcome<SessionStamp> {
+    pub fn delete_authenticator(
+        self,
+        ctx: &Context<'_>,
+        session: &SessionStamp,
+        id: AuthenticatorId,
+        proof: &str,
+    ) -> Outcome<SessionStamp> {
         let mut draft = Draft::new(self, ctx);
         let result = (|| {
+            draft.check_signed_in(session)?;
             if !draft.record().authenticators.iter().any(|a| a.id == id) {
                 return Err(Error::UnknownAuthenticator);
             }
@@ -275,11 +284,12 @@ impl MfaRecord {
     pub fn regenerate_backup_codes<R: CryptoRng + ?Sized>(
         self,
         ctx: &Context<'_>,
+        session: &SessionStamp,
         proof: &str,
         rng: &mut R,
     ) -> Outcome<BackupCodesRegenerated> {
         let mut draft = Draft::new(self, ctx);
-        let result = draft.prove(proof).map(|_| {
+        let result = draft.check_signed_in(session).and_then(|()| draft.prove(proof)).map(|_| {
             let count = ctx.policy.backup_code_count();
             let (stored, issued) = BackupCodes::generate(rng, count);
             draft.record_mut().backup_codes = Some(stored);

@@ -16,7 +16,7 @@ use super::{
 use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::policy::PortalPolicy;
-use crate::state::MfaRecord;
+use crate::state::{MfaRecord, SessionState};
 
 // foldhash: seeded per process (hash flooding is not free to plan) and several
 // times faster than SipHash on short keys, which matters on the sign-in path.
@@ -212,9 +212,9 @@ impl MemoryStore {
         Ok(self.state.read().map_err(poisoned)?.portals.get(portal).map(read))
     }
 
-    pub(crate) fn session_generation(&self, portal: &PortalId, user: &UserId) -> Result<u64, StorageError> {
-        let record = |p: &PortalState| p.records.get(&UserKey::of(user)).map(|(r, _)| r.session_generation());
-        Ok(self.read_portal(portal, record)?.flatten().unwrap_or(0))
+    pub(crate) fn session_state(&self, portal: &PortalId, user: &UserId) -> Result<SessionState, StorageError> {
+        let record = |p: &PortalState| p.records.get(&UserKey::of(user)).map(|(r, _)| r.session_state());
+        Ok(self.read_portal(portal, record)?.flatten().unwrap_or_default())
     }
 
     pub(crate) fn read_policy(&self, portal: &PortalId) -> crate::error::Result<Option<(PortalPolicy, Version)>> {

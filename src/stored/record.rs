@@ -3,7 +3,7 @@
 use rand::CryptoRng;
 
 use super::{RECORD_FORMAT, Reader, Writer, corrupt, format_version};
-use crate::backup::BackupCodes;
+use crate::backup::{BackupCodeHash, BackupCodes};
 use crate::error::{Error, Result};
 use crate::event::ResetReason;
 use crate::ids::{AuthenticatorId, BrowserId, PortalId, UserId};
@@ -12,8 +12,8 @@ use crate::otp::{Algorithm, Digits, Secret, TotpParams};
 use std::sync::Arc;
 
 use crate::state::{
-    Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord, SealedForm, TokenHash, TrustedBrowser,
-    TrustedBrowsers,
+    Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord, SealedForm, SessionState, TokenHash,
+    TrustedBrowser, TrustedBrowsers,
 };
 
 // Flag bits of a record.
@@ -46,16 +46,87 @@ impl Owner<'_> {
     }
 }
 
-/// The session generation of a stored record, read without opening any
-/// secret: the one field a session check needs.
-pub(crate) fn record_sessions(bytes: &[u8]) -> Result<u64> {
+/// What a session check needs of a stored record, read without opening any
+/// secret: its session generation (the second field) and the ids of the
+/// browsers it trusts (the last section), the fields between passed over.
+pub(crate) fn record_sessions(bytes: &[u8]) -> Result<SessionState> {
     let format = format_version(bytes, RECORD_FORMAT)?;
     if format < 2 {
-        return Ok(0);
+        return Ok(SessionState::default());
     }
     let mut r = Reader::after_format(bytes);
+    let flags = r.uint()?;
+    let generation = r.uint()?;
+    // next authenticator id, failures (3), grace sign-ins, last verified.
+    for _ in 0..3 {
+        r.uint()?;
+    }
+    r.opt_uint()?;
     r.uint()?;
-    r.uint()
+    r.opt_uint()?;
+    let skip_sealed = |r: &mut Reader<'_>| -> Result<()> {
+        r.str()?;
+        r.array::<KEY_CHECK_LEN>()?;
+        r.array::<NONCE_LEN>()?;
+        r.bytes().map(drop)
+    };
+    let count = r.uint_as::<usize>()?;
+    if count > MfaRecord::MAX_AUTHENTICATORS {
+        return corrupt("more authenticators than allowed");
+    }
+    for _ in 0..count {
+        r.uint()?;
+        r.str()?;
+        read_params(&mut r)?;
+        r.uint()?;
+        r.opt_uint()?;
+        skip_sealed(&mut r)?;
+    }
+    if flags & HAS_PENDING != 0 {
+        r.uint()?;
+        r.str()?;
+        read_params(&mut r)?;
+        r.uint()?;
+        r.uint()?;
+        r.opt_uint()?;
+        r.u8()?;
+        skip_sealed(&mut r)?;
+    }
+    if flags & HAS_BACKUP != 0 {
+        r.array::<16>()?;
+        let count = r.uint_as::<usize>()?;
+        if count > usize::from(crate::policy::PortalPolicy::MAX_BACKUP_CODES) {
+            return corrupt("more backup codes than any policy issues");
+        }
+        for _ in 0..count {
+            r.array::<{ core::mem::size_of::<BackupCodeHash>() }>()?;
+        }
+        r.uint()?;
+    }
+    if flags & HAS_RESET != 0 {
+        r.str()?;
+        read_reason(&mut r)?;
+        r.uint()?;
+    }
+    r.uint()?;
+    let mut browsers = Vec::new();
+    if flags & HAS_TRUSTED != 0 {
+        r.array::<16>()?;
+        let count = r.uint_as::<usize>()?;
+        if count == 0 || count > TrustedBrowsers::MAX {
+            return corrupt("a trusted-browser count out of range");
+        }
+        for _ in 0..count {
+            browsers.push(BrowserId(r.uint_as()?));
+            r.str()?;
+            r.uint()?;
+            r.opt_uint()?;
+            r.uint()?;
+            r.array::<32>()?;
+        }
+    }
+    r.finish()?;
+    Ok(SessionState { generation, browsers })
 }
 
 /// Encodes `record` for `user` of `portal`, sealing every secret under the

@@ -365,8 +365,9 @@ pub fn issued(secret: &str) {
 
 /// Enrols `user` from scratch; returns their phone and backup codes. Leaves the clock on the next step.
 pub fn enrol(ex: Executor, portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone, Vec<String>) {
-    let phone = start_enrolment(ex, portal, user);
-    let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).go(ex).unwrap();
+    let session = password_step(ex, portal, user);
+    let phone = start_enrolment_with(ex, portal, user, &session);
+    let confirmed = portal.confirm_enrolment(user, &session, &phone.code(clock)).go(ex).unwrap();
     let codes: Vec<String> = confirmed
         .backup_codes
         .map(|c| c.expose().map(str::to_owned).collect())
@@ -376,10 +377,40 @@ pub fn enrol(ex: Executor, portal: &TestPortal, clock: &ManualClock, user: &User
     (phone, codes)
 }
 
-/// Starts `user`'s enrolment (label "phone"); answers the phone that scanned its QR code.
+/// The stamp the password step gives a user with no second factor to give:
+/// the session of one without MFA, the enrolment stamp of one who must
+/// enrol, or a grace sign-in's (spending one). Panics for a user a code is asked of.
+pub fn password_step(ex: Executor, portal: &TestPortal, user: &UserId) -> portal_mfa::SessionStamp {
+    use portal_mfa::SignInStep;
+    match portal.begin_sign_in(user).go(ex).unwrap() {
+        SignInStep::NoMfaNeeded { session } | SignInStep::MustEnrol { session, .. } => session,
+        SignInStep::GraceSignIn { .. } => portal.complete_grace_sign_in(user).go(ex).unwrap().session,
+        other => panic!("{user:?}: the password step asks for {other:?}"),
+    }
+}
+
+/// A signed-in session of `user`, who has MFA: a code from `phone` now (the clock then moves on a step).
+pub fn signed_in(ex: Executor, portal: &TestPortal, clock: &ManualClock, user: &UserId, phone: &Phone) -> portal_mfa::SessionStamp {
+    let session = portal.verify_sign_in(user, &phone.code(clock)).go(ex).unwrap().session;
+    clock.advance(30);
+    session
+}
+
+/// Starts `user`'s enrolment (label "phone") at the password step; answers the phone that scanned its QR code.
 pub fn start_enrolment(ex: Executor, portal: &TestPortal, user: &UserId) -> Phone {
+    let session = password_step(ex, portal, user);
+    start_enrolment_with(ex, portal, user, &session)
+}
+
+/// Starts `user`'s enrolment (label "phone") for `session`.
+pub fn start_enrolment_with(
+    ex: Executor,
+    portal: &TestPortal,
+    user: &UserId,
+    session: &portal_mfa::SessionStamp,
+) -> Phone {
     let started = portal
-        .start_enrolment(user, user.id(), "phone", EnrolmentOptions::default())
+        .start_enrolment(user, session, user.id(), "phone", EnrolmentOptions::default())
         .go(ex)
         .unwrap();
     Phone::scan(&started.uri)

@@ -169,7 +169,7 @@ pub fn reset_race_jobs(
             let user = portal_mfa::UserId::customer(format!("reset-race-{i}"));
             let (phone, _) = super::enrol(ex, portal, clock, &user);
             let session = portal.verify_sign_in(&user, &phone.code(clock)).go(ex).unwrap().session;
-            let token = portal.trust_browser(&user, session, "race").go(ex).unwrap().token;
+            let token = portal.trust_browser(&user, &session, "race").go(ex).unwrap().token;
             let job = format!("reset {id}\tbrowser {id} {}", token.expose(), id = user.id());
             (user, job)
         })

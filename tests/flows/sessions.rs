@@ -43,7 +43,7 @@ fn trusted_browser(
     phone: &Phone,
 ) -> TrustedBrowserIssued {
     let stamp = sign_in(ex, portal, clock, user, phone);
-    let issued = portal.trust_browser(user, stamp, "Firefox on Linux").go(ex).unwrap();
+    let issued = portal.trust_browser(user, &stamp, "Firefox on Linux").go(ex).unwrap();
     super::issued(issued.token.expose());
     issued
 }
@@ -86,15 +86,15 @@ pub fn a_stamp_holds_until_a_factor_is_taken_away_and_the_changing_session_keeps
     clock.advance(30);
     let proof = phone.code(&clock);
     let options = EnrolmentOptions::default().with_proof(&proof);
-    let started = portal.start_enrolment(&user, "c1", "spare", options).go(ex).unwrap();
+    let started = portal.start_enrolment(&user, &laptop, "c1", "spare", options).go(ex).unwrap();
     let spare = Phone::scan(&started.uri);
-    let confirmed = portal.confirm_enrolment(&user, &spare.code(&clock)).go(ex).unwrap();
+    let confirmed = portal.confirm_enrolment(&user, &laptop, &spare.code(&clock)).go(ex).unwrap();
     assert!(good(ex, &portal, &user, &laptop) && good(ex, &portal, &user, &tablet));
     assert!(good(ex, &portal, &user, &confirmed.session));
     // Deleting one ends every session but the one that proved the fresh code.
     clock.advance(30);
     let kept = portal
-        .delete_authenticator(&user, confirmed.authenticator, &phone.code(&clock))
+        .delete_authenticator(&user, &confirmed.session, confirmed.authenticator, &phone.code(&clock))
         .go(ex)
         .unwrap();
     assert!(good(ex, &portal, &user, &kept));
@@ -130,13 +130,16 @@ pub fn replacing_the_authenticator_ends_the_other_sessions(make: &StoreFactory, 
     let proof = phone.code(&clock);
     let options = EnrolmentOptions::default().replacing(old).with_proof(&proof);
     let started = portal
-        .start_enrolment(&user, "c1", "new phone", options)
+        .start_enrolment(&user, &old_session, "c1", "new phone", options)
         .go(ex)
         .unwrap();
     // Until the new one is confirmed, nothing is taken away.
     assert!(good(ex, &portal, &user, &old_session));
     let new_phone = Phone::scan(&started.uri);
-    let confirmed = portal.confirm_enrolment(&user, &new_phone.code(&clock)).go(ex).unwrap();
+    let confirmed = portal
+        .confirm_enrolment(&user, &old_session, &new_phone.code(&clock))
+        .go(ex)
+        .unwrap();
     assert!(good(ex, &portal, &user, &confirmed.session));
     assert!(!good(ex, &portal, &user, &old_session));
     let trail = trail_of(ex, &portal, &user);
@@ -148,9 +151,10 @@ pub fn turning_mfa_off_and_regenerating_backup_codes_end_the_other_sessions(make
     let user = UserId::customer("c1");
     let (phone, _) = enrol(ex, &portal, &clock, &user);
     let other = sign_in(ex, &portal, &clock, &user, &phone);
+    let here = sign_in(ex, &portal, &clock, &user, &phone);
     clock.advance(30);
     let regenerated = portal
-        .regenerate_backup_codes(&user, &phone.code(&clock))
+        .regenerate_backup_codes(&user, &here, &phone.code(&clock))
         .go(ex)
         .unwrap();
     super::issued_all(regenerated.codes.expose());
@@ -160,7 +164,7 @@ pub fn turning_mfa_off_and_regenerating_backup_codes_end_the_other_sessions(make
     let id = portal.record(&user).go(ex).unwrap().authenticators()[0].id();
     clock.advance(30);
     let kept = portal
-        .delete_authenticator(&user, id, &phone.code(&clock))
+        .delete_authenticator(&user, &regenerated.session, id, &phone.code(&clock))
         .go(ex)
         .unwrap();
     assert!(!portal.record(&user).go(ex).unwrap().mfa_enabled());
@@ -188,13 +192,13 @@ pub fn the_host_ends_sessions_for_what_only_it_knows(make: &StoreFactory, ex: Ex
     };
     assert_eq!(here.proof(), SessionProof::NoSecondFactor);
     // The password changed in `here`: it stays, every other session ends.
-    let renewed = portal.end_sessions(&plain, Some(here)).go(ex).unwrap().unwrap();
+    let renewed = portal.end_sessions(&plain, Some(&here)).go(ex).unwrap().unwrap();
     assert!(good(ex, &portal, &plain, &renewed) && !good(ex, &portal, &plain, &here));
     assert!(!good(ex, &portal, &plain, &elsewhere));
     assert_eq!((renewed.proof(), renewed.proven_at()), (here.proof(), here.proven_at()));
     // A stale session cannot keep itself.
     assert!(matches!(
-        portal.end_sessions(&plain, Some(here)).go(ex),
+        portal.end_sessions(&plain, Some(&here)).go(ex),
         Err(Error::SessionEnded)
     ));
     // The account is disabled: every session ends.
@@ -236,7 +240,7 @@ pub fn a_trusted_browser_skips_the_code_until_a_fixed_expiry(make: &StoreFactory
     // Off by default.
     let stamp = sign_in(ex, &portal, &clock, &user, &phone);
     assert!(matches!(
-        portal.trust_browser(&user, stamp, "x").go(ex),
+        portal.trust_browser(&user, &stamp, "x").go(ex),
         Err(Error::NotAllowed(PolicyRefusal::TrustedBrowsersOff))
     ));
     trust_for(ex, &portal, 30);
@@ -250,7 +254,7 @@ pub fn a_trusted_browser_skips_the_code_until_a_fixed_expiry(make: &StoreFactory
         match with_browser(ex, &portal, &user, issued.token.expose()).unwrap() {
             SignInStep::TrustedBrowser { browser, session } => {
                 assert_eq!(browser, issued.browser);
-                assert_eq!(session.proof(), SessionProof::TrustedBrowser);
+                assert_eq!(session.proof(), SessionProof::TrustedBrowser(issued.browser));
                 assert!(good(ex, &portal, &user, &session));
             }
             other => panic!("day {day}: {other:?}"),
@@ -286,8 +290,9 @@ pub fn everything_that_ends_sessions_forgets_trusted_browsers(make: &StoreFactor
                 .unwrap()
         }),
         ("regenerated backup codes", |ex, portal, clock, user, phone, _| {
+            let here = sign_in(ex, portal, clock, user, phone);
             clock.advance(30);
-            let new = portal.regenerate_backup_codes(user, &phone.code(clock)).go(ex).unwrap();
+            let new = portal.regenerate_backup_codes(user, &here, &phone.code(clock)).go(ex).unwrap();
             super::issued_all(new.codes.expose());
         }),
         ("a backup code used", |ex, portal, _, user, _, codes| {
@@ -296,23 +301,26 @@ pub fn everything_that_ends_sessions_forgets_trusted_browsers(make: &StoreFactor
         ("host ends sessions", |ex, portal, _, user, _, _| {
             portal.end_sessions(user, None).go(ex).map(drop).unwrap()
         }),
-        ("forget all", |ex, portal, _, user, _, _| {
-            assert_eq!(portal.forget_browsers(user).go(ex).unwrap(), 1)
+        ("forget all", |ex, portal, clock, user, phone, _| {
+            let here = sign_in(ex, portal, clock, user, phone);
+            assert_eq!(portal.forget_browsers(user, &here).go(ex).unwrap(), 1)
         }),
-        ("forget this one", |ex, portal, _, user, _, _| {
+        ("forget this one", |ex, portal, clock, user, phone, _| {
+            let here = sign_in(ex, portal, clock, user, phone);
             let id = portal.trusted_browsers(user).go(ex).unwrap()[0].id();
-            assert_eq!(portal.forget_browser(user, id).go(ex).unwrap(), 1);
+            assert_eq!(portal.forget_browser(user, &here, id).go(ex).unwrap(), 1);
             assert!(matches!(
-                portal.forget_browser(user, id).go(ex),
+                portal.forget_browser(user, &here, id).go(ex),
                 Err(Error::UnknownBrowser)
             ));
         }),
         ("trusting turned off", |ex, portal, _, _, _, _| trust_for(ex, portal, 0)),
         ("MFA turned off, then on again", |ex, portal, clock, user, phone, _| {
             let id = portal.record(user).go(ex).unwrap().authenticators()[0].id();
+            let here = sign_in(ex, portal, clock, user, phone);
             clock.advance(30);
             portal
-                .delete_authenticator(user, id, &phone.code(clock))
+                .delete_authenticator(user, &here, id, &phone.code(clock))
                 .go(ex)
                 .unwrap();
             enrol(ex, portal, clock, user);
@@ -431,20 +439,20 @@ pub fn only_a_fresh_code_may_trust_a_browser(make: &StoreFactory, ex: Executor) 
         panic!("the browser is trusted");
     };
     assert!(matches!(
-        portal.trust_browser(&user, session, "again").go(ex),
+        portal.trust_browser(&user, &session, "again").go(ex),
         Err(Error::ProofRequired)
     ));
     // Nor can a code proven more than ten minutes ago, nor a session that has ended.
     let stamp = sign_in(ex, &portal, &clock, &user, &phone);
     clock.advance(SessionStamp::TRUST_AFTER_CODE_SECS + 1);
     assert!(matches!(
-        portal.trust_browser(&user, stamp, "late").go(ex),
+        portal.trust_browser(&user, &stamp, "late").go(ex),
         Err(Error::ProofRequired)
     ));
     let stamp = sign_in(ex, &portal, &clock, &user, &phone);
     portal.end_sessions(&user, None).go(ex).unwrap();
     assert!(matches!(
-        portal.trust_browser(&user, stamp, "ended").go(ex),
+        portal.trust_browser(&user, &stamp, "ended").go(ex),
         Err(Error::SessionEnded)
     ));
     // Nor a user without MFA.
@@ -453,7 +461,7 @@ pub fn only_a_fresh_code_may_trust_a_browser(make: &StoreFactory, ex: Executor) 
         panic!("MFA is off");
     };
     assert!(matches!(
-        portal.trust_browser(&plain, session, "x").go(ex),
+        portal.trust_browser(&plain, &session, "x").go(ex),
         Err(Error::ProofRequired)
     ));
 }

@@ -176,7 +176,7 @@ pub async fn enrol(Visit { app, area, session }: Visit, Posted(form): Posted<Enr
     let base = format!("/{}/account", area.segment());
     let started = app
         .portal(area)
-        .start_enrolment(&user, &who.email, &form.label, options)
+        .start_enrolment(&user, &who.stamp, &who.email, &form.label, options)
         .await
         .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
     let csrf = session::csrf_token(&session).await?;
@@ -198,7 +198,7 @@ pub async fn confirm(Visit { app, area, session }: Visit, Posted(form): Posted<C
     let csrf = session::csrf_token(&session).await?;
     match app
         .portal(area)
-        .confirm_enrolment(&area.user(&who.email), &form.code)
+        .confirm_enrolment(&area.user(&who.email), &who.stamp, &form.code)
         .await
     {
         // A replacement ended every other session: this one goes on.
@@ -233,7 +233,9 @@ pub struct Empty {}
 /// `POST /{area}/account/cancel`: drop a setup in progress.
 pub async fn cancel(Visit { app, area, session }: Visit, Posted(_): Posted<Empty>) -> Result<Response, Failure> {
     let who = session::signed_in(&app, &session, area).await?;
-    app.portal(area).cancel_enrolment(&area.user(&who.email)).await?;
+    app.portal(area)
+        .cancel_enrolment(&area.user(&who.email), &who.stamp)
+        .await?;
     back(&session, area, "Setup cancelled.").await
 }
 
@@ -253,7 +255,12 @@ pub async fn delete(
     let base = format!("/{}/account", area.segment());
     let stamp = app
         .portal(area)
-        .delete_authenticator(&area.user(&who.email), AuthenticatorId(form.authenticator), &form.code)
+        .delete_authenticator(
+            &area.user(&who.email),
+            &who.stamp,
+            AuthenticatorId(form.authenticator),
+            &form.code,
+        )
         .await
         .map_err(|e| Failure::mfa(e).link(base, "Back to My account"))?;
     // Every other session ended, and every trusted browser with them.
@@ -279,7 +286,7 @@ pub async fn regenerate(
     let base = format!("/{}/account", area.segment());
     let regenerated = app
         .portal(area)
-        .regenerate_backup_codes(&area.user(&who.email), &form.code)
+        .regenerate_backup_codes(&area.user(&who.email), &who.stamp, &form.code)
         .await
         .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
     session::renew(&session, who, regenerated.session).await?;
@@ -305,8 +312,8 @@ pub async fn forget_browsers(
     let base = format!("/{}/account", area.segment());
     let this_one = form.browser.is_none() || form.browser == who.browser;
     match form.browser {
-        Some(id) => app.portal(area).forget_browser(&user, BrowserId(id)).await,
-        None => app.portal(area).forget_browsers(&user).await,
+        Some(id) => app.portal(area).forget_browser(&user, &who.stamp, BrowserId(id)).await,
+        None => app.portal(area).forget_browsers(&user, &who.stamp).await,
     }
     .map_err(|e| Failure::mfa(e).link(base, "Back to My account"))?;
     let response = back(&session, area, "Forgotten: that browser will be asked for a code.").await?;
@@ -376,15 +383,30 @@ pub async fn change_password(
         return Err(refuse("The current password is wrong."));
     };
     app.account_limits.clear(&account_key);
-    app.accounts.set_password(&account, &form.new).await;
-    let stamp = app
+    // The other sessions end first, in one step with this session's check: a
+    // session that ended meanwhile (a reset racing this form) changes nothing,
+    // not even the password.
+    let stamp = match app
         .portal(area)
-        .end_sessions(&area.user(&who.email), Some(who.stamp))
-        .await?
-        .ok_or_else(|| refuse("Your session ended meanwhile. Sign in again."))?;
+        .end_sessions(&area.user(&who.email), Some(&who.stamp))
+        .await
+    {
+        Ok(Some(stamp)) => stamp,
+        Ok(None) | Err(portal_mfa::Error::SessionEnded | portal_mfa::Error::InvalidStamp) => {
+            return Err(Failure::session_ended(area));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    app.accounts.set_password(&account, &form.new).await;
+    // A browser that signed this session in stays trusted; every other one was forgotten.
+    let kept_browser = who.browser.is_some();
     session::renew(&session, who, stamp).await?;
     let done = back(&session, area, "Password changed. You were signed out everywhere else.").await?;
-    forgot_this_browser(done, &app, area)
+    if kept_browser {
+        Ok(done)
+    } else {
+        forgot_this_browser(done, &app, area)
+    }
 }
 
 /// `response`, clearing this browser's trusted-browser cookie (its trust is gone).

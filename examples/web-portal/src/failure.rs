@@ -14,6 +14,9 @@ pub const SAML_REFUSAL: &str = "You won't be able to enable MFA if you've config
 /// The refusal, in the product documentation's words, to delete the last authenticator under enforcement.
 pub const DELETE_REFUSAL: &str = "You cannot delete your existing authenticator app if MFA for your portal account has been enabled by your app admin.";
 
+/// Why a change was refused when its session ended while it was under way.
+const SESSION_ENDED: &str = "You were signed out because your sign-in details changed (an administrator may have reset your two-factor authentication). Nothing was changed. Please sign in again.";
+
 /// A refusal, shown as a page (or, for "sign in first", a redirect). Boxed:
 /// handlers return it on every path, and a small `Result` stays cheap.
 #[derive(Debug)]
@@ -102,6 +105,12 @@ impl Failure {
         .link(sign_in_href(area), "Sign in")
     }
 
+    /// A change refused because the session ended meanwhile (a reset, a
+    /// password change elsewhere): nothing was changed.
+    pub fn session_ended(area: Area) -> Self {
+        Failure::mfa(Error::SessionEnded).link(sign_in_href(area), "Sign in again")
+    }
+
     /// A page that needs a signed-in user: off to the sign-in page.
     pub fn sign_in_first(area: Area) -> Self {
         let mut failure = Failure::new(StatusCode::SEE_OTHER, "Sign in", "Please sign in first.");
@@ -182,6 +191,16 @@ impl Failure {
                 S::CONFLICT,
                 "No authenticator",
                 "You have no authenticator set up.".to_owned(),
+            ),
+            Error::SessionEnded | Error::InvalidStamp => (
+                S::UNAUTHORIZED,
+                "Signed out",
+                SESSION_ENDED.to_owned(),
+            ),
+            Error::UnknownBrowser => (
+                S::NOT_FOUND,
+                "No such browser",
+                "That browser is not among the ones you trust (any more).".to_owned(),
             ),
             Error::UnknownAuthenticator => (
                 S::NOT_FOUND,

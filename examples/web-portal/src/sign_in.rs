@@ -153,8 +153,13 @@ async fn next_step(app: &Shared, session: &Session, account: &Account, step: Sig
             }
             Err(e) => Err(e.into()),
         },
-        SignInStep::MustEnrol { .. } => {
-            session::set_pending(session, &pending(Stage::Enrol)).await?;
+        SignInStep::MustEnrol { session: stamp, .. } => {
+            // The password step's stamp: an admin's reset meanwhile ends it, and the enrolment with it.
+            let enrol = Pending {
+                stamp: Some(stamp),
+                ..pending(Stage::Enrol)
+            };
+            session::set_pending(session, &enrol).await?;
             Ok(Redirect::to(&format!("/{}/sign-in/enrol", area.segment())).into_response())
         }
         SignInStep::EnterCode { .. } => {
@@ -232,7 +237,7 @@ pub async fn code(
             let mut response = Redirect::to(&home(area)).into_response();
             if form.remember.is_some() {
                 let label = crate::trust::label(&headers);
-                let trusted = app.portal(area).trust_browser(&user, verified.session, &label).await?;
+                let trusted = app.portal(area).trust_browser(&user, &verified.session, &label).await?;
                 let seconds = trusted.expires_at.saturating_sub(app.now());
                 let cookie = crate::trust::set(area, app.secure_cookies, trusted.token.expose(), seconds);
                 response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -275,6 +280,7 @@ pub async fn enrol_form(Visit { app, area, session }: Visit) -> Result<Response,
     let reason = match app.portal(area).begin_sign_in(&area.user(&pending.email)).await? {
         SignInStep::MustEnrol {
             reason: EnrolReason::AdminReset,
+            ..
         } => "Your administrator reset your two-factor authentication. Set up your authenticator app again to sign in.",
         _ => "Your administrator requires two-factor authentication. Set up an authenticator app to sign in.",
     };
@@ -308,9 +314,10 @@ pub async fn enrol_start(
         return Err(Failure::no_sign_in(area));
     }
     let user = area.user(&pending.email);
+    let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
     let started = app
         .portal(area)
-        .start_enrolment(&user, &pending.email, &form.label, EnrolmentOptions::default())
+        .start_enrolment(&user, &stamp, &pending.email, &form.label, EnrolmentOptions::default())
         .await?;
     let csrf = session::csrf_token(&session).await?;
     let action = format!("/{}/sign-in/enrol/confirm", area.segment());
@@ -332,7 +339,8 @@ pub async fn enrol_confirm(
     let csrf = session::csrf_token(&session).await?;
     let retry = format!("/{}/sign-in/enrol/confirm", area.segment());
     let restart = format!("/{}/sign-in/enrol", area.segment());
-    match app.portal(area).confirm_enrolment(&user, &form.code).await {
+    let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
+    match app.portal(area).confirm_enrolment(&user, &stamp, &form.code).await {
         Ok(confirmed) => match confirmed.backup_codes {
             Some(codes) => {
                 pending.stage = Stage::SaveCodes;

@@ -1032,10 +1032,14 @@ async fn admin_links_encode_the_email_and_a_user_outside_the_directory_is_not_re
     let (mut admin, mut admin_phone) = admin_setting(&server, &[]).await;
     // A user with MFA records whose address holds a `+` (not in the demo directory).
     let bob = UserId::customer("bob+tag@customer.example");
+    let stamp = match server.app.portal.begin_sign_in(&bob).await.unwrap() {
+        portal_mfa::SignInStep::NoMfaNeeded { session } | portal_mfa::SignInStep::MustEnrol { session, .. } => session,
+        other => panic!("{other:?}"),
+    };
     server
         .app
         .portal
-        .start_enrolment(&bob, bob.id(), "phone", portal_mfa::EnrolmentOptions::default())
+        .start_enrolment(&bob, &stamp, bob.id(), "phone", portal_mfa::EnrolmentOptions::default())
         .await
         .unwrap();
     let users = admin.get("/admin/users").await;
