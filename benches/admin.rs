@@ -71,13 +71,22 @@ fn build(path: &PathBuf) {
         .with_keyring(keyring())
         .with_clock(clock.clone());
     let template = UserId::customer("template");
+    let session = portal
+        .begin_sign_in(&template)
+        .run()
+        .expect("password step")
+        .session()
+        .expect("a stamp");
     let started = portal
-        .start_enrolment(&template, "t", "phone", EnrolmentOptions::default())
+        .start_enrolment(&template, &session, "t", "phone", EnrolmentOptions::default())
         .run()
         .expect("start");
     let phone = Totp::new(started.uri.secret(), *started.uri.params());
     let code = phone.generate(T0).expect("code").expose().to_string();
-    portal.confirm_enrolment(&template, &code).run().expect("confirm");
+    portal
+        .confirm_enrolment(&template, &session, &code)
+        .run()
+        .expect("confirm");
     drop(portal);
     let mut conn = rusqlite::Connection::open(path).expect("open");
     conn.pragma_update(None, "synchronous", "OFF").expect("pragma");

@@ -61,13 +61,25 @@ fn populated<S: BlockingStore>(store: S, users: usize, clock: &ManualClock) -> (
     let mut enrolled = Vec::with_capacity(users);
     for i in 0..users {
         let user = UserId::customer(format!("customer-{i:07}"));
+        let session = portal
+            .begin_sign_in(&user)
+            .run()
+            .expect("password step")
+            .session()
+            .expect("a stamp");
         let started = portal
-            .start_enrolment(&user, "user@example.com", "phone", EnrolmentOptions::default())
+            .start_enrolment(
+                &user,
+                &session,
+                "user@example.com",
+                "phone",
+                EnrolmentOptions::default(),
+            )
             .run()
             .expect("start");
         let totp = Totp::new(started.uri.secret(), *started.uri.params());
         let code = totp.generate(T0).expect("code").expose().to_string();
-        portal.confirm_enrolment(&user, &code).run().expect("confirm");
+        portal.confirm_enrolment(&user, &session, &code).run().expect("confirm");
         enrolled.push((user, totp));
     }
     (portal, enrolled)

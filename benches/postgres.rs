@@ -92,12 +92,18 @@ fn first_code(started: &StartedEnrolment, clock: &ManualClock) -> (Totp, String)
 }
 
 fn enrol<S: BlockingStore>(portal: &BenchPortal<S>, user: &UserId, clock: &ManualClock) -> Totp {
+    let session = portal
+        .begin_sign_in(user)
+        .run()
+        .expect("password step")
+        .session()
+        .expect("a stamp");
     let started = portal
-        .start_enrolment(user, "user@example.com", "phone", EnrolmentOptions::default())
+        .start_enrolment(user, &session, "user@example.com", "phone", EnrolmentOptions::default())
         .run()
         .expect("start");
     let (totp, code) = first_code(&started, clock);
-    portal.confirm_enrolment(user, &code).run().expect("confirm");
+    portal.confirm_enrolment(user, &session, &code).run().expect("confirm");
     totp
 }
 
@@ -245,16 +251,21 @@ fn async_store(server: &pg::PgServer, schema: &str, row_lock: bool) -> Arc<dyn A
 }
 
 fn enrol_async<S: AsyncStore>(portal: &BenchPortal<S>, user: &UserId, clock: &ManualClock) -> Totp {
+    let session = runtime()
+        .block_on(portal.begin_sign_in(user).into_future())
+        .expect("password step")
+        .session()
+        .expect("a stamp");
     let started = runtime()
         .block_on(
             portal
-                .start_enrolment(user, "user@example.com", "phone", EnrolmentOptions::default())
+                .start_enrolment(user, &session, "user@example.com", "phone", EnrolmentOptions::default())
                 .into_future(),
         )
         .expect("start");
     let (totp, code) = first_code(&started, clock);
     runtime()
-        .block_on(portal.confirm_enrolment(user, &code).into_future())
+        .block_on(portal.confirm_enrolment(user, &session, &code).into_future())
         .expect("confirm");
     totp
 }

@@ -52,14 +52,30 @@ fn sessions(c: &mut Criterion) {
     let users: Vec<Signed> = (0..USERS)
         .map(|i| {
             let user = UserId::customer(format!("customer-{i:04}"));
+            let session = portal
+                .begin_sign_in(&user)
+                .run()
+                .expect("password step")
+                .session()
+                .expect("a stamp");
             let started = portal
-                .start_enrolment(&user, "user@example.com", "phone", EnrolmentOptions::default())
+                .start_enrolment(
+                    &user,
+                    &session,
+                    "user@example.com",
+                    "phone",
+                    EnrolmentOptions::default(),
+                )
                 .run()
                 .expect("start");
             let phone = Totp::new(started.uri.secret(), *started.uri.params());
             let code = phone.generate(T0).expect("code").expose().to_string();
-            let stamp = portal.confirm_enrolment(&user, &code).run().expect("confirm").session;
-            let token = portal.trust_browser(&user, stamp, "bench").run().expect("trust").token;
+            let stamp = portal
+                .confirm_enrolment(&user, &session, &code)
+                .run()
+                .expect("confirm")
+                .session;
+            let token = portal.trust_browser(&user, &stamp, "bench").run().expect("trust").token;
             Signed {
                 user,
                 stamp,

@@ -213,11 +213,22 @@ fn first_visit(
     println!("    enforced: {}", portal.policy().run()?.is_enforced());
 
     step("Alice enters her email and password; what next?");
-    println!("    {:?}", portal.begin_sign_in(alice).run()?);
+    let next = portal.begin_sign_in(alice).run()?;
+    println!("    {next:?}");
+    // The password step's stamp lets her enrol, and only that.
+    let SignInStep::MustEnrol { session, .. } = next else {
+        return Err("an enforced policy makes a new user enrol".into());
+    };
 
     step("She must enrol: the portal shows a QR code and the key for typing");
     let enrolment = portal
-        .start_enrolment(alice, "alice@example.com", "Alice's phone", EnrolmentOptions::default())
+        .start_enrolment(
+            alice,
+            &session,
+            "alice@example.com",
+            "Alice's phone",
+            EnrolmentOptions::default(),
+        )
         .run()?;
     println!("{}", enrolment.uri.qr_terminal()?.as_str());
     println!("    or type: {}", enrolment.uri.secret().to_grouped_base32().as_str());
@@ -225,7 +236,9 @@ fn first_visit(
     println!("    her app now shows an entry for {}", phone.name);
 
     step("She proves the app works by entering its code");
-    let confirmed = portal.confirm_enrolment(alice, &phone.code_at(clock.now())?).run()?;
+    let confirmed = portal
+        .confirm_enrolment(alice, &session, &phone.code_at(clock.now())?)
+        .run()?;
     println!("    authenticator {} active", confirmed.authenticator);
     let backup: Vec<String> = confirmed
         .backup_codes
@@ -269,9 +282,17 @@ fn first_visit(
     step("At her next sign-in she enrols a new phone; her account was never deleted");
     let next = portal.begin_sign_in(alice).run()?;
     println!("    {next:?}");
-    assert!(matches!(next, SignInStep::MustEnrol { .. }));
+    let SignInStep::MustEnrol { session, .. } = next else {
+        return Err("a reset user must enrol again".into());
+    };
     let enrolment = portal
-        .start_enrolment(alice, "alice@example.com", "New phone", EnrolmentOptions::default())
+        .start_enrolment(
+            alice,
+            &session,
+            "alice@example.com",
+            "New phone",
+            EnrolmentOptions::default(),
+        )
         .run()?;
     println!(
         "    she types the key into her new phone: {}",
@@ -283,7 +304,7 @@ fn first_visit(
         std::fs::write(file, enrolment.uri.to_uri().as_bytes())?;
     }
     let confirmed = portal
-        .confirm_enrolment(alice, &new_phone.code_at(clock.now())?)
+        .confirm_enrolment(alice, &session, &new_phone.code_at(clock.now())?)
         .run()?;
     println!(
         "    authenticator {} active, {} new backup codes",

@@ -278,8 +278,11 @@ pub enum Error {
     /// the session and send the user to sign in.
     #[error("the session has ended; sign in again")]
     SessionEnded,
-    /// Not a session stamp this crate wrote.
-    #[error("not a session stamp")]
+    /// Not a session stamp this portal issued to this user: not in the text
+    /// form, or its tag does not match (edited, forged, truncated, another
+    /// user's or portal's, or tagged under a key no longer in the keyring).
+    /// Like [`Error::SessionEnded`]: end the session and send the user to sign in.
+    #[error("not a session stamp of this user's; sign in again")]
     InvalidStamp,
     /// The browser's token is not one this user trusts now (another user's,
     /// expired, forgotten, or not a token at all): counted toward lockout like
@@ -421,10 +424,9 @@ impl Error {
             | Self::InvalidPolicy { .. }
             | Self::InvalidCursor(_)
             | Self::UserIdTooLong { .. }
-            | Self::InvalidStamp
             | Self::InvalidPageSize => ErrorKind::InvalidInput,
             Self::WrongCode { .. } | Self::ReplayedCode | Self::UntrustedBrowser { .. } => ErrorKind::WrongCode,
-            Self::SessionEnded => ErrorKind::SessionEnded,
+            Self::SessionEnded | Self::InvalidStamp => ErrorKind::SessionEnded,
             Self::LockedOut { .. } => ErrorKind::Locked,
             Self::NotAllowed(_) | Self::ProofRequired | Self::TooManyAuthenticators => ErrorKind::RefusedByPolicy,
             Self::NotEnrolled

@@ -65,8 +65,9 @@ fn admins_list_users_by_mfa_status_kind_and_page() {
         let (phone, _) = enrol(ex, &portal, &clock, &enrolled);
         portal.verify_sign_in(&enrolled, &phone.code(&clock)).go(ex).unwrap();
         let verified_at = portal_mfa::Clock::now(&clock);
+        let session = flows::password_step(ex, &portal, &pending);
         portal
-            .start_enrolment(&pending, "b", "phone", EnrolmentOptions::default())
+            .start_enrolment(&pending, &session, "b", "phone", EnrolmentOptions::default())
             .go(ex)
             .unwrap();
         enrol(ex, &portal, &clock, &locked);

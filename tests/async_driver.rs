@@ -45,9 +45,14 @@ fn operations_are_send_futures_on_every_async_store() {
     let memory = portal(MemoryStore::new(), &clock);
     assert_send(&memory.begin_sign_in(&user).into_future());
     assert_send(&memory.verify_sign_in(&user, "123456").into_future());
+    let session = flows::runtime()
+        .block_on(memory.begin_sign_in(&user).into_future())
+        .unwrap()
+        .session()
+        .unwrap();
     assert_send(
         &memory
-            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
             .into_future(),
     );
     assert_send(
@@ -91,12 +96,16 @@ fn tasks_racing_on_a_multithreaded_runtime_accept_one_code_once() {
         let mut races = Vec::new();
         for (i, user) in users.iter().enumerate() {
             let (phone, backup) = runtime.block_on(async {
+                let session = portal.begin_sign_in(user).await.unwrap().session().unwrap();
                 let started = portal
-                    .start_enrolment(user, "c", "phone", EnrolmentOptions::default())
+                    .start_enrolment(user, &session, "c", "phone", EnrolmentOptions::default())
                     .await
                     .unwrap();
                 let phone = Phone::scan(&started.uri);
-                let confirmed = portal.confirm_enrolment(user, &phone.code(&clock)).await.unwrap();
+                let confirmed = portal
+                    .confirm_enrolment(user, &session, &phone.code(&clock))
+                    .await
+                    .unwrap();
                 (
                     phone,
                     confirmed.backup_codes.unwrap().expose().next().unwrap().to_owned(),

@@ -194,7 +194,7 @@ fn reset_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
                 .go(ex)
                 .unwrap()
                 .session;
-            let token = portal.trust_browser(&user, session, "race").go(ex).unwrap().token;
+            let token = portal.trust_browser(&user, &session, "race").go(ex).unwrap().token;
             (user, session, token.expose().to_owned())
         })
         .collect();
@@ -282,4 +282,38 @@ fn reset_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
         assert!(used.iter().all(|&i| i < reset_at), "{kind}, trial {trial}: {trail:?}");
     }
     println!("{kind}: {signed_in} trusted sign-ins before the reset, {refused} refused ({late} begun after it)");
+}
+
+#[test]
+fn a_reset_and_each_self_service_change_take_one_order() {
+    each_store_and_executor(change_race);
+}
+
+/// Per trial, one thread resets the user while three make one self-service
+/// change from the user's session (each change in turn): see
+/// `flows::change_race` for what every order must show.
+fn change_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
+    const CHANGE_THREADS: usize = 4;
+    let trials = 3 * flows::change_race::CHANGES.len();
+    let (portal, clock) = setup(store);
+    let jobs = flows::change_race::jobs(ex, &portal, &clock, trials);
+    let marks = flows::TempDir::new("change-race-marks");
+    let results: Vec<Mutex<Vec<String>>> = (0..trials).map(|_| Mutex::new(Vec::new())).collect();
+    let barrier = Barrier::new(CHANGE_THREADS);
+    std::thread::scope(|s| {
+        for role in 0..CHANGE_THREADS {
+            let (results, barrier, portal, jobs, marks) = (&results, &barrier, &portal, &jobs, &marks);
+            s.spawn(move || {
+                for (trial, job) in jobs.iter().enumerate() {
+                    barrier.wait();
+                    let verdict = flows::process::run_marked(portal, ex, &job.line, role, trial, &marks.0);
+                    results[trial].lock().unwrap().push(verdict);
+                }
+            });
+        }
+    });
+    let verdicts: Vec<Vec<String>> = results.into_iter().map(|m| m.into_inner().unwrap()).collect();
+    let (made, refused) = flows::change_race::assert_one_order(ex, &portal, &jobs, &verdicts);
+    println!("{kind} {ex:?}: {made} changes before the reset, {refused} refused");
+    assert_eq!(made + refused, trials * (CHANGE_THREADS - 1));
 }

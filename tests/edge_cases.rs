@@ -179,13 +179,14 @@ fn every_deadline_holds_up_to_its_documented_boundary() {
         // Enrolment expiry: confirmable at expires_at - 1, not at expires_at.
         for (user, offset, confirmable) in [("e1", 1, true), ("e2", 0, false)] {
             let user = UserId::customer(user);
+            let session = flows::password_step(flows::Executor::Blocking, &portal, &user);
             let started = portal
-                .start_enrolment(&user, "u", "phone", EnrolmentOptions::default())
+                .start_enrolment(&user, &session, "u", "phone", EnrolmentOptions::default())
                 .run()
                 .unwrap();
             clock.set(started.expires_at - offset);
             let result = portal
-                .confirm_enrolment(&user, &Phone::scan(&started.uri).code(&clock))
+                .confirm_enrolment(&user, &session, &Phone::scan(&started.uri).code(&clock))
                 .run();
             assert_eq!(result.is_ok(), confirmable, "{name}: {result:?}");
             if !confirmable {
@@ -237,16 +238,17 @@ fn labels_and_names_refuse_hidden_and_reordering_characters() {
         let clock = ManualClock::at(T0);
         let portal = portal_on(store, &clock);
         let user = UserId::customer("c1");
+        let session = flows::password_step(flows::Executor::Blocking, &portal, &user);
         for label in bad {
             let refused = portal
-                .start_enrolment(&user, "c1@example.com", label, EnrolmentOptions::default())
+                .start_enrolment(&user, &session, "c1@example.com", label, EnrolmentOptions::default())
                 .run();
             assert!(
                 matches!(refused, Err(Error::InvalidLabel)),
                 "{name} {label:?}: {refused:?}"
             );
             let refused = portal
-                .start_enrolment(&user, label, "phone", EnrolmentOptions::default())
+                .start_enrolment(&user, &session, label, "phone", EnrolmentOptions::default())
                 .run();
             assert!(
                 matches!(refused, Err(Error::InvalidUri(_))),
@@ -258,7 +260,13 @@ fn labels_and_names_refuse_hidden_and_reordering_characters() {
             "{name}: nothing was started"
         );
         portal
-            .start_enrolment(&user, "c1@example.com", " Téléphone 📱 ", EnrolmentOptions::default())
+            .start_enrolment(
+                &user,
+                &session,
+                "c1@example.com",
+                " Téléphone 📱 ",
+                EnrolmentOptions::default(),
+            )
             .run()
             .unwrap();
         assert_eq!(
@@ -366,14 +374,15 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         let clock = ManualClock::at(T0);
         let portal = portal_on(store, &clock);
         let user = UserId::customer("c1");
+        let session = flows::password_step(flows::Executor::Blocking, &portal, &user);
         let started = portal
-            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
             .run()
             .unwrap();
         let phone = Phone::scan(&started.uri);
         let wrong = wrong_code(&phone, &clock);
         for left in (1..5).rev() {
-            let answer = portal.confirm_enrolment(&user, &wrong).run();
+            let answer = portal.confirm_enrolment(&user, &session, &wrong).run();
             assert!(
                 matches!(answer, Err(Error::WrongCode { attempts_left: Some(l) }) if l == left),
                 "{name}: {answer:?}"
@@ -381,16 +390,16 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         }
         // Malformed input is not a guess.
         assert!(matches!(
-            portal.confirm_enrolment(&user, "12ab").run(),
+            portal.confirm_enrolment(&user, &session, "12ab").run(),
             Err(Error::MalformedCode(_))
         ));
         assert!(matches!(
-            portal.confirm_enrolment(&user, &wrong).run(),
+            portal.confirm_enrolment(&user, &session, &wrong).run(),
             Err(Error::EnrolmentCancelled)
         ));
         // The secret the guesser was after is gone: even the right code no longer enrols it.
         assert!(matches!(
-            portal.confirm_enrolment(&user, &phone.code(&clock)).run(),
+            portal.confirm_enrolment(&user, &session, &phone.code(&clock)).run(),
             Err(Error::NoPendingEnrolment)
         ));
         let record = portal.record(&user).run().unwrap();
@@ -409,12 +418,12 @@ fn a_pending_enrolment_is_cancelled_after_five_wrong_codes() {
         );
         // Starting again works, with a new secret.
         let again = portal
-            .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
             .run()
             .unwrap();
         assert_ne!(again.uri.secret(), started.uri.secret());
         portal
-            .confirm_enrolment(&user, &Phone::scan(&again.uri).code(&clock))
+            .confirm_enrolment(&user, &session, &Phone::scan(&again.uri).code(&clock))
             .run()
             .unwrap();
     }

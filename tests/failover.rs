@@ -164,11 +164,15 @@ fn enrol_until_done(
     let mut last = None;
     for _ in 0..1_000 {
         let attempt = portal
-            .start_enrolment(user, user.id(), "phone", Default::default())
+            .begin_sign_in(user)
             .go(ex)
-            .and_then(|started| {
+            .and_then(|step| step.session().ok_or(portal_mfa::Error::ProofRequired))
+            .and_then(|session| {
+                let started = portal
+                    .start_enrolment(user, &session, user.id(), "phone", Default::default())
+                    .go(ex)?;
                 let phone = Phone::scan(&started.uri);
-                let confirmed = portal.confirm_enrolment(user, &phone.code(clock)).go(ex)?;
+                let confirmed = portal.confirm_enrolment(user, &session, &phone.code(clock)).go(ex)?;
                 Ok((phone, confirmed))
             });
         match attempt {

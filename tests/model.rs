@@ -20,7 +20,8 @@ use flows::{ADMIN, Executor, Go, TestPortal, TestStore};
 
 use portal_mfa::core::{Context, EnrolmentRequest, Outcome};
 use portal_mfa::{
-    AuthenticatorId, Enforcement, EnrolmentOptions, Error, LockoutRule, ManualClock, PortalId, PortalPolicy, UserId,
+    AuthenticatorId, Enforcement, EnrolmentOptions, Error, Keyring, LockoutRule, ManualClock, PortalId, PortalPolicy,
+    SessionStamp, UserId,
     admin::{ResetMode, ResetReason},
     audit::{Actor, Factor},
     otp::{OtpAuthUri, Secret, Totp, TotpParams},
@@ -92,6 +93,10 @@ struct World {
     last_code: Option<String>,
     backup: Vec<(String, bool)>,
     old_backup: Vec<String>,
+    /// What tags the pure engine's stamps (the driven engine's portal has its own).
+    keys: Keyring,
+    /// The user's signed-in session, from the last answer that gave one.
+    session: Option<SessionStamp>,
 }
 
 impl World {
@@ -130,6 +135,8 @@ impl World {
             last_code: None,
             backup: Vec::new(),
             old_backup: Vec::new(),
+            keys: Keyring::new("model", &[3; 32]).unwrap(),
+            session: None,
         }
     }
 
@@ -139,7 +146,7 @@ impl World {
         f: impl FnOnce(MfaRecord, &Context<'_>, &mut StdRng) -> Outcome<T>,
     ) -> Result<T, Error> {
         let record = std::mem::take(&mut self.record);
-        let ctx = Context::new(&self.portal, &self.user, &self.policy, self.now, &actor);
+        let ctx = Context::new(&self.portal, &self.user, &self.policy, self.now, &actor, &self.keys);
         let outcome = f(record, &ctx, &mut self.rng);
         // Events are always about this user, and never carry secrets.
         for e in &outcome.events {
@@ -174,6 +181,22 @@ impl World {
             |r, c, _| r.verify(c, code),
             |p, u, ex| p.verify_sign_in(u, code).go(ex),
         )
+    }
+
+    /// The session a self-service change is made from: the last one an
+    /// answer gave while it is current, else the password step's (a user
+    /// without MFA); `None` for a user with MFA whose session ended.
+    fn session(&mut self) -> Option<SessionStamp> {
+        if let Some(session) = self.session.filter(|s| self.record.session_is_current(s)) {
+            return Some(session);
+        }
+        let step = self.run(
+            Actor::User,
+            |r, c, _| r.sign_in_step(c),
+            |p, u, ex| p.begin_sign_in(u).go(ex),
+        );
+        self.session = step.ok().and_then(|step| step.session());
+        self.session
     }
 
     fn code_of(&self, id: AuthenticatorId) -> String {
@@ -244,10 +267,11 @@ impl World {
                 if let Some(proof) = proof.as_deref() {
                     options = options.with_proof(proof);
                 }
+                let Some(session) = self.session() else { return };
                 let result = self.run(
                     Actor::User,
-                    |r, c, _| r.start_enrolment(c, request, secret),
-                    |p, u, ex| p.start_enrolment(u, "u@example.com", "phone", options).go(ex),
+                    |r, c, _| r.start_enrolment(c, &session, request, secret),
+                    |p, u, ex| p.start_enrolment(u, &session, "u@example.com", "phone", options).go(ex),
                 );
                 match result {
                     Ok(started) => {
@@ -275,13 +299,15 @@ impl World {
                     _ => "000000".to_owned(),
                 };
                 let before_active = self.active.clone();
+                let Some(session) = self.session() else { return };
                 let result = self.run(
                     Actor::User,
-                    |r, c, rng| r.confirm_enrolment(c, &code, rng),
-                    |p, u, ex| p.confirm_enrolment(u, &code).go(ex),
+                    |r, c, rng| r.confirm_enrolment(c, &session, &code, rng),
+                    |p, u, ex| p.confirm_enrolment(u, &session, &code).go(ex),
                 );
                 match result {
                     Ok(confirmed) => {
+                        self.session = Some(confirmed.session);
                         let (id, expires) = self.pending.take().unwrap();
                         assert_eq!(confirmed.authenticator, id);
                         assert!(self.now < expires && !was_locked);
@@ -323,6 +349,7 @@ impl World {
                 match result {
                     Ok(v) => {
                         assert!(!was_locked);
+                        self.session = Some(v.session);
                         self.note_success(v.factor, Some(&code));
                     }
                     Err(e) => assert!(was_locked || !fresh || matches!(e, Error::LockedOut { .. }), "{e:?}"),
@@ -377,12 +404,16 @@ impl World {
                     return;
                 };
                 let Some(proof) = self.proof() else { return };
+                let Some(session) = self.session() else { return };
                 let result = self.run(
                     Actor::User,
-                    |r, c, _| r.delete_authenticator(c, id, &proof),
-                    |p, u, ex| p.delete_authenticator(u, id, &proof).go(ex),
+                    |r, c, _| r.delete_authenticator(c, &session, id, &proof),
+                    |p, u, ex| p.delete_authenticator(u, &session, id, &proof).go(ex),
                 );
-                if result.is_ok() {
+                if let Ok(renewed) = result {
+                    assert!(self.record.session_is_current(&renewed));
+                    assert!(!self.record.session_is_current(&session), "the other sessions ended");
+                    self.session = Some(renewed);
                     assert!(!(self.policy.is_enforced() && self.active.len() == 1));
                     self.note_success(Factor::Totp(self.active[0]), Some(&proof));
                     self.active.retain(|a| *a != id);
@@ -396,12 +427,15 @@ impl World {
             }
             Op::Regenerate => {
                 let Some(proof) = self.proof() else { return };
+                let Some(session) = self.session() else { return };
                 let result = self.run(
                     Actor::User,
-                    |r, c, rng| r.regenerate_backup_codes(c, &proof, rng),
-                    |p, u, ex| p.regenerate_backup_codes(u, &proof).go(ex),
+                    |r, c, rng| r.regenerate_backup_codes(c, &session, &proof, rng),
+                    |p, u, ex| p.regenerate_backup_codes(u, &session, &proof).go(ex),
                 );
                 if let Ok(codes) = result {
+                    assert!(!self.record.session_is_current(&session), "the other sessions ended");
+                    self.session = Some(codes.session);
                     self.note_success(Factor::Totp(self.active[0]), Some(&proof));
                     self.old_backup.extend(self.backup.drain(..).map(|(c, _)| c));
                     self.backup = codes.codes.expose().map(|c| (c.to_owned(), false)).collect();
@@ -425,6 +459,7 @@ impl World {
                 self.pending = None;
                 self.old_backup.extend(self.backup.drain(..).map(|(c, _)| c));
                 // Nothing old is usable.
+                assert!(self.session.is_none_or(|s| !self.record.session_is_current(&s)));
                 assert!(self.record.authenticators().is_empty() && self.record.backup_codes().is_none());
                 assert!(self.record.pending().is_none() && self.record.failures().consecutive() == 0);
                 for id in self.phones.keys().copied().collect::<Vec<_>>() {

@@ -90,7 +90,8 @@ fn worker() {
                         for (trial, line) in jobs.lines().enumerate() {
                             let at = start + trial as u64 * 20;
                             std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
-                            let verdict = flows::process::run_job(&portal, ex, line, role);
+                            let marks = std::path::PathBuf::from(env("PORTAL_MFA_MARKS"));
+                            let verdict = flows::process::run_marked(&portal, ex, line, role, trial, &marks);
                             writeln!(out.lock().unwrap(), "\n@@ {trial} {verdict}").unwrap();
                         }
                     });
@@ -141,6 +142,7 @@ fn spawn_race(dir: &TempDir, url: &str, schema: &str, time: u64, lines: &[String
                 ("PORTAL_MFA_JOBS", job_file.display().to_string()),
                 meeting.env(),
                 ("PORTAL_MFA_ROLE", i.to_string()),
+                ("PORTAL_MFA_MARKS", dir.0.display().to_string()),
                 (
                     "PORTAL_MFA_EXECUTOR",
                     if i % 2 == 0 { "blocking" } else { "async" }.to_owned(),
@@ -169,6 +171,26 @@ fn a_reset_in_one_process_races_trusted_browser_sign_ins_in_three_and_takes_one_
     let (before, refused) = flows::process::assert_one_order(Executor::Blocking, &portal, &jobs, &verdicts);
     println!("{before} trusted sign-ins before the reset, {refused} refused after it");
     assert_eq!(before + refused, TRIALS * (PROCESSES - 1) * CONNECTIONS);
+}
+
+#[test]
+fn a_reset_in_one_process_races_each_self_service_change_in_three_and_takes_one_order() {
+    let Some(server) = pg::shared() else {
+        return;
+    };
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(store(pair), &clock);
+    let trials = 2 * flows::change_race::CHANGES.len();
+    let jobs = flows::change_race::jobs(Executor::Blocking, &portal, &clock, trials);
+    let lines: Vec<String> = jobs.iter().map(|job| job.line.clone()).collect();
+    let dir = TempDir::new("pg-change-race");
+    let children = spawn_race(&dir, server.url(), &schema, clock.now(), &lines);
+    let verdicts = flows::process::collect(children, trials, PROCESSES * CONNECTIONS);
+    let (made, refused) = flows::change_race::assert_one_order(Executor::Blocking, &portal, &jobs, &verdicts);
+    println!("{made} changes before the reset, {refused} refused after it");
+    assert_eq!(made + refused, trials * (PROCESSES - 1) * CONNECTIONS);
 }
 
 /// Enrols TRIALS users, takes one code from each (`code(i, phone, backup
@@ -686,7 +708,7 @@ fn a_version_1_schema_gains_the_trusted_browser_count() {
         .run()
         .unwrap();
     let stamp = portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap().session;
-    portal.trust_browser(&user, stamp, "Safari").run().unwrap();
+    portal.trust_browser(&user, &stamp, "Safari").run().unwrap();
     assert_eq!(
         portal.users(UserQuery::new()).run().unwrap().items[0].trusted_browsers,
         1
@@ -1113,16 +1135,31 @@ fn the_async_store_runs_on_a_pool_the_host_built() {
         .with_keyring(flows::keyring())
         .with_clock(clock.clone());
     let user = UserId::customer("pooled");
+    let session = flows::runtime()
+        .block_on(portal.begin_sign_in(&user).into_future())
+        .unwrap()
+        .session()
+        .unwrap();
     let started = flows::runtime()
         .block_on(
             portal
-                .start_enrolment(&user, "pooled", "phone", portal_mfa::EnrolmentOptions::default())
+                .start_enrolment(
+                    &user,
+                    &session,
+                    "pooled",
+                    "phone",
+                    portal_mfa::EnrolmentOptions::default(),
+                )
                 .into_future(),
         )
         .unwrap();
     let phone = Phone::scan(&started.uri);
     flows::runtime()
-        .block_on(portal.confirm_enrolment(&user, &phone.code(&clock)).into_future())
+        .block_on(
+            portal
+                .confirm_enrolment(&user, &session, &phone.code(&clock))
+                .into_future(),
+        )
         .unwrap();
     // The store drew its connections from the host's pool, and gave them back.
     let status = pool.status();

@@ -100,9 +100,10 @@ fn the_same_digits_two_steps_running_are_refused_the_second_time_and_the_next_co
 fn the_confirming_enrolment_code_cannot_sign_in() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
-    let phone = flows::start_enrolment(flows::Executor::Blocking, &portal, &user);
+    let session = flows::password_step(flows::Executor::Blocking, &portal, &user);
+    let phone = flows::start_enrolment_with(flows::Executor::Blocking, &portal, &user, &session);
     let code = phone.code(&clock);
-    portal.confirm_enrolment(&user, &code).run().unwrap();
+    portal.confirm_enrolment(&user, &session, &code).run().unwrap();
     assert!(matches!(
         portal.verify_sign_in(&user, &code).run(),
         Err(Error::ReplayedCode)
@@ -239,14 +240,15 @@ fn one_users_backup_code_is_refused_for_another_user() {
 fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
+    let session = flows::password_step(flows::Executor::Blocking, &portal, &user);
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
         .run()
         .unwrap();
     let secret = started.uri.secret().clone();
     let phone = Phone::scan(&started.uri);
     let code = phone.code(&clock);
-    let confirmed = portal.confirm_enrolment(&user, &code).run().unwrap();
+    let confirmed = portal.confirm_enrolment(&user, &session, &code).run().unwrap();
     let codes: Vec<String> = confirmed
         .backup_codes
         .as_ref()
@@ -272,7 +274,7 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
     let errors = [
         portal.verify_sign_in(&user, &code).run().unwrap_err(),
         portal.verify_sign_in(&user, &codes[0][..10]).run().unwrap_err(),
-        portal.confirm_enrolment(&user, &code).run().unwrap_err(),
+        portal.confirm_enrolment(&user, &session, &code).run().unwrap_err(),
         Secret::from_base32(&format!("{}!", secret.to_base32().as_str())).unwrap_err(),
         portal_mfa::otp::OtpAuthUri::parse(&started.uri.to_uri().replace("issuer=", "issuer=x")).unwrap_err(),
         portal_mfa::otp::Code::parse(&format!("{code}0"), portal_mfa::otp::Digits::SIX).unwrap_err(),
@@ -285,7 +287,7 @@ fn secrets_and_codes_never_appear_in_debug_display_errors_or_events() {
         .unwrap();
     clock.advance(30);
     let stamp = portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap().session;
-    let trusted = portal.trust_browser(&user, stamp, "Firefox").run().unwrap();
+    let trusted = portal.trust_browser(&user, &stamp, "Firefox").run().unwrap();
     let token = trusted.token.expose().to_owned();
     shown.push(format!("{trusted:?}"));
     shown.push(format!("{:?}", portal.record(&user).run().unwrap()));
@@ -336,7 +338,7 @@ fn trusting(portal: &flows::TestPortal, clock: &ManualClock, user: &UserId) -> (
         .unwrap();
     let (phone, codes) = enrol(flows::Executor::Blocking, portal, clock, user);
     let stamp = portal.verify_sign_in(user, &phone.code(clock)).run().unwrap().session;
-    let issued = portal.trust_browser(user, stamp, "Chrome").run().unwrap();
+    let issued = portal.trust_browser(user, &stamp, "Chrome").run().unwrap();
     flows::issued(issued.token.expose());
     clock.advance(30);
     (phone, codes, issued.token.expose().to_owned())
@@ -379,18 +381,22 @@ fn vaultwarden_7682_a_trusted_browser_ends_with_every_change_to_the_factors() {
             portal.end_sessions(user, None).run().map(drop).unwrap()
         }),
         ("TOTP removal (a second one stays)", |portal, clock, user, phone, _| {
+            let session = flows::signed_in(flows::Executor::Blocking, portal, clock, user, phone);
             let proof = phone.code(clock);
             let options = EnrolmentOptions::default().with_proof(&proof);
-            let started = portal.start_enrolment(user, "c1", "spare", options).run().unwrap();
+            let started = portal
+                .start_enrolment(user, &session, "c1", "spare", options)
+                .run()
+                .unwrap();
             let spare = Phone::scan(&started.uri);
             let id = portal
-                .confirm_enrolment(user, &spare.code(clock))
+                .confirm_enrolment(user, &session, &spare.code(clock))
                 .run()
                 .unwrap()
                 .authenticator;
             clock.advance(30);
             portal
-                .delete_authenticator(user, id, &phone.code(clock))
+                .delete_authenticator(user, &session, id, &phone.code(clock))
                 .run()
                 .map(drop)
                 .unwrap()
@@ -404,8 +410,9 @@ fn vaultwarden_7682_a_trusted_browser_ends_with_every_change_to_the_factors() {
         }),
         ("2FA disabled, then enabled again", |portal, clock, user, phone, _| {
             let id = portal.record(user).run().unwrap().authenticators()[0].id();
+            let session = flows::signed_in(flows::Executor::Blocking, portal, clock, user, phone);
             portal
-                .delete_authenticator(user, id, &phone.code(clock))
+                .delete_authenticator(user, &session, id, &phone.code(clock))
                 .run()
                 .map(drop)
                 .unwrap();
@@ -535,10 +542,15 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
     let (old_phone, old_codes) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
-    portal.verify_sign_in(&user, &old_phone.code(&clock)).run().unwrap();
+    let session = portal
+        .verify_sign_in(&user, &old_phone.code(&clock))
+        .run()
+        .unwrap()
+        .session;
     portal
         .start_enrolment(
             &user,
+            &session,
             "c1",
             "spare",
             EnrolmentOptions::default().with_proof(&old_codes[0]),
@@ -586,18 +598,19 @@ fn an_admin_reset_leaves_no_backup_code_or_used_step_behind() {
 fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
     let (portal, clock) = setup();
     let user = UserId::customer("c1");
-    let (phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &user);
+    // A session of the user's, signed in earlier with a code: not a fresh one.
+    let (phone, _, session) = flows::enrol_signed_in(flows::Executor::Blocking, &portal, &clock, &user);
     assert!(matches!(
         portal.begin_sign_in(&user).run().unwrap(),
         portal_mfa::SignInStep::EnterCode { .. }
     ));
     let id = portal.record(&user).run().unwrap().authenticators()[0].id();
     for base in [EnrolmentOptions::default(), EnrolmentOptions::default().replacing(id)] {
-        let attempt = portal.start_enrolment(&user, "c1", "attacker", base).run();
+        let attempt = portal.start_enrolment(&user, &session, "c1", "attacker", base).run();
         assert!(matches!(attempt, Err(Error::ProofRequired)), "{attempt:?}");
         let wrong = wrong_code_for(&phone, &clock);
         let attempt = portal
-            .start_enrolment(&user, "c1", "attacker", base.with_proof(&wrong))
+            .start_enrolment(&user, &session, "c1", "attacker", base.with_proof(&wrong))
             .run();
         assert!(matches!(attempt, Err(Error::WrongCode { .. })));
     }
@@ -608,13 +621,16 @@ fn enrolment_restarted_while_a_challenge_is_pending_needs_a_fresh_code() {
     let restart = || {
         let proof = phone.code(&clock);
         let options = EnrolmentOptions::default().with_proof(&proof);
-        portal.start_enrolment(&user, "c1", "new", options).run().unwrap()
+        portal
+            .start_enrolment(&user, &session, "c1", "new", options)
+            .run()
+            .unwrap()
     };
     let first = restart();
     clock.advance(30);
     let second = restart();
     let stale = Phone::scan(&first.uri).code(&clock);
     if stale != Phone::scan(&second.uri).code(&clock) {
-        assert!(portal.confirm_enrolment(&user, &stale).run().is_err());
+        assert!(portal.confirm_enrolment(&user, &session, &stale).run().is_err());
     }
 }

@@ -68,13 +68,14 @@ fn enrolled(db: &std::path::Path, clock: &ManualClock, users: usize) -> (flows::
     let mut secrets = Vec::new();
     for i in 0..users {
         let user = UserId::customer(format!("user-{i:04}@example.com"));
+        let session = flows::password_step(flows::Executor::Blocking, &portal, &user);
         let started = portal
-            .start_enrolment(&user, user.id(), "phone", EnrolmentOptions::default())
+            .start_enrolment(&user, &session, user.id(), "phone", EnrolmentOptions::default())
             .run()
             .unwrap();
         let phone = Totp::new(started.uri.secret(), *started.uri.params());
         portal
-            .confirm_enrolment(&user, &phone.generate(clock.now()).unwrap().expose())
+            .confirm_enrolment(&user, &session, &phone.generate(clock.now()).unwrap().expose())
             .run()
             .unwrap();
         secrets.push(started.uri.secret().clone());
@@ -120,7 +121,7 @@ fn trusted_browser_tokens_never_reach_the_database_or_its_wal() {
         let user = UserId::customer(format!("user-{i:04}@example.com"));
         let code = Totp::new(secret, TotpParams::standard()).generate(clock.now()).unwrap();
         let stamp = portal.verify_sign_in(&user, &code.expose()).run().unwrap().session;
-        let issued = portal.trust_browser(&user, stamp, "Firefox").run().unwrap();
+        let issued = portal.trust_browser(&user, &stamp, "Firefox").run().unwrap();
         // Each works: the scan below looks for live tokens.
         let step = portal
             .begin_sign_in_with_browser(&user, issued.token.expose())

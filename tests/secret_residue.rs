@@ -167,6 +167,11 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
         .run()
         .expect("import b");
     check("importing b beside a", &needles, [true, true, false]);
+    let session = portal
+        .verify_sign_in(&user, &code(&b, T0))
+        .run()
+        .expect("sign in with b")
+        .session;
 
     // c replaces a: an enrolment waits in its own box, then joins the list as a leaves it.
     clock.set(T0 + 30);
@@ -175,7 +180,7 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
     // A long account name, so the URI text is longer than any first guess at its size.
     let account = format!("{}@example.com", "c".repeat(200));
     let started = portal
-        .start_enrolment(&user, &account, "C", options)
+        .start_enrolment(&user, &session, &account, "C", options)
         .run()
         .expect("start c");
     c.copy_from_slice(started.uri.secret().expose_bytes());
@@ -203,15 +208,16 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
     needles[5] = inner_pad_state(&c);
     check("starting c", &needles, [true, true, true]);
     clock.set(T0 + 60);
-    portal
-        .confirm_enrolment(&user, &code(&c, T0 + 60))
+    let session = portal
+        .confirm_enrolment(&user, &session, &code(&c, T0 + 60))
         .run()
-        .expect("confirm c");
+        .expect("confirm c")
+        .session;
     check("confirming c in a's place", &needles, [false, true, true]);
 
     clock.set(T0 + 90);
-    portal
-        .delete_authenticator(&user, id_b, &code(&c, T0 + 90))
+    let session = portal
+        .delete_authenticator(&user, &session, id_b, &code(&c, T0 + 90))
         .run()
         .expect("delete b");
     check("deleting b", &needles, [false, false, true]);
@@ -220,7 +226,7 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
     // after one of them signs in, no copy of any form of that code is left.
     clock.set(T0 + 120);
     let issued = portal
-        .regenerate_backup_codes(&user, &code(&c, T0 + 120))
+        .regenerate_backup_codes(&user, &session, &code(&c, T0 + 120))
         .run()
         .expect("regenerate backup codes");
     let mut shown = [0u8; 19];
@@ -258,7 +264,7 @@ fn life<S: BlockingStore>(name: &str, store: S, keyring: Option<Keyring>, reside
         .run()
         .expect("sign in with c");
     let trusted = portal
-        .trust_browser(&user, signed_in.session, "Firefox")
+        .trust_browser(&user, &signed_in.session, "Firefox")
         .run()
         .expect("trust the browser");
     let mut token = [0u8; 52];

@@ -8,8 +8,8 @@
 #![cfg(feature = "serde")]
 
 use portal_mfa::{
-    Admin, Cursor, Enforcement, EnrolmentOptions, Error, Grace, ManualClock, Page, Portal, PortalId, PortalPolicy,
-    SignInMethod, SignInStep, UserId,
+    Admin, Cursor, Enforcement, EnrolmentOptions, Error, Grace, Keyring, ManualClock, Page, Portal, PortalId,
+    PortalPolicy, SignInMethod, SignInStep, UserId,
     admin::{ResetMode, ResetReason, StatusFilter, UserQuery, UserStatus},
     audit::{AuditEvent, EventQuery},
     otp::Totp,
@@ -33,7 +33,9 @@ fn the_json_shapes_match_the_snapshot() {
     let portal = Portal::new(PortalId::new("acme"), "Acme Portal", MemoryStore::new())
         .unwrap()
         .with_clock(clock.clone())
-        .with_rng(StdRng::seed_from_u64(1));
+        .with_rng(StdRng::seed_from_u64(1))
+        // A fixed key: the stamps in the snapshot are the same on every run.
+        .with_keyring(Keyring::new("snapshot", &[5; 32]).unwrap());
     let admin = Admin::authorised("admin@acme.example");
     let alice = UserId::customer("alice@example.com");
     let vic = UserId::vendor("vic@supplier.example");
@@ -55,22 +57,25 @@ fn the_json_shapes_match_the_snapshot() {
     steps.push(portal.begin_sign_in(&vic).run().unwrap());
     portal.complete_grace_sign_in(&vic).run().unwrap();
 
+    // Alice, in her grace period, signs in and enrols from My account.
+    let session = portal.complete_grace_sign_in(&alice).run().unwrap().session;
     let start = || {
         portal
-            .start_enrolment(&alice, "alice", "Phone", EnrolmentOptions::default())
+            .start_enrolment(&alice, &session, "alice", "Phone", EnrolmentOptions::default())
             .run()
             .unwrap()
     };
     start();
-    portal.cancel_enrolment(&alice).run().unwrap();
+    portal.cancel_enrolment(&alice, &session).run().unwrap();
     start();
     for _ in 0..5 {
-        let _ = portal.confirm_enrolment(&alice, "000000").run();
+        let _ = portal.confirm_enrolment(&alice, &session, "000000").run();
     }
     let started = start();
     let phone = Totp::new(started.uri.secret(), *started.uri.params());
     let code = |at: u64| phone.generate(at).unwrap().expose().to_string();
-    let confirmed = portal.confirm_enrolment(&alice, &code(T0)).run().unwrap();
+    let confirmed = portal.confirm_enrolment(&alice, &session, &code(T0)).run().unwrap();
+    let session = confirmed.session;
     let first = confirmed.authenticator;
     let backup: Vec<String> = confirmed.backup_codes.unwrap().expose().map(str::to_owned).collect();
     clock.advance(30);
@@ -83,15 +88,15 @@ fn the_json_shapes_match_the_snapshot() {
     clock.advance(30);
     let options = EnrolmentOptions::default().replacing(first).with_proof(&backup[1]);
     let replacing = portal
-        .start_enrolment(&alice, "alice", "New phone", options)
+        .start_enrolment(&alice, &session, "alice", "New phone", options)
         .run()
         .unwrap();
     let new_phone = Totp::new(replacing.uri.secret(), *replacing.uri.params());
     let new_code = new_phone.generate(T0 + 60).unwrap().expose().to_string();
-    let replaced = portal.confirm_enrolment(&alice, &new_code).run().unwrap();
+    let replaced = portal.confirm_enrolment(&alice, &session, &new_code).run().unwrap();
     // Remember this browser; its next sign-in needs no code; a made-up token is refused; forget all.
     let trusted = portal
-        .trust_browser(&alice, replaced.session, "Firefox on Linux")
+        .trust_browser(&alice, &replaced.session, "Firefox on Linux")
         .run()
         .unwrap();
     clock.advance(30);
@@ -102,7 +107,7 @@ fn the_json_shapes_match_the_snapshot() {
             .unwrap(),
     );
     let _ = portal.begin_sign_in_with_browser(&alice, "not a token").run();
-    portal.forget_browsers(&alice).run().unwrap();
+    portal.forget_browsers(&alice, &replaced.session).run().unwrap();
     while !matches!(
         portal.verify_sign_in(&alice, "000000").run(),
         Err(Error::LockedOut { .. })

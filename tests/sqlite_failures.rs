@@ -304,8 +304,15 @@ fn summary_columns_and_their_indexes_follow_every_change() {
         )
         .run()
         .unwrap();
+    let session = flows::password_step(flows::Executor::Blocking, &portal, &users[2]);
     portal
-        .start_enrolment(&users[2], "u2", "new", portal_mfa::EnrolmentOptions::default())
+        .start_enrolment(
+            &users[2],
+            &session,
+            "u2",
+            "new",
+            portal_mfa::EnrolmentOptions::default(),
+        )
         .run()
         .unwrap();
     clock.advance(120);

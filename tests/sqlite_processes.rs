@@ -48,7 +48,17 @@ fn worker() {
             for (trial, line) in jobs.lines().enumerate() {
                 let at = start + trial as u64 * 15;
                 std::thread::sleep(Duration::from_millis(at.saturating_sub(flows::now_ms())));
-                let verdict = flows::process::run_job(&portal, flows::Executor::Blocking, line, role);
+                let verdict = match std::env::var_os("PORTAL_MFA_MARKS") {
+                    Some(marks) => flows::process::run_marked(
+                        &portal,
+                        flows::Executor::Blocking,
+                        line,
+                        role,
+                        trial,
+                        std::path::Path::new(&marks),
+                    ),
+                    None => flows::process::run_job(&portal, flows::Executor::Blocking, line, role),
+                };
                 writeln!(out, "\n@@ {trial} {verdict}").unwrap();
             }
         }
@@ -84,6 +94,7 @@ fn spawn_race(dir: &TempDir, time: u64, lines: &[String]) -> [std::process::Chil
             ("PORTAL_MFA_JOBS", job_file.display().to_string()),
             meeting.env(),
             ("PORTAL_MFA_ROLE", role.to_string()),
+            ("PORTAL_MFA_MARKS", dir.0.display().to_string()),
         ])
     });
     meeting.start_when_ready(&mut children);
@@ -101,6 +112,20 @@ fn a_reset_in_one_process_and_a_trusted_browser_sign_in_in_another_take_one_orde
     let (before, refused) = flows::process::assert_one_order(flows::Executor::Blocking, &portal, &jobs, &verdicts);
     println!("{before} trusted sign-ins before the reset, {refused} refused after it");
     assert_eq!(before + refused, TRIALS);
+}
+
+#[test]
+fn a_reset_in_one_process_and_each_self_service_change_in_another_take_one_order() {
+    let dir = TempDir::new("race-changes");
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(open(&dir.file("mfa.db")), &clock);
+    let trials = 3 * flows::change_race::CHANGES.len();
+    let jobs = flows::change_race::jobs(flows::Executor::Blocking, &portal, &clock, trials);
+    let lines: Vec<String> = jobs.iter().map(|job| job.line.clone()).collect();
+    let verdicts = flows::process::collect(spawn_race(&dir, portal_mfa::Clock::now(&clock), &lines), trials, 2);
+    let (made, refused) = flows::change_race::assert_one_order(flows::Executor::Blocking, &portal, &jobs, &verdicts);
+    println!("{made} changes before the reset, {refused} refused after it");
+    assert_eq!(made + refused, trials);
 }
 
 #[test]

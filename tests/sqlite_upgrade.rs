@@ -410,7 +410,7 @@ fn a_schema_3_database_of_stored_form_1_records_upgrades_and_every_user_signs_in
         .expose()
         .to_string();
     let stamp = portal.verify_sign_in(&enrolled.user, &code).run().unwrap().session;
-    let issued = portal.trust_browser(&enrolled.user, stamp, "Firefox").run().unwrap();
+    let issued = portal.trust_browser(&enrolled.user, &stamp, "Firefox").run().unwrap();
     assert!(matches!(
         portal
             .begin_sign_in_with_browser(&enrolled.user, issued.token.expose())

@@ -29,13 +29,13 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     portal.verify_sign_in(&enrolled, &codes[0]).run().unwrap();
     out.push((enrolled.clone(), portal.record(&enrolled).run().unwrap()));
     let swapping = UserId::vendor("swapping");
-    let (swap_phone, _) = enrol(flows::Executor::Blocking, &portal, &clock, &swapping);
+    let (swap_phone, _, swap_session) = flows::enrol_signed_in(flows::Executor::Blocking, &portal, &clock, &swapping);
     let swap_code = swap_phone.code(&clock);
     let options = EnrolmentOptions::default()
         .replacing(portal.record(&swapping).run().unwrap().authenticators()[0].id())
         .with_proof(&swap_code);
     portal
-        .start_enrolment(&swapping, "s", "new phone", options)
+        .start_enrolment(&swapping, &swap_session, "s", "new phone", options)
         .run()
         .unwrap();
     out.push((swapping.clone(), portal.record(&swapping).run().unwrap()));
@@ -69,10 +69,17 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
         .run()
         .unwrap()
         .session;
-    let stamp = portal.end_sessions(&trusting, Some(stamp)).run().unwrap().unwrap();
-    let first = portal.trust_browser(&trusting, stamp, "Firefox").run().unwrap();
+    let stamp = portal.end_sessions(&trusting, Some(&stamp)).run().unwrap().unwrap();
+    let first = portal.trust_browser(&trusting, &stamp, "Firefox").run().unwrap();
+    // One code trusts one browser: the second is trusted after a code of its own.
+    clock.advance(30);
+    let stamp = portal
+        .verify_sign_in(&trusting, &trust_phone.code(&clock))
+        .run()
+        .unwrap()
+        .session;
     portal
-        .trust_browser(&trusting, stamp, "Safari on iPhone")
+        .trust_browser(&trusting, &stamp, "Safari on iPhone")
         .run()
         .unwrap();
     portal

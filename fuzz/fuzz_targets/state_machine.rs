@@ -55,7 +55,13 @@ fuzz_target!(|ops: Vec<Op>| {
     for op in ops.iter().take(64) {
         let user_actor = Actor::User;
         let admin = Actor::Admin("admin".into());
-        let ctx = Context::new(&portal, &user, &policy, now, &user_actor);
+        let ctx = Context::new(&portal, &user, &policy, now, &user_actor, &keyring);
+        // The session a self-service change is made from: the last one given while
+        // it is current, else the password step's; a stale one must change nothing.
+        let session = stamp
+            .filter(|s| record.session_is_current(s))
+            .or_else(|| record.clone().sign_in_step(&ctx).result.ok().and_then(|s| s.session()))
+            .or(stamp);
         let current = |record: &MfaRecord, phones: &[(u32, Totp)]| {
             record.authenticators().first().and_then(|a| {
                 phones
@@ -81,7 +87,8 @@ fuzz_target!(|ops: Vec<Op>| {
                 let request = EnrolmentRequest::new("phone", "u", "P")
                     .replacing(replaces)
                     .with_proof(proof.as_deref());
-                let o = record.start_enrolment(&ctx, request, Secret::generate(&mut rng));
+                let Some(session) = session else { continue };
+                let o = record.start_enrolment(&ctx, &session, request, Secret::generate(&mut rng));
                 if let Ok(started) = &o.result {
                     let scanned = OtpAuthUri::parse(&started.uri.to_uri()).unwrap();
                     phones.push((started.authenticator.0, Totp::new(scanned.secret(), *scanned.params())));
@@ -96,15 +103,20 @@ fuzz_target!(|ops: Vec<Op>| {
                         .map(|(_, t)| t.generate(now).unwrap().expose().to_string()),
                     _ => None,
                 };
-                let o = record.confirm_enrolment(&ctx, code.as_deref().unwrap_or("000000"), &mut rng);
+                let Some(session) = session else { continue };
+                let o = record.confirm_enrolment(&ctx, &session, code.as_deref().unwrap_or("000000"), &mut rng);
                 if let Ok(c) = &o.result {
+                    stamp = Some(c.session);
                     if let Some(codes) = &c.backup_codes {
                         backup = codes.expose().map(str::to_owned).collect();
                     }
                 }
                 outcome_record = o.record;
             }
-            Op::Cancel => outcome_record = record.cancel_enrolment(&ctx).record,
+            Op::Cancel => {
+                let Some(session) = session else { continue };
+                outcome_record = record.cancel_enrolment(&ctx, &session).record
+            }
             Op::SignInCurrent | Op::SignInText(_) | Op::SignInBackup(_) => {
                 let input = match op {
                     Op::SignInCurrent => current(&record, &phones).unwrap_or_default(),
@@ -139,18 +151,25 @@ fuzz_target!(|ops: Vec<Op>| {
                 } else {
                     "000000".into()
                 };
-                outcome_record = record.delete_authenticator(&ctx, id, &proof).record;
+                let Some(session) = session else { continue };
+                let o = record.delete_authenticator(&ctx, &session, id, &proof);
+                if let Ok(renewed) = o.result {
+                    stamp = Some(renewed);
+                }
+                outcome_record = o.record;
             }
             Op::Regenerate => {
                 let proof = current(&record, &phones).unwrap_or_default();
-                let o = record.regenerate_backup_codes(&ctx, &proof, &mut rng);
+                let Some(session) = session else { continue };
+                let o = record.regenerate_backup_codes(&ctx, &session, &proof, &mut rng);
                 if let Ok(codes) = &o.result {
+                    stamp = Some(codes.session);
                     backup = codes.codes.expose().map(str::to_owned).collect();
                 }
                 outcome_record = o.record;
             }
             Op::Reset { force } => {
-                let ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin);
+                let ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin, &keyring);
                 let mode = if *force {
                     ResetMode::ForceReenrolment
                 } else {
@@ -171,7 +190,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Trust => {
                 let Some(s) = stamp else { continue };
-                let o = record.trust_browser(&ctx, s, "browser", &mut rng);
+                let o = record.trust_browser(&ctx, &s, "browser", &mut rng);
                 if let Ok(issued) = &o.result {
                     tokens.push((issued.token.expose().to_owned(), generation));
                 }
@@ -189,10 +208,25 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 outcome_record = o.record;
             }
-            Op::EndSessions => outcome_record = record.end_sessions(&ctx, stamp).record,
+            Op::EndSessions => {
+                let o = record.end_sessions(&ctx, stamp.as_ref());
+                if let Ok(Some(renewed)) = o.result {
+                    stamp = Some(renewed);
+                }
+                outcome_record = o.record;
+            }
             Op::Forget(which) => {
+                let Some(session) = session else { continue };
                 let id = which.and_then(|i| record.trusted_browsers().get(usize::from(i)).map(|b| b.id()));
-                outcome_record = record.forget_browsers(&ctx, id).record;
+                let o = record.forget_browsers(&ctx, &session, id);
+                // A session a forgotten browser signed in ends with it.
+                if let (Ok(_), Some(browser)) = (&o.result, session.browser()) {
+                    assert_eq!(
+                        o.record.session_is_current(&session),
+                        o.record.trusted_browsers().iter().any(|b| b.id() == browser)
+                    );
+                }
+                outcome_record = o.record;
             }
             Op::Enforce(on) => {
                 let e = if *on {

@@ -41,16 +41,18 @@ fn seeds() -> &'static [Vec<u8>] {
         let (portal, user) = owner();
         let policy = PortalPolicy::default();
         let (me, admin) = (Actor::User, Actor::Admin("admin".into()));
-        let ctx = Context::new(&portal, &user, &policy, NOW, &me);
+        let stamps = portal_mfa::Keyring::new("stamps", &[4; 32]).unwrap();
+        let ctx = Context::new(&portal, &user, &policy, NOW, &me, &stamps);
         let secret = Secret::generate(&mut rng);
         let totp = Totp::new(&secret, TotpParams::standard());
         let request = EnrolmentRequest::new("phone", "u", "P");
-        let pending = MfaRecord::default().start_enrolment(&ctx, request, secret).record;
+        let session = MfaRecord::default().sign_in_step(&ctx).result.unwrap().session().unwrap();
+        let pending = MfaRecord::default().start_enrolment(&ctx, &session, request, secret).record;
         let enrolled = pending
             .clone()
-            .confirm_enrolment(&ctx, &totp.generate(NOW).unwrap().expose(), &mut rng)
+            .confirm_enrolment(&ctx, &session, &totp.generate(NOW).unwrap().expose(), &mut rng)
             .record;
-        let admin_ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin);
+        let admin_ctx = Context::new(ctx.portal, ctx.user, ctx.policy, ctx.now, &admin, &stamps);
         let reset = enrolled
             .clone()
             .admin_reset(
@@ -61,18 +63,22 @@ fn seeds() -> &'static [Vec<u8>] {
             .record;
         // Two trusted browsers, one used, after the sessions ended once.
         let trusting = policy.with_trusted_browser_days(30).unwrap();
-        let trust_ctx = Context::new(ctx.portal, ctx.user, &trusting, NOW + 30, &me);
+        let trust_ctx = Context::new(ctx.portal, ctx.user, &trusting, NOW + 30, &me, &stamps);
         let signed_in = enrolled
             .clone()
             .verify(&trust_ctx, &totp.generate(NOW + 30).unwrap().expose());
         let stamp = signed_in.result.unwrap().session;
-        let ended = signed_in.record.end_sessions(&trust_ctx, Some(stamp));
+        let ended = signed_in.record.end_sessions(&trust_ctx, Some(&stamp));
         let stamp = ended.result.unwrap().unwrap();
-        let first = ended.record.trust_browser(&trust_ctx, stamp, "Firefox", &mut rng);
+        let first = ended.record.trust_browser(&trust_ctx, &stamp, "Firefox", &mut rng);
         let token = first.result.unwrap().token;
-        let used = first
+        // One code trusts one browser: the second follows a code of its own.
+        let later = Context::new(ctx.portal, ctx.user, &trusting, NOW + 60, &me, &stamps);
+        let again = first.record.verify(&later, &totp.generate(NOW + 60).unwrap().expose());
+        let stamp = again.result.unwrap().session;
+        let used = again
             .record
-            .trust_browser(&trust_ctx, stamp, "Safari on iPhone", &mut rng)
+            .trust_browser(&later, &stamp, "Safari on iPhone", &mut rng)
             .record
             .sign_in_with_browser(&trust_ctx, token.expose())
             .record;

@@ -34,11 +34,13 @@ fn fixture() -> &'static Fixture {
             PortalPolicy::default(),
             Actor::User,
         );
-        let ctx = Context::new(&portal, &user, &policy, NOW - 60, &actor);
+        let keyring = portal_mfa::Keyring::new("fuzz", &[3; 32]).unwrap();
+        let ctx = Context::new(&portal, &user, &policy, NOW - 60, &actor, &keyring);
+        let session = MfaRecord::default().sign_in_step(&ctx).result.unwrap().session().unwrap();
         let request = EnrolmentRequest::new("phone", "u", "P");
-        let started = MfaRecord::default().start_enrolment(&ctx, request, secret);
+        let started = MfaRecord::default().start_enrolment(&ctx, &session, request, secret);
         let first = totp.generate(NOW - 60).unwrap().expose().to_string();
-        let confirmed = started.record.confirm_enrolment(&ctx, &first, &mut rng);
+        let confirmed = started.record.confirm_enrolment(&ctx, &session, &first, &mut rng);
         let issued = confirmed.result.unwrap().backup_codes.unwrap();
         let mut accepted: Vec<String> = issued.expose().map(str::to_owned).collect();
         accepted.extend((0..3).map(|i| totp.generate(NOW - 30 + i * 30).unwrap().expose().to_string()));
@@ -72,7 +74,8 @@ fuzz_target!(|data: &[u8]| {
         PortalPolicy::default(),
         Actor::User,
     );
-    let ctx = Context::new(&portal, &user, &policy, NOW, &actor);
+    let keyring = portal_mfa::Keyring::new("fuzz", &[3; 32]).unwrap();
+    let ctx = Context::new(&portal, &user, &policy, NOW, &actor, &keyring);
     let outcome = fixture.record.clone().verify(&ctx, text);
     if outcome.result.is_ok() {
         let typed = normalise(text);

@@ -395,13 +395,18 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// ⚠️ Call it on every request of a signed-in session, before acting on
     /// it, and end the session on any error: a store that cannot answer cannot
     /// vouch for the session either. A stamp of
-    /// [`SessionProof::EnrolmentOnly`](crate::SessionProof::EnrolmentOnly) is
-    /// good for the enrolment pages only: never sign a user in on it.
+    /// [`SessionProof::EnrolmentOnly`](crate::session::SessionProof::EnrolmentOnly)
+    /// (from [`SignInStep::MustEnrol`]) is not a signed-in session: it answers
+    /// [`Error::ProofRequired`] here, and is good only for the enrolment it was given for.
     pub fn check_session<'a>(&'a self, user: &'a UserId, stamp: &'a SessionStamp) -> Op<'a, S, ()> {
         self.op("check_session", Some(user), move |d| async move {
             user.check_len()?;
             let state = d.backend.session_state(&self.id, user).await?;
-            stamp.check(&self.stamp_keys, &self.id, user, &state)
+            stamp.check(&self.stamp_keys, &self.id, user, &state)?;
+            if stamp.proof() == crate::state::SessionProof::EnrolmentOnly {
+                return Err(Error::ProofRequired);
+            }
+            Ok(())
         })
     }
 
@@ -504,9 +509,10 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// # let clock = ManualClock::at(1_763_800_000);
     /// # let portal = Portal::new(PortalId::new("acme"), "Acme", MemoryStore::new())?.with_clock(clock.clone());
     /// # let user = UserId::vendor("v-1");
-    /// # let started = portal.start_enrolment(&user, "v-1", "phone", EnrolmentOptions::default()).run()?;
+    /// # let session = portal.begin_sign_in(&user).run()?.session().unwrap();
+    /// # let started = portal.start_enrolment(&user, &session, "v-1", "phone", EnrolmentOptions::default()).run()?;
     /// # let phone = Totp::new(started.uri.secret(), *started.uri.params());
-    /// # portal.confirm_enrolment(&user, &phone.generate(clock.now())?.expose()).run()?;
+    /// # portal.confirm_enrolment(&user, &session, &phone.generate(clock.now())?.expose()).run()?;
     /// clock.advance(30);
     /// let code = phone.generate(clock.now())?.expose().to_string();
     /// assert!(matches!(portal.verify_sign_in(&user, &code).run()?.factor, Factor::Totp(_)));
@@ -615,7 +621,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// let summary = portal.admin_reset(&admin, &user, ResetReason::LostDevice, ResetMode::default()).run()?;
     /// assert!(summary.must_enrol);
     /// let next = portal.begin_sign_in(&user).run()?;
-    /// assert!(matches!(next, SignInStep::MustEnrol { reason: EnrolReason::AdminReset }));
+    /// assert!(matches!(next, SignInStep::MustEnrol { reason: EnrolReason::AdminReset, .. }));
     /// # Ok::<(), portal_mfa::Error>(())
     /// ```
     pub fn admin_reset<'a>(

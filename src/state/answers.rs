@@ -35,7 +35,7 @@ pub enum SignInStep {
     MustEnrol {
         /// Why.
         reason: EnrolReason,
-        /// The stamp to enrol with ([`SessionProof::EnrolmentOnly`](crate::SessionProof::EnrolmentOnly)).
+        /// The stamp to enrol with ([`SessionProof::EnrolmentOnly`](crate::session::SessionProof::EnrolmentOnly)).
         session: SessionStamp,
     },
     /// Ask for a TOTP code or a backup code.
@@ -58,6 +58,20 @@ pub enum SignInStep {
         /// The session's stamp.
         session: SessionStamp,
     },
+}
+
+impl SignInStep {
+    /// The stamp this step gave, if it gave one: a signed-in session's
+    /// ([`SignInStep::NoMfaNeeded`], [`SignInStep::TrustedBrowser`]), or the
+    /// enrolment-only stamp of [`SignInStep::MustEnrol`].
+    pub fn session(&self) -> Option<SessionStamp> {
+        match self {
+            Self::NoMfaNeeded { session } | Self::MustEnrol { session, .. } | Self::TrustedBrowser { session, .. } => {
+                Some(*session)
+            }
+            Self::GraceSignIn { .. } | Self::EnterCode { .. } | Self::LockedOut { .. } => None,
+        }
+    }
 }
 
 /// A grace sign-in, spent.

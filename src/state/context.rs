@@ -3,9 +3,9 @@
 //! what every transition gives back, the [`Outcome`].
 
 use super::record::MfaRecord;
+use super::session::{SessionProof, SessionStamp, SessionState};
 use crate::error::Result;
 use crate::event::AuditEvent;
-use super::session::{SessionProof, SessionState, SessionStamp};
 use crate::ids::{Actor, AuthenticatorId, PortalId, UserId};
 use crate::keyring::Keyring;
 use crate::policy::PortalPolicy;

@@ -352,13 +352,8 @@ mod tests {
             PortalPolicy::default(),
             Actor::User,
         );
-        let ctx = Context {
-            portal: &portal,
-            user: &user,
-            policy: &policy,
-            now: 1,
-            actor: &actor,
-        };
+        let keys = crate::Keyring::new("k", &[7; 32]).unwrap();
+        let ctx = Context::new(&portal, &user, &policy, 1, &actor, &keys);
         let untouched = Draft::new(MfaRecord::default(), &ctx).done(Ok(()));
         assert!(!untouched.changed);
         let mut draft = Draft::new(MfaRecord::default(), &ctx);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::session::{SessionState, SessionStamp, TrustedBrowser, TrustedBrowsers};
+use super::session::{SessionStamp, SessionState, TrustedBrowser, TrustedBrowsers};
 use crate::backup::BackupCodes;
 use crate::error::{Error, Result};
 use crate::event::ResetReason;

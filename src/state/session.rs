@@ -210,9 +210,11 @@ impl core::str::FromStr for SessionStamp {
             return Err(invalid());
         }
         let number = |part: &str| {
-            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && (part.len() == 1 || !part.starts_with('0')))
-                .then(|| part.parse::<u64>().ok())
-                .flatten()
+            (!part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && (part.len() == 1 || !part.starts_with('0')))
+            .then(|| part.parse::<u64>().ok())
+            .flatten()
         };
         let mut parts = text.split('.');
         if parts.next() != Some("s2") {
@@ -480,41 +482,106 @@ impl TrustedBrowsers {
 mod tests {
     use super::*;
 
+    fn keys(byte: u8) -> Keyring {
+        Keyring::new("k", &[byte; 32]).unwrap()
+    }
+
     #[test]
     fn stamps_read_back_only_in_their_own_form() {
-        for stamp in [
-            SessionStamp {
-                generation: 0,
-                proof: SessionProof::Code,
-                at: 0,
-            },
-            SessionStamp {
-                generation: u64::MAX,
-                proof: SessionProof::TrustedBrowser,
-                at: u64::MAX,
-            },
-            SessionStamp {
-                generation: 7,
-                proof: SessionProof::NoSecondFactor,
-                at: 1_700_000_000,
-            },
+        let (keys, portal, user) = (keys(1), PortalId::new("p"), UserId::customer("u"));
+        for (generation, proof, at) in [
+            (0, SessionProof::Code, 0),
+            (u64::MAX, SessionProof::TrustedBrowser(BrowserId(u32::MAX)), u64::MAX),
+            (7, SessionProof::NoSecondFactor, 1_700_000_000),
+            (7, SessionProof::EnrolmentOnly, 1_700_000_000),
         ] {
-            assert_eq!(stamp.to_string().parse::<SessionStamp>().unwrap(), stamp);
+            let stamp = SessionStamp::issue(&keys, &portal, &user, generation, proof, at);
+            let text = stamp.to_string();
+            assert!(text.len() <= SessionStamp::MAX_TEXT_LEN, "{text}");
+            assert_eq!(text.parse::<SessionStamp>().unwrap(), stamp);
         }
+        let longest = SessionStamp::issue(
+            &keys,
+            &portal,
+            &user,
+            u64::MAX,
+            SessionProof::TrustedBrowser(BrowserId(u32::MAX)),
+            u64::MAX,
+        );
+        assert_eq!(longest.to_string().len(), SessionStamp::MAX_TEXT_LEN);
+        let typical = SessionStamp::issue(&keys, &portal, &user, 3, SessionProof::Code, 1_764_700_000);
+        assert_eq!(typical.to_string().len(), 44);
+        let tag = "a".repeat(26);
         for bad in [
-            "",
-            "s1",
-            "s1.1.c",
-            "s1.1.c.1.1",
-            "s2.1.c.1",
-            "s1.01.c.1",
-            "s1.1.x.1",
-            "s1.-1.c.1",
-            "s1.1.c.18446744073709551616",
-            "s1.+1.c.1",
+            String::new(),
+            "s2".into(),
+            "s1.1.c.1".into(),
+            format!("s1.1.c.1.{tag}"),
+            format!("s2.1.c.1.{tag}.1"),
+            format!("s2.01.c.1.{tag}"),
+            format!("s2.1.x.1.{tag}"),
+            format!("s2.1.t.1.{tag}"),
+            format!("s2.1.t01.1.{tag}"),
+            format!("s2.1.t4294967296.1.{tag}"),
+            format!("s2.-1.c.1.{tag}"),
+            format!("s2.1.c.18446744073709551616.{tag}"),
+            format!("s2.+1.c.1.{tag}"),
+            format!("s2.1.c.1.{}", &tag[1..]),
+            format!("s2.1.c.1.{}", tag.to_uppercase()),
+            // 'b' in the last place sets a slack bit: a second spelling of the same tag.
+            format!("s2.1.c.1.{}b", &tag[1..]),
+            format!("s2.1.c.1.{}", "a".repeat(SessionStamp::MAX_TEXT_LEN)),
         ] {
             assert!(bad.parse::<SessionStamp>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_stamp_is_genuine_only_for_its_own_user_portal_and_fields() {
+        let (ring, portal, user) = (keys(1), PortalId::new("p"), UserId::customer("u"));
+        let stamp = SessionStamp::issue(&ring, &portal, &user, 3, SessionProof::Code, 100);
+        assert!(stamp.is_genuine(&ring, &portal, &user));
+        assert!(!stamp.is_genuine(&keys(2), &portal, &user));
+        assert!(!stamp.is_genuine(&ring, &PortalId::new("q"), &user));
+        assert!(!stamp.is_genuine(&ring, &portal, &UserId::customer("v")));
+        assert!(!stamp.is_genuine(&ring, &portal, &UserId::vendor("u")));
+        for edited in [
+            SessionStamp { generation: 4, ..stamp },
+            SessionStamp { at: 101, ..stamp },
+            SessionStamp {
+                proof: SessionProof::NoSecondFactor,
+                ..stamp
+            },
+            SessionStamp {
+                proof: SessionProof::TrustedBrowser(BrowserId(0)),
+                ..stamp
+            },
+        ] {
+            assert!(!edited.is_genuine(&ring, &portal, &user), "{edited:?}");
+        }
+        let mut flipped = stamp;
+        flipped.tag[STAMP_TAG_LEN - 1] ^= 1;
+        assert!(!flipped.is_genuine(&ring, &portal, &user));
+        assert!(!format!("{stamp:?}").contains(&stamp.to_string()[20..]));
+    }
+
+    #[test]
+    fn a_stamp_stays_genuine_while_its_key_is_in_the_ring() {
+        let (portal, user) = (PortalId::new("p"), UserId::customer("u"));
+        let old = keys(1);
+        let stamp = SessionStamp::issue(&old, &portal, &user, 0, SessionProof::Code, 1);
+        let rotated = Keyring::new("new", &[2; 32])
+            .unwrap()
+            .with_old_key("k", &[1; 32])
+            .unwrap();
+        assert!(stamp.is_genuine(&rotated, &portal, &user));
+        let renewed = SessionStamp::issue(&rotated, &portal, &user, 0, SessionProof::Code, 1);
+        assert_ne!(renewed, stamp, "new stamps are tagged under the new current key");
+        assert!(!renewed.is_genuine(&old, &portal, &user));
+        assert!(
+            !stamp.is_genuine(&keys(2), &portal, &user),
+            "once the old key is gone, so are its stamps"
+        );
     }
 
     #[test]

@@ -33,7 +33,14 @@ impl MfaRecord {
         }
         draft.end_sessions_but(SessionEndCause::Host, keep.and_then(SessionStamp::browser));
         let renewed = keep.map(|stamp| {
-            SessionStamp::issue(ctx.keys, ctx.portal, ctx.user, draft.record().sessions, stamp.proof(), stamp.proven_at())
+            SessionStamp::issue(
+                ctx.keys,
+                ctx.portal,
+                ctx.user,
+                draft.record().sessions,
+                stamp.proof(),
+                stamp.proven_at(),
+            )
         });
         draft.done(Ok(renewed))
     }
@@ -120,7 +127,12 @@ impl MfaRecord {
                 return Err(Error::ProofRequired);
             }
             // One code, one browser: a stamp cannot trust a stream of browsers (pushing the user's own out).
-            if draft.record().trusted_browsers().iter().any(|b| b.created_at >= stamp.proven_at()) {
+            if draft
+                .record()
+                .trusted_browsers()
+                .iter()
+                .any(|b| b.created_at >= stamp.proven_at())
+            {
                 return Err(Error::ProofRequired);
             }
             if !draft.record().mfa_enabled() {

@@ -289,20 +289,23 @@ impl MfaRecord {
         rng: &mut R,
     ) -> Outcome<BackupCodesRegenerated> {
         let mut draft = Draft::new(self, ctx);
-        let result = draft.check_signed_in(session).and_then(|()| draft.prove(proof)).map(|_| {
-            let count = ctx.policy.backup_code_count();
-            let (stored, issued) = BackupCodes::generate(rng, count);
-            draft.record_mut().backup_codes = Some(stored);
-            draft.emit(EventKind::BackupCodesIssued {
-                count,
-                regenerated: true,
+        let result = draft
+            .check_signed_in(session)
+            .and_then(|()| draft.prove(proof))
+            .map(|_| {
+                let count = ctx.policy.backup_code_count();
+                let (stored, issued) = BackupCodes::generate(rng, count);
+                draft.record_mut().backup_codes = Some(stored);
+                draft.emit(EventKind::BackupCodesIssued {
+                    count,
+                    regenerated: true,
+                });
+                draft.end_sessions(SessionEndCause::BackupCodesRegenerated);
+                BackupCodesRegenerated {
+                    codes: issued,
+                    session: draft.stamp(SessionProof::Code),
+                }
             });
-            draft.end_sessions(SessionEndCause::BackupCodesRegenerated);
-            BackupCodesRegenerated {
-                codes: issued,
-                session: draft.stamp(SessionProof::Code),
-            }
-        });
         draft.done(result)
     }
 

@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod change_race;
 pub mod kv;
 pub mod patience;
 #[macro_use]
@@ -365,16 +366,30 @@ pub fn issued(secret: &str) {
 
 /// Enrols `user` from scratch; returns their phone and backup codes. Leaves the clock on the next step.
 pub fn enrol(ex: Executor, portal: &TestPortal, clock: &ManualClock, user: &UserId) -> (Phone, Vec<String>) {
+    let (phone, codes, _) = enrol_signed_in(ex, portal, clock, user);
+    (phone, codes)
+}
+
+/// [`enrol`], answering also the session the confirming code signed in.
+pub fn enrol_signed_in(
+    ex: Executor,
+    portal: &TestPortal,
+    clock: &ManualClock,
+    user: &UserId,
+) -> (Phone, Vec<String>, portal_mfa::SessionStamp) {
     let session = password_step(ex, portal, user);
     let phone = start_enrolment_with(ex, portal, user, &session);
-    let confirmed = portal.confirm_enrolment(user, &session, &phone.code(clock)).go(ex).unwrap();
+    let confirmed = portal
+        .confirm_enrolment(user, &session, &phone.code(clock))
+        .go(ex)
+        .unwrap();
     let codes: Vec<String> = confirmed
         .backup_codes
         .map(|c| c.expose().map(str::to_owned).collect())
         .unwrap_or_default();
     codes.iter().for_each(|c| issued(c));
     clock.advance(30);
-    (phone, codes)
+    (phone, codes, confirmed.session)
 }
 
 /// The stamp the password step gives a user with no second factor to give:
@@ -390,7 +405,13 @@ pub fn password_step(ex: Executor, portal: &TestPortal, user: &UserId) -> portal
 }
 
 /// A signed-in session of `user`, who has MFA: a code from `phone` now (the clock then moves on a step).
-pub fn signed_in(ex: Executor, portal: &TestPortal, clock: &ManualClock, user: &UserId, phone: &Phone) -> portal_mfa::SessionStamp {
+pub fn signed_in(
+    ex: Executor,
+    portal: &TestPortal,
+    clock: &ManualClock,
+    user: &UserId,
+    phone: &Phone,
+) -> portal_mfa::SessionStamp {
     let session = portal.verify_sign_in(user, &phone.code(clock)).go(ex).unwrap().session;
     clock.advance(30);
     session

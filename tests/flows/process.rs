@@ -72,8 +72,10 @@ pub fn run_job(portal: &super::TestPortal, ex: super::Executor, line: &str, role
         words.next().unwrap(),
         portal_mfa::UserId::customer(words.next().unwrap()),
     );
-    let arg = words.next().unwrap_or_default();
+    let rest: Vec<&str> = words.collect();
+    let arg = rest.first().copied().unwrap_or_default();
     let verdict = match op {
+        "change" => super::change_race::run(ex, portal, &user, &rest).map(|()| "ok".to_owned()),
         "verify" => portal.verify_sign_in(&user, arg).go(ex).map(|_| "ok".to_owned()),
         "reset" => portal
             .admin_reset(
@@ -94,6 +96,26 @@ pub fn run_job(portal: &super::TestPortal, ex: super::Executor, line: &str, role
         other => panic!("unknown job {other}"),
     };
     verdict.unwrap_or_else(|e| format!("err {e:?}"))
+}
+
+/// [`run_job`] for trial `trial`, marking the trial in `marks` once a reset
+/// of it has returned, and prefixing `late ` to the verdict of a job that
+/// began after such a mark (a directory all racers share).
+pub fn run_marked(
+    portal: &super::TestPortal,
+    ex: super::Executor,
+    line: &str,
+    role: usize,
+    trial: usize,
+    marks: &std::path::Path,
+) -> String {
+    let mark = marks.join(format!("reset-{trial}"));
+    let late = mark.exists();
+    let verdict = run_job(portal, ex, line, role);
+    if verdict == "reset" {
+        std::fs::write(&mark, b"").unwrap();
+    }
+    if late { format!("late {verdict}") } else { verdict }
 }
 
 /// A worker's `@@ <trial> <verdict>` lines, as (trial, verdict). The test
@@ -192,7 +214,11 @@ pub fn assert_one_order(
         let token = job.rsplit(' ').next().unwrap();
         let mut granted = 0;
         for verdict in verdicts {
+            // `late `: it began after a reset had returned (when the race marks them).
+            let late = verdict.starts_with("late ");
+            let verdict = verdict.trim_start_matches("late ");
             if let Some(stamp) = verdict.strip_prefix("ok ") {
+                assert!(!late, "{user:?}: a trusted browser signed in after the reset");
                 granted += 1;
                 let stamp: portal_mfa::SessionStamp = stamp.parse().unwrap();
                 assert!(matches!(

@@ -14,13 +14,16 @@ use std::sync::{Arc, Mutex};
 
 use portal_mfa::ManualClock;
 
-use super::{ADMIN, Executor, Go, Phone, StoreFactory, T0, TestPortal, enrol, issued, portal_on, setup, trail_of};
+use super::{
+    ADMIN, Executor, Go, Phone, StoreFactory, T0, TestPortal, enrol, enrol_signed_in, issued, password_step, portal_on,
+    setup, trail_of,
+};
 
 // The scenarios past the code check live beside these, in one list below.
 #[allow(unused_imports)]
 pub use super::sessions::*;
 
-fn enforce(ex: Executor, portal: &TestPortal) {
+pub fn enforce(ex: Executor, portal: &TestPortal) {
     portal
         .set_enforcement(&ADMIN, Enforcement::Enforced { grace: None })
         .go(ex)
@@ -44,7 +47,10 @@ pub fn enforced_mfa_sends_unenrolled_users_to_enrolment_after_password(make: &St
     let user = UserId::customer("c1");
     assert!(matches!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::PolicyEnforced, .. }
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced,
+            ..
+        }
     ));
     let (phone, _) = enrol(ex, &portal, &clock, &user);
     // From then on, every sign-in asks for a code.
@@ -90,9 +96,12 @@ pub fn vendor_and_customer_share_policy(make: &StoreFactory, ex: Executor) {
     let vendor = UserId::vendor("acme-supplier");
     for user in [&customer, &vendor] {
         assert!(matches!(
-        portal.begin_sign_in(user).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::PolicyEnforced, .. }
-    ));
+            portal.begin_sign_in(user).go(ex).unwrap(),
+            SignInStep::MustEnrol {
+                reason: EnrolReason::PolicyEnforced,
+                ..
+            }
+        ));
     }
     // Same identifier, different kinds: two users, two records.
     let (_, _) = enrol(ex, &portal, &clock, &UserId::customer("same-id"));
@@ -109,9 +118,12 @@ pub fn vendor_and_customer_share_policy(make: &StoreFactory, ex: Executor) {
             .unwrap();
         assert_eq!(summary.authenticators_removed, 1);
         assert!(matches!(
-        portal.begin_sign_in(user).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::AdminReset, .. }
-    ));
+            portal.begin_sign_in(user).go(ex).unwrap(),
+            SignInStep::MustEnrol {
+                reason: EnrolReason::AdminReset,
+                ..
+            }
+        ));
     }
 }
 
@@ -145,20 +157,28 @@ pub fn self_configured_user_turns_mfa_on_from_my_account(make: &StoreFactory, ex
 pub fn enrolment_works_by_qr_code_or_typed_key(make: &StoreFactory, ex: Executor) {
     let (portal, clock) = setup(make);
     let by_qr = UserId::customer("qr");
+    let session = password_step(ex, &portal, &by_qr);
     let started = portal
-        .start_enrolment(&by_qr, "qr@example.com", "phone", EnrolmentOptions::default())
+        .start_enrolment(&by_qr, &session, "qr@example.com", "phone", EnrolmentOptions::default())
         .go(ex)
         .unwrap();
     assert!(started.uri.qr_svg().unwrap().contains("<svg"));
     assert!(!started.uri.qr_terminal().unwrap().is_empty());
     portal
-        .confirm_enrolment(&by_qr, &Phone::scan(&started.uri).code(&clock))
+        .confirm_enrolment(&by_qr, &session, &Phone::scan(&started.uri).code(&clock))
         .go(ex)
         .unwrap();
 
     let by_hand = UserId::customer("typed");
+    let session = password_step(ex, &portal, &by_hand);
     let started = portal
-        .start_enrolment(&by_hand, "typed@example.com", "phone", EnrolmentOptions::default())
+        .start_enrolment(
+            &by_hand,
+            &session,
+            "typed@example.com",
+            "phone",
+            EnrolmentOptions::default(),
+        )
         .go(ex)
         .unwrap();
     let typed_key = started.uri.secret().to_grouped_base32().to_lowercase();
@@ -170,7 +190,7 @@ pub fn enrolment_works_by_qr_code_or_typed_key(make: &StoreFactory, ex: Executor
         .expose()
         .to_string();
     issued(&code);
-    portal.confirm_enrolment(&by_hand, &code).go(ex).unwrap();
+    portal.confirm_enrolment(&by_hand, &session, &code).go(ex).unwrap();
     assert!(portal.record(&by_hand).go(ex).unwrap().mfa_enabled());
 }
 
@@ -178,19 +198,20 @@ pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory, ex: Exec
     let (portal, clock) = setup(make);
     enforce(ex, &portal);
     let user = UserId::customer("c1");
+    let session = password_step(ex, &portal, &user);
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
         .go(ex)
         .unwrap();
     let phone = Phone::scan(&started.uri);
     let right = phone.code(&clock);
     let wrong = if right == "000000" { "111111" } else { "000000" };
     assert!(matches!(
-        portal.confirm_enrolment(&user, wrong).go(ex),
+        portal.confirm_enrolment(&user, &session, wrong).go(ex),
         Err(Error::WrongCode { attempts_left: Some(4) })
     ));
     assert!(matches!(
-        portal.confirm_enrolment(&user, "12ab").go(ex),
+        portal.confirm_enrolment(&user, &session, "12ab").go(ex),
         Err(Error::MalformedCode(_))
     ));
     // Not enabled yet: still sent to enrolment, and codes from the pending secret do not sign in.
@@ -203,26 +224,27 @@ pub fn enrolment_is_active_only_after_a_valid_code(make: &StoreFactory, ex: Exec
         portal.verify_sign_in(&user, &right).go(ex),
         Err(Error::NotEnrolled)
     ));
-    portal.confirm_enrolment(&user, &right).go(ex).unwrap();
+    portal.confirm_enrolment(&user, &session, &right).go(ex).unwrap();
     assert!(portal.record(&user).go(ex).unwrap().mfa_enabled());
 }
 
 pub fn enrolment_expires_after_its_lifetime(make: &StoreFactory, ex: Executor) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
+    let session = password_step(ex, &portal, &user);
     let started = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
         .go(ex)
         .unwrap();
     assert_eq!(started.expires_at, T0 + 600);
     clock.advance(600);
     let code = Phone::scan(&started.uri).code(&clock);
     assert!(matches!(
-        portal.confirm_enrolment(&user, &code).go(ex),
+        portal.confirm_enrolment(&user, &session, &code).go(ex),
         Err(Error::EnrolmentExpired)
     ));
     assert!(matches!(
-        portal.confirm_enrolment(&user, &code).go(ex),
+        portal.confirm_enrolment(&user, &session, &code).go(ex),
         Err(Error::NoPendingEnrolment)
     ));
 }
@@ -230,12 +252,13 @@ pub fn enrolment_expires_after_its_lifetime(make: &StoreFactory, ex: Executor) {
 pub fn restarting_enrolment_replaces_the_pending_secret(make: &StoreFactory, ex: Executor) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
+    let session = password_step(ex, &portal, &user);
     let first = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
         .go(ex)
         .unwrap();
     let second = portal
-        .start_enrolment(&user, "c1", "phone", EnrolmentOptions::default())
+        .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
         .go(ex)
         .unwrap();
     assert_ne!(first.uri.secret(), second.uri.secret());
@@ -243,32 +266,38 @@ pub fn restarting_enrolment_replaces_the_pending_secret(make: &StoreFactory, ex:
     let fresh = Phone::scan(&second.uri).code(&clock);
     if stale != fresh {
         assert!(matches!(
-            portal.confirm_enrolment(&user, &stale).go(ex),
+            portal.confirm_enrolment(&user, &session, &stale).go(ex),
             Err(Error::WrongCode { .. })
         ));
     }
-    portal.confirm_enrolment(&user, &fresh).go(ex).unwrap();
+    portal.confirm_enrolment(&user, &session, &fresh).go(ex).unwrap();
 }
 
 pub fn changing_authenticator_keeps_the_old_one_until_the_new_is_confirmed(make: &StoreFactory, ex: Executor) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
-    let (old_phone, _) = enrol(ex, &portal, &clock, &user);
+    let (old_phone, _, session) = enrol_signed_in(ex, &portal, &clock, &user);
     let old_id = portal.record(&user).go(ex).unwrap().authenticators()[0].id();
     // A password alone cannot swap the factor.
     let options = EnrolmentOptions::default().replacing(old_id);
     assert!(matches!(
-        portal.start_enrolment(&user, "c1", "new", options).go(ex),
+        portal.start_enrolment(&user, &session, "c1", "new", options).go(ex),
         Err(Error::ProofRequired)
     ));
     let proof = old_phone.code(&clock);
     let options = EnrolmentOptions::default().replacing(old_id).with_proof(&proof);
-    let started = portal.start_enrolment(&user, "c1", "new", options).go(ex).unwrap();
+    let started = portal
+        .start_enrolment(&user, &session, "c1", "new", options)
+        .go(ex)
+        .unwrap();
     clock.advance(30);
     // Meanwhile the old phone still signs in.
     portal.verify_sign_in(&user, &old_phone.code(&clock)).go(ex).unwrap();
     let new_phone = Phone::scan(&started.uri);
-    let confirmed = portal.confirm_enrolment(&user, &new_phone.code(&clock)).go(ex).unwrap();
+    let confirmed = portal
+        .confirm_enrolment(&user, &session, &new_phone.code(&clock))
+        .go(ex)
+        .unwrap();
     assert!(
         confirmed.backup_codes.is_none(),
         "MFA stayed on: the backup codes are kept"
@@ -287,14 +316,14 @@ pub fn changing_authenticator_keeps_the_old_one_until_the_new_is_confirmed(make:
 pub fn self_configured_user_deletes_authenticator_with_a_fresh_code(make: &StoreFactory, ex: Executor) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
-    let (phone, _) = enrol(ex, &portal, &clock, &user);
+    let (phone, _, session) = enrol_signed_in(ex, &portal, &clock, &user);
     let id = portal.record(&user).go(ex).unwrap().authenticators()[0].id();
     assert!(matches!(
-        portal.delete_authenticator(&user, id, "000000").go(ex),
+        portal.delete_authenticator(&user, &session, id, "000000").go(ex),
         Err(Error::WrongCode { .. }) | Err(Error::ReplayedCode)
     ));
     portal
-        .delete_authenticator(&user, id, &phone.code(&clock))
+        .delete_authenticator(&user, &session, id, &phone.code(&clock))
         .go(ex)
         .unwrap();
     let record = portal.record(&user).go(ex).unwrap();
@@ -309,9 +338,11 @@ pub fn deleting_the_last_authenticator_is_refused_while_enforced(make: &StoreFac
     let (portal, clock) = setup(make);
     enforce(ex, &portal);
     let user = UserId::customer("c1");
-    let (phone, _) = enrol(ex, &portal, &clock, &user);
+    let (phone, _, session) = enrol_signed_in(ex, &portal, &clock, &user);
     let id = portal.record(&user).go(ex).unwrap().authenticators()[0].id();
-    let refused = portal.delete_authenticator(&user, id, &phone.code(&clock)).go(ex);
+    let refused = portal
+        .delete_authenticator(&user, &session, id, &phone.code(&clock))
+        .go(ex);
     assert!(matches!(
         refused,
         Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced))
@@ -394,13 +425,13 @@ pub fn replayed_code_is_refused(make: &StoreFactory, ex: Executor) {
 pub fn regenerating_backup_codes_invalidates_the_old_ones(make: &StoreFactory, ex: Executor) {
     let (portal, clock) = setup(make);
     let user = UserId::customer("c1");
-    let (phone, old) = enrol(ex, &portal, &clock, &user);
+    let (phone, old, session) = enrol_signed_in(ex, &portal, &clock, &user);
     assert!(matches!(
-        portal.regenerate_backup_codes(&user, "000000").go(ex),
+        portal.regenerate_backup_codes(&user, &session, "000000").go(ex),
         Err(Error::WrongCode { .. } | Error::ReplayedCode)
     ));
     let new = portal
-        .regenerate_backup_codes(&user, &phone.code(&clock))
+        .regenerate_backup_codes(&user, &session, &phone.code(&clock))
         .go(ex)
         .unwrap();
     let new: Vec<String> = new.codes.expose().map(str::to_owned).collect();
@@ -527,7 +558,10 @@ pub fn admin_reset_forces_reenrolment_without_deleting_user(make: &StoreFactory,
     ));
     assert!(matches!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::AdminReset, .. }
+        SignInStep::MustEnrol {
+            reason: EnrolReason::AdminReset,
+            ..
+        }
     ));
     let (new_phone, new_codes) = enrol(ex, &portal, &clock, &user);
     assert_eq!(new_codes.len(), 10);
@@ -558,7 +592,10 @@ pub fn admin_reset_remove_only_lets_self_configured_user_sign_in_without_mfa(mak
     enforce(ex, &portal);
     assert!(matches!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::PolicyEnforced, .. }
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced,
+            ..
+        }
     ));
 }
 
@@ -609,7 +646,10 @@ pub fn locked_out_user_is_recovered_by_admin_reset(make: &StoreFactory, ex: Exec
         .unwrap();
     assert!(matches!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::AdminReset, .. }
+        SignInStep::MustEnrol {
+            reason: EnrolReason::AdminReset,
+            ..
+        }
     ));
     enrol(ex, &portal, &clock, &user);
 }
@@ -675,7 +715,10 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory, 
     assert_eq!((spent.remaining, spent.until), (Some(0), grace.until));
     assert!(matches!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::PolicyEnforced, .. }
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced,
+            ..
+        }
     ));
     assert!(matches!(
         portal.complete_grace_sign_in(&user).go(ex),
@@ -693,7 +736,10 @@ pub fn grace_period_lets_unenrolled_users_in_until_it_ends(make: &StoreFactory, 
     clock.set(T0 + 3_601);
     assert!(matches!(
         portal.begin_sign_in(&late).go(ex).unwrap(),
-        SignInStep::MustEnrol { reason: EnrolReason::PolicyEnforced, .. }
+        SignInStep::MustEnrol {
+            reason: EnrolReason::PolicyEnforced,
+            ..
+        }
     ));
     assert!(matches!(
         portal
@@ -835,6 +881,12 @@ macro_rules! seed_flow_tests {
             a_token_not_this_users_is_a_failed_factor_counted_toward_lockout,
             only_a_fresh_code_may_trust_a_browser,
             a_user_keeps_at_most_five_browsers_and_the_oldest_makes_room,
+            a_stamp_is_good_only_as_this_portal_issued_it_to_this_user,
+            a_stamp_survives_a_restart_and_a_key_rotation_while_its_key_is_kept,
+            one_code_trusts_one_browser,
+            a_session_a_trusted_browser_opened_ends_with_that_browser_for_any_cause,
+            a_session_that_ended_changes_nothing,
+            the_enrolment_a_sign_in_requires_ends_with_a_reset_made_meanwhile,
         );
     };
     (@each $make:ident, $executor:ident; $($name:ident),* $(,)?) => {

@@ -86,9 +86,15 @@ pub fn a_stamp_holds_until_a_factor_is_taken_away_and_the_changing_session_keeps
     clock.advance(30);
     let proof = phone.code(&clock);
     let options = EnrolmentOptions::default().with_proof(&proof);
-    let started = portal.start_enrolment(&user, &laptop, "c1", "spare", options).go(ex).unwrap();
+    let started = portal
+        .start_enrolment(&user, &laptop, "c1", "spare", options)
+        .go(ex)
+        .unwrap();
     let spare = Phone::scan(&started.uri);
-    let confirmed = portal.confirm_enrolment(&user, &laptop, &spare.code(&clock)).go(ex).unwrap();
+    let confirmed = portal
+        .confirm_enrolment(&user, &laptop, &spare.code(&clock))
+        .go(ex)
+        .unwrap();
     assert!(good(ex, &portal, &user, &laptop) && good(ex, &portal, &user, &tablet));
     assert!(good(ex, &portal, &user, &confirmed.session));
     // Deleting one ends every session but the one that proved the fresh code.
@@ -292,7 +298,10 @@ pub fn everything_that_ends_sessions_forgets_trusted_browsers(make: &StoreFactor
         ("regenerated backup codes", |ex, portal, clock, user, phone, _| {
             let here = sign_in(ex, portal, clock, user, phone);
             clock.advance(30);
-            let new = portal.regenerate_backup_codes(user, &here, &phone.code(clock)).go(ex).unwrap();
+            let new = portal
+                .regenerate_backup_codes(user, &here, &phone.code(clock))
+                .go(ex)
+                .unwrap();
             super::issued_all(new.codes.expose());
         }),
         ("a backup code used", |ex, portal, _, user, _, codes| {
@@ -494,4 +503,286 @@ pub fn a_user_keeps_at_most_five_browsers_and_the_oldest_makes_room(make: &Store
     )));
     let page = portal.users(UserQuery::new()).go(ex).unwrap();
     assert_eq!(page.items[0].trusted_browsers, 5);
+}
+
+/// The tag of `stamp` swapped for another of the same length: what a forger writes.
+fn forged(stamp: &SessionStamp, edit: impl Fn(&str) -> String) -> SessionStamp {
+    edit(&stamp.to_string()).parse().unwrap()
+}
+
+pub fn a_stamp_is_good_only_as_this_portal_issued_it_to_this_user(make: &StoreFactory, ex: Executor) {
+    let (portal, clock) = setup(make);
+    trust_for(ex, &portal, 30);
+    let (bob, eve) = (UserId::customer("bob"), UserId::customer("eve"));
+    let (phone, _) = enrol(ex, &portal, &clock, &bob);
+    enrol(ex, &portal, &clock, &eve);
+    let stamp = sign_in(ex, &portal, &clock, &bob, &phone);
+    assert!(good(ex, &portal, &bob, &stamp));
+    let text = stamp.to_string();
+    assert!(
+        text.len() <= SessionStamp::MAX_TEXT_LEN && text.starts_with("s2."),
+        "{text}"
+    );
+    // The old plain form, and a truncated one, do not even read.
+    let now = portal_mfa::Clock::now(&clock);
+    for bad in [
+        format!("s1.0.c.{now}"),
+        text[..text.len() - 1].to_owned(),
+        format!("{text}a"),
+    ] {
+        assert!(matches!(bad.parse::<SessionStamp>(), Err(Error::InvalidStamp)), "{bad}");
+    }
+    // Every edit of a field, and a made-up tag, reads but is refused: by the check and by a change.
+    let (head, tag) = text.rsplit_once('.').unwrap();
+    let flipped = |t: &str| -> String {
+        let mut t: Vec<u8> = t.bytes().collect();
+        t[0] = if t[0] == b'a' { b'b' } else { b'a' };
+        String::from_utf8(t).unwrap()
+    };
+    let edits = [
+        forged(&stamp, |_| format!("{head}.{}", flipped(tag))),
+        forged(&stamp, |t| {
+            t.replacen(&format!(".{}.", stamp.proven_at()), &format!(".{}.", now + 1), 1)
+        }),
+        forged(&stamp, |t| t.replacen(".c.", ".t1.", 1)),
+        forged(&stamp, |t| t.replacen("s2.0.", "s2.1.", 1)),
+    ];
+    for edited in edits.iter().chain([&stamp]) {
+        let answer = portal.check_session(&eve, edited).go(ex);
+        assert!(
+            matches!(answer, Err(Error::InvalidStamp)),
+            "Bob's stamp for Eve: {answer:?}"
+        );
+    }
+    for edited in &edits {
+        assert!(matches!(
+            portal.check_session(&bob, edited).go(ex),
+            Err(Error::InvalidStamp)
+        ));
+        let trusted = portal.trust_browser(&bob, edited, "forged").go(ex);
+        assert!(matches!(trusted, Err(Error::InvalidStamp)), "{trusted:?}");
+    }
+    assert!(matches!(
+        portal.trust_browser(&eve, &stamp, "Bob's stamp").go(ex),
+        Err(Error::InvalidStamp)
+    ));
+    assert!(portal.trusted_browsers(&bob).go(ex).unwrap().is_empty());
+    assert!(portal.trusted_browsers(&eve).go(ex).unwrap().is_empty());
+    // Another portal on the same store and keys does not take this portal's stamps.
+    let other = portal_mfa::Portal::new(
+        portal_mfa::PortalId::new("other-portal"),
+        "Other",
+        portal.store().clone(),
+    )
+    .unwrap()
+    .with_keyring(super::keyring())
+    .with_clock(clock.clone());
+    assert!(matches!(
+        other.check_session(&bob, &stamp).go(ex),
+        Err(Error::InvalidStamp)
+    ));
+    assert!(good(ex, &portal, &bob, &stamp), "the genuine stamp is still good");
+}
+
+pub fn a_stamp_survives_a_restart_and_a_key_rotation_while_its_key_is_kept(make: &StoreFactory, ex: Executor) {
+    let clock = ManualClock::at(T0);
+    let store = make();
+    let user = UserId::customer("c1");
+    let first = portal_on(store.clone(), &clock);
+    let (phone, _) = enrol(ex, &first, &clock, &user);
+    let stamp = sign_in(ex, &first, &clock, &user, &phone);
+    drop(first);
+    let on = |keyring: portal_mfa::Keyring| {
+        portal_mfa::Portal::new(portal_mfa::PortalId::new("acme-portal"), "Acme Portal", store.clone())
+            .unwrap()
+            .with_keyring(keyring)
+            .with_clock(clock.clone())
+    };
+    let key = |byte: u8| [byte; 32];
+    // The same keys after a restart; then a new current key with the old one kept.
+    assert!(
+        on(portal_mfa::Keyring::new("test-1", &key(0x5a)).unwrap())
+            .check_session(&user, &stamp)
+            .go(ex)
+            .is_ok()
+    );
+    let rotated = portal_mfa::Keyring::new("test-2", &key(0x77))
+        .unwrap()
+        .with_old_key("test-1", &key(0x5a))
+        .unwrap();
+    let rotated = on(rotated);
+    assert!(rotated.check_session(&user, &stamp).go(ex).is_ok());
+    let renewed = rotated.end_sessions(&user, Some(&stamp)).go(ex).unwrap().unwrap();
+    assert!(rotated.check_session(&user, &renewed).go(ex).is_ok());
+    // Once the old key is gone, so are the stamps it tagged (the renewed one is under the new key).
+    let without_old = on(portal_mfa::Keyring::new("test-2", &key(0x77)).unwrap());
+    assert!(without_old.check_session(&user, &renewed).go(ex).is_ok());
+    let old_current = portal_mfa::Keyring::new("test-1", &key(0x5a))
+        .unwrap()
+        .with_old_key("test-2", &key(0x77))
+        .unwrap();
+    let under_old = sign_in(ex, &on(old_current), &clock, &user, &phone);
+    assert!(matches!(
+        without_old.check_session(&user, &under_old).go(ex),
+        Err(Error::InvalidStamp)
+    ));
+}
+
+pub fn one_code_trusts_one_browser(make: &StoreFactory, ex: Executor) {
+    let (portal, clock) = setup(make);
+    trust_for(ex, &portal, 30);
+    let user = UserId::customer("c1");
+    let (phone, _) = enrol(ex, &portal, &clock, &user);
+    let stamp = sign_in(ex, &portal, &clock, &user, &phone);
+    portal.trust_browser(&user, &stamp, "first").go(ex).unwrap();
+    for minute in 1..7 {
+        clock.advance(60);
+        let again = portal.trust_browser(&user, &stamp, &format!("browser {minute}")).go(ex);
+        assert!(matches!(again, Err(Error::ProofRequired)), "{again:?}");
+    }
+    assert_eq!(portal.trusted_browsers(&user).go(ex).unwrap().len(), 1);
+    // A new code trusts one more.
+    let stamp = sign_in(ex, &portal, &clock, &user, &phone);
+    portal.trust_browser(&user, &stamp, "second").go(ex).unwrap();
+    assert_eq!(portal.trusted_browsers(&user).go(ex).unwrap().len(), 2);
+}
+
+pub fn a_session_a_trusted_browser_opened_ends_with_that_browser_for_any_cause(make: &StoreFactory, ex: Executor) {
+    type Cause = fn(Executor, &TestPortal, &ManualClock, &UserId, &Phone, &[String], &SessionStamp);
+    let causes: [(&str, Cause); 3] = [
+        ("forgotten from another session", |ex, portal, _, user, _, _, other| {
+            let browser = portal.trusted_browsers(user).go(ex).unwrap()[0].id();
+            assert_eq!(portal.forget_browser(user, other, browser).go(ex).unwrap(), 1);
+        }),
+        ("a backup code used", |ex, portal, _, user, _, codes, _| {
+            portal.verify_sign_in(user, &codes[0]).go(ex).unwrap();
+        }),
+        ("evicted by a sixth browser", |ex, portal, clock, user, phone, _, _| {
+            for _ in 0..5 {
+                trusted_browser(ex, portal, clock, user, phone);
+            }
+        }),
+    ];
+    for (cause, apply) in causes {
+        let (portal, clock) = setup(make);
+        trust_for(ex, &portal, 30);
+        let user = UserId::customer("c1");
+        let (phone, codes) = enrol(ex, &portal, &clock, &user);
+        let issued = trusted_browser(ex, &portal, &clock, &user, &phone);
+        let Ok(SignInStep::TrustedBrowser {
+            session: by_browser, ..
+        }) = with_browser(ex, &portal, &user, issued.token.expose())
+        else {
+            panic!("the browser is trusted");
+        };
+        assert_eq!(by_browser.browser(), Some(issued.browser));
+        assert_eq!(by_browser.proof(), SessionProof::TrustedBrowser(issued.browser));
+        let by_code = sign_in(ex, &portal, &clock, &user, &phone);
+        assert!(good(ex, &portal, &user, &by_browser) && good(ex, &portal, &user, &by_code));
+        apply(ex, &portal, &clock, &user, &phone, &codes, &by_code);
+        assert!(
+            !good(ex, &portal, &user, &by_browser),
+            "{cause}: the browser's session lives on"
+        );
+        assert!(
+            good(ex, &portal, &user, &by_code),
+            "{cause}: a session signed in by code ended"
+        );
+        // And a session that ended changes nothing.
+        let refused = portal.forget_browsers(&user, &by_browser).go(ex);
+        assert!(matches!(refused, Err(Error::SessionEnded)), "{cause}: {refused:?}");
+    }
+}
+
+pub fn a_session_that_ended_changes_nothing(make: &StoreFactory, ex: Executor) {
+    let (portal, clock) = setup(make);
+    trust_for(ex, &portal, 30);
+    let user = UserId::customer("c1");
+    let (phone, codes, enrolled) = super::enrol_signed_in(ex, &portal, &clock, &user);
+    let stamp = sign_in(ex, &portal, &clock, &user, &phone);
+    let id = portal.record(&user).go(ex).unwrap().authenticators()[0].id();
+    portal.end_sessions(&user, None).go(ex).unwrap();
+    let before = portal.record(&user).go(ex).unwrap();
+    let events = trail_of(ex, &portal, &user).len();
+    let proof = &codes[0];
+    for ended in [stamp, enrolled] {
+        let options = EnrolmentOptions::default().with_proof(proof);
+        let answers = [
+            portal
+                .start_enrolment(&user, &ended, "c1", "new", options)
+                .go(ex)
+                .map(drop),
+            portal.confirm_enrolment(&user, &ended, "123456").go(ex).map(drop),
+            portal.cancel_enrolment(&user, &ended).go(ex),
+            portal.delete_authenticator(&user, &ended, id, proof).go(ex).map(drop),
+            portal.regenerate_backup_codes(&user, &ended, proof).go(ex).map(drop),
+            portal.trust_browser(&user, &ended, "x").go(ex).map(drop),
+            portal
+                .forget_browser(&user, &ended, portal_mfa::session::BrowserId(1))
+                .go(ex)
+                .map(drop),
+            portal.forget_browsers(&user, &ended).go(ex).map(drop),
+            portal.end_sessions(&user, Some(&ended)).go(ex).map(drop),
+        ];
+        for (i, answer) in answers.iter().enumerate() {
+            assert!(matches!(answer, Err(Error::SessionEnded)), "change {i}: {answer:?}");
+        }
+    }
+    assert_eq!(
+        format!("{:?}", portal.record(&user).go(ex).unwrap()),
+        format!("{before:?}")
+    );
+    assert_eq!(trail_of(ex, &portal, &user).len(), events, "nothing was recorded");
+    // The backup code that was offered as proof is unspent.
+    portal.verify_sign_in(&user, proof).go(ex).unwrap();
+}
+
+pub fn the_enrolment_a_sign_in_requires_ends_with_a_reset_made_meanwhile(make: &StoreFactory, ex: Executor) {
+    let (portal, clock) = setup(make);
+    super::scenarios::enforce(ex, &portal);
+    let user = UserId::customer("c1");
+    let SignInStep::MustEnrol { session, .. } = portal.begin_sign_in(&user).go(ex).unwrap() else {
+        panic!("an enforced policy makes a new user enrol");
+    };
+    assert_eq!(session.proof(), SessionProof::EnrolmentOnly);
+    // Good for enrolling, and for nothing a signed-in session does.
+    assert!(matches!(
+        portal.check_session(&user, &session).go(ex),
+        Err(Error::ProofRequired)
+    ));
+    assert!(matches!(
+        portal.forget_browsers(&user, &session).go(ex),
+        Err(Error::ProofRequired)
+    ));
+    assert!(matches!(
+        portal.end_sessions(&user, Some(&session)).go(ex),
+        Err(Error::ProofRequired)
+    ));
+    let phone = super::start_enrolment_with(ex, &portal, &user, &session);
+    portal
+        .admin_reset(
+            &ADMIN,
+            &user,
+            ResetReason::SecurityIncident,
+            ResetMode::ForceReenrolment,
+        )
+        .go(ex)
+        .unwrap();
+    // The enrolment begun before the reset cannot be confirmed, nor a new one started on its stamp.
+    assert!(matches!(
+        portal.confirm_enrolment(&user, &session, &phone.code(&clock)).go(ex),
+        Err(Error::SessionEnded)
+    ));
+    assert!(matches!(
+        portal
+            .start_enrolment(&user, &session, "c1", "phone", EnrolmentOptions::default())
+            .go(ex),
+        Err(Error::SessionEnded)
+    ));
+    assert!(!portal.record(&user).go(ex).unwrap().mfa_enabled());
+    // The next password step's stamp enrols.
+    let (_, codes, signed_in) = super::enrol_signed_in(ex, &portal, &clock, &user);
+    assert_eq!(codes.len(), 10);
+    assert_eq!(signed_in.proof(), SessionProof::Code);
+    assert!(good(ex, &portal, &user, &signed_in));
 }

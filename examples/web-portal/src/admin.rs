@@ -172,33 +172,42 @@ pub async fn save_settings(
             .with_trusted_browser_days(trusted_days)
     };
     // A stolen admin session must not weaken MFA: that takes a fresh code,
-    // spent like a sign-in code (as a reset does).
-    let current = app.portal.policy().await?;
-    if let Ok(wanted) = change(current)
-        && weakens(&current, &wanted)
-    {
-        let code = form
-            .code
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                Failure::new(
+    // spent like a sign-in code (as a reset does). Whether the change weakens
+    // MFA is decided against the policy it replaces, inside the
+    // compare-and-swap, never against one read before it.
+    let code = form.code.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let proven = match code {
+        Some(code) => {
+            app.staff
+                .verify_sign_in(&Area::Admin.user(&who.email), code)
+                .await
+                .map_err(|e| Failure::mfa(e).link("/admin/settings", "Back to settings"))?;
+            true
+        }
+        None => false,
+    };
+    let saved = app
+        .portal
+        .update_policy(&admin, move |current| {
+            let wanted = change(current)?;
+            if weakens(&current, &wanted) && !proven {
+                return Err(portal_mfa::Error::ProofRequired);
+            }
+            Ok(wanted)
+        })
+        .await;
+    match saved {
+        Ok(_) => {}
+        Err(portal_mfa::Error::ProofRequired) => {
+            return Err(Failure::new(
                 StatusCode::FORBIDDEN,
                 "Your code is needed",
                 "This change weakens MFA for every portal user: type a current code from your own authenticator app.",
             )
-            .link("/admin/settings", "Back to settings")
-            })?;
-        app.staff
-            .verify_sign_in(&Area::Admin.user(&who.email), code)
-            .await
-            .map_err(|e| Failure::mfa(e).link("/admin/settings", "Back to settings"))?;
+            .link("/admin/settings", "Back to settings"));
+        }
+        Err(e) => return Err(Failure::mfa(e).link("/admin/settings", "Back to settings")),
     }
-    app.portal
-        .update_policy(&admin, change)
-        .await
-        .map_err(|e| Failure::mfa(e).link("/admin/settings", "Back to settings"))?;
     session::flash(&session, "Settings saved.").await?;
     Ok(Redirect::to("/admin/settings").into_response())
 }

@@ -99,6 +99,10 @@ pub async fn form_token(
     if let Some(token) = session.get::<String>(CSRF).await.map_err(Failure::session)? {
         return Ok((token, None));
     }
+    // Past the password, only the session's own token counts.
+    if has_privilege(session).await? {
+        return Ok((csrf_token(session).await?, None));
+    }
     if let Some(token) = cookie_token(headers, secure) {
         return Ok((token, None));
     }
@@ -109,6 +113,33 @@ pub async fn form_token(
         csrf_cookie(secure)
     );
     Ok((token, axum::http::HeaderValue::from_str(&cookie).ok()))
+}
+
+/// Whether the session holds anything past the password (a sign-in in
+/// progress, or a signed-in user): then the CSRF cookie of the anonymous
+/// visitor it was is worth nothing.
+async fn has_privilege(session: &Session) -> Result<bool, Failure> {
+    Ok(session
+        .get::<serde_json::Value>(PENDING)
+        .await
+        .map_err(Failure::session)?
+        .is_some()
+        || session
+            .get::<serde_json::Value>(SIGNED_IN)
+            .await
+            .map_err(Failure::session)?
+            .is_some())
+}
+
+/// A `Set-Cookie` that ends the visitor's CSRF cookie: sent at every change
+/// of privilege, so a token planted or seen before it is dead after it.
+pub fn clear_csrf_cookie(secure: bool) -> axum::http::HeaderValue {
+    let secure_attribute = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure_attribute}",
+        csrf_cookie(secure)
+    );
+    axum::http::HeaderValue::from_str(&cookie).unwrap_or_else(|_| axum::http::HeaderValue::from_static(""))
 }
 
 fn csrf_cookie(secure: bool) -> &'static str {
@@ -127,7 +158,9 @@ fn new_token() -> String {
 }
 
 /// Refuses a form whose token is missing or is not this session's (or, for a
-/// visitor without a session, not the one in their CSRF cookie).
+/// visitor who has not given a password yet, not the one in their CSRF
+/// cookie). Past the password only the session's token counts: the cookie's
+/// is dead from the first change of privilege on.
 pub async fn check_csrf(
     session: &Session,
     submitted: Option<&str>,
@@ -136,6 +169,7 @@ pub async fn check_csrf(
 ) -> Result<(), Failure> {
     let expected = match session.get::<String>(CSRF).await.map_err(Failure::session)? {
         Some(token) => Some(token),
+        None if has_privilege(session).await? => None,
         None => cookie_token(headers, secure),
     };
     match (expected, submitted) {
@@ -202,7 +236,7 @@ pub async fn signed_in(app: &App, session: &Session, area: Area) -> Result<Signe
     }
     match app.portal(area).check_session(&area.user(&who.email), &who.stamp).await {
         Ok(()) => Ok(who),
-        Err(Error::SessionEnded) => {
+        Err(Error::SessionEnded | Error::InvalidStamp) => {
             session.flush().await.map_err(Failure::session)?;
             flash(
                 session,

@@ -86,21 +86,37 @@ pub async fn password(
     };
     app.account_limits.clear(&account_key);
     app.address_limits.refund(&address_key);
-    // The password is right: a new session id before anything else is kept.
+    // The password is right: a new session id before anything else is kept,
+    // and the anonymous visitor's CSRF cookie ends.
     session::rotate(&session).await?;
+    let mut response = signed_past_password(&app, area, &session, &headers, &account).await?;
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, session::clear_csrf_cookie(app.secure_cookies));
+    Ok(response)
+}
+
+/// The password was right: what portal-mfa says comes next.
+async fn signed_past_password(
+    app: &Shared,
+    area: Area,
+    session: &Session,
+    headers: &HeaderMap,
+    account: &Account,
+) -> Result<Response, Failure> {
     let user = area.user(&account.email);
     let portal = app.portal(area);
     // A remembered browser may skip the code; any other answer ends its cookie.
-    let Some(token) = crate::trust::token(&headers, area, app.secure_cookies) else {
+    let Some(token) = crate::trust::token(headers, area, app.secure_cookies) else {
         let step = portal.begin_sign_in(&user).await?;
-        return next_step(&app, &session, &account, step).await;
+        return next_step(app, session, account, step).await;
     };
     let response = match portal.begin_sign_in_with_browser(&user, &token).await {
-        Ok(step @ SignInStep::TrustedBrowser { .. }) => return next_step(&app, &session, &account, step).await,
-        Ok(step) => next_step(&app, &session, &account, step).await,
+        Ok(step @ SignInStep::TrustedBrowser { .. }) => return next_step(app, session, account, step).await,
+        Ok(step) => next_step(app, session, account, step).await,
         Err(Error::UntrustedBrowser { .. }) => {
             let step = portal.begin_sign_in(&user).await?;
-            next_step(&app, &session, &account, step).await
+            next_step(app, session, account, step).await
         }
         Err(e) => Err(e.into()),
     };

@@ -67,10 +67,13 @@ fn free_port() -> u16 {
 async fn send(http: &Client<HttpConnector, Body>, request: Request<Body>) -> (StatusCode, Option<String>, String) {
     let response = http.request(request).await.unwrap();
     let status = response.status();
+    // The cookie set (a sign-in also ends the CSRF cookie: that one is empty).
     let cookie = response
         .headers()
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| !c.ends_with('='));
     let bytes = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20)
         .await
         .unwrap();
