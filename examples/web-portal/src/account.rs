@@ -379,10 +379,25 @@ pub async fn change_password(
     app.account_limits
         .attempt(&account_key, app.now())
         .map_err(Failure::rate_limited)?;
-    let Some(account) = app.accounts.check(area, &who.email, &form.current).await else {
+    let busy = |_| {
+        app.account_limits.refund(&account_key);
+        Failure::busy(1)
+    };
+    let Some(account) = app
+        .accounts
+        .check(area, &who.email, &form.current)
+        .await
+        .map_err(busy)?
+    else {
         return Err(refuse("The current password is wrong."));
     };
     app.account_limits.clear(&account_key);
+    // Hashed before anything changes: a busy server changes nothing.
+    let hashed = app
+        .accounts
+        .hash_password(&form.new)
+        .await
+        .map_err(|_| Failure::busy(1))?;
     // The other sessions end first, in one step with this session's check: a
     // session that ended meanwhile (a reset racing this form) changes nothing,
     // not even the password.
@@ -397,7 +412,7 @@ pub async fn change_password(
         }
         Err(e) => return Err(e.into()),
     };
-    app.accounts.set_password(&account, &form.new).await;
+    app.accounts.store_password(&account, hashed);
     // A browser that signed this session in stays trusted; every other one was forgotten.
     let kept_browser = who.browser.is_some();
     session::renew(&session, who, stamp).await?;

@@ -3,6 +3,8 @@
 //! they are argon2id hashes (PHC strings), checked off the async runtime.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -11,6 +13,8 @@ use portal_mfa::{UserId, UserKind};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use crate::limits::Gauge;
 
 /// Which portal a person signs in to. Customers and vendors share one MFA
 /// setting (one `portal_mfa::Portal`); the admin console has its own,
@@ -107,7 +111,17 @@ pub struct Accounts {
     decoy_hash: String,
     /// Passwords hashed so far (argon2 runs), for tests of the limits.
     pub checks: std::sync::atomic::AtomicU64,
+    /// Hashes allowed to run at once: each holds about 19 MiB while it runs.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// How long a password waits for a free hash before the answer is "busy".
+    hash_wait: Duration,
+    /// Hashes running now, and the most at once.
+    pub hashes: Arc<Gauge>,
 }
+
+/// Every hash slot stayed taken for the whole wait: answer 503, try again soon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
 
 const DEMO: [(&str, &str, Area); 6] = [
     ("alice@customer.example", "Alice Archer", Area::Customer),
@@ -146,6 +160,9 @@ impl Accounts {
             by_email: std::sync::RwLock::new(by_email),
             decoy_hash: hash(&random_password()),
             checks: Default::default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(default_hash_slots())),
+            hash_wait: Duration::from_secs(2),
+            hashes: Arc::default(),
         };
         (accounts, demo)
     }
@@ -156,35 +173,74 @@ impl Accounts {
         by_email.get(&normalise(email)).filter(|a| a.area == area).cloned()
     }
 
-    /// Sets a new password for `account` (hashed on a blocking thread).
-    pub async fn set_password(&self, account: &Account, password: &str) {
-        let password = Zeroizing::new(password.to_owned());
-        let hashed = tokio::task::spawn_blocking(move || hash(&password))
+    /// At most `slots` password hashes run at once (at least one); a password
+    /// waits at most `wait` for a free one, then the answer is [`Busy`].
+    pub fn limit_hashing(mut self, slots: usize, wait: Duration) -> Self {
+        self.hashing = Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
+        self.hash_wait = wait;
+        self
+    }
+
+    /// Runs `work` (an argon2 hash) on a blocking thread once a hash slot is
+    /// free, holding the slot until the hash ends, even if the request that
+    /// asked for it is gone: memory is bounded by the slots, whatever is sent.
+    async fn hashed<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+        let permit = tokio::time::timeout(self.hash_wait, self.hashing.clone().acquire_owned())
             .await
-            .unwrap_or_default();
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        let gauge = self.hashes.clone();
+        tokio::task::spawn_blocking(move || {
+            let counted = gauge.enter();
+            let answer = work();
+            // Counted out before the slot is free for the next hash.
+            drop(counted);
+            drop(permit);
+            answer
+        })
+        .await
+        .map_err(|_| Busy)
+    }
+
+    /// Hashes a new password (argon2id), to be stored with [`Accounts::store_password`].
+    pub async fn hash_password(&self, password: &str) -> Result<String, Busy> {
+        let password = Zeroizing::new(password.to_owned());
+        self.hashed(move || hash(&password)).await
+    }
+
+    /// Keeps `hashed` as `account`'s password from now on.
+    pub fn store_password(&self, account: &Account, hashed: String) {
         let mut by_email = self.by_email.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(stored) = by_email.get_mut(&account.email) {
             stored.password_hash = hashed;
         }
     }
 
-    /// The account if `password` is its password (argon2id, constant time).
-    /// Runs the hash on a blocking thread: it takes tens of milliseconds.
-    pub async fn check(&self, area: Area, email: &str, password: &str) -> Option<Account> {
+    /// The account if `password` is its password (argon2id, constant time),
+    /// or [`Busy`] when no hash slot came free in time. Runs the hash on a
+    /// blocking thread: it takes tens of milliseconds.
+    pub async fn check(&self, area: Area, email: &str, password: &str) -> Result<Option<Account>, Busy> {
         let account = self.get(area, email);
         let hash = account
             .as_ref()
             .map_or_else(|| self.decoy_hash.clone(), |a| a.password_hash.clone());
         let password = Zeroizing::new(password.to_owned());
-        self.checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let matches = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-        })
-        .await
-        .unwrap_or(false);
-        account.filter(|_| matches)
+        let checks = &self.checks;
+        let matches = self
+            .hashed(move || {
+                PasswordHash::new(&hash)
+                    .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            })
+            .await?;
+        checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(account.filter(|_| matches))
     }
+}
+
+/// One hash slot per core (at most 8): argon2 is CPU-bound, so more at once
+/// would only hold more memory and finish no sooner.
+pub fn default_hash_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
 }
 
 /// Emails compare without case or surrounding space.

@@ -132,6 +132,17 @@ impl Failure {
         failure
     }
 
+    /// Every password hash slot is taken: try again in `retry_after` seconds.
+    pub fn busy(retry_after: u64) -> Self {
+        let mut failure = Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Sign-in is very busy right now. Please try again in a moment.",
+        );
+        failure.0.retry_after = Some(retry_after);
+        failure
+    }
+
     /// MFA is locked for this user.
     pub fn locked(until: Option<u64>) -> Self {
         let message = match until {

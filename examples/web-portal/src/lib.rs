@@ -25,7 +25,6 @@ pub mod store;
 pub mod trust;
 pub mod views;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -71,6 +70,18 @@ pub struct Config {
     /// Where each request's one log line goes (method, path, status: never a
     /// query string, form field, code or secret).
     pub log: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Password hashes run at once (each holds about 19 MiB while it runs),
+    /// and how long a password waits for one before the answer is 503.
+    pub password_hashes: usize,
+    /// See [`Config::password_hashes`].
+    pub hash_wait: std::time::Duration,
+    /// How long a request's body may take to arrive (408 after).
+    pub body_timeout: std::time::Duration,
+    /// Keys each password limiter keeps (per account, per address).
+    pub limiter_keys: usize,
+    /// Sessions a user keeps at once (signed in, or between the password and
+    /// the code); a new one ends the oldest.
+    pub sessions_per_user: usize,
 }
 
 impl Config {
@@ -86,6 +97,11 @@ impl Config {
             page_size: 20,
             pending_ttl: 600,
             log: Arc::new(|line| eprintln!("{line}")),
+            password_hashes: accounts::default_hash_slots(),
+            hash_wait: std::time::Duration::from_secs(2),
+            body_timeout: std::time::Duration::from_secs(10),
+            limiter_keys: limits::Limiter::MAX_KEYS,
+            sessions_per_user: 10,
         }
     }
 }
@@ -111,6 +127,8 @@ pub struct App {
     pending_ttl: u64,
     /// Whether cookies are `Secure` (and the trusted-browser cookie `__Host-`).
     pub secure_cookies: bool,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The state handlers receive.
@@ -150,22 +168,24 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
     let db_sessions = match &config.database {
         Database::Sqlite(path) => session_store::DbSessions::sqlite(path)?,
         Database::Postgres(url) => session_store::DbSessions::postgres(url).await?,
-    };
+    }
+    .keeping_per_user(config.sessions_per_user);
     db_sessions.delete_expired_continuously();
     let staff_policy = PortalPolicy::new().with_enforcement(Enforcement::Enforced { grace: None })?;
     let app = Arc::new(App {
         portal: mfa("acme", PORTAL_NAME)?,
         staff: mfa("acme-admin", "Acme Admin Console")?.with_default_policy(staff_policy),
-        accounts,
+        accounts: accounts.limit_hashing(config.password_hashes, config.hash_wait),
         outbox,
         clock: config.clock.clone(),
         // 5 wrong passwords per account, 20 per address, in 15 minutes.
-        account_limits: limits::Limiter::new(5, 900),
-        address_limits: limits::Limiter::new(20, 900),
+        account_limits: limits::Limiter::new(5, 900).with_keys(config.limiter_keys),
+        address_limits: limits::Limiter::new(20, 900).with_keys(config.limiter_keys),
         page_size: config.page_size.max(1),
         pending_ttl: config.pending_ttl,
         secure_cookies: config.secure_cookies,
         sessions: db_sessions.clone(),
+        body_timeout: config.body_timeout,
     });
     let sessions = SessionManagerLayer::new(db_sessions.clone())
         .with_name(session_cookie_name(config.secure_cookies))
@@ -247,9 +267,73 @@ pub const MAX_BODY: usize = 16 * 1024;
 /// The longest a signed-in session lasts, however active: 12 hours.
 pub const SESSION_ABSOLUTE_SECS: u64 = 12 * 3_600;
 
-/// Serves `router` on `listener` until the process ends.
+/// How the server treats connections: a slow or idle client is cut off,
+/// and no more than so many are open at once.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Connections open at once; further ones wait in the listen queue.
+    pub max_connections: usize,
+    /// How long a request's headers may take to arrive, counted from when the
+    /// connection is ready for a request (so an idle keep-alive connection ends too).
+    pub header_timeout: std::time::Duration,
+    /// Connections open now, and the most at once.
+    pub open: Arc<limits::Gauge>,
+}
+
+impl Default for ServeLimits {
+    /// 512 connections, 10 seconds for the headers.
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 512,
+            header_timeout: std::time::Duration::from_secs(10),
+            open: Arc::default(),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until the process ends, with the default [`ServeLimits`].
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+    serve_with(listener, router, ServeLimits::default()).await
+}
+
+/// Serves `router` on `listener` within `limits` until the process ends:
+/// HTTP/1.1 on hyper, each connection on its own task, the client's address
+/// given to handlers as `ConnectInfo`.
+pub async fn serve_with(listener: tokio::net::TcpListener, router: Router, limits: ServeLimits) -> std::io::Result<()> {
+    use tower::ServiceExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        // A slot before the accept: past the cap, connections wait in the kernel's queue.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // A connection that failed before it was accepted, or out of file descriptors: go on.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            });
+        let (open, header_timeout) = (limits.open.clone(), limits.header_timeout);
+        tokio::spawn(async move {
+            let _counted = open.enter();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = http
+                .serve_connection(io, hyper_util::service::TowerToHyperService::new(service))
+                .await;
+            drop(slot);
+        });
+    }
 }
 
 /// Headers every response gets: nothing cached (pages show keys and backup
@@ -384,17 +468,27 @@ impl<T: DeserializeOwned> FromRequest<Shared> for Posted<T> {
                 "The form could not be read. Go back and try again.",
             )
         };
-        let body = axum::body::Bytes::from_request(request, app).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Failure::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Form too large",
-                    "That form was far larger than any of this site's. Go back and try again.",
-                )
-            } else {
-                bad_form()
-            }
-        })?;
+        let too_slow = || {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "Too slow",
+                "The form took too long to arrive. Go back and try again.",
+            )
+        };
+        let body = tokio::time::timeout(app.body_timeout, axum::body::Bytes::from_request(request, app))
+            .await
+            .map_err(|_| too_slow())?
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Failure::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Form too large",
+                        "That form was far larger than any of this site's. Go back and try again.",
+                    )
+                } else {
+                    bad_form()
+                }
+            })?;
         let token = serde_urlencoded::from_bytes::<CsrfField>(&body)
             .ok()
             .and_then(|f| f.csrf);

@@ -11,9 +11,14 @@
 //!
 //! Memory is bounded whatever is submitted: a key is a 64-bit keyed hash of
 //! the account or address (never the text itself), each key keeps at most
-//! `max` times, and the table holds at most [`Limiter::MAX_KEYS`] keys; when it
-//! is full of keys still inside their window, a new key is refused (waits)
-//! rather than pushing another out.
+//! `max` times, and the table holds at most [`Limiter::MAX_KEYS`] keys. When it
+//! is full of keys still inside their window, a new key pushes out the key
+//! with the fewest attempts (the oldest of those): a flood of new keys only
+//! pushes out its own kind, never refuses everyone else, and an account with
+//! several failures keeps its count until every single-attempt key has gone.
+//!
+//! An address is counted by its client: an IPv4 address, or an IPv6 address's
+//! /64 (one subscriber's network), so rotating addresses within it buys nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -24,6 +29,7 @@ use std::sync::Mutex;
 pub struct Limiter {
     max: usize,
     window: u64,
+    capacity: usize,
     hasher: std::collections::hash_map::RandomState,
     attempts: Mutex<HashMap<u64, VecDeque<u64>>>,
 }
@@ -37,9 +43,16 @@ impl Limiter {
         Limiter {
             max,
             window,
+            capacity: Self::MAX_KEYS,
             hasher: Default::default(),
             attempts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same, keeping at most `keys` keys (tests use a small table).
+    pub fn with_keys(mut self, keys: usize) -> Self {
+        self.capacity = keys.max(1);
+        self
     }
 
     /// Counts an attempt for `key` now, if the limit allows one: `Ok`, or
@@ -47,10 +60,17 @@ impl Limiter {
     pub fn attempt(&self, key: &str, now: u64) -> Result<(), u64> {
         let id = self.hasher.hash_one(key);
         let mut attempts = self.lock();
-        if !attempts.contains_key(&id) && attempts.len() >= Self::MAX_KEYS {
+        if !attempts.contains_key(&id) && attempts.len() >= self.capacity {
             attempts.retain(|_, times| times.back().is_some_and(|last| last + self.window > now));
-            if attempts.len() >= Self::MAX_KEYS {
-                return Err(self.window);
+            if attempts.len() >= self.capacity {
+                // The key that says least: fewest attempts, then the oldest last one.
+                let weakest = attempts
+                    .iter()
+                    .min_by_key(|(_, times)| (times.len(), times.back().copied()))
+                    .map(|(id, _)| *id);
+                if let Some(weakest) = weakest {
+                    attempts.remove(&weakest);
+                }
             }
         }
         let times = attempts.entry(id).or_default();
@@ -94,9 +114,62 @@ impl Limiter {
     }
 }
 
+/// How many of something are under way now, and the most there ever were:
+/// what the tests of a bound read (hashes running, connections open).
+#[derive(Debug, Default)]
+pub struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Gauge {
+    /// Counts one in until the answer is dropped.
+    pub fn enter(&self) -> GaugeGuard<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        GaugeGuard(self)
+    }
+
+    /// How many now.
+    pub fn now(&self) -> usize {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most at once so far.
+    pub fn most(&self) -> usize {
+        self.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One counted in a [`Gauge`], until dropped.
+#[derive(Debug)]
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The key an address is counted under: IPv4 as it is (an IPv4-mapped IPv6
+/// address too), IPv6 by its /64.
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Limiter;
+    use super::{Limiter, address_key};
 
     #[test]
     fn a_key_waits_once_it_has_tried_max_times_in_the_window() {
@@ -122,15 +195,35 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_bounded_and_a_full_one_refuses_new_keys() {
-        let limiter = Limiter::new(2, 60);
-        for i in 0..Limiter::MAX_KEYS {
-            assert_eq!(limiter.attempt(&format!("key-{i}"), 10), Ok(()));
+    fn a_full_table_lets_new_keys_in_and_keeps_the_counts_that_matter() {
+        const KEYS: usize = 100;
+        let limiter = Limiter::new(3, 60).with_keys(KEYS);
+        // A victim account with two failures, then a flood of new keys, one attempt each.
+        assert_eq!(limiter.attempt("victim", 10), Ok(()));
+        assert_eq!(limiter.attempt("victim", 10), Ok(()));
+        for i in 0..30 * KEYS {
+            assert_eq!(limiter.attempt(&format!("flood-{i}"), 11), Ok(()), "key {i}");
         }
-        assert!(limiter.attempt("one more", 20).is_err());
-        assert_eq!(limiter.keys(), Limiter::MAX_KEYS);
-        // Once their window has passed, the old keys make room.
-        assert_eq!(limiter.attempt("one more", 70), Ok(()));
+        assert_eq!(limiter.keys(), KEYS);
+        // Someone else still gets in, and the victim's count survived the flood.
+        assert_eq!(limiter.attempt("someone else", 12), Ok(()));
+        assert_eq!(limiter.attempt("victim", 12), Ok(()));
+        assert!(limiter.attempt("victim", 12).is_err());
+        // Once their window has passed, the old keys go first.
+        assert_eq!(limiter.attempt("one more", 80), Ok(()));
         assert_eq!(limiter.keys(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            address_key(ip("2001:db8:1:2::1")),
+            address_key(ip("2001:db8:1:2:ffff:1:2:3"))
+        );
+        assert_ne!(address_key(ip("2001:db8:1:2::1")), address_key(ip("2001:db8:1:3::1")));
+        assert_eq!(address_key(ip("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_eq!(address_key(ip("192.0.2.7")), "192.0.2.7");
+        assert_ne!(address_key(ip("192.0.2.7")), address_key(ip("192.0.2.8")));
     }
 }

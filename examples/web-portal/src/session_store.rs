@@ -1,8 +1,11 @@
 //! Sessions kept in the same database as the MFA records (the SQLite file, or
 //! PostgreSQL with `--postgres`), so they survive a restart and every
 //! instance behind a load balancer shares them. Each session is one row: its
-//! id, its record as JSON, and when it expires; an expired row is never read,
-//! and a task deletes expired rows every minute.
+//! id, its record as JSON, when it expires, and whose it is once a password
+//! was right (`<area>:<email>`); an expired row is never read, and a task
+//! deletes expired rows every minute. A user keeps at most so many sessions:
+//! saving a new one deletes their oldest past the cap, so knowing one password
+//! cannot fill the table.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +15,10 @@ use tower_sessions::session_store::{Error, Result, SessionStore};
 
 /// A `tower_sessions` store on the portal's database.
 #[derive(Clone)]
-pub struct DbSessions(Backend);
+pub struct DbSessions {
+    backend: Backend,
+    per_user: i64,
+}
 
 #[derive(Clone)]
 enum Backend {
@@ -47,7 +53,25 @@ impl DbSessions {
              ) STRICT;",
         )
         .map_err(backend)?;
-        Ok(Self(Backend::Sqlite(Arc::new(Mutex::new(conn)))))
+        // Tables of an older portal gain the owner columns.
+        let has_owner: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('portal_sessions') WHERE name = 'owner'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(backend)?
+            > 0;
+        if !has_owner {
+            conn.execute_batch(
+                "ALTER TABLE portal_sessions ADD COLUMN owner TEXT;
+                 ALTER TABLE portal_sessions ADD COLUMN born INTEGER NOT NULL DEFAULT 0;",
+            )
+            .map_err(backend)?;
+        }
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS portal_sessions_owner ON portal_sessions (owner, born)")
+            .map_err(backend)?;
+        Ok(Self::on(Backend::Sqlite(Arc::new(Mutex::new(conn)))))
     }
 
     /// On the PostgreSQL server at `url`.
@@ -63,11 +87,48 @@ impl DbSessions {
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS portal_sessions (
                      id text PRIMARY KEY, record bytea NOT NULL, expires_at bigint NOT NULL
-                 )",
+                 );
+                 ALTER TABLE portal_sessions ADD COLUMN IF NOT EXISTS owner text;
+                 ALTER TABLE portal_sessions ADD COLUMN IF NOT EXISTS born bigint NOT NULL DEFAULT 0;
+                 CREATE INDEX IF NOT EXISTS portal_sessions_owner ON portal_sessions (owner, born);",
             )
             .await
             .map_err(backend)?;
-        Ok(Self(Backend::Postgres(pool)))
+        Ok(Self::on(Backend::Postgres(pool)))
+    }
+
+    fn on(backend: Backend) -> Self {
+        Self { backend, per_user: 10 }
+    }
+
+    /// The same, keeping at most `sessions` sessions per user (at least one).
+    pub fn keeping_per_user(mut self, sessions: usize) -> Self {
+        self.per_user = i64::try_from(sessions.max(1)).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// How many sessions `owner` (`<area>:<email>`) has kept.
+    pub async fn count_of(&self, owner: &str) -> Result<u64> {
+        let owner = owner.to_owned();
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                on_sqlite(conn, move |c| {
+                    c.query_row("SELECT count(*) FROM portal_sessions WHERE owner = ?1", [owner], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|n| n as u64)
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await.map_err(backend)?;
+                let row = client
+                    .query_one("SELECT count(*) FROM portal_sessions WHERE owner = $1", &[&owner])
+                    .await
+                    .map_err(backend)?;
+                Ok(row.get::<_, i64>(0) as u64)
+            }
+        }
     }
 
     /// Deletes every session expired at `now` (Unix time); answers how many.
@@ -82,7 +143,7 @@ impl DbSessions {
     /// Runs a write on either database; answers the rows it changed. Both
     /// take `$1`, `$2`, … (SQLite numbers them in order of appearance).
     async fn execute(&self, sql: &'static str, params: Vec<Box<dyn Param>>) -> Result<u64> {
-        match &self.0 {
+        match &self.backend {
             Backend::Sqlite(conn) => {
                 on_sqlite(conn, move |c| {
                     let params = params.iter().map(|p| &**p as &dyn rusqlite::ToSql);
@@ -103,7 +164,7 @@ impl DbSessions {
 
     /// How many sessions are kept (expired ones until they are deleted).
     pub async fn count(&self) -> Result<u64> {
-        match &self.0 {
+        match &self.backend {
             Backend::Sqlite(conn) => {
                 on_sqlite(conn, |c| {
                     c.query_row("SELECT count(*) FROM portal_sessions", [], |r| r.get::<_, i64>(0))
@@ -137,6 +198,25 @@ impl DbSessions {
     }
 }
 
+/// Whose session `record` is, once a password was right: `<area>:<email>`
+/// of the signed-in user or of the sign-in in progress.
+fn owner(record: &Record) -> Option<String> {
+    ["signed_in", "pending"].iter().find_map(|key| {
+        let value = record.data.get(*key)?;
+        let area = value.get("area")?.as_str()?;
+        let email = value.get("email")?.as_str()?;
+        Some(format!("{area}:{email}"))
+    })
+}
+
+/// When a row was first saved, in nanoseconds: orders a user's sessions, oldest first.
+fn born() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)
+}
+
 /// Runs `call` on the SQLite connection, off the async worker.
 async fn on_sqlite<T: Send + 'static>(
     conn: &Arc<Mutex<rusqlite::Connection>>,
@@ -153,18 +233,36 @@ impl SessionStore for DbSessions {
     async fn save(&self, record: &Record) -> Result<()> {
         let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
         let (id, expires) = (record.id.to_string(), record.expiry_date.unix_timestamp());
+        let owner = owner(record);
         self.execute(
-            "INSERT INTO portal_sessions VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
-            vec![Box::new(id), Box::new(json), Box::new(expires)],
+            "INSERT INTO portal_sessions (id, record, expires_at, owner, born) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at,
+                 owner = excluded.owner",
+            vec![
+                Box::new(id.clone()),
+                Box::new(json),
+                Box::new(expires),
+                Box::new(owner.clone()),
+                Box::new(born()),
+            ],
         )
-        .await
-        .map(drop)
+        .await?;
+        // The user's oldest sessions past the cap end (never the one just saved).
+        if let Some(owner) = owner {
+            self.execute(
+                "DELETE FROM portal_sessions WHERE owner = $1 AND id <> $2 AND id NOT IN (
+                     SELECT id FROM portal_sessions WHERE owner = $1 ORDER BY born DESC LIMIT $3
+                 )",
+                vec![Box::new(owner), Box::new(id), Box::new(self.per_user)],
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
         let (id, now) = (id.to_string(), time::OffsetDateTime::now_utc().unix_timestamp());
-        let json: Option<Vec<u8>> = match &self.0 {
+        let json: Option<Vec<u8>> = match &self.backend {
             Backend::Sqlite(conn) => {
                 on_sqlite(conn, move |c| {
                     let mut statement =

@@ -69,7 +69,7 @@ pub async fn password(
     }
     let email = normalise(&form.email);
     let account_key = format!("{}:{email}", area.segment());
-    let address_key = peer.ip().to_string();
+    let address_key = crate::limits::address_key(peer.ip());
     // Counted before the hash, in the step that checks the limit: parallel
     // requests cannot all pass the check before any failure is recorded.
     app.account_limits
@@ -79,7 +79,14 @@ pub async fn password(
         app.account_limits.refund(&account_key);
         return Err(Failure::rate_limited(seconds));
     }
-    let Some(account) = app.accounts.check(area, &email, &form.password).await else {
+    let checked = app.accounts.check(area, &email, &form.password).await;
+    let Ok(checked) = checked else {
+        // No hash ran: the attempt is not a failure.
+        app.account_limits.refund(&account_key);
+        app.address_limits.refund(&address_key);
+        return Err(Failure::busy(1));
+    };
+    let Some(account) = checked else {
         let (csrf, cookie) = session::form_token(&session, &headers, app.secure_cookies).await?;
         let page = password_page(area, &csrf, None, Some("Wrong email or password."), &email);
         return Ok(with_cookie((StatusCode::UNAUTHORIZED, page).into_response(), cookie));

@@ -170,3 +170,96 @@ async fn a_flood_of_huge_or_distinct_emails_keeps_the_limiters_bounded() {
     assert_eq!(server.app.account_limits.keys(), 200);
     assert_eq!(server.app.address_limits.keys(), 200);
 }
+
+/// The resident memory of this process and its peak, in MiB (Linux).
+fn memory_mib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_passwords_runs_at_most_the_hash_slots_and_a_right_password_gets_through() {
+    const SLOTS: usize = 2;
+    let server = Server::start_with("hash-flood", 20, |c| {
+        c.password_hashes = SLOTS;
+        c.hash_wait = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let base = listen(&server).await;
+    // 200 wrong passwords from 200 addresses at once (each address within its own limit).
+    let mut visitors = Vec::new();
+    for i in 0..200u8 {
+        let http = client(IpAddr::from([127, 0, 10, i]));
+        let visitor = visit(&http, base).await;
+        visitors.push((i, http, visitor));
+    }
+    // Measured from here: what the flood itself costs (the 200 clients above cost the test's side).
+    let (_, peak_before) = memory_mib();
+    let mut flood = Vec::new();
+    for (i, http, visitor) in visitors {
+        flood.push(tokio::spawn(async move {
+            let body = serde_urlencoded::to_string([
+                ("csrf", visitor.1.as_str()),
+                ("email", &format!("spray-{i}@customer.example")),
+                ("password", "wrong"),
+            ])
+            .unwrap();
+            let request = Request::post(format!("http://{base}/customer/sign-in"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, visitor.0)
+                .body(Body::from(body))
+                .unwrap();
+            let response = http.request(request).await.unwrap();
+            (response.status(), response.headers().get(header::RETRY_AFTER).cloned())
+        }));
+    }
+    // Meanwhile Carol types her right password, and tries again when told to.
+    let (_, right) = server.account("carol@customer.example");
+    let carol = client(IpAddr::from([127, 0, 11, 1]));
+    let mut carol_tries = 0;
+    let carol_in = loop {
+        carol_tries += 1;
+        let visitor = visit(&carol, base).await;
+        match password(&carol, base, &visitor, "carol@customer.example", &right).await {
+            StatusCode::SERVICE_UNAVAILABLE if carol_tries < 600 => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            status => break status,
+        }
+    };
+    let mut busy = 0;
+    for answer in flood {
+        let (status, retry_after) = answer.await.unwrap();
+        match status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert!(retry_after.is_some(), "a 503 says when to try again");
+            }
+            other => panic!("the flood was answered {other}"),
+        }
+    }
+    let hashes = &server.app.accounts.hashes;
+    let (resident, peak) = memory_mib();
+    let most = hashes.most();
+    println!(
+        "hashes at once: at most {most} ({SLOTS} slots); {busy} of 200 told to wait; Carol in after {carol_tries} tries; \
+         resident {resident} MiB, peak {peak_before} -> {peak} MiB"
+    );
+    assert_eq!(carol_in, StatusCode::SEE_OTHER, "the right password got through");
+    assert!(hashes.most() <= SLOTS && hashes.most() >= 1, "{}", hashes.most());
+    assert_eq!(hashes.now(), 0);
+    // Unbounded, 200 hashes of 19 MiB each would have held about 3.8 GB at once. What the
+    // flood costs beyond its hashes (at most SLOTS × 19 MiB) is its 200 requests in flight.
+    assert!(
+        peak.saturating_sub(peak_before) < 1024,
+        "peak memory grew {peak_before} -> {peak} MiB"
+    );
+}

@@ -15,6 +15,8 @@ use web_portal::accounts::{Accounts, Area, DemoAccount};
 use web_portal::store::Database;
 use web_portal::{Config, Shared};
 
+pub mod agent;
+
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
 
@@ -69,6 +71,8 @@ impl Server {
         config.secure_cookies = false;
         let lines = log.clone();
         config.log = Arc::new(move |line| lines.lock().unwrap().push(line.to_owned()));
+        // A busy test machine waits for a hash slot; the flood tests set a short wait.
+        config.hash_wait = std::time::Duration::from_secs(120);
         adjust(&mut config);
         let (accounts, demo) = Accounts::seed();
         let (router, app) = web_portal::build(config, accounts).await.expect("the app starts");
