@@ -198,20 +198,20 @@ impl Keyring {
         self.keys.iter().map(|k| &k.id)
     }
 
-    /// The tag of a session stamp's `message` under the current key.
-    pub(crate) fn stamp_tag(&self, message: &[u8]) -> [u8; STAMP_TAG_LEN] {
-        stamp_tag(&self.keys[0].session_stamps, message)
+    /// The tag of a session stamp under the current key; `message` feeds the MAC what it covers.
+    pub(crate) fn stamp_tag(&self, message: impl Fn(&mut StampMac)) -> [u8; STAMP_TAG_LEN] {
+        stamp_tag(&self.keys[0].session_stamps, &message)
     }
 
     /// Whether `tag` is `message`'s under any key of the ring: a stamp stays
     /// good across a rotation while the key that signed it is kept. Every key
     /// is tried and each comparison is constant-time, so the time says neither
     /// whether nor under which key it matched.
-    pub(crate) fn stamp_tag_matches(&self, message: &[u8], tag: &[u8; STAMP_TAG_LEN]) -> bool {
+    pub(crate) fn stamp_tag_matches(&self, message: impl Fn(&mut StampMac), tag: &[u8; STAMP_TAG_LEN]) -> bool {
         use subtle::ConstantTimeEq;
         let mut matched = subtle::Choice::from(0);
         for key in &self.keys {
-            matched |= stamp_tag(&key.session_stamps, message).ct_eq(tag);
+            matched |= stamp_tag(&key.session_stamps, &message).ct_eq(tag);
         }
         matched.into()
     }
@@ -332,12 +332,15 @@ impl core::fmt::Debug for Keyring {
     }
 }
 
-/// HMAC-SHA-256 of `message` under `key`, truncated to [`STAMP_TAG_LEN`] bytes.
-fn stamp_tag(key: &[u8; 32], message: &[u8]) -> [u8; STAMP_TAG_LEN] {
+/// The MAC session stamps are tagged with.
+pub(crate) type StampMac = hmac::Hmac<Sha256>;
+
+/// HMAC-SHA-256 of what `message` feeds it under `key`, truncated to [`STAMP_TAG_LEN`] bytes.
+fn stamp_tag(key: &[u8; 32], message: &dyn Fn(&mut StampMac)) -> [u8; STAMP_TAG_LEN] {
     use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-    mac.update(message);
+    let mut mac =
+        <StampMac as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    message(&mut mac);
     let full = mac.finalize().into_bytes();
     let mut tag = [0u8; STAMP_TAG_LEN];
     tag.copy_from_slice(&full[..STAMP_TAG_LEN]);

@@ -401,7 +401,10 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     pub fn check_session<'a>(&'a self, user: &'a UserId, stamp: &'a SessionStamp) -> Op<'a, S, ()> {
         self.op("check_session", Some(user), move |d| async move {
             user.check_len()?;
-            let state = d.backend.session_state(&self.id, user).await?;
+            let state = d
+                .backend
+                .session_state(&self.id, user, stamp.browser().is_some())
+                .await?;
             stamp.check(&self.stamp_keys, &self.id, user, &state)?;
             if stamp.proof() == crate::state::SessionProof::EnrolmentOnly {
                 return Err(Error::ProofRequired);

@@ -230,13 +230,20 @@ impl Backend<'_> {
     /// What a session check reads of the user's record (its generation, the
     /// browsers it trusts): one read of the record (by primary key in the SQL
     /// stores), no secret opened, no lock taken beyond the read.
-    pub(super) async fn session_state(self, portal: &PortalId, user: &UserId) -> Result<SessionState> {
+    pub(super) async fn session_state(
+        self,
+        portal: &PortalId,
+        user: &UserId,
+        with_browsers: bool,
+    ) -> Result<SessionState> {
         let stored = match self {
             Backend::Blocking(s) => s.load(portal, user)?,
             Backend::Async(s) => s.load(portal, user).await?,
-            Backend::Memory(m) => return Ok(m.session_state(portal, user)?),
+            Backend::Memory(m) => return Ok(m.session_state(portal, user, with_browsers)?),
         };
-        stored.map_or(Ok(SessionState::default()), |s| record_sessions(&s.bytes))
+        stored.map_or(Ok(SessionState::default()), |s| {
+            record_sessions(&s.bytes, with_browsers)
+        })
     }
 
     /// Records in their stored form, for sweeps; the memory store keeps none.

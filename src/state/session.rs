@@ -92,7 +92,7 @@ impl SessionStamp {
             at,
             tag: [0; STAMP_TAG_LEN],
         };
-        stamp.tag = keys.stamp_tag(&stamp.message(portal, user));
+        stamp.tag = keys.stamp_tag(|mac| stamp.message(mac, portal, user));
         stamp
     }
 
@@ -117,24 +117,24 @@ impl SessionStamp {
 
     /// Whether `keys` tagged this stamp for `user` of `portal` (any key of the ring).
     pub(crate) fn is_genuine(&self, keys: &Keyring, portal: &PortalId, user: &UserId) -> bool {
-        keys.stamp_tag_matches(&self.message(portal, user), &self.tag)
+        keys.stamp_tag_matches(|mac| self.message(mac, portal, user), &self.tag)
     }
 
-    /// What the tag covers: every field, and whose stamp it is, each part
-    /// length-prefixed or fixed-size so no two stamps encode alike.
-    fn message(&self, portal: &PortalId, user: &UserId) -> Vec<u8> {
-        let mut m = Vec::with_capacity(64 + portal.as_str().len() + user.id().len());
-        m.extend_from_slice(b"portal-mfa session stamp 2");
+    /// Feeds `mac` what the tag covers: every field, and whose stamp it is,
+    /// each part length-prefixed or fixed-size so no two stamps encode alike.
+    fn message(&self, mac: &mut crate::keyring::StampMac, portal: &PortalId, user: &UserId) {
+        mac.update(b"portal-mfa session stamp 2");
         for part in [portal.as_str(), user.kind().as_str(), user.id()] {
-            m.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            m.extend_from_slice(part.as_bytes());
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
         }
-        m.extend_from_slice(&self.generation.to_be_bytes());
         let (kind, browser) = self.proof.code();
-        m.push(kind);
-        m.extend_from_slice(&browser.to_be_bytes());
-        m.extend_from_slice(&self.at.to_be_bytes());
-        m
+        let mut fields = [0u8; 21];
+        fields[..8].copy_from_slice(&self.generation.to_be_bytes());
+        fields[8] = kind;
+        fields[9..13].copy_from_slice(&browser.to_be_bytes());
+        fields[13..].copy_from_slice(&self.at.to_be_bytes());
+        mac.update(&fields);
     }
 
     /// How the second factor was proven.

@@ -212,8 +212,23 @@ impl MemoryStore {
         Ok(self.state.read().map_err(poisoned)?.portals.get(portal).map(read))
     }
 
-    pub(crate) fn session_state(&self, portal: &PortalId, user: &UserId) -> Result<SessionState, StorageError> {
-        let record = |p: &PortalState| p.records.get(&UserKey::of(user)).map(|(r, _)| r.session_state());
+    pub(crate) fn session_state(
+        &self,
+        portal: &PortalId,
+        user: &UserId,
+        with_browsers: bool,
+    ) -> Result<SessionState, StorageError> {
+        let state = |r: &MfaRecord| {
+            if with_browsers {
+                r.session_state()
+            } else {
+                SessionState {
+                    generation: r.session_generation(),
+                    browsers: Vec::new(),
+                }
+            }
+        };
+        let record = |p: &PortalState| p.records.get(&UserKey::of(user)).map(|(r, _)| state(r));
         Ok(self.read_portal(portal, record)?.flatten().unwrap_or_default())
     }
 

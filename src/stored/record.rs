@@ -47,9 +47,11 @@ impl Owner<'_> {
 }
 
 /// What a session check needs of a stored record, read without opening any
-/// secret: its session generation (the second field) and the ids of the
-/// browsers it trusts (the last section), the fields between passed over.
-pub(crate) fn record_sessions(bytes: &[u8]) -> Result<SessionState> {
+/// secret: its session generation (the second field) and, `with_browsers`,
+/// the ids of the browsers it trusts (the last section), the fields between
+/// passed over. Without, the browsers are not read (a stamp no trusted
+/// browser signed in needs only the generation).
+pub(crate) fn record_sessions(bytes: &[u8], with_browsers: bool) -> Result<SessionState> {
     let format = format_version(bytes, RECORD_FORMAT)?;
     if format < 2 {
         return Ok(SessionState::default());
@@ -57,6 +59,12 @@ pub(crate) fn record_sessions(bytes: &[u8]) -> Result<SessionState> {
     let mut r = Reader::after_format(bytes);
     let flags = r.uint()?;
     let generation = r.uint()?;
+    if !with_browsers {
+        return Ok(SessionState {
+            generation,
+            browsers: Vec::new(),
+        });
+    }
     // next authenticator id, failures (3), grace sign-ins, last verified.
     for _ in 0..3 {
         r.uint()?;
