@@ -159,6 +159,10 @@ impl<'a> Agent<'a> {
         if self.csrf.is_none() {
             self.get("/").await;
         }
+        if self.csrf.is_none() {
+            // A visitor without a session: the sign-in form's token.
+            self.get("/customer/sign-in").await;
+        }
         let mut all = vec![("csrf", self.csrf.clone().unwrap())];
         all.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
         self.post_raw(path, serde_urlencoded::to_string(&all).unwrap()).await
