@@ -154,8 +154,14 @@ fn spawn_race(dir: &TempDir, url: &str, schema: &str, time: u64, lines: &[String
     children
 }
 
-#[test]
-fn a_reset_in_one_process_races_trusted_browser_sign_ins_in_three_and_takes_one_order() {
+/// A reset race on a fresh schema: `set_up` makes the users and their job
+/// lines on `portal`; PROCESSES processes run them; `check` judges the
+/// verdicts (per trial, PROCESSES × CONNECTIONS of them).
+fn reset_race<J>(
+    tag: &str,
+    set_up: impl FnOnce(&TestPortal, &ManualClock) -> (Vec<J>, Vec<String>),
+    check: impl FnOnce(&TestPortal, &[J], &[Vec<String>]),
+) {
     let Some(server) = pg::shared() else {
         return;
     };
@@ -163,34 +169,46 @@ fn a_reset_in_one_process_races_trusted_browser_sign_ins_in_three_and_takes_one_
     let schema = pair.schema.clone();
     let clock = ManualClock::at(T0);
     let portal = portal_on(store(pair), &clock);
-    let jobs = flows::process::reset_race_jobs(Executor::Blocking, &portal, &clock, TRIALS);
-    let lines: Vec<String> = jobs.iter().map(|(_, line)| line.clone()).collect();
-    let dir = TempDir::new("pg-reset-race");
+    let (jobs, lines) = set_up(&portal, &clock);
+    let dir = TempDir::new(tag);
     let children = spawn_race(&dir, server.url(), &schema, clock.now(), &lines);
-    let verdicts = flows::process::collect(children, TRIALS, PROCESSES * CONNECTIONS);
-    let (before, refused) = flows::process::assert_one_order(Executor::Blocking, &portal, &jobs, &verdicts);
-    println!("{before} trusted sign-ins before the reset, {refused} refused after it");
-    assert_eq!(before + refused, TRIALS * (PROCESSES - 1) * CONNECTIONS);
+    let verdicts = flows::process::collect(children, lines.len(), PROCESSES * CONNECTIONS);
+    check(&portal, &jobs, &verdicts);
+}
+
+#[test]
+fn a_reset_in_one_process_races_trusted_browser_sign_ins_in_three_and_takes_one_order() {
+    reset_race(
+        "pg-reset-race",
+        |portal, clock| {
+            let jobs = flows::process::reset_race_jobs(Executor::Blocking, portal, clock, TRIALS);
+            let lines = jobs.iter().map(|(_, line)| line.clone()).collect();
+            (jobs, lines)
+        },
+        |portal, jobs, verdicts| {
+            let (before, refused) = flows::process::assert_one_order(Executor::Blocking, portal, jobs, verdicts);
+            println!("{before} trusted sign-ins before the reset, {refused} refused after it");
+            assert_eq!(before + refused, TRIALS * (PROCESSES - 1) * CONNECTIONS);
+        },
+    );
 }
 
 #[test]
 fn a_reset_in_one_process_races_each_self_service_change_in_three_and_takes_one_order() {
-    let Some(server) = pg::shared() else {
-        return;
-    };
-    let pair = PgPair::new(server, PostgresOptions::new());
-    let schema = pair.schema.clone();
-    let clock = ManualClock::at(T0);
-    let portal = portal_on(store(pair), &clock);
     let trials = 2 * flows::change_race::CHANGES.len();
-    let jobs = flows::change_race::jobs(Executor::Blocking, &portal, &clock, trials);
-    let lines: Vec<String> = jobs.iter().map(|job| job.line.clone()).collect();
-    let dir = TempDir::new("pg-change-race");
-    let children = spawn_race(&dir, server.url(), &schema, clock.now(), &lines);
-    let verdicts = flows::process::collect(children, trials, PROCESSES * CONNECTIONS);
-    let (made, refused) = flows::change_race::assert_one_order(Executor::Blocking, &portal, &jobs, &verdicts);
-    println!("{made} changes before the reset, {refused} refused after it");
-    assert_eq!(made + refused, trials * (PROCESSES - 1) * CONNECTIONS);
+    reset_race(
+        "pg-change-race",
+        |portal, clock| {
+            let jobs = flows::change_race::jobs(Executor::Blocking, portal, clock, trials);
+            let lines = jobs.iter().map(|job| job.line.clone()).collect();
+            (jobs, lines)
+        },
+        |portal, jobs, verdicts| {
+            let (made, refused) = flows::change_race::assert_one_order(Executor::Blocking, portal, jobs, verdicts);
+            println!("{made} changes before the reset, {refused} refused");
+            assert_eq!(made + refused, trials * (PROCESSES - 1) * CONNECTIONS);
+        },
+    );
 }
 
 /// Enrols TRIALS users, takes one code from each (`code(i, phone, backup

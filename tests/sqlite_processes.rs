@@ -124,7 +124,7 @@ fn a_reset_in_one_process_and_each_self_service_change_in_another_take_one_order
     let lines: Vec<String> = jobs.iter().map(|job| job.line.clone()).collect();
     let verdicts = flows::process::collect(spawn_race(&dir, portal_mfa::Clock::now(&clock), &lines), trials, 2);
     let (made, refused) = flows::change_race::assert_one_order(flows::Executor::Blocking, &portal, &jobs, &verdicts);
-    println!("{made} changes before the reset, {refused} refused after it");
+    println!("{made} changes before the reset, {refused} refused");
     assert_eq!(made + refused, trials);
 }
 
