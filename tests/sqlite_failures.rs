@@ -165,6 +165,70 @@ fn a_locked_database_answers_busy_then_works_once_released() {
     alice_is_intact(&path);
 }
 
+/// Another app instance mid-commit holds the write lock: every read answers at
+/// once (a plain read in WAL), and only a write waits and answers `Busy`.
+#[test]
+fn every_read_answers_while_another_connection_holds_the_write_lock() {
+    let dir = TempDir::new("reads-under-a-writer");
+    let path = dir.file("mfa.db");
+    let clock = ManualClock::at(T0);
+    let options = SqliteOptions::new().busy_timeout(Duration::from_millis(100));
+    let portal = portal_on(flows::bytes(SqliteStore::open_with(&path, options).unwrap()), &clock);
+    portal
+        .update_policy(&flows::ADMIN, |p| p.with_trusted_browser_days(30))
+        .run()
+        .unwrap();
+    let (alice, nobody) = (UserId::customer("alice"), UserId::customer("nobody"));
+    let (phone, _, _) = flows::enrol_signed_in(flows::Executor::Blocking, &portal, &clock, &alice);
+    let session = flows::signed_in(flows::Executor::Blocking, &portal, &clock, &alice, &phone);
+    let token = portal.trust_browser(&alice, &session, "Firefox").run().unwrap().token;
+    // Its first use is written down; the uses within the hour after it are reads.
+    portal.begin_sign_in_with_browser(&alice, token.expose()).run().unwrap();
+    clock.advance(60);
+
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let busy = |what: &str, answer: Result<(), Error>| match answer {
+        Err(Error::Storage(e)) if e.kind() == StorageErrorKind::Busy => panic!("{what} waited for the writer"),
+        Err(e) => panic!("{what}: {e}"),
+        Ok(()) => {}
+    };
+    busy("begin_sign_in", portal.begin_sign_in(&alice).run().map(drop));
+    busy(
+        "begin_sign_in (no record)",
+        portal.begin_sign_in(&nobody).run().map(drop),
+    );
+    busy(
+        "begin_sign_in_with_browser",
+        portal
+            .begin_sign_in_with_browser(&alice, token.expose())
+            .run()
+            .map(drop),
+    );
+    busy("record", portal.record(&alice).run().map(drop));
+    busy("trusted_browsers", portal.trusted_browsers(&alice).run().map(drop));
+    busy("check_session", portal.check_session(&alice, &session).run());
+    busy("policy", portal.policy().run().map(drop));
+    busy(
+        "users",
+        portal.users(portal_mfa::admin::UserQuery::new()).run().map(drop),
+    );
+    busy(
+        "audit_events",
+        portal
+            .audit_events(portal_mfa::audit::EventQuery::portal(portal.id()))
+            .run()
+            .map(drop),
+    );
+    // A write does wait, and says so.
+    let write = portal.verify_sign_in(&alice, &phone.code(&clock)).run();
+    assert!(
+        matches!(&write, Err(Error::Storage(e)) if e.kind() == StorageErrorKind::Busy),
+        "{write:?}"
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+}
+
 /// Runs `read_only_worker` as an unprivileged user when this process is root
 /// (root ignores file permissions).
 fn run_unprivileged(path: &std::path::Path) -> Option<bool> {

@@ -29,14 +29,37 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// Runs `transition` on the user's stored record in one atomic store call
     /// (check-and-record), re-running it on a conflict. The answer and the
     /// notices leave only once the store has committed.
+    ///
+    /// With `read_first` (an operation that mostly only reads), the record
+    /// and policy are first read plainly and the transition run on them; only
+    /// if it changes something does the operation take the write path, where
+    /// the transition runs again on the record under the store's lock.
     pub(super) async fn on_record<T: Send>(
         &self,
         driver: Driver<'_>,
         user: &UserId,
         actor: &Actor,
+        read_first: bool,
         mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
     ) -> Result<T> {
         user.check_len()?;
+        if read_first && let Some((record, policy)) = driver.backend.read_record_and_policy(&self.id, user).await? {
+            let mut step = Attempt {
+                portal: self,
+                user,
+                actor,
+                now: self.now()?,
+                transition: &mut transition,
+                result: None,
+                notices: Vec::new(),
+            };
+            // Nothing to write: the read's answer is the answer (and a read notifies no one).
+            if step.on_bytes(record.as_ref(), policy.as_ref()).is_none()
+                && let Some(result) = step.result.take()
+            {
+                return result;
+            }
+        }
         for attempt in 0..self.max_attempts {
             let mut step = Attempt {
                 portal: self,

@@ -155,7 +155,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     /// A user's record (a fresh one if they never had one). Secrets stay redacted in `Debug`.
     pub fn record<'a>(&'a self, user: &'a UserId) -> Op<'a, S, MfaRecord> {
-        self.on_user("record", user, &USER, |record, _| Outcome {
+        self.reading_user("record", user, |record, _| Outcome {
             result: Ok(record.clone()),
             record,
             changed: false,
@@ -311,7 +311,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                     continue;
                 }
                 // A write of the record unchanged: sealing it seals under the current key.
-                let rewrite = self.on_record(d, &user, &SYSTEM, |record, _| Outcome {
+                let rewrite = self.on_record(d, &user, &SYSTEM, false, |record, _| Outcome {
                     record,
                     changed: true,
                     events: Vec::new(),
@@ -366,7 +366,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// reload that asks again changes nothing. Keep the answer in the host's
     /// server-side session between the password page and the code page.
     pub fn begin_sign_in<'a>(&'a self, user: &'a UserId) -> Op<'a, S, SignInStep> {
-        self.on_user("begin_sign_in", user, &USER, |record, ctx| record.sign_in_step(ctx))
+        self.reading_user("begin_sign_in", user, |record, ctx| record.sign_in_step(ctx))
     }
 
     /// [`Portal::begin_sign_in`] for a browser that presents a trusted-browser
@@ -378,7 +378,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// ⚠️ On any error, clear the browser's cookie, then ask for a code
     /// ([`Portal::begin_sign_in`] says what to show).
     pub fn begin_sign_in_with_browser<'a>(&'a self, user: &'a UserId, token: &'a str) -> Op<'a, S, SignInStep> {
-        self.on_user("begin_sign_in_with_browser", user, &USER, move |record, ctx| {
+        self.reading_user("begin_sign_in_with_browser", user, move |record, ctx| {
             record.sign_in_with_browser(ctx, token)
         })
     }
@@ -451,7 +451,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// The browsers the user trusts now, each with when it stops under
     /// today's policy ([`TrustedBrowser::expires_at`] is that time here).
     pub fn trusted_browsers<'a>(&'a self, user: &'a UserId) -> Op<'a, S, Vec<TrustedBrowser>> {
-        self.on_user("trusted_browsers", user, &USER, |record, ctx| {
+        self.reading_user("trusted_browsers", user, |record, ctx| {
             let lifetime = ctx.policy.trusted_browser_lifetime_secs();
             let browsers = record
                 .trusted_browsers()
@@ -680,7 +680,22 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         actor: &'a Actor,
         transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send + 'a,
     ) -> Op<'a, S, T> {
-        self.op(name, Some(user), move |d| self.on_record(d, user, actor, transition))
+        self.op(name, Some(user), move |d| {
+            self.on_record(d, user, actor, false, transition)
+        })
+    }
+
+    /// [`Portal::on_user`] for an operation that mostly only reads: it takes
+    /// the write path only when the transition changed something.
+    fn reading_user<'a, T: Send + 'a>(
+        &'a self,
+        name: &'static str,
+        user: &'a UserId,
+        transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send + 'a,
+    ) -> Op<'a, S, T> {
+        self.op(name, Some(user), move |d| {
+            self.on_record(d, user, &USER, true, transition)
+        })
     }
 
     /// An operation that changes the policy with `change`.

@@ -246,6 +246,21 @@ impl Backend<'_> {
         })
     }
 
+    /// The user's stored record and the portal's stored policy, each by a
+    /// plain read: no lock taken, no writer waited for. `None` for the memory
+    /// store, whose reads go through its own step.
+    pub(super) async fn read_record_and_policy(
+        self,
+        portal: &PortalId,
+        user: &UserId,
+    ) -> Result<Option<(Option<Stored>, Option<Stored>)>> {
+        Ok(match self {
+            Backend::Blocking(s) => Some(s.read(portal, user)?),
+            Backend::Async(s) => Some(s.read(portal, user).await?),
+            Backend::Memory(_) => None,
+        })
+    }
+
     /// Records in their stored form, for sweeps; the memory store keeps none.
     pub(super) async fn stored_records(
         self,

@@ -67,6 +67,11 @@ pub trait AsyncMfaStore: Send + Sync {
         limit: usize,
     ) -> StoreFuture<'a, Vec<(UserId, Stored)>>;
 
+    /// See [`MfaStore::read`](super::MfaStore::read); the default loads the two.
+    fn read<'a>(&'a self, portal: &'a PortalId, user: &'a UserId) -> StoreFuture<'a, (Option<Stored>, Option<Stored>)> {
+        Box::pin(async move { Ok((self.load(portal, user).await?, self.load_policy(portal).await?)) })
+    }
+
     /// See [`MfaStore::apply`](super::MfaStore::apply); the default loads, runs
     /// `change` and commits with compare-and-swap.
     fn apply<'a>(

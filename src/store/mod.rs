@@ -229,6 +229,15 @@ pub trait MfaStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(UserId, Stored)>, StorageError>;
 
+    /// The user's stored record and the portal's stored policy, as plain
+    /// reads: no lock taken and no writer waited for, since an operation that
+    /// only reads (`begin_sign_in`, `record`, …) answers from them and writes
+    /// nothing. The default calls [`MfaStore::load`] and
+    /// [`MfaStore::load_policy`]; a database may read both in one round trip.
+    fn read(&self, portal: &PortalId, user: &UserId) -> Result<(Option<Stored>, Option<Stored>), StorageError> {
+        Ok((self.load(portal, user)?, self.load_policy(portal)?))
+    }
+
     /// Check-and-record in one call: runs `change` on the user's current
     /// stored record and the portal's stored policy, and writes what it
     /// returns (if anything), atomically.

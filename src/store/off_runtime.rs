@@ -117,6 +117,10 @@ impl<S: MfaStore> AsyncMfaStore for OffRuntime<S> {
         self.call(move |s| s.records(portal, after, limit))
     }
 
+    fn read<'a>(&'a self, portal: &'a PortalId, user: &'a UserId) -> StoreFuture<'a, (Option<Stored>, Option<Stored>)> {
+        self.call(move |s| s.read(portal, user))
+    }
+
     /// The blocking store's own `apply` (SQLite's checks and records in one transaction).
     fn apply<'a>(
         &'a self,

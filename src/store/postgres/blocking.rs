@@ -162,6 +162,10 @@ impl MfaStore for PostgresStore {
     /// [`AsyncPostgresStore`]'s: one round trip reads the policy and the
     /// record, `change` runs with no lock held, and one statement writes the
     /// record and its events if the version is still the one read.
+    fn read(&self, portal: &PortalId, user: &UserId) -> Result<(Option<Stored>, Option<Stored>), StorageError> {
+        self.block_on(self.store.read(portal, user))
+    }
+
     fn apply(&self, portal: &PortalId, user: &UserId, change: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
         self.block_on(self.store.apply(portal, user, change))
     }

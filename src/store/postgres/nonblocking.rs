@@ -413,6 +413,16 @@ impl AsyncMfaStore for AsyncPostgresStore {
         })
     }
 
+    /// The policy and the record in one round trip, no lock taken.
+    fn read<'a>(&'a self, portal: &'a PortalId, user: &'a UserId) -> StoreFuture<'a, (Option<Stored>, Option<Stored>)> {
+        Box::pin(async move {
+            let key: [&(dyn ToSql + Sync); 3] = [&portal.as_str(), &user.kind().as_str(), &user.id()];
+            let (_, rows) = read(&self.pool, &self.sql.read_for_apply, &key).await?;
+            let row = rows.first().ok_or_else(|| corrupt("the read returned no row"))?;
+            Ok((stored_at(row, 2)?, stored_at(row, 0)?))
+        })
+    }
+
     /// One round trip reads the policy and the record, `change` runs with no
     /// lock held, and one statement writes the record and its events if the
     /// version is still the one read.
