@@ -16,9 +16,13 @@
 //!   1 000 of them;
 //! - `driver_sqlite_1k`: the same through `SqliteStore` on a file on disk (WAL),
 //!   each sign-in one committed transaction with its audit event;
-//! - `sqlite_minimal_tx`: the floor for that: a hand-written transaction on a
-//!   file with the same pragmas, `BEGIN IMMEDIATE`, a SELECT by key, an UPDATE
-//!   of one row and an INSERT of one event, over 1 000 rows of the same size.
+//! - `sqlite_minimal_tx`: a hand-written transaction on a file with the same
+//!   pragmas, `BEGIN IMMEDIATE`, a SELECT by key, an UPDATE of one row and an
+//!   INSERT of one event, over 1 000 rows of the same size: the SQL alone;
+//! - `hand_memory_1k` / `hand_sqlite_1k`: the floor for the driver, the same
+//!   work done by hand on the same byte store: load, decode and open, the pure
+//!   `verify` transition, seal and encode, and a compare-and-swap commit with
+//!   its event. `driver_*_1k` against `hand_*_1k` is what the driver costs.
 //!
 //! The memory each enrolled user costs (RSS growth while enrolling them, each
 //! with an authenticator and 10 backup codes) is printed before the group runs.
@@ -215,9 +219,66 @@ fn signin(c: &mut Criterion) {
         blocking,
     );
     bench_minimal_transaction(&mut g, &dir);
+    bench_hand(&mut g, "hand_memory_1k", &**small.store(), &clock_small, &small_users);
+    bench_hand(&mut g, "hand_sqlite_1k", on_disk.store(), &clock_sqlite, &disk_users);
     g.finish();
     drop(on_disk);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sign-in done by hand on `store`, the driver's work without the driver:
+/// load, decode and open, verify, seal and encode, commit.
+fn bench_hand<S: portal_mfa::store::MfaStore>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    store: &S,
+    clock: &ManualClock,
+    users: &[(UserId, Totp)],
+) {
+    use portal_mfa::core::Context;
+    use portal_mfa::record::MfaRecord;
+    use portal_mfa::store::{RecordSummary, RecordWrite, StoredEvent};
+    let keyring = Keyring::new("bench", &[9; 32]).expect("keyring");
+    let (portal, policy, actor) = (
+        PortalId::new("bench"),
+        portal_mfa::PortalPolicy::default(),
+        portal_mfa::audit::Actor::User,
+    );
+    let mut rng = StdRng::seed_from_u64(13);
+    let mut seal_rng = StdRng::seed_from_u64(17);
+    let mut time = portal_mfa::Clock::now(clock);
+    g.bench_function(name, |b| {
+        b.iter_batched_ref(
+            || {
+                time += 30;
+                let (user, totp) = &users[rng.random_range(0..users.len())];
+                let code_at = |t: u64| totp.generate(t).expect("code").expose().to_string();
+                while code_at(time) == code_at(time - 30) {
+                    time += 30;
+                }
+                clock.set(time);
+                (UserId::new(user.kind(), user.id()), time, code_at(time))
+            },
+            |(user, now, code)| {
+                let stored = store.load(&portal, user).expect("load").expect("a record");
+                let record = MfaRecord::decode(&stored.bytes, &portal, user, &keyring).expect("decode");
+                let ctx = Context::new(&portal, user, &policy, *now, &actor, &keyring);
+                let outcome = record.verify(&ctx, black_box(code));
+                let verified = outcome.result.expect("a fresh code signs in");
+                let bytes = outcome
+                    .record
+                    .encode(&portal, user, &keyring, &mut seal_rng)
+                    .expect("encode");
+                let events = outcome.events.iter().map(StoredEvent::of).collect();
+                let write = RecordWrite::new(bytes, RecordSummary::of(&outcome.record), events);
+                store
+                    .commit(&portal, user, Some(stored.version), &write)
+                    .expect("commit");
+                verified
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 /// The hand-written floor for a SQLite sign-in: the same pragmas as `SqliteStore`,

@@ -101,10 +101,15 @@ fn main() {
         println!("secret_residue: skipped (no /proc/self/mem)");
         return;
     }
-    // The memory store keeps each record decoded: a live key has its one copy.
-    life("MemoryStore", MemoryStore::new(), None, true);
     // A byte store keeps keys sealed: none outlives the call that opened it. (The
     // keyring's cache of opened secrets, on by default, keeps them on purpose: off here.)
+    // The memory store is one, sealing under a key of its own.
+    life(
+        "MemoryStore",
+        MemoryStore::new(),
+        Some(Keyring::new("k1", &[7; 32]).expect("keyring").with_open_cache(0)),
+        false,
+    );
     #[cfg(feature = "sqlite")]
     life(
         "SqliteStore",

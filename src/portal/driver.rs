@@ -14,14 +14,14 @@ use super::Portal;
 use super::op::{Driver, Pause};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::event::{AuditEvent, EventKind};
+use crate::event::AuditEvent;
 use crate::ids::Actor;
-use crate::ids::{PortalId, UserId};
+use crate::ids::UserId;
+use crate::keyring::Keyring;
 use crate::policy::PortalPolicy;
-use crate::state::{Context, MfaRecord, Outcome};
+use crate::state::{Context, MfaRecord, Outcome, policy_change_events};
 use crate::store::{
-    Applied, Backend, Commit, LiveChange, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored,
-    StoredEvent,
+    Applied, Backend, Commit, RecordSummary, RecordWrite, StorageError, StorageErrorKind, Stored, StoredEvent,
 };
 use crate::stored::{decode_policy, decode_record, encode_record};
 
@@ -43,9 +43,12 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         mut transition: impl FnMut(MfaRecord, &Context<'_>) -> Outcome<T> + Send,
     ) -> Result<T> {
         user.check_len()?;
-        if read_first && let Some((record, policy)) = driver.backend.read_record_and_policy(&self.id, user).await? {
+        let keys = self.keyring.as_deref().or_else(|| driver.backend.own_keyring());
+        if read_first {
+            let (record, policy) = driver.backend.read_record_and_policy(&self.id, user).await?;
             let mut step = Attempt {
                 portal: self,
+                keys,
                 user,
                 actor,
                 now: self.now()?,
@@ -63,6 +66,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         for attempt in 0..self.max_attempts {
             let mut step = Attempt {
                 portal: self,
+                keys,
                 user,
                 actor,
                 now: self.now()?,
@@ -77,7 +81,6 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                     s.apply(id, user, &mut |record, policy| step.on_bytes(record, policy))
                         .await?
                 }
-                Backend::Memory(m) => m.run_step(id, user, &mut |record, policy| step.on_live(record, policy))?,
             };
             if applied == Applied::Conflict {
                 self.back_off(driver.pause, attempt).await;
@@ -109,7 +112,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             let stored = driver.backend.read_policy(&self.id).await?;
             let (old, expected) = stored.map_or((self.default_policy, None), |(p, v)| (p, Some(v)));
             let new = change(old)?;
-            let events = policy_events(&self.id, actor, self.now()?, &old, &new);
+            let events = policy_change_events(&old, &new, &self.id, actor, self.now()?);
             if events.is_empty() && expected.is_some() {
                 return Ok(new);
             }
@@ -197,6 +200,8 @@ impl<S, C: Clock, R> Portal<S, C, R> {
 /// what it produced for the caller waits here until the store commits.
 struct Attempt<'a, S, C, R, T, F> {
     portal: &'a Portal<S, C, R>,
+    /// What records are sealed under: the host's keyring, else the store's own.
+    keys: Option<&'a Keyring>,
     user: &'a UserId,
     actor: &'a Actor,
     now: u64,
@@ -210,8 +215,9 @@ where
     R: CryptoRng,
     F: FnMut(MfaRecord, &Context<'_>) -> Outcome<T>,
 {
-    /// The pure transition on what the store read (the policy from the same read).
-    fn on_live(&mut self, record: MfaRecord, policy: Option<&PortalPolicy>) -> LiveChange {
+    /// The pure transition on the opened record: its outcome, the answer and
+    /// the notices kept for after the commit.
+    fn on_record(&mut self, record: MfaRecord, policy: Option<&PortalPolicy>) -> Outcome<()> {
         let portal = self.portal;
         let ctx = Context {
             portal: &portal.id,
@@ -232,10 +238,11 @@ where
                 .cloned()
                 .collect();
         }
-        LiveChange {
+        Outcome {
             record: outcome.record,
-            changed: outcome.changed,
+            result: Ok(()),
             events: outcome.events,
+            changed: outcome.changed,
         }
     }
 
@@ -247,7 +254,7 @@ where
             let policy = policy.map(|p| decode_policy(&p.bytes)).transpose()?;
             let record = match record {
                 None => MfaRecord::default(),
-                Some(stored) => decode_record(&stored.bytes, &portal.id, self.user, portal.keyring()?)?.record,
+                Some(stored) => decode_record(&stored.bytes, &portal.id, self.user, self.keyring()?)?.record,
             };
             Ok((record, policy))
         })();
@@ -255,11 +262,11 @@ where
             Ok(opened) => opened,
             Err(e) => return self.fail(e),
         };
-        let change = self.on_live(record, policy.as_ref());
+        let change = self.on_record(record, policy.as_ref());
         if !change.changed {
             return None;
         }
-        let sealed = portal
+        let sealed = self
             .keyring()
             .and_then(|keyring| encode_record(&change.record, &portal.id, self.user, keyring, &mut *portal.rng()));
         match sealed {
@@ -272,55 +279,14 @@ where
         }
     }
 
+    fn keyring(&self) -> Result<&Keyring> {
+        self.keys.ok_or(Error::NoKeyring)
+    }
+
     /// The attempt could not run: this error is the answer, and nothing is written or notified.
     fn fail(&mut self, error: Error) -> Option<RecordWrite> {
         self.result = Some(Err(error));
         self.notices.clear();
         None
     }
-}
-
-/// The events a policy change emits.
-pub(crate) fn policy_events(
-    portal: &PortalId,
-    actor: &Actor,
-    now: u64,
-    old: &PortalPolicy,
-    new: &PortalPolicy,
-) -> Vec<AuditEvent> {
-    let mut kinds = Vec::new();
-    if old.enforcement() != new.enforcement() {
-        kinds.push(EventKind::EnforcementChanged {
-            enforcement: new.enforcement(),
-        });
-    }
-    if old.sign_in_method() != new.sign_in_method() {
-        kinds.push(EventKind::SignInMethodChanged {
-            method: new.sign_in_method(),
-        });
-    }
-    let settings = |p: &PortalPolicy| {
-        (
-            p.otp(),
-            p.window(),
-            p.lockout(),
-            p.enrolment_lifetime_secs(),
-            p.backup_code_count(),
-            p.backup_codes_low_at(),
-            p.trusted_browser_days(),
-        )
-    };
-    if settings(old) != settings(new) {
-        kinds.push(EventKind::PolicySettingsChanged);
-    }
-    kinds
-        .into_iter()
-        .map(|kind| AuditEvent {
-            at: now,
-            portal: portal.clone(),
-            user: None,
-            actor: actor.clone(),
-            kind,
-        })
-        .collect()
 }

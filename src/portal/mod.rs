@@ -285,10 +285,13 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// compare-and-swap as any other change, so a sign-in racing it is retried,
     /// never lost. After a crash, start again from the last `next` you kept (or
     /// from the start: records already re-sealed are only read).
-    /// The memory store keeps nothing sealed, so there it finds nothing to do.
     pub fn reseal<'a>(&'a self, after: Option<&'a UserId>, batch: usize) -> Op<'a, S, ResealProgress> {
         self.op("reseal", None, move |d| async move {
-            let keyring = self.keyring()?;
+            let keyring = self
+                .keyring
+                .as_deref()
+                .or_else(|| d.backend.own_keyring())
+                .ok_or(Error::NoKeyring)?;
             let batch = batch.max(1);
             let page = d.backend.stored_records(&self.id, after, batch).await?;
             let mut progress = ResealProgress {
@@ -737,8 +740,9 @@ impl<S, C, R> Portal<S, C, R> {
     }
 
     /// Seals and opens TOTP secrets with `keyring`. Every store that keeps
-    /// bytes (any [`MfaStore`](crate::store::MfaStore), such as
-    /// [`SqliteStore`](crate::store::SqliteStore)) needs one; the [`MemoryStore`](crate::store::MemoryStore) does not.
+    /// records past the process (such as [`SqliteStore`](crate::store::SqliteStore))
+    /// needs one; without it the [`MemoryStore`](crate::store::MemoryStore) seals under a
+    /// random key of its own (see [`MfaStore::own_keyring`](crate::store::MfaStore::own_keyring)).
     ///
     /// ⚠️ Keep the keys in the host's secret store, never beside the database
     /// they protect, and keep every key that sealed a record in the keyring
@@ -814,10 +818,6 @@ impl<S, C, R> Portal<S, C, R> {
     fn rng(&self) -> std::sync::MutexGuard<'_, R> {
         // A panic elsewhere cannot leave a CSPRNG in a state that matters.
         self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn keyring(&self) -> Result<&Keyring> {
-        self.keyring.as_deref().ok_or(Error::NoKeyring)
     }
 }
 

@@ -26,6 +26,15 @@ use crate::stored::{decode_event, decode_policy, encode_policy, record_sessions}
 /// An operation's body once started on an async store: the future `.await` polls.
 pub(super) type Body<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
+/// Wakes the thread that runs a blocking [`Op::run`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
 /// An operation's body, not yet started: either executor can take it.
 trait Unstarted<'a, T>: Send {
     /// Runs it on the calling thread, its future pinned on the stack (no allocation).
@@ -40,13 +49,21 @@ where
     Fut: Future<Output = Result<T>> + Send + 'a,
 {
     fn run(self: Box<Self>, driver: Driver<'a>) -> Result<T> {
-        let body = std::pin::pin!((*self)(driver));
-        match body.poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(answer) => answer,
-            Poll::Pending => unreachable!(
-                "a blocking store's calls complete before they return, and its back-off sleeps the thread, \
-                 so the body is ready at its first poll"
-            ),
+        let mut body = std::pin::pin!((*self)(driver));
+        // A blocking store's calls complete before they return and its back-off
+        // sleeps the thread, so the body is ready at its first poll, with no
+        // waker to make. A body that awaits anything else still completes: the
+        // thread parks until that wakes it.
+        if let Poll::Ready(answer) = body.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return answer;
+        }
+        let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut context = Context::from_waker(&waker);
+        loop {
+            match body.as_mut().poll(&mut context) {
+                Poll::Ready(answer) => return answer,
+                Poll::Pending => std::thread::park(),
+            }
         }
     }
 
@@ -161,15 +178,14 @@ impl<'a, S: AsyncStore + ?Sized, T> IntoFuture for Op<'a, S, T> {
 }
 
 /// The store calls an operation's body makes, one arm per kind of store, and
-/// their byte conversions (policy, events), once. On a blocking store or the
-/// memory store every call is ready at its first poll. (A record's attempt is
+/// their byte conversions (policy, events), once. On a blocking store (the
+/// memory store is one) every call is ready at its first poll. (A record's attempt is
 /// the retry loop's, in `driver.rs`.)
-impl Backend<'_> {
+impl<'s> Backend<'s> {
     pub(super) async fn read_policy(self, portal: &PortalId) -> Result<Option<(PortalPolicy, Version)>> {
         let stored = match self {
             Backend::Blocking(s) => s.load_policy(portal)?,
             Backend::Async(s) => s.load_policy(portal).await?,
-            Backend::Memory(m) => return m.read_policy(portal),
         };
         stored.map(|s| Ok((decode_policy(&s.bytes)?, s.version))).transpose()
     }
@@ -186,7 +202,6 @@ impl Backend<'_> {
         Ok(match self {
             Backend::Blocking(s) => s.commit_policy(portal, expected, &bytes(), &stored())?,
             Backend::Async(s) => s.commit_policy(portal, expected, &bytes(), &stored()).await?,
-            Backend::Memory(m) => m.write_policy(portal, expected, policy, events)?,
         })
     }
 
@@ -195,7 +210,6 @@ impl Backend<'_> {
         let stored = match self {
             Backend::Blocking(s) => s.events(query)?,
             Backend::Async(s) => s.events(query).await?,
-            Backend::Memory(m) => return Ok(m.read_events(query)?),
         };
         stored
             .iter()
@@ -207,7 +221,6 @@ impl Backend<'_> {
         Ok(match self {
             Backend::Blocking(s) => s.prune_events(portal, before, max)?,
             Backend::Async(s) => s.prune_events(portal, before, max).await?,
-            Backend::Memory(m) => m.prune_events(portal, before, max)?,
         })
     }
 
@@ -215,7 +228,6 @@ impl Backend<'_> {
         Ok(match self {
             Backend::Blocking(s) => s.count_events(portal, from, until)?,
             Backend::Async(s) => s.count_events(portal, from, until).await?,
-            Backend::Memory(m) => m.count_events(portal, from, until)?,
         })
     }
 
@@ -223,7 +235,6 @@ impl Backend<'_> {
         Ok(match self {
             Backend::Blocking(s) => s.users(listing)?,
             Backend::Async(s) => s.users(listing).await?,
-            Backend::Memory(m) => m.users(listing)?,
         })
     }
 
@@ -239,29 +250,34 @@ impl Backend<'_> {
         let stored = match self {
             Backend::Blocking(s) => s.load(portal, user)?,
             Backend::Async(s) => s.load(portal, user).await?,
-            Backend::Memory(m) => return Ok(m.session_state(portal, user, with_browsers)?),
         };
         stored.map_or(Ok(SessionState::default()), |s| {
             record_sessions(&s.bytes, with_browsers)
         })
     }
 
-    /// The user's stored record and the portal's stored policy, each by a
-    /// plain read: no lock taken, no writer waited for. `None` for the memory
-    /// store, whose reads go through its own step.
+    /// The user's stored record and the portal's stored policy, by a plain
+    /// read: no lock taken, no writer waited for.
     pub(super) async fn read_record_and_policy(
         self,
         portal: &PortalId,
         user: &UserId,
-    ) -> Result<Option<(Option<Stored>, Option<Stored>)>> {
+    ) -> Result<(Option<Stored>, Option<Stored>)> {
         Ok(match self {
-            Backend::Blocking(s) => Some(s.read(portal, user)?),
-            Backend::Async(s) => Some(s.read(portal, user).await?),
-            Backend::Memory(_) => None,
+            Backend::Blocking(s) => s.read(portal, user)?,
+            Backend::Async(s) => s.read(portal, user).await?,
         })
     }
 
-    /// Records in their stored form, for sweeps; the memory store keeps none.
+    /// The key the store seals under when the host gave no keyring (the memory store's).
+    pub(super) fn own_keyring(self) -> Option<&'s crate::keyring::Keyring> {
+        match self {
+            Backend::Blocking(s) => s.own_keyring(),
+            Backend::Async(_) => None,
+        }
+    }
+
+    /// Records in their stored form, for sweeps.
     pub(super) async fn stored_records(
         self,
         portal: &PortalId,
@@ -271,7 +287,39 @@ impl Backend<'_> {
         match self {
             Backend::Blocking(s) => s.records(portal, after, limit),
             Backend::Async(s) => s.records(portal, after, limit).await,
-            Backend::Memory(_) => Ok(Vec::new()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending once (waking its waker from another thread), then ready.
+    struct Elsewhere(bool);
+
+    impl Future for Elsewhere {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                return Poll::Ready(());
+            }
+            self.0 = true;
+            let waker = cx.waker().clone();
+            std::thread::spawn(move || waker.wake());
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_body_that_awaits_something_besides_the_store_still_runs_to_its_end() {
+        let store = crate::store::MemoryStore::new();
+        let op: Op<'_, _, u32> = Op::new(&store, |_driver| async {
+            Elsewhere(false).await;
+            Elsewhere(false).await;
+            Ok(7)
+        });
+        assert_eq!(op.run().unwrap(), 7);
     }
 }

@@ -5,6 +5,7 @@
 mod answers;
 mod context;
 mod draft;
+mod policy_change;
 mod record;
 mod session;
 mod sessions;
@@ -15,6 +16,7 @@ pub use answers::{
     StartedEnrolment,
 };
 pub use context::{Context, EnrolmentRequest, Outcome};
+pub(crate) use policy_change::policy_change_events;
 pub use record::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
 pub(crate) use record::{Key, SealedForm};
 pub use session::{BrowserToken, SessionProof, SessionStamp, TrustedBrowser, TrustedBrowserIssued};

@@ -1,38 +1,53 @@
 //! A thread-safe in-memory store: for tests, demos and single-process hosts.
 //! Nothing survives the process.
 //!
-//! Records, policies and the audit trail sit behind one lock, so a record and
-//! its events are always written together. Transitions run under that lock on
-//! the record itself: no copy, no conflict. Records stay decoded: this store
-//! never writes bytes anywhere, so it needs no [`Keyring`](crate::Keyring).
+//! It keeps what every other store keeps, the records' and policies' stored
+//! bytes and the audit events' stored form, behind the same
+//! [`MfaStore`] contract, so the memory store runs the decode, open, seal
+//! and commit path production runs. Records, policies and the audit trail sit
+//! behind one lock: a record and its events are always written together, and
+//! [`MfaStore::apply`] runs the change under that lock, so it never conflicts.
+//! Records are sealed under the host's [`Keyring`] or, without one, under a
+//! random key of the store's own (gone with the process, like the records).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use super::{
-    Applied, Commit, EventPosition, EventQuery, LiveFn, RecordSummary, StorageError, StorageErrorKind, UserListing,
-    Version,
+    Applied, ChangeFn, Commit, EventPosition, EventQuery, MfaStore, RecordSummary, RecordWrite, StorageError,
+    StorageErrorKind, Stored, StoredEvent, UserListing, Version,
 };
-use crate::event::AuditEvent;
 use crate::ids::{PortalId, UserId, UserKind};
-use crate::policy::PortalPolicy;
-use crate::state::{MfaRecord, SessionState};
+use crate::keyring::Keyring;
 
 // foldhash: seeded per process (hash flooding is not free to plan) and several
 // times faster than SipHash on short keys, which matters on the sign-in path.
 type Hasher = foldhash::fast::RandomState;
 
 /// Records, policies and the audit trail in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// What seals records when the host gives the portal no keyring.
+    own_keys: Keyring,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let key = Keyring::generate_key(&mut rand::rng());
+        Self {
+            state: RwLock::default(),
+            own_keys: Keyring::new("memory", key.as_slice())
+                .unwrap_or_else(|_| unreachable!("a 32-byte key under a valid id")),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     portals: HashMap<PortalId, PortalState, Hasher>,
-    /// Events with their positions, in commit order.
-    events: VecDeque<(EventPosition, AuditEvent)>,
+    /// Events with their positions and portals, in commit order.
+    events: VecDeque<(EventPosition, PortalId, StoredEvent)>,
     next_position: EventPosition,
     keep_at_most: Option<usize>,
 }
@@ -40,8 +55,8 @@ struct State {
 /// One portal: its policy beside its users' records, found with one lookup.
 #[derive(Debug, Default)]
 struct PortalState {
-    policy: Option<(PortalPolicy, Version)>,
-    records: HashMap<UserKey, (MfaRecord, Version), Hasher>,
+    policy: Option<Stored>,
+    records: HashMap<UserKey, (Stored, RecordSummary), Hasher>,
 }
 
 /// A user id as a map key: short ids (emails, UUIDs) inline, so finding a
@@ -96,18 +111,29 @@ fn poisoned<T>(_: T) -> StorageError {
     StorageError::of_kind(StorageErrorKind::Unavailable)
 }
 
+/// The next version after `current` (1 for a first write).
+fn next(current: Option<Version>) -> Version {
+    current.map_or(1, |v| v + 1)
+}
+
 impl State {
     fn portal(&mut self, portal: &PortalId) -> &mut PortalState {
-        self.portals.entry(portal.clone()).or_default()
+        if !self.portals.contains_key(portal) {
+            self.portals.insert(portal.clone(), PortalState::default());
+        }
+        self.portals
+            .get_mut(portal)
+            .unwrap_or_else(|| unreachable!("inserted above"))
     }
 
-    fn append(&mut self, events: impl IntoIterator<Item = AuditEvent>) {
+    fn append(&mut self, portal: &PortalId, events: &[StoredEvent]) {
         for event in events {
             self.next_position += 1;
-            self.events.push_back((self.next_position, event));
+            self.events
+                .push_back((self.next_position, portal.clone(), event.clone()));
         }
         // Events past the limit leave in batches: dropping one per sign-in cost a
-        // cache miss on the oldest each time (a third of a memory-store sign-in).
+        // cache miss on the oldest each time.
         if let Some(limit) = self.keep_at_most
             && self.events.len() >= limit.saturating_add(Self::EVICT_BATCH)
         {
@@ -118,7 +144,7 @@ impl State {
     const EVICT_BATCH: usize = 256;
 
     /// The events a query sees: the newest `keep_at_most`, in commit order.
-    fn kept(&self) -> std::collections::vec_deque::Iter<'_, (EventPosition, AuditEvent)> {
+    fn kept(&self) -> std::collections::vec_deque::Iter<'_, (EventPosition, PortalId, StoredEvent)> {
         self.events.range(self.hidden()..)
     }
 
@@ -129,6 +155,23 @@ impl State {
 
     fn drop_hidden(&mut self) {
         self.events.drain(..self.hidden());
+    }
+
+    /// Writes `write` as `user`'s record if its version is still `expected`.
+    fn commit(&mut self, portal: &PortalId, user: &UserId, expected: Option<Version>, write: &RecordWrite) -> Commit {
+        let records = &mut self.portal(portal).records;
+        let key = UserKey::of(user);
+        if records.get(&key).map(|(s, _)| s.version) != expected {
+            return Commit::Conflict;
+        }
+        let version = next(expected);
+        let stored = Stored {
+            bytes: write.bytes.clone(),
+            version,
+        };
+        records.insert(key, (stored, write.summary));
+        self.append(portal, &write.events);
+        Commit::Committed(version)
     }
 }
 
@@ -142,13 +185,11 @@ impl MemoryStore {
     /// long-running process does not grow without bound. (Older ones are
     /// dropped 256 at a time; until then they take memory but no query sees them.)
     pub fn keeping_events(events: usize) -> Self {
-        let state = State {
-            keep_at_most: Some(events),
-            ..State::default()
-        };
-        Self {
-            state: RwLock::new(state),
+        let store = Self::default();
+        if let Ok(mut state) = store.state.write() {
+            state.keep_at_most = Some(events);
         }
+        store
     }
 
     /// Number of user records.
@@ -162,163 +203,167 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    fn read<T>(&self, read: impl FnOnce(&State) -> T) -> Result<T, StorageError> {
+        Ok(read(&*self.state.read().map_err(poisoned)?))
+    }
+
+    fn write<T>(&self, write: impl FnOnce(&mut State) -> T) -> Result<T, StorageError> {
+        Ok(write(&mut *self.state.write().map_err(poisoned)?))
+    }
 }
 
-/// What the driver calls (see `portal/op.rs`).
-impl MemoryStore {
-    /// Runs the step under the write lock on the record itself: no copy of the
-    /// record is made and no other writer can interleave, so it never conflicts.
-    pub(crate) fn run_step(
+impl MfaStore for MemoryStore {
+    fn load(&self, portal: &PortalId, user: &UserId) -> Result<Option<Stored>, StorageError> {
+        self.read(|s| {
+            let portal = s.portals.get(portal)?;
+            portal.records.get(&UserKey::of(user)).map(|(stored, _)| stored.clone())
+        })
+    }
+
+    fn commit(
         &self,
         portal: &PortalId,
         user: &UserId,
-        change: &mut LiveFn<'_>,
-    ) -> Result<Applied, StorageError> {
-        let mut guard = self.state.write().map_err(poisoned)?;
-        let state = &mut *guard;
-        let key = UserKey::of(user);
-        let portal_state = match state.portals.get_mut(portal) {
-            Some(p) => p,
-            None => state.portals.entry(portal.clone()).or_default(),
-        };
-        let policy = portal_state.policy.as_ref().map(|(p, _)| p);
-        let events = match portal_state.records.get_mut(&key) {
-            Some((stored, version)) => {
-                let outcome = change(std::mem::take(stored), policy);
-                *stored = outcome.record;
-                if outcome.changed {
-                    *version += 1;
-                }
-                outcome.events
-            }
-            None => {
-                let outcome = change(MfaRecord::default(), policy);
-                if outcome.changed {
-                    portal_state.records.insert(key, (outcome.record, 1));
-                }
-                outcome.events
-            }
-        };
-        state.append(events);
-        Ok(Applied::Done)
+        expected: Option<Version>,
+        write: &RecordWrite,
+    ) -> Result<Commit, StorageError> {
+        self.write(|s| s.commit(portal, user, expected, write))
     }
 
-    /// `read` of the portal's state under the read lock (`None`: the store has nothing of the portal).
-    fn read_portal<T>(
-        &self,
-        portal: &PortalId,
-        read: impl FnOnce(&PortalState) -> T,
-    ) -> Result<Option<T>, StorageError> {
-        Ok(self.state.read().map_err(poisoned)?.portals.get(portal).map(read))
+    fn load_policy(&self, portal: &PortalId) -> Result<Option<Stored>, StorageError> {
+        self.read(|s| s.portals.get(portal).and_then(|p| p.policy.clone()))
     }
 
-    pub(crate) fn session_state(
-        &self,
-        portal: &PortalId,
-        user: &UserId,
-        with_browsers: bool,
-    ) -> Result<SessionState, StorageError> {
-        let state = |r: &MfaRecord| {
-            if with_browsers {
-                r.session_state()
-            } else {
-                SessionState {
-                    generation: r.session_generation(),
-                    browsers: Vec::new(),
-                }
-            }
-        };
-        let record = |p: &PortalState| p.records.get(&UserKey::of(user)).map(|(r, _)| state(r));
-        Ok(self.read_portal(portal, record)?.flatten().unwrap_or_default())
-    }
-
-    pub(crate) fn read_policy(&self, portal: &PortalId) -> crate::error::Result<Option<(PortalPolicy, Version)>> {
-        Ok(self.read_portal(portal, |p| p.policy)?.flatten())
-    }
-
-    pub(crate) fn write_policy(
+    fn commit_policy(
         &self,
         portal: &PortalId,
         expected: Option<Version>,
-        policy: &PortalPolicy,
-        events: &[AuditEvent],
-    ) -> crate::error::Result<Commit> {
-        let mut state = self.state.write().map_err(poisoned)?;
-        let stored = &mut state.portal(portal).policy;
-        let current = stored.map(|(_, v)| v);
-        if current != expected {
-            return Ok(Commit::Conflict);
-        }
-        let version = current.map_or(1, |v| v + 1);
-        *stored = Some((*policy, version));
-        state.append(events.iter().cloned());
-        Ok(Commit::Committed(version))
+        bytes: &[u8],
+        events: &[StoredEvent],
+    ) -> Result<Commit, StorageError> {
+        self.write(|s| {
+            let stored = &mut s.portal(portal).policy;
+            if stored.as_ref().map(|p| p.version) != expected {
+                return Commit::Conflict;
+            }
+            let version = next(expected);
+            *stored = Some(Stored {
+                bytes: bytes.to_vec(),
+                version,
+            });
+            s.append(portal, events);
+            Commit::Committed(version)
+        })
     }
 
-    pub(crate) fn read_events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, AuditEvent)>, StorageError> {
-        let state = self.state.read().map_err(poisoned)?;
-        let selected =
-            |(position, event): &&(EventPosition, AuditEvent)| query.follows(*position) && query.matches(event);
-        let page: Vec<_> = if query.newest_first {
-            state.kept().rev().filter(selected).take(query.limit).cloned().collect()
-        } else {
-            state.kept().filter(selected).take(query.limit).cloned().collect()
-        };
-        Ok(page)
+    fn events(&self, query: &EventQuery) -> Result<Vec<(EventPosition, Vec<u8>)>, StorageError> {
+        self.read(|s| {
+            let selected = |(position, portal, event): &&(EventPosition, PortalId, StoredEvent)| {
+                query.follows(*position) && query.selects(portal, event.user.as_ref(), event.at)
+            };
+            let row = |(position, _, event): &(EventPosition, PortalId, StoredEvent)| (*position, event.bytes.clone());
+            if query.newest_first {
+                s.kept().rev().filter(selected).take(query.limit).map(row).collect()
+            } else {
+                s.kept().filter(selected).take(query.limit).map(row).collect()
+            }
+        })
     }
 
-    pub(crate) fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
-        let mut state = self.state.write().map_err(poisoned)?;
-        // The portal's oldest events up to its first at or after `before`: a prefix of its trail.
-        state.drop_hidden();
-        let mut deleted = 0;
-        let mut done = false;
-        state.events.retain(|(_, event)| {
-            if done || event.portal != *portal {
-                return true;
-            }
-            if deleted == max || event.at >= before {
-                done = true;
-                return true;
-            }
-            deleted += 1;
-            false
-        });
-        Ok(deleted)
+    fn prune_events(&self, portal: &PortalId, before: u64, max: usize) -> Result<usize, StorageError> {
+        self.write(|s| {
+            // The portal's oldest events up to its first at or after `before`: a prefix of its trail.
+            s.drop_hidden();
+            let mut deleted = 0;
+            let mut done = false;
+            s.events.retain(|(_, p, event)| {
+                if done || p != portal {
+                    return true;
+                }
+                if deleted == max || event.at >= before {
+                    done = true;
+                    return true;
+                }
+                deleted += 1;
+                false
+            });
+            deleted
+        })
     }
 
-    pub(crate) fn count_events(
-        &self,
-        portal: &PortalId,
-        from: u64,
-        until: u64,
-    ) -> Result<Vec<(String, u64)>, StorageError> {
-        let state = self.state.read().map_err(poisoned)?;
-        let mut counts = std::collections::BTreeMap::<&str, u64>::new();
-        for (_, event) in state.kept() {
-            if event.portal == *portal && (from..until).contains(&event.at) {
-                *counts.entry(event.kind.name()).or_default() += 1;
+    fn count_events(&self, portal: &PortalId, from: u64, until: u64) -> Result<Vec<(String, u64)>, StorageError> {
+        self.read(|s| {
+            let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+            for (_, p, event) in s.kept() {
+                if p == portal && (from..until).contains(&event.at) {
+                    *counts.entry(event.kind).or_default() += 1;
+                }
             }
-        }
-        Ok(counts.into_iter().map(|(kind, n)| (kind.to_owned(), n)).collect())
+            counts.into_iter().map(|(kind, n)| (kind.to_owned(), n)).collect()
+        })
     }
 
     /// Users are kept unordered (for sign-in speed), so each page sorts the
     /// matching ones: fine for tests and demos, not for a million users.
-    pub(crate) fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
-        let state = self.state.read().map_err(poisoned)?;
-        let Some(portal) = state.portals.get(&listing.portal) else {
-            return Ok(Vec::new());
-        };
-        let mut page: Vec<(UserId, RecordSummary)> = portal
-            .records
-            .iter()
-            .map(|(key, (record, _))| (key.user(), RecordSummary::of(record)))
-            .filter(|(user, summary)| listing.selects(user, summary))
-            .collect();
-        page.sort_by(|a, b| a.0.cmp(&b.0));
-        page.truncate(listing.limit);
-        Ok(page)
+    fn users(&self, listing: &UserListing) -> Result<Vec<(UserId, RecordSummary)>, StorageError> {
+        self.read(|s| {
+            let Some(portal) = s.portals.get(&listing.portal) else {
+                return Vec::new();
+            };
+            let mut page: Vec<(UserId, RecordSummary)> = portal
+                .records
+                .iter()
+                .map(|(key, (_, summary))| (key.user(), *summary))
+                .filter(|(user, summary)| listing.selects(user, summary))
+                .collect();
+            page.sort_by(|a, b| a.0.cmp(&b.0));
+            page.truncate(listing.limit);
+            page
+        })
+    }
+
+    fn records(
+        &self,
+        portal: &PortalId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, Stored)>, StorageError> {
+        self.read(|s| {
+            let Some(portal) = s.portals.get(portal) else {
+                return Vec::new();
+            };
+            let mut page: Vec<(UserId, Stored)> = portal
+                .records
+                .iter()
+                .map(|(key, (stored, _))| (key.user(), stored.clone()))
+                .filter(|(user, _)| after.is_none_or(|a| user > a))
+                .collect();
+            page.sort_by(|a, b| a.0.cmp(&b.0));
+            page.truncate(limit);
+            page
+        })
+    }
+
+    /// Runs `change` under the write lock on the stored record: no other
+    /// writer can interleave, so it never conflicts.
+    fn apply(&self, portal: &PortalId, user: &UserId, change: &mut ChangeFn<'_>) -> Result<Applied, StorageError> {
+        self.write(|s| {
+            let state = s.portals.get(portal);
+            let policy = state.and_then(|p| p.policy.as_ref());
+            let current = state
+                .and_then(|p| p.records.get(&UserKey::of(user)))
+                .map(|(stored, _)| stored);
+            let expected = current.map(|c| c.version);
+            let Some(write) = change(current, policy) else {
+                return Applied::Done;
+            };
+            s.commit(portal, user, expected, &write).into()
+        })
+    }
+
+    fn own_keyring(&self) -> Option<&Keyring> {
+        Some(&self.own_keys)
     }
 }
 
@@ -347,29 +392,29 @@ mod tests {
 
     #[test]
     fn a_store_keeping_n_events_keeps_the_newest_n_in_order() {
-        let event = |at| AuditEvent {
+        let event = |at| StoredEvent {
             at,
-            portal: PortalId::new("p"),
             user: None,
-            actor: crate::ids::Actor::System,
-            kind: crate::event::EventKind::PolicySettingsChanged,
+            kind: "policy_settings_changed",
+            bytes: Vec::new(),
         };
+        let portal = PortalId::new("p");
         let store = MemoryStore::keeping_events(2);
         let mut state = store.state.write().unwrap();
-        state.append((1..=3).map(event));
-        state.append([event(4)]);
-        let kept: Vec<u64> = state.kept().map(|(_, e)| e.at).collect();
+        state.append(&portal, &[event(1), event(2), event(3)]);
+        state.append(&portal, &[event(4)]);
+        let kept: Vec<u64> = state.kept().map(|(_, _, e)| e.at).collect();
         assert_eq!(kept, [3, 4]);
         // The hidden ones leave in a batch, never more than one batch past the limit.
         for at in 5..(5 + 3 * State::EVICT_BATCH as u64) {
-            state.append([event(at)]);
+            state.append(&portal, &[event(at)]);
             assert!(state.events.len() < 2 + State::EVICT_BATCH);
-            let kept: Vec<u64> = state.kept().map(|(_, e)| e.at).collect();
+            let kept: Vec<u64> = state.kept().map(|(_, _, e)| e.at).collect();
             assert_eq!(kept, [at - 1, at]);
         }
         let none = MemoryStore::keeping_events(0);
         let mut state = none.state.write().unwrap();
-        state.append([event(5)]);
+        state.append(&portal, &[event(5)]);
         assert_eq!(state.kept().count(), 0);
     }
 }

@@ -40,24 +40,10 @@ use crate::event::AuditEvent;
 pub use crate::event::EventPosition;
 pub(crate) use crate::event::EventQuery;
 use crate::ids::{PortalId, UserId};
-use crate::policy::PortalPolicy;
-use crate::state::MfaRecord;
 pub use crate::users::{RecordSummary, SummaryFilter, UserListing};
 
 /// A record's version: changes on every commit.
 pub type Version = u64;
-
-/// What the memory store's `apply` runs on the record itself: the change,
-/// and the next record.
-pub(crate) type LiveFn<'a> = dyn FnMut(MfaRecord, Option<&PortalPolicy>) -> LiveChange + Send + 'a;
-
-/// What a [`LiveFn`] leaves.
-#[derive(Debug)]
-pub(crate) struct LiveChange {
-    pub(crate) record: MfaRecord,
-    pub(crate) changed: bool,
-    pub(crate) events: Vec<AuditEvent>,
-}
 
 /// The change [`MfaStore::apply`] runs: given the stored record and the stored
 /// policy (if any), the write to make (`None`: nothing to write).
@@ -121,7 +107,9 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    pub(crate) fn of(event: &AuditEvent) -> Self {
+    /// The stored form of `event`, with its columns: for tools and floors
+    /// that write records by hand (see [`RecordWrite::new`]).
+    pub fn of(event: &AuditEvent) -> Self {
         Self {
             at: event.at,
             user: event.user.clone(),
@@ -238,6 +226,14 @@ pub trait MfaStore: Send + Sync {
         Ok((self.load(portal, user)?, self.load_policy(portal)?))
     }
 
+    /// A key of the store's own to seal records with when the host gives the
+    /// portal no [`Keyring`](crate::Keyring): only for a store whose records
+    /// end with the process ([`MemoryStore`]), since they could not be opened
+    /// after it. `None` (the default): the portal needs the host's keyring.
+    fn own_keyring(&self) -> Option<&crate::Keyring> {
+        None
+    }
+
     /// Check-and-record in one call: runs `change` on the user's current
     /// stored record and the portal's stored policy, and writes what it
     /// returns (if anything), atomically.
@@ -269,8 +265,6 @@ pub enum Backend<'s> {
     Blocking(&'s dyn MfaStore),
     /// An async byte store.
     Async(&'s dyn AsyncMfaStore),
-    /// The memory store.
-    Memory(&'s MemoryStore),
 }
 
 /// A store an [`Op`](crate::Op) can [`run`](crate::Op::run) on, blocking the
@@ -289,9 +283,9 @@ pub trait AsyncStore: Send + Sync {
     fn nonblocking(&self) -> Backend<'_>;
 }
 
-/// The two traits are the same four impls apart from the trait and the kind
-/// of byte store: a byte store of that kind, it as a trait object, the memory
-/// store, and an `Arc` of any of them.
+/// The two traits are the same three impls apart from the trait and the kind
+/// of byte store: a byte store of that kind, it as a trait object, and an
+/// `Arc` of either.
 macro_rules! store_for_executor {
     ($store_trait:ident :: $method:ident, $bytes:ident => $variant:ident) => {
         impl<S: $bytes> $store_trait for S {
@@ -306,12 +300,6 @@ macro_rules! store_for_executor {
             }
         }
 
-        impl $store_trait for MemoryStore {
-            fn $method(&self) -> Backend<'_> {
-                Backend::Memory(self)
-            }
-        }
-
         impl<B: $store_trait + ?Sized> $store_trait for std::sync::Arc<B> {
             fn $method(&self) -> Backend<'_> {
                 (**self).$method()
@@ -322,6 +310,13 @@ macro_rules! store_for_executor {
 
 store_for_executor!(BlockingStore::blocking, MfaStore => Blocking);
 store_for_executor!(AsyncStore::nonblocking, AsyncMfaStore => Async);
+
+/// The memory store never waits: awaited, its calls run where they stand.
+impl AsyncStore for MemoryStore {
+    fn nonblocking(&self) -> Backend<'_> {
+        Backend::Blocking(self)
+    }
+}
 
 #[cfg(feature = "tokio")]
 impl<S: MfaStore> BlockingStore for OffRuntime<S> {
