@@ -109,7 +109,7 @@ fn every_record_round_trips_byte_for_byte() {
     let ring = keyring();
     for (user, record) in records().0 {
         let bytes = encode(&record, &user, &ring, 1);
-        assert_eq!(bytes[0], 2, "starts with its format version");
+        assert_eq!(bytes[0], 3, "starts with its format version");
         let back = MfaRecord::decode(&bytes, &portal_id(), &user, &ring).unwrap();
         assert_eq!(encode(&back, &user, &ring, 1), bytes, "{user}");
         assert_eq!(
@@ -234,10 +234,10 @@ fn truncated_tampered_and_newer_bytes_each_have_their_error() {
             Err(Error::CorruptRecord(_))
         ));
         let mut newer = bytes.clone();
-        newer[0] = 3;
+        newer[0] = 4;
         assert!(matches!(
             MfaRecord::decode(&newer, &portal_id(), user, &ring),
-            Err(Error::IncompatibleFormat { found: 3, supported: 2 })
+            Err(Error::IncompatibleFormat { found: 4, supported: 3 })
         ));
     }
     // Every byte of a sealed value is covered: its key check, its nonce, its ciphertext and tag.
@@ -309,4 +309,69 @@ proptest! {
             prop_assert_eq!(encode(&back, user, &ring, 10), again);
         }
     }
+}
+
+#[test]
+fn form_3_refuses_unknown_misordered_repeated_and_default_fields() {
+    let ring = keyring();
+    let user = UserId::customer("u");
+    let decode = |bytes: &[u8]| MfaRecord::decode(bytes, &portal_id(), &user, &ring);
+    // No field at all is the empty record; after the format byte, the length of the fields,
+    // then each field's tag, length and value.
+    assert_eq!(
+        format!("{:?}", decode(&[3, 0]).unwrap()),
+        format!("{:?}", MfaRecord::default())
+    );
+    let generation_7 = [3u8, 3, 1, 1, 7];
+    assert_eq!(decode(&generation_7).unwrap().session_generation(), 7);
+    for (bad, why) in [
+        (&[3u8][..], "no length"),
+        (&[3, 3, 1, 1], "cut short"),
+        (&[3, 3, 1, 1, 7, 0], "longer than its length"),
+        (&[3, 2, 99, 0], "a tag this build does not know"),
+        (&[3, 3, 1, 1, 0], "a number field holding its default (it is left out)"),
+        (&[3, 6, 3, 1, 5, 1, 1, 2], "tags out of order"),
+        (&[3, 6, 1, 1, 2, 1, 1, 3], "a field given twice"),
+        (&[3, 3, 1, 2, 7], "a length past the end"),
+        (&[3, 4, 1, 2, 7, 0], "a value with bytes left over"),
+        (&[3, 3, 2, 1, 0], "a flag with a value"),
+        (&[3, 2, 0, 0], "tag 0"),
+    ] {
+        assert!(
+            matches!(decode(bad), Err(Error::CorruptRecord(_))),
+            "{why}: {:?}",
+            decode(bad)
+        );
+    }
+}
+
+/// Records stored by the previous release, in form 2 (`tests/data/form2_records.txt`,
+/// written by that release's encoder under `flows::keyring()`): each still reads, and
+/// is written again as form 3 with the same content.
+#[test]
+fn records_of_form_2_still_read_and_are_written_as_form_3() {
+    let ring = keyring();
+    let fixture = std::fs::read_to_string("tests/data/form2_records.txt").unwrap();
+    let mut read = 0;
+    for line in fixture.lines() {
+        let mut parts = line.split(' ');
+        let (kind, id, hex) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let user = UserId::new(portal_mfa::UserKind::from_name(kind).unwrap(), id);
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(bytes[0], 2, "{user}: a form 2 record");
+        let record = MfaRecord::decode(&bytes, &portal_id(), &user, &ring).unwrap();
+        let again = encode(&record, &user, &ring, 5);
+        assert_eq!(again[0], 3);
+        let back = MfaRecord::decode(&again, &portal_id(), &user, &ring).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{record:?}"), "{user}");
+        assert_eq!(
+            portal_mfa::store::RecordSummary::of(&back),
+            portal_mfa::store::RecordSummary::of(&record)
+        );
+        read += 1;
+    }
+    assert!(read >= 6, "the fixture has a record in every state");
 }

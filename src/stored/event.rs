@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::parts::{read_reason, reason};
 use super::policy::{enforcement, method_tag, read_enforcement, read_method};
-use super::record::{read_reason, reason};
 use super::{EVENT_FORMAT, Reader, Writer, corrupt, format_version};
 use crate::error::Result;
 use crate::event::{AuditEvent, EventKind, Factor, ForgetCause, RemovalCause, ResetMode, SessionEndCause};

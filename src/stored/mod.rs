@@ -13,8 +13,10 @@
 //! is used, numbers are canonical LEB128, and the whole input must be used.
 
 mod event;
+mod parts;
 mod policy;
 mod record;
+mod record_v2;
 
 pub(crate) use event::{decode_event, encode_event};
 pub(crate) use policy::{decode_policy, encode_policy};
@@ -23,7 +25,7 @@ pub(crate) use record::{decode_record, encode_record, record_sessions};
 use crate::error::{Error, Result};
 
 /// The format version this build writes, for each kind of stored value.
-pub(crate) const RECORD_FORMAT: u8 = 2;
+pub(crate) const RECORD_FORMAT: u8 = 3;
 pub(crate) const POLICY_FORMAT: u8 = 2;
 pub(crate) const EVENT_FORMAT: u8 = 2;
 
@@ -79,6 +81,92 @@ impl Writer {
     pub(crate) fn str(&mut self, text: &str) {
         self.bytes(text.as_bytes());
     }
+
+    /// A field: its tag, then the length and bytes of the value `value` writes.
+    pub(crate) fn field(&mut self, tag: u64, value: impl FnOnce(&mut Writer) -> Result<()>) -> Result<()> {
+        self.uint(tag);
+        let start = self.0.len();
+        value(self)?;
+        self.length_before(start);
+        Ok(())
+    }
+
+    /// A field whose value `value` writes, and cannot fail to.
+    pub(crate) fn written_field(&mut self, tag: u64, value: impl FnOnce(&mut Writer)) {
+        self.uint(tag);
+        let start = self.0.len();
+        value(self);
+        self.length_before(start);
+    }
+
+    /// Puts the length of what was written since `start` before it (in
+    /// place: the value is written once, then moved up by a few bytes).
+    pub(crate) fn length_before(&mut self, start: usize) {
+        let mut len = Writer(Vec::with_capacity(10));
+        len.uint((self.0.len() - start) as u64);
+        self.0.splice(start..start, len.0);
+    }
+
+    /// A field whose value is `bytes` as they are.
+    pub(crate) fn raw_field(&mut self, tag: u64, bytes: &[u8]) {
+        self.uint(tag);
+        self.bytes(bytes);
+    }
+
+    /// A field of text (its value is the UTF-8 bytes).
+    pub(crate) fn str_field(&mut self, tag: u64, text: &str) {
+        self.raw_field(tag, text.as_bytes());
+    }
+
+    /// A number field, always written.
+    pub(crate) fn uint_field_always(&mut self, tag: u64, value: u64) {
+        let mut inner = Writer(Vec::with_capacity(10));
+        inner.uint(value);
+        self.raw_field(tag, &inner.0);
+    }
+
+    /// A number field, left out when it is 0 (its default).
+    pub(crate) fn uint_field(&mut self, tag: u64, value: u64) {
+        if value != 0 {
+            self.uint_field_always(tag, value);
+        }
+    }
+
+    /// An optional number field, left out when unset.
+    pub(crate) fn opt_uint_field(&mut self, tag: u64, value: Option<u64>) {
+        if let Some(value) = value {
+            self.uint_field_always(tag, value);
+        }
+    }
+}
+
+/// The fields of a value, in order: each a tag, then its value's length and
+/// bytes. Tags ascend; only the tags of lists may repeat (one after another).
+pub(crate) struct Fields<'a, 'l> {
+    reader: Reader<'a>,
+    lists: &'l [u64],
+    last: u64,
+}
+
+impl<'a, 'l> Fields<'a, 'l> {
+    /// The fields `reader` holds; `lists` are the tags that may repeat.
+    pub(crate) fn of(reader: Reader<'a>, lists: &'l [u64]) -> Self {
+        Self { reader, lists, last: 0 }
+    }
+
+    /// The next field's tag and a reader over its value; `None` at the end.
+    pub(crate) fn next(&mut self) -> Result<Option<(u64, Reader<'a>)>> {
+        if self.reader.rest.is_empty() {
+            return Ok(None);
+        }
+        let tag = self.reader.uint()?;
+        if tag == 0 || tag < self.last || (tag == self.last && !self.lists.contains(&tag)) {
+            return corrupt("fields out of order or given twice");
+        }
+        self.last = tag;
+        let value = self.reader.bytes()?;
+        Ok(Some((tag, Reader { rest: value })))
+    }
 }
 
 /// Reads stored-form primitives; every failure is [`Error::CorruptRecord`].
@@ -96,6 +184,30 @@ impl<'a> Reader<'a> {
         Self {
             rest: bytes.get(1..).unwrap_or_default(),
         }
+    }
+
+    /// `f` must read the whole value.
+    pub(crate) fn whole<T>(mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let value = f(&mut self)?;
+        self.finish()?;
+        Ok(value)
+    }
+
+    /// What is left, taken whole.
+    pub(crate) fn rest(self) -> &'a [u8] {
+        self.rest
+    }
+
+    /// A number that is not 0 (a field is left out when it holds 0).
+    pub(crate) fn nonzero_uint(&mut self) -> Result<u64> {
+        match self.uint()? {
+            0 => corrupt("a field holds its default"),
+            value => Ok(value),
+        }
+    }
+
+    pub(crate) fn nonzero_uint_as<T: TryFrom<u64>>(&mut self) -> Result<T> {
+        T::try_from(self.nonzero_uint()?).map_err(|_| Error::CorruptRecord("a number is out of range"))
     }
 
     /// Where the reader is, for [`Reader::since`].

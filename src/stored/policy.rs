@@ -1,6 +1,6 @@
 //! A portal's [`PortalPolicy`] in its stored form. It holds no secret.
 
-use super::record::{params, read_params};
+use super::parts::{params, read_params};
 use super::{POLICY_FORMAT, Reader, Writer, corrupt, format_version};
 use crate::error::{Error, Result};
 use crate::otp::Window;

@@ -1,140 +1,94 @@
-//! A user's [`MfaRecord`] in its stored form, secrets sealed.
+//! A user's [`MfaRecord`] in its stored form (form 3), secrets sealed.
+//!
+//! Form 3 is the format byte, the length of what follows (so a record cut
+//! short, even between fields, is refused), then fields: each a tag, the
+//! length of its value and the value, in ascending tag order (a list's tag
+//! repeats). A value
+//! that is itself several fields (an authenticator, the trusted browsers)
+//! is fields in the same way. A reader finds one field without decoding the
+//! rest, and a new field is a new tag: here, in the struct, and in the guide's
+//! `stored_form` chapter. Forms 1 and 2 are read by `record_v2.rs`.
 
 use rand::CryptoRng;
 
-use super::{RECORD_FORMAT, Reader, Writer, corrupt, format_version};
+use super::parts::{Decoded, Owner, open, params, read_params, read_reason, reason, seal};
+use super::{Fields, RECORD_FORMAT, Reader, Writer, corrupt, format_version, record_v2};
 use crate::backup::{BackupCodeHash, BackupCodes};
 use crate::error::{Error, Result};
-use crate::event::ResetReason;
 use crate::ids::{AuthenticatorId, BrowserId, PortalId, UserId};
-use crate::keyring::{Field, KEY_CHECK_LEN, Keyring, NONCE_LEN, associated_data};
-use crate::otp::{Algorithm, Digits, Secret, TotpParams};
-use std::sync::Arc;
-
+use crate::keyring::{Field, Keyring};
 use crate::state::{
-    Authenticator, Failures, Key, MfaRecord, PendingEnrolment, ResetRecord, SealedForm, SessionState, TokenHash,
-    TrustedBrowser, TrustedBrowsers,
+    Authenticator, MfaRecord, PendingEnrolment, ResetRecord, SessionState, TokenHash, TrustedBrowser, TrustedBrowsers,
 };
 
-// Flag bits of a record.
-const MUST_ENROL: u64 = 1;
-const HAS_PENDING: u64 = 1 << 1;
-const HAS_BACKUP: u64 = 1 << 2;
-const HAS_RESET: u64 = 1 << 3;
-/// Format 2 on.
-const HAS_TRUSTED: u64 = 1 << 4;
-const ALL_FLAGS: u64 = MUST_ENROL | HAS_PENDING | HAS_BACKUP | HAS_RESET | HAS_TRUSTED;
+/// The record's fields, by tag. A number field is left out when it is 0, a
+/// flag or an optional value when it is unset, so each record has one form.
+mod tag {
+    /// The session generation: first, so a session check finds it at once.
+    pub(super) const SESSIONS: u64 = 1;
+    /// Present (empty) when the user must enrol before signing in.
+    pub(super) const MUST_ENROL: u64 = 2;
+    pub(super) const NEXT_AUTHENTICATOR_ID: u64 = 3;
+    pub(super) const CONSECUTIVE_FAILURES: u64 = 4;
+    pub(super) const LOCKS: u64 = 5;
+    pub(super) const LOCKED_UNTIL: u64 = 6;
+    pub(super) const GRACE_SIGN_INS_USED: u64 = 7;
+    pub(super) const LAST_VERIFIED_AT: u64 = 8;
+    pub(super) const NEXT_BROWSER_ID: u64 = 9;
+    /// One per authenticator, in order (fields: [`item`]).
+    pub(super) const AUTHENTICATOR: u64 = 10;
+    /// The pending enrolment (fields: [`item`]).
+    pub(super) const PENDING: u64 = 11;
+    /// Fields: [`backup`].
+    pub(super) const BACKUP_CODES: u64 = 12;
+    /// Fields: [`reset`].
+    pub(super) const LAST_RESET: u64 = 13;
+    /// Fields: [`trusted`].
+    pub(super) const TRUSTED_BROWSERS: u64 = 14;
 
-/// Who a record belongs to: bound into every sealed value's associated data.
-#[derive(Clone, Copy)]
-struct Owner<'a> {
-    portal: &'a PortalId,
-    user: &'a UserId,
-}
+    /// An authenticator's or a pending enrolment's fields.
+    pub(super) mod item {
+        pub(crate) const ID: u64 = 1;
+        pub(crate) const LABEL: u64 = 2;
+        /// Algorithm, digits, period, T0.
+        pub(crate) const PARAMS: u64 = 3;
+        /// When it was added (an authenticator) or started (an enrolment).
+        pub(crate) const SINCE: u64 = 4;
+        pub(crate) const LAST_USED_STEP: u64 = 5;
+        pub(crate) const EXPIRES_AT: u64 = 6;
+        pub(crate) const REPLACES: u64 = 7;
+        pub(crate) const WRONG_CODES: u64 = 8;
+        /// Key id, key check, nonce, ciphertext.
+        pub(crate) const SECRET: u64 = 9;
+    }
 
-impl Owner<'_> {
-    fn aad(&self, format: u8, authenticator: u32, field: Field, key_id: &str) -> Vec<u8> {
-        associated_data(
-            format,
-            self.portal.as_str(),
-            self.user.kind().as_str(),
-            self.user.id(),
-            authenticator,
-            field,
-            key_id,
-        )
+    pub(super) mod backup {
+        pub(crate) const SALT: u64 = 1;
+        /// The hashes, one after another.
+        pub(crate) const HASHES: u64 = 2;
+        pub(crate) const USED: u64 = 3;
     }
-}
 
-/// What a session check needs of a stored record, read without opening any
-/// secret: its session generation (the second field) and, `with_browsers`,
-/// the ids of the browsers it trusts (the last section), the fields between
-/// passed over. Without, the browsers are not read (a stamp no trusted
-/// browser signed in needs only the generation).
-pub(crate) fn record_sessions(bytes: &[u8], with_browsers: bool) -> Result<SessionState> {
-    let format = format_version(bytes, RECORD_FORMAT)?;
-    if format < 2 {
-        return Ok(SessionState::default());
+    pub(super) mod reset {
+        pub(crate) const BY: u64 = 1;
+        pub(crate) const REASON: u64 = 2;
+        pub(crate) const AT: u64 = 3;
     }
-    let mut r = Reader::after_format(bytes);
-    let flags = r.uint()?;
-    let generation = r.uint()?;
-    if !with_browsers {
-        return Ok(SessionState {
-            generation,
-            browsers: Vec::new(),
-        });
-    }
-    // next authenticator id, failures (3), grace sign-ins, last verified.
-    for _ in 0..3 {
-        r.uint()?;
-    }
-    r.opt_uint()?;
-    r.uint()?;
-    r.opt_uint()?;
-    let skip_sealed = |r: &mut Reader<'_>| -> Result<()> {
-        r.str()?;
-        r.array::<KEY_CHECK_LEN>()?;
-        r.array::<NONCE_LEN>()?;
-        r.bytes().map(drop)
-    };
-    let count = r.uint_as::<usize>()?;
-    if count > MfaRecord::MAX_AUTHENTICATORS {
-        return corrupt("more authenticators than allowed");
-    }
-    for _ in 0..count {
-        r.uint()?;
-        r.str()?;
-        read_params(&mut r)?;
-        r.uint()?;
-        r.opt_uint()?;
-        skip_sealed(&mut r)?;
-    }
-    if flags & HAS_PENDING != 0 {
-        r.uint()?;
-        r.str()?;
-        read_params(&mut r)?;
-        r.uint()?;
-        r.uint()?;
-        r.opt_uint()?;
-        r.u8()?;
-        skip_sealed(&mut r)?;
-    }
-    if flags & HAS_BACKUP != 0 {
-        r.array::<16>()?;
-        let count = r.uint_as::<usize>()?;
-        if count > usize::from(crate::policy::PortalPolicy::MAX_BACKUP_CODES) {
-            return corrupt("more backup codes than any policy issues");
-        }
-        for _ in 0..count {
-            r.array::<{ core::mem::size_of::<BackupCodeHash>() }>()?;
-        }
-        r.uint()?;
-    }
-    if flags & HAS_RESET != 0 {
-        r.str()?;
-        read_reason(&mut r)?;
-        r.uint()?;
-    }
-    r.uint()?;
-    let mut browsers = Vec::new();
-    if flags & HAS_TRUSTED != 0 {
-        r.array::<16>()?;
-        let count = r.uint_as::<usize>()?;
-        if count == 0 || count > TrustedBrowsers::MAX {
-            return corrupt("a trusted-browser count out of range");
-        }
-        for _ in 0..count {
-            browsers.push(BrowserId(r.uint_as()?));
-            r.str()?;
-            r.uint()?;
-            r.opt_uint()?;
-            r.uint()?;
-            r.array::<32>()?;
+
+    pub(super) mod trusted {
+        pub(crate) const SALT: u64 = 1;
+        /// One per browser (fields: [`browser`]).
+        pub(crate) const BROWSER: u64 = 2;
+
+        pub(crate) mod browser {
+            pub(crate) const ID: u64 = 1;
+            pub(crate) const LABEL: u64 = 2;
+            pub(crate) const CREATED_AT: u64 = 3;
+            pub(crate) const LAST_USED_AT: u64 = 4;
+            pub(crate) const EXPIRES_AT: u64 = 5;
+            pub(crate) const HASH: u64 = 6;
         }
     }
-    r.finish()?;
-    Ok(SessionState { generation, browsers })
 }
 
 /// Encodes `record` for `user` of `portal`, sealing every secret under the
@@ -148,352 +102,385 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>> {
     let owner = Owner { portal, user };
     let mut w = Writer::new(RECORD_FORMAT);
-    let flags = (if record.must_enrol { MUST_ENROL } else { 0 })
-        | (if record.pending.is_some() { HAS_PENDING } else { 0 })
-        | (if record.backup_codes.is_some() { HAS_BACKUP } else { 0 })
-        | (if record.last_reset.is_some() { HAS_RESET } else { 0 })
-        | (if record.trusted_browsers().is_empty() {
-            0
-        } else {
-            HAS_TRUSTED
-        });
-    w.uint(flags);
-    // Second, so a session check reads it without opening anything (see `record_sessions`).
-    w.uint(record.sessions);
-    w.uint(record.next_authenticator_id.into());
-    w.uint(record.failures.consecutive.into());
-    w.uint(record.failures.locks.into());
-    w.opt_uint(record.failures.locked_until);
-    w.uint(record.grace_sign_ins_used.into());
-    w.opt_uint(record.last_verified_at);
-    w.uint(record.authenticators.len() as u64);
+    let start = w.0.len();
+    w.uint_field(tag::SESSIONS, record.sessions);
+    if record.must_enrol {
+        w.field(tag::MUST_ENROL, |_| Ok(()))?;
+    }
+    w.uint_field(tag::NEXT_AUTHENTICATOR_ID, record.next_authenticator_id.into());
+    w.uint_field(tag::CONSECUTIVE_FAILURES, record.failures.consecutive.into());
+    w.uint_field(tag::LOCKS, record.failures.locks.into());
+    w.opt_uint_field(tag::LOCKED_UNTIL, record.failures.locked_until);
+    w.uint_field(tag::GRACE_SIGN_INS_USED, record.grace_sign_ins_used.into());
+    w.opt_uint_field(tag::LAST_VERIFIED_AT, record.last_verified_at);
+    w.uint_field(tag::NEXT_BROWSER_ID, record.next_browser_id.into());
     for a in &record.authenticators {
-        w.uint(a.id.0.into());
-        w.str(&a.label);
-        params(&mut w, a.params());
-        w.uint(a.added_at);
-        w.opt_uint(a.last_used_step);
-        seal(&mut w, owner, a.id.0, Field::Secret, &a.key, keyring, rng)?;
+        w.field(tag::AUTHENTICATOR, |w| {
+            use tag::item::*;
+            w.uint_field_always(ID, a.id.0.into());
+            w.str_field(LABEL, &a.label);
+            w.written_field(PARAMS, |w| params(w, a.params()));
+            w.uint_field_always(SINCE, a.added_at);
+            w.opt_uint_field(LAST_USED_STEP, a.last_used_step);
+            w.field(SECRET, |w| seal(w, owner, a.id.0, Field::Secret, &a.key, keyring, rng))
+        })?;
     }
     if let Some(p) = &record.pending {
-        w.uint(p.id.0.into());
-        w.str(&p.label);
-        params(&mut w, p.params());
-        w.uint(p.started_at);
-        w.uint(p.expires_at);
-        w.opt_uint(p.replaces.map(|r| r.0.into()));
-        w.u8(p.wrong_codes);
-        seal(&mut w, owner, p.id.0, Field::PendingSecret, &p.key, keyring, rng)?;
+        w.field(tag::PENDING, |w| {
+            use tag::item::*;
+            w.uint_field_always(ID, p.id.0.into());
+            w.str_field(LABEL, &p.label);
+            w.written_field(PARAMS, |w| params(w, p.params()));
+            w.uint_field_always(SINCE, p.started_at);
+            w.uint_field_always(EXPIRES_AT, p.expires_at);
+            w.opt_uint_field(REPLACES, p.replaces.map(|r| r.0.into()));
+            w.uint_field(WRONG_CODES, p.wrong_codes.into());
+            w.field(SECRET, |w| {
+                seal(w, owner, p.id.0, Field::PendingSecret, &p.key, keyring, rng)
+            })
+        })?;
     }
     if let Some(codes) = &record.backup_codes {
-        w.0.extend_from_slice(codes.salt());
-        w.uint(codes.hashes().len() as u64);
-        for hash in codes.hashes() {
-            w.0.extend_from_slice(hash);
-        }
-        w.uint(codes.used_mask().into());
+        w.field(tag::BACKUP_CODES, |w| {
+            use tag::backup::*;
+            w.raw_field(SALT, codes.salt());
+            w.raw_field(HASHES, &codes.hashes().concat());
+            w.uint_field(USED, codes.used_mask().into());
+            Ok(())
+        })?;
     }
     if let Some(reset) = &record.last_reset {
-        w.str(&reset.by);
-        reason(&mut w, &reset.reason);
-        w.uint(reset.at);
+        w.field(tag::LAST_RESET, |w| {
+            use tag::reset::*;
+            w.str_field(BY, &reset.by);
+            w.written_field(REASON, |w| reason(w, &reset.reason));
+            w.uint_field_always(AT, reset.at);
+            Ok(())
+        })?;
     }
-    w.uint(record.next_browser_id.into());
     if let Some(trusted) = record.trusted.as_ref().filter(|t| !t.browsers.is_empty()) {
-        w.0.extend_from_slice(&trusted.salt);
-        w.uint(trusted.browsers.len() as u64);
-        for b in &trusted.browsers {
-            w.uint(b.id.0.into());
-            w.str(&b.label);
-            w.uint(b.created_at);
-            w.opt_uint(b.last_used_at);
-            w.uint(b.expires_at);
-            w.0.extend_from_slice(&b.hash);
-        }
+        w.field(tag::TRUSTED_BROWSERS, |w| {
+            use tag::trusted::*;
+            w.raw_field(SALT, &trusted.salt);
+            for b in &trusted.browsers {
+                w.field(BROWSER, |w| {
+                    use browser::*;
+                    w.uint_field_always(ID, b.id.0.into());
+                    w.str_field(LABEL, &b.label);
+                    w.uint_field_always(CREATED_AT, b.created_at);
+                    w.opt_uint_field(LAST_USED_AT, b.last_used_at);
+                    w.uint_field_always(EXPIRES_AT, b.expires_at);
+                    w.raw_field(HASH, &b.hash);
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
     }
+    w.length_before(start);
     Ok(w.0)
 }
 
-/// A decoded record, and whether any of its secrets was sealed under a key
-/// other than the current one (it is re-sealed at its next write).
-pub(crate) struct Decoded {
-    pub(crate) record: MfaRecord,
-    pub(crate) stale_key: bool,
+/// The reader over a form 3 record's fields, once its length is checked.
+fn fields_of(bytes: &[u8]) -> Result<Fields<'_, 'static>> {
+    let mut outer = Reader::after_format(bytes);
+    let body = outer.bytes()?;
+    outer.finish()?;
+    Ok(Fields::of(Reader { rest: body }, &[tag::AUTHENTICATOR]))
 }
 
-/// Decodes a stored record of `user` of `portal`, opening its secrets.
+/// Decodes a stored record of `user` of `portal` (any form this crate wrote), opening its secrets.
 pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyring: &Keyring) -> Result<Decoded> {
     let format = format_version(bytes, RECORD_FORMAT)?;
     let owner = Owner { portal, user };
+    let decoded = if format < 3 {
+        record_v2::decode(bytes, format, owner, keyring)?
+    } else {
+        decode_fields(bytes, owner, keyring)?
+    };
+    decoded.record.check_consistent()?;
+    Ok(decoded)
+}
+
+/// What a session check needs of a stored record, read without opening any
+/// secret: its session generation and, `with_browsers`, the ids of the
+/// browsers it trusts; every other field is passed over by its length.
+pub(crate) fn record_sessions(bytes: &[u8], with_browsers: bool) -> Result<SessionState> {
+    let format = format_version(bytes, RECORD_FORMAT)?;
+    if format < 3 {
+        return record_v2::sessions(bytes, format, with_browsers);
+    }
+    let mut state = SessionState::default();
+    let mut fields = fields_of(bytes)?;
+    while let Some((t, mut value)) = fields.next()? {
+        match t {
+            tag::SESSIONS => state.generation = value.nonzero_uint()?,
+            tag::TRUSTED_BROWSERS if with_browsers => {
+                let mut browsers = Fields::of(value, &[tag::trusted::BROWSER]);
+                while let Some((t, value)) = browsers.next()? {
+                    if t == tag::trusted::BROWSER {
+                        let mut browser = Fields::of(value, &[]);
+                        while let Some((t, mut value)) = browser.next()? {
+                            if t == tag::trusted::browser::ID {
+                                state.browsers.push(BrowserId(value.uint_as()?));
+                            }
+                        }
+                    }
+                }
+            }
+            // Past the generation and with no browsers wanted, nothing else is read.
+            _ if !with_browsers => break,
+            _ => {}
+        }
+    }
+    Ok(state)
+}
+
+/// Form 3: the fields, each checked as it is read; a field this build does
+/// not know, one out of order or given twice, or one holding its default is refused.
+fn decode_fields(bytes: &[u8], owner: Owner<'_>, keyring: &Keyring) -> Result<Decoded> {
     let mut stale_key = false;
-    let mut r = Reader::after_format(bytes);
-    let flags = r.uint()?;
-    if flags & !ALL_FLAGS != 0 || (format < 2 && flags & HAS_TRUSTED != 0) {
-        return corrupt("unknown record flags");
+    let mut record = MfaRecord::default();
+    let mut authenticators = Vec::new();
+    let mut fields = fields_of(bytes)?;
+    while let Some((t, mut value)) = fields.next()? {
+        match t {
+            tag::SESSIONS => record.sessions = value.nonzero_uint()?,
+            tag::MUST_ENROL => record.must_enrol = true,
+            tag::NEXT_AUTHENTICATOR_ID => record.next_authenticator_id = value.nonzero_uint_as()?,
+            tag::CONSECUTIVE_FAILURES => record.failures.consecutive = value.nonzero_uint_as()?,
+            tag::LOCKS => record.failures.locks = value.nonzero_uint_as()?,
+            tag::LOCKED_UNTIL => record.failures.locked_until = Some(value.uint()?),
+            tag::GRACE_SIGN_INS_USED => record.grace_sign_ins_used = value.nonzero_uint_as()?,
+            tag::LAST_VERIFIED_AT => record.last_verified_at = Some(value.uint()?),
+            tag::NEXT_BROWSER_ID => record.next_browser_id = value.nonzero_uint_as()?,
+            tag::AUTHENTICATOR => {
+                if authenticators.len() == MfaRecord::MAX_AUTHENTICATORS {
+                    return corrupt("more authenticators than allowed");
+                }
+                authenticators.push(read_authenticator(value, owner, keyring, &mut stale_key)?);
+                continue;
+            }
+            tag::PENDING => {
+                record.pending = Some(Box::new(read_pending(value, owner, keyring, &mut stale_key)?));
+                continue;
+            }
+            tag::BACKUP_CODES => {
+                record.backup_codes = Some(read_backup_codes(value)?);
+                continue;
+            }
+            tag::LAST_RESET => {
+                record.last_reset = Some(Box::new(read_reset(value)?));
+                continue;
+            }
+            tag::TRUSTED_BROWSERS => {
+                record.trusted = Some(Box::new(read_trusted(value)?));
+                continue;
+            }
+            _ => return corrupt("a record field this build does not know"),
+        }
+        value.finish()?;
     }
-    // Format 1 had no sessions: its records are at generation 0.
-    let sessions = if format >= 2 { r.uint()? } else { 0 };
-    let next_authenticator_id = r.uint_as()?;
-    let failures = Failures {
-        consecutive: r.uint_as()?,
-        locks: r.uint_as()?,
-        locked_until: r.opt_uint()?,
-    };
-    let grace_sign_ins_used = r.uint_as()?;
-    let last_verified_at = r.opt_uint()?;
-    let count = r.uint_as::<usize>()?;
-    if count > MfaRecord::MAX_AUTHENTICATORS {
-        return corrupt("more authenticators than allowed");
-    }
-    let mut authenticators = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = r.uint_as()?;
-        let label = r.str()?.into();
-        let params = read_params(&mut r)?;
-        let added_at = r.uint()?;
-        let last_used_step = r.opt_uint()?;
-        let key = open(
-            &mut r,
-            format,
-            owner,
-            id,
-            Field::Secret,
-            params,
-            keyring,
-            &mut stale_key,
-        )?;
-        authenticators.push(Authenticator {
-            id: AuthenticatorId(id),
-            label,
-            key,
-            added_at,
-            last_used_step,
-        });
-    }
-    let pending = if flags & HAS_PENDING != 0 {
-        let id = r.uint_as()?;
-        let label = r.str()?.into();
-        let params = read_params(&mut r)?;
-        let started_at = r.uint()?;
-        let expires_at = r.uint()?;
-        let replaces = r.opt_uint_as::<u32>()?;
-        let wrong_codes = r.u8()?;
-        if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
-            return corrupt("a pending enrolment past its wrong-code budget");
-        }
-        let key = open(
-            &mut r,
-            format,
-            owner,
-            id,
-            Field::PendingSecret,
-            params,
-            keyring,
-            &mut stale_key,
-        )?;
-        Some(Box::new(PendingEnrolment {
-            id: AuthenticatorId(id),
-            label,
-            key,
-            started_at,
-            expires_at,
-            replaces: replaces.map(AuthenticatorId),
-            wrong_codes,
-        }))
-    } else {
-        None
-    };
-    let backup_codes = if flags & HAS_BACKUP != 0 {
-        let salt = r.array()?;
-        let count = r.uint_as::<usize>()?;
-        if count > usize::from(crate::policy::PortalPolicy::MAX_BACKUP_CODES) {
-            return corrupt("more backup codes than any policy issues");
-        }
-        let hashes = (0..count).map(|_| r.array()).collect::<Result<Vec<_>>>()?;
-        Some(BackupCodes::from_parts(salt, hashes, r.uint_as()?)?)
-    } else {
-        None
-    };
-    let last_reset = if flags & HAS_RESET != 0 {
-        let by = r.str()?.into();
-        let reason = read_reason(&mut r)?;
-        Some(Box::new(ResetRecord {
-            by,
-            reason,
-            at: r.uint()?,
-        }))
-    } else {
-        None
-    };
-    let next_browser_id = if format >= 2 { r.uint_as()? } else { 0 };
-    let trusted = if flags & HAS_TRUSTED != 0 {
-        let salt = r.array()?;
-        let count = r.uint_as::<usize>()?;
-        if count == 0 || count > TrustedBrowsers::MAX {
-            return corrupt("a trusted-browser count out of range");
-        }
-        let mut browsers = Vec::with_capacity(count);
-        for _ in 0..count {
-            browsers.push(TrustedBrowser {
-                id: BrowserId(r.uint_as()?),
-                label: r.str()?.into(),
-                created_at: r.uint()?,
-                last_used_at: r.opt_uint()?,
-                expires_at: r.uint()?,
-                hash: r.array::<32>()? as TokenHash,
-            });
-        }
-        Some(Box::new(TrustedBrowsers { salt, browsers }))
-    } else {
-        None
-    };
-    r.finish()?;
-    let record = MfaRecord {
-        authenticators: authenticators.into(),
-        pending,
-        backup_codes,
-        failures,
-        must_enrol: flags & MUST_ENROL != 0,
-        grace_sign_ins_used,
-        next_authenticator_id,
-        last_reset,
-        last_verified_at,
-        sessions,
-        trusted,
-        next_browser_id,
-    };
-    record.check_consistent()?;
+    record.authenticators = authenticators.into();
     Ok(Decoded { record, stale_key })
 }
 
-/// Writes the key's secret sealed: the form it was read in when that is for
-/// this field and under the current key, else sealed afresh with a new nonce.
-fn seal<R: CryptoRng + ?Sized>(
-    w: &mut Writer,
-    owner: Owner<'_>,
-    authenticator: u32,
-    field: Field,
-    key: &Key,
-    keyring: &Keyring,
-    rng: &mut R,
-) -> Result<()> {
-    let key_id = keyring.current_key_id().as_str();
-    if let Some(sealed) = &key.sealed
-        && sealed.field == field as u8
-        && &*sealed.key_id == key_id
-    {
-        w.0.extend_from_slice(&sealed.bytes);
-        return Ok(());
-    }
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill_bytes(&mut nonce);
-    w.str(key_id);
-    w.0.extend_from_slice(keyring.current_check());
-    w.0.extend_from_slice(&nonce);
-    let plain = key.secret().expose_bytes();
-    w.uint((plain.len() + crate::keyring::TAG_LEN) as u64);
-    // Sealed in place at the end of the buffer: the plaintext never sits anywhere else.
-    let start = w.0.len();
-    w.0.extend_from_slice(plain);
-    let sealed = keyring.seal(
-        &nonce,
-        &owner.aad(RECORD_FORMAT, authenticator, field, key_id),
-        &mut w.0,
-        start,
-    );
-    if sealed.is_err() {
-        zeroize::Zeroize::zeroize(&mut w.0[start..]);
-    }
-    sealed
+/// An item's fields, gathered (each at most once) for the reader that builds it.
+struct Item<'a> {
+    values: [Option<Reader<'a>>; 10],
 }
 
-/// Reads and opens a sealed secret, keeping its sealed form for the next write.
-#[allow(clippy::too_many_arguments)]
-fn open(
-    r: &mut Reader<'_>,
-    format: u8,
+impl<'a> Item<'a> {
+    /// Reads `value`'s fields, refusing a tag above `max`.
+    fn read(value: Reader<'a>, max: u64) -> Result<Self> {
+        let mut item = Item {
+            values: Default::default(),
+        };
+        let mut fields = Fields::of(value, &[]);
+        while let Some((t, value)) = fields.next()? {
+            if t == 0 || t > max {
+                return corrupt("a field this build does not know");
+            }
+            item.values[t as usize] = Some(value);
+        }
+        Ok(item)
+    }
+
+    fn take(&mut self, t: u64) -> Option<Reader<'a>> {
+        self.values[t as usize].take()
+    }
+
+    /// A field that must be there.
+    fn required(&mut self, t: u64) -> Result<Reader<'a>> {
+        self.take(t).ok_or(Error::CorruptRecord("a required field is missing"))
+    }
+
+    fn uint(&mut self, t: u64) -> Result<u64> {
+        self.required(t)?.whole(|r| r.uint())
+    }
+
+    fn uint_as<T: TryFrom<u64>>(&mut self, t: u64) -> Result<T> {
+        self.required(t)?.whole(|r| r.uint_as())
+    }
+
+    fn opt_uint(&mut self, t: u64) -> Result<Option<u64>> {
+        self.take(t).map(|v| v.whole(|r| r.uint())).transpose()
+    }
+
+    fn str(&mut self, t: u64) -> Result<&'a str> {
+        let value = self.required(t)?;
+        core::str::from_utf8(value.rest()).map_err(|_| Error::CorruptRecord("text is not UTF-8"))
+    }
+
+    fn array<const N: usize>(&mut self, t: u64) -> Result<[u8; N]> {
+        self.required(t)?.whole(|r| r.array())
+    }
+}
+
+fn read_authenticator(
+    value: Reader<'_>,
     owner: Owner<'_>,
-    authenticator: u32,
-    field: Field,
-    params: TotpParams,
     keyring: &Keyring,
     stale_key: &mut bool,
-) -> Result<Key> {
-    let before = r.position();
-    let key_id = r.str()?;
-    let check = r.array::<KEY_CHECK_LEN>()?;
-    let nonce = r.array::<NONCE_LEN>()?;
-    let sealed = r.bytes()?;
-    let plain = keyring.open(
-        key_id,
-        &check,
-        &nonce,
-        &owner.aad(format, authenticator, field, key_id),
-        sealed,
-    )?;
-    *stale_key |= key_id != keyring.current_key_id().as_str();
-    let secret =
-        Secret::from_bytes(&plain, 0).map_err(|_| Error::CorruptRecord("a sealed secret has an impossible length"))?;
-    let mut key = Key::new(secret, params);
-    // Kept only in the current format: an older one is re-sealed on its next write.
-    if format == RECORD_FORMAT {
-        key.sealed = Some(Arc::new(SealedForm {
-            field: field as u8,
-            key_id: key_id.into(),
-            bytes: r.since(before).into(),
-        }));
-    }
-    Ok(key)
-}
-
-pub(super) fn params(w: &mut Writer, p: &TotpParams) {
-    w.u8(match p.algorithm() {
-        Algorithm::Sha1 => 1,
-        Algorithm::Sha256 => 2,
-        Algorithm::Sha512 => 3,
-    });
-    w.u8(p.digits().get());
-    w.uint(p.period());
-    w.uint(p.t0());
-}
-
-pub(super) fn read_params(r: &mut Reader<'_>) -> Result<TotpParams> {
-    let algorithm = match r.u8()? {
-        1 => Algorithm::Sha1,
-        2 => Algorithm::Sha256,
-        3 => Algorithm::Sha512,
-        _ => return corrupt("unknown algorithm"),
+) -> Result<Authenticator> {
+    use tag::item::*;
+    let mut item = Item::read(value, SECRET)?;
+    let id = item.uint_as(ID)?;
+    let params = item.required(PARAMS)?.whole(read_params)?;
+    let authenticator = Authenticator {
+        id: AuthenticatorId(id),
+        label: item.str(LABEL)?.into(),
+        added_at: item.uint(SINCE)?,
+        last_used_step: item.opt_uint(LAST_USED_STEP)?,
+        key: item
+            .required(SECRET)?
+            .whole(|r| open(r, RECORD_FORMAT, owner, id, Field::Secret, params, keyring, stale_key))?,
     };
-    let digits = Digits::new(r.u8()?).ok_or(Error::CorruptRecord("digits out of range"))?;
-    let period = r.uint()?;
-    let t0 = r.uint()?;
-    TotpParams::new(algorithm, digits, period)
-        .map(|p| p.with_t0(t0))
-        .map_err(|_| Error::CorruptRecord("OTP parameters out of range"))
+    item.no_more()?;
+    Ok(authenticator)
 }
 
-pub(super) fn reason(w: &mut Writer, reason: &ResetReason) {
-    match reason {
-        ResetReason::LostDevice => w.u8(1),
-        ResetReason::NewDevice => w.u8(2),
-        ResetReason::LockedOut => w.u8(3),
-        ResetReason::SecurityIncident => w.u8(4),
-        ResetReason::Other(note) => {
-            w.u8(5);
-            w.str(note);
+fn read_pending(
+    value: Reader<'_>,
+    owner: Owner<'_>,
+    keyring: &Keyring,
+    stale_key: &mut bool,
+) -> Result<PendingEnrolment> {
+    use tag::item::*;
+    let mut item = Item::read(value, SECRET)?;
+    let id = item.uint_as(ID)?;
+    let params = item.required(PARAMS)?.whole(read_params)?;
+    let wrong_codes = item
+        .take(WRONG_CODES)
+        .map(|v| v.whole(|r| r.nonzero_uint_as()))
+        .transpose()?
+        .unwrap_or(0);
+    if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
+        return corrupt("a pending enrolment past its wrong-code budget");
+    }
+    let pending = PendingEnrolment {
+        id: AuthenticatorId(id),
+        label: item.str(LABEL)?.into(),
+        started_at: item.uint(SINCE)?,
+        expires_at: item.uint(EXPIRES_AT)?,
+        replaces: item
+            .take(REPLACES)
+            .map(|v| v.whole(|r| r.uint_as().map(AuthenticatorId)))
+            .transpose()?,
+        wrong_codes,
+        key: item.required(SECRET)?.whole(|r| {
+            open(
+                r,
+                RECORD_FORMAT,
+                owner,
+                id,
+                Field::PendingSecret,
+                params,
+                keyring,
+                stale_key,
+            )
+        })?,
+    };
+    item.no_more()?;
+    Ok(pending)
+}
+
+fn read_backup_codes(value: Reader<'_>) -> Result<BackupCodes> {
+    use tag::backup::*;
+    let mut item = Item::read(value, USED)?;
+    let salt = item.array(SALT)?;
+    let hashes = item.required(HASHES)?.rest();
+    const SIZE: usize = core::mem::size_of::<BackupCodeHash>();
+    if hashes.len() % SIZE != 0 || hashes.len() / SIZE > usize::from(crate::policy::PortalPolicy::MAX_BACKUP_CODES) {
+        return corrupt("backup code hashes of the wrong size or too many");
+    }
+    let hashes = hashes
+        .chunks_exact(SIZE)
+        .map(|h| h.try_into().map_err(|_| Error::CorruptRecord("a backup code hash")))
+        .collect::<Result<Vec<BackupCodeHash>>>()?;
+    let used = item
+        .take(USED)
+        .map(|v| v.whole(|r| r.nonzero_uint_as()))
+        .transpose()?
+        .unwrap_or(0);
+    item.no_more()?;
+    BackupCodes::from_parts(salt, hashes, used)
+}
+
+fn read_reset(value: Reader<'_>) -> Result<ResetRecord> {
+    use tag::reset::*;
+    let mut item = Item::read(value, AT)?;
+    let reset = ResetRecord {
+        by: item.str(BY)?.into(),
+        reason: item.required(REASON)?.whole(read_reason)?,
+        at: item.uint(AT)?,
+    };
+    item.no_more()?;
+    Ok(reset)
+}
+
+fn read_trusted(value: Reader<'_>) -> Result<TrustedBrowsers> {
+    use tag::trusted::*;
+    let mut salt = None;
+    let mut browsers = Vec::new();
+    let mut fields = Fields::of(value, &[BROWSER]);
+    while let Some((t, value)) = fields.next()? {
+        match t {
+            SALT => salt = Some(value.whole(|r| r.array())?),
+            BROWSER => {
+                if browsers.len() == TrustedBrowsers::MAX {
+                    return corrupt("a trusted-browser count out of range");
+                }
+                use browser::*;
+                let mut item = Item::read(value, HASH)?;
+                browsers.push(TrustedBrowser {
+                    id: BrowserId(item.uint_as(ID)?),
+                    label: item.str(LABEL)?.into(),
+                    created_at: item.uint(CREATED_AT)?,
+                    last_used_at: item.opt_uint(LAST_USED_AT)?,
+                    expires_at: item.uint(EXPIRES_AT)?,
+                    hash: item.array::<32>(HASH)? as TokenHash,
+                });
+                item.no_more()?;
+            }
+            _ => return corrupt("a field this build does not know"),
         }
     }
+    let salt = salt.ok_or(Error::CorruptRecord("a required field is missing"))?;
+    if browsers.is_empty() {
+        return corrupt("a trusted-browser count out of range");
+    }
+    Ok(TrustedBrowsers { salt, browsers })
 }
 
-pub(super) fn read_reason(r: &mut Reader<'_>) -> Result<ResetReason> {
-    Ok(match r.u8()? {
-        1 => ResetReason::LostDevice,
-        2 => ResetReason::NewDevice,
-        3 => ResetReason::LockedOut,
-        4 => ResetReason::SecurityIncident,
-        5 => ResetReason::Other(r.str()?.into()),
-        _ => return corrupt("unknown reset reason"),
-    })
+impl Item<'_> {
+    /// Every field gathered was used.
+    fn no_more(&self) -> Result<()> {
+        if self.values.iter().any(Option::is_some) {
+            return corrupt("a field this item does not have");
+        }
+        Ok(())
+    }
 }
 
 impl MfaRecord {
