@@ -126,11 +126,10 @@ impl State {
             .unwrap_or_else(|| unreachable!("inserted above"))
     }
 
-    fn append(&mut self, portal: &PortalId, events: &[StoredEvent]) {
+    fn append(&mut self, portal: &PortalId, events: impl IntoIterator<Item = StoredEvent>) {
         for event in events {
             self.next_position += 1;
-            self.events
-                .push_back((self.next_position, portal.clone(), event.clone()));
+            self.events.push_back((self.next_position, portal.clone(), event));
         }
         // Events past the limit leave in batches: dropping one per sign-in cost a
         // cache miss on the oldest each time.
@@ -158,7 +157,7 @@ impl State {
     }
 
     /// Writes `write` as `user`'s record if its version is still `expected`.
-    fn commit(&mut self, portal: &PortalId, user: &UserId, expected: Option<Version>, write: &RecordWrite) -> Commit {
+    fn commit(&mut self, portal: &PortalId, user: &UserId, expected: Option<Version>, write: RecordWrite) -> Commit {
         let records = &mut self.portal(portal).records;
         let key = UserKey::of(user);
         if records.get(&key).map(|(s, _)| s.version) != expected {
@@ -166,11 +165,11 @@ impl State {
         }
         let version = next(expected);
         let stored = Stored {
-            bytes: write.bytes.clone(),
+            bytes: write.bytes,
             version,
         };
         records.insert(key, (stored, write.summary));
-        self.append(portal, &write.events);
+        self.append(portal, write.events);
         Commit::Committed(version)
     }
 }
@@ -228,7 +227,7 @@ impl MfaStore for MemoryStore {
         expected: Option<Version>,
         write: &RecordWrite,
     ) -> Result<Commit, StorageError> {
-        self.write(|s| s.commit(portal, user, expected, write))
+        self.write(|s| s.commit(portal, user, expected, write.clone()))
     }
 
     fn load_policy(&self, portal: &PortalId) -> Result<Option<Stored>, StorageError> {
@@ -252,7 +251,7 @@ impl MfaStore for MemoryStore {
                 bytes: bytes.to_vec(),
                 version,
             });
-            s.append(portal, events);
+            s.append(portal, events.iter().cloned());
             Commit::Committed(version)
         })
     }
@@ -358,7 +357,8 @@ impl MfaStore for MemoryStore {
             let Some(write) = change(current, policy) else {
                 return Applied::Done;
             };
-            s.commit(portal, user, expected, &write).into()
+            // The write is the store's now: its bytes and events move in, uncopied.
+            s.commit(portal, user, expected, write).into()
         })
     }
 
@@ -401,20 +401,20 @@ mod tests {
         let portal = PortalId::new("p");
         let store = MemoryStore::keeping_events(2);
         let mut state = store.state.write().unwrap();
-        state.append(&portal, &[event(1), event(2), event(3)]);
-        state.append(&portal, &[event(4)]);
+        state.append(&portal, [event(1), event(2), event(3)]);
+        state.append(&portal, [event(4)]);
         let kept: Vec<u64> = state.kept().map(|(_, _, e)| e.at).collect();
         assert_eq!(kept, [3, 4]);
         // The hidden ones leave in a batch, never more than one batch past the limit.
         for at in 5..(5 + 3 * State::EVICT_BATCH as u64) {
-            state.append(&portal, &[event(at)]);
+            state.append(&portal, [event(at)]);
             assert!(state.events.len() < 2 + State::EVICT_BATCH);
             let kept: Vec<u64> = state.kept().map(|(_, _, e)| e.at).collect();
             assert_eq!(kept, [at - 1, at]);
         }
         let none = MemoryStore::keeping_events(0);
         let mut state = none.state.write().unwrap();
-        state.append(&portal, &[event(5)]);
+        state.append(&portal, [event(5)]);
         assert_eq!(state.kept().count(), 0);
     }
 }
