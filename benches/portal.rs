@@ -106,6 +106,21 @@ fn report_memory_per_user(users: usize) {
     drop(portal);
 }
 
+/// The next sign-in of a benchmark: a random user, the time one step on (so
+/// every user's next code is fresh), and that user's code then.
+fn next_sign_in(rng: &mut StdRng, time: &mut u64, users: &[(UserId, Totp)]) -> (UserId, u64, String) {
+    *time += 30;
+    let (user, totp) = &users[rng.random_range(0..users.len())];
+    let code_at = |t: u64| totp.generate(t).expect("code").expose().to_string();
+    // Where the app shows the previous step's digits again, a person waits for the
+    // next code: the portal would refuse the repeat as already used.
+    while code_at(*time) == code_at(*time - 30) {
+        *time += 30;
+    }
+    // As a server would: the id arrives with the request, not shared with the store.
+    (UserId::new(user.kind(), user.id()), *time, code_at(*time))
+}
+
 /// A sign-in on one executor.
 type Execute<S> = fn(&BenchPortal<S>, &UserId, &str) -> portal_mfa::Result<SignInVerified>;
 
@@ -136,20 +151,7 @@ fn bench_driver<S>(
         // By reference: the request's id and code are freed outside the timed part, as the
         // raw verify next to it frees nothing either.
         b.iter_batched_ref(
-            || {
-                // Every iteration moves on one step, so every user's next code is fresh.
-                time += 30;
-                let (user, totp) = &users[rng.random_range(0..users.len())];
-                let code_at = |t: u64| totp.generate(t).expect("code").expose().to_string();
-                // Where the app shows the previous step's digits again, a person waits for the
-                // next code: the portal would refuse the repeat as already used.
-                while code_at(time) == code_at(time - 30) {
-                    time += 30;
-                }
-                let code = code_at(time);
-                // As a server would: the id arrives with the request, not shared with the store.
-                (UserId::new(user.kind(), user.id()), time, code)
-            },
+            || next_sign_in(&mut rng, &mut time, users),
             |(user, now, code)| {
                 clock.set(*now);
                 execute(portal, user, black_box(code)).expect("a fresh code signs in")
@@ -251,14 +253,9 @@ fn bench_hand<S: portal_mfa::store::MfaStore>(
     g.bench_function(name, |b| {
         b.iter_batched_ref(
             || {
-                time += 30;
-                let (user, totp) = &users[rng.random_range(0..users.len())];
-                let code_at = |t: u64| totp.generate(t).expect("code").expose().to_string();
-                while code_at(time) == code_at(time - 30) {
-                    time += 30;
-                }
-                clock.set(time);
-                (UserId::new(user.kind(), user.id()), time, code_at(time))
+                let next = next_sign_in(&mut rng, &mut time, users);
+                clock.set(next.1);
+                next
             },
             |(user, now, code)| {
                 let stored = store.load(&portal, user).expect("load").expect("a record");

@@ -46,16 +46,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         let keys = self.keyring.as_deref().or_else(|| driver.backend.own_keyring());
         if read_first {
             let (record, policy) = driver.backend.read_record_and_policy(&self.id, user).await?;
-            let mut step = Attempt {
-                portal: self,
-                keys,
-                user,
-                actor,
-                now: self.now()?,
-                transition: &mut transition,
-                result: None,
-                notices: Vec::new(),
-            };
+            let mut step = Attempt::new(self, keys, user, actor, &mut transition)?;
             // Nothing to write: the read's answer is the answer (and a read notifies no one).
             if step.on_bytes(record.as_ref(), policy.as_ref()).is_none()
                 && let Some(result) = step.result.take()
@@ -64,16 +55,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
             }
         }
         for attempt in 0..self.max_attempts {
-            let mut step = Attempt {
-                portal: self,
-                keys,
-                user,
-                actor,
-                now: self.now()?,
-                transition: &mut transition,
-                result: None,
-                notices: Vec::new(),
-            };
+            let mut step = Attempt::new(self, keys, user, actor, &mut transition)?;
             let id = &self.id;
             let applied = match driver.backend {
                 Backend::Blocking(s) => s.apply(id, user, &mut |record, policy| step.on_bytes(record, policy))?,
@@ -208,6 +190,28 @@ struct Attempt<'a, S, C, R, T, F> {
     transition: &'a mut F,
     result: Option<Result<T>>,
     notices: Vec<AuditEvent>,
+}
+
+impl<'a, S, C: Clock, R, T, F> Attempt<'a, S, C, R, T, F> {
+    /// An attempt at the portal's time now.
+    fn new(
+        portal: &'a Portal<S, C, R>,
+        keys: Option<&'a Keyring>,
+        user: &'a UserId,
+        actor: &'a Actor,
+        transition: &'a mut F,
+    ) -> Result<Self> {
+        Ok(Self {
+            portal,
+            keys,
+            user,
+            actor,
+            now: portal.now()?,
+            transition,
+            result: None,
+            notices: Vec::new(),
+        })
+    }
 }
 
 impl<S, C, R, T, F> Attempt<'_, S, C, R, T, F>

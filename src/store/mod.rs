@@ -142,7 +142,7 @@ pub struct RecordWrite {
 }
 
 impl RecordWrite {
-    /// A write of `bytes` (from [`MfaRecord::encode`]) with its summary and
+    /// A write of `bytes` (from [`MfaRecord::encode`](crate::record::MfaRecord::encode)) with its summary and
     /// events: for tools that copy records between stores.
     pub fn new(bytes: Vec<u8>, summary: RecordSummary, events: Vec<StoredEvent>) -> Self {
         Self { bytes, summary, events }
