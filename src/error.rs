@@ -374,6 +374,68 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
     },
+    /// A passkey or security key response was refused. At sign-in (or as the
+    /// proof for a change) it counted toward lockout like a wrong code:
+    /// `attempts_left` says how many tries remain; a registration counts it
+    /// against the registration's own budget instead.
+    #[error("passkey refused: {reason}")]
+    PasskeyRefused {
+        /// Why.
+        reason: PasskeyRefusal,
+        /// Wrong answers still allowed before MFA (or the registration) ends, when counted.
+        attempts_left: Option<u32>,
+    },
+    /// The passkey configuration (relying-party id, origins) was refused.
+    #[error("invalid passkey configuration: {0}")]
+    InvalidPasskeyConfig(&'static str),
+    /// This portal verifies no passkeys: it has no
+    /// [`RelyingParty`](crate::passkey::RelyingParty) (`Portal::with_passkeys`, the `webauthn` feature).
+    #[error("this portal is not configured for passkeys")]
+    PasskeysNotConfigured,
+}
+
+/// Why a passkey or security key response was refused. Nothing here says more
+/// than the browser already knows: a host may show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasskeyRefusal {
+    /// No challenge is waiting for this response: none was issued, it was
+    /// already answered (a replay), or a newer one replaced it.
+    #[error("no challenge is waiting for this response")]
+    NoChallenge,
+    /// The challenge expired before the response came.
+    #[error("the challenge expired")]
+    ChallengeExpired,
+    /// The response is not WebAuthn JSON this crate reads (bad JSON, base64,
+    /// CBOR, attestation or key), or is longer than
+    /// [`MAX_RESPONSE_LEN`](crate::passkey::MAX_RESPONSE_LEN).
+    #[error("the response is malformed")]
+    Malformed,
+    /// The response answers another challenge.
+    #[error("the response answers another challenge")]
+    WrongChallenge,
+    /// The response was made for another site (origin or relying-party id).
+    #[error("the response was made for another site")]
+    WrongSite,
+    /// The authenticator did not verify the user (PIN, biometrics) as the policy requires.
+    #[error("the authenticator did not verify the user")]
+    UserNotVerified,
+    /// The credential is not one of this user's.
+    #[error("the credential is not one of this user's")]
+    UnknownCredential,
+    /// The signature does not verify.
+    #[error("the signature does not verify")]
+    BadSignature,
+    /// The signature counter did not advance: the key may have been cloned.
+    /// The credential stays; the event is in the audit trail.
+    #[error("the signature counter went backwards (a possible cloned key)")]
+    CounterRegressed,
+    /// This credential is already registered for the user.
+    #[error("this credential is already registered")]
+    AlreadyRegistered,
+    /// Refused for another reason the verifier gave (an unsupported algorithm, an insecure key).
+    #[error("the response was refused by the verifier")]
+    Refused,
 }
 
 /// What kind of failure an [`Error`] is: the few cases a web host answers
@@ -425,7 +487,10 @@ impl Error {
             | Self::InvalidCursor(_)
             | Self::UserIdTooLong { .. }
             | Self::InvalidPageSize => ErrorKind::InvalidInput,
-            Self::WrongCode { .. } | Self::ReplayedCode | Self::UntrustedBrowser { .. } => ErrorKind::WrongCode,
+            Self::WrongCode { .. }
+            | Self::ReplayedCode
+            | Self::UntrustedBrowser { .. }
+            | Self::PasskeyRefused { .. } => ErrorKind::WrongCode,
             Self::SessionEnded | Self::InvalidStamp => ErrorKind::SessionEnded,
             Self::LockedOut { .. } => ErrorKind::Locked,
             Self::NotAllowed(_) | Self::ProofRequired | Self::TooManyAuthenticators => ErrorKind::RefusedByPolicy,
@@ -444,7 +509,9 @@ impl Error {
             | Self::KeyUnavailable { .. }
             | Self::WrongKey { .. }
             | Self::NoKeyring
-            | Self::InvalidKey(_) => ErrorKind::Misconfigured,
+            | Self::InvalidKey(_)
+            | Self::InvalidPasskeyConfig(_)
+            | Self::PasskeysNotConfigured => ErrorKind::Misconfigured,
         }
     }
 }

@@ -55,6 +55,8 @@ pub enum Factor {
     Totp(AuthenticatorId),
     /// A backup code.
     BackupCode,
+    /// This passkey or security key.
+    Passkey(AuthenticatorId),
 }
 
 /// Why an authenticator was removed.
@@ -228,6 +230,38 @@ pub enum EventKind {
         /// Why.
         cause: ForgetCause,
     },
+    /// A passkey registration began (its challenge went to the browser).
+    PasskeyRegistrationStarted {
+        /// The factor it will replace once registered.
+        replaces: Option<AuthenticatorId>,
+    },
+    /// A passkey registration was abandoned or replaced by a new one.
+    PasskeyRegistrationCancelled,
+    /// A passkey registration was cancelled after too many refused responses.
+    PasskeyRegistrationFailed {
+        /// Responses refused.
+        failures: u8,
+    },
+    /// A passkey or security key is active.
+    PasskeyAdded {
+        /// Its id.
+        authenticator: AuthenticatorId,
+        /// Its label.
+        label: Arc<str>,
+    },
+    /// A passkey or security key was removed.
+    PasskeyRemoved {
+        /// Its id.
+        authenticator: AuthenticatorId,
+        /// Why.
+        cause: RemovalCause,
+    },
+    /// A response from this passkey had a signature counter that did not
+    /// advance: the key may have been cloned. The response was refused.
+    PasskeyCounterRegressed {
+        /// The passkey.
+        authenticator: AuthenticatorId,
+    },
 }
 
 impl EventKind {
@@ -256,6 +290,12 @@ impl EventKind {
             Self::TrustedBrowserUsed { .. } => "trusted_browser_used",
             Self::TrustedBrowserRefused => "trusted_browser_refused",
             Self::BrowsersForgotten { .. } => "browsers_forgotten",
+            Self::PasskeyRegistrationStarted { .. } => "passkey_registration_started",
+            Self::PasskeyRegistrationCancelled => "passkey_registration_cancelled",
+            Self::PasskeyRegistrationFailed { .. } => "passkey_registration_failed",
+            Self::PasskeyAdded { .. } => "passkey_added",
+            Self::PasskeyRemoved { .. } => "passkey_removed",
+            Self::PasskeyCounterRegressed { .. } => "passkey_counter_regressed",
         }
     }
 
@@ -266,6 +306,10 @@ impl EventKind {
             self,
             Self::AuthenticatorAdded { .. }
                 | Self::AuthenticatorRemoved { .. }
+                | Self::PasskeyAdded { .. }
+                | Self::PasskeyRemoved { .. }
+                | Self::PasskeyCounterRegressed { .. }
+                | Self::PasskeyRegistrationFailed { .. }
                 | Self::BackupCodesIssued { regenerated: true, .. }
                 | Self::BackupCodeUsed { .. }
                 | Self::LockedOut { .. }

@@ -69,6 +69,12 @@ pub(crate) enum Field {
     Secret = 1,
     /// A pending enrolment's TOTP secret.
     PendingSecret = 2,
+    /// A passkey's credential (its id and public key).
+    Passkey = 3,
+    /// A passkey registration's ceremony state.
+    PasskeyRegistration = 4,
+    /// A sign-in challenge's ceremony state.
+    PasskeyChallenge = 5,
 }
 
 /// HKDF `info` for the one purpose keys serve today.

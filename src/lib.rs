@@ -15,6 +15,7 @@ mod keyring;
 mod notice;
 pub mod otp;
 mod page;
+pub mod passkey;
 mod policy;
 mod portal;
 mod state;
@@ -26,13 +27,16 @@ mod users;
 // one path each.
 pub use backup::IssuedBackupCodes;
 pub use clock::{AsyncSleep, Clock, ManualClock, SystemClock};
-pub use error::{Error, ErrorKind, PolicyRefusal, Result, StorageError, StorageErrorKind};
+pub use error::{Error, ErrorKind, PasskeyRefusal, PolicyRefusal, Result, StorageError, StorageErrorKind};
 pub use ids::{Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::Keyring;
 pub use page::{Cursor, MAX_PAGE, Page};
 pub use policy::{Enforcement, Grace, LockoutRule, PortalPolicy, SignInMethod};
 pub use portal::{EnrolmentOptions, Op, Portal};
-pub use state::{EnrolReason, EnrolmentConfirmed, SessionStamp, SignInStep, SignInVerified, StartedEnrolment};
+pub use state::{
+    EnrolReason, EnrolmentConfirmed, PasskeyRegistrationStarted, SessionStamp, SignInStep, SignInVerified,
+    StartedEnrolment,
+};
 
 /// What a sign-in grants past the code check: session stamps and trusted
 /// browsers (see [`Portal::check_session`] and [`Portal::trust_browser`]).
@@ -65,7 +69,9 @@ pub mod admin {
 /// One user's MFA record, as [`Portal::record`] answers it.
 pub mod record {
     pub use crate::backup::BackupCodes;
-    pub use crate::state::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
+    pub use crate::state::{
+        Authenticator, Failures, MfaRecord, Passkey, PendingEnrolment, PendingPasskey, ResetRecord,
+    };
 }
 
 /// The pure state machine, for experts: what the [`Portal`] driver runs

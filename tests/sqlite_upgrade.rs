@@ -422,13 +422,13 @@ fn a_schema_3_database_of_stored_form_1_records_upgrades_and_every_user_signs_in
     let trusted: Vec<(&str, u8)> = listed.iter().map(|s| (s.user.id(), s.trusted_browsers)).collect();
     assert!(trusted.contains(&("enrolled", 1)) && trusted.iter().filter(|(_, n)| *n > 0).count() == 1);
     drop(portal);
-    // Records written since are in stored form 3; the others stay in form 1, still read.
+    // Records written since are in stored form 4; the others stay in form 1, still read.
     let written: Vec<&str> = users
         .iter()
         .filter(|u| !u.totp.is_empty())
         .map(|u| u.user.id())
         .collect();
     for (user, format) in record_formats(&db) {
-        assert_eq!(format, if written.contains(&user.as_str()) { 3 } else { 1 }, "{user}");
+        assert_eq!(format, if written.contains(&user.as_str()) { 4 } else { 1 }, "{user}");
     }
 }

@@ -20,6 +20,41 @@ fn portal_id() -> PortalId {
 }
 
 /// Records in every state a user can be in, with the events that made them.
+#[cfg(feature = "webauthn")]
+fn passkey_records(portal: &flows::TestPortal) -> Vec<(UserId, MfaRecord)> {
+    use flows::passkeys::{SoftKey, passkey_user, sign_in_options};
+    let ex = flows::Executor::Blocking;
+    let mut out = Vec::new();
+    // A passkey in use (its counter moved), with a sign-in challenge open.
+    let user = UserId::customer("passkey");
+    let (mut key, _, _) = passkey_user(ex, portal, &user, SoftKey::security_key());
+    let response = key.sign(&sign_in_options(ex, portal, &user, 0, 1)).unwrap();
+    portal.verify_sign_in(&user, &response).run().unwrap();
+    sign_in_options(ex, portal, &user, 0, 1);
+    out.push((user.clone(), portal.record(&user).run().unwrap()));
+    // A second credential's registration under way (another user: a record's sealed values are its owner's).
+    let user = UserId::vendor("passkey-registering");
+    let (mut key, _, _) = passkey_user(ex, portal, &user, SoftKey::passkey());
+    let session = flows::passkeys::passkey_sign_in(ex, portal, &user, &mut key);
+    let proof = key
+        .sign(&portal.request_passkey_proof(&user, &session).run().unwrap())
+        .unwrap();
+    portal
+        .start_passkey_registration(
+            &user,
+            &session,
+            "a",
+            "Laptop",
+            EnrolmentOptions::default().with_proof(&proof),
+        )
+        .run()
+        .unwrap();
+    let record = portal.record(&user).run().unwrap();
+    assert!(record.pending_passkey().is_some());
+    out.push((user, record));
+    out
+}
+
 fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     let clock = ManualClock::at(T0);
     let portal = portal_on(flows::memory(), &clock);
@@ -89,6 +124,8 @@ fn records() -> (Vec<(UserId, MfaRecord)>, Vec<AuditEvent>) {
     let record = portal.record(&trusting).run().unwrap();
     assert_eq!((record.session_generation(), record.trusted_browsers().len()), (1, 2));
     out.push((trusting, record));
+    #[cfg(feature = "webauthn")]
+    out.extend(passkey_records(&portal));
     let _ = phone;
     let events = portal
         .audit_events(EventQuery::portal(&portal_id()).limit(portal_mfa::MAX_PAGE))
@@ -109,7 +146,7 @@ fn every_record_round_trips_byte_for_byte() {
     let ring = keyring();
     for (user, record) in records().0 {
         let bytes = encode(&record, &user, &ring, 1);
-        assert_eq!(bytes[0], 3, "starts with its format version");
+        assert_eq!(bytes[0], 4, "starts with its format version");
         let back = MfaRecord::decode(&bytes, &portal_id(), &user, &ring).unwrap();
         assert_eq!(encode(&back, &user, &ring, 1), bytes, "{user}");
         assert_eq!(
@@ -234,10 +271,10 @@ fn truncated_tampered_and_newer_bytes_each_have_their_error() {
             Err(Error::CorruptRecord(_))
         ));
         let mut newer = bytes.clone();
-        newer[0] = 4;
+        newer[0] = 5;
         assert!(matches!(
             MfaRecord::decode(&newer, &portal_id(), user, &ring),
-            Err(Error::IncompatibleFormat { found: 4, supported: 3 })
+            Err(Error::IncompatibleFormat { found: 5, supported: 4 })
         ));
     }
     // Every byte of a sealed value is covered: its key check, its nonce, its ciphertext and tag.
@@ -336,6 +373,7 @@ fn form_3_refuses_unknown_misordered_repeated_and_default_fields() {
         (&[3, 4, 1, 2, 7, 0], "a value with bytes left over"),
         (&[3, 3, 2, 1, 0], "a flag with a value"),
         (&[3, 2, 0, 0], "tag 0"),
+        (&[3, 2, 15, 0], "passkeys, which form 3 never had"),
     ] {
         assert!(
             matches!(decode(bad), Err(Error::CorruptRecord(_))),
@@ -345,33 +383,42 @@ fn form_3_refuses_unknown_misordered_repeated_and_default_fields() {
     }
 }
 
-/// Records stored by the previous release, in form 2 (`tests/data/form2_records.txt`,
-/// written by that release's encoder under `flows::keyring()`): each still reads, and
-/// is written again as form 3 with the same content.
+/// Records stored by earlier releases, in form 2 (`tests/data/form2_records.txt`)
+/// and form 3 (`tests/data/form3_records.txt`, the 0.3 encoder on this file's
+/// `records()`), written under `flows::keyring()`: each still reads, and is
+/// written again as form 4 with the same content.
 #[test]
-fn records_of_form_2_still_read_and_are_written_as_form_3() {
+fn records_of_forms_2_and_3_still_read_and_are_written_as_form_4() {
     let ring = keyring();
-    let fixture = std::fs::read_to_string("tests/data/form2_records.txt").unwrap();
-    let mut read = 0;
-    for line in fixture.lines() {
-        let mut parts = line.split(' ');
-        let (kind, id, hex) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-        let user = UserId::new(portal_mfa::UserKind::from_name(kind).unwrap(), id);
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        assert_eq!(bytes[0], 2, "{user}: a form 2 record");
-        let record = MfaRecord::decode(&bytes, &portal_id(), &user, &ring).unwrap();
-        let again = encode(&record, &user, &ring, 5);
-        assert_eq!(again[0], 3);
-        let back = MfaRecord::decode(&again, &portal_id(), &user, &ring).unwrap();
-        assert_eq!(format!("{back:?}"), format!("{record:?}"), "{user}");
-        assert_eq!(
-            portal_mfa::store::RecordSummary::of(&back),
-            portal_mfa::store::RecordSummary::of(&record)
-        );
-        read += 1;
+    let mut read = [0; 2];
+    for (form, file) in [
+        (2u8, "tests/data/form2_records.txt"),
+        (3, "tests/data/form3_records.txt"),
+    ] {
+        let fixture = std::fs::read_to_string(file).unwrap();
+        for line in fixture.lines() {
+            let mut parts = line.split(' ');
+            let (kind, id, hex) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+            let user = UserId::new(portal_mfa::UserKind::from_name(kind).unwrap(), id);
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            assert_eq!(bytes[0], form, "{user}: a form {form} record");
+            let record = MfaRecord::decode(&bytes, &portal_id(), &user, &ring).unwrap();
+            let again = encode(&record, &user, &ring, 5);
+            assert_eq!(again[0], 4);
+            let back = MfaRecord::decode(&again, &portal_id(), &user, &ring).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{record:?}"), "{user}");
+            assert_eq!(
+                portal_mfa::store::RecordSummary::of(&back),
+                portal_mfa::store::RecordSummary::of(&record)
+            );
+            read[usize::from(form - 2)] += 1;
+        }
     }
-    assert!(read >= 6, "the fixture has a record in every state");
+    assert!(
+        read.iter().all(|&n| n >= 6),
+        "each fixture has a record in every state: {read:?}"
+    );
 }

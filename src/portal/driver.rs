@@ -230,6 +230,7 @@ where
             now: self.now,
             actor: self.actor,
             keys: &portal.stamp_keys,
+            passkeys: portal.passkeys.as_deref(),
         };
         let outcome = (self.transition)(record, &ctx);
         self.result = Some(outcome.result);

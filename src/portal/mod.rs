@@ -26,10 +26,12 @@ use crate::ids::{Actor, Admin, AuthenticatorId, BrowserId, PortalId, SYSTEM, USE
 use crate::keyring::Keyring;
 use crate::otp::{Secret, TotpParams};
 use crate::page::Page;
+use crate::passkey::{PasskeyOptions, RelyingParty};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
     BackupCodesRegenerated, Context, EnrolmentConfirmed, EnrolmentRequest, GraceSpent, MfaRecord, Outcome,
-    ResetSummary, SessionStamp, SignInStep, SignInVerified, StartedEnrolment, TrustedBrowser, TrustedBrowserIssued,
+    PasskeyRegistrationStarted, ResetSummary, SessionStamp, SignInStep, SignInVerified, StartedEnrolment,
+    TrustedBrowser, TrustedBrowserIssued,
 };
 use crate::store::EventQuery;
 use crate::stored::decode_record;
@@ -77,6 +79,7 @@ pub struct Portal<S, C = SystemClock, R = StdRng> {
     /// this portal's own (stamps then end with the process).
     stamp_keys: Arc<Keyring>,
     sleep: Option<Arc<dyn AsyncSleep>>,
+    passkeys: Option<Arc<RelyingParty>>,
 }
 
 /// How far a [`Portal::reseal`] sweep got.
@@ -136,6 +139,7 @@ impl<S> Portal<S> {
             keyring: None,
             stamp_keys: Arc::new(own_stamp_keys()),
             sleep: None,
+            passkeys: None,
         })
     }
 }
@@ -585,6 +589,58 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         })
     }
 
+    /// Starts registering a passkey or security key named `label`; `account`
+    /// is the name the browser shows (the user's email). Give the answer's
+    /// [`options`](PasskeyRegistrationStarted::options) to
+    /// `navigator.credentials.create` and its response to
+    /// [`Portal::finish_passkey_registration`] within
+    /// [`RelyingParty::CHALLENGE_LIFETIME_SECS`]. Sessions and proofs are as
+    /// for [`Portal::start_enrolment`] (a passkey response is a proof too).
+    /// Errors: [`Error::PasskeysNotConfigured`] without [`Portal::with_passkeys`].
+    pub fn start_passkey_registration<'a>(
+        &'a self,
+        user: &'a UserId,
+        session: &'a SessionStamp,
+        account: &'a str,
+        label: &'a str,
+        options: EnrolmentOptions<'a>,
+    ) -> Op<'a, S, PasskeyRegistrationStarted> {
+        let (_, request) = self.enrolment(account, label, options);
+        self.on_user("start_passkey_registration", user, &USER, move |record, ctx| {
+            record.start_passkey_registration(ctx, session, request, &mut *self.rng())
+        })
+    }
+
+    /// Finishes the pending passkey registration with the browser's response
+    /// (the `PublicKeyCredential`'s JSON), for the session that started it.
+    /// A refused response is [`Error::PasskeyRefused`], and after
+    /// [`PendingPasskey::MAX_FAILURES`](crate::record::PendingPasskey::MAX_FAILURES)
+    /// the registration is cancelled.
+    pub fn finish_passkey_registration<'a>(
+        &'a self,
+        user: &'a UserId,
+        session: &'a SessionStamp,
+        response: &'a str,
+    ) -> Op<'a, S, EnrolmentConfirmed> {
+        self.on_user("finish_passkey_registration", user, &USER, move |record, ctx| {
+            record.finish_passkey_registration(ctx, session, response, &mut *self.rng())
+        })
+    }
+
+    /// A passkey challenge for the signed-in session `session` to prove a
+    /// change (delete a factor, new backup codes, add a factor): give the
+    /// browser's response as that change's `proof`. It replaces any
+    /// outstanding sign-in challenge.
+    pub fn request_passkey_proof<'a>(
+        &'a self,
+        user: &'a UserId,
+        session: &'a SessionStamp,
+    ) -> Op<'a, S, PasskeyOptions> {
+        self.on_user("request_passkey_proof", user, &USER, move |record, ctx| {
+            record.request_passkey_proof(ctx, session)
+        })
+    }
+
     /// Deletes an authenticator, for the signed-in session `session` and
     /// after a fresh code. Every other session of the user ends; the answer
     /// is the new stamp for the session that asked.
@@ -736,6 +792,7 @@ impl<S, C, R> Portal<S, C, R> {
             keyring: self.keyring,
             stamp_keys: self.stamp_keys,
             sleep: self.sleep,
+            passkeys: self.passkeys,
         }
     }
 
@@ -755,6 +812,14 @@ impl<S, C, R> Portal<S, C, R> {
         let keyring = keyring.into();
         self.stamp_keys = keyring.clone();
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// Takes passkeys and security keys as a second factor, verified for
+    /// `relying_party` (see its ⚠️ on HTTPS and origins).
+    #[must_use]
+    pub fn with_passkeys(mut self, relying_party: RelyingParty) -> Self {
+        self.passkeys = Some(Arc::new(relying_party));
         self
     }
 

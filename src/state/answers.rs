@@ -7,9 +7,10 @@ use crate::event::Factor;
 use crate::ids::AuthenticatorId;
 use crate::ids::BrowserId;
 use crate::otp::OtpAuthUri;
+use crate::passkey::PasskeyOptions;
 
 /// What the host does after the password step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "step", rename_all = "snake_case"))]
@@ -38,13 +39,22 @@ pub enum SignInStep {
         /// The stamp to enrol with ([`SessionProof::EnrolmentOnly`](crate::session::SessionProof::EnrolmentOnly)).
         session: SessionStamp,
     },
-    /// Ask for a TOTP code or a backup code.
+    /// Ask for a TOTP code or a backup code, or (when `passkey` is given) offer "Use a passkey".
     EnterCode {
         /// Unused backup codes the user has.
         backup_codes_remaining: u32,
         /// Wrong codes still allowed before MFA locks (the lockout rule's own
         /// count: show this, never derive it).
         attempts_left: u32,
+        /// Authenticator apps the user has (a code from any is accepted).
+        authenticator_apps: u8,
+        /// Passkeys and security keys the user has.
+        passkeys: u8,
+        /// The sign-in challenge for the browser's `navigator.credentials.get`,
+        /// when the user has passkeys and the portal verifies them; pass the
+        /// browser's answer (JSON) to `verify_sign_in` as the code. One is
+        /// outstanding per user: asking again replaces it.
+        passkey: Option<PasskeyOptions>,
     },
     /// Too many wrong codes: do not ask for one now.
     LockedOut {
@@ -121,7 +131,20 @@ pub struct StartedEnrolment {
     pub expires_at: u64,
 }
 
-/// A confirmed enrolment.
+/// A started passkey registration, for the browser.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PasskeyRegistrationStarted {
+    /// The id the passkey will have.
+    pub authenticator: AuthenticatorId,
+    /// The options for `navigator.credentials.create`; pass the browser's
+    /// answer (JSON) to `finish_passkey_registration`.
+    pub options: PasskeyOptions,
+    /// Unix time from which its response is refused.
+    pub expires_at: u64,
+}
+
+/// A confirmed enrolment (an authenticator app's or a passkey's).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct EnrolmentConfirmed {
@@ -152,8 +175,10 @@ pub struct SignInVerified {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResetSummary {
-    /// Authenticators removed.
+    /// Authenticator apps removed.
     pub authenticators_removed: u32,
+    /// Passkeys and security keys removed.
+    pub passkeys_removed: u32,
     /// Unused backup codes invalidated.
     pub backup_codes_removed: u32,
     /// Whether the user must enrol at the next sign-in.

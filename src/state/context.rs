@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::event::AuditEvent;
 use crate::ids::{Actor, AuthenticatorId, PortalId, UserId};
 use crate::keyring::Keyring;
+use crate::passkey::RelyingParty;
 use crate::policy::PortalPolicy;
 
 /// What a transition needs to know besides the record and its input.
@@ -26,6 +27,8 @@ pub struct Context<'a> {
     pub actor: &'a Actor,
     /// The keys session stamps are tagged and checked with.
     pub keys: &'a Keyring,
+    /// The site passkeys are verified for, if the portal takes them.
+    pub passkeys: Option<&'a RelyingParty>,
 }
 
 impl<'a> Context<'a> {
@@ -46,7 +49,20 @@ impl<'a> Context<'a> {
             now,
             actor,
             keys,
+            passkeys: None,
         }
+    }
+
+    /// With passkeys verified for `relying_party`.
+    #[must_use]
+    pub fn with_passkeys(mut self, relying_party: Option<&'a RelyingParty>) -> Self {
+        self.passkeys = relying_party;
+        self
+    }
+
+    /// The relying party, or [`Error::PasskeysNotConfigured`](crate::Error::PasskeysNotConfigured).
+    pub(crate) fn relying_party(&self) -> Result<&'a RelyingParty> {
+        self.passkeys.ok_or(crate::error::Error::PasskeysNotConfigured)
     }
 
     /// A stamp of `generation` proven now by `proof`, for this user.

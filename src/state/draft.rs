@@ -10,9 +10,11 @@ use super::answers::SignInVerified;
 use super::context::{Context, Outcome};
 use super::record::{MfaRecord, PendingEnrolment};
 use super::session::{SessionProof, SessionStamp};
-use crate::backup::{BackupCodes, TypedBackupCode};
+use rand::CryptoRng;
+
+use crate::backup::{BackupCodes, IssuedBackupCodes, TypedBackupCode};
 use crate::error::{Error, PolicyRefusal, Result};
-use crate::event::{AuditEvent, EventKind, Factor};
+use crate::event::{AuditEvent, EventKind, Factor, RemovalCause};
 use crate::event::{ForgetCause, SessionEndCause};
 use crate::ids::{Actor, AuthenticatorId, BrowserId};
 use crate::otp::Code;
@@ -80,8 +82,16 @@ impl Draft<'_> {
     /// change that needs a fresh code.
     pub(super) fn prove(&mut self, input: &str) -> Result<Factor> {
         self.refuse_if_locked()?;
-        if self.record().authenticators.is_empty() {
+        if !self.record().mfa_enabled() {
             return Err(Error::NotEnrolled);
+        }
+        if crate::passkey::looks_like_response(input) {
+            return self.prove_passkey(input);
+        }
+        if self.record().authenticators.is_empty() {
+            // Only passkeys: a code can still be a backup code, never an app's.
+            let typed = TypedBackupCode::parse(input)?;
+            return self.prove_backup(&typed);
         }
         if looks_like_totp(input) {
             self.prove_totp(input)
@@ -154,7 +164,8 @@ impl Draft<'_> {
 
     pub(super) fn succeed(&mut self, factor: Factor) -> Factor {
         self.record_mut().failures = Default::default();
-        self.record_mut().last_verified_at = Some(self.ctx.now);
+        let now = self.ctx.now;
+        self.record_mut().set_last_verified_at(Some(now));
         self.emit(EventKind::Verified { factor });
         factor
     }
@@ -201,7 +212,7 @@ impl Draft<'_> {
             factor,
             backup_codes_remaining: remaining,
             low_on_backup_codes: remaining <= u32::from(self.ctx.policy.backup_codes_low_at()),
-            session: self.stamp(SessionProof::Code),
+            session: self.stamp(proof_of(factor)),
         }
     }
 
@@ -314,12 +325,65 @@ impl Draft<'_> {
         }
     }
 
+    /// Refuses a new factor that would pass [`MfaRecord::MAX_AUTHENTICATORS`]
+    /// (unless it `replaces` one), or that replaces one the user does not have.
+    pub(super) fn check_room_for(&self, replaces: Option<AuthenticatorId>) -> Result<()> {
+        match replaces {
+            Some(id) if !self.record().has_factor(id) => Err(Error::UnknownAuthenticator),
+            None if self.record().factor_count() >= MfaRecord::MAX_AUTHENTICATORS => Err(Error::TooManyAuthenticators),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the factor `id` (an app or a passkey), with its event; whether there was one.
+    pub(super) fn remove_factor(&mut self, id: AuthenticatorId, cause: RemovalCause) -> bool {
+        if self.record_mut().remove_authenticator(id) {
+            self.emit(EventKind::AuthenticatorRemoved {
+                authenticator: id,
+                cause,
+            });
+            return true;
+        }
+        let removed = self.record_mut().passkeys.as_mut().is_some_and(|p| {
+            let before = p.credentials.len();
+            p.credentials.retain(|c| c.id != id);
+            p.credentials.len() != before
+        });
+        if removed {
+            self.emit(EventKind::PasskeyRemoved {
+                authenticator: id,
+                cause,
+            });
+        }
+        removed
+    }
+
+    /// A first batch of backup codes, as turning MFA on issues.
+    pub(super) fn issue_backup_codes<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> IssuedBackupCodes {
+        let count = self.ctx.policy.backup_code_count();
+        let (stored, issued) = BackupCodes::generate(rng, count);
+        self.record_mut().backup_codes = Some(stored);
+        self.emit(EventKind::BackupCodesIssued {
+            count,
+            regenerated: false,
+        });
+        issued
+    }
+
     pub(super) fn cancel_pending(&mut self) {
         // Only a pending enrolment that is there is a change.
         if self.record().pending.is_some() {
             self.record_mut().pending = None;
             self.emit(EventKind::EnrolmentCancelled);
         }
+    }
+}
+
+/// What a session proven by `factor` records.
+pub(super) fn proof_of(factor: Factor) -> SessionProof {
+    match factor {
+        Factor::Passkey(_) => SessionProof::Passkey,
+        _ => SessionProof::Code,
     }
 }
 

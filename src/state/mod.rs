@@ -5,6 +5,7 @@
 mod answers;
 mod context;
 mod draft;
+mod passkeys;
 mod policy_change;
 mod record;
 mod session;
@@ -12,12 +13,12 @@ mod sessions;
 mod transitions;
 
 pub use answers::{
-    BackupCodesRegenerated, EnrolReason, EnrolmentConfirmed, GraceSpent, ResetSummary, SignInStep, SignInVerified,
-    StartedEnrolment,
+    BackupCodesRegenerated, EnrolReason, EnrolmentConfirmed, GraceSpent, PasskeyRegistrationStarted, ResetSummary,
+    SignInStep, SignInVerified, StartedEnrolment,
 };
 pub use context::{Context, EnrolmentRequest, Outcome};
 pub(crate) use policy_change::policy_change_events;
-pub use record::{Authenticator, Failures, MfaRecord, PendingEnrolment, ResetRecord};
-pub(crate) use record::{Key, SealedForm};
+pub use record::{Authenticator, Failures, MfaRecord, Passkey, PendingEnrolment, PendingPasskey, ResetRecord};
+pub(crate) use record::{Key, PasskeyChallenge, Passkeys, SealedBytes, SealedForm};
 pub use session::{BrowserToken, SessionProof, SessionStamp, TrustedBrowser, TrustedBrowserIssued};
 pub(crate) use session::{SessionState, TokenHash, TrustedBrowsers};

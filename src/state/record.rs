@@ -163,6 +163,170 @@ impl core::fmt::Debug for PendingEnrolment {
     }
 }
 
+impl core::fmt::Debug for Passkeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Passkeys")
+            .field("credentials", &self.credentials)
+            .field("registration", &self.registration)
+            .field("challenge", &self.challenge)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes the stored form keeps sealed (a passkey's credential, a ceremony's
+/// state): identifying, not secret; opened once when the record is read, and
+/// written back in the form they were read in while their key is current.
+#[derive(Clone)]
+pub(crate) struct SealedBytes {
+    pub(crate) plain: Arc<[u8]>,
+    pub(crate) sealed: Option<Arc<SealedForm>>,
+}
+
+impl core::fmt::Debug for SealedBytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("<sealed>")
+    }
+}
+
+impl SealedBytes {
+    pub(crate) fn new(plain: impl Into<Arc<[u8]>>) -> Self {
+        Self {
+            plain: plain.into(),
+            sealed: None,
+        }
+    }
+}
+
+/// A confirmed passkey or security key (a WebAuthn credential).
+#[derive(Clone)]
+pub struct Passkey {
+    pub(crate) id: AuthenticatorId,
+    pub(crate) label: Arc<str>,
+    pub(crate) added_at: u64,
+    pub(crate) last_used_at: Option<u64>,
+    /// The newest signature counter accepted from it (0 for authenticators that keep none).
+    pub(crate) sign_count: u32,
+    pub(crate) credential_id: Arc<[u8]>,
+    /// The verifier's credential (its id and public key among it), as `webauthn-rs` serialises it.
+    pub(crate) credential: SealedBytes,
+}
+
+impl Passkey {
+    /// Its id within the user's record (one numbering with the authenticator apps).
+    pub fn id(&self) -> AuthenticatorId {
+        self.id
+    }
+
+    /// The name the user gave it ("YubiKey 5", "This laptop").
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// When it was registered (Unix time).
+    pub fn added_at(&self) -> u64 {
+        self.added_at
+    }
+
+    /// When it last signed the user in or proved a change.
+    pub fn last_used_at(&self) -> Option<u64> {
+        self.last_used_at
+    }
+
+    /// The newest signature counter accepted from it: a response that does
+    /// not pass it is refused as a possible clone. Authenticators that keep
+    /// no counter (most synced passkeys) always report 0.
+    pub fn sign_count(&self) -> u32 {
+        self.sign_count
+    }
+}
+
+impl core::fmt::Debug for Passkey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Passkey")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .field("added_at", &self.added_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("sign_count", &self.sign_count)
+            .field("credential", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A passkey registration waiting for the browser's response.
+#[derive(Clone)]
+pub struct PendingPasskey {
+    pub(crate) id: AuthenticatorId,
+    pub(crate) label: Arc<str>,
+    pub(crate) started_at: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) replaces: Option<AuthenticatorId>,
+    /// Responses refused so far.
+    pub(crate) failures: u8,
+    /// The verifier's ceremony state (the challenge among it).
+    pub(crate) state: SealedBytes,
+}
+
+impl PendingPasskey {
+    /// Refused responses after which a registration is cancelled, as an enrolment is after wrong codes.
+    pub const MAX_FAILURES: u8 = PendingEnrolment::MAX_WRONG_CODES;
+
+    /// The id the passkey will have.
+    pub fn id(&self) -> AuthenticatorId {
+        self.id
+    }
+
+    /// The name the user gave it.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// From this Unix time on its response is refused.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// The factor it replaces once registered.
+    pub fn replaces(&self) -> Option<AuthenticatorId> {
+        self.replaces
+    }
+
+    /// Responses refused so far.
+    pub fn failures(&self) -> u8 {
+        self.failures
+    }
+}
+
+impl core::fmt::Debug for PendingPasskey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PendingPasskey")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .field("expires_at", &self.expires_at)
+            .field("replaces", &self.replaces)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sign-in (or proof) challenge waiting for an assertion: single use.
+#[derive(Clone, Debug)]
+pub(crate) struct PasskeyChallenge {
+    pub(crate) issued_at: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) state: SealedBytes,
+}
+
+/// A user's passkeys and their ceremonies in progress.
+#[derive(Clone)]
+pub(crate) struct Passkeys {
+    /// The WebAuthn user handle: random, so it says nothing of the user.
+    pub(crate) user_handle: [u8; 16],
+    pub(crate) credentials: Vec<Passkey>,
+    pub(crate) registration: Option<PendingPasskey>,
+    pub(crate) challenge: Option<PasskeyChallenge>,
+}
+
 /// Consecutive failures and locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Failures {
@@ -244,20 +408,46 @@ pub struct MfaRecord {
     pub(crate) grace_sign_ins_used: u32,
     pub(crate) next_authenticator_id: u32,
     pub(crate) last_reset: Option<Box<ResetRecord>>,
-    pub(crate) last_verified_at: Option<u64>,
+    // One past the time, so "never" costs no tag word (see `authenticators`).
+    pub(crate) last_verified: Option<core::num::NonZeroU64>,
     /// The session generation: stamps of any other are no longer good.
     pub(crate) sessions: u64,
     // Boxed: most users trust no browser.
     pub(crate) trusted: Option<Box<TrustedBrowsers>>,
     pub(crate) next_browser_id: u32,
+    // Boxed: most users hold no passkey.
+    pub(crate) passkeys: Option<Box<Passkeys>>,
 }
 
 // See `authenticators`: a field added here must keep a record within 128 bytes.
 const _: () = assert!(size_of::<MfaRecord>() <= 128);
 
 impl MfaRecord {
-    /// Most authenticators one user may have.
+    /// Most factors one user may have: authenticator apps and passkeys
+    /// together. Each sign-in code is checked against every app, and each
+    /// passkey is named in every sign-in challenge; eight covers a phone, a
+    /// spare, a laptop and a few keys, and bounds both.
     pub const MAX_AUTHENTICATORS: usize = 8;
+
+    /// Confirmed passkeys and security keys.
+    pub fn passkeys(&self) -> &[Passkey] {
+        self.passkeys.as_ref().map_or(&[], |p| &p.credentials)
+    }
+
+    /// The passkey registration waiting for the browser, if any.
+    pub fn pending_passkey(&self) -> Option<&PendingPasskey> {
+        self.passkeys.as_ref().and_then(|p| p.registration.as_ref())
+    }
+
+    /// Confirmed factors of both kinds.
+    pub fn factor_count(&self) -> usize {
+        self.authenticators.len() + self.passkeys().len()
+    }
+
+    /// Whether `id` names a confirmed factor (an app or a passkey).
+    pub(crate) fn has_factor(&self, id: AuthenticatorId) -> bool {
+        self.authenticators.iter().any(|a| a.id == id) || self.passkeys().iter().any(|p| p.id == id)
+    }
 
     /// Active authenticators.
     pub fn authenticators(&self) -> &[Authenticator] {
@@ -325,14 +515,18 @@ impl MfaRecord {
         self.next_authenticator_id
     }
 
-    /// Whether the user has MFA turned on (at least one confirmed authenticator).
+    /// Whether the user has MFA turned on (at least one confirmed authenticator app or passkey).
     pub fn mfa_enabled(&self) -> bool {
-        !self.authenticators.is_empty()
+        self.factor_count() > 0
     }
 
     /// When the second factor was last proven (Unix time).
     pub fn last_verified_at(&self) -> Option<u64> {
-        self.last_verified_at
+        self.last_verified.map(|at| at.get() - 1)
+    }
+
+    pub(crate) fn set_last_verified_at(&mut self, at: Option<u64>) {
+        self.last_verified = at.and_then(|at| core::num::NonZeroU64::new(at.saturating_add(1)));
     }
 
     /// The session generation: how many times every session of this user was
@@ -368,11 +562,13 @@ impl MfaRecord {
     /// this is [`Error::CorruptRecord`], not a record.
     pub(crate) fn check_consistent(&self) -> Result<()> {
         let corrupt = |why| Err(Error::CorruptRecord(why));
-        if self.authenticators.len() > Self::MAX_AUTHENTICATORS {
+        if self.factor_count() > Self::MAX_AUTHENTICATORS {
             return corrupt("more authenticators than allowed");
         }
         let mut ids: Vec<u32> = self.authenticators.iter().map(|a| a.id.0).collect();
         ids.extend(self.pending.as_ref().map(|p| p.id.0));
+        ids.extend(self.passkeys().iter().map(|p| p.id.0));
+        ids.extend(self.pending_passkey().map(|p| p.id.0));
         let count = ids.len();
         ids.sort_unstable();
         ids.dedup();
@@ -405,6 +601,18 @@ impl MfaRecord {
             {
                 return corrupt("pending enrolment replaces an unknown authenticator");
             }
+        }
+        if let Some(p) = self.pending_passkey() {
+            if p.expires_at < p.started_at {
+                return corrupt("pending passkey expires before it starts");
+            }
+            if p.replaces.is_some_and(|r| !self.has_factor(r)) {
+                return corrupt("pending passkey replaces an unknown factor");
+            }
+        }
+        let credentials: Vec<&[u8]> = self.passkeys().iter().map(|p| &*p.credential_id).collect();
+        if (1..credentials.len()).any(|i| credentials[..i].contains(&credentials[i])) {
+            return corrupt("two passkeys share a credential id");
         }
         Ok(())
     }

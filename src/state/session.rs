@@ -59,6 +59,8 @@ pub enum SessionProof {
     NoSecondFactor,
     /// A TOTP code or a backup code (at sign-in, enrolment, or a change that asked for one).
     Code,
+    /// A passkey or security key (at sign-in, registration, or a change that asked for one).
+    Passkey,
     /// A trusted browser's token: the session ends when that browser is forgotten.
     TrustedBrowser(BrowserId),
     /// Only the password, of a user who must enrol first
@@ -156,7 +158,7 @@ impl SessionStamp {
     }
 
     pub(crate) fn code_proven_within(&self, now: u64, secs: u64) -> bool {
-        self.proof == SessionProof::Code && self.at <= now && now - self.at <= secs
+        matches!(self.proof, SessionProof::Code | SessionProof::Passkey) && self.at <= now && now - self.at <= secs
     }
 }
 
@@ -166,6 +168,7 @@ impl SessionProof {
         match self {
             Self::NoSecondFactor => (b'n', 0),
             Self::Code => (b'c', 0),
+            Self::Passkey => (b'p', 0),
             Self::TrustedBrowser(browser) => (b't', browser.0),
             Self::EnrolmentOnly => (b'e', 0),
         }
@@ -190,6 +193,7 @@ impl core::fmt::Display for SessionStamp {
         match self.proof {
             SessionProof::NoSecondFactor => f.write_str("n")?,
             SessionProof::Code => f.write_str("c")?,
+            SessionProof::Passkey => f.write_str("p")?,
             SessionProof::TrustedBrowser(browser) => write!(f, "t{}", browser.0)?,
             SessionProof::EnrolmentOnly => f.write_str("e")?,
         }
@@ -224,6 +228,7 @@ impl core::str::FromStr for SessionStamp {
         let proof = match parts.next().ok_or_else(invalid)? {
             "n" => SessionProof::NoSecondFactor,
             "c" => SessionProof::Code,
+            "p" => SessionProof::Passkey,
             "e" => SessionProof::EnrolmentOnly,
             other => {
                 let id = other.strip_prefix('t').and_then(number).ok_or_else(invalid)?;
@@ -494,6 +499,7 @@ mod tests {
             (u64::MAX, SessionProof::TrustedBrowser(BrowserId(u32::MAX)), u64::MAX),
             (7, SessionProof::NoSecondFactor, 1_700_000_000),
             (7, SessionProof::EnrolmentOnly, 1_700_000_000),
+            (7, SessionProof::Passkey, 1_700_000_000),
         ] {
             let stamp = SessionStamp::issue(&keys, &portal, &user, generation, proof, at);
             let text = stamp.to_string();

@@ -88,7 +88,7 @@ impl MfaRecord {
         if !recorded || draft.record().failures != Default::default() {
             let record = draft.record_mut();
             record.failures = Default::default();
-            record.last_verified_at = Some(now);
+            record.set_last_verified_at(Some(now));
             if let Some(trusted) = record.trusted.as_mut() {
                 trusted.browsers[index].last_used_at = Some(now);
             }

@@ -13,7 +13,7 @@ use super::answers::{
     StartedEnrolment,
 };
 use super::context::{Context, EnrolmentRequest, Outcome};
-use super::draft::{Draft, check_label};
+use super::draft::{Draft, check_label, proof_of};
 use super::record::{Authenticator, Key, MfaRecord, PendingEnrolment, ResetRecord};
 use super::session::{SessionProof, SessionStamp};
 use crate::backup::BackupCodes;
@@ -27,9 +27,15 @@ impl MfaRecord {
     /// What the host does after the password step. A pure read: asking twice
     /// (a page reload) changes nothing; a grace sign-in is spent only by
     /// [`MfaRecord::complete_grace_sign_in`].
+    ///
+    /// Where a code is asked for and the user has passkeys, the step carries
+    /// a fresh sign-in challenge (when the context has a relying party): then
+    /// the record changes, and must be committed like any other change.
     pub fn sign_in_step(self, ctx: &Context<'_>) -> Outcome<SignInStep> {
         let step = self.next_step(ctx);
-        Draft::new(self, ctx).done(Ok(step))
+        let mut draft = Draft::new(self, ctx);
+        let step = draft.offer_passkeys(step);
+        draft.done(step)
     }
 
     /// Spends one grace sign-in, when the host signs a user in under
@@ -61,6 +67,9 @@ impl MfaRecord {
             return SignInStep::EnterCode {
                 backup_codes_remaining: self.backup_codes.as_ref().map_or(0, BackupCodes::remaining),
                 attempts_left: self.failures.attempts_left(&ctx.policy.lockout()),
+                authenticator_apps: self.authenticators.len() as u8,
+                passkeys: self.passkeys().len() as u8,
+                passkey: None,
             };
         }
         if self.must_enrol {
@@ -106,17 +115,9 @@ impl MfaRecord {
             let params = ctx.policy.otp();
             let uri = OtpAuthUri::new(request.issuer, request.account, secret.clone(), params)?;
             draft.refuse_if_locked()?;
+            draft.check_room_for(request.replaces)?;
             if draft.record().mfa_enabled() {
-                if let Some(id) = request.replaces {
-                    if !draft.record().authenticators.iter().any(|a| a.id == id) {
-                        return Err(Error::UnknownAuthenticator);
-                    }
-                } else if draft.record().authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
-                    return Err(Error::TooManyAuthenticators);
-                }
                 draft.prove(request.proof.ok_or(Error::ProofRequired)?)?;
-            } else if request.replaces.is_some() {
-                return Err(Error::UnknownAuthenticator);
             }
             draft.cancel_pending();
             let id = draft.next_id()?;
@@ -174,15 +175,11 @@ impl MfaRecord {
             let Some(pending) = draft.record_mut().pending.take() else {
                 return Err(Error::NoPendingEnrolment);
             };
-            // Decided before a replaced authenticator goes: a swap keeps MFA on.
+            // Decided before a replaced factor goes: a swap keeps MFA on.
             let turning_on = !draft.record().mfa_enabled();
             if let Some(old) = pending.replaces
-                && draft.record_mut().remove_authenticator(old)
+                && draft.remove_factor(old, RemovalCause::Replaced)
             {
-                draft.emit(EventKind::AuthenticatorRemoved {
-                    authenticator: old,
-                    cause: RemovalCause::Replaced,
-                });
                 draft.end_sessions(SessionEndCause::AuthenticatorReplaced);
             }
             // A copy of the key, not a move out of its box: the box is dropped whole, key zeroized.
@@ -200,14 +197,7 @@ impl MfaRecord {
                 label,
             });
             let backup_codes = if turning_on {
-                let count = ctx.policy.backup_code_count();
-                let (stored, issued) = BackupCodes::generate(rng, count);
-                draft.record_mut().backup_codes = Some(stored);
-                draft.emit(EventKind::BackupCodesIssued {
-                    count,
-                    regenerated: false,
-                });
-                Some(issued)
+                Some(draft.issue_backup_codes(rng))
             } else {
                 None
             };
@@ -220,27 +210,35 @@ impl MfaRecord {
         draft.done(result)
     }
 
-    /// Abandons the pending enrolment, if any ("delete configuration" before enabling).
+    /// Abandons the pending enrolment and passkey registration, if any
+    /// ("delete configuration" before enabling).
     pub fn cancel_enrolment(self, ctx: &Context<'_>, session: &SessionStamp) -> Outcome<()> {
         let mut draft = Draft::new(self, ctx);
-        let result = draft.check_session(session).map(|()| draft.cancel_pending());
+        let result = draft.check_session(session).map(|()| {
+            draft.cancel_pending();
+            draft.cancel_pending_passkey();
+        });
         draft.done(result)
     }
 
-    /// The second step of sign-in: a TOTP code from any authenticator, or a backup code.
+    /// The second step of sign-in: a TOTP code from any authenticator, a
+    /// backup code, or a passkey's answer (WebAuthn JSON, told apart by its
+    /// leading `{`) to the challenge [`MfaRecord::sign_in_step`] issued.
     ///
     /// A step is accepted once per authenticator: the same or an older step is
-    /// [`Error::ReplayedCode`]. Wrong codes and replays count toward lockout;
-    /// malformed input does not.
+    /// [`Error::ReplayedCode`]; a challenge is answered once. Wrong codes,
+    /// replays and every refused passkey answer count toward lockout;
+    /// a malformed code does not.
     pub fn verify(self, ctx: &Context<'_>, input: &str) -> Outcome<SignInVerified> {
         let mut draft = Draft::new(self, ctx);
         let result = draft.prove(input).map(|factor| draft.sign_in_verified(factor));
         draft.done(result)
     }
 
-    /// Deletes an authenticator after a fresh code. Refused while the policy
-    /// enforces MFA and it is the last one. Deleting the last turns MFA off for
-    /// a self-configured user and drops the backup codes.
+    /// Deletes an authenticator app or a passkey after a fresh code (or
+    /// passkey answer). Refused while the policy enforces MFA and it is the
+    /// last factor. Deleting the last turns MFA off for a self-configured user
+    /// and drops the backup codes.
     /// Every other session ends; the answer is this session's new stamp.
     pub fn delete_authenticator(
         self,
@@ -252,21 +250,20 @@ impl MfaRecord {
         let mut draft = Draft::new(self, ctx);
         let result = (|| {
             draft.check_signed_in(session)?;
-            if !draft.record().authenticators.iter().any(|a| a.id == id) {
+            if !draft.record().has_factor(id) {
                 return Err(Error::UnknownAuthenticator);
             }
-            if ctx.policy.is_enforced() && draft.record().authenticators.len() == 1 {
+            if ctx.policy.is_enforced() && draft.record().factor_count() == 1 {
                 return Err(Error::NotAllowed(PolicyRefusal::LastAuthenticatorWhileEnforced));
             }
-            draft.prove(proof)?;
-            draft.record_mut().remove_authenticator(id);
+            let factor = draft.prove(proof)?;
+            draft.remove_factor(id, RemovalCause::Deleted);
             if draft.record().pending.as_ref().is_some_and(|p| p.replaces == Some(id)) {
                 draft.cancel_pending();
             }
-            draft.emit(EventKind::AuthenticatorRemoved {
-                authenticator: id,
-                cause: RemovalCause::Deleted,
-            });
+            if draft.record().pending_passkey().is_some_and(|p| p.replaces == Some(id)) {
+                draft.cancel_pending_passkey();
+            }
             let cause = if draft.record().mfa_enabled() {
                 SessionEndCause::AuthenticatorRemoved
             } else {
@@ -274,7 +271,7 @@ impl MfaRecord {
                 SessionEndCause::MfaTurnedOff
             };
             draft.end_sessions(cause);
-            Ok(draft.stamp(SessionProof::Code))
+            Ok(draft.stamp(proof_of(factor)))
         })();
         draft.done(result)
     }
@@ -292,7 +289,7 @@ impl MfaRecord {
         let result = draft
             .check_signed_in(session)
             .and_then(|()| draft.prove(proof))
-            .map(|_| {
+            .map(|factor| {
                 let count = ctx.policy.backup_code_count();
                 let (stored, issued) = BackupCodes::generate(rng, count);
                 draft.record_mut().backup_codes = Some(stored);
@@ -303,7 +300,7 @@ impl MfaRecord {
                 draft.end_sessions(SessionEndCause::BackupCodesRegenerated);
                 BackupCodesRegenerated {
                     codes: issued,
-                    session: draft.stamp(SessionProof::Code),
+                    session: draft.stamp(proof_of(factor)),
                 }
             });
         draft.done(result)
@@ -315,10 +312,18 @@ impl MfaRecord {
     pub fn admin_reset(self, ctx: &Context<'_>, reason: ResetReason, mode: ResetMode) -> Outcome<ResetSummary> {
         let mut draft = Draft::new(self, ctx);
         let result = draft.require_admin().map(|admin| {
+            let passkeys: Vec<AuthenticatorId> = draft.record().passkeys().iter().map(|p| p.id).collect();
+            for &id in &passkeys {
+                draft.emit(EventKind::PasskeyRemoved {
+                    authenticator: id,
+                    cause: RemovalCause::AdminReset,
+                });
+            }
             let record = draft.record_mut();
             let authenticators_removed = record.authenticators.len() as u32;
             let backup_codes_removed = record.backup_codes.as_ref().map_or(0, BackupCodes::remaining);
             record.authenticators = Box::default();
+            record.passkeys = None;
             record.pending = None;
             record.backup_codes = None;
             record.failures = Default::default();
@@ -338,6 +343,7 @@ impl MfaRecord {
             draft.end_sessions(SessionEndCause::AdminReset);
             ResetSummary {
                 authenticators_removed,
+                passkeys_removed: passkeys.len() as u32,
                 backup_codes_removed,
                 must_enrol,
             }
@@ -360,9 +366,7 @@ impl MfaRecord {
         let result = (|| {
             draft.require_admin()?;
             let label = check_label(label)?;
-            if draft.record().authenticators.len() >= MfaRecord::MAX_AUTHENTICATORS {
-                return Err(Error::TooManyAuthenticators);
-            }
+            draft.check_room_for(None)?;
             let id = draft.next_id()?;
             draft.record_mut().add_authenticator(Authenticator {
                 id,

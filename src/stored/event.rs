@@ -110,11 +110,7 @@ fn kind(w: &mut Writer, kind: &EventKind) {
         EventKind::AuthenticatorRemoved { authenticator, cause } => {
             w.u8(8);
             w.uint(authenticator.0.into());
-            w.u8(match cause {
-                RemovalCause::Deleted => 1,
-                RemovalCause::Replaced => 2,
-                RemovalCause::AdminReset => 3,
-            });
+            w.u8(removal_cause(*cause));
         }
         EventKind::BackupCodesIssued { count, regenerated } => {
             w.u8(9);
@@ -133,6 +129,10 @@ fn kind(w: &mut Writer, kind: &EventKind) {
                     w.uint(id.0.into());
                 }
                 Factor::BackupCode => w.u8(2),
+                Factor::Passkey(id) => {
+                    w.u8(3);
+                    w.uint(id.0.into());
+                }
             }
         }
         EventKind::VerificationFailed { consecutive_failures } => {
@@ -196,7 +196,47 @@ fn kind(w: &mut Writer, kind: &EventKind) {
                 ForgetCause::Evicted => 3,
             });
         }
+        EventKind::PasskeyRegistrationStarted { replaces } => {
+            w.u8(22);
+            w.opt_uint(replaces.map(|r| r.0.into()));
+        }
+        EventKind::PasskeyRegistrationCancelled => w.u8(23),
+        EventKind::PasskeyRegistrationFailed { failures } => {
+            w.u8(24);
+            w.u8(*failures);
+        }
+        EventKind::PasskeyAdded { authenticator, label } => {
+            w.u8(25);
+            w.uint(authenticator.0.into());
+            w.str(label);
+        }
+        EventKind::PasskeyRemoved { authenticator, cause } => {
+            w.u8(26);
+            w.uint(authenticator.0.into());
+            w.u8(removal_cause(*cause));
+        }
+        EventKind::PasskeyCounterRegressed { authenticator } => {
+            w.u8(27);
+            w.uint(authenticator.0.into());
+        }
     }
+}
+
+fn removal_cause(cause: RemovalCause) -> u8 {
+    match cause {
+        RemovalCause::Deleted => 1,
+        RemovalCause::Replaced => 2,
+        RemovalCause::AdminReset => 3,
+    }
+}
+
+fn read_removal_cause(r: &mut Reader<'_>) -> Result<RemovalCause> {
+    Ok(match r.u8()? {
+        1 => RemovalCause::Deleted,
+        2 => RemovalCause::Replaced,
+        3 => RemovalCause::AdminReset,
+        _ => return corrupt("unknown removal cause"),
+    })
 }
 
 fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
@@ -222,12 +262,7 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
         },
         8 => EventKind::AuthenticatorRemoved {
             authenticator: id(r)?,
-            cause: match r.u8()? {
-                1 => RemovalCause::Deleted,
-                2 => RemovalCause::Replaced,
-                3 => RemovalCause::AdminReset,
-                _ => return corrupt("unknown removal cause"),
-            },
+            cause: read_removal_cause(r)?,
         },
         9 => EventKind::BackupCodesIssued {
             count: r.u8()?,
@@ -240,6 +275,7 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
             factor: match r.u8()? {
                 1 => Factor::Totp(id(r)?),
                 2 => Factor::BackupCode,
+                3 => Factor::Passkey(id(r)?),
                 _ => return corrupt("unknown factor"),
             },
         },
@@ -288,6 +324,20 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
                 _ => return corrupt("unknown forget cause"),
             },
         },
+        22 => EventKind::PasskeyRegistrationStarted {
+            replaces: r.opt_uint_as::<u32>()?.map(AuthenticatorId),
+        },
+        23 => EventKind::PasskeyRegistrationCancelled,
+        24 => EventKind::PasskeyRegistrationFailed { failures: r.u8()? },
+        25 => EventKind::PasskeyAdded {
+            authenticator: id(r)?,
+            label: r.str()?.into(),
+        },
+        26 => EventKind::PasskeyRemoved {
+            authenticator: id(r)?,
+            cause: read_removal_cause(r)?,
+        },
+        27 => EventKind::PasskeyCounterRegressed { authenticator: id(r)? },
         _ => return corrupt("unknown event kind"),
     })
 }

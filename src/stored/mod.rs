@@ -25,7 +25,7 @@ pub(crate) use record::{decode_record, encode_record, record_sessions};
 use crate::error::{Error, Result};
 
 /// The format version this build writes, for each kind of stored value.
-pub(crate) const RECORD_FORMAT: u8 = 3;
+pub(crate) const RECORD_FORMAT: u8 = 4;
 pub(crate) const POLICY_FORMAT: u8 = 2;
 pub(crate) const EVENT_FORMAT: u8 = 2;
 

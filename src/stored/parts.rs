@@ -3,6 +3,7 @@
 
 use rand::CryptoRng;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 use super::{RECORD_FORMAT, Reader, Writer, corrupt};
 use crate::error::{Error, Result};
@@ -51,8 +52,35 @@ pub(super) fn seal<R: CryptoRng + ?Sized>(
     keyring: &Keyring,
     rng: &mut R,
 ) -> Result<()> {
+    let plain = key.secret().expose_bytes();
+    seal_bytes(
+        w,
+        owner,
+        authenticator,
+        field,
+        plain,
+        key.sealed.as_deref(),
+        keyring,
+        rng,
+    )
+}
+
+/// Writes `plain` sealed for `field` of item `item`: `kept` (the form it
+/// was read in) when that is for this field and under the current key, else
+/// sealed afresh with a new nonce.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn seal_bytes<R: CryptoRng + ?Sized>(
+    w: &mut Writer,
+    owner: Owner<'_>,
+    item: u32,
+    field: Field,
+    plain: &[u8],
+    kept: Option<&SealedForm>,
+    keyring: &Keyring,
+    rng: &mut R,
+) -> Result<()> {
     let key_id = keyring.current_key_id().as_str();
-    if let Some(sealed) = &key.sealed
+    if let Some(sealed) = kept
         && sealed.field == field as u8
         && &*sealed.key_id == key_id
     {
@@ -64,17 +92,11 @@ pub(super) fn seal<R: CryptoRng + ?Sized>(
     w.str(key_id);
     w.0.extend_from_slice(keyring.current_check());
     w.0.extend_from_slice(&nonce);
-    let plain = key.secret().expose_bytes();
     w.uint((plain.len() + crate::keyring::TAG_LEN) as u64);
     // Sealed in place at the end of the buffer: the plaintext never sits anywhere else.
     let start = w.0.len();
     w.0.extend_from_slice(plain);
-    let sealed = keyring.seal(
-        &nonce,
-        &owner.aad(RECORD_FORMAT, authenticator, field, key_id),
-        &mut w.0,
-        start,
-    );
+    let sealed = keyring.seal(&nonce, &owner.aad(RECORD_FORMAT, item, field, key_id), &mut w.0, start);
     if sealed.is_err() {
         zeroize::Zeroize::zeroize(&mut w.0[start..]);
     }
@@ -93,31 +115,44 @@ pub(super) fn open(
     keyring: &Keyring,
     stale_key: &mut bool,
 ) -> Result<Key> {
+    let (plain, sealed) = open_bytes(r, format, owner, authenticator, field, keyring, stale_key)?;
+    let secret =
+        Secret::from_bytes(&plain, 0).map_err(|_| Error::CorruptRecord("a sealed secret has an impossible length"))?;
+    let mut key = Key::new(secret, params);
+    key.sealed = sealed;
+    Ok(key)
+}
+
+/// A value opened, with its sealed form when it can be written back as it is.
+pub(super) type Opened = (Zeroizing<Vec<u8>>, Option<Arc<SealedForm>>);
+
+/// Reads and opens a value sealed for `field` of item `item`, with its
+/// sealed form when it can be written back as it is (the current format).
+pub(super) fn open_bytes(
+    r: &mut Reader<'_>,
+    format: u8,
+    owner: Owner<'_>,
+    item: u32,
+    field: Field,
+    keyring: &Keyring,
+    stale_key: &mut bool,
+) -> Result<Opened> {
     let before = r.position();
     let key_id = r.str()?;
     let check = r.array::<KEY_CHECK_LEN>()?;
     let nonce = r.array::<NONCE_LEN>()?;
     let sealed = r.bytes()?;
-    let plain = keyring.open(
-        key_id,
-        &check,
-        &nonce,
-        &owner.aad(format, authenticator, field, key_id),
-        sealed,
-    )?;
+    let plain = keyring.open(key_id, &check, &nonce, &owner.aad(format, item, field, key_id), sealed)?;
     *stale_key |= key_id != keyring.current_key_id().as_str();
-    let secret =
-        Secret::from_bytes(&plain, 0).map_err(|_| Error::CorruptRecord("a sealed secret has an impossible length"))?;
-    let mut key = Key::new(secret, params);
     // Kept only in the current format: an older one is re-sealed on its next write.
-    if format == RECORD_FORMAT {
-        key.sealed = Some(Arc::new(SealedForm {
+    let kept = (format == RECORD_FORMAT).then(|| {
+        Arc::new(SealedForm {
             field: field as u8,
             key_id: key_id.into(),
             bytes: r.since(before).into(),
-        }));
-    }
-    Ok(key)
+        })
+    });
+    Ok((plain, kept))
 }
 
 pub(super) fn params(w: &mut Writer, p: &TotpParams) {

@@ -1,6 +1,6 @@
-//! A user's [`MfaRecord`] in its stored form (form 3), secrets sealed.
+//! A user's [`MfaRecord`] in its stored form (form 4), secrets sealed.
 //!
-//! Form 3 is the format byte, the length of what follows (so a record cut
+//! Form 4 (and form 3 before it, which lacked passkeys) is the format byte, the length of what follows (so a record cut
 //! short, even between fields, is refused), then fields: each a tag, the
 //! length of its value and the value, in ascending tag order (a list's tag
 //! repeats). A value
@@ -11,14 +11,18 @@
 
 use rand::CryptoRng;
 
-use super::parts::{Decoded, Owner, open, params, read_params, read_reason, reason, seal};
+use std::sync::Arc;
+
+use super::parts::{Decoded, Owner, open, open_bytes, params, read_params, read_reason, reason, seal, seal_bytes};
 use super::{Fields, RECORD_FORMAT, Reader, Writer, corrupt, format_version, record_v2};
 use crate::backup::{BackupCodeHash, BackupCodes};
 use crate::error::{Error, Result};
 use crate::ids::{AuthenticatorId, BrowserId, PortalId, UserId};
 use crate::keyring::{Field, Keyring};
+use crate::otp::TotpParams;
 use crate::state::{
-    Authenticator, MfaRecord, PendingEnrolment, ResetRecord, SessionState, TokenHash, TrustedBrowser, TrustedBrowsers,
+    Authenticator, Key, MfaRecord, Passkey, PasskeyChallenge, Passkeys, PendingEnrolment, PendingPasskey, ResetRecord,
+    SealedBytes, SessionState, TokenHash, TrustedBrowser, TrustedBrowsers,
 };
 
 /// The record's fields, by tag. A number field is left out when it is 0, a
@@ -45,6 +49,8 @@ mod tag {
     pub(super) const LAST_RESET: u64 = 13;
     /// Fields: [`trusted`].
     pub(super) const TRUSTED_BROWSERS: u64 = 14;
+    /// Fields: [`passkeys`] (form 4 on).
+    pub(super) const PASSKEYS: u64 = 15;
 
     /// An authenticator's or a pending enrolment's fields.
     pub(super) mod item {
@@ -60,6 +66,28 @@ mod tag {
         pub(crate) const WRONG_CODES: u64 = 8;
         /// Key id, key check, nonce, ciphertext.
         pub(crate) const SECRET: u64 = 9;
+        /// A passkey's newest signature counter.
+        pub(crate) const SIGN_COUNT: u64 = 10;
+        /// What a passkey item keeps sealed, as [`SECRET`] is.
+        pub(crate) const SEALED: u64 = SECRET;
+        /// When a passkey was last used (an authenticator keeps a time step instead).
+        pub(crate) const LAST_USED_AT: u64 = LAST_USED_STEP;
+        /// Refused responses to a registration.
+        pub(crate) const FAILURES: u64 = WRONG_CODES;
+    }
+
+    /// A user's passkeys and ceremonies in progress.
+    pub(super) mod passkeys {
+        /// The WebAuthn user handle (16 bytes).
+        pub(crate) const USER_HANDLE: u64 = 1;
+        /// One per passkey, in order (fields: [`super::item`], with
+        /// `SEALED` the credential id and credential, and `SIGN_COUNT`).
+        pub(crate) const CREDENTIAL: u64 = 2;
+        /// The registration in progress (fields: [`super::item`], `SEALED` its state).
+        pub(crate) const REGISTRATION: u64 = 3;
+        /// The outstanding challenge (fields: [`super::item`]: `SINCE`,
+        /// `EXPIRES_AT`, `SEALED` its state).
+        pub(crate) const CHALLENGE: u64 = 4;
     }
 
     pub(super) mod backup {
@@ -112,7 +140,7 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
     w.uint_field(tag::LOCKS, record.failures.locks.into());
     w.opt_uint_field(tag::LOCKED_UNTIL, record.failures.locked_until);
     w.uint_field(tag::GRACE_SIGN_INS_USED, record.grace_sign_ins_used.into());
-    w.opt_uint_field(tag::LAST_VERIFIED_AT, record.last_verified_at);
+    w.opt_uint_field(tag::LAST_VERIFIED_AT, record.last_verified_at());
     w.uint_field(tag::NEXT_BROWSER_ID, record.next_browser_id.into());
     for a in &record.authenticators {
         w.field(tag::AUTHENTICATOR, |w| {
@@ -177,11 +205,69 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
             Ok(())
         })?;
     }
+    if let Some(passkeys) = &record.passkeys {
+        w.field(tag::PASSKEYS, |w| write_passkeys(w, passkeys, owner, keyring, rng))?;
+    }
     w.length_before(start);
     Ok(w.0)
 }
 
-/// The reader over a form 3 record's fields, once its length is checked.
+fn write_passkeys<R: CryptoRng + ?Sized>(
+    w: &mut Writer,
+    passkeys: &Passkeys,
+    owner: Owner<'_>,
+    keyring: &Keyring,
+    rng: &mut R,
+) -> Result<()> {
+    use tag::item::*;
+    use tag::passkeys::*;
+    w.raw_field(USER_HANDLE, &passkeys.user_handle);
+    for p in &passkeys.credentials {
+        w.field(CREDENTIAL, |w| {
+            w.uint_field_always(ID, p.id.0.into());
+            w.str_field(LABEL, &p.label);
+            w.uint_field_always(SINCE, p.added_at);
+            w.opt_uint_field(LAST_USED_AT, p.last_used_at);
+            w.field(SEALED, |w| {
+                // The credential id is sealed with the credential: it identifies the user to any site that sees it.
+                let mut plain = Writer(Vec::with_capacity(p.credential_id.len() + p.credential.plain.len() + 2));
+                plain.bytes(&p.credential_id);
+                plain.0.extend_from_slice(&p.credential.plain);
+                let kept = p.credential.sealed.as_deref();
+                seal_bytes(w, owner, p.id.0, Field::Passkey, &plain.0, kept, keyring, rng)
+            })?;
+            w.uint_field(SIGN_COUNT, p.sign_count.into());
+            Ok(())
+        })?;
+    }
+    if let Some(r) = &passkeys.registration {
+        w.field(REGISTRATION, |w| {
+            w.uint_field_always(ID, r.id.0.into());
+            w.str_field(LABEL, &r.label);
+            w.uint_field_always(SINCE, r.started_at);
+            w.uint_field_always(EXPIRES_AT, r.expires_at);
+            w.opt_uint_field(REPLACES, r.replaces.map(|r| r.0.into()));
+            w.uint_field(FAILURES, r.failures.into());
+            w.field(SEALED, |w| {
+                let (plain, kept) = (&r.state.plain, r.state.sealed.as_deref());
+                seal_bytes(w, owner, r.id.0, Field::PasskeyRegistration, plain, kept, keyring, rng)
+            })
+        })?;
+    }
+    if let Some(c) = &passkeys.challenge {
+        w.field(CHALLENGE, |w| {
+            w.uint_field_always(SINCE, c.issued_at);
+            w.uint_field_always(EXPIRES_AT, c.expires_at);
+            w.field(SEALED, |w| {
+                let (plain, kept) = (&c.state.plain, c.state.sealed.as_deref());
+                seal_bytes(w, owner, 0, Field::PasskeyChallenge, plain, kept, keyring, rng)
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// The reader over a form 3 or 4 record's fields, once its length is checked.
 fn fields_of(bytes: &[u8]) -> Result<Fields<'_, 'static>> {
     let mut outer = Reader::after_format(bytes);
     let body = outer.bytes()?;
@@ -196,7 +282,7 @@ pub(crate) fn decode_record(bytes: &[u8], portal: &PortalId, user: &UserId, keyr
     let decoded = if format < 3 {
         record_v2::decode(bytes, format, owner, keyring)?
     } else {
-        decode_fields(bytes, owner, keyring)?
+        decode_fields(bytes, format, owner, keyring)?
     };
     decoded.record.check_consistent()?;
     Ok(decoded)
@@ -236,9 +322,10 @@ pub(crate) fn record_sessions(bytes: &[u8], with_browsers: bool) -> Result<Sessi
     Ok(state)
 }
 
-/// Form 3: the fields, each checked as it is read; a field this build does
+/// Forms 3 and 4: the fields, each checked as it is read; a field this build does
 /// not know, one out of order or given twice, or one holding its default is refused.
-fn decode_fields(bytes: &[u8], owner: Owner<'_>, keyring: &Keyring) -> Result<Decoded> {
+fn decode_fields(bytes: &[u8], format: u8, owner: Owner<'_>, keyring: &Keyring) -> Result<Decoded> {
+    let sealed = Sealed { format, owner, keyring };
     let mut stale_key = false;
     let mut record = MfaRecord::default();
     let mut authenticators = Vec::new();
@@ -252,17 +339,17 @@ fn decode_fields(bytes: &[u8], owner: Owner<'_>, keyring: &Keyring) -> Result<De
             tag::LOCKS => record.failures.locks = value.nonzero_uint_as()?,
             tag::LOCKED_UNTIL => record.failures.locked_until = Some(value.uint()?),
             tag::GRACE_SIGN_INS_USED => record.grace_sign_ins_used = value.nonzero_uint_as()?,
-            tag::LAST_VERIFIED_AT => record.last_verified_at = Some(value.uint()?),
+            tag::LAST_VERIFIED_AT => record.set_last_verified_at(Some(value.uint()?)),
             tag::NEXT_BROWSER_ID => record.next_browser_id = value.nonzero_uint_as()?,
             tag::AUTHENTICATOR => {
                 if authenticators.len() == MfaRecord::MAX_AUTHENTICATORS {
                     return corrupt("more authenticators than allowed");
                 }
-                authenticators.push(read_authenticator(value, owner, keyring, &mut stale_key)?);
+                authenticators.push(read_authenticator(value, sealed, &mut stale_key)?);
                 continue;
             }
             tag::PENDING => {
-                record.pending = Some(Box::new(read_pending(value, owner, keyring, &mut stale_key)?));
+                record.pending = Some(Box::new(read_pending(value, sealed, &mut stale_key)?));
                 continue;
             }
             tag::BACKUP_CODES => {
@@ -277,6 +364,10 @@ fn decode_fields(bytes: &[u8], owner: Owner<'_>, keyring: &Keyring) -> Result<De
                 record.trusted = Some(Box::new(read_trusted(value)?));
                 continue;
             }
+            tag::PASSKEYS if format >= 4 => {
+                record.passkeys = Some(Box::new(read_passkeys(value, sealed, &mut stale_key)?));
+                continue;
+            }
             _ => return corrupt("a record field this build does not know"),
         }
         value.finish()?;
@@ -285,9 +376,32 @@ fn decode_fields(bytes: &[u8], owner: Owner<'_>, keyring: &Keyring) -> Result<De
     Ok(Decoded { record, stale_key })
 }
 
+/// How a record's sealed values are opened: its format, its owner, the keys.
+#[derive(Clone, Copy)]
+struct Sealed<'a> {
+    format: u8,
+    owner: Owner<'a>,
+    keyring: &'a Keyring,
+}
+
+impl Sealed<'_> {
+    fn key(&self, r: &mut Reader<'_>, id: u32, field: Field, params: TotpParams, stale: &mut bool) -> Result<Key> {
+        open(r, self.format, self.owner, id, field, params, self.keyring, stale)
+    }
+
+    fn bytes(&self, r: &mut Reader<'_>, id: u32, field: Field, stale: &mut bool) -> Result<(Vec<u8>, SealedBytes)> {
+        let (plain, kept) = open_bytes(r, self.format, self.owner, id, field, self.keyring, stale)?;
+        let bytes = SealedBytes {
+            plain: plain.as_slice().into(),
+            sealed: kept,
+        };
+        Ok((plain.to_vec(), bytes))
+    }
+}
+
 /// An item's fields, gathered (each at most once) for the reader that builds it.
 struct Item<'a> {
-    values: [Option<Reader<'a>>; 10],
+    values: [Option<Reader<'a>>; 11],
 }
 
 impl<'a> Item<'a> {
@@ -337,12 +451,7 @@ impl<'a> Item<'a> {
     }
 }
 
-fn read_authenticator(
-    value: Reader<'_>,
-    owner: Owner<'_>,
-    keyring: &Keyring,
-    stale_key: &mut bool,
-) -> Result<Authenticator> {
+fn read_authenticator(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) -> Result<Authenticator> {
     use tag::item::*;
     let mut item = Item::read(value, SECRET)?;
     let id = item.uint_as(ID)?;
@@ -354,18 +463,13 @@ fn read_authenticator(
         last_used_step: item.opt_uint(LAST_USED_STEP)?,
         key: item
             .required(SECRET)?
-            .whole(|r| open(r, RECORD_FORMAT, owner, id, Field::Secret, params, keyring, stale_key))?,
+            .whole(|r| sealed.key(r, id, Field::Secret, params, stale_key))?,
     };
     item.no_more()?;
     Ok(authenticator)
 }
 
-fn read_pending(
-    value: Reader<'_>,
-    owner: Owner<'_>,
-    keyring: &Keyring,
-    stale_key: &mut bool,
-) -> Result<PendingEnrolment> {
+fn read_pending(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) -> Result<PendingEnrolment> {
     use tag::item::*;
     let mut item = Item::read(value, SECRET)?;
     let id = item.uint_as(ID)?;
@@ -388,21 +492,103 @@ fn read_pending(
             .map(|v| v.whole(|r| r.uint_as().map(AuthenticatorId)))
             .transpose()?,
         wrong_codes,
-        key: item.required(SECRET)?.whole(|r| {
-            open(
-                r,
-                RECORD_FORMAT,
-                owner,
-                id,
-                Field::PendingSecret,
-                params,
-                keyring,
-                stale_key,
-            )
-        })?,
+        key: item
+            .required(SECRET)?
+            .whole(|r| sealed.key(r, id, Field::PendingSecret, params, stale_key))?,
     };
     item.no_more()?;
     Ok(pending)
+}
+
+fn read_passkeys(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) -> Result<Passkeys> {
+    use tag::item::*;
+    use tag::passkeys::*;
+    let mut user_handle = None;
+    let mut passkeys = Passkeys {
+        user_handle: [0; 16],
+        credentials: Vec::new(),
+        registration: None,
+        challenge: None,
+    };
+    let mut fields = Fields::of(value, &[CREDENTIAL]);
+    while let Some((t, value)) = fields.next()? {
+        match t {
+            USER_HANDLE => user_handle = Some(value.whole(|r| r.array())?),
+            CREDENTIAL => {
+                if passkeys.credentials.len() == MfaRecord::MAX_AUTHENTICATORS {
+                    return corrupt("more passkeys than allowed");
+                }
+                let mut item = Item::read(value, SIGN_COUNT)?;
+                let id = item.uint_as(ID)?;
+                let (plain, mut credential) = item
+                    .required(SEALED)?
+                    .whole(|r| sealed.bytes(r, id, Field::Passkey, stale_key))?;
+                let mut inside = Reader { rest: &plain };
+                let credential_id: Arc<[u8]> = inside.bytes()?.into();
+                if credential_id.is_empty() {
+                    return corrupt("a passkey without a credential id");
+                }
+                credential.plain = inside.rest().into();
+                passkeys.credentials.push(Passkey {
+                    id: AuthenticatorId(id),
+                    label: item.str(LABEL)?.into(),
+                    added_at: item.uint(SINCE)?,
+                    last_used_at: item.opt_uint(LAST_USED_AT)?,
+                    sign_count: item
+                        .take(SIGN_COUNT)
+                        .map(|v| v.whole(|r| r.nonzero_uint_as()))
+                        .transpose()?
+                        .unwrap_or(0),
+                    credential_id,
+                    credential,
+                });
+                item.no_more()?;
+            }
+            REGISTRATION => {
+                let mut item = Item::read(value, SEALED)?;
+                let id = item.uint_as(ID)?;
+                let failures = item
+                    .take(FAILURES)
+                    .map(|v| v.whole(|r| r.nonzero_uint_as()))
+                    .transpose()?
+                    .unwrap_or(0);
+                if failures >= PendingPasskey::MAX_FAILURES {
+                    return corrupt("a passkey registration past its failure budget");
+                }
+                passkeys.registration = Some(PendingPasskey {
+                    id: AuthenticatorId(id),
+                    label: item.str(LABEL)?.into(),
+                    started_at: item.uint(SINCE)?,
+                    expires_at: item.uint(EXPIRES_AT)?,
+                    replaces: item
+                        .take(REPLACES)
+                        .map(|v| v.whole(|r| r.uint_as().map(AuthenticatorId)))
+                        .transpose()?,
+                    failures,
+                    state: item
+                        .required(SEALED)?
+                        .whole(|r| sealed.bytes(r, id, Field::PasskeyRegistration, stale_key))?
+                        .1,
+                });
+                item.no_more()?;
+            }
+            CHALLENGE => {
+                let mut item = Item::read(value, SEALED)?;
+                passkeys.challenge = Some(PasskeyChallenge {
+                    issued_at: item.uint(SINCE)?,
+                    expires_at: item.uint(EXPIRES_AT)?,
+                    state: item
+                        .required(SEALED)?
+                        .whole(|r| sealed.bytes(r, 0, Field::PasskeyChallenge, stale_key))?
+                        .1,
+                });
+                item.no_more()?;
+            }
+            _ => return corrupt("a field this build does not know"),
+        }
+    }
+    passkeys.user_handle = user_handle.ok_or(Error::CorruptRecord("a required field is missing"))?;
+    Ok(passkeys)
 }
 
 fn read_backup_codes(value: Reader<'_>) -> Result<BackupCodes> {

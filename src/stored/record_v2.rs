@@ -237,7 +237,7 @@ pub(super) fn decode(bytes: &[u8], format: u8, owner: Owner<'_>, keyring: &Keyri
         None
     };
     r.finish()?;
-    let record = MfaRecord {
+    let mut record = MfaRecord {
         authenticators: authenticators.into(),
         pending,
         backup_codes,
@@ -246,11 +246,12 @@ pub(super) fn decode(bytes: &[u8], format: u8, owner: Owner<'_>, keyring: &Keyri
         grace_sign_ins_used,
         next_authenticator_id,
         last_reset,
-        last_verified_at,
         sessions,
         trusted,
         next_browser_id,
+        ..MfaRecord::default()
     };
+    record.set_last_verified_at(last_verified_at);
     record.check_consistent()?;
     Ok(Decoded { record, stale_key })
 }

@@ -7,6 +7,8 @@
 
 pub mod change_race;
 pub mod kv;
+#[cfg(feature = "webauthn")]
+pub mod passkeys;
 pub mod patience;
 #[macro_use]
 pub mod pg;
@@ -303,6 +305,23 @@ pub fn portal_on(store: Arc<dyn TestStore>, clock: &ManualClock) -> TestPortal {
         .with_keyring(keyring())
         .with_clock(clock.clone())
         .with_rng(StdRng::seed_from_u64(42))
+        .with_passkeys_if_built()
+}
+
+/// Test portals take passkeys whenever the crate is built with them.
+pub trait WithPasskeys {
+    fn with_passkeys_if_built(self) -> Self;
+}
+
+impl WithPasskeys for TestPortal {
+    #[cfg(feature = "webauthn")]
+    fn with_passkeys_if_built(self) -> Self {
+        self.with_passkeys(passkeys::rp())
+    }
+    #[cfg(not(feature = "webauthn"))]
+    fn with_passkeys_if_built(self) -> Self {
+        self
+    }
 }
 
 pub fn setup(make: &StoreFactory) -> (TestPortal, ManualClock) {

@@ -137,13 +137,16 @@ pub fn self_configured_user_turns_mfa_on_from_my_account(make: &StoreFactory, ex
     ));
     let (phone, codes) = enrol(ex, &portal, &clock, &user);
     assert_eq!(codes.len(), 10);
-    assert_eq!(
+    assert!(matches!(
         portal.begin_sign_in(&user).go(ex).unwrap(),
         SignInStep::EnterCode {
             backup_codes_remaining: 10,
-            attempts_left: 5
+            attempts_left: 5,
+            authenticator_apps: 1,
+            passkeys: 0,
+            passkey: None,
         }
-    );
+    ));
     portal.verify_sign_in(&user, &phone.code(&clock)).go(ex).unwrap();
     // Only that user: the portal does not enforce anything.
     assert!(matches!(
@@ -385,7 +388,8 @@ pub fn sign_in_takes_a_totp_code_or_a_backup_code(make: &StoreFactory, ex: Execu
         portal.begin_sign_in(&user).go(ex).unwrap(),
         SignInStep::EnterCode {
             backup_codes_remaining: 10,
-            attempts_left: 5
+            attempts_left: 5,
+            ..
         }
     ));
     let code = phone.code(&clock);
@@ -805,19 +809,66 @@ macro_rules! seed_flow_tests {
         /// Every scenario through `Op::run`.
         mod blocking {
             $crate::seed_flow_tests!(@names $make, Blocking);
+            $crate::seed_flow_tests!(@with_passkey_names [@each_passkey $make, Blocking]);
         }
         /// Every scenario through `.await` (on a tokio runtime).
         mod nonblocking {
             $crate::seed_flow_tests!(@names $make, Async);
+            $crate::seed_flow_tests!(@with_passkey_names [@each_passkey $make, Async]);
         }
     };
     // Only where `$guard()` says the store is there (it says why not, once).
     ($make:ident, when $guard:path) => {
         mod blocking {
             $crate::seed_flow_tests!(@with_names [@each_when $guard, $make, Blocking]);
+            $crate::seed_flow_tests!(@with_passkey_names [@each_passkey_when $guard, $make, Blocking]);
         }
         mod nonblocking {
             $crate::seed_flow_tests!(@with_names [@each_when $guard, $make, Async]);
+            $crate::seed_flow_tests!(@with_passkey_names [@each_passkey_when $guard, $make, Async]);
+        }
+    };
+    (@each_passkey $make:ident, $executor:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "webauthn")]
+            #[test]
+            fn $name() {
+                $crate::flows::passkeys::$name(&super::$make, $crate::flows::Executor::$executor)
+            }
+        )*
+    };
+    (@each_passkey_when $guard:path, $make:ident, $executor:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "webauthn")]
+            #[test]
+            fn $name() {
+                if !$guard() {
+                    return;
+                }
+                $crate::flows::passkeys::$name(&super::$make, $crate::flows::Executor::$executor)
+            }
+        )*
+    };
+    // The passkey scenarios (`tests/flows/passkeys.rs`), with the `webauthn` feature.
+    (@with_passkey_names [$($arm:tt)*]) => {
+        $crate::seed_flow_tests!($($arm)*;
+            a_passkey_alone_turns_mfa_on_and_signs_in_with_its_counter_advancing,
+            a_synced_passkey_that_always_reports_zero_is_accepted,
+            a_response_is_accepted_once_and_every_refusal_counts_toward_lockout,
+            a_response_for_another_user_portal_origin_or_site_or_too_late_is_refused,
+            a_cloned_key_whose_counter_falls_behind_is_refused_and_audited,
+            passkeys_sit_beside_authenticator_apps_and_each_proves_changes,
+            admin_reset_removes_passkeys_and_the_old_credential_is_refused,
+            user_verification_required_refuses_a_key_that_cannot_verify,
+            a_registration_has_a_failure_budget_and_a_lifetime,
+            a_credential_deleted_from_the_authenticator_leaves_the_other_factors,
+            trusting_a_browser_after_a_passkey_works_as_after_a_code,
+        );
+    };
+    (@call_passkey $make:ident, $ex:expr; $($name:ident),* $(,)?) => {
+        #[cfg(feature = "webauthn")]
+        {
+            $( $crate::flows::passkeys::$name(&$make, $ex); )*
         }
     };
     (@names $make:ident, $executor:ident) => {
@@ -836,7 +887,8 @@ macro_rules! seed_flow_tests {
     };
     // Calls every scenario on `$make`, in one function body.
     (@run_all $make:ident, $ex:expr) => {
-        $crate::seed_flow_tests!(@with_names [@call $make, $ex])
+        $crate::seed_flow_tests!(@with_names [@call $make, $ex]);
+        $crate::seed_flow_tests!(@with_passkey_names [@call_passkey $make, $ex])
     };
     (@call $make:ident, $ex:expr; $($name:ident),* $(,)?) => {
         $( $crate::flows::scenarios::$name(&$make, $ex); )*

@@ -229,8 +229,7 @@ fn record(r: &Row<'_>) -> R<(PortalId, UserId, Version, MfaRecord)> {
         grace_sign_ins_used: small(get(8)?)?,
         next_authenticator_id: small(get(9)?)?,
         last_reset,
-        // Schema 1 did not keep it.
-        last_verified_at: None,
+        // Schema 1 did not keep when the factor was last verified.
         ..MfaRecord::default()
     };
     Ok((
