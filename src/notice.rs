@@ -72,6 +72,31 @@ fn describe(kind: &EventKind) -> Option<(&'static str, String)> {
             }
             .to_owned(),
         ),
+        EventKind::PasskeyAdded { label, .. } => (
+            "a passkey was added",
+            format!("The passkey or security key \"{label}\" was added to your account's two-factor sign-in."),
+        ),
+        EventKind::PasskeyRemoved { cause, .. } => (
+            "a passkey was removed",
+            match cause {
+                RemovalCause::Deleted => "A passkey or security key was deleted from your account.",
+                RemovalCause::Replaced => "A passkey or security key was replaced by the new one you set up.",
+                RemovalCause::AdminReset => {
+                    "A passkey or security key was removed when your two-factor sign-in was reset."
+                }
+            }
+            .to_owned(),
+        ),
+        EventKind::PasskeyRegistrationFailed { failures } => (
+            "a passkey setup was cancelled",
+            format!("Setting up a passkey or security key was cancelled after {failures} refused attempts."),
+        ),
+        EventKind::PasskeyCounterRegressed { .. } => (
+            "a possible copy of your security key",
+            "A sign-in with your passkey or security key was refused: its counter went backwards, which a \
+             copied key does. If you did not try to sign in, contact an administrator."
+                .to_owned(),
+        ),
         EventKind::BackupCodesIssued { count, .. } => (
             "new backup codes",
             format!("{count} new backup codes were generated; the earlier ones no longer work."),

@@ -19,9 +19,9 @@ use crate::state::MfaRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 #[non_exhaustive]
 pub struct RecordSummary {
-    /// Confirmed authenticators.
+    /// Confirmed factors: authenticator apps and passkeys (0: MFA is off).
     pub authenticators: u8,
-    /// Whether an enrolment awaits its first code.
+    /// Whether an enrolment awaits its first code, or a passkey registration its response.
     pub pending_enrolment: bool,
     /// Whether an admin reset requires enrolment at the next sign-in.
     pub must_enrol: bool,
@@ -42,8 +42,8 @@ impl RecordSummary {
     /// The summary of `record`.
     pub fn of(record: &MfaRecord) -> Self {
         Self {
-            authenticators: record.authenticators().len() as u8,
-            pending_enrolment: record.pending().is_some(),
+            authenticators: record.factor_count() as u8,
+            pending_enrolment: record.pending().is_some() || record.pending_passkey().is_some(),
             must_enrol: record.must_enrol(),
             locked: record.failures().last_lock(),
             backup_codes_left: record.backup_codes().map_or(0, |c| c.remaining() as u8),
@@ -327,9 +327,9 @@ pub struct GraceLeft {
 pub struct UserStatus {
     /// The user.
     pub user: UserId,
-    /// Confirmed authenticators (0: not enrolled).
+    /// Confirmed factors, authenticator apps and passkeys (0: not enrolled).
     pub authenticators: u8,
-    /// Whether an enrolment waits for its confirmation code.
+    /// Whether an enrolment waits for its confirmation code, or a passkey registration for its response.
     pub pending_enrolment: bool,
     /// Whether an admin reset requires enrolment at the next sign-in.
     pub must_reenrol: bool,

@@ -12,6 +12,7 @@ use passkey::types::Passkey as StoredPasskey;
 use passkey::types::ctap2::{Aaguid, Ctap2Error};
 use passkey::types::webauthn::{CredentialCreationOptions, CredentialRequestOptions};
 use portal_mfa::admin::{ResetMode, ResetReason};
+use portal_mfa::admin::{StatusFilter, UserQuery};
 use portal_mfa::audit::{EventKind, Factor};
 use portal_mfa::passkey::{PasskeyOptions, RelyingParty, UserVerification};
 use portal_mfa::session::SessionProof;
@@ -249,6 +250,20 @@ pub fn a_passkey_alone_turns_mfa_on_and_signs_in_with_its_counter_advancing(make
     assert_eq!(codes.len(), 10);
     let record = portal.record(&user).go(ex).unwrap();
     assert!(record.mfa_enabled() && record.authenticators().is_empty());
+    // The admin list (the stores' summary columns) counts the passkey as a factor.
+    let listed = |status| {
+        let query = UserQuery::new().status(status);
+        portal
+            .users(query)
+            .go(ex)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|s| s.user)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(StatusFilter::Enrolled), [user.clone()]);
+    assert!(listed(StatusFilter::MfaOff).is_empty());
     let registered = record.passkeys()[0].sign_count();
     let stamp = passkey_sign_in(ex, &portal, &user, &mut key);
     portal.check_session(&user, &stamp).go(ex).unwrap();
@@ -441,6 +456,12 @@ pub fn a_cloned_key_whose_counter_falls_behind_is_refused_and_audited(make: &Sto
         .filter(|e| matches!(e.kind, EventKind::PasskeyCounterRegressed { .. }))
         .count();
     assert_eq!(regressed, 1);
+    let warned = trail
+        .iter()
+        .filter(|e| e.kind.user_must_hear())
+        .filter_map(|e| e.notice("Acme Portal"))
+        .any(|n| n.body.contains("counter went backwards"));
+    assert!(warned, "the user hears of a possible copy");
     // The genuine key goes on.
     passkey_sign_in(ex, &portal, &user, &mut key);
 }
@@ -543,6 +564,15 @@ pub fn admin_reset_removes_passkeys_and_the_old_credential_is_refused(make: &Sto
         assert!(portal.verify_sign_in(&user, &kept).go(ex).is_err());
         let trail = trail_of(ex, &portal, &user);
         assert!(trail.iter().any(|e| matches!(e.kind, EventKind::PasskeyRemoved { .. })));
+        // The user hears of every change, each notice naming the passkey.
+        let heard: Vec<_> = trail.iter().filter(|e| e.kind.user_must_hear()).collect();
+        let notices: Vec<_> = heard.iter().map(|e| e.notice("Acme Portal").unwrap()).collect();
+        assert!(notices.iter().any(|n| n.body.contains("\"YubiKey\" was added")));
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.body.contains("passkey or security key was removed when"))
+        );
         // The same authenticator registers again from scratch.
         let session = password_step(ex, &portal, &user);
         let (codes, _) = register(ex, &portal, &user, &session, &mut key, "YubiKey again", None);
