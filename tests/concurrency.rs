@@ -317,3 +317,59 @@ fn change_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
     println!("{kind} {ex:?}: {made} changes before the reset, {refused} refused");
     assert_eq!(made + refused, trials * (CHANGE_THREADS - 1));
 }
+
+/// Fewer trials than the code races: each response costs a signature check per thread.
+#[cfg(feature = "webauthn")]
+const PASSKEY_TRIALS: usize = 24;
+
+#[cfg(feature = "webauthn")]
+#[test]
+fn the_same_passkey_response_is_accepted_exactly_once() {
+    each_store_and_executor(same_passkey_response);
+}
+
+#[cfg(feature = "webauthn")]
+fn same_passkey_response(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
+    use flows::passkeys::{SoftKey, passkey_user, sign_in_options};
+    use portal_mfa::PasskeyRefusal;
+    let (portal, _clock) = setup(store);
+    let users: Vec<(UserId, String)> = (0..PASSKEY_TRIALS)
+        .map(|i| {
+            let user = UserId::contact(format!("p{i}"));
+            let (mut key, _, _) = passkey_user(ex, &portal, &user, SoftKey::security_key());
+            let response = key.sign(&sign_in_options(ex, &portal, &user, 0, 1)).unwrap();
+            (user, response)
+        })
+        .collect();
+    let results = race_roles(PASSKEY_TRIALS, |trial, _| {
+        let (user, response) = &users[trial];
+        portal.verify_sign_in(user, response).go(ex)
+    });
+    for (trial, outcomes) in results.iter().enumerate() {
+        let accepted = outcomes.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            accepted, 1,
+            "{kind}, trial {trial}: {accepted} of {THREADS} accepted one response"
+        );
+        for r in outcomes.iter().filter(|r| r.is_err()) {
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::PasskeyRefused {
+                        reason: PasskeyRefusal::NoChallenge,
+                        ..
+                    } | Error::Conflict { .. }
+                        | Error::LockedOut { .. })
+                ),
+                "{kind}: {r:?}"
+            );
+        }
+        // Refusals after the answer count toward the lock (five), as a replayed code's do.
+        let record = portal.record(&users[trial].0).go(ex).unwrap();
+        assert!(
+            record.passkeys()[0].last_used_at().is_some(),
+            "{kind}: the one answer was recorded"
+        );
+        assert!(record.failures().consecutive() <= 5, "{kind}");
+    }
+}

@@ -116,7 +116,8 @@ fn race(url: &str, schema: &str, time: u64, jobs: &[(UserId, String)]) -> Vec<us
     );
     for (trial, verdict) in losses {
         assert!(
-            ["ReplayedCode", "WrongCode", "LockedOut", "Conflict"]
+            // A passkey response's losers find its challenge spent.
+            ["ReplayedCode", "WrongCode", "LockedOut", "Conflict", "NoChallenge"]
                 .iter()
                 .any(|e| verdict.contains(e)),
             "trial {trial}: {verdict}"
@@ -1183,4 +1184,39 @@ fn the_async_store_runs_on_a_pool_the_host_built() {
     let status = pool.status();
     assert!(status.size >= 1 && status.size <= 2, "{status:?}");
     assert_eq!(status.available, status.size, "{status:?}");
+}
+
+/// Four processes with eight connections each give one passkey response at
+/// once, for each of a few users: each response is accepted exactly once.
+#[cfg(feature = "webauthn")]
+#[test]
+fn four_processes_with_eight_connections_each_accept_one_passkey_response_once() {
+    use flows::passkeys::{SoftKey, passkey_user, sign_in_options};
+    let Some(server) = pg::shared() else { return };
+    let pair = PgPair::new(server, PostgresOptions::new());
+    let schema = pair.schema.clone();
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(store(pair), &clock);
+    // Fewer than the code races: every connection checks a signature.
+    let jobs: Vec<(UserId, String)> = (0..TRIALS / 8)
+        .map(|i| {
+            let user = UserId::customer(format!("pk{i}"));
+            let (mut key, _, _) = passkey_user(Executor::Blocking, &portal, &user, SoftKey::security_key());
+            let response = key
+                .sign(&sign_in_options(Executor::Blocking, &portal, &user, 0, 1))
+                .unwrap();
+            (user, response)
+        })
+        .collect();
+    let accepted = race(server.url(), &schema, clock.now(), &jobs);
+    assert!(accepted.iter().all(|&n| n == 1), "per trial, acceptances: {accepted:?}");
+    for (user, _) in &jobs {
+        let trail = portal
+            .audit_events(EventQuery::portal(portal.id()).user(user))
+            .run()
+            .unwrap()
+            .items;
+        let verified = trail.iter().filter(|e| matches!(e.kind, EventKind::Verified { .. }));
+        assert_eq!(verified.count(), 1, "{user:?}: one acceptance, one event");
+    }
 }

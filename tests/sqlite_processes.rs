@@ -243,3 +243,34 @@ fn a_writer_killed_mid_burst_loses_nothing_it_committed_and_leaves_nothing_half_
         );
     }
 }
+
+#[cfg(feature = "webauthn")]
+#[test]
+fn two_processes_accept_one_passkey_response_once() {
+    use flows::passkeys::{SoftKey, passkey_user, sign_in_options};
+    let dir = TempDir::new("race-passkey");
+    let clock = ManualClock::at(T0);
+    let portal = portal_on(open(&dir.file("mfa.db")), &clock);
+    let jobs: Vec<(UserId, String)> = (0..TRIALS / 2)
+        .map(|i| {
+            let user = UserId::customer(format!("p{i}"));
+            let (mut key, _, _) = passkey_user(flows::Executor::Blocking, &portal, &user, SoftKey::security_key());
+            let response = key
+                .sign(&sign_in_options(flows::Executor::Blocking, &portal, &user, 0, 1))
+                .unwrap();
+            (user, response)
+        })
+        .collect();
+    let accepted = race(&dir, portal_mfa::Clock::now(&clock), &jobs);
+    assert!(
+        accepted.iter().all(|&n| n == 1),
+        "per trial, processes that accepted: {accepted:?}"
+    );
+    for (user, _) in &jobs {
+        assert!(
+            portal.record(user).run().unwrap().passkeys()[0]
+                .last_used_at()
+                .is_some()
+        );
+    }
+}
