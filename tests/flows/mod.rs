@@ -10,6 +10,8 @@ pub mod kv;
 #[cfg(feature = "webauthn")]
 pub mod passkeys;
 pub mod patience;
+#[cfg(feature = "webauthn")]
+pub mod soft_key;
 #[macro_use]
 pub mod pg;
 pub mod process;

@@ -5,12 +5,8 @@
 
 use std::sync::Arc;
 
-use passkey::authenticator::{Authenticator, MemoryStore, UiHint, UserCheck, UserValidationMethod};
-use passkey::client::{Client, DefaultClientData};
-use passkey::crypto::rust_crypto::RustCryptoBackend;
-use passkey::types::Passkey as StoredPasskey;
-use passkey::types::ctap2::{Aaguid, Ctap2Error};
-use passkey::types::webauthn::{CredentialCreationOptions, CredentialRequestOptions};
+use passkey::client::DefaultClientData;
+use passkey::types::webauthn::CredentialCreationOptions;
 use portal_mfa::admin::{ResetMode, ResetReason};
 use portal_mfa::admin::{StatusFilter, UserQuery};
 use portal_mfa::audit::{EventKind, Factor};
@@ -19,137 +15,15 @@ use portal_mfa::session::SessionProof;
 use portal_mfa::{EnrolmentOptions, Error, PasskeyRefusal, Portal, PortalId, SessionStamp, SignInStep, UserId};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use url::Url;
 
 use super::{ADMIN, Executor, Go, Phone, StoreFactory, TestPortal, enrol_signed_in, password_step, setup, trail_of};
 
 pub const RP_ID: &str = "example.com";
-pub const ORIGIN: &str = "https://portal.example.com";
+pub use super::soft_key::{ORIGIN, SoftKey};
 
 /// The relying party every test portal verifies passkeys for.
 pub fn rp() -> RelyingParty {
     RelyingParty::new(RP_ID, &[ORIGIN], "Acme Portal").unwrap()
-}
-
-/// The person at the authenticator: always present; verified (PIN,
-/// fingerprint) when `verifies`.
-struct Person {
-    verifies: bool,
-}
-
-#[async_trait::async_trait]
-impl UserValidationMethod for Person {
-    type PasskeyItem = StoredPasskey;
-
-    async fn check_user<'a>(
-        &self,
-        _hint: UiHint<'a, StoredPasskey>,
-        presence: bool,
-        verification: bool,
-    ) -> Result<UserCheck, Ctap2Error> {
-        Ok(UserCheck {
-            presence,
-            verification: verification && self.verifies,
-        })
-    }
-
-    fn is_verification_enabled(&self) -> Option<bool> {
-        Some(self.verifies)
-    }
-
-    fn is_presence_enabled(&self) -> bool {
-        true
-    }
-}
-
-type SoftClient = Client<MemoryStore, Person, RustCryptoBackend, public_suffix::PublicSuffixList, ()>;
-
-/// A software authenticator behind a WebAuthn client at an origin.
-pub struct SoftKey {
-    client: SoftClient,
-    origin: Url,
-}
-
-impl SoftKey {
-    /// A synced-passkey-like authenticator: verifies the user, keeps no counter (always 0).
-    pub fn passkey() -> Self {
-        Self::new(true, false, ORIGIN)
-    }
-
-    /// A security key: keeps a signature counter.
-    pub fn security_key() -> Self {
-        Self::new(true, true, ORIGIN)
-    }
-
-    /// An authenticator that cannot verify the user (a key with no PIN set).
-    pub fn without_verification() -> Self {
-        Self::new(false, true, ORIGIN)
-    }
-
-    pub fn new(verifies: bool, counter: bool, origin: &str) -> Self {
-        Self::holding(MemoryStore::new(), verifies, counter, origin)
-    }
-
-    fn holding(store: MemoryStore, verifies: bool, counter: bool, origin: &str) -> Self {
-        let mut authenticator = Authenticator::new(Aaguid::new_empty(), store, Person { verifies }, RustCryptoBackend);
-        authenticator.set_make_credentials_with_signature_counter(counter);
-        Self {
-            client: Client::new(authenticator),
-            origin: Url::parse(origin).unwrap(),
-        }
-    }
-
-    /// The same credentials (private keys and counters) at another origin:
-    /// a phishing site's page relaying the portal's challenge.
-    pub fn at(&self, origin: &str) -> Self {
-        Self::holding(self.client.authenticator().store().clone(), true, true, origin)
-    }
-
-    /// A copy of this key as it is now: a cloned authenticator, whose counter falls behind.
-    pub fn clone_key(&self) -> Self {
-        Self::holding(
-            self.client.authenticator().store().clone(),
-            true,
-            true,
-            self.origin.as_str(),
-        )
-    }
-
-    /// Forgets every credential (deleted on the authenticator).
-    pub fn wipe(&mut self) {
-        self.client.authenticator_mut().store_mut().clear();
-    }
-
-    /// What `navigator.credentials.create(options)` answers, as JSON.
-    pub fn register(&mut self, options: &PasskeyOptions) -> Result<String, String> {
-        let request: CredentialCreationOptions = serde_json::from_str(options.as_json()).unwrap();
-        let created = pollster::block_on(self.client.register(&self.origin, request, DefaultClientData))
-            .map_err(|e| format!("{e:?}"))?;
-        Ok(serde_json::to_string(&created).unwrap())
-    }
-
-    /// What `navigator.credentials.get(options)` answers, as JSON.
-    pub fn sign(&mut self, options: &PasskeyOptions) -> Result<String, String> {
-        self.sign_json(options.as_json())
-    }
-
-    /// [`SoftKey::sign`] for options as text (edited by a test).
-    pub fn sign_json(&mut self, options: &str) -> Result<String, String> {
-        let request: CredentialRequestOptions = serde_json::from_str(options).unwrap();
-        let asserted = pollster::block_on(self.client.authenticate(&self.origin, request, DefaultClientData))
-            .map_err(|e| format!("{e:?}"))?;
-        Ok(serde_json::to_string(&asserted).unwrap())
-    }
-
-    /// The counter its one credential holds now.
-    pub fn counter(&self) -> Option<u32> {
-        self.client
-            .authenticator()
-            .store()
-            .values()
-            .next()
-            .and_then(|p| p.counter)
-    }
 }
 
 /// Registers a passkey for `session` (with `proof` when the user already
