@@ -71,7 +71,7 @@ impl RelyingParty {
     /// (each `https://host[:port]`, or `http://localhost[:port]` for
     /// development), named `name` in the browser's prompt.
     ///
-    /// Errors ([`Error::InvalidPasskeyConfig`]): no origin, an origin that is
+    /// Errors ([`Error::InvalidPasskeyConfig`](crate::Error::InvalidPasskeyConfig)): no origin, an origin that is
     /// not a URL, not HTTPS (but for localhost), or whose host is neither `id`
     /// nor a subdomain of it, or an id that is not a domain.
     ///
