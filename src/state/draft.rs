@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::answers::SignInVerified;
+use super::answers::{EnrolmentConfirmed, SignInVerified};
 use super::context::{Context, Outcome};
 use super::record::{MfaRecord, PendingEnrolment};
 use super::session::{SessionProof, SessionStamp};
@@ -359,6 +359,27 @@ impl Draft<'_> {
     }
 
     /// A first batch of backup codes, as turning MFA on issues.
+    /// The end of any factor's enrolment, once the factor is in the record:
+    /// no re-enrolment owed, its event, backup codes when it turned MFA on,
+    /// and the session's new stamp.
+    pub(super) fn factor_confirmed<R: CryptoRng + ?Sized>(
+        &mut self,
+        authenticator: AuthenticatorId,
+        event: EventKind,
+        turning_on: bool,
+        proof: SessionProof,
+        rng: &mut R,
+    ) -> EnrolmentConfirmed {
+        self.record_mut().must_enrol = false;
+        self.emit(event);
+        let backup_codes = turning_on.then(|| self.issue_backup_codes(rng));
+        EnrolmentConfirmed {
+            authenticator,
+            backup_codes,
+            session: self.stamp(proof),
+        }
+    }
+
     pub(super) fn issue_backup_codes<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> IssuedBackupCodes {
         let count = self.ctx.policy.backup_code_count();
         let (stored, issued) = BackupCodes::generate(rng, count);

@@ -128,21 +128,11 @@ impl MfaRecord {
                     credential: SealedBytes::new(registered.credential),
                 });
             }
-            draft.record_mut().must_enrol = false;
-            draft.emit(EventKind::PasskeyAdded {
+            let added = EventKind::PasskeyAdded {
                 authenticator: id,
                 label,
-            });
-            let backup_codes = if turning_on {
-                Some(draft.issue_backup_codes(rng))
-            } else {
-                None
             };
-            Ok(EnrolmentConfirmed {
-                authenticator: id,
-                backup_codes,
-                session: draft.stamp(SessionProof::Passkey),
-            })
+            Ok(draft.factor_confirmed(id, added, turning_on, SessionProof::Passkey, rng))
         })();
         draft.done(result)
     }

@@ -191,21 +191,11 @@ impl MfaRecord {
                 added_at: ctx.now,
                 last_used_step: Some(step),
             });
-            draft.record_mut().must_enrol = false;
-            draft.emit(EventKind::AuthenticatorAdded {
+            let added = EventKind::AuthenticatorAdded {
                 authenticator: id,
                 label,
-            });
-            let backup_codes = if turning_on {
-                Some(draft.issue_backup_codes(rng))
-            } else {
-                None
             };
-            Ok(EnrolmentConfirmed {
-                authenticator: id,
-                backup_codes,
-                session: draft.stamp(SessionProof::Code),
-            })
+            Ok(draft.factor_confirmed(id, added, turning_on, SessionProof::Code, rng))
         })();
         draft.done(result)
     }
