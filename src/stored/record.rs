@@ -441,6 +441,22 @@ impl<'a> Item<'a> {
         self.take(t).map(|v| v.whole(|r| r.uint())).transpose()
     }
 
+    /// A count left out at 0 (so, when there, not 0).
+    fn count<T: TryFrom<u64> + Default>(&mut self, t: u64) -> Result<T> {
+        Ok(self
+            .take(t)
+            .map(|v| v.whole(|r| r.nonzero_uint_as()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// The factor an enrolment replaces, if any.
+    fn replaces(&mut self, t: u64) -> Result<Option<AuthenticatorId>> {
+        self.take(t)
+            .map(|v| v.whole(|r| r.uint_as().map(AuthenticatorId)))
+            .transpose()
+    }
+
     fn str(&mut self, t: u64) -> Result<&'a str> {
         let value = self.required(t)?;
         core::str::from_utf8(value.rest()).map_err(|_| Error::CorruptRecord("text is not UTF-8"))
@@ -474,11 +490,7 @@ fn read_pending(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) -> 
     let mut item = Item::read(value, SECRET)?;
     let id = item.uint_as(ID)?;
     let params = item.required(PARAMS)?.whole(read_params)?;
-    let wrong_codes = item
-        .take(WRONG_CODES)
-        .map(|v| v.whole(|r| r.nonzero_uint_as()))
-        .transpose()?
-        .unwrap_or(0);
+    let wrong_codes = item.count(WRONG_CODES)?;
     if wrong_codes >= PendingEnrolment::MAX_WRONG_CODES {
         return corrupt("a pending enrolment past its wrong-code budget");
     }
@@ -487,10 +499,7 @@ fn read_pending(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) -> 
         label: item.str(LABEL)?.into(),
         started_at: item.uint(SINCE)?,
         expires_at: item.uint(EXPIRES_AT)?,
-        replaces: item
-            .take(REPLACES)
-            .map(|v| v.whole(|r| r.uint_as().map(AuthenticatorId)))
-            .transpose()?,
+        replaces: item.replaces(REPLACES)?,
         wrong_codes,
         key: item
             .required(SECRET)?
@@ -534,11 +543,7 @@ fn read_passkeys(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) ->
                     label: item.str(LABEL)?.into(),
                     added_at: item.uint(SINCE)?,
                     last_used_at: item.opt_uint(LAST_USED_AT)?,
-                    sign_count: item
-                        .take(SIGN_COUNT)
-                        .map(|v| v.whole(|r| r.nonzero_uint_as()))
-                        .transpose()?
-                        .unwrap_or(0),
+                    sign_count: item.count(SIGN_COUNT)?,
                     credential_id,
                     credential,
                 });
@@ -547,11 +552,7 @@ fn read_passkeys(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) ->
             REGISTRATION => {
                 let mut item = Item::read(value, SEALED)?;
                 let id = item.uint_as(ID)?;
-                let failures = item
-                    .take(FAILURES)
-                    .map(|v| v.whole(|r| r.nonzero_uint_as()))
-                    .transpose()?
-                    .unwrap_or(0);
+                let failures = item.count(FAILURES)?;
                 if failures >= PendingPasskey::MAX_FAILURES {
                     return corrupt("a passkey registration past its failure budget");
                 }
@@ -560,10 +561,7 @@ fn read_passkeys(value: Reader<'_>, sealed: Sealed<'_>, stale_key: &mut bool) ->
                     label: item.str(LABEL)?.into(),
                     started_at: item.uint(SINCE)?,
                     expires_at: item.uint(EXPIRES_AT)?,
-                    replaces: item
-                        .take(REPLACES)
-                        .map(|v| v.whole(|r| r.uint_as().map(AuthenticatorId)))
-                        .transpose()?,
+                    replaces: item.replaces(REPLACES)?,
                     failures,
                     state: item
                         .required(SEALED)?
@@ -604,11 +602,7 @@ fn read_backup_codes(value: Reader<'_>) -> Result<BackupCodes> {
         .chunks_exact(SIZE)
         .map(|h| h.try_into().map_err(|_| Error::CorruptRecord("a backup code hash")))
         .collect::<Result<Vec<BackupCodeHash>>>()?;
-    let used = item
-        .take(USED)
-        .map(|v| v.whole(|r| r.nonzero_uint_as()))
-        .transpose()?
-        .unwrap_or(0);
+    let used = item.count(USED)?;
     item.no_more()?;
     BackupCodes::from_parts(salt, hashes, used)
 }
