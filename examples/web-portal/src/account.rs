@@ -13,7 +13,10 @@ use tower_sessions::Session;
 
 use crate::failure::Failure;
 use crate::session;
-use crate::sign_in::{CodeForm, ask_again, backup_codes_page, enrolment_page, label_form, retry_confirm_page};
+use crate::sign_in::{
+    CodeForm, RegistrationForm, ask_again, backup_codes_page, enrolment_page, label_form, passkey_label_form,
+    passkey_page, retry_confirm_page,
+};
 use crate::views::{self, Frame, code_field, csrf_field};
 use crate::{Posted, Visit};
 
@@ -33,6 +36,19 @@ pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, F
     let low = on && backup_left <= u32::from(policy.backup_codes_low_at());
     let period = policy.otp().period();
     let browsers = portal.trusted_browsers(&user).await?;
+    // A user with passkeys may prove a change with one instead of a code:
+    // one challenge for the page, answered by whichever form is sent.
+    let proof_with = if app.passkeys && !record.passkeys().is_empty() {
+        portal.request_passkey_proof(&user, &who.stamp).await.ok()
+    } else {
+        None
+    };
+    let proof = proof_with.as_ref();
+    let proof_label = if proof.is_some() {
+        "A current code (or a backup code), or use a passkey"
+    } else {
+        "A current code (or a backup code)"
+    };
     let body = html! {
         p { "Signed in as " strong { (who.name) } " (" (who.email) "). "
             a href=(format!("{base}/password")) { "Change password" } }
@@ -43,7 +59,8 @@ pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, F
             }
         }
         p #mfa-status {
-            @if on { "On: you sign in with a code from your authenticator app." }
+            @if on && record.passkeys().is_empty() { "On: you sign in with a code from your authenticator app." }
+            @else if on { "On: you sign in with a passkey, a security key or a code from your authenticator app." }
             @else if enforced { "Required by your administrator: set up an authenticator app." }
             @else { "Off. Turn it on to protect your account with a code from your phone." }
         }
@@ -63,15 +80,40 @@ pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, F
                                 details {
                                     summary { "Change" }
                                     p { "The current app keeps working until the new one is confirmed." }
-                                    (label_form(&format!("{base}/enrol"), &csrf, Some("A current code (or a backup code)"), Some(a.id().0)))
+                                    (label_form(&format!("{base}/enrol"), &csrf, Some(proof_label), proof, Some(a.id().0)))
                                 }
                                 details {
                                     summary { "Delete" }
                                     form method="post" action=(format!("{base}/delete")) {
                                         (csrf_field(&csrf))
                                         input type="hidden" name="authenticator" value=(a.id().0);
-                                        (views::proof_field(&format!("delete-{}", a.id().0), "A current code (or a backup code)"))
-                                        div { button.danger type="submit" { "Delete " (a.label()) } }
+                                        (views::proof_field(&format!("delete-{}", a.id().0), proof_label))
+                                        (delete_buttons(a.label(), proof))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !record.passkeys().is_empty() {
+            table #passkeys {
+                thead { tr { th { "Passkey or security key" } th { "Added" } th { "Last used" } th { "Actions" } } }
+                tbody {
+                    @for p in record.passkeys() {
+                        tr {
+                            td { (p.label()) }
+                            td { (views::day(p.added_at())) }
+                            td { (p.last_used_at().map(views::when).unwrap_or_else(|| "Never".to_owned())) }
+                            td {
+                                details {
+                                    summary { "Delete" }
+                                    form method="post" action=(format!("{base}/delete")) {
+                                        (csrf_field(&csrf))
+                                        input type="hidden" name="authenticator" value=(p.id().0);
+                                        (views::proof_field(&format!("delete-{}", p.id().0), proof_label))
+                                        (delete_buttons(p.label(), proof))
                                     }
                                 }
                             }
@@ -97,11 +139,18 @@ pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, F
         }
         div.card {
             @if on {
-                h3 { "Add another authenticator" }
-                (label_form(&format!("{base}/enrol"), &csrf, Some("A current code (or a backup code)"), None))
+                h3 { "Add another authenticator app" }
+                (label_form(&format!("{base}/enrol"), &csrf, Some(proof_label), proof, None))
             } @else {
                 h3 { "Set up an authenticator app" }
-                (label_form(&format!("{base}/enrol"), &csrf, None, None))
+                (label_form(&format!("{base}/enrol"), &csrf, None, None, None))
+            }
+        }
+        @if app.passkeys {
+            div.card {
+                h3 { "Add a passkey or security key" }
+                p { "Sign in with this device's fingerprint, face or screen lock, or a security key. This needs JavaScript." }
+                (passkey_label_form(&format!("{base}/passkey"), &csrf, on.then_some(proof_label), proof))
             }
         }
         @if !browsers.is_empty() {
@@ -138,9 +187,15 @@ pub async fn security(Visit { app, area, session }: Visit) -> Result<Response, F
             form method="post" action=(format!("{base}/backup-codes")) {
                 (csrf_field(&csrf))
                 p { "New codes replace all the old ones." }
-                (code_field("regenerate-code", "A current code from your app"))
-                div { button type="submit" { "Generate new backup codes" } }
+                (views::proof_field("regenerate-code", proof_label))
+                div {
+                    button type="submit" { "Generate new backup codes" }
+                    @if let Some(options) = proof { " " (views::passkey_button("get", options, "code", "Generate, proven with a passkey")) }
+                }
             }
+        }
+        @if proof.is_some() || app.passkeys {
+            (views::passkey_notes("Passkeys need JavaScript. Type a code from your app or a backup code instead."))
         }
     };
     let frame = Frame {
@@ -216,6 +271,67 @@ pub async fn confirm(Visit { app, area, session }: Visit, Posted(form): Posted<C
             retry_confirm_page(why, &format!("{base}/confirm"), &base, &csrf)
         })
         .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account")),
+    }
+}
+
+/// `POST /{area}/account/passkey`: a registration challenge, for the browser
+/// (after a fresh code or passkey answer, when MFA is on).
+pub async fn passkey_start(
+    Visit { app, area, session }: Visit,
+    Posted(form): Posted<EnrolForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&app, &session, area).await?;
+    let mut options = EnrolmentOptions::default();
+    if let Some(code) = form.code.as_deref().filter(|c| !c.trim().is_empty()) {
+        options = options.with_proof(code);
+    }
+    let base = format!("/{}/account", area.segment());
+    let started = app
+        .portal(area)
+        .start_passkey_registration(&area.user(&who.email), &who.stamp, &who.email, &form.label, options)
+        .await
+        .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
+    let csrf = session::csrf_token(&session).await?;
+    Ok(passkey_page(
+        &started,
+        &form.label,
+        &format!("{base}/passkey/finish"),
+        &base,
+        &csrf,
+        Some(&who),
+    )
+    .into_response())
+}
+
+/// `POST /{area}/account/passkey/finish`: the browser's new passkey.
+pub async fn passkey_finish(
+    Visit { app, area, session }: Visit,
+    Posted(form): Posted<RegistrationForm>,
+) -> Result<Response, Failure> {
+    let who = session::signed_in(&app, &session, area).await?;
+    let base = format!("/{}/account", area.segment());
+    let confirmed = app
+        .portal(area)
+        .finish_passkey_registration(&area.user(&who.email), &who.stamp, &form.response)
+        .await
+        .map_err(|e| Failure::mfa(e).link(base.clone(), "Back to My account"))?;
+    session::renew(&session, who, confirmed.session).await?;
+    match confirmed.backup_codes {
+        Some(codes) => {
+            let csrf = session::csrf_token(&session).await?;
+            Ok(backup_codes_page(&codes, &format!("{base}/saved"), "Done", &csrf).into_response())
+        }
+        None => back(&session, area, "Passkey added.").await,
+    }
+}
+
+/// A delete form's buttons: with a typed code, or proven with a passkey.
+fn delete_buttons(label: &str, proof: Option<&portal_mfa::passkey::PasskeyOptions>) -> Markup {
+    html! {
+        div {
+            button.danger type="submit" { "Delete " (label) }
+            @if let Some(options) = proof { " " (views::passkey_button("get", options, "code", "Delete, proven with a passkey")) }
+        }
     }
 }
 

@@ -443,7 +443,8 @@ pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) 
         p { strong { (user.id()) } " (" (user.kind().as_str()) ")"
             @if !known { " — not in the portal's user directory" } }
         p #user-mfa {
-            (record.authenticators().len()) " authenticators, "
+            (record.authenticators().len()) " authenticator apps, "
+            (record.passkeys().len()) " passkeys or security keys, "
             (record.backup_codes().map_or(0, |b| b.remaining())) " unused backup codes"
             @if record.must_enrol() { ", must set up again" }
             @if let Some(lock) = record.failures().active_lock(app.now()) {
@@ -545,8 +546,8 @@ pub async fn reset(Desk { app, session }: Desk, Posted(form): Posted<ResetForm>)
         .await?;
     let body = html! {
         p.flash role="status" #reset-summary {
-            "MFA was reset for " (user.id()) ": " (summary.authenticators_removed) " authenticators and "
-            (summary.backup_codes_removed) " backup codes removed. "
+            "MFA was reset for " (user.id()) ": " (summary.authenticators_removed) " authenticators, "
+            (summary.passkeys_removed) " passkeys and " (summary.backup_codes_removed) " backup codes removed. "
             @if summary.must_enrol { "They will set up MFA again at their next sign-in." }
             @else { "They sign in with their password only, unless the portal enforces MFA." }
         }

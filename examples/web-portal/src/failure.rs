@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use portal_mfa::{Error, ErrorKind, PolicyRefusal, StorageErrorKind};
+use portal_mfa::{Error, ErrorKind, PasskeyRefusal, PolicyRefusal, StorageErrorKind};
 
 use crate::accounts::Area;
 use crate::views;
@@ -178,6 +178,11 @@ impl Failure {
                 "Type the digits your app shows (or one of your backup codes), without anything else.".to_owned(),
             ),
             Error::LockedOut { until } => return Failure::locked(until),
+            Error::PasskeyRefused { reason, attempts_left } => (
+                S::UNAUTHORIZED,
+                "Passkey not accepted",
+                format!("{}{}", passkey_text(reason), attempts_text(attempts_left)),
+            ),
             Error::EnrolmentExpired => (
                 S::GONE,
                 "Setup expired",
@@ -281,6 +286,26 @@ impl Failure {
             }
         };
         Failure::new(status, title, message)
+    }
+}
+
+/// Why a passkey's answer was refused, for the person holding it.
+fn passkey_text(reason: PasskeyRefusal) -> &'static str {
+    match reason {
+        PasskeyRefusal::UnknownCredential => {
+            "That passkey is not on your account (it may have been deleted or reset). Use another one, or a code."
+        }
+        PasskeyRefusal::UserNotVerified => {
+            "Your passkey did not verify you (PIN, fingerprint or face), which this portal requires."
+        }
+        PasskeyRefusal::NoChallenge | PasskeyRefusal::ChallengeExpired | PasskeyRefusal::WrongChallenge => {
+            "That passkey answer was for an older page, or came too late. Try again on this page."
+        }
+        PasskeyRefusal::CounterRegressed => {
+            "That security key's counter went backwards, as a copied key's would. Use another way, and tell your administrator."
+        }
+        PasskeyRefusal::AlreadyRegistered => "That passkey is already on your account.",
+        _ => "That passkey answer was not accepted.",
     }
 }
 

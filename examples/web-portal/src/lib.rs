@@ -1,5 +1,6 @@
 //! A reference web portal for portal-mfa, to run and to copy: axum on tokio,
-//! server-side sessions, maud templates, no JavaScript needed.
+//! server-side sessions, maud templates, no JavaScript needed but for the
+//! passkey ceremony (one small same-origin script, [`views::SCRIPT`]).
 //!
 //! - [`sign_in`]: the password, then portal-mfa's next step (a code, setting
 //!   up an authenticator, the backup codes), with the state between requests
@@ -35,6 +36,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::html;
+use portal_mfa::passkey::RelyingParty;
 use portal_mfa::store::AsyncMfaStore;
 use portal_mfa::{Clock, Enforcement, Keyring, Portal, PortalId, PortalPolicy};
 use serde::de::DeserializeOwned;
@@ -82,6 +84,9 @@ pub struct Config {
     /// Sessions a user keeps at once (signed in, or between the password and
     /// the code); a new one ends the oldest.
     pub sessions_per_user: usize,
+    /// The site passkeys are registered for (its id and the origins pages are
+    /// served from); `None` offers authenticator apps only.
+    pub passkeys: Option<RelyingParty>,
 }
 
 impl Config {
@@ -102,6 +107,7 @@ impl Config {
             body_timeout: std::time::Duration::from_secs(10),
             limiter_keys: limits::Limiter::MAX_KEYS,
             sessions_per_user: 10,
+            passkeys: None,
         }
     }
 }
@@ -129,6 +135,8 @@ pub struct App {
     pub secure_cookies: bool,
     /// How long a request's body may take to arrive.
     pub body_timeout: std::time::Duration,
+    /// Whether passkeys and security keys are offered beside authenticator apps.
+    pub passkeys: bool,
 }
 
 /// The state handlers receive.
@@ -159,11 +167,15 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
     let keyring = Arc::new(config.keyring);
     let outbox = Outbox::default();
     let mfa = |id: &str, name: &'static str| -> Result<MfaPortal, StartError> {
-        Ok(Portal::new(PortalId::new(id), name, store.clone())?
+        let portal = Portal::new(PortalId::new(id), name, store.clone())?
             .with_clock(config.clock.clone())
             .with_keyring(keyring.clone())
             .with_notifier(outbox.notifier(name))
-            .with_async_sleep(tokio::time::sleep))
+            .with_async_sleep(tokio::time::sleep);
+        Ok(match &config.passkeys {
+            Some(relying_party) => portal.with_passkeys(relying_party.clone()),
+            None => portal,
+        })
     };
     let db_sessions = match &config.database {
         Database::Sqlite(path) => session_store::DbSessions::sqlite(path)?,
@@ -186,6 +198,7 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         secure_cookies: config.secure_cookies,
         sessions: db_sessions.clone(),
         body_timeout: config.body_timeout,
+        passkeys: config.passkeys.is_some(),
     });
     let sessions = SessionManagerLayer::new(db_sessions.clone())
         .with_name(session_cookie_name(config.secure_cookies))
@@ -217,12 +230,16 @@ pub async fn build(config: Config, accounts: Accounts) -> Result<(Router, Shared
         )
         .route("/{area}/sign-in/enrol/confirm", post(sign_in::enrol_confirm))
         .route("/{area}/sign-in/finish", post(sign_in::finish))
+        .route("/{area}/sign-in/passkey", post(sign_in::passkey_start))
+        .route("/{area}/sign-in/passkey/finish", post(sign_in::passkey_finish))
         .route("/{area}/account", get(account::security))
         .route("/{area}/account/enrol", post(account::enrol))
         .route("/{area}/account/confirm", post(account::confirm))
         .route("/{area}/account/saved", post(account::saved))
         .route("/{area}/account/cancel", post(account::cancel))
         .route("/{area}/account/delete", post(account::delete))
+        .route("/{area}/account/passkey", post(account::passkey_start))
+        .route("/{area}/account/passkey/finish", post(account::passkey_finish))
         .route("/{area}/account/backup-codes", post(account::regenerate))
         .route("/{area}/account/browsers/forget", post(account::forget_browsers))
         .route(

@@ -6,8 +6,11 @@ use axum::extract::{ConnectInfo, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
+use portal_mfa::passkey::PasskeyOptions;
 use portal_mfa::session::GraceSpent;
-use portal_mfa::{EnrolReason, EnrolmentOptions, Error, IssuedBackupCodes, SignInStep, StartedEnrolment};
+use portal_mfa::{
+    EnrolReason, EnrolmentOptions, Error, IssuedBackupCodes, PasskeyRegistrationStarted, SignInStep, StartedEnrolment,
+};
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -215,19 +218,49 @@ pub async fn code_form(
         return Err(Failure::no_sign_in(area));
     }
     let csrf = session::csrf_token(&session).await?;
-    let backup = query.backup.is_some();
-    let user = area.user(&pending.email);
+    show_code_page(&app, area, &pending.email, &csrf, query.backup.is_some(), None).await
+}
+
+/// The code page as the record stands: the attempts left, the user's
+/// factors and, for a user with passkeys, a fresh challenge (it replaces
+/// the one an earlier page held). `refused` is why the last answer was not
+/// accepted, with its status.
+async fn show_code_page(
+    app: &Shared,
+    area: Area,
+    email: &str,
+    csrf: &str,
+    backup: bool,
+    refused: Option<Failure>,
+) -> Result<Response, Failure> {
+    let user = area.user(email);
+    let portal = app.portal(area);
     // portal-mfa's answer says the lock and the attempts left: the page shows
     // exactly those, never a count of its own.
-    let attempts_left = match app.portal(area).begin_sign_in(&user).await? {
-        SignInStep::EnterCode { attempts_left, .. } => attempts_left,
+    let (attempts_left, apps, passkey) = match portal.begin_sign_in(&user).await? {
+        SignInStep::EnterCode {
+            attempts_left,
+            authenticator_apps,
+            passkey,
+            ..
+        } => (attempts_left, authenticator_apps, passkey),
         SignInStep::LockedOut { until } => return Err(Failure::locked(until)),
         _ => return Err(Failure::no_sign_in(area)),
     };
-    let failed = app.portal(area).record(&user).await?.failures().consecutive() > 0;
+    let failed = refused.is_none() && portal.record(&user).await?.failures().consecutive() > 0;
     let note = failed.then(|| format!("{attempts_left} attempts left before two-factor sign-in locks."));
-    let remember = app.portal(area).policy().await?.trusted_browser_days();
-    Ok(code_page(area, &csrf, backup, remember, note.as_deref(), None).into_response())
+    let page = CodePage {
+        area,
+        csrf,
+        backup,
+        remember_days: portal.policy().await?.trusted_browser_days(),
+        apps,
+        passkey: passkey.as_ref(),
+        note: note.as_deref(),
+        error: refused.as_ref().map(Failure::message),
+    };
+    let status = refused.as_ref().map_or(StatusCode::OK, Failure::status);
+    Ok((status, code_page(&page)).into_response())
 }
 
 /// A typed code (`backup` is set by the backup-code form, `remember` by
@@ -283,13 +316,11 @@ pub async fn code(
             let step = app.portal(area).begin_sign_in(&user).await?;
             next_step(&app, &session, &account, step).await
         }
-        Err(e) => {
+        Err(e) if asks_again(&e) => {
             let csrf = session::csrf_token(&session).await?;
-            let remember = app.portal(area).policy().await?.trusted_browser_days();
-            Ok(ask_again(e, |why| {
-                code_page(area, &csrf, backup, remember, None, Some(why))
-            })?)
+            show_code_page(&app, area, &account.email, &csrf, backup, Some(Failure::mfa(e))).await
         }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -310,8 +341,18 @@ pub async fn enrol_form(Visit { app, area, session }: Visit) -> Result<Response,
     let action = format!("/{}/sign-in/enrol", area.segment());
     let body = html! {
         p { (reason) }
-        p { "You need an authenticator app on your phone, such as OneAuth, Google Authenticator or Microsoft Authenticator." }
-        (label_form(&action, &csrf, None, None))
+        div.card {
+            h2 { "Authenticator app" }
+            p { "You need an authenticator app on your phone, such as OneAuth, Google Authenticator or Microsoft Authenticator." }
+            (label_form(&action, &csrf, None, None, None))
+        }
+        @if app.passkeys {
+            div.card {
+                h2 { "Passkey or security key" }
+                p { "Use this device's passkey (fingerprint, face or screen lock) or a security key. This needs JavaScript." }
+                (passkey_label_form(&format!("/{}/sign-in/passkey", area.segment()), &csrf, None, None))
+            }
+        }
     };
     let frame = Frame {
         who: None,
@@ -353,7 +394,7 @@ pub async fn enrol_confirm(
     Visit { app, area, session }: Visit,
     Posted(form): Posted<CodeForm>,
 ) -> Result<Response, Failure> {
-    let mut pending = session::pending(&session, area, app.now()).await?;
+    let pending = session::pending(&session, area, app.now()).await?;
     if pending.stage != Stage::Enrol {
         return Err(Failure::no_sign_in(area));
     }
@@ -364,21 +405,83 @@ pub async fn enrol_confirm(
     let restart = format!("/{}/sign-in/enrol", area.segment());
     let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
     match app.portal(area).confirm_enrolment(&user, &stamp, &form.code).await {
-        Ok(confirmed) => match confirmed.backup_codes {
-            Some(codes) => {
-                pending.stage = Stage::SaveCodes;
-                pending.stamp = Some(confirmed.session);
-                session::set_pending(&session, &pending).await?;
-                let finish = format!("/{}/sign-in/finish", area.segment());
-                Ok(backup_codes_page(&codes, &finish, "Continue to sign in", &csrf).into_response())
-            }
-            None => {
-                session::sign_in(&session, &account, confirmed.session, app.now()).await?;
-                Ok(Redirect::to(&home(area)).into_response())
-            }
-        },
+        Ok(confirmed) => enrolled(&app, &session, &account, pending, confirmed).await,
         Err(e) => ask_again(e, |why| retry_confirm_page(why, &retry, &restart, &csrf))
             .map_err(|e| Failure::mfa(e).link(restart.clone(), "Start the setup again")),
+    }
+}
+
+/// `POST /{area}/sign-in/passkey`: a registration challenge, for the browser.
+pub async fn passkey_start(
+    Visit { app, area, session }: Visit,
+    Posted(form): Posted<LabelForm>,
+) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Enrol {
+        return Err(Failure::no_sign_in(area));
+    }
+    let user = area.user(&pending.email);
+    let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
+    let restart = format!("/{}/sign-in/enrol", area.segment());
+    let started = app
+        .portal(area)
+        .start_passkey_registration(&user, &stamp, &pending.email, &form.label, EnrolmentOptions::default())
+        .await
+        .map_err(|e| Failure::mfa(e).link(restart.clone(), "Back to the setup"))?;
+    let csrf = session::csrf_token(&session).await?;
+    let action = format!("/{}/sign-in/passkey/finish", area.segment());
+    Ok(passkey_page(&started, &form.label, &action, &restart, &csrf, None).into_response())
+}
+
+/// The browser's answer to a registration challenge.
+#[derive(Deserialize)]
+pub struct RegistrationForm {
+    pub(crate) response: String,
+}
+
+/// `POST /{area}/sign-in/passkey/finish`: the new passkey, then the backup codes.
+pub async fn passkey_finish(
+    Visit { app, area, session }: Visit,
+    Posted(form): Posted<RegistrationForm>,
+) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Enrol {
+        return Err(Failure::no_sign_in(area));
+    }
+    let account = app.account(area, &pending.email)?;
+    let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
+    let restart = format!("/{}/sign-in/enrol", area.segment());
+    let confirmed = app
+        .portal(area)
+        .finish_passkey_registration(&area.user(&account.email), &stamp, &form.response)
+        .await
+        .map_err(|e| Failure::mfa(e).link(restart, "Start the setup again"))?;
+    enrolled(&app, &session, &account, pending, confirmed).await
+}
+
+/// A first factor confirmed at sign-in: the backup codes to save, or (when
+/// MFA was already on) straight in.
+async fn enrolled(
+    app: &Shared,
+    session: &Session,
+    account: &Account,
+    mut pending: Pending,
+    confirmed: portal_mfa::EnrolmentConfirmed,
+) -> Result<Response, Failure> {
+    let area = account.area;
+    match confirmed.backup_codes {
+        Some(codes) => {
+            pending.stage = Stage::SaveCodes;
+            pending.stamp = Some(confirmed.session);
+            session::set_pending(session, &pending).await?;
+            let csrf = session::csrf_token(session).await?;
+            let finish = format!("/{}/sign-in/finish", area.segment());
+            Ok(backup_codes_page(&codes, &finish, "Continue to sign in", &csrf).into_response())
+        }
+        None => {
+            session::sign_in(session, account, confirmed.session, app.now()).await?;
+            Ok(Redirect::to(&home(area)).into_response())
+        }
     }
 }
 
@@ -418,13 +521,21 @@ pub async fn sign_out(session: Session, Posted(_): Posted<crate::account::Empty>
 /// After a wrong, replayed or malformed code: `form` again, saying why, with
 /// the refusal's status. Any other error is handed back.
 pub fn ask_again(error: Error, form: impl FnOnce(&str) -> Markup) -> Result<Response, Error> {
-    match error {
-        Error::WrongCode { .. } | Error::ReplayedCode | Error::MalformedCode(_) => {
-            let failure = Failure::mfa(error);
-            Ok((failure.status(), form(failure.message())).into_response())
-        }
-        other => Err(other),
+    if asks_again(&error) {
+        let failure = Failure::mfa(error);
+        Ok((failure.status(), form(failure.message())).into_response())
+    } else {
+        Err(error)
     }
+}
+
+/// Whether `error` refused an answer the user can give again (a wrong,
+/// replayed or malformed code, a refused passkey), rather than ending the step.
+pub fn asks_again(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::WrongCode { .. } | Error::ReplayedCode | Error::MalformedCode(_) | Error::PasskeyRefused { .. }
+    )
 }
 
 fn home(area: Area) -> String {
@@ -457,40 +568,58 @@ fn password_page(area: Area, csrf: &str, flash: Option<&str>, error: Option<&str
     views::page(&format!("Sign in to the {}", area.title()), Some(&frame), body)
 }
 
-fn code_page(
+/// What the code page shows.
+struct CodePage<'a> {
     area: Area,
-    csrf: &str,
+    csrf: &'a str,
+    /// The backup-code form rather than the app's.
     backup: bool,
     remember_days: u8,
-    note: Option<&str>,
-    error: Option<&str>,
-) -> Markup {
-    let action = format!("/{}/sign-in/code", area.segment());
+    /// Authenticator apps the user has.
+    apps: u8,
+    /// The sign-in challenge, when the user has passkeys.
+    passkey: Option<&'a PasskeyOptions>,
+    note: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+fn code_page(page: &CodePage<'_>) -> Markup {
+    let action = format!("/{}/sign-in/code", page.area.segment());
     let body = html! {
-        @if let Some(error) = error { p.error role="alert" { (error) } }
-        @if let Some(note) = note { p.warning { (note) } }
+        @if let Some(error) = page.error { p.error role="alert" { (error) } }
+        @if let Some(note) = page.note { p.warning { (note) } }
         form method="post" action=(action) {
-            (csrf_field(csrf))
-            @if backup {
+            (csrf_field(page.csrf))
+            @if page.backup {
                 p { "Type one of the backup codes you saved when you set up two-factor authentication. Each works once." }
                 input type="hidden" name="backup" value="1";
                 label for="backup-code" { "Backup code" }
                 input #backup-code type="text" name="code" autocomplete="off" autocapitalize="none" spellcheck="false" required;
-            } @else {
+            } @else if page.apps > 0 {
                 p { "Open your authenticator app and type the code it shows for Acme." }
                 (code_field("code", "Verification code"))
+            } @else {
+                p { "Use your passkey or security key." }
             }
-            @if remember_days > 0 {
+            @if page.remember_days > 0 {
                 label.choice for="remember" {
                     input #remember type="checkbox" name="remember" value="yes";
-                    " Remember this browser for " (remember_days) @if remember_days == 1 { " day" } @else { " days" }
+                    " Remember this browser for " (page.remember_days) @if page.remember_days == 1 { " day" } @else { " days" }
                 }
             }
-            div { button type="submit" { "Verify" } }
+            div {
+                @if page.backup || page.apps > 0 { button type="submit" { "Verify" } " " }
+                @if let (false, Some(options)) = (page.backup, page.passkey) {
+                    (views::passkey_button("get", options, "code", "Use a passkey"))
+                }
+            }
+        }
+        @if let (false, Some(_)) = (page.backup, page.passkey) {
+            (views::passkey_notes("Signing in with a passkey needs JavaScript. Use a code or a backup code instead."))
         }
         p {
-            @if backup {
-                a href=(action) { "Use your authenticator app instead" }
+            @if page.backup {
+                a href=(action) { "Use your authenticator app or passkey instead" }
             } @else {
                 a href=(format!("{action}?backup=1")) { "Use a backup code instead" }
             }
@@ -498,7 +627,7 @@ fn code_page(
     };
     let frame = Frame {
         who: None,
-        csrf,
+        csrf: page.csrf,
         flash: None,
     };
     views::page("Two-factor authentication", Some(&frame), body)
@@ -506,7 +635,15 @@ fn code_page(
 
 /// The form that names a new authenticator (and, for a user who already has
 /// MFA, asks for a fresh code).
-pub fn label_form(action: &str, csrf: &str, proof: Option<&str>, replaces: Option<u32>) -> Markup {
+/// `proof_with` is the passkey challenge a user with passkeys may answer
+/// instead of typing a code.
+pub fn label_form(
+    action: &str,
+    csrf: &str,
+    proof: Option<&str>,
+    proof_with: Option<&PasskeyOptions>,
+    replaces: Option<u32>,
+) -> Markup {
     let id = replaces.map_or_else(|| "new".to_owned(), |r| r.to_string());
     html! {
         form id=(format!("enrol-{id}")) method="post" action=(action) {
@@ -517,9 +654,64 @@ pub fn label_form(action: &str, csrf: &str, proof: Option<&str>, replaces: Optio
             @if let Some(proof_label) = proof {
                 (views::proof_field(&format!("proof-{id}"), proof_label))
             }
-            div { button type="submit" { "Configure" } }
+            div {
+                button type="submit" { "Configure" }
+                @if let (Some(_), Some(options)) = (proof, proof_with) {
+                    " " (views::passkey_button("get", options, "code", "Configure, proven with a passkey"))
+                }
+            }
         }
     }
+}
+
+/// The form that names a new passkey (and, for a user who already has MFA,
+/// asks for a fresh code or a passkey's answer).
+pub fn passkey_label_form(
+    action: &str,
+    csrf: &str,
+    proof: Option<&str>,
+    proof_with: Option<&PasskeyOptions>,
+) -> Markup {
+    html! {
+        form #add-passkey method="post" action=(action) {
+            (csrf_field(csrf))
+            label for="passkey-label" { "Name for this passkey or key" }
+            input #passkey-label type="text" name="label" maxlength="64" required value="Passkey";
+            @if let Some(proof_label) = proof {
+                (views::proof_field("passkey-proof", proof_label))
+            }
+            div {
+                button type="submit" { "Add a passkey" }
+                @if let (Some(_), Some(options)) = (proof, proof_with) {
+                    " " (views::passkey_button("get", options, "code", "Add, proven with a passkey"))
+                }
+            }
+        }
+    }
+}
+
+/// The registration page: one button that asks the browser for a new
+/// passkey and sends its answer.
+pub fn passkey_page(
+    started: &PasskeyRegistrationStarted,
+    label: &str,
+    action: &str,
+    restart: &str,
+    csrf: &str,
+    who: Option<&crate::session::SignedIn>,
+) -> Markup {
+    let body = html! {
+        p { "Your browser will ask you to create a passkey (with your fingerprint, face or screen lock) or to touch your security key. It will be called " strong { (label) } "." }
+        form #passkey-register method="post" action=(action) {
+            (csrf_field(csrf))
+            (views::passkey_button("create", &started.options, "response", "Create the passkey"))
+        }
+        (views::passkey_notes("Creating a passkey needs JavaScript. Turn it on, or set up an authenticator app instead."))
+        p { "This setup expires at " (views::when(started.expires_at)) ". "
+            a href=(restart) { "Start again" } " or choose another way." }
+    };
+    let frame = Frame { who, csrf, flash: None };
+    views::page("Add a passkey or security key", Some(&frame), body)
 }
 
 /// The QR code, the key for typing, and the confirm-code form.

@@ -2,6 +2,7 @@
 //! maud's compile-time templates, which escape every value they print.
 
 use maud::{DOCTYPE, Markup, html};
+use portal_mfa::passkey::PasskeyOptions;
 
 use crate::accounts::Area;
 use crate::session::SignedIn;
@@ -88,6 +89,26 @@ pub fn proof_field(id: &str, label: &str) -> Markup {
     }
 }
 
+/// A button that runs a passkey ceremony (`"create"` or `"get"`) with
+/// `options` and sends its form with the browser's answer as the field `field`
+/// (in place of any typed field of that name). Hidden until the script finds
+/// WebAuthn: without JavaScript the form's other way (a code) stays.
+pub fn passkey_button(ceremony: &str, options: &PasskeyOptions, field: &str, text: &str) -> Markup {
+    html! {
+        button.secondary type="button" data-passkey=(ceremony) data-options=(options.as_json()) data-field=(field) hidden { (text) }
+    }
+}
+
+/// Where the script says why a passkey ceremony did not finish, and the note
+/// for browsers without JavaScript.
+pub fn passkey_notes(without_script: &str) -> Markup {
+    html! {
+        p.error #passkey-error role="alert" hidden {}
+        noscript { p.warning { (without_script) } }
+        script src="/static/app.js" {}
+    }
+}
+
 /// One choice of a radio group, with its label.
 pub fn radio(id: &str, name: &str, value: &str, checked: bool, text: &str) -> Markup {
     html! {
@@ -162,9 +183,42 @@ pre.mail { white-space: pre-wrap; background: #f0f3f7; padding: .6rem; }
 }
 "#;
 
-/// Copies the backup codes when JavaScript is on; without it the codes stay
-/// selectable in their box, and download and print work as forms.
+/// Copies the backup codes when JavaScript is on (without it the codes stay
+/// selectable in their box, and download and print work as forms), and runs
+/// the passkey ceremonies: the options come from the page (a `data-options`
+/// attribute, so no inline script is needed under the CSP), the answer goes
+/// back in the button's own form, as the browser's standard JSON.
 pub const SCRIPT: &str = r#"
+document.querySelectorAll('[data-passkey]').forEach(function (button) {
+  if (!window.PublicKeyCredential || !PublicKeyCredential.parseRequestOptionsFromJSON) { return; }
+  button.hidden = false;
+  button.addEventListener('click', function () {
+    var error = document.getElementById('passkey-error');
+    var name = button.getAttribute('data-field');
+    button.disabled = true;
+    Promise.resolve().then(function () {
+      var options = JSON.parse(button.getAttribute('data-options')).publicKey;
+      return button.getAttribute('data-passkey') === 'create'
+        ? navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) })
+        : navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+    }).then(function (credential) {
+      var form = button.form;
+      form.querySelectorAll('[name="' + name + '"]').forEach(function (typed) { typed.disabled = true; });
+      var answer = document.createElement('input');
+      answer.type = 'hidden';
+      answer.name = name;
+      answer.value = JSON.stringify(credential.toJSON());
+      form.appendChild(answer);
+      form.submit();
+    }).catch(function (e) {
+      button.disabled = false;
+      error.textContent = e && e.name === 'NotAllowedError'
+        ? 'The passkey was not used: it was cancelled, timed out, or could not verify you. Try again, or use another way.'
+        : 'This browser could not use a passkey here (' + (e && e.name) + '). Use another way.';
+      error.hidden = false;
+    });
+  });
+});
 document.querySelectorAll('[data-copy]').forEach(function (button) {
   button.hidden = false;
   button.addEventListener('click', function () {

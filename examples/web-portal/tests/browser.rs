@@ -78,8 +78,9 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    /// A fresh browser on `base`, its screenshots under `target/{shots}/`.
-    async fn launch(base: String, shots: &str) -> Option<Browser> {
+    /// A fresh browser on `base`, its screenshots under `target/{shots}/`,
+    /// with JavaScript off unless `javascript`.
+    async fn launch(base: String, shots: &str, javascript: bool) -> Option<Browser> {
         let Some(chromium) = installed(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]) else {
             skip("no chromium");
             return None;
@@ -119,13 +120,14 @@ impl Browser {
             args.push("--no-sandbox".to_owned());
         }
         let mut capabilities = serde_json::Map::new();
+        // Every flow but the passkey ceremony must work without JavaScript.
+        let javascript = if javascript { 1 } else { 2 };
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
             serde_json::json!({
                 "binary": chromium,
                 "args": args,
-                // Every flow must work without JavaScript.
-                "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+                "prefs": { "profile.managed_default_content_settings.javascript": javascript },
             }),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -182,13 +184,16 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.client
+        let clicked = self
+            .client
             .find(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"))
             .click()
-            .await
-            .unwrap();
+            .await;
+        if let Err(e) = clicked {
+            panic!("{css} on {}: {e}", self.path().await);
+        }
     }
 
     /// Clicks what leaves the page (a submit button, a link) and waits
@@ -351,7 +356,7 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(web_portal::serve(listener, server.router.clone()));
-    let Some(mut b) = Browser::launch(base.clone(), "web-portal-screenshots").await else {
+    let Some(mut b) = Browser::launch(base.clone(), "web-portal-screenshots", false).await else {
         return;
     };
     let (_, admin_password) = server.account("admin@acme.example");
@@ -583,7 +588,7 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     assert!(
         b.text("#reset-summary")
             .await
-            .contains("1 authenticators and 10 backup codes removed")
+            .contains("1 authenticators, 0 passkeys and 10 backup codes removed")
     );
     b.shot("reset-done", &[]).await;
     b.go("/admin/outbox").await;
@@ -653,7 +658,7 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
 
     // --- Dan remembers this browser; an admin's reset, in another browser, ends
     // his session on its next request and the trust with it.
-    let Some(desk) = Browser::launch(base, "web-portal-screenshots-admin-desk").await else {
+    let Some(desk) = Browser::launch(base, "web-portal-screenshots-admin-desk", false).await else {
         return;
     };
     desk.sign_in("admin", "admin@acme.example", &admin_password).await;
@@ -724,5 +729,285 @@ async fn every_flow_in_a_real_browser_with_javascript_off() {
     );
     assert!(b.client.get_named_cookie("acme_trusted_customer").await.is_err());
     assert!(b.taken >= 20);
+    b.close().await;
+}
+
+/// A command of chromedriver's WebAuthn extension (the W3C "Virtual
+/// Authenticators" commands), which fantoccini has no method for.
+#[derive(Debug)]
+struct VirtualAuthenticators {
+    method: http::Method,
+    path: String,
+    body: Option<serde_json::Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for VirtualAuthenticators {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/webauthn/{}",
+            session.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (self.method.clone(), self.body.as_ref().map(ToString::to_string))
+    }
+}
+
+impl Browser {
+    async fn webauthn(&self, method: http::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let command = VirtualAuthenticators {
+            method,
+            path: path.to_owned(),
+            body,
+        };
+        self.client
+            .issue_cmd(command)
+            .await
+            .unwrap_or_else(|e| panic!("webauthn/{path}: {e}"))
+    }
+
+    /// A platform authenticator as a laptop has: CTAP2, internal, resident
+    /// keys, user verification that succeeds until told otherwise.
+    async fn add_platform_authenticator(&self) -> String {
+        let options = serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        let id = self.webauthn(http::Method::POST, "authenticator", Some(options)).await;
+        id.as_str().expect("an authenticator id").to_owned()
+    }
+
+    /// The credentials the authenticator holds: (id, sign count).
+    async fn credentials(&self, authenticator: &str) -> Vec<(String, u64)> {
+        let listed = self
+            .webauthn(
+                http::Method::GET,
+                &format!("authenticator/{authenticator}/credentials"),
+                None,
+            )
+            .await;
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| {
+                (
+                    c["credentialId"].as_str().expect("an id").to_owned(),
+                    c["signCount"].as_u64().expect("a count"),
+                )
+            })
+            .collect()
+    }
+
+    /// Clicks a passkey button and waits for the page its answer leads to.
+    async fn passkey(&self, css: &str) {
+        self.submit(css).await;
+    }
+
+    /// Clicks a passkey button whose ceremony the browser refuses, and waits
+    /// for the script's message.
+    async fn passkey_refused(&self, css: &str) -> String {
+        self.click(css).await;
+        let started = Instant::now();
+        loop {
+            let shown = self
+                .client
+                .find(Locator::Css("#passkey-error"))
+                .await
+                .unwrap()
+                .is_displayed()
+                .await
+                .unwrap();
+            if shown {
+                return self.text("#passkey-error").await;
+            }
+            assert!(started.elapsed() < patience::PATIENCE, "{css}: no refusal shown");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Passkeys with Chromium's own WebAuthn implementation as the independent
+/// peer: a virtual authenticator added through chromedriver, the portal on
+/// `http://localhost` (a secure context), user verification required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_in_a_real_browser_with_chromiums_virtual_authenticator() {
+    use portal_mfa::passkey::{RelyingParty, UserVerification};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let relying_party = RelyingParty::new("localhost", &[&base], "Acme Portal")
+        .unwrap()
+        .with_user_verification(UserVerification::Required);
+    let server = Server::start_with("passkeys", 20, |config| config.passkeys = Some(relying_party)).await;
+    tokio::spawn(web_portal::serve(listener, server.router.clone()));
+    let Some(mut b) = Browser::launch(base, "web-portal-screenshots-passkeys", true).await else {
+        return;
+    };
+    let laptop = b.add_platform_authenticator().await;
+    let (_, password) = server.account("alice@customer.example");
+    let alice = portal_mfa::UserId::customer("alice@customer.example");
+    let record = || async { server.app.portal.record(&alice).await.unwrap() };
+
+    // An authenticator app first (MFA is optional here), then a passkey beside it.
+    b.sign_in("customer", "alice@customer.example", &password).await;
+    assert_eq!(b.path().await, "/customer/account");
+    assert!(b.has("#add-passkey").await, "My account offers a passkey");
+    b.fill("#label-new", "Alice's phone").await;
+    b.submit("form#enrol-new button[type=submit]").await;
+    let mut phone = b.scan().await;
+    b.fill("#code", &phone.code(&server.clock)).await;
+    b.submit("main form button[type=submit]").await;
+    let codes = b.backup_codes().await;
+    b.click("#saved").await;
+    b.submit("form[action='/customer/account/saved'] button").await;
+    b.fill("#passkey-label", "Laptop").await;
+    b.fill("#passkey-proof", &phone.code(&server.clock)).await;
+    b.submit("#add-passkey button[type=submit]").await;
+    assert_eq!(b.path().await, "/customer/account/passkey");
+    b.shot("passkey-create", &[]).await;
+    b.passkey("#passkey-register [data-passkey]").await;
+    assert!(
+        b.main_text().await.contains("Passkey added."),
+        "{}",
+        b.main_text().await
+    );
+    assert!(b.text("#passkeys").await.contains("Laptop"));
+    b.shot("passkeys", &[]).await;
+    let held = b.credentials(&laptop).await;
+    assert_eq!(held.len(), 1, "the authenticator made one credential");
+    let first = held[0].0.clone();
+    assert_eq!(record().await.passkeys().len(), 1);
+
+    // Sign out, sign in with it: the counter advances, in the record too.
+    b.sign_out().await;
+    b.sign_in("customer", "alice@customer.example", &password).await;
+    assert_eq!(b.path().await, "/customer/sign-in/code");
+    assert!(b.has("#code").await, "the app's code is still asked for");
+    b.shot("code-page-passkey", &[]).await;
+    b.passkey("main form [data-passkey]").await;
+    assert_eq!(b.path().await, "/customer/account", "{}", b.main_text().await);
+    let count = b.credentials(&laptop).await[0].1;
+    assert!(count >= 1, "the sign-in advanced the counter ({count})");
+    assert_eq!(u64::from(record().await.passkeys()[0].sign_count()), count);
+
+    // User verification is required: an authenticator that fails it signs nobody in.
+    b.sign_out().await;
+    b.webauthn(
+        http::Method::POST,
+        &format!("authenticator/{laptop}/uv"),
+        Some(serde_json::json!({ "isUserVerified": false })),
+    )
+    .await;
+    b.sign_in("customer", "alice@customer.example", &password).await;
+    let refused = b.passkey_refused("main form [data-passkey]").await;
+    assert!(refused.contains("could not verify you"), "{refused}");
+    assert_eq!(b.path().await, "/customer/sign-in/code");
+    b.shot("passkey-uv-failed", &[]).await;
+    b.webauthn(
+        http::Method::POST,
+        &format!("authenticator/{laptop}/uv"),
+        Some(serde_json::json!({ "isUserVerified": true })),
+    )
+    .await;
+
+    // The credential deleted on the authenticator: the browser has nothing to
+    // answer with, and the authenticator app's code still signs in.
+    b.webauthn(
+        http::Method::DELETE,
+        &format!("authenticator/{laptop}/credentials/{first}"),
+        None,
+    )
+    .await;
+    b.go("/customer/sign-in/code").await;
+    let refused = b.passkey_refused("main form [data-passkey]").await;
+    assert!(refused.contains("not used"), "{refused}");
+    b.code(&mut phone, &server, "customer").await;
+
+    // A second passkey, then the first deleted with the second as the proof.
+    b.fill("#passkey-label", "Laptop again").await;
+    b.fill("#passkey-proof", &phone.code(&server.clock)).await;
+    b.submit("#add-passkey button[type=submit]").await;
+    b.passkey("#passkey-register [data-passkey]").await;
+    let table = b.text("#passkeys").await;
+    assert!(table.contains("Laptop") && table.contains("Laptop again"), "{table}");
+    assert_eq!(record().await.passkeys().len(), 2);
+    let second = b
+        .credentials(&laptop)
+        .await
+        .into_iter()
+        .next()
+        .expect("the new credential")
+        .0;
+    let old_id = record().await.passkeys()[0].id().0;
+    assert_eq!(b.text("#passkeys tbody tr:nth-child(1) td").await, "Laptop");
+    b.click("#passkeys tbody tr:nth-child(1) summary").await;
+    b.passkey(&format!("#passkeys input[value='{old_id}'] ~ div [data-passkey]"))
+        .await;
+    assert!(
+        b.main_text().await.contains("Authenticator deleted."),
+        "{}",
+        b.main_text().await
+    );
+    let left = record().await;
+    assert_eq!(left.passkeys().len(), 1);
+    assert_eq!(left.passkeys()[0].label(), "Laptop again");
+
+    // The admin resets Alice: every factor goes, she sets up again, and the
+    // old credential is refused.
+    b.sign_out().await;
+    let summary = server
+        .app
+        .portal
+        .admin_reset(
+            &portal_mfa::Admin::authorised("admin@acme.example"),
+            &alice,
+            portal_mfa::admin::ResetReason::LostDevice,
+            portal_mfa::admin::ResetMode::ForceReenrolment,
+        )
+        .await
+        .unwrap();
+    assert_eq!((summary.authenticators_removed, summary.passkeys_removed), (1, 1));
+    b.sign_in("customer", "alice@customer.example", &password).await;
+    assert_eq!(b.path().await, "/customer/sign-in/enrol");
+    assert!(b.main_text().await.contains("reset your two-factor authentication"));
+    b.fill("#passkey-label", "New laptop passkey").await;
+    b.submit("form#add-passkey button[type=submit]").await;
+    b.passkey("#passkey-register [data-passkey]").await;
+    assert_eq!(
+        b.backup_codes().await.len(),
+        10,
+        "a first factor again: new backup codes"
+    );
+    b.click("#saved").await;
+    b.submit("form[action='/customer/sign-in/finish'] button").await;
+    assert_eq!(b.path().await, "/customer/account");
+    b.sign_out().await;
+    b.sign_in("customer", "alice@customer.example", &password).await;
+    assert!(!b.has("#code").await, "no app now: the passkey or a backup code");
+    // The page's challenge, answered by the credential the reset removed.
+    b.client
+        .execute(
+            "var button = document.querySelector('main form [data-passkey]');
+             var options = JSON.parse(button.getAttribute('data-options'));
+             options.publicKey.allowCredentials = [{ type: 'public-key', id: arguments[0] }];
+             button.setAttribute('data-options', JSON.stringify(options));",
+            vec![serde_json::json!(second)],
+        )
+        .await
+        .unwrap();
+    b.passkey("main form [data-passkey]").await;
+    let text = b.main_text().await;
+    assert!(text.contains("not on your account"), "{text}");
+    assert_eq!(b.path().await, "/customer/sign-in/code");
+    b.passkey("main form [data-passkey]").await;
+    assert_eq!(b.path().await, "/customer/account", "{}", b.main_text().await);
+    assert!(b.text("#passkeys").await.contains("New laptop passkey"));
+    assert!(!codes.is_empty());
     b.close().await;
 }

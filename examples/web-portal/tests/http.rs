@@ -572,7 +572,8 @@ async fn reset_needs_the_admins_fresh_code_and_remove_only_lets_a_self_configure
     let done = admin.post("/admin/users/reset", &fields).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert!(
-        done.body.contains("1 authenticators and 10 backup codes removed"),
+        done.body
+            .contains("1 authenticators, 0 passkeys and 10 backup codes removed"),
         "{}",
         done.body
     );
