@@ -544,7 +544,7 @@ async fn reset_needs_the_admins_fresh_code_and_remove_only_lets_a_self_configure
     let form = admin
         .get("/admin/users/reset?kind=customer&email=dan@customer.example")
         .await;
-    assert!(form.body.contains("1 authenticators"), "{}", form.body);
+    assert!(form.body.contains("1 authenticator apps, 0 passkeys"), "{}", form.body);
     let mut fields = vec![
         ("kind", "customer"),
         ("email", "dan@customer.example"),
