@@ -21,6 +21,8 @@ use crate::state::MfaRecord;
 pub struct RecordSummary {
     /// Confirmed factors: authenticator apps and passkeys (0: MFA is off).
     pub authenticators: u8,
+    /// Of those, passkeys and security keys.
+    pub passkeys: u8,
     /// Whether an enrolment awaits its first code, or a passkey registration its response.
     pub pending_enrolment: bool,
     /// Whether an admin reset requires enrolment at the next sign-in.
@@ -43,6 +45,7 @@ impl RecordSummary {
     pub fn of(record: &MfaRecord) -> Self {
         Self {
             authenticators: record.factor_count() as u8,
+            passkeys: record.passkeys().len() as u8,
             pending_enrolment: record.pending().is_some() || record.pending_passkey().is_some(),
             must_enrol: record.must_enrol(),
             locked: record.failures().last_lock(),
@@ -329,6 +332,8 @@ pub struct UserStatus {
     pub user: UserId,
     /// Confirmed factors, authenticator apps and passkeys (0: not enrolled).
     pub authenticators: u8,
+    /// Of those, passkeys and security keys (the rest are authenticator apps).
+    pub passkeys: u8,
     /// Whether an enrolment waits for its confirmation code, or a passkey registration for its response.
     pub pending_enrolment: bool,
     /// Whether an admin reset requires enrolment at the next sign-in.
@@ -361,6 +366,7 @@ impl UserStatus {
         Self {
             user,
             authenticators: summary.authenticators,
+            passkeys: summary.passkeys,
             pending_enrolment: summary.pending_enrolment,
             must_reenrol: summary.must_enrol,
             locked,

@@ -686,11 +686,12 @@ fn a_statement_past_statement_timeout_answers_a_typed_timeout_and_writes_nothing
 // ---------------------------------------------------------------------------
 // Schema
 
-/// A schema at version 1 (0.2, before trusted browsers) migrates to 2 on
-/// open: the trusted-browser count is added (0 for every existing record),
+/// A schema at version 1 (0.2, before trusted browsers) migrates to the
+/// current one on open: the trusted-browser and passkey counts are added (0
+/// for every existing record),
 /// and its users sign in and trust browsers as before.
 #[test]
-fn a_version_1_schema_gains_the_trusted_browser_count() {
+fn a_version_1_schema_gains_the_trusted_browser_and_passkey_counts() {
     let Some(server) = pg::shared() else { return };
     let pair = PgPair::new(server, PostgresOptions::new());
     let schema = pair.schema.clone();
@@ -705,6 +706,7 @@ fn a_version_1_schema_gains_the_trusted_browser_count() {
         .admin()
         .batch_execute(&format!(
             "ALTER TABLE \"{schema}\".portal_mfa_records DROP COLUMN trusted_browsers;
+             ALTER TABLE \"{schema}\".portal_mfa_records DROP COLUMN passkeys;
              DELETE FROM \"{schema}\".portal_mfa_schema WHERE version > 1;"
         ))
         .unwrap();
@@ -718,9 +720,10 @@ fn a_version_1_schema_gains_the_trusted_browser_count() {
         .unwrap()[0]
         .get::<_, Option<i32>>(0);
     assert_eq!(version, Some(portal_mfa::store::POSTGRES_SCHEMA_VERSION));
+    let listed = &portal.users(UserQuery::new()).run().unwrap().items[0];
     assert_eq!(
-        portal.users(UserQuery::new()).run().unwrap().items[0].trusted_browsers,
-        0
+        (listed.trusted_browsers, listed.passkeys, listed.authenticators),
+        (0, 0, 1)
     );
     portal
         .update_policy(&flows::ADMIN, |p| p.with_trusted_browser_days(7))

@@ -284,8 +284,9 @@ fn upgrader() {
 }
 
 /// A schema-2 file (this crate's unreleased main before user listings) opens
-/// as the current schema: the locked index in user order, the prune mark and
-/// the trusted-browser count are added, and nothing else changes.
+/// as the current schema: the locked index in user order, the prune mark,
+/// the trusted-browser count and the passkey count are added, and nothing
+/// else changes.
 #[test]
 fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     let dir = TempDir::new("v2");
@@ -302,6 +303,7 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE portal_mfa_pruned;
+         ALTER TABLE portal_mfa_records DROP COLUMN passkeys;
          ALTER TABLE portal_mfa_records DROP COLUMN trusted_browsers;
          DROP INDEX portal_mfa_records_locked;
          CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, locked_until) WHERE locked_until IS NOT NULL;
@@ -329,6 +331,34 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     assert_eq!(columns, ["portal", "user_kind", "user_id", "locked_until"]);
 }
 
+/// A schema-4 file (0.3, before passkeys) gains the passkey count as 0,
+/// which is right for every record 0.3 wrote, and lists as before.
+#[test]
+fn a_schema_4_database_gains_the_passkey_count() {
+    let dir = TempDir::new("v4");
+    let path = dir.file("mfa.db");
+    let clock = portal_mfa::ManualClock::at(flows::T0);
+    let user = portal_mfa::UserId::customer("c");
+    {
+        let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
+        let portal = flows::portal_on(flows::bytes(store), &clock);
+        flows::enrol(flows::Executor::Blocking, &portal, &clock, &user);
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE portal_mfa_records DROP COLUMN passkeys;
+         UPDATE portal_mfa_schema SET version = 4;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
+    let portal = flows::portal_on(flows::bytes(store), &clock);
+    let listed = portal.users(portal_mfa::admin::UserQuery::new()).run().unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!((listed.items[0].authenticators, listed.items[0].passkeys), (1, 0));
+}
+
 const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v3/mfa-v3");
 
 /// The first byte of each stored record: its stored-form version.
@@ -345,7 +375,7 @@ fn record_formats(db: &Path) -> Vec<(String, u8)> {
 }
 
 /// A database 0.2 wrote (schema 3, records in stored form 1, from before
-/// sessions and trusted browsers) opens as schema 4; every record reads at
+/// sessions and trusted browsers) opens as the current schema; every record reads at
 /// session generation 0 with no trusted browser, every user signs in as
 /// before, and a record is written in stored form 2 at its next change.
 #[test]
@@ -357,7 +387,7 @@ fn a_schema_3_database_of_stored_form_1_records_upgrades_and_every_user_signs_in
     let (end, users) = sidecar_of(FIXTURE_V3);
     assert_eq!(users.len(), 6);
     let store = SqliteStore::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
     let clock = ManualClock::at(end + 3_600);
     let portal = Portal::new(PortalId::new("customers"), "Acme Portal", flows::bytes(store))
         .unwrap()

@@ -76,7 +76,7 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
     };
     let sql = format!(
         "SELECT user_kind, user_id, authenticators, pending_enrolment, must_enrol, locked_until,
-                backup_codes_left, last_verified_at, grace_sign_ins_used, trusted_browsers
+                backup_codes_left, last_verified_at, grace_sign_ins_used, trusted_browsers, passkeys
          FROM {table} WHERE portal = {} {filter} {bound_used} {kind} {after}
          ORDER BY user_kind, user_id LIMIT {}",
         param(1),
@@ -85,7 +85,7 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
     (sql, value)
 }
 
-/// A record's summary columns as a SQL row holds them, columns 2 to 9 of
+/// A record's summary columns as a SQL row holds them, columns 2 to 10 of
 /// [`users_sql`]'s rows.
 pub(crate) struct SummaryColumns {
     pub(crate) authenticators: i64,
@@ -96,6 +96,7 @@ pub(crate) struct SummaryColumns {
     pub(crate) last_verified_at: Option<i64>,
     pub(crate) grace_sign_ins_used: i64,
     pub(crate) trusted_browsers: i64,
+    pub(crate) passkeys: i64,
 }
 
 impl SummaryColumns {
@@ -115,6 +116,7 @@ impl SummaryColumns {
             last_verified_at: time(self.last_verified_at)?,
             grace_sign_ins_used: u32::try_from(self.grace_sign_ins_used).map_err(|_| corrupt())?,
             trusted_browsers: small(self.trusted_browsers)?,
+            passkeys: small(self.passkeys)?,
         })
     }
 }

@@ -368,6 +368,13 @@ pub fn passkeys_sit_beside_authenticator_apps_and_each_proves_changes(make: &Sto
     let record = portal.record(&user).go(ex).unwrap();
     assert_eq!((record.authenticators().len(), record.passkeys().len()), (1, 2));
     assert_eq!(record.factor_count(), 3);
+    // The admin list (the stores' summary columns) names the kinds apart.
+    let listed = || {
+        let status = portal.users(UserQuery::new()).go(ex).unwrap().items;
+        let status = status.iter().find(|s| s.user == user).unwrap();
+        (status.authenticators, status.passkeys)
+    };
+    assert_eq!(listed(), (3, 2));
     // Each factor signs in.
     let by_key = passkey_sign_in(ex, &portal, &user, &mut key);
     let by_laptop = passkey_sign_in(ex, &portal, &user, &mut laptop);
@@ -393,6 +400,7 @@ pub fn passkeys_sit_beside_authenticator_apps_and_each_proves_changes(make: &Sto
     ));
     portal.check_session(&user, &session).go(ex).unwrap();
     assert_eq!(portal.record(&user).go(ex).unwrap().passkeys().len(), 1);
+    assert_eq!(listed(), (2, 1));
     // The key's session ended too (every other session ends with a deletion); sign in again.
     assert!(portal.check_session(&user, &by_key).go(ex).is_err());
     let by_key = passkey_sign_in(ex, &portal, &user, &mut key);

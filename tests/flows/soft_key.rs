@@ -133,4 +133,19 @@ impl SoftKey {
             .next()
             .and_then(|p| p.counter)
     }
+
+    /// The private scalar of its one credential (a P-256 key's `d`), for
+    /// the residue scan to look for.
+    pub fn private_key(&self) -> Option<[u8; 32]> {
+        use passkey::crypto::coset::{Label, cbor::Value};
+        let passkey = self.client.authenticator().store().values().next()?;
+        passkey
+            .key
+            .params
+            .iter()
+            .find_map(|(label, value)| match (label, value) {
+                (Label::Int(-4), Value::Bytes(d)) => d.as_slice().try_into().ok(),
+                _ => None,
+            })
+    }
 }

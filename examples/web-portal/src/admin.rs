@@ -328,14 +328,15 @@ pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> 
             p #no-users { "No users match." }
         } @else {
             table #users {
-                thead { tr { th { "User" } th { "Kind" } th { "MFA status" } th { "Authenticators" } th { "Backup codes" } th { "Trusted browsers" } th { "Last verified" } th {} } }
+                thead { tr { th { "User" } th { "Kind" } th { "MFA status" } th { "Authenticator apps" } th { "Passkeys" } th { "Backup codes" } th { "Trusted browsers" } th { "Last verified" } th {} } }
                 tbody {
                     @for user in &page.items {
                         tr {
                             td { (user.user.id()) }
                             td { (user.user.kind().as_str()) }
                             td.status { (status_text(user, now)) }
-                            td { (user.authenticators) }
+                            td.apps { (user.authenticators - user.passkeys) }
+                            td.passkeys { (user.passkeys) }
                             td { (user.backup_codes_left) }
                             td.trusted { (user.trusted_browsers) }
                             td { (user.last_verified_at.map(views::when).unwrap_or_else(|| "Never".to_owned())) }

@@ -152,7 +152,7 @@ impl AsyncPostgresStore {
             Some(_) => &self.sql.update_record,
             None => &self.sql.insert_record,
         };
-        let params: [&(dyn ToSql + Sync); 16] = [
+        let params: [&(dyn ToSql + Sync); 17] = [
             &portal.as_str(),
             &user.kind().as_str(),
             &user.id(),
@@ -169,6 +169,7 @@ impl AsyncPostgresStore {
             &kind,
             &bytes,
             &i16::from(s.trusted_browsers),
+            &i16::from(s.passkeys),
         ];
         commit_outcome(query(client, statement, &params).await, expected)
     }
@@ -514,6 +515,7 @@ fn user_rows(rows: Vec<Row>) -> Result<Vec<(UserId, RecordSummary)>, StorageErro
                 last_verified_at: get(r, 7)?,
                 grace_sign_ins_used: get(r, 8)?,
                 trusted_browsers: get::<i16>(r, 9)?.into(),
+                passkeys: get::<i16>(r, 10)?.into(),
             }
             .summary()?;
             Ok((user_of(r)?, summary))

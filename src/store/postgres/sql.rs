@@ -25,7 +25,7 @@
 //!   [`UserId`](crate::UserId) compares in, on every server whatever its locale.
 
 /// The PostgreSQL schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The migrations, in order: `MIGRATIONS[n]` brings schema `n` to `n + 1`.
 /// `{s}` stands for the schema qualifier (`"name".` or nothing).
@@ -75,6 +75,11 @@ CREATE INDEX portal_mfa_events_user ON {s}portal_mfa_events (portal, user_kind, 
     r#"
 -- How many browsers each user trusts, for the admin listing (0 until the record's next write).
 ALTER TABLE {s}portal_mfa_records ADD COLUMN trusted_browsers smallint NOT NULL DEFAULT 0;
+"#,
+    r#"
+-- How many of each user's factors are passkeys, for the admin listing (0 is right for every row
+-- an earlier version wrote: only stored form 4 holds passkeys).
+ALTER TABLE {s}portal_mfa_records ADD COLUMN passkeys smallint NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -130,7 +135,7 @@ impl Sql {
         let policy_events = log("NULL, NULL", 4);
         let summary = "authenticators = $6::smallint, pending_enrolment = $7::boolean, must_enrol = $8::boolean,
             locked_until = $9::bigint, backup_codes_left = $10::smallint, last_verified_at = $11::bigint,
-            grace_sign_ins_used = $12::bigint, trusted_browsers = $16::smallint";
+            grace_sign_ins_used = $12::bigint, trusted_browsers = $16::smallint, passkeys = $17::smallint";
         let events = |user: bool, newest: bool| {
             let cursor = if newest {
                 "SELECT writer, seq FROM {s}portal_mfa_events WHERE seq = $4::bigint
@@ -171,7 +176,8 @@ impl Sql {
                 "WITH written AS (
                     INSERT INTO {{s}}portal_mfa_records
                     VALUES ($1::text, $2::text, $3::text, coalesce($4::bigint, 0) + 1, $5::bytea, $6::smallint,
-                        $7::boolean, $8::boolean, $9::bigint, $10::smallint, $11::bigint, $12::bigint, $16::smallint)
+                        $7::boolean, $8::boolean, $9::bigint, $10::smallint, $11::bigint, $12::bigint, $16::smallint,
+                        $17::smallint)
                     ON CONFLICT DO NOTHING
                     RETURNING 1
                  ), {record_events}"

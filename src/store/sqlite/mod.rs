@@ -294,18 +294,18 @@ fn put_record(
 ) -> Result<bool, StorageError> {
     let sql = match (expected, stored) {
         (None, _) => {
-            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
              ON CONFLICT DO NOTHING"
         }
         (Some(_), Some(stored)) if *stored == indexed(&write.summary) => {
             "UPDATE portal_mfa_records SET version = ?5, record = ?6, backup_codes_left = ?11, last_verified_at = ?12,
-                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15
+                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15, passkeys = ?16
              WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4"
         }
         (Some(_), _) => {
             "UPDATE portal_mfa_records SET version = ?5, record = ?6, authenticators = ?7, pending_enrolment = ?8,
                     must_enrol = ?9, locked_until = ?10, backup_codes_left = ?11, last_verified_at = ?12,
-                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15
+                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15, passkeys = ?16
              WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4"
         }
     };
@@ -329,6 +329,7 @@ fn put_record(
             s.grace_sign_ins_used,
             last_event,
             s.trusted_browsers,
+            s.passkeys,
         ])
         .map_err(storage)?;
     Ok(written == 1)
@@ -654,6 +655,7 @@ impl MfaStore for SqliteStore {
                 last_verified_at: r.get(7).map_err(storage)?,
                 grace_sign_ins_used: r.get(8).map_err(storage)?,
                 trusted_browsers: r.get(9).map_err(storage)?,
+                passkeys: r.get(10).map_err(storage)?,
             }
             .summary()?;
             page.push((UserId::new(kind, r.get::<_, String>(1).map_err(storage)?), summary));

@@ -8,9 +8,9 @@ use crate::store::{RecordSummary, RecordWrite, StorageError, StorageErrorKind, S
 use crate::stored::{encode_policy, encode_record};
 
 /// The schema this version writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
-/// Schema 4: bytes, versions, summary columns (see `guide::stored_form`),
+/// Schema 5: bytes, versions, summary columns (see `guide::stored_form`),
 /// status indexes keyed by user, and where each portal's pruned history ends.
 const SCHEMA: &str = r#"
 CREATE TABLE portal_mfa_policies (
@@ -34,6 +34,7 @@ CREATE TABLE portal_mfa_records (
     grace_sign_ins_used INTEGER NOT NULL,
     last_event INTEGER,
     trusted_browsers INTEGER NOT NULL DEFAULT 0,
+    passkeys INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (portal, user_kind, user_id)
 ) STRICT, WITHOUT ROWID;
 -- Admin queries by status, each in user order (a WITHOUT ROWID index ends with the key), so
@@ -75,6 +76,13 @@ const UPGRADE_FROM_V3: &str = r#"
 ALTER TABLE portal_mfa_records ADD COLUMN trusted_browsers INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// Schema 4 → 5: how many of each user's factors are passkeys, for the
+/// admin listing (0 is right for every row an earlier version wrote: only
+/// stored form 4 holds passkeys).
+const UPGRADE_FROM_V4: &str = r#"
+ALTER TABLE portal_mfa_records ADD COLUMN passkeys INTEGER NOT NULL DEFAULT 0;
+"#;
+
 /// Brings the schema to [`SCHEMA_VERSION`]; answers the version it migrated from, if any.
 pub(super) fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<Option<i64>, StorageError> {
     let tx = conn
@@ -112,11 +120,11 @@ pub(super) fn migrate(conn: &mut Connection, options: &SqliteOptions) -> Result<
     match current {
         0 => tx.execute_batch(SCHEMA).map_err(storage)?,
         1 => upgrade_from_v1(&tx, options)?,
-        2 => tx
-            .execute_batch(UPGRADE_FROM_V2)
-            .and_then(|()| tx.execute_batch(UPGRADE_FROM_V3))
+        2..=4 => [UPGRADE_FROM_V2, UPGRADE_FROM_V3, UPGRADE_FROM_V4]
+            .iter()
+            .skip(usize::try_from(current - 2).unwrap_or_default())
+            .try_for_each(|step| tx.execute_batch(step))
             .map_err(storage)?,
-        3 => tx.execute_batch(UPGRADE_FROM_V3).map_err(storage)?,
         SCHEMA_VERSION => return tx.commit().map(|()| None).map_err(storage),
         v if v > SCHEMA_VERSION => {
             return Err(StorageError::new(
