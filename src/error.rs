@@ -303,6 +303,9 @@ pub enum Error {
     /// The policy does not allow this.
     #[error("not allowed: {0}")]
     NotAllowed(PolicyRefusal),
+    /// A reset request cannot be made, approved or declined now.
+    #[error("reset request: {0}")]
+    ResetRequest(RequestRefusal),
     /// A policy setting is out of range.
     #[error("invalid policy setting {field}: {reason}")]
     InvalidPolicy {
@@ -438,6 +441,38 @@ pub enum PasskeyRefusal {
     Refused,
 }
 
+/// Why a reset request was refused ([`Error::ResetRequest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestRefusal {
+    /// The user has no second factor to lose: they need no reset.
+    #[error("there is no second factor to reset")]
+    NothingToReset,
+    /// A request is already open (one at a time).
+    #[error("a request is already open, since {since}")]
+    AlreadyOpen {
+        /// When it was made (Unix time).
+        since: u64,
+    },
+    /// An admin declined the last request; the user may ask again from `until` on.
+    #[error("the last request was declined; ask again from {until}")]
+    CoolingDown {
+        /// From this Unix time on.
+        until: u64,
+    },
+    /// The note is longer than
+    /// [`ResetRequest::MAX_NOTE_CHARS`](crate::record::ResetRequest::MAX_NOTE_CHARS)
+    /// or holds a control character other than a line feed.
+    #[error("the note must have at most 280 printable characters")]
+    InvalidNote,
+    /// No request is open to approve or decline (withdrawn, already decided, or never made).
+    #[error("no request is open")]
+    NoneOpen,
+    /// A bulk reset's incident id must have 1 to 64 printable characters.
+    #[error("an incident id must have 1 to 64 printable characters")]
+    InvalidIncident,
+}
+
 /// What kind of failure an [`Error`] is: the few cases a web host answers
 /// differently (an HTTP status, a message for the user). The README maps each
 /// to a status and to what to show.
@@ -493,7 +528,13 @@ impl Error {
             | Self::PasskeyRefused { .. } => ErrorKind::WrongCode,
             Self::SessionEnded | Self::InvalidStamp => ErrorKind::SessionEnded,
             Self::LockedOut { .. } => ErrorKind::Locked,
-            Self::NotAllowed(_) | Self::ProofRequired | Self::TooManyAuthenticators => ErrorKind::RefusedByPolicy,
+            Self::ResetRequest(RequestRefusal::InvalidNote | RequestRefusal::InvalidIncident) => {
+                ErrorKind::InvalidInput
+            }
+            Self::ResetRequest(RequestRefusal::NoneOpen) => ErrorKind::NotFound,
+            Self::NotAllowed(_) | Self::ProofRequired | Self::TooManyAuthenticators | Self::ResetRequest(_) => {
+                ErrorKind::RefusedByPolicy
+            }
             Self::NotEnrolled
             | Self::NoPendingEnrolment
             | Self::EnrolmentExpired

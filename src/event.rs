@@ -25,6 +25,16 @@ pub enum ResetReason {
     SecurityIncident,
     /// Anything else, in the admin's words (keep secrets out of it).
     Other(Arc<str>),
+    /// The user asked for it (an approved reset request), in their words.
+    Requested(Arc<str>),
+    /// A bulk reset for a security incident: its id and the reason recorded
+    /// on every user it reset.
+    Incident {
+        /// The incident's id ("INC-2026-114").
+        id: Arc<str>,
+        /// Why, as given for the incident.
+        note: Arc<str>,
+    },
 }
 
 /// What a reset leaves the user with.
@@ -262,6 +272,20 @@ pub enum EventKind {
         /// The passkey.
         authenticator: AuthenticatorId,
     },
+    /// The user asked for a reset (they can give no second factor). Nothing
+    /// is removed until an admin approves.
+    ResetRequested {
+        /// What they wrote.
+        note: Arc<str>,
+    },
+    /// The user's own sign-in with a second factor withdrew their open request.
+    ResetRequestWithdrawn,
+    /// An admin declined the user's request; they may ask again after
+    /// [`ResetRequest::COOLDOWN_SECS`](crate::record::ResetRequest::COOLDOWN_SECS).
+    ResetRequestDeclined {
+        /// What the admin told the user (may be empty).
+        note: Arc<str>,
+    },
 }
 
 impl EventKind {
@@ -296,6 +320,9 @@ impl EventKind {
             Self::PasskeyAdded { .. } => "passkey_added",
             Self::PasskeyRemoved { .. } => "passkey_removed",
             Self::PasskeyCounterRegressed { .. } => "passkey_counter_regressed",
+            Self::ResetRequested { .. } => "reset_requested",
+            Self::ResetRequestWithdrawn => "reset_request_withdrawn",
+            Self::ResetRequestDeclined { .. } => "reset_request_declined",
         }
     }
 
@@ -315,6 +342,9 @@ impl EventKind {
                 | Self::LockedOut { .. }
                 | Self::EnrolmentFailed { .. }
                 | Self::MfaReset { .. }
+                | Self::ResetRequested { .. }
+                | Self::ResetRequestWithdrawn
+                | Self::ResetRequestDeclined { .. }
                 | Self::BrowserTrusted { .. }
                 | Self::SessionsEnded {
                     cause: SessionEndCause::Host,

@@ -192,10 +192,24 @@ impl Admin {
         Self(Actor::Admin(name.into()))
     }
 
+    /// An operator at the command line (the break-glass path, when the admins
+    /// themselves cannot sign in), with the reason every change they make is
+    /// audited under.
+    ///
+    /// ⚠️ Whoever can run the command line with the store and the keyring
+    /// holds every admin power; the host's access control to that machine is
+    /// the check.
+    pub fn operator(name: impl Into<Arc<str>>, reason: impl Into<Arc<str>>) -> Self {
+        Self(Actor::Operator {
+            name: name.into(),
+            reason: reason.into(),
+        })
+    }
+
     /// The name given.
     pub fn name(&self) -> &str {
         match &self.0 {
-            Actor::Admin(name) => name,
+            Actor::Admin(name) | Actor::Operator { name, .. } => name,
             _ => "",
         }
     }
@@ -222,4 +236,11 @@ pub enum Actor {
     Admin(Arc<str>),
     /// The library itself (e.g. a lock that expired).
     System,
+    /// An operator at the command line, and the reason they gave.
+    Operator {
+        /// Who (as the command line was told).
+        name: Arc<str>,
+        /// Why, as they gave it.
+        reason: Arc<str>,
+    },
 }

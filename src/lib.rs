@@ -27,7 +27,9 @@ mod users;
 // one path each.
 pub use backup::IssuedBackupCodes;
 pub use clock::{AsyncSleep, Clock, ManualClock, SystemClock};
-pub use error::{Error, ErrorKind, PasskeyRefusal, PolicyRefusal, Result, StorageError, StorageErrorKind};
+pub use error::{
+    Error, ErrorKind, PasskeyRefusal, PolicyRefusal, RequestRefusal, Result, StorageError, StorageErrorKind,
+};
 pub use ids::{Admin, AuthenticatorId, PortalId, UserId, UserKind};
 pub use keyring::Keyring;
 pub use page::{Cursor, MAX_PAGE, Page};
@@ -61,8 +63,8 @@ pub mod admin {
     pub use crate::event::{ResetMode, ResetReason};
     pub use crate::keyring::KeyId;
     pub use crate::policy::Lock;
-    pub use crate::portal::ResealProgress;
-    pub use crate::state::ResetSummary;
+    pub use crate::portal::{BulkResetProgress, ResealProgress};
+    pub use crate::state::{BulkReset, ResetSelection, ResetSummary};
     pub use crate::users::{GraceLeft, StatusFilter, UserQuery, UserStatus};
 }
 
@@ -70,7 +72,7 @@ pub mod admin {
 pub mod record {
     pub use crate::backup::BackupCodes;
     pub use crate::state::{
-        Authenticator, Failures, MfaRecord, Passkey, PendingEnrolment, PendingPasskey, ResetRecord,
+        Authenticator, Failures, MfaRecord, Passkey, PendingEnrolment, PendingPasskey, ResetRecord, ResetRequest,
     };
 }
 

@@ -131,6 +131,24 @@ fn describe(kind: &EventKind) -> Option<(&'static str, String)> {
             }
             .to_owned(),
         ),
+        EventKind::ResetRequested { .. } => (
+            "you asked for a reset of your two-factor sign-in",
+            "You asked for your two-factor sign-in to be reset. An administrator will review the request; \
+             nothing is removed until one approves it."
+                .to_owned(),
+        ),
+        EventKind::ResetRequestWithdrawn => (
+            "your reset request was withdrawn",
+            "Your request for a reset was withdrawn because you signed in with your second factor.".to_owned(),
+        ),
+        EventKind::ResetRequestDeclined { note } => (
+            "your reset request was declined",
+            if note.is_empty() {
+                "An administrator declined your request for a reset of your two-factor sign-in.".to_owned()
+            } else {
+                format!("An administrator declined your request for a reset of your two-factor sign-in: {note}")
+            },
+        ),
         _ => return None,
     })
 }
@@ -140,6 +158,7 @@ fn by_whom(actor: &Actor) -> String {
         Actor::User => "you".to_owned(),
         Actor::Admin(name) => format!("an administrator ({name})"),
         Actor::System => "the system".to_owned(),
+        Actor::Operator { name, .. } => format!("an administrator at the command line ({name})"),
     }
 }
 
@@ -150,6 +169,8 @@ fn reason_text(reason: &ResetReason) -> String {
         ResetReason::LockedOut => "locked out".to_owned(),
         ResetReason::SecurityIncident => "security incident".to_owned(),
         ResetReason::Other(note) => format!("other: {note}"),
+        ResetReason::Requested(note) => format!("you asked for it (\"{note}\")"),
+        ResetReason::Incident { id, note } => format!("security incident {id}: {note}"),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct RecordSummary {
     /// Browsers the user trusts, as of the record's last write (one that has
     /// expired since is counted until the user trusts another or forgets it).
     pub trusted_browsers: u8,
+    /// When the user asked for a reset that is still open.
+    pub reset_requested_at: Option<u64>,
 }
 
 impl RecordSummary {
@@ -53,6 +55,7 @@ impl RecordSummary {
             last_verified_at: record.last_verified_at(),
             grace_sign_ins_used: record.grace_sign_ins_used(),
             trusted_browsers: record.trusted_browsers().len() as u8,
+            reset_requested_at: record.reset_request().map(|r| r.at),
         }
     }
 }
@@ -95,6 +98,8 @@ pub enum SummaryFilter {
     /// No authenticator, no re-enrolment required, and fewer grace sign-ins
     /// used than this (any number when `None`).
     GraceUsedBelow(Option<u32>),
+    /// The user asked for a reset and no admin has decided yet.
+    ResetRequested,
 }
 
 impl SummaryFilter {
@@ -112,6 +117,7 @@ impl SummaryFilter {
             Self::GraceUsedBelow(limit) => {
                 s.authenticators == 0 && !s.must_enrol && limit.is_none_or(|n| s.grace_sign_ins_used < n)
             }
+            Self::ResetRequested => s.reset_requested_at.is_some(),
         }
     }
 }
@@ -146,6 +152,8 @@ pub enum StatusFilter {
     LockedOut,
     /// Not enrolled, under an enforced policy whose grace still lets them sign in.
     InGrace,
+    /// Asked for a reset that no admin has approved or declined yet.
+    ResetRequested,
 }
 
 impl StatusFilter {
@@ -159,7 +167,23 @@ impl StatusFilter {
             Self::MustReenrol => "must_reenrol",
             Self::LockedOut => "locked_out",
             Self::InGrace => "in_grace",
+            Self::ResetRequested => "reset_requested",
         }
+    }
+
+    /// The summary filter this status is at `now` under `policy`; `None`
+    /// when nobody can have it (no grace is running).
+    pub(crate) fn summary_filter(self, policy: &PortalPolicy, now: u64) -> Option<SummaryFilter> {
+        Some(match self {
+            Self::Any => SummaryFilter::Any,
+            Self::MfaOff => SummaryFilter::MfaOff,
+            Self::Enrolled => SummaryFilter::Enrolled,
+            Self::PendingEnrolment => SummaryFilter::PendingEnrolment,
+            Self::MustReenrol => SummaryFilter::MustEnrol,
+            Self::LockedOut => SummaryFilter::LockedAt(now),
+            Self::InGrace => SummaryFilter::GraceUsedBelow(active_grace(policy, now)?.sign_ins),
+            Self::ResetRequested => SummaryFilter::ResetRequested,
+        })
     }
 
     /// The filter named by [`StatusFilter::name`].
@@ -172,6 +196,7 @@ impl StatusFilter {
             Self::MustReenrol,
             Self::LockedOut,
             Self::InGrace,
+            Self::ResetRequested,
         ]
         .into_iter()
         .find(|f| f.name() == name)
@@ -255,18 +280,9 @@ impl UserQuery {
             None => None,
             Some(cursor) => Some(user_at(cursor.position_in(Self::LISTING, &self.fingerprint(portal))?)?),
         };
-        let filter = match self.status {
-            StatusFilter::Any => SummaryFilter::Any,
-            StatusFilter::MfaOff => SummaryFilter::MfaOff,
-            StatusFilter::Enrolled => SummaryFilter::Enrolled,
-            StatusFilter::PendingEnrolment => SummaryFilter::PendingEnrolment,
-            StatusFilter::MustReenrol => SummaryFilter::MustEnrol,
-            StatusFilter::LockedOut => SummaryFilter::LockedAt(now),
-            StatusFilter::InGrace => match active_grace(policy, now) {
-                Some(grace) => SummaryFilter::GraceUsedBelow(grace.sign_ins),
-                // No grace now: nobody is in it, and the store need not be asked.
-                None => return Ok((None, size)),
-            },
+        // No grace now: nobody is in it, and the store need not be asked.
+        let Some(filter) = self.status.summary_filter(policy, now) else {
+            return Ok((None, size));
         };
         let listing = UserListing {
             portal: portal.clone(),
@@ -349,6 +365,9 @@ pub struct UserStatus {
     /// Browsers the user trusts to skip the second factor, as of the record's
     /// last write (0 while the policy trusts none).
     pub trusted_browsers: u8,
+    /// When the user asked for a reset no admin has decided yet (the note is
+    /// on the record: [`MfaRecord::reset_request`]).
+    pub reset_requested_at: Option<u64>,
 }
 
 impl UserStatus {
@@ -378,6 +397,7 @@ impl UserStatus {
             } else {
                 summary.trusted_browsers
             },
+            reset_requested_at: summary.reset_requested_at,
         }
     }
 

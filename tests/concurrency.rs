@@ -373,3 +373,75 @@ fn same_passkey_response(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
         assert!(record.failures().consecutive() <= 5, "{kind}");
     }
 }
+
+#[test]
+fn a_reset_request_raced_by_its_approval_and_a_sign_in_goes_one_way() {
+    each_store_and_executor(request_race);
+}
+
+/// Half the threads approve the user's open request, half sign in with the
+/// user's current code: either the sign-in withdraws the request first (every
+/// approval then finds none open) or one approval resets first (every code
+/// is then refused). Never both, and never two resets.
+fn request_race(kind: &str, ex: Executor, store: Arc<dyn TestStore>) {
+    const REQUEST_TRIALS: usize = 40;
+    let (portal, clock) = setup(store);
+    let enrolled: Vec<(UserId, Phone)> = (0..REQUEST_TRIALS)
+        .map(|i| {
+            let user = UserId::customer(format!("r{i}"));
+            let (phone, _) = enrol(ex, &portal, &clock, &user);
+            portal.request_reset(&user, "lost my phone").go(ex).unwrap();
+            (user, phone)
+        })
+        .collect();
+    clock.advance(30);
+    let codes: Vec<String> = enrolled.iter().map(|(_, phone)| phone.code(&clock)).collect();
+    let results = race_roles(REQUEST_TRIALS, |trial, thread| {
+        let user = &enrolled[trial].0;
+        if thread % 2 == 0 {
+            (
+                true,
+                portal
+                    .approve_reset_request(&flows::ADMIN, user, ResetMode::default())
+                    .go(ex)
+                    .is_ok(),
+            )
+        } else {
+            (false, portal.verify_sign_in(user, &codes[trial]).go(ex).is_ok())
+        }
+    });
+    let (mut sign_in_first, mut approved_first) = (0, 0);
+    for (trial, outcomes) in results.iter().enumerate() {
+        let approvals = outcomes.iter().filter(|&&(approve, ok)| approve && ok).count();
+        let sign_ins = outcomes.iter().filter(|&&(approve, ok)| !approve && ok).count();
+        assert_eq!(
+            approvals + sign_ins,
+            1,
+            "{kind}/{ex:?} trial {trial}: {approvals} approvals and {sign_ins} sign-ins succeeded"
+        );
+        let user = &enrolled[trial].0;
+        let record = portal.record(user).go(ex).unwrap();
+        assert!(
+            record.reset_request().is_none(),
+            "{kind}: the request is decided either way"
+        );
+        let trail = flows::trail_of(ex, &portal, user);
+        let resets = trail
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::MfaReset { .. }))
+            .count();
+        let withdrawn = trail
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ResetRequestWithdrawn))
+            .count();
+        assert_eq!((resets, withdrawn), (approvals, sign_ins), "{kind}: the trail agrees");
+        if approvals == 1 {
+            approved_first += 1;
+            assert_eq!(record.factor_count(), 0);
+        } else {
+            sign_in_first += 1;
+            assert_eq!(record.factor_count(), 1);
+        }
+    }
+    println!("{kind}/{ex:?}: sign-in first {sign_in_first}, approval first {approved_first}");
+}

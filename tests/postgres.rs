@@ -707,6 +707,7 @@ fn a_version_1_schema_gains_the_trusted_browser_and_passkey_counts() {
         .batch_execute(&format!(
             "ALTER TABLE \"{schema}\".portal_mfa_records DROP COLUMN trusted_browsers;
              ALTER TABLE \"{schema}\".portal_mfa_records DROP COLUMN passkeys;
+             ALTER TABLE \"{schema}\".portal_mfa_records DROP COLUMN reset_requested_at;
              DELETE FROM \"{schema}\".portal_mfa_schema WHERE version > 1;"
         ))
         .unwrap();

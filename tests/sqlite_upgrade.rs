@@ -303,6 +303,8 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE portal_mfa_pruned;
+         DROP INDEX portal_mfa_records_reset_requested;
+         ALTER TABLE portal_mfa_records DROP COLUMN reset_requested_at;
          ALTER TABLE portal_mfa_records DROP COLUMN passkeys;
          ALTER TABLE portal_mfa_records DROP COLUMN trusted_browsers;
          DROP INDEX portal_mfa_records_locked;
@@ -331,8 +333,9 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
     assert_eq!(columns, ["portal", "user_kind", "user_id", "locked_until"]);
 }
 
-/// A schema-4 file (0.3, before passkeys) gains the passkey count as 0,
-/// which is right for every record 0.3 wrote, and lists as before.
+/// A schema-4 file (0.3, before passkeys and reset requests) gains the
+/// passkey count as 0 and the reset-request time as NULL, which is right for
+/// every record 0.3 wrote, and lists as before.
 #[test]
 fn a_schema_4_database_gains_the_passkey_count() {
     let dir = TempDir::new("v4");
@@ -346,7 +349,9 @@ fn a_schema_4_database_gains_the_passkey_count() {
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE portal_mfa_records DROP COLUMN passkeys;
+        "DROP INDEX portal_mfa_records_reset_requested;
+         ALTER TABLE portal_mfa_records DROP COLUMN reset_requested_at;
+         ALTER TABLE portal_mfa_records DROP COLUMN passkeys;
          UPDATE portal_mfa_schema SET version = 4;",
     )
     .unwrap();
@@ -357,6 +362,10 @@ fn a_schema_4_database_gains_the_passkey_count() {
     let listed = portal.users(portal_mfa::admin::UserQuery::new()).run().unwrap();
     assert_eq!(listed.items.len(), 1);
     assert_eq!((listed.items[0].authenticators, listed.items[0].passkeys), (1, 0));
+    assert_eq!(listed.items[0].reset_requested_at, None);
+    portal.request_reset(&user, "lost").run().unwrap();
+    let query = portal_mfa::admin::UserQuery::new().status(portal_mfa::admin::StatusFilter::ResetRequested);
+    assert_eq!(portal.users(query).run().unwrap().items.len(), 1);
 }
 
 const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v3/mfa-v3");

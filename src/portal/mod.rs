@@ -29,8 +29,8 @@ use crate::page::Page;
 use crate::passkey::{PasskeyOptions, RelyingParty};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
-    BackupCodesRegenerated, Context, EnrolmentConfirmed, EnrolmentRequest, GraceSpent, MfaRecord, Outcome,
-    PasskeyRegistrationStarted, ResetSummary, SessionStamp, SignInStep, SignInVerified, StartedEnrolment,
+    BackupCodesRegenerated, BulkReset, Context, EnrolmentConfirmed, EnrolmentRequest, GraceSpent, MfaRecord, Outcome,
+    PasskeyRegistrationStarted, ResetRequest, ResetSummary, SessionStamp, SignInStep, SignInVerified, StartedEnrolment,
     TrustedBrowser, TrustedBrowserIssued,
 };
 use crate::store::EventQuery;
@@ -80,6 +80,20 @@ pub struct Portal<S, C = SystemClock, R = StdRng> {
     stamp_keys: Arc<Keyring>,
     sleep: Option<Arc<dyn AsyncSleep>>,
     passkeys: Option<Arc<RelyingParty>>,
+}
+
+/// How far one batch of a [`Portal::bulk_reset`] (or its preview) got.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BulkResetProgress {
+    /// Records looked at in this batch.
+    pub examined: usize,
+    /// Users reset in this batch (for a preview: who would be).
+    pub reset: usize,
+    /// Users whose record could not be read or written, with why; the sweep went on past them.
+    pub failed: Vec<(UserId, Error)>,
+    /// Where the next batch starts; `None` when the sweep is complete.
+    pub next: Option<UserId>,
 }
 
 /// How far a [`Portal::reseal`] sweep got.
@@ -695,6 +709,141 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ) -> Op<'a, S, ResetSummary> {
         self.on_user("admin_reset", user, admin.actor(), move |record, ctx| {
             record.admin_reset(ctx, reason.clone(), mode)
+        })
+    }
+
+    // ----- the lost-device path -----
+
+    /// The user, past the password but with no second factor to give (phone
+    /// and backup codes lost), asks an admin to reset their MFA, with a short
+    /// `note` for the admin (at most
+    /// [`ResetRequest::MAX_NOTE_CHARS`](crate::record::ResetRequest::MAX_NOTE_CHARS)
+    /// characters). Nothing is removed until an admin approves it; the user's
+    /// own sign-in with a second factor withdraws it.
+    ///
+    /// One request is open at a time ([`RequestRefusal::AlreadyOpen`](crate::RequestRefusal::AlreadyOpen)); after a
+    /// decline the user waits [`ResetRequest::COOLDOWN_SECS`](crate::record::ResetRequest::COOLDOWN_SECS)
+    /// ([`RequestRefusal::CoolingDown`](crate::RequestRefusal::CoolingDown)).
+    ///
+    /// ⚠️ Call it only after the host's own password check for this user, as
+    /// for [`Portal::begin_sign_in`]; and have admins confirm the person out
+    /// of band before approving: a request is what an attacker with a stolen
+    /// password would file.
+    pub fn request_reset<'a>(&'a self, user: &'a UserId, note: &'a str) -> Op<'a, S, ResetRequest> {
+        self.on_user("request_reset", user, &USER, move |record, ctx| {
+            record.request_reset(ctx, note)
+        })
+    }
+
+    /// Admin: approves the user's open reset request: a **Reset MFA** (as
+    /// [`Portal::admin_reset`]) whose reason is [`ResetReason::Requested`]
+    /// with the user's note. [`RequestRefusal::NoneOpen`](crate::RequestRefusal::NoneOpen)
+    /// when none is open (the user signed in meanwhile, or another admin decided).
+    ///
+    /// ⚠️ As for [`Portal::admin_reset`]: step the admin up first and
+    /// confirm the user's identity out of band.
+    pub fn approve_reset_request<'a>(
+        &'a self,
+        admin: &'a Admin,
+        user: &'a UserId,
+        mode: ResetMode,
+    ) -> Op<'a, S, ResetSummary> {
+        self.on_user("approve_reset_request", user, admin.actor(), move |record, ctx| {
+            record.approve_reset_request(ctx, mode)
+        })
+    }
+
+    /// Admin: declines the user's open reset request, telling them `note`
+    /// (may be empty). Their factors stay; they may ask again after the cooldown.
+    pub fn decline_reset_request<'a>(&'a self, admin: &'a Admin, user: &'a UserId, note: &'a str) -> Op<'a, S, ()> {
+        self.on_user("decline_reset_request", user, admin.actor(), move |record, ctx| {
+            record.decline_reset_request(ctx, note)
+        })
+    }
+
+    /// Admin: one batch of a bulk **Reset MFA** for an incident: up to
+    /// `batch` users in user order after `after` (`None`: from the first),
+    /// each reset if `plan` selects them when their turn comes. Call it
+    /// again with [`BulkResetProgress::next`] until that is `None`.
+    ///
+    /// Each user is reset in their own commit, as [`Portal::admin_reset`]
+    /// would (sessions and trusted browsers end, the user hears of it, the
+    /// reason is [`ResetReason::Incident`]); nothing is held across users or
+    /// batches, so sign-ins go on meanwhile. After a crash, resume from the
+    /// last `next` kept, or from the start: a user the incident already
+    /// reset holds no factor from before it began, and is left alone.
+    ///
+    /// ⚠️ This resets many users at once: run [`Portal::bulk_reset_preview`]
+    /// first and have a second admin check its count.
+    pub fn bulk_reset<'a>(
+        &'a self,
+        admin: &'a Admin,
+        plan: &'a BulkReset,
+        after: Option<&'a UserId>,
+        batch: usize,
+    ) -> Op<'a, S, BulkResetProgress> {
+        self.sweep("bulk_reset", admin, plan, after, batch, false)
+    }
+
+    /// [`Portal::bulk_reset`]'s dry run: the same batches, counting the users
+    /// it would reset now, changing nothing.
+    pub fn bulk_reset_preview<'a>(
+        &'a self,
+        admin: &'a Admin,
+        plan: &'a BulkReset,
+        after: Option<&'a UserId>,
+        batch: usize,
+    ) -> Op<'a, S, BulkResetProgress> {
+        self.sweep("bulk_reset_preview", admin, plan, after, batch, true)
+    }
+
+    fn sweep<'a>(
+        &'a self,
+        name: &'static str,
+        admin: &'a Admin,
+        plan: &'a BulkReset,
+        after: Option<&'a UserId>,
+        batch: usize,
+        dry_run: bool,
+    ) -> Op<'a, S, BulkResetProgress> {
+        self.op(name, None, move |d| async move {
+            let batch = batch.max(1);
+            let page = d.backend.stored_records(&self.id, after, batch).await?;
+            let mut progress = BulkResetProgress {
+                examined: page.len(),
+                reset: 0,
+                failed: Vec::new(),
+                next: (page.len() >= batch)
+                    .then(|| page.last().map(|(u, _)| u.clone()))
+                    .flatten(),
+            };
+            for (user, _) in page {
+                // Read first: a user the plan leaves alone costs a read, not a write.
+                let step = self.on_record(d, &user, admin.actor(), true, |record, ctx| {
+                    if dry_run {
+                        let selected = record.selected_by(plan, ctx.user.kind(), ctx.policy, ctx.now);
+                        return Outcome {
+                            record,
+                            changed: false,
+                            events: Vec::new(),
+                            result: Ok(selected),
+                        };
+                    }
+                    let outcome = record.incident_reset(ctx, plan);
+                    Outcome {
+                        record: outcome.record,
+                        changed: outcome.changed,
+                        events: outcome.events,
+                        result: outcome.result.map(|reset| reset.is_some()),
+                    }
+                });
+                match step.await {
+                    Ok(true) => progress.reset += 1,
+                    Ok(false) => {}
+                    Err(e) => progress.failed.push((user, e)),
+                }
+            }
+            Ok(progress)
         })
     }
 

@@ -167,6 +167,7 @@ impl Draft<'_> {
         let now = self.ctx.now;
         self.record_mut().set_last_verified_at(Some(now));
         self.emit(EventKind::Verified { factor });
+        self.withdraw_reset_request();
         factor
     }
 
@@ -291,7 +292,7 @@ impl Draft<'_> {
 
     pub(super) fn require_admin(&self) -> Result<Arc<str>> {
         match self.ctx.actor {
-            Actor::Admin(name) => Ok(name.clone()),
+            Actor::Admin(name) | Actor::Operator { name, .. } => Ok(name.clone()),
             _ => Err(Error::NotAllowed(PolicyRefusal::AdminOnly)),
         }
     }

@@ -8,6 +8,7 @@ mod draft;
 mod passkeys;
 mod policy_change;
 mod record;
+mod requests;
 mod session;
 mod sessions;
 mod transitions;
@@ -18,7 +19,10 @@ pub use answers::{
 };
 pub use context::{Context, EnrolmentRequest, Outcome};
 pub(crate) use policy_change::policy_change_events;
-pub use record::{Authenticator, Failures, MfaRecord, Passkey, PendingEnrolment, PendingPasskey, ResetRecord};
-pub(crate) use record::{Key, PasskeyChallenge, Passkeys, SealedBytes, SealedForm};
+pub use record::{
+    Authenticator, Failures, MfaRecord, Passkey, PendingEnrolment, PendingPasskey, ResetRecord, ResetRequest,
+};
+pub(crate) use record::{Key, PasskeyChallenge, Passkeys, Resets, SealedBytes, SealedForm};
+pub use requests::{BulkReset, ResetSelection};
 pub use session::{BrowserToken, SessionProof, SessionStamp, TrustedBrowser, TrustedBrowserIssued};
 pub(crate) use session::{SessionState, TokenHash, TrustedBrowsers};

@@ -390,6 +390,53 @@ pub struct ResetRecord {
     pub at: u64,
 }
 
+/// A user's own request that an admin reset their MFA, made after the
+/// password by a user who can give no second factor. It removes nothing by
+/// itself: an admin approves it (a reset) or declines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResetRequest {
+    /// When they asked (Unix time).
+    pub at: u64,
+    /// What they wrote, for the admin (at most [`ResetRequest::MAX_NOTE_CHARS`]).
+    pub note: Arc<str>,
+}
+
+impl ResetRequest {
+    /// The longest note, in characters: room for "lost my phone on the train,
+    /// my backup codes were on it" and a ticket number, not for an essay.
+    pub const MAX_NOTE_CHARS: usize = 280;
+    /// How long after a decline the user may ask again: a day, so a refused
+    /// request cannot be filed again and again at the help desk.
+    pub const COOLDOWN_SECS: u64 = 24 * 3600;
+}
+
+/// The last reset, the open request and the last decline (which starts the
+/// cooldown): one box, as all are rare.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Resets {
+    pub(crate) last: Option<ResetRecord>,
+    pub(crate) open: Option<ResetRequest>,
+    pub(crate) declined_at: Option<u64>,
+}
+
+impl Resets {
+    /// The box for a record whose only reset fact is `last` (forms before requests).
+    pub(crate) fn after(last: Option<ResetRecord>) -> Option<Box<Self>> {
+        last.map(|last| {
+            Box::new(Self {
+                last: Some(last),
+                ..Self::default()
+            })
+        })
+    }
+
+    /// Whether a request is open or was declined: what the stored form keeps beside the last reset.
+    pub(crate) fn has_requests(&self) -> bool {
+        self.open.is_some() || self.declined_at.is_some()
+    }
+}
+
 /// One user's MFA state.
 ///
 /// A user with no record at all is `MfaRecord::default()`: no MFA. `Debug`
@@ -407,7 +454,8 @@ pub struct MfaRecord {
     pub(crate) must_enrol: bool,
     pub(crate) grace_sign_ins_used: u32,
     pub(crate) next_authenticator_id: u32,
-    pub(crate) last_reset: Option<Box<ResetRecord>>,
+    // Boxed: rare. The last reset, the open reset request, the last decline.
+    pub(crate) resets: Option<Box<Resets>>,
     // One past the time, so "never" costs no tag word (see `authenticators`).
     pub(crate) last_verified: Option<core::num::NonZeroU64>,
     /// The session generation: stamps of any other are no longer good.
@@ -507,7 +555,17 @@ impl MfaRecord {
 
     /// The last admin reset.
     pub fn last_reset(&self) -> Option<&ResetRecord> {
-        self.last_reset.as_deref()
+        self.resets.as_ref().and_then(|r| r.last.as_ref())
+    }
+
+    /// The user's open request for a reset, if any.
+    pub fn reset_request(&self) -> Option<&ResetRequest> {
+        self.resets.as_ref().and_then(|r| r.open.as_ref())
+    }
+
+    /// When an admin last declined the user's request (the cooldown runs from it).
+    pub fn reset_request_declined_at(&self) -> Option<u64> {
+        self.resets.as_ref().and_then(|r| r.declined_at)
     }
 
     /// The highest authenticator id handed out so far (ids are never reused).

@@ -14,7 +14,7 @@ use super::answers::{
 };
 use super::context::{Context, EnrolmentRequest, Outcome};
 use super::draft::{Draft, check_label, proof_of};
-use super::record::{Authenticator, Key, MfaRecord, PendingEnrolment, ResetRecord};
+use super::record::{Authenticator, Key, MfaRecord, PendingEnrolment};
 use super::session::{SessionProof, SessionStamp};
 use crate::backup::BackupCodes;
 use crate::error::{Error, PolicyRefusal};
@@ -298,46 +298,11 @@ impl MfaRecord {
 
     /// Admin **Reset MFA**: removes every authenticator, the pending enrolment
     /// and the backup codes, clears the failure count, and (by default) requires
-    /// enrolment at the next sign-in. The user's account is not touched.
+    /// enrolment at the next sign-in. The user's account is not touched. An
+    /// open reset request is resolved by it.
     pub fn admin_reset(self, ctx: &Context<'_>, reason: ResetReason, mode: ResetMode) -> Outcome<ResetSummary> {
         let mut draft = Draft::new(self, ctx);
-        let result = draft.require_admin().map(|admin| {
-            let passkeys: Vec<AuthenticatorId> = draft.record().passkeys().iter().map(|p| p.id).collect();
-            for &id in &passkeys {
-                draft.emit(EventKind::PasskeyRemoved {
-                    authenticator: id,
-                    cause: RemovalCause::AdminReset,
-                });
-            }
-            let record = draft.record_mut();
-            let authenticators_removed = record.authenticators.len() as u32;
-            let backup_codes_removed = record.backup_codes.as_ref().map_or(0, BackupCodes::remaining);
-            record.authenticators = Box::default();
-            record.passkeys = None;
-            record.pending = None;
-            record.backup_codes = None;
-            record.failures = Default::default();
-            record.must_enrol = mode == ResetMode::ForceReenrolment;
-            record.last_reset = Some(Box::new(ResetRecord {
-                by: admin,
-                reason: reason.clone(),
-                at: ctx.now,
-            }));
-            let must_enrol = record.must_enrol;
-            draft.emit(EventKind::MfaReset {
-                reason,
-                mode,
-                authenticators_removed,
-                backup_codes_removed,
-            });
-            draft.end_sessions(SessionEndCause::AdminReset);
-            ResetSummary {
-                authenticators_removed,
-                passkeys_removed: passkeys.len() as u32,
-                backup_codes_removed,
-                must_enrol,
-            }
-        });
+        let result = draft.require_admin().map(|admin| draft.reset(admin, reason, mode));
         draft.done(result)
     }
 

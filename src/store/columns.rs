@@ -58,6 +58,7 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
             format!("AND locked_until IS NOT NULL AND locked_until > {bound}"),
             Some(time(now).min(i64::MAX - 1)),
         ),
+        SummaryFilter::ResetRequested => ("AND reset_requested_at IS NOT NULL".to_owned(), None),
         SummaryFilter::GraceUsedBelow(None) => ("AND authenticators = 0 AND NOT must_enrol".to_owned(), None),
         SummaryFilter::GraceUsedBelow(Some(n)) => (
             format!("AND authenticators = 0 AND NOT must_enrol AND grace_sign_ins_used < {bound}"),
@@ -76,7 +77,8 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
     };
     let sql = format!(
         "SELECT user_kind, user_id, authenticators, pending_enrolment, must_enrol, locked_until,
-                backup_codes_left, last_verified_at, grace_sign_ins_used, trusted_browsers, passkeys
+                backup_codes_left, last_verified_at, grace_sign_ins_used, trusted_browsers, passkeys,
+                reset_requested_at
          FROM {table} WHERE portal = {} {filter} {bound_used} {kind} {after}
          ORDER BY user_kind, user_id LIMIT {}",
         param(1),
@@ -85,7 +87,7 @@ pub(crate) fn users_sql(table: &str, listing: &UserListing, param: impl Fn(usize
     (sql, value)
 }
 
-/// A record's summary columns as a SQL row holds them, columns 2 to 10 of
+/// A record's summary columns as a SQL row holds them, columns 2 to 11 of
 /// [`users_sql`]'s rows.
 pub(crate) struct SummaryColumns {
     pub(crate) authenticators: i64,
@@ -97,6 +99,7 @@ pub(crate) struct SummaryColumns {
     pub(crate) grace_sign_ins_used: i64,
     pub(crate) trusted_browsers: i64,
     pub(crate) passkeys: i64,
+    pub(crate) reset_requested_at: Option<i64>,
 }
 
 impl SummaryColumns {
@@ -117,6 +120,7 @@ impl SummaryColumns {
             grace_sign_ins_used: u32::try_from(self.grace_sign_ins_used).map_err(|_| corrupt())?,
             trusted_browsers: small(self.trusted_browsers)?,
             passkeys: small(self.passkeys)?,
+            reset_requested_at: time(self.reset_requested_at)?,
         })
     }
 }

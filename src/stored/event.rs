@@ -28,6 +28,11 @@ pub(crate) fn encode_event(e: &AuditEvent) -> Vec<u8> {
             w.str(name);
         }
         Actor::System => w.u8(2),
+        Actor::Operator { name, reason } => {
+            w.u8(3);
+            w.str(name);
+            w.str(reason);
+        }
     }
     kind(&mut w, &e.kind);
     w.0
@@ -46,6 +51,10 @@ pub(crate) fn decode_event(bytes: &[u8]) -> Result<AuditEvent> {
         0 => Actor::User,
         1 => Actor::Admin(Arc::from(r.str()?)),
         2 => Actor::System,
+        3 => Actor::Operator {
+            name: Arc::from(r.str()?),
+            reason: Arc::from(r.str()?),
+        },
         _ => return corrupt("unknown actor"),
     };
     let kind = read_event_kind(&mut r)?;
@@ -215,6 +224,15 @@ fn kind(w: &mut Writer, kind: &EventKind) {
             w.uint(authenticator.0.into());
             w.u8(removal_cause(*cause));
         }
+        EventKind::ResetRequested { note } => {
+            w.u8(28);
+            w.str(note);
+        }
+        EventKind::ResetRequestWithdrawn => w.u8(29),
+        EventKind::ResetRequestDeclined { note } => {
+            w.u8(30);
+            w.str(note);
+        }
         EventKind::PasskeyCounterRegressed { authenticator } => {
             w.u8(27);
             w.uint(authenticator.0.into());
@@ -338,6 +356,9 @@ fn read_event_kind(r: &mut Reader<'_>) -> Result<EventKind> {
             cause: read_removal_cause(r)?,
         },
         27 => EventKind::PasskeyCounterRegressed { authenticator: id(r)? },
+        28 => EventKind::ResetRequested { note: r.str()?.into() },
+        29 => EventKind::ResetRequestWithdrawn,
+        30 => EventKind::ResetRequestDeclined { note: r.str()?.into() },
         _ => return corrupt("unknown event kind"),
     })
 }

@@ -191,6 +191,15 @@ pub(super) fn reason(w: &mut Writer, reason: &ResetReason) {
             w.u8(5);
             w.str(note);
         }
+        ResetReason::Requested(note) => {
+            w.u8(6);
+            w.str(note);
+        }
+        ResetReason::Incident { id, note } => {
+            w.u8(7);
+            w.str(id);
+            w.str(note);
+        }
     }
 }
 
@@ -201,6 +210,11 @@ pub(super) fn read_reason(r: &mut Reader<'_>) -> Result<ResetReason> {
         3 => ResetReason::LockedOut,
         4 => ResetReason::SecurityIncident,
         5 => ResetReason::Other(r.str()?.into()),
+        6 => ResetReason::Requested(r.str()?.into()),
+        7 => ResetReason::Incident {
+            id: r.str()?.into(),
+            note: r.str()?.into(),
+        },
         _ => return corrupt("unknown reset reason"),
     })
 }

@@ -22,7 +22,7 @@ use crate::keyring::{Field, Keyring};
 use crate::otp::TotpParams;
 use crate::state::{
     Authenticator, Key, MfaRecord, Passkey, PasskeyChallenge, Passkeys, PendingEnrolment, PendingPasskey, ResetRecord,
-    SealedBytes, SessionState, TokenHash, TrustedBrowser, TrustedBrowsers,
+    ResetRequest, SealedBytes, SessionState, TokenHash, TrustedBrowser, TrustedBrowsers,
 };
 
 /// The record's fields, by tag. A number field is left out when it is 0, a
@@ -51,6 +51,17 @@ mod tag {
     pub(super) const TRUSTED_BROWSERS: u64 = 14;
     /// Fields: [`passkeys`] (form 4 on).
     pub(super) const PASSKEYS: u64 = 15;
+    /// Fields: [`requests`] (form 4 on).
+    pub(super) const RESET_REQUESTS: u64 = 16;
+
+    /// The user's open reset request and the last decline.
+    pub(super) mod requests {
+        /// When the open request was made (absent: none is open).
+        pub(crate) const AT: u64 = 1;
+        /// Its note (with `AT`).
+        pub(crate) const NOTE: u64 = 2;
+        pub(crate) const DECLINED_AT: u64 = 3;
+    }
 
     /// An authenticator's or a pending enrolment's fields.
     pub(super) mod item {
@@ -177,7 +188,7 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
             Ok(())
         })?;
     }
-    if let Some(reset) = &record.last_reset {
+    if let Some(reset) = record.resets.as_ref().and_then(|r| r.last.as_ref()) {
         w.field(tag::LAST_RESET, |w| {
             use tag::reset::*;
             w.str_field(BY, &reset.by);
@@ -207,6 +218,17 @@ pub(crate) fn encode_record<R: CryptoRng + ?Sized>(
     }
     if let Some(passkeys) = &record.passkeys {
         w.field(tag::PASSKEYS, |w| write_passkeys(w, passkeys, owner, keyring, rng))?;
+    }
+    if let Some(requests) = record.resets.as_deref().filter(|r| r.has_requests()) {
+        w.field(tag::RESET_REQUESTS, |w| {
+            use tag::requests::*;
+            if let Some(open) = &requests.open {
+                w.uint_field_always(AT, open.at);
+                w.str_field(NOTE, &open.note);
+            }
+            w.opt_uint_field(DECLINED_AT, requests.declined_at);
+            Ok(())
+        })?;
     }
     w.length_before(start);
     Ok(w.0)
@@ -357,7 +379,7 @@ fn decode_fields(bytes: &[u8], format: u8, owner: Owner<'_>, keyring: &Keyring) 
                 continue;
             }
             tag::LAST_RESET => {
-                record.last_reset = Some(Box::new(read_reset(value)?));
+                record.resets.get_or_insert_with(Default::default).last = Some(read_reset(value)?);
                 continue;
             }
             tag::TRUSTED_BROWSERS => {
@@ -366,6 +388,12 @@ fn decode_fields(bytes: &[u8], format: u8, owner: Owner<'_>, keyring: &Keyring) 
             }
             tag::PASSKEYS if format >= 4 => {
                 record.passkeys = Some(Box::new(read_passkeys(value, sealed, &mut stale_key)?));
+                continue;
+            }
+            tag::RESET_REQUESTS if format >= 4 => {
+                let (open, declined_at) = read_requests(value)?;
+                let resets = record.resets.get_or_insert_with(Default::default);
+                (resets.open, resets.declined_at) = (open, declined_at);
                 continue;
             }
             _ => return corrupt("a record field this build does not know"),
@@ -617,6 +645,24 @@ fn read_reset(value: Reader<'_>) -> Result<ResetRecord> {
     };
     item.no_more()?;
     Ok(reset)
+}
+
+fn read_requests(value: Reader<'_>) -> Result<(Option<ResetRequest>, Option<u64>)> {
+    use tag::requests::*;
+    let mut item = Item::read(value, DECLINED_AT)?;
+    let open = match item.opt_uint(AT)? {
+        Some(at) => Some(ResetRequest {
+            at,
+            note: item.str(NOTE)?.into(),
+        }),
+        None => None,
+    };
+    let declined_at = item.opt_uint(DECLINED_AT)?;
+    item.no_more()?;
+    if open.is_none() && declined_at.is_none() {
+        return corrupt("an empty reset-request field");
+    }
+    Ok((open, declined_at))
 }
 
 fn read_trusted(value: Reader<'_>) -> Result<TrustedBrowsers> {

@@ -206,11 +206,11 @@ pub(super) fn decode(bytes: &[u8], format: u8, owner: Owner<'_>, keyring: &Keyri
     let last_reset = if flags & HAS_RESET != 0 {
         let by = r.str()?.into();
         let reason = read_reason(&mut r)?;
-        Some(Box::new(ResetRecord {
+        Some(ResetRecord {
             by,
             reason,
             at: r.uint()?,
-        }))
+        })
     } else {
         None
     };
@@ -245,7 +245,7 @@ pub(super) fn decode(bytes: &[u8], format: u8, owner: Owner<'_>, keyring: &Keyri
         must_enrol: flags & MUST_ENROL != 0,
         grace_sign_ins_used,
         next_authenticator_id,
-        last_reset,
+        resets: crate::state::Resets::after(last_reset),
         sessions,
         trusted,
         next_browser_id,

@@ -10,6 +10,7 @@ pub mod kv;
 #[cfg(feature = "webauthn")]
 pub mod passkeys;
 pub mod patience;
+pub mod recovery;
 #[cfg(feature = "webauthn")]
 pub mod soft_key;
 #[macro_use]

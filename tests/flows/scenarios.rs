@@ -21,6 +21,8 @@ use super::{
 
 // The scenarios past the code check live beside these, in one list below.
 #[allow(unused_imports)]
+pub use super::recovery::*;
+#[allow(unused_imports)]
 pub use super::sessions::*;
 
 pub fn enforce(ex: Executor, portal: &TestPortal) {
@@ -939,6 +941,11 @@ macro_rules! seed_flow_tests {
             a_session_a_trusted_browser_opened_ends_with_that_browser_for_any_cause,
             a_session_that_ended_changes_nothing,
             the_enrolment_a_sign_in_requires_ends_with_a_reset_made_meanwhile,
+            a_user_who_lost_every_factor_asks_and_an_admin_approves,
+            the_users_own_sign_in_withdraws_their_request,
+            a_declined_request_tells_the_user_and_starts_a_cooldown,
+            a_bulk_reset_resets_each_selected_user_once_however_often_it_is_resumed,
+            a_bulk_reset_selects_by_status_and_by_when_factors_were_added_or_used,
         );
     };
     (@each $make:ident, $executor:ident; $($name:ident),* $(,)?) => {

@@ -152,7 +152,8 @@ impl AsyncPostgresStore {
             Some(_) => &self.sql.update_record,
             None => &self.sql.insert_record,
         };
-        let params: [&(dyn ToSql + Sync); 17] = [
+        let reset_requested_at = s.reset_requested_at.map(time);
+        let params: [&(dyn ToSql + Sync); 18] = [
             &portal.as_str(),
             &user.kind().as_str(),
             &user.id(),
@@ -170,6 +171,7 @@ impl AsyncPostgresStore {
             &bytes,
             &i16::from(s.trusted_browsers),
             &i16::from(s.passkeys),
+            &reset_requested_at,
         ];
         commit_outcome(query(client, statement, &params).await, expected)
     }
@@ -516,6 +518,7 @@ fn user_rows(rows: Vec<Row>) -> Result<Vec<(UserId, RecordSummary)>, StorageErro
                 grace_sign_ins_used: get(r, 8)?,
                 trusted_browsers: get::<i16>(r, 9)?.into(),
                 passkeys: get::<i16>(r, 10)?.into(),
+                reset_requested_at: get(r, 11)?,
             }
             .summary()?;
             Ok((user_of(r)?, summary))

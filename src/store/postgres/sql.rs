@@ -77,9 +77,13 @@ CREATE INDEX portal_mfa_events_user ON {s}portal_mfa_events (portal, user_kind, 
 ALTER TABLE {s}portal_mfa_records ADD COLUMN trusted_browsers smallint NOT NULL DEFAULT 0;
 "#,
     r#"
--- How many of each user's factors are passkeys, for the admin listing (0 is right for every row
--- an earlier version wrote: only stored form 4 holds passkeys).
+-- How many of each user's factors are passkeys, and when the user asked for a reset, for the admin
+-- listing (0 and NULL are right for every row an earlier version wrote: only stored form 4 holds
+-- passkeys and requests).
 ALTER TABLE {s}portal_mfa_records ADD COLUMN passkeys smallint NOT NULL DEFAULT 0;
+ALTER TABLE {s}portal_mfa_records ADD COLUMN reset_requested_at bigint;
+CREATE INDEX portal_mfa_records_reset_requested ON {s}portal_mfa_records (portal, user_kind, user_id)
+    WHERE reset_requested_at IS NOT NULL;
 "#,
 ];
 
@@ -135,7 +139,8 @@ impl Sql {
         let policy_events = log("NULL, NULL", 4);
         let summary = "authenticators = $6::smallint, pending_enrolment = $7::boolean, must_enrol = $8::boolean,
             locked_until = $9::bigint, backup_codes_left = $10::smallint, last_verified_at = $11::bigint,
-            grace_sign_ins_used = $12::bigint, trusted_browsers = $16::smallint, passkeys = $17::smallint";
+            grace_sign_ins_used = $12::bigint, trusted_browsers = $16::smallint, passkeys = $17::smallint,
+            reset_requested_at = $18::bigint";
         let events = |user: bool, newest: bool| {
             let cursor = if newest {
                 "SELECT writer, seq FROM {s}portal_mfa_events WHERE seq = $4::bigint
@@ -177,7 +182,7 @@ impl Sql {
                     INSERT INTO {{s}}portal_mfa_records
                     VALUES ($1::text, $2::text, $3::text, coalesce($4::bigint, 0) + 1, $5::bytea, $6::smallint,
                         $7::boolean, $8::boolean, $9::bigint, $10::smallint, $11::bigint, $12::bigint, $16::smallint,
-                        $17::smallint)
+                        $17::smallint, $18::bigint)
                     ON CONFLICT DO NOTHING
                     RETURNING 1
                  ), {record_events}"

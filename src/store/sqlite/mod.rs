@@ -226,8 +226,8 @@ struct Row {
 }
 
 /// The summary columns the partial indexes cover: authenticators, pending
-/// enrolment, must re-enrol, locked until.
-type Indexed = [Option<i64>; 4];
+/// enrolment, must re-enrol, locked until, reset requested at.
+type Indexed = [Option<i64>; 5];
 
 fn indexed(summary: &RecordSummary) -> Indexed {
     [
@@ -235,6 +235,7 @@ fn indexed(summary: &RecordSummary) -> Indexed {
         Some(summary.pending_enrolment.into()),
         Some(summary.must_enrol.into()),
         summary.locked.map(lock_column),
+        summary.reset_requested_at.map(time),
     ]
 }
 
@@ -242,7 +243,7 @@ fn read_row(tx: &Connection, sql: &str, key: impl rusqlite::Params) -> Result<Op
     tx.prepare_cached(sql)
         .map_err(storage)?
         .query_row(key, |r| {
-            let indexed = [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?];
+            let indexed = [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?];
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?, indexed))
         })
         .optional()
@@ -263,7 +264,8 @@ fn read_row(tx: &Connection, sql: &str, key: impl rusqlite::Params) -> Result<Op
 fn read_record(tx: &Connection, portal: &PortalId, user: &UserId) -> Result<Option<Row>, StorageError> {
     read_row(
         tx,
-        "SELECT version, record, last_event, authenticators, pending_enrolment, must_enrol, locked_until
+        "SELECT version, record, last_event, authenticators, pending_enrolment, must_enrol, locked_until,
+                reset_requested_at
          FROM portal_mfa_records WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3",
         params![portal.as_str(), user.kind().as_str(), user.id()],
     )
@@ -272,7 +274,7 @@ fn read_record(tx: &Connection, portal: &PortalId, user: &UserId) -> Result<Opti
 fn read_policy(tx: &Connection, portal: &PortalId) -> Result<Option<Row>, StorageError> {
     read_row(
         tx,
-        "SELECT version, policy, last_event, NULL, NULL, NULL, NULL FROM portal_mfa_policies WHERE portal = ?1",
+        "SELECT version, policy, last_event, NULL, NULL, NULL, NULL, NULL FROM portal_mfa_policies WHERE portal = ?1",
         [portal.as_str()],
     )
 }
@@ -294,18 +296,19 @@ fn put_record(
 ) -> Result<bool, StorageError> {
     let sql = match (expected, stored) {
         (None, _) => {
-            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+            "INSERT INTO portal_mfa_records VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?17, ?16)
              ON CONFLICT DO NOTHING"
         }
         (Some(_), Some(stored)) if *stored == indexed(&write.summary) => {
             "UPDATE portal_mfa_records SET version = ?5, record = ?6, backup_codes_left = ?11, last_verified_at = ?12,
-                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15, passkeys = ?16
+                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15, passkeys = ?17
              WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4"
         }
         (Some(_), _) => {
             "UPDATE portal_mfa_records SET version = ?5, record = ?6, authenticators = ?7, pending_enrolment = ?8,
                     must_enrol = ?9, locked_until = ?10, backup_codes_left = ?11, last_verified_at = ?12,
-                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15, passkeys = ?16
+                    grace_sign_ins_used = ?13, last_event = ?14, trusted_browsers = ?15, passkeys = ?17,
+                    reset_requested_at = ?16
              WHERE portal = ?1 AND user_kind = ?2 AND user_id = ?3 AND version = ?4"
         }
     };
@@ -329,6 +332,8 @@ fn put_record(
             s.grace_sign_ins_used,
             last_event,
             s.trusted_browsers,
+            // Indexed, so before the last: the UPDATE that leaves indexes alone binds up to ?17 too.
+            s.reset_requested_at.map(time),
             s.passkeys,
         ])
         .map_err(storage)?;
@@ -656,6 +661,7 @@ impl MfaStore for SqliteStore {
                 grace_sign_ins_used: r.get(8).map_err(storage)?,
                 trusted_browsers: r.get(9).map_err(storage)?,
                 passkeys: r.get(10).map_err(storage)?,
+                reset_requested_at: r.get(11).map_err(storage)?,
             }
             .summary()?;
             page.push((UserId::new(kind, r.get::<_, String>(1).map_err(storage)?), summary));

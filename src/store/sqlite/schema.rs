@@ -35,6 +35,7 @@ CREATE TABLE portal_mfa_records (
     last_event INTEGER,
     trusted_browsers INTEGER NOT NULL DEFAULT 0,
     passkeys INTEGER NOT NULL DEFAULT 0,
+    reset_requested_at INTEGER,
     PRIMARY KEY (portal, user_kind, user_id)
 ) STRICT, WITHOUT ROWID;
 -- Admin queries by status, each in user order (a WITHOUT ROWID index ends with the key), so
@@ -45,6 +46,7 @@ CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, user_kind,
 CREATE INDEX portal_mfa_records_must_enrol ON portal_mfa_records (portal) WHERE must_enrol;
 CREATE INDEX portal_mfa_records_pending ON portal_mfa_records (portal) WHERE pending_enrolment;
 CREATE INDEX portal_mfa_records_without_mfa ON portal_mfa_records (portal) WHERE authenticators = 0;
+CREATE INDEX portal_mfa_records_reset_requested ON portal_mfa_records (portal) WHERE reset_requested_at IS NOT NULL;
 CREATE TABLE portal_mfa_events (
     seq INTEGER PRIMARY KEY,
     portal TEXT NOT NULL,
@@ -76,11 +78,14 @@ const UPGRADE_FROM_V3: &str = r#"
 ALTER TABLE portal_mfa_records ADD COLUMN trusted_browsers INTEGER NOT NULL DEFAULT 0;
 "#;
 
-/// Schema 4 → 5: how many of each user's factors are passkeys, for the
-/// admin listing (0 is right for every row an earlier version wrote: only
-/// stored form 4 holds passkeys).
+/// Schema 4 → 5: how many of each user's factors are passkeys, and when
+/// the user asked for a reset, for the admin listing (0 and NULL are right
+/// for every row an earlier version wrote: only stored form 4 holds passkeys
+/// and requests).
 const UPGRADE_FROM_V4: &str = r#"
 ALTER TABLE portal_mfa_records ADD COLUMN passkeys INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE portal_mfa_records ADD COLUMN reset_requested_at INTEGER;
+CREATE INDEX portal_mfa_records_reset_requested ON portal_mfa_records (portal) WHERE reset_requested_at IS NOT NULL;
 "#;
 
 /// Brings the schema to [`SCHEMA_VERSION`]; answers the version it migrated from, if any.

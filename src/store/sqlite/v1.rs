@@ -208,11 +208,11 @@ fn record(r: &Row<'_>) -> R<(PortalId, UserId, Version, MfaRecord)> {
         opt(16)?,
     );
     let last_reset = match reset {
-        (Some(by), Some(reason), note, Some(at)) => Some(Box::new(ResetRecord {
+        (Some(by), Some(reason), note, Some(at)) => Some(ResetRecord {
             by: by.into(),
             reason: reset_reason(&reason, note)?,
             at: at as u64,
-        })),
+        }),
         (None, None, None, None) => None,
         _ => return Err(corrupt("incomplete reset record")),
     };
@@ -228,7 +228,7 @@ fn record(r: &Row<'_>) -> R<(PortalId, UserId, Version, MfaRecord)> {
         must_enrol: get(4)? != 0,
         grace_sign_ins_used: small(get(8)?)?,
         next_authenticator_id: small(get(9)?)?,
-        last_reset,
+        resets: crate::state::Resets::after(last_reset),
         // Schema 1 did not keep when the factor was last verified.
         ..MfaRecord::default()
     };
