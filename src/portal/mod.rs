@@ -304,7 +304,23 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     /// never lost. After a crash, start again from the last `next` you kept (or
     /// from the start: records already re-sealed are only read).
     pub fn reseal<'a>(&'a self, after: Option<&'a UserId>, batch: usize) -> Op<'a, S, ResealProgress> {
-        self.op("reseal", None, move |d| async move {
+        self.reseal_batch("reseal", after, batch, false)
+    }
+
+    /// [`Portal::reseal`]'s dry run: the same batches, counting in
+    /// [`ResealProgress::resealed`] the records it would re-seal, writing nothing.
+    pub fn reseal_preview<'a>(&'a self, after: Option<&'a UserId>, batch: usize) -> Op<'a, S, ResealProgress> {
+        self.reseal_batch("reseal_preview", after, batch, true)
+    }
+
+    fn reseal_batch<'a>(
+        &'a self,
+        name: &'static str,
+        after: Option<&'a UserId>,
+        batch: usize,
+        dry_run: bool,
+    ) -> Op<'a, S, ResealProgress> {
+        self.op(name, None, move |d| async move {
             let keyring = self
                 .keyring
                 .as_deref()
@@ -329,6 +345,10 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                     }
                 };
                 if !stale {
+                    continue;
+                }
+                if dry_run {
+                    progress.resealed += 1;
                     continue;
                 }
                 // A write of the record unchanged: sealing it seals under the current key.

@@ -374,6 +374,7 @@ pub fn unique_name(tag: &str) -> String {
 /// `AsyncMfaStore` methods that hand the call to `self.$inner`, named one by
 /// one as `forward_store!` names the blocking ones: the wrappers (the pair in
 /// `flows`, the bench's row-lock store) forward what they do not change.
+#[allow(unused_macros)]
 macro_rules! forward_async_store {
     ($inner:ident; $($method:ident),* $(,)?) => { $( forward_async_store!(@ $inner $method); )* };
     (@ $inner:ident load) => {
