@@ -262,7 +262,7 @@ pub struct UsersQuery {
     after: Option<String>,
 }
 
-const STATUSES: [(StatusFilter, &str); 7] = [
+const STATUSES: [(StatusFilter, &str); 8] = [
     (StatusFilter::Any, "Any"),
     (StatusFilter::Enrolled, "MFA on"),
     (StatusFilter::MfaOff, "MFA off"),
@@ -270,6 +270,7 @@ const STATUSES: [(StatusFilter, &str); 7] = [
     (StatusFilter::MustReenrol, "Must set up again"),
     (StatusFilter::LockedOut, "Locked out"),
     (StatusFilter::InGrace, "In grace"),
+    (StatusFilter::ResetRequested, "Reset requested"),
 ];
 
 /// `GET /admin/users`
@@ -324,6 +325,7 @@ pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> 
             }
             div { button.secondary type="submit" { "Open" } }
         }
+        p { a #bulk-reset href="/admin/users/bulk" { "Bulk Reset MFA (security incident)" } }
         @if page.items.is_empty() {
             p #no-users { "No users match." }
         } @else {
@@ -355,6 +357,9 @@ pub async fn users(Desk { app, session }: Desk, Query(q): Query<UsersQuery>) -> 
 }
 
 fn status_text(user: &UserStatus, now: u64) -> String {
+    if let Some(at) = user.reset_requested_at {
+        return format!("Reset requested {}", views::when(at));
+    }
     if let Some(lock) = &user.locked {
         return match lock.until {
             Some(t) => format!("Locked until {}", views::when(t.max(now))),
@@ -468,6 +473,21 @@ pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) 
                 }
             }
         }
+        @if let Some(request) = record.reset_request() {
+            div #reset-request {
+                p { strong { "They asked for a reset" } " on " (views::when(request.at)) ": “" (request.note) "”" }
+                p { "Confirm it is them out of band (call them back on a number you already have) before approving: "
+                    "a request is what someone with a stolen password would file." }
+                form #decline-form method="post" action="/admin/users/decline" {
+                    (csrf_field(&csrf))
+                    input type="hidden" name="kind" value=(user.kind().as_str());
+                    input type="hidden" name="email" value=(user.id());
+                    label for="decline-message" { "Message to the user (optional)" }
+                    textarea #decline-message name="message" maxlength="280" {}
+                    div { button.secondary type="submit" { "Decline the request" } }
+                }
+            }
+        }
         p { "Resetting removes their authenticators, backup codes and trusted browsers, and signs them out everywhere. Their account, password and data stay as they are. They get an email saying who reset it and why." }
         form method="post" action="/admin/users/reset" {
             (csrf_field(&csrf))
@@ -475,8 +495,12 @@ pub async fn reset_form(Desk { app, session }: Desk, Query(q): Query<WhoQuery>) 
             input type="hidden" name="email" value=(user.id());
             fieldset {
                 legend { "Reason" }
+                @let requested = record.reset_request().is_some();
+                @if requested {
+                    (views::radio("reason-request", "reason", "request", true, "Approve their request (its note is the reason)"))
+                }
                 @for (value, text) in [("lost_device", "Lost device"), ("new_device", "New device"), ("locked_out", "Locked out"), ("other", "Other")] {
-                    (views::radio(&format!("reason-{value}"), "reason", value, value == "lost_device", text))
+                    (views::radio(&format!("reason-{value}"), "reason", value, !requested && value == "lost_device", text))
                 }
                 label for="note" { "Note (required for Other; no secrets)" }
                 textarea #note name="note" maxlength="200" {}
@@ -515,10 +539,11 @@ pub async fn reset(Desk { app, session }: Desk, Posted(form): Posted<ResetForm>)
         |message: &str| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Not reset", message).link(back.clone(), "Back");
     let note = form.note.trim();
     let reason = match form.reason.as_str() {
-        "lost_device" => ResetReason::LostDevice,
-        "new_device" => ResetReason::NewDevice,
-        "locked_out" => ResetReason::LockedOut,
-        "other" if !note.is_empty() => ResetReason::Other(note.into()),
+        "request" => None,
+        "lost_device" => Some(ResetReason::LostDevice),
+        "new_device" => Some(ResetReason::NewDevice),
+        "locked_out" => Some(ResetReason::LockedOut),
+        "other" if !note.is_empty() => Some(ResetReason::Other(note.into())),
         "other" => return Err(invalid("Say why in the note when the reason is Other.")),
         _ => return Err(invalid("Choose a reason.")),
     };
@@ -541,10 +566,15 @@ pub async fn reset(Desk { app, session }: Desk, Posted(form): Posted<ResetForm>)
         .verify_sign_in(&Area::Admin.user(&who.email), &form.code)
         .await
         .map_err(|e| Failure::mfa(e).link(back.clone(), "Back to the reset form"))?;
-    let summary = app
-        .portal
-        .admin_reset(&Admin::authorised(who.email.as_str()), &user, reason, mode)
-        .await?;
+    let admin = Admin::authorised(who.email.as_str());
+    let summary = match reason {
+        Some(reason) => app.portal.admin_reset(&admin, &user, reason, mode).await?,
+        None => app
+            .portal
+            .approve_reset_request(&admin, &user, mode)
+            .await
+            .map_err(|e| Failure::mfa(e).link(back.clone(), "Back to the reset form"))?,
+    };
     let body = html! {
         p.flash role="status" #reset-summary {
             "MFA was reset for " (user.id()) ": " (summary.authenticators_removed) " authenticators, "
@@ -698,6 +728,7 @@ fn actor(actor: &Actor) -> String {
         Actor::User => "the user".to_owned(),
         Actor::Admin(name) => format!("admin {name}"),
         Actor::System => "the system".to_owned(),
+        Actor::Operator { name, reason } => format!("operator {name} at the command line ({reason})"),
         _ => "someone else".to_owned(),
     }
 }
@@ -782,4 +813,184 @@ pub(crate) fn download(bytes: Vec<u8>, content_type: &'static str, name: &str) -
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     response
+}
+
+/// The Decline form.
+#[derive(Deserialize)]
+pub struct DeclineForm {
+    kind: String,
+    email: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// `POST /admin/users/decline`: the user's request is declined; they hear of it and keep their factors.
+pub async fn decline(Desk { app, session }: Desk, Posted(form): Posted<DeclineForm>) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&app, &session).await?;
+    let user = portal_user(&form.kind, &form.email)?;
+    let message = form.message.replace("\r\n", "\n");
+    app.portal
+        .decline_reset_request(&Admin::authorised(who.email.as_str()), &user, &message)
+        .await
+        .map_err(|e| Failure::mfa(e).link(reset_href(&user), "Back"))?;
+    let body = html! {
+        p.flash role="status" #decline-summary { "The request of " (user.id()) " was declined. They were sent an email; their factors stay as they were." }
+        p { a href="/admin/users?status=reset_requested" { "Other requests" } }
+    };
+    Ok(views::page("Request declined", Some(&frame(&who, &csrf, None)), body).into_response())
+}
+
+/// The bulk reset form: which users, for which incident; previewed, then run.
+#[derive(Deserialize, Default)]
+pub struct BulkForm {
+    #[serde(default)]
+    incident: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    status: String,
+    /// `YYYY-MM-DD`: only users holding a factor added before that day.
+    #[serde(default)]
+    added_before: String,
+    #[serde(default)]
+    mode: String,
+    /// When the incident began: set by the preview, so the run resets what was previewed.
+    #[serde(default)]
+    started_at: Option<u64>,
+    #[serde(default)]
+    code: String,
+    /// `preview` or `run`.
+    #[serde(default)]
+    action: String,
+}
+
+/// `GET /admin/users/bulk`: the bulk Reset MFA form.
+pub async fn bulk_form(Desk { app, session }: Desk) -> Result<Response, Failure> {
+    let (who, csrf) = admin(&app, &session).await?;
+    let form = BulkForm {
+        status: "any".to_owned(),
+        mode: "force".to_owned(),
+        ..BulkForm::default()
+    };
+    let body = bulk_page(&csrf, &form, None);
+    Ok(views::page("Bulk Reset MFA", Some(&frame(&who, &csrf, None)), body).into_response())
+}
+
+fn bulk_page(csrf: &str, form: &BulkForm, previewed: Option<(usize, u64)>) -> Markup {
+    html! {
+        p { "For a security incident (a leaked seed backup, a compromised authenticator vendor): resets every user the "
+            "selection names, as Reset MFA does one at a time, and tells each of them. Preview first: a run resets what the preview counted." }
+        form #bulk-form method="post" action="/admin/users/bulk" {
+            (csrf_field(csrf))
+            label for="incident" { "Incident id" }
+            input #incident type="text" name="incident" maxlength="64" required value=(form.incident);
+            label for="bulk-note" { "Reason (recorded on every reset; no secrets)" }
+            textarea #bulk-note name="note" maxlength="280" { (form.note) }
+            label for="bulk-kind" { "Users" }
+            select #bulk-kind name="kind" {
+                option value="" selected[form.kind.is_empty()] { "Customers and vendors" }
+                option value="customer" selected[form.kind == "customer"] { "Customers" }
+                option value="vendor" selected[form.kind == "vendor"] { "Vendors" }
+            }
+            label for="bulk-status" { "MFA status" }
+            select #bulk-status name="status" {
+                @for (filter, text) in STATUSES {
+                    option value=(filter.name()) selected[filter.name() == form.status] { (text) }
+                }
+            }
+            label for="added-before" { "Only factors added before (YYYY-MM-DD, optional)" }
+            input #added-before type="date" name="added_before" value=(form.added_before);
+            fieldset {
+                legend { "What happens next" }
+                (views::radio("bulk-mode-force", "mode", "force", form.mode != "remove", "Force re-enrolment"))
+                (views::radio("bulk-mode-remove", "mode", "remove", form.mode == "remove", "Remove the devices only"))
+            }
+            @if let Some((count, started_at)) = previewed {
+                input type="hidden" name="started_at" value=(started_at);
+                p.warning #bulk-preview { (count) " users would be reset." }
+                h2 { "Confirm it is you" }
+                (code_field("bulk-code", "Your own authenticator code"))
+                div {
+                    button.danger #bulk-run type="submit" name="action" value="run" { "Reset these users" } " "
+                    button.secondary type="submit" name="action" value="preview" { "Preview again" }
+                }
+            } @else {
+                div { button #bulk-preview-button type="submit" name="action" value="preview" { "Preview (dry run)" } }
+            }
+        }
+    }
+}
+
+/// `POST /admin/users/bulk`: a preview (dry run) or, after the admin's fresh code, the run.
+pub async fn bulk(Desk { app, session }: Desk, Posted(form): Posted<BulkForm>) -> Result<Response, Failure> {
+    use portal_mfa::admin::{BulkReset, ResetSelection};
+    let (who, csrf) = admin(&app, &session).await?;
+    let invalid = |message: &str| {
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Not reset", message).link("/admin/users/bulk", "Back")
+    };
+    let status = StatusFilter::from_name(&form.status).ok_or_else(|| invalid("Choose an MFA status."))?;
+    let mut selection = ResetSelection::everyone().status(status);
+    match form.kind.as_str() {
+        "" => {}
+        "customer" => selection = selection.kind(UserKind::Customer),
+        "vendor" => selection = selection.kind(UserKind::Vendor),
+        _ => return Err(invalid("Choose customers, vendors or both.")),
+    }
+    if !form.added_before.is_empty() {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let day =
+            time::Date::parse(&form.added_before, &format).map_err(|_| invalid("Give the date as YYYY-MM-DD."))?;
+        let at = u64::try_from(day.midnight().assume_utc().unix_timestamp())
+            .map_err(|_| invalid("Give a date after 1970."))?;
+        selection = selection.added_before(at);
+    }
+    let mode = if form.mode == "remove" {
+        ResetMode::RemoveOnly
+    } else {
+        ResetMode::ForceReenrolment
+    };
+    let started_at = form.started_at.unwrap_or_else(|| app.now());
+    let plan = BulkReset::new(&form.incident, &form.note, started_at, selection)
+        .map_err(|e| Failure::mfa(e).link("/admin/users/bulk", "Back"))?
+        .with_mode(mode);
+    let admin = Admin::authorised(who.email.as_str());
+    let run = form.action == "run";
+    if run {
+        app.staff
+            .verify_sign_in(&Area::Admin.user(&who.email), &form.code)
+            .await
+            .map_err(|e| Failure::mfa(e).link("/admin/users/bulk", "Back to the bulk reset form"))?;
+    }
+    // The whole sweep in this request, at a reference portal's scale. A host with many users runs
+    // it as a job (or `portal-mfa-admin bulk-reset`), which keeps its place and resumes after a crash.
+    let (mut after, mut count, mut failed) = (None, 0, 0);
+    loop {
+        let progress = if run {
+            app.portal.bulk_reset(&admin, &plan, after.as_ref(), 200).await?
+        } else {
+            app.portal
+                .bulk_reset_preview(&admin, &plan, after.as_ref(), 200)
+                .await?
+        };
+        count += progress.reset;
+        failed += progress.failed.len();
+        after = progress.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    let body = if run {
+        html! {
+            p.flash role="status" #bulk-summary {
+                "Incident " (plan.incident) ": " (count) " users reset"
+                @if failed > 0 { ", " (failed) " could not be" } ". Each was sent an email."
+            }
+            p { a href="/admin/users" { "Back to users" } " · " a href="/admin/audit" { "Audit trail" } }
+        }
+    } else {
+        bulk_page(&csrf, &form, Some((count, started_at)))
+    };
+    Ok(views::page("Bulk Reset MFA", Some(&frame(&who, &csrf, None)), body).into_response())
 }

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use portal_mfa::{Error, ErrorKind, PasskeyRefusal, PolicyRefusal, StorageErrorKind};
+use portal_mfa::{Error, ErrorKind, PasskeyRefusal, PolicyRefusal, RequestRefusal, StorageErrorKind};
 
 use crate::accounts::Area;
 use crate::views;
@@ -242,6 +242,30 @@ impl Failure {
                 DELETE_REFUSAL.to_owned(),
             ),
             Error::NotAllowed(refusal) => (S::FORBIDDEN, "Not allowed", format!("Not allowed: {refusal}.")),
+            Error::ResetRequest(refusal) => {
+                let (status, message) = match refusal {
+                    RequestRefusal::AlreadyOpen { .. } => (S::CONFLICT, "You have already asked; an administrator will review it.".to_owned()),
+                    RequestRefusal::CoolingDown { until } => (
+                        S::TOO_MANY_REQUESTS,
+                        format!("An administrator declined your last request. You can ask again after {}.", views::when(until)),
+                    ),
+                    RequestRefusal::NothingToReset => (S::CONFLICT, "Your account has no two-factor sign-in to reset.".to_owned()),
+                    RequestRefusal::InvalidNote => (
+                        S::UNPROCESSABLE_ENTITY,
+                        "Keep the note to 280 characters, without tabs or other control characters.".to_owned(),
+                    ),
+                    RequestRefusal::NoneOpen => (
+                        S::CONFLICT,
+                        "There is no open request: the user signed in meanwhile, or another admin decided it.".to_owned(),
+                    ),
+                    RequestRefusal::InvalidIncident => (
+                        S::UNPROCESSABLE_ENTITY,
+                        "Give the incident an id of 1 to 64 printable characters.".to_owned(),
+                    ),
+                    _ => (S::CONFLICT, format!("Not possible now: {refusal}.")),
+                };
+                (status, "Reset request", message)
+            }
             Error::InvalidPolicy { field, reason } => (
                 S::UNPROCESSABLE_ENTITY,
                 "Setting not allowed",

@@ -244,7 +244,9 @@ async fn show_code_page(
             passkey,
             ..
         } => (attempts_left, authenticator_apps, passkey),
-        SignInStep::LockedOut { until } => return Err(Failure::locked(until)),
+        SignInStep::LockedOut { until } => {
+            return Err(Failure::locked(until).link(lost_href(area), LOST));
+        }
         _ => return Err(Failure::no_sign_in(area)),
     };
     let failed = refused.is_none() && portal.record(&user).await?.failures().consecutive() > 0;
@@ -319,6 +321,83 @@ pub async fn code(
         Err(e) if asks_again(&e) => {
             let csrf = session::csrf_token(&session).await?;
             show_code_page(&app, area, &account.email, &csrf, backup, Some(Failure::mfa(e))).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The way out for a user with no second factor left to give.
+const LOST: &str = "Lost your authenticator and your backup codes?";
+
+fn lost_href(area: Area) -> String {
+    format!("/{}/sign-in/lost", area.segment())
+}
+
+/// `GET /{area}/sign-in/lost`: past the password, ask an admin for a reset
+/// (or see the request already made).
+pub async fn lost_form(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Code {
+        return Err(Failure::no_sign_in(area));
+    }
+    let csrf = session::csrf_token(&session).await?;
+    let record = app.portal(area).record(&area.user(&pending.email)).await?;
+    Ok(lost_page(area, &csrf, record.reset_request(), None).into_response())
+}
+
+fn lost_page(area: Area, csrf: &str, open: Option<&portal_mfa::record::ResetRequest>, error: Option<&str>) -> Markup {
+    let body = html! {
+        @if let Some(error) = error { p.error role="alert" { (error) } }
+        @if let Some(request) = open {
+            p.flash role="status" #reset-requested {
+                "You asked for a reset on " (views::when(request.at)) ". An administrator will check it is you "
+                "(they may contact you) and then reset your two-factor sign-in; you will get an email either way. "
+                "If you find your phone or your backup codes, just sign in: that withdraws the request."
+            }
+        } @else {
+            p { "If you have neither your authenticator nor a backup code, an administrator can reset your two-factor "
+                "sign-in so you can set it up again. Nothing is removed until they approve, and you get an email either way." }
+            form #lost-form method="post" action=(lost_href(area)) {
+                (csrf_field(csrf))
+                label for="lost-note" { "What happened (for the administrator; no passwords or codes)" }
+                textarea #lost-note name="note" maxlength=(portal_mfa::record::ResetRequest::MAX_NOTE_CHARS) {}
+                div { button type="submit" { "Ask for a reset" } }
+            }
+        }
+        p { a href=(format!("/{}/sign-in/code", area.segment())) { "Back to the code" } }
+    };
+    let frame = Frame {
+        who: None,
+        csrf,
+        flash: None,
+    };
+    views::page("Ask for a reset", Some(&frame), body)
+}
+
+/// The reset request form.
+#[derive(Deserialize)]
+pub struct LostForm {
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /{area}/sign-in/lost`: the request, with its note.
+pub async fn lost(Visit { app, area, session }: Visit, Posted(form): Posted<LostForm>) -> Result<Response, Failure> {
+    let pending = session::pending(&session, area, app.now()).await?;
+    if pending.stage != Stage::Code {
+        return Err(Failure::no_sign_in(area));
+    }
+    let csrf = session::csrf_token(&session).await?;
+    let user = area.user(&pending.email);
+    // Browsers send a textarea's line breaks as CR LF; the note keeps plain line feeds.
+    let note = form.note.replace("\r\n", "\n");
+    match app.portal(area).request_reset(&user, &note).await {
+        Ok(request) => Ok(lost_page(area, &csrf, Some(&request), None).into_response()),
+        Err(Error::ResetRequest(refusal)) => {
+            let failure = Failure::mfa(Error::ResetRequest(refusal));
+            let open = app.portal(area).record(&user).await?.reset_request().cloned();
+            let page = lost_page(area, &csrf, open.as_ref(), Some(failure.message()));
+            Ok((failure.status(), page).into_response())
         }
         Err(e) => Err(e.into()),
     }
@@ -624,6 +703,7 @@ fn code_page(page: &CodePage<'_>) -> Markup {
                 a href=(format!("{action}?backup=1")) { "Use a backup code instead" }
             }
         }
+        p { a #lost href=(lost_href(page.area)) { (LOST) } }
     };
     let frame = Frame {
         who: None,

@@ -1011,3 +1011,106 @@ async fn passkeys_in_a_real_browser_with_chromiums_virtual_authenticator() {
     assert!(!codes.is_empty());
     b.close().await;
 }
+
+/// The lost-device path in a real browser, JavaScript off: Vera, past her
+/// password with neither her phone nor a backup code, asks from the code
+/// page; the admin finds her under "Reset requested", approves with a fresh
+/// code of their own; Vera signs in and sets up a new phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_request_from_the_code_page_to_an_admins_approval_and_a_new_phone() {
+    let server = Server::start("browser-lost", 20).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(web_portal::serve(listener, server.router.clone()));
+    let Some(mut b) = Browser::launch(base.clone(), "web-portal-screenshots-lost", false).await else {
+        return;
+    };
+    let (_, admin_password) = server.account("admin@acme.example");
+    let (_, vera_password) = server.account("vera@vendor.example");
+    // Vera's phone, set up long ago (imported through the library); now lost.
+    let vera = portal_mfa::UserId::vendor("vera@vendor.example");
+    let lost_phone = portal_mfa::otp::Secret::from_bytes(&[42; 20], 128).unwrap();
+    server
+        .app
+        .portal
+        .import_authenticator(
+            &portal_mfa::Admin::authorised("migration"),
+            &vera,
+            "Old phone",
+            lost_phone,
+            portal_mfa::otp::TotpParams::standard(),
+        )
+        .await
+        .unwrap();
+
+    // The admin enrols first (the console always enforces MFA), then signs out.
+    b.sign_in("admin", "admin@acme.example", &admin_password).await;
+    b.fill("#label-new", "Admin phone").await;
+    b.submit("main button[type=submit]").await;
+    let mut admin_phone = b.scan().await;
+    b.fill("#code", &admin_phone.code(&server.clock)).await;
+    b.submit("main form button[type=submit]").await;
+    b.click("#saved").await;
+    b.submit("form[action='/admin/sign-in/finish'] button").await;
+    assert_eq!(b.path().await, "/admin/account");
+    b.sign_out().await;
+
+    // Vera: the password, then the way out on the code page.
+    b.sign_in("vendor", "vera@vendor.example", &vera_password).await;
+    assert_eq!(b.path().await, "/vendor/sign-in/code");
+    b.submit("#lost").await;
+    assert_eq!(b.path().await, "/vendor/sign-in/lost");
+    b.shot("lost-form", &[]).await;
+    b.fill(
+        "#lost-note",
+        "Phone stolen at the airport; my backup codes were in it. Ticket 5521.",
+    )
+    .await;
+    b.submit("#lost-form button[type=submit]").await;
+    assert!(b.text("#reset-requested").await.contains("You asked for a reset"));
+    b.shot("lost-requested", &[]).await;
+    assert!(server.app.portal.record(&vera).await.unwrap().reset_request().is_some());
+
+    // The admin: Users, Reset requested, Vera's request, approved with a fresh code.
+    b.go("/").await;
+    b.sign_in("admin", "admin@acme.example", &admin_password).await;
+    b.code(&mut admin_phone, &server, "admin").await;
+    b.go("/admin/users?status=reset_requested").await;
+    let users = b.text("#users").await;
+    assert!(
+        users.contains("vera@vendor.example") && users.contains("Reset requested"),
+        "{users}"
+    );
+    b.shot("users-reset-requested", &[]).await;
+    b.submit("#users a").await;
+    assert!(b.text("#reset-request").await.contains("Phone stolen at the airport"));
+    b.shot("reset-request", &[]).await;
+    b.fill("#admin-code", &admin_phone.code(&server.clock)).await;
+    b.submit("form[action='/admin/users/reset'] button[type=submit]").await;
+    assert!(
+        b.text("#reset-summary").await.contains("1 authenticators, 0 passkeys"),
+        "{}",
+        b.main_text().await
+    );
+    b.go("/admin/outbox").await;
+    assert!(b.main_text().await.contains("you asked for it"));
+    b.sign_out().await;
+
+    // Vera signs in and sets up her new phone.
+    b.sign_in("vendor", "vera@vendor.example", &vera_password).await;
+    assert_eq!(b.path().await, "/vendor/sign-in/enrol");
+    b.fill("#label-new", "New phone").await;
+    b.submit("main button[type=submit]").await;
+    let mut new_phone = b.scan().await;
+    b.fill("#code", &new_phone.code(&server.clock)).await;
+    b.submit("main form button[type=submit]").await;
+    assert_eq!(b.backup_codes().await.len(), 10);
+    b.click("#saved").await;
+    b.submit("form[action='/vendor/sign-in/finish'] button").await;
+    assert_eq!(b.path().await, "/vendor/account");
+    assert!(b.text("#authenticators").await.contains("New phone"));
+    b.shot("lost-new-phone", &[]).await;
+    let record = server.app.portal.record(&vera).await.unwrap();
+    assert!(record.reset_request().is_none() && record.authenticators().len() == 1);
+    b.close().await;
+}

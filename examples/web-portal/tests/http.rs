@@ -1082,3 +1082,209 @@ async fn visitors_without_a_session_create_none_and_their_form_is_bound_to_their
     assert_eq!(reply.location(), "/customer/account", "{}", reply.body);
     assert_eq!(server.app.sessions.count().await.unwrap(), before + 1);
 }
+
+/// The lost-device path through the pages: from the code page to a request,
+/// seen by the admin under "Reset requested", approved with the admin's
+/// fresh code (or declined, which starts the cooldown); and a bulk reset,
+/// previewed, then run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_asks_for_a_reset_from_the_code_page_and_an_admin_approves_declines_or_resets_in_bulk() {
+    let server = Server::start("lost", 20).await;
+    let (mut admin, mut admin_phone) = admin_setting(&server, &[]).await;
+    let mut enrolled = Vec::new();
+    for email in ["dan@customer.example", "carol@customer.example"] {
+        let mut agent = Agent::new(&server);
+        agent.password(email).await;
+        let qr = agent.post("/customer/account/enrol", &[("label", "Phone")]).await;
+        let mut phone = Phone::typed(between(&qr.body, "id=\"secret-key\">", "<").unwrap());
+        let code = phone.code(&server.clock);
+        agent.post("/customer/account/confirm", &[("code", &code)]).await;
+        agent.post("/sign-out", &[]).await;
+        enrolled.push(phone);
+    }
+    let dan = UserId::customer("dan@customer.example");
+    let carol = UserId::customer("carol@customer.example");
+
+    // Dan is past the password and has nothing to give: the code page says where to go.
+    let mut lost = Agent::new(&server);
+    assert_eq!(
+        lost.password("dan@customer.example").await.location(),
+        "/customer/sign-in/code"
+    );
+    let page = lost.get("/customer/sign-in/code").await;
+    assert!(
+        page.body.contains("id=\"lost\"") && page.body.contains("Lost your authenticator"),
+        "{}",
+        page.body
+    );
+    let form = lost.get("/customer/sign-in/lost").await;
+    assert!(form.body.contains("id=\"lost-form\""), "{}", form.body);
+    let too_long = "x".repeat(281);
+    assert_eq!(
+        lost.post("/customer/sign-in/lost", &[("note", &too_long)]).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let asked = lost
+        .post(
+            "/customer/sign-in/lost",
+            &[("note", "Phone fell in the lake\r\nTicket 77")],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert!(asked.body.contains("id=\"reset-requested\""), "{}", asked.body);
+    let request = server
+        .app
+        .portal
+        .record(&dan)
+        .await
+        .unwrap()
+        .reset_request()
+        .cloned()
+        .unwrap();
+    assert_eq!(&*request.note, "Phone fell in the lake\nTicket 77");
+    assert_eq!(
+        lost.post("/customer/sign-in/lost", &[("note", "again")]).await.status,
+        StatusCode::CONFLICT
+    );
+    // Without the password step there is no form to reach.
+    let mut stranger = Agent::new(&server);
+    assert_ne!(stranger.get("/customer/sign-in/lost").await.status, StatusCode::OK);
+
+    // The admin sees it under Reset requested, and on the reset form.
+    let listed = admin.get("/admin/users?status=reset_requested").await;
+    assert!(
+        listed.body.contains("dan@customer.example") && !listed.body.contains("carol@"),
+        "{}",
+        listed.body
+    );
+    assert!(listed.body.contains("Reset requested"));
+    let form = admin
+        .get("/admin/users/reset?kind=customer&email=dan@customer.example")
+        .await;
+    assert!(
+        form.body.contains("id=\"reset-request\"") && form.body.contains("Phone fell in the lake"),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("id=\"reason-request\""));
+    // Approving needs the admin's fresh code, as a reset does.
+    let mut fields = vec![
+        ("kind", "customer"),
+        ("email", "dan@customer.example"),
+        ("reason", "request"),
+        ("mode", "force"),
+        ("code", ""),
+    ];
+    let wrong = admin_phone.wrong_code(&server.clock);
+    fields[4] = ("code", &wrong);
+    assert_eq!(
+        admin.post("/admin/users/reset", &fields).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(server.app.portal.record(&dan).await.unwrap().reset_request().is_some());
+    let code = admin_phone.code(&server.clock);
+    fields[4] = ("code", &code);
+    let done = admin.post("/admin/users/reset", &fields).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(
+        done.body
+            .contains("1 authenticators, 0 passkeys and 10 backup codes removed"),
+        "{}",
+        done.body
+    );
+    let outbox = admin.get("/admin/outbox").await;
+    assert!(outbox.body.contains("you asked for it"), "{}", outbox.body);
+    // Dan signs in and sets up again.
+    let mut dan_again = Agent::new(&server);
+    assert_eq!(
+        dan_again.password("dan@customer.example").await.location(),
+        "/customer/sign-in/enrol"
+    );
+
+    // Carol asks, and is declined: she keeps her factor, hears why, and must wait to ask again.
+    let mut carol_agent = Agent::new(&server);
+    carol_agent.password("carol@customer.example").await;
+    carol_agent.post("/customer/sign-in/lost", &[("note", "lost it")]).await;
+    let declined = admin
+        .post(
+            "/admin/users/decline",
+            &[
+                ("kind", "customer"),
+                ("email", "carol@customer.example"),
+                ("message", "Please call us."),
+            ],
+        )
+        .await;
+    assert_eq!(declined.status, StatusCode::OK, "{}", declined.body);
+    assert!(declined.body.contains("id=\"decline-summary\""));
+    assert_eq!(server.app.portal.record(&carol).await.unwrap().factor_count(), 1);
+    assert_eq!(
+        carol_agent
+            .post("/customer/sign-in/lost", &[("note", "again")])
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert!(admin.get("/admin/outbox").await.body.contains("Please call us."));
+    assert_eq!(
+        admin
+            .post(
+                "/admin/users/decline",
+                &[("kind", "customer"), ("email", "carol@customer.example")]
+            )
+            .await
+            .status,
+        StatusCode::CONFLICT,
+        "nothing open to decline"
+    );
+
+    // A bulk reset of the customers: previewed (Carol; Dan has nothing now), then run with a fresh code.
+    server.clock.advance(60);
+    assert_eq!(admin.get("/admin/users/bulk").await.status, StatusCode::OK);
+    let plan = [
+        ("incident", "INC-42"),
+        ("note", "seed backup leaked"),
+        ("kind", "customer"),
+        ("status", "any"),
+        ("added_before", ""),
+        ("mode", "force"),
+        ("action", "preview"),
+    ];
+    let preview = admin.post("/admin/users/bulk", &plan).await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    assert!(preview.body.contains("1 users would be reset"), "{}", preview.body);
+    assert_eq!(
+        server.app.portal.record(&carol).await.unwrap().factor_count(),
+        1,
+        "a preview changes nothing"
+    );
+    let started_at = between(&preview.body, "name=\"started_at\" value=\"", "\"")
+        .unwrap()
+        .to_owned();
+    let code = admin_phone.code(&server.clock);
+    let mut run = plan.to_vec();
+    run.retain(|(name, _)| *name != "action");
+    run.extend([
+        ("action", "run"),
+        ("started_at", started_at.as_str()),
+        ("code", code.as_str()),
+    ]);
+    let done = admin.post("/admin/users/bulk", &run).await;
+    assert!(
+        done.body.contains("id=\"bulk-summary\"") && done.body.contains("1 users reset"),
+        "{}",
+        done.body
+    );
+    assert!(server.app.portal.record(&carol).await.unwrap().must_enrol());
+    assert_eq!(
+        admin
+            .post(
+                "/admin/users/bulk",
+                &[("incident", ""), ("status", "any"), ("action", "preview")]
+            )
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let _ = enrolled;
+}
