@@ -170,8 +170,12 @@ struct BulkArgs {
     #[arg(long)]
     remove_only: bool,
     /// Users per batch.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 50)]
     batch: usize,
+    /// A pause between batches, in milliseconds, so the portal's own sign-ins get the database's one
+    /// writer between them (SQLite: a waiting connection backs off in growing sleeps).
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    pause_ms: u64,
     /// Count who would be reset, changing nothing.
     #[arg(long)]
     dry_run: bool,
@@ -673,6 +677,9 @@ fn bulk_reset(cli: &Cli, portal: &AdminPortal, admin: &Admin, args: &BulkArgs, o
         bar.set_message(format!("{} reset", state.reset));
         if state.complete {
             break;
+        }
+        if !args.dry_run {
+            std::thread::sleep(Duration::from_millis(args.pause_ms));
         }
     }
     bar.finish_and_clear();

@@ -207,6 +207,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     ///
     /// Errors: [`Error::Export`] when `out` fails; what was written before stays written.
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn export_events<'a>(&'a self, query: EventQuery, out: &'a mut (dyn std::io::Write + Send)) -> Op<'a, S, u64> {
         self.op("export_events", None, move |d| async move {
             let mut written = 0u64;

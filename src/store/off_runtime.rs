@@ -34,6 +34,7 @@ use crate::ids::{PortalId, UserId};
 /// tasks off a current-thread runtime's only thread): host it on the
 /// multi-thread runtime (`#[tokio::main]`'s default), or keep each call short.
 #[derive(Debug, Default, Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct OffRuntime<S>(S);
 
 impl<S: MfaStore> OffRuntime<S> {

@@ -19,6 +19,7 @@ use crate::store::{
 /// anyway (where blocking on a second runtime is forbidden), a call runs on a
 /// short-lived thread of its own and blocks the caller meanwhile: it works,
 /// slowly, and starves the caller's runtime under load.
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub struct PostgresStore {
     store: AsyncPostgresStore,
     // `Option` only so that `Drop` can shut it down without blocking.

@@ -57,6 +57,7 @@ use sql::Sql;
 
 /// How a PostgreSQL store connects and where its tables live.
 #[derive(Debug, Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub struct PostgresOptions {
     schema: Option<String>,
     max_connections: usize,

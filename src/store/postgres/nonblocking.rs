@@ -25,6 +25,7 @@ use crate::store::{
 ///
 /// ⚠️ Its futures need a tokio runtime (the pool's connections run as tokio tasks).
 #[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub struct AsyncPostgresStore {
     pool: Pool,
     /// Where the admin's reads go, if not to the primary ([`PostgresOptions::read_standby`]).

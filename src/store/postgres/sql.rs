@@ -25,6 +25,7 @@
 //!   [`UserId`](crate::UserId) compares in, on every server whatever its locale.
 
 /// The PostgreSQL schema version this build writes.
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub const SCHEMA_VERSION: i32 = 3;
 
 /// The migrations, in order: `MIGRATIONS[n]` brings schema `n` to `n + 1`.

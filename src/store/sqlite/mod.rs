@@ -41,6 +41,7 @@ use super::{
 use crate::ids::{PortalId, UserId, UserKind};
 
 /// MFA records, policies and the audit trail in one SQLite file.
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
@@ -224,6 +225,15 @@ struct Row {
     /// The record's indexed summary columns as stored (none for a policy).
     indexed: Indexed,
 }
+
+/// A sweep's pages of records (`reseal`, `bulk_reset`): the first, and each
+/// after a user. Two statements, not one with `?2 IS NULL OR …`, which SQLite
+/// cannot turn into a range of the key: every page would scan the portal from
+/// its first user, and a sweep would take time quadratic in the users.
+const RECORDS_FIRST: &str = "SELECT user_kind, user_id, version, record FROM portal_mfa_records
+     WHERE portal = ?1 AND ?2 IS NULL AND ?3 IS NULL ORDER BY user_kind, user_id LIMIT ?4";
+const RECORDS_AFTER: &str = "SELECT user_kind, user_id, version, record FROM portal_mfa_records
+     WHERE portal = ?1 AND (user_kind, user_id) > (?2, ?3) ORDER BY user_kind, user_id LIMIT ?4";
 
 /// The summary columns the partial indexes cover: authenticators, pending
 /// enrolment, must re-enrol, locked until, reset requested at.
@@ -676,13 +686,8 @@ impl MfaStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<(UserId, Stored)>, StorageError> {
         let conn = self.conn()?;
-        let mut statement = conn
-            .prepare_cached(
-                "SELECT user_kind, user_id, version, record FROM portal_mfa_records
-                 WHERE portal = ?1 AND (?2 IS NULL OR (user_kind, user_id) > (?2, ?3))
-                 ORDER BY user_kind, user_id LIMIT ?4",
-            )
-            .map_err(storage)?;
+        let sql = if after.is_some() { RECORDS_AFTER } else { RECORDS_FIRST };
+        let mut statement = conn.prepare_cached(sql).map_err(storage)?;
         let rows = statement
             .query_map(
                 params![
@@ -730,5 +735,30 @@ impl MfaStore for SqliteStore {
             let commit = write_record(tx, portal, user, version, &write, current.as_ref())?;
             Ok((commit.into(), commit != Commit::Conflict))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sweep's page after a user is a range of the primary key, not a
+    /// scan from the portal's first user (which made a sweep quadratic).
+    #[test]
+    fn a_sweeps_next_page_starts_at_its_cursor_in_the_key() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let conn = store.conn().unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {RECORDS_AFTER}"))
+            .unwrap()
+            .query_map(params!["acme", "customer", "c-1", 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let plan = plan.join("; ");
+        assert!(
+            plan.contains("PRIMARY KEY (portal=? AND (user_kind,user_id)>(?,?))"),
+            "{plan}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use crate::keyring::Keyring;
 
 /// How to open a [`SqliteStore`](super::SqliteStore).
 #[derive(Default)]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub struct SqliteOptions {
     pub(super) busy_timeout: Option<Duration>,
     pub(super) full_sync: bool,

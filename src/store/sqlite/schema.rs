@@ -8,6 +8,7 @@ use crate::store::{RecordSummary, RecordWrite, StorageError, StorageErrorKind, S
 use crate::stored::{encode_policy, encode_record};
 
 /// The schema this version writes.
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub const SCHEMA_VERSION: i64 = 5;
 
 /// Schema 5: bytes, versions, summary columns (see `guide::stored_form`),
