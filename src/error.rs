@@ -474,7 +474,7 @@ pub enum RequestRefusal {
 }
 
 /// What kind of failure an [`Error`] is: the few cases a web host answers
-/// differently (an HTTP status, a message for the user). The README maps each
+/// differently (an HTTP status, a message for the user). `guide::hosts` maps each
 /// to a status and to what to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

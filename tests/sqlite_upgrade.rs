@@ -283,36 +283,38 @@ fn upgrader() {
     let _ = SqliteStore::open_with(db, options);
 }
 
+/// A file with one user ("c") enrolled and signed in once, then taken back
+/// to an older layout by `sql`; answers its directory, path and clock.
+fn one_user_taken_back(name: &str, sql: &str) -> (TempDir, PathBuf, ManualClock) {
+    let dir = TempDir::new(name);
+    let path = dir.file("mfa.db");
+    let clock = ManualClock::at(flows::T0);
+    let user = portal_mfa::UserId::customer("c");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let portal = flows::portal_on(flows::bytes(store), &clock);
+        let (phone, _) = flows::enrol(flows::Executor::Blocking, &portal, &clock, &user);
+        portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap();
+    }
+    rusqlite::Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+    (dir, path, clock)
+}
+
 /// A schema-2 file (this crate's unreleased main before user listings) opens
 /// as the current schema: the locked index in user order, the prune mark,
 /// the trusted-browser count and the passkey count are added, and nothing
 /// else changes.
 #[test]
 fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
-    let dir = TempDir::new("v2");
-    let path = dir.file("mfa.db");
-    let clock = portal_mfa::ManualClock::at(flows::T0);
-    let user = portal_mfa::UserId::customer("c");
-    {
-        let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
-        let portal = flows::portal_on(flows::bytes(store), &clock);
-        let (phone, _) = flows::enrol(flows::Executor::Blocking, &portal, &clock, &user);
-        portal.verify_sign_in(&user, &phone.code(&clock)).run().unwrap();
-    }
     // Back to schema 2's layout.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "DROP TABLE portal_mfa_pruned;
+    let (_dir, path, clock) = one_user_taken_back("v2", "DROP TABLE portal_mfa_pruned;
          DROP INDEX portal_mfa_records_reset_requested;
          ALTER TABLE portal_mfa_records DROP COLUMN reset_requested_at;
          ALTER TABLE portal_mfa_records DROP COLUMN passkeys;
          ALTER TABLE portal_mfa_records DROP COLUMN trusted_browsers;
          DROP INDEX portal_mfa_records_locked;
          CREATE INDEX portal_mfa_records_locked ON portal_mfa_records (portal, locked_until) WHERE locked_until IS NOT NULL;
-         UPDATE portal_mfa_schema SET version = 2;",
-    )
-    .unwrap();
-    drop(conn);
+         UPDATE portal_mfa_schema SET version = 2;");
     let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
     let portal = flows::portal_on(flows::bytes(store), &clock);
@@ -338,24 +340,14 @@ fn a_schema_2_database_gains_the_listing_index_and_the_prune_mark() {
 /// every record 0.3 wrote, and lists as before.
 #[test]
 fn a_schema_4_database_gains_the_passkey_count() {
-    let dir = TempDir::new("v4");
-    let path = dir.file("mfa.db");
-    let clock = portal_mfa::ManualClock::at(flows::T0);
-    let user = portal_mfa::UserId::customer("c");
-    {
-        let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
-        let portal = flows::portal_on(flows::bytes(store), &clock);
-        flows::enrol(flows::Executor::Blocking, &portal, &clock, &user);
-    }
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
+    let (_dir, path, clock) = one_user_taken_back(
+        "v4",
         "DROP INDEX portal_mfa_records_reset_requested;
          ALTER TABLE portal_mfa_records DROP COLUMN reset_requested_at;
          ALTER TABLE portal_mfa_records DROP COLUMN passkeys;
          UPDATE portal_mfa_schema SET version = 4;",
-    )
-    .unwrap();
-    drop(conn);
+    );
+    let user = portal_mfa::UserId::customer("c");
     let store = portal_mfa::store::SqliteStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), portal_mfa::store::SCHEMA_VERSION);
     let portal = flows::portal_on(flows::bytes(store), &clock);

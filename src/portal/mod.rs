@@ -200,7 +200,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
     }
 
     /// Writes every event `query` selects to `out` as JSON Lines (one
-    /// [`AuditEvent`] per line, the shape the README documents), reading the
+    /// [`AuditEvent`] per line, the shape `guide::hosts` documents), reading the
     /// store a page of [`MAX_PAGE`](crate::MAX_PAGE) at a time: memory stays
     /// one page however long the trail. The query's cursor, if any, is where
     /// it starts; its limit is ignored. Answers how many events were written.
@@ -884,7 +884,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
 
     /// An operation whose body is `body`, run by whichever executor runs the
     /// [`Op`]; with the `tracing` feature, inside a span named `portal_mfa`
-    /// (`name` is its `op` field; see the README for every field).
+    /// (`name` is its `op` field; see `guide::hosts` for every field).
     fn op<'a, T: 'a, Fut>(
         &'a self,
         name: &'static str,

@@ -200,6 +200,15 @@ pub async fn pending(session: &Session, area: Area, now: u64) -> Result<Pending,
     }
 }
 
+/// The sign-in in progress, if it is at `stage` (else "sign in first").
+pub async fn pending_at(session: &Session, area: Area, now: u64, stage: Stage) -> Result<Pending, Failure> {
+    let pending = pending(session, area, now).await?;
+    if pending.stage != stage {
+        return Err(Failure::no_sign_in(area));
+    }
+    Ok(pending)
+}
+
 /// Records the sign-in in progress (after the password, or a step on).
 pub async fn set_pending(session: &Session, pending: &Pending) -> Result<(), Failure> {
     session.insert(PENDING, pending).await.map_err(Failure::session)

@@ -213,10 +213,7 @@ pub async fn code_form(
     Visit { app, area, session }: Visit,
     Query(query): Query<CodeQuery>,
 ) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Code {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Code).await?;
     let csrf = session::csrf_token(&session).await?;
     show_code_page(&app, area, &pending.email, &csrf, query.backup.is_some(), None).await
 }
@@ -282,10 +279,7 @@ pub async fn code(
     headers: HeaderMap,
     Posted(form): Posted<CodeForm>,
 ) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Code {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Code).await?;
     let account = app.account(area, &pending.email)?;
     let user = area.user(&account.email);
     let backup = form.backup.is_some();
@@ -336,10 +330,7 @@ fn lost_href(area: Area) -> String {
 /// `GET /{area}/sign-in/lost`: past the password, ask an admin for a reset
 /// (or see the request already made).
 pub async fn lost_form(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Code {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Code).await?;
     let csrf = session::csrf_token(&session).await?;
     let record = app.portal(area).record(&area.user(&pending.email)).await?;
     Ok(lost_page(area, &csrf, record.reset_request(), None).into_response())
@@ -383,10 +374,7 @@ pub struct LostForm {
 
 /// `POST /{area}/sign-in/lost`: the request, with its note.
 pub async fn lost(Visit { app, area, session }: Visit, Posted(form): Posted<LostForm>) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Code {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Code).await?;
     let csrf = session::csrf_token(&session).await?;
     let user = area.user(&pending.email);
     // Browsers send a textarea's line breaks as CR LF; the note keeps plain line feeds.
@@ -405,10 +393,7 @@ pub async fn lost(Visit { app, area, session }: Visit, Posted(form): Posted<Lost
 
 /// `GET /{area}/sign-in/enrol`: "Set up two-factor authentication".
 pub async fn enrol_form(Visit { app, area, session }: Visit) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Enrol {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Enrol).await?;
     let csrf = session::csrf_token(&session).await?;
     let reason = match app.portal(area).begin_sign_in(&area.user(&pending.email)).await? {
         SignInStep::MustEnrol {
@@ -452,10 +437,7 @@ pub async fn enrol_start(
     Visit { app, area, session }: Visit,
     Posted(form): Posted<LabelForm>,
 ) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Enrol {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Enrol).await?;
     let user = area.user(&pending.email);
     let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
     let started = app
@@ -473,10 +455,7 @@ pub async fn enrol_confirm(
     Visit { app, area, session }: Visit,
     Posted(form): Posted<CodeForm>,
 ) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Enrol {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Enrol).await?;
     let account = app.account(area, &pending.email)?;
     let user = area.user(&account.email);
     let csrf = session::csrf_token(&session).await?;
@@ -495,10 +474,7 @@ pub async fn passkey_start(
     Visit { app, area, session }: Visit,
     Posted(form): Posted<LabelForm>,
 ) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Enrol {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Enrol).await?;
     let user = area.user(&pending.email);
     let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
     let restart = format!("/{}/sign-in/enrol", area.segment());
@@ -523,10 +499,7 @@ pub async fn passkey_finish(
     Visit { app, area, session }: Visit,
     Posted(form): Posted<RegistrationForm>,
 ) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::Enrol {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::Enrol).await?;
     let account = app.account(area, &pending.email)?;
     let stamp = pending.stamp.ok_or_else(|| Failure::no_sign_in(area))?;
     let restart = format!("/{}/sign-in/enrol", area.segment());
@@ -573,10 +546,7 @@ pub struct SavedForm {
 
 /// `POST /{area}/sign-in/finish`: after the backup codes were saved.
 pub async fn finish(Visit { app, area, session }: Visit, Posted(form): Posted<SavedForm>) -> Result<Response, Failure> {
-    let pending = session::pending(&session, area, app.now()).await?;
-    if pending.stage != Stage::SaveCodes {
-        return Err(Failure::no_sign_in(area));
-    }
+    let pending = session::pending_at(&session, area, app.now(), Stage::SaveCodes).await?;
     if form.saved.is_none() {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -19,7 +19,7 @@
 //! version moved, writes nothing, and the driver re-runs the transition on the
 //! fresh record, where the step is now used. No lock is held between the read
 //! and the write, so nothing waits on the host. (Measured against locking the
-//! row with `SELECT … FOR UPDATE` for the whole attempt: see the README's
+//! row with `SELECT … FOR UPDATE` for the whole attempt: see `guide::performance`'s
 //! PostgreSQL figures.) A serialization failure or a deadlock, which a server
 //! configured for `SERIALIZABLE` may report, is answered as a conflict, so the
 //! driver retries it the same way.
