@@ -66,8 +66,8 @@ pub mod admin {
     pub use crate::keyring::KeyId;
     pub use crate::policy::Lock;
     pub use crate::portal::{BulkResetProgress, ResealProgress};
-    pub use crate::state::{BulkReset, ResetSelection, ResetSummary};
-    pub use crate::users::{GraceLeft, StatusFilter, UserQuery, UserStatus};
+    pub use crate::state::ResetSummary;
+    pub use crate::users::{BulkReset, GraceLeft, ResetSelection, StatusFilter, UserQuery, UserStatus};
 }
 
 /// One user's MFA record, as [`Portal::record`] answers it.

@@ -1,16 +1,21 @@
 //! Users by MFA status, for the admin's user list ("who is locked out?",
-//! "who has not enrolled yet?"): what [`Portal::users`](crate::Portal::users) answers.
+//! "who has not enrolled yet?"): what [`Portal::users`](crate::Portal::users) answers;
+//! and the plan of a bulk reset ([`BulkReset`]), which judges each record as the
+//! listing judges its summary.
 //!
 //! The listing is served from each record's [`RecordSummary`] (indexed columns
 //! in SQL stores), never by opening a record. It covers the users the store
 //! has a record for: a user who never touched MFA has none (their status is
 //! "MFA off"), so a host that lists all its users joins its own user table.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestRefusal, Result};
 use crate::ids::{PortalId, UserId, UserKind};
 use crate::page::{Cursor, Fingerprint, page_size};
 use crate::policy::{Enforcement, Grace, Lock, PortalPolicy};
-use crate::state::MfaRecord;
+use std::sync::Arc;
+
+use crate::event::{ResetMode, ResetReason};
+use crate::state::{Context, MfaRecord, Outcome, ResetSummary, check_note};
 
 /// A plain summary of a record, written beside its bytes so a database can
 /// answer admin questions ("who is locked out?") from indexed columns.
@@ -405,6 +410,177 @@ impl UserStatus {
     pub fn mfa_on(&self) -> bool {
         self.authenticators > 0
     }
+}
+
+// ----- a bulk reset's plan: which users, judged on the record as the listing judges its summary -----
+
+/// Which users a [`BulkReset`] resets: every condition given must hold (none
+/// given: everyone with a factor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct ResetSelection {
+    /// Only users of this kind.
+    pub kind: Option<UserKind>,
+    /// Only users in this status at the moment each is reset.
+    pub status: StatusFilter,
+    /// Only users holding a factor added before this Unix time.
+    pub added_before: Option<u64>,
+    /// Only users holding a factor last used (or, never used, added) before this Unix time.
+    pub last_used_before: Option<u64>,
+}
+
+impl ResetSelection {
+    /// Everyone with a factor.
+    pub fn everyone() -> Self {
+        Self::default()
+    }
+
+    /// Only users of `kind`.
+    #[must_use]
+    pub fn kind(mut self, kind: UserKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only users in `status`.
+    #[must_use]
+    pub fn status(mut self, status: StatusFilter) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Only users holding a factor added before `at`.
+    #[must_use]
+    pub fn added_before(mut self, at: u64) -> Self {
+        self.added_before = Some(at);
+        self
+    }
+
+    /// Only users holding a factor last used before `at`.
+    #[must_use]
+    pub fn last_used_before(mut self, at: u64) -> Self {
+        self.last_used_before = Some(at);
+        self
+    }
+}
+
+/// A bulk **Reset MFA** for a security incident (a leaked seed backup, a
+/// compromised authenticator vendor): which users, under which incident id
+/// and reason, since when. Run by [`Portal::bulk_reset`](crate::Portal::bulk_reset).
+///
+/// A user is reset once per incident: one whose every factor was added at
+/// or after [`BulkReset::started_at`] (they re-enrolled after the incident
+/// began, whether this sweep or an admin reset them) is left alone, so a
+/// sweep resumed or run again never resets anyone twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct BulkReset {
+    /// The incident's id, on every reset it makes.
+    pub incident: Arc<str>,
+    /// Why, on every reset it makes.
+    pub note: Arc<str>,
+    /// When the incident began: factors added from then on are not its concern.
+    pub started_at: u64,
+    /// Who.
+    pub selection: ResetSelection,
+    /// What the users are left with.
+    pub mode: ResetMode,
+}
+
+impl BulkReset {
+    /// Longest incident id, in characters.
+    pub const MAX_INCIDENT_CHARS: usize = 64;
+
+    /// A bulk reset under `incident` (1 to 64 printable characters) for
+    /// `note` (at most [`ResetRequest::MAX_NOTE_CHARS`]), of the users
+    /// `selection` names, for an incident that began at `started_at`.
+    pub fn new(incident: &str, note: &str, started_at: u64, selection: ResetSelection) -> Result<Self> {
+        let id = incident.trim();
+        if id.is_empty() || id.chars().count() > Self::MAX_INCIDENT_CHARS || id.chars().any(char::is_control) {
+            return Err(Error::ResetRequest(RequestRefusal::InvalidIncident));
+        }
+        Ok(Self {
+            incident: id.into(),
+            note: check_note(note)?,
+            started_at,
+            selection,
+            mode: ResetMode::ForceReenrolment,
+        })
+    }
+
+    /// With `mode` (the default: re-enrolment at the next sign-in).
+    #[must_use]
+    pub fn with_mode(mut self, mode: ResetMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The reason each of its resets records.
+    pub fn reason(&self) -> ResetReason {
+        ResetReason::Incident {
+            id: self.incident.clone(),
+            note: self.note.clone(),
+        }
+    }
+}
+
+impl BulkReset {
+    /// Whether this plan resets `record` (of a user of `kind`) under `policy` at `now`: the
+    /// selection holds, and the user still holds a factor added before the incident began.
+    pub fn selects(&self, record: &MfaRecord, kind: UserKind, policy: &PortalPolicy, now: u64) -> bool {
+        let selection = &self.selection;
+        let factors = factor_times(record);
+        let status = selection
+            .status
+            .summary_filter(policy, now)
+            .is_some_and(|filter| filter.matches(&RecordSummary::of(record)));
+        selection.kind.is_none_or(|k| k == kind)
+            && status
+            && factors.iter().any(|&(added, _)| added < self.started_at)
+            && selection
+                .added_before
+                .is_none_or(|t| factors.iter().any(|&(added, _)| added < t))
+            && selection
+                .last_used_before
+                .is_none_or(|t| factors.iter().any(|&(_, used)| used < t))
+    }
+
+    /// One user's step, as a transition: **Reset MFA** with [`BulkReset::reason`] if the plan
+    /// [`selects`](BulkReset::selects) the record now; `None`, changing nothing, otherwise.
+    pub fn step(&self, record: MfaRecord, ctx: &Context<'_>) -> Outcome<Option<ResetSummary>> {
+        if !self.selects(&record, ctx.user.kind(), ctx.policy, ctx.now) {
+            return Outcome {
+                record,
+                changed: false,
+                events: Vec::new(),
+                result: Ok(None),
+            };
+        }
+        let outcome = record.admin_reset(ctx, self.reason(), self.mode);
+        Outcome {
+            record: outcome.record,
+            changed: outcome.changed,
+            events: outcome.events,
+            result: outcome.result.map(Some),
+        }
+    }
+}
+
+/// Each factor's (added, last used or else added) times.
+fn factor_times(record: &MfaRecord) -> Vec<(u64, u64)> {
+    let apps = record.authenticators().iter().map(|a| {
+        // A step's start, but never before the app was added (its confirming code's step began earlier).
+        let used = a
+            .last_used_step()
+            .and_then(|step| a.params().step_start(step).ok())
+            .map_or(a.added_at(), |start| start.max(a.added_at()));
+        (a.added_at(), used)
+    });
+    let passkeys = record
+        .passkeys()
+        .iter()
+        .map(|p| (p.added_at(), p.last_used_at().unwrap_or(p.added_at())));
+    apps.chain(passkeys).collect()
 }
 
 #[cfg(test)]

@@ -29,13 +29,13 @@ use crate::page::Page;
 use crate::passkey::{PasskeyOptions, RelyingParty};
 use crate::policy::{Enforcement, PortalPolicy, SignInMethod};
 use crate::state::{
-    BackupCodesRegenerated, BulkReset, Context, EnrolmentConfirmed, EnrolmentRequest, GraceSpent, MfaRecord, Outcome,
+    BackupCodesRegenerated, Context, EnrolmentConfirmed, EnrolmentRequest, GraceSpent, MfaRecord, Outcome,
     PasskeyRegistrationStarted, ResetRequest, ResetSummary, SessionStamp, SignInStep, SignInVerified, StartedEnrolment,
     TrustedBrowser, TrustedBrowserIssued,
 };
 use crate::store::EventQuery;
 use crate::stored::decode_record;
-use crate::users::{UserQuery, UserStatus};
+use crate::users::{BulkReset, UserQuery, UserStatus};
 
 /// Options for [`Portal::start_enrolment`]: none for a first authenticator.
 #[derive(Debug, Clone, Copy, Default)]
@@ -842,7 +842,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                 // Read first: a user the plan leaves alone costs a read, not a write.
                 let step = self.on_record(d, &user, admin.actor(), true, |record, ctx| {
                     if dry_run {
-                        let selected = record.selected_by(plan, ctx.user.kind(), ctx.policy, ctx.now);
+                        let selected = plan.selects(&record, ctx.user.kind(), ctx.policy, ctx.now);
                         return Outcome {
                             record,
                             changed: false,
@@ -850,7 +850,7 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
                             result: Ok(selected),
                         };
                     }
-                    let outcome = record.incident_reset(ctx, plan);
+                    let outcome = plan.step(record, ctx);
                     Outcome {
                         record: outcome.record,
                         changed: outcome.changed,

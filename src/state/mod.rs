@@ -23,6 +23,6 @@ pub use record::{
     Authenticator, Failures, MfaRecord, Passkey, PendingEnrolment, PendingPasskey, ResetRecord, ResetRequest,
 };
 pub(crate) use record::{Key, PasskeyChallenge, Passkeys, Resets, SealedBytes, SealedForm};
-pub use requests::{BulkReset, ResetSelection};
+pub(crate) use requests::check_note;
 pub use session::{BrowserToken, SessionProof, SessionStamp, TrustedBrowser, TrustedBrowserIssued};
 pub(crate) use session::{SessionState, TokenHash, TrustedBrowsers};

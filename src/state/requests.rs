@@ -1,6 +1,7 @@
 //! The lost-device path, as transitions: a user's request for a reset, its
-//! withdrawal by their own sign-in, an admin's approval or decline, and one
-//! user's step of a bulk reset for an incident.
+//! withdrawal by their own sign-in, and an admin's approval or decline. (A
+//! bulk reset's plan, which judges each user, is in `users`: it reads the
+//! same summary the admin's listing does.)
 //!
 //! A request never weakens anything by itself: only an admin's approval (a
 //! reset, with the request's note as its reason) removes a factor.
@@ -14,119 +15,7 @@ use super::record::{MfaRecord, ResetRecord, ResetRequest, Resets};
 use crate::backup::BackupCodes;
 use crate::error::{Error, RequestRefusal, Result};
 use crate::event::{EventKind, RemovalCause, ResetMode, ResetReason, SessionEndCause};
-use crate::ids::{AuthenticatorId, UserKind};
-use crate::policy::PortalPolicy;
-use crate::users::{RecordSummary, StatusFilter};
-
-/// Which users a [`BulkReset`] resets: every condition given must hold (none
-/// given: everyone with a factor).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub struct ResetSelection {
-    /// Only users of this kind.
-    pub kind: Option<UserKind>,
-    /// Only users in this status at the moment each is reset.
-    pub status: StatusFilter,
-    /// Only users holding a factor added before this Unix time.
-    pub added_before: Option<u64>,
-    /// Only users holding a factor last used (or, never used, added) before this Unix time.
-    pub last_used_before: Option<u64>,
-}
-
-impl ResetSelection {
-    /// Everyone with a factor.
-    pub fn everyone() -> Self {
-        Self::default()
-    }
-
-    /// Only users of `kind`.
-    #[must_use]
-    pub fn kind(mut self, kind: UserKind) -> Self {
-        self.kind = Some(kind);
-        self
-    }
-
-    /// Only users in `status`.
-    #[must_use]
-    pub fn status(mut self, status: StatusFilter) -> Self {
-        self.status = status;
-        self
-    }
-
-    /// Only users holding a factor added before `at`.
-    #[must_use]
-    pub fn added_before(mut self, at: u64) -> Self {
-        self.added_before = Some(at);
-        self
-    }
-
-    /// Only users holding a factor last used before `at`.
-    #[must_use]
-    pub fn last_used_before(mut self, at: u64) -> Self {
-        self.last_used_before = Some(at);
-        self
-    }
-}
-
-/// A bulk **Reset MFA** for a security incident (a leaked seed backup, a
-/// compromised authenticator vendor): which users, under which incident id
-/// and reason, since when. Run by [`Portal::bulk_reset`](crate::Portal::bulk_reset).
-///
-/// A user is reset once per incident: one whose every factor was added at
-/// or after [`BulkReset::started_at`] (they re-enrolled after the incident
-/// began, whether this sweep or an admin reset them) is left alone, so a
-/// sweep resumed or run again never resets anyone twice.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct BulkReset {
-    /// The incident's id, on every reset it makes.
-    pub incident: Arc<str>,
-    /// Why, on every reset it makes.
-    pub note: Arc<str>,
-    /// When the incident began: factors added from then on are not its concern.
-    pub started_at: u64,
-    /// Who.
-    pub selection: ResetSelection,
-    /// What the users are left with.
-    pub mode: ResetMode,
-}
-
-impl BulkReset {
-    /// Longest incident id, in characters.
-    pub const MAX_INCIDENT_CHARS: usize = 64;
-
-    /// A bulk reset under `incident` (1 to 64 printable characters) for
-    /// `note` (at most [`ResetRequest::MAX_NOTE_CHARS`]), of the users
-    /// `selection` names, for an incident that began at `started_at`.
-    pub fn new(incident: &str, note: &str, started_at: u64, selection: ResetSelection) -> Result<Self> {
-        let id = incident.trim();
-        if id.is_empty() || id.chars().count() > Self::MAX_INCIDENT_CHARS || id.chars().any(char::is_control) {
-            return Err(Error::ResetRequest(RequestRefusal::InvalidIncident));
-        }
-        Ok(Self {
-            incident: id.into(),
-            note: check_note(note)?,
-            started_at,
-            selection,
-            mode: ResetMode::ForceReenrolment,
-        })
-    }
-
-    /// With `mode` (the default: re-enrolment at the next sign-in).
-    #[must_use]
-    pub fn with_mode(mut self, mode: ResetMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// The reason each of its resets records.
-    pub fn reason(&self) -> ResetReason {
-        ResetReason::Incident {
-            id: self.incident.clone(),
-            note: self.note.clone(),
-        }
-    }
-}
+use crate::ids::AuthenticatorId;
 
 /// A note as a request or a decline keeps it: at most
 /// [`ResetRequest::MAX_NOTE_CHARS`] characters, no control character but a
@@ -203,54 +92,6 @@ impl MfaRecord {
             Ok(())
         })();
         draft.done(result)
-    }
-
-    /// One user's step of `plan`: resets them if `plan` selects them now
-    /// (under `ctx.policy` at `ctx.now`) and they still hold a factor from
-    /// before the incident began; answers `None`, changing nothing, otherwise.
-    pub fn incident_reset(self, ctx: &Context<'_>, plan: &BulkReset) -> Outcome<Option<ResetSummary>> {
-        let mut draft = Draft::new(self, ctx);
-        let result = draft.require_admin().map(|admin| {
-            let selected = draft.record().selected_by(plan, ctx.user.kind(), ctx.policy, ctx.now);
-            selected.then(|| draft.reset(admin, plan.reason(), plan.mode))
-        });
-        draft.done(result)
-    }
-
-    /// Whether `plan` resets this record (of a user of `kind`) at `now`.
-    pub fn selected_by(&self, plan: &BulkReset, kind: UserKind, policy: &PortalPolicy, now: u64) -> bool {
-        let selection = &plan.selection;
-        let factors = self.factor_times();
-        let status = selection
-            .status
-            .summary_filter(policy, now)
-            .is_some_and(|filter| filter.matches(&RecordSummary::of(self)));
-        selection.kind.is_none_or(|k| k == kind)
-            && status
-            && factors.iter().any(|&(added, _)| added < plan.started_at)
-            && selection
-                .added_before
-                .is_none_or(|t| factors.iter().any(|&(added, _)| added < t))
-            && selection
-                .last_used_before
-                .is_none_or(|t| factors.iter().any(|&(_, used)| used < t))
-    }
-
-    /// Each factor's (added, last used or else added) times.
-    fn factor_times(&self) -> Vec<(u64, u64)> {
-        let apps = self.authenticators.iter().map(|a| {
-            // A step's start, but never before the app was added (its confirming code's step began earlier).
-            let used = a
-                .last_used_step
-                .and_then(|step| a.params().step_start(step).ok())
-                .map_or(a.added_at, |start| start.max(a.added_at));
-            (a.added_at, used)
-        });
-        let passkeys = self
-            .passkeys()
-            .iter()
-            .map(|p| (p.added_at, p.last_used_at.unwrap_or(p.added_at)));
-        apps.chain(passkeys).collect()
     }
 }
 
