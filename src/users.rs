@@ -492,7 +492,7 @@ impl BulkReset {
     pub const MAX_INCIDENT_CHARS: usize = 64;
 
     /// A bulk reset under `incident` (1 to 64 printable characters) for
-    /// `note` (at most [`ResetRequest::MAX_NOTE_CHARS`]), of the users
+    /// `note` (at most [`ResetRequest::MAX_NOTE_CHARS`](crate::record::ResetRequest::MAX_NOTE_CHARS)), of the users
     /// `selection` names, for an incident that began at `started_at`.
     pub fn new(incident: &str, note: &str, started_at: u64, selection: ResetSelection) -> Result<Self> {
         let id = incident.trim();
