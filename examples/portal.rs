@@ -3,8 +3,9 @@
 //! admin enforces MFA → Alice signs in and must enrol (QR code below) → she
 //! confirms with her app's first code → gets backup codes → signs in with TOTP
 //! → the same code replayed is refused → she signs in with a backup code →
-//! she loses her phone → the admin resets her MFA with a reason → at her next
-//! sign-in she enrols again. The audit trail is printed at the end.
+//! she loses her phone and her codes → past her password she asks for a reset
+//! → the admin approves it (a Reset MFA) → at her next sign-in she enrols
+//! again. The audit trail and the emails she is sent are printed at the end.
 //!
 //! ```sh
 //! cargo run --example portal                      # in memory
@@ -16,7 +17,7 @@
 //! The TOTP secrets in the database are sealed under a key kept in a key file
 //! beside it (`PATH.key`, mode 0600, created on the first run; for PostgreSQL,
 //! `portal-mfa-postgres.key` in the current directory); a real host loads its
-//! keys from its own secret store instead (see the README). Alice's phone is
+//! keys from its own secret store instead (see `guide::keys`). Alice's phone is
 //! played by `PATH.phone` (the enrolment URI her app scanned).
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use portal_mfa::store::BlockingStore;
 use portal_mfa::{
     Admin, Clock, Enforcement, EnrolmentOptions, Error, Keyring, ManualClock, Portal, PortalId, SignInStep,
     SystemClock, UserId,
-    admin::{ResetMode, ResetReason},
+    admin::{ResetMode, StatusFilter, UserQuery},
     audit::{AuditEvent, EventQuery},
     otp::{OtpAuthUri, Totp},
     store::MemoryStore,
@@ -273,9 +274,22 @@ fn first_visit(
     );
 
     clock.advance(86_400);
-    step("She loses her phone (and her backup codes). The admin resets her MFA");
+    step("She loses her phone (and her backup codes). Past her password, she asks for a reset");
+    let request = portal
+        .request_reset(alice, "Phone stolen on the train; my backup codes were on it.")
+        .run()?;
+    println!("    request at {}: {:?}", request.at, &*request.note);
+    let waiting = portal
+        .users(UserQuery::new().status(StatusFilter::ResetRequested))
+        .run()?;
+    println!(
+        "    the admin's list of requests: {:?}",
+        waiting.items.iter().map(|s| s.user.to_string()).collect::<Vec<_>>()
+    );
+
+    step("The admin calls her back, confirms it is her, and approves: a Reset MFA");
     let summary = portal
-        .admin_reset(&admin(), alice, ResetReason::LostDevice, ResetMode::default())
+        .approve_reset_request(&admin(), alice, ResetMode::default())
         .run()?;
     println!("    {summary:?}");
 
