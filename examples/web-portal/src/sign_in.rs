@@ -695,23 +695,17 @@ pub fn label_form(
     replaces: Option<u32>,
 ) -> Markup {
     let id = replaces.map_or_else(|| "new".to_owned(), |r| r.to_string());
-    html! {
-        form id=(format!("enrol-{id}")) method="post" action=(action) {
-            (csrf_field(csrf))
-            @if let Some(replaces) = replaces { input type="hidden" name="replaces" value=(replaces); }
-            label for=(format!("label-{id}")) { "Name for this authenticator" }
-            input id=(format!("label-{id}")) type="text" name="label" maxlength="64" required value="Authenticator app";
-            @if let Some(proof_label) = proof {
-                (views::proof_field(&format!("proof-{id}"), proof_label))
-            }
-            div {
-                button type="submit" { "Configure" }
-                @if let (Some(_), Some(options)) = (proof, proof_with) {
-                    " " (views::passkey_button("get", options, "code", "Configure, proven with a passkey"))
-                }
-            }
-        }
-    }
+    let naming = Naming {
+        form: &format!("enrol-{id}"),
+        field: &format!("label-{id}"),
+        proof_field: &format!("proof-{id}"),
+        label: "Name for this authenticator",
+        value: "Authenticator app",
+        button: "Configure",
+        with_passkey: "Configure, proven with a passkey",
+        replaces,
+    };
+    name_form(&naming, action, csrf, proof, proof_with)
 }
 
 /// The form that names a new passkey (and, for a user who already has MFA,
@@ -722,18 +716,52 @@ pub fn passkey_label_form(
     proof: Option<&str>,
     proof_with: Option<&PasskeyOptions>,
 ) -> Markup {
+    let naming = Naming {
+        form: "add-passkey",
+        field: "passkey-label",
+        proof_field: "passkey-proof",
+        label: "Name for this passkey or key",
+        value: "Passkey",
+        button: "Add a passkey",
+        with_passkey: "Add, proven with a passkey",
+        replaces: None,
+    };
+    name_form(&naming, action, csrf, proof, proof_with)
+}
+
+/// What a naming form says, and the ids the tests and the labels point at.
+struct Naming<'a> {
+    form: &'a str,
+    field: &'a str,
+    proof_field: &'a str,
+    label: &'a str,
+    value: &'a str,
+    button: &'a str,
+    with_passkey: &'a str,
+    replaces: Option<u32>,
+}
+
+/// A new factor's name, the proof a user with MFA gives (a code, or a passkey's answer), and the submit buttons.
+fn name_form(
+    n: &Naming<'_>,
+    action: &str,
+    csrf: &str,
+    proof: Option<&str>,
+    proof_with: Option<&PasskeyOptions>,
+) -> Markup {
     html! {
-        form #add-passkey method="post" action=(action) {
+        form id=(n.form) method="post" action=(action) {
             (csrf_field(csrf))
-            label for="passkey-label" { "Name for this passkey or key" }
-            input #passkey-label type="text" name="label" maxlength="64" required value="Passkey";
+            @if let Some(replaces) = n.replaces { input type="hidden" name="replaces" value=(replaces); }
+            label for=(n.field) { (n.label) }
+            input id=(n.field) type="text" name="label" maxlength="64" required value=(n.value);
             @if let Some(proof_label) = proof {
-                (views::proof_field("passkey-proof", proof_label))
+                (views::proof_field(n.proof_field, proof_label))
             }
             div {
-                button type="submit" { "Add a passkey" }
+                button type="submit" { (n.button) }
                 @if let (Some(_), Some(options)) = (proof, proof_with) {
-                    " " (views::passkey_button("get", options, "code", "Add, proven with a passkey"))
+                    " " (views::passkey_button("get", options, "code", n.with_passkey))
                 }
             }
         }
