@@ -529,20 +529,19 @@ impl BulkReset {
     /// selection holds, and the user still holds a factor added before the incident began.
     pub fn selects(&self, record: &MfaRecord, kind: UserKind, policy: &PortalPolicy, now: u64) -> bool {
         let selection = &self.selection;
-        let factors = factor_times(record);
-        let status = selection
-            .status
-            .summary_filter(policy, now)
-            .is_some_and(|filter| filter.matches(&RecordSummary::of(record)));
+        // The cheap tests first: a sweep asks this of every record.
         selection.kind.is_none_or(|k| k == kind)
-            && status
-            && factors.iter().any(|&(added, _)| added < self.started_at)
+            && factor_times(record).any(|(added, _)| added < self.started_at)
             && selection
                 .added_before
-                .is_none_or(|t| factors.iter().any(|&(added, _)| added < t))
+                .is_none_or(|t| factor_times(record).any(|(added, _)| added < t))
             && selection
                 .last_used_before
-                .is_none_or(|t| factors.iter().any(|&(_, used)| used < t))
+                .is_none_or(|t| factor_times(record).any(|(_, used)| used < t))
+            && selection
+                .status
+                .summary_filter(policy, now)
+                .is_some_and(|filter| filter.matches(&RecordSummary::of(record)))
     }
 
     /// One user's step, as a transition: **Reset MFA** with [`BulkReset::reason`] if the plan
@@ -567,7 +566,7 @@ impl BulkReset {
 }
 
 /// Each factor's (added, last used or else added) times.
-fn factor_times(record: &MfaRecord) -> Vec<(u64, u64)> {
+fn factor_times(record: &MfaRecord) -> impl Iterator<Item = (u64, u64)> + '_ {
     let apps = record.authenticators().iter().map(|a| {
         // A step's start, but never before the app was added (its confirming code's step began earlier).
         let used = a
@@ -580,7 +579,7 @@ fn factor_times(record: &MfaRecord) -> Vec<(u64, u64)> {
         .passkeys()
         .iter()
         .map(|p| (p.added_at(), p.last_used_at().unwrap_or(p.added_at())));
-    apps.chain(passkeys).collect()
+    apps.chain(passkeys)
 }
 
 #[cfg(test)]

@@ -314,6 +314,30 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         self.reseal_batch("reseal_preview", after, batch, true)
     }
 
+    /// The keys that open this portal's records: the host's keyring, or the store's own.
+    fn keyring_of<'d>(&'d self, d: Driver<'d>) -> Result<&'d Keyring> {
+        self.keyring
+            .as_deref()
+            .or_else(|| d.backend.own_keyring())
+            .ok_or(Error::NoKeyring)
+    }
+
+    /// One page of a sweep over the portal's records (`reseal`, `bulk_reset`): up to `batch`
+    /// after `after`, and where the next page starts (`None`: this was the last).
+    async fn sweep_page(
+        &self,
+        d: Driver<'_>,
+        after: Option<&UserId>,
+        batch: usize,
+    ) -> Result<(Vec<(UserId, crate::store::Stored)>, Option<UserId>)> {
+        let batch = batch.max(1);
+        let page = d.backend.stored_records(&self.id, after, batch).await?;
+        let next = (page.len() >= batch)
+            .then(|| page.last().map(|(u, _)| u.clone()))
+            .flatten();
+        Ok((page, next))
+    }
+
     fn reseal_batch<'a>(
         &'a self,
         name: &'static str,
@@ -322,20 +346,13 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         dry_run: bool,
     ) -> Op<'a, S, ResealProgress> {
         self.op(name, None, move |d| async move {
-            let keyring = self
-                .keyring
-                .as_deref()
-                .or_else(|| d.backend.own_keyring())
-                .ok_or(Error::NoKeyring)?;
-            let batch = batch.max(1);
-            let page = d.backend.stored_records(&self.id, after, batch).await?;
+            let keyring = self.keyring_of(d)?;
+            let (page, next) = self.sweep_page(d, after, batch).await?;
             let mut progress = ResealProgress {
                 examined: page.len(),
                 resealed: 0,
                 failed: Vec::new(),
-                next: (page.len() >= batch)
-                    .then(|| page.last().map(|(u, _)| u.clone()))
-                    .flatten(),
+                next,
             };
             for (user, stored) in page {
                 let stale = match decode_record(&stored.bytes, &self.id, &user, keyring) {
@@ -828,39 +845,38 @@ impl<S: Sync, C: Clock, R: CryptoRng + Send> Portal<S, C, R> {
         dry_run: bool,
     ) -> Op<'a, S, BulkResetProgress> {
         self.op(name, None, move |d| async move {
-            let batch = batch.max(1);
-            let page = d.backend.stored_records(&self.id, after, batch).await?;
+            let (page, next) = self.sweep_page(d, after, batch).await?;
             let mut progress = BulkResetProgress {
                 examined: page.len(),
                 reset: 0,
                 failed: Vec::new(),
-                next: (page.len() >= batch)
-                    .then(|| page.last().map(|(u, _)| u.clone()))
-                    .flatten(),
+                next,
             };
+            if dry_run {
+                // Judged on the page's own bytes: a preview reads each record once and writes nothing.
+                let keyring = self.keyring_of(d)?;
+                let policy = d
+                    .backend
+                    .read_policy(&self.id)
+                    .await?
+                    .map_or(self.default_policy, |(p, _)| p);
+                let now = self.now()?;
+                for (user, stored) in page {
+                    match decode_record(&stored.bytes, &self.id, &user, keyring) {
+                        Ok(decoded) => {
+                            progress.reset += usize::from(plan.selects(&decoded.record, user.kind(), &policy, now))
+                        }
+                        Err(e) => progress.failed.push((user, e)),
+                    }
+                }
+                return Ok(progress);
+            }
             for (user, _) in page {
                 // Read first: a user the plan leaves alone costs a read, not a write.
-                let step = self.on_record(d, &user, admin.actor(), true, |record, ctx| {
-                    if dry_run {
-                        let selected = plan.selects(&record, ctx.user.kind(), ctx.policy, ctx.now);
-                        return Outcome {
-                            record,
-                            changed: false,
-                            events: Vec::new(),
-                            result: Ok(selected),
-                        };
-                    }
-                    let outcome = plan.step(record, ctx);
-                    Outcome {
-                        record: outcome.record,
-                        changed: outcome.changed,
-                        events: outcome.events,
-                        result: outcome.result.map(|reset| reset.is_some()),
-                    }
-                });
+                let step = self.on_record(d, &user, admin.actor(), true, |record, ctx| plan.step(record, ctx));
                 match step.await {
-                    Ok(true) => progress.reset += 1,
-                    Ok(false) => {}
+                    Ok(Some(_)) => progress.reset += 1,
+                    Ok(None) => {}
                     Err(e) => progress.failed.push((user, e)),
                 }
             }
